@@ -1,0 +1,98 @@
+"""Settings, read from the environment (prefix METERLINE_) or a .env file.
+
+Invalid settings fail at start with a message that names the setting.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_CATALOG = Path(__file__).resolve().parent.parent / "catalog" / "intercom.yaml"
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="METERLINE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    warehouse_url: str = Field(
+        default="chdb://.meterline/warehouse",
+        description="chdb://PATH (embedded, a folder) or clickhouse://user:pass@host:8123/db",
+    )
+    ledger_url: str = Field(
+        default="sqlite:///.meterline/ledger.db",
+        description="SQLAlchemy URL of the billing ledger (sqlite:///... or postgresql+psycopg://...)",
+    )
+    catalog_path: Path = Field(default=DEMO_CATALOG, description="Catalog YAML (meters, plans)")
+    warehouse_lock_timeout_s: float = Field(
+        default=300.0, gt=0, description="How long to wait for another process's chDB folder lock"
+    )
+    max_event_age_days: int = Field(
+        default=45, ge=1, description="Events older than this (vs. ingest time) are rejected"
+    )
+    future_tolerance_s: int = Field(
+        default=300, ge=0, description="Events this far in the future (vs. ingest time) are accepted"
+    )
+    ingest_batch_rows: int = Field(
+        default=2_000_000, ge=1, description="Rows validated and inserted per ingest batch"
+    )
+
+    @field_validator("warehouse_url")
+    @classmethod
+    def _check_warehouse_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme == "chdb":
+            if not value[len("chdb://") :].strip():
+                raise ValueError("chdb:// needs a folder path, e.g. chdb://.meterline/warehouse")
+            return value
+        if scheme in ("clickhouse", "clickhouses", "http", "https"):
+            if not urlsplit(value).hostname:
+                raise ValueError(f"{scheme}:// needs a host, e.g. clickhouse://user@host:8123/db")
+            return value
+        raise ValueError(
+            f"unsupported scheme {scheme!r}: use chdb://PATH or clickhouse://user:pass@host:8123/db"
+        )
+
+    @field_validator("ledger_url")
+    @classmethod
+    def _check_ledger_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme.split("+")[0]
+        if scheme not in ("sqlite", "postgresql"):
+            raise ValueError(
+                "use sqlite:///PATH or postgresql+psycopg://user:pass@host:5432/db"
+            )
+        return value
+
+    @field_validator("catalog_path")
+    @classmethod
+    def _check_catalog(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into one clear message per bad setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"METERLINE_{field.upper()}: {err['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+@cache
+def settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()
