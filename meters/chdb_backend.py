@@ -1,0 +1,155 @@
+"""The embedded warehouse: chDB, the ClickHouse engine in-process, data in a folder.
+
+chDB allows one process at a time per folder (it locks `status` in the folder) and one
+folder per process. So a process keeps one engine open and shares it between
+`ChdbWarehouse` objects; another process waits for the lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import chdb
+import pyarrow as pa
+
+from meters.chdb_params import format_params
+from meters.warehouse import (
+    WarehouseError,
+    WarehouseLockTimeout,
+    check_identifier,
+    settings_clause,
+)
+
+_engine_lock = threading.RLock()
+_engine: Any = None
+_engine_path: str | None = None
+_engine_users = 0
+
+_LOCKED = "Cannot lock file"
+
+
+def _open_engine(path: str, lock_timeout_s: float) -> Any:
+    """Return this process's chDB engine for `path`, waiting for another process's lock."""
+    global _engine, _engine_path, _engine_users
+    with _engine_lock:
+        if _engine is not None:
+            if _engine_path != path:
+                raise WarehouseError(
+                    f"this process already has the embedded warehouse {_engine_path} open; "
+                    f"chDB cannot open a second folder ({path}) in the same process"
+                )
+            _engine_users += 1
+            return _engine
+        Path(path).mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                _engine = chdb.connect(path)
+                break
+            except Exception as exc:  # chDB raises RuntimeError with the server's text
+                if _LOCKED not in str(exc):
+                    raise WarehouseError(f"cannot open the embedded warehouse {path}: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise WarehouseLockTimeout(
+                        f"the embedded warehouse {path} is locked by another process; "
+                        f"waited {lock_timeout_s:g}s. Only one process at a time may open "
+                        "a chDB folder: wait for the other meterline/airflow process to end, "
+                        "or raise METERLINE_WAREHOUSE_LOCK_TIMEOUT_S"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        _engine_path = path
+        _engine_users = 1
+        return _engine
+
+
+def _release_engine() -> None:
+    global _engine, _engine_path, _engine_users
+    with _engine_lock:
+        _engine_users -= 1
+        if _engine_users <= 0 and _engine is not None:
+            _engine.close()
+            _engine = None
+            _engine_path = None
+            _engine_users = 0
+
+
+class ChdbWarehouse:
+    """Warehouse backend on chDB. All statements run in `database` (created if missing)."""
+
+    def __init__(self, path: str, *, database: str = "meterline", lock_timeout_s: float = 300.0):
+        self.path = str(Path(path).resolve())
+        self.database = check_identifier(database)
+        self._conn = _open_engine(self.path, lock_timeout_s)
+        self._closed = False
+        with _engine_lock:
+            self._conn.query(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+
+    # chDB keeps `USE` per connection; the engine is shared, so every call names its
+    # database first. Both run under one lock so threads cannot interleave them.
+    def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
+        if self._closed:
+            raise WarehouseError("warehouse connection is closed")
+        with _engine_lock:
+            try:
+                self._conn.query(f"USE {self.database}")
+                if params:
+                    return self._conn.query(sql, fmt, params=format_params(params))
+                return self._conn.query(sql, fmt)
+            except Exception as exc:
+                # The engine repeats the whole query in its message: keep the head.
+                message = str(exc).split(" In scope ")[0]
+                raise WarehouseError(f"{_short(message, 600)}\n  in: {_short(sql)}") from None
+
+    def command(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, str | int] | None = None,
+    ) -> None:
+        self._run(sql.rstrip().rstrip(";") + settings_clause(settings), "CSV", params)
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        result = self._run(sql, "ArrowTable", params)
+        if not isinstance(result, pa.Table):
+            raise WarehouseError(f"expected an Arrow table from chDB, got {type(result)!r}")
+        return result
+
+    def query_rows(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        table = self.query_arrow(sql, params)
+        columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+        return list(zip(*columns, strict=True)) if columns else []
+
+    def insert_arrow(
+        self, table: str, data: pa.Table, *, dedup_token: str | None = None
+    ) -> None:
+        check_identifier(table)
+        names = ", ".join(check_identifier(n) for n in data.column_names)
+        settings = settings_clause({"insert_deduplication_token": dedup_token} if dedup_token else None)
+        # chDB's Python() table function reads the Arrow table in place, by variable name.
+        arrow_batch = data  # noqa: F841 - referenced by name from the SQL below
+        self._run(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_batch){settings}")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _release_engine()
+
+    def __enter__(self) -> ChdbWarehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _short(sql: str, limit: int = 300) -> str:
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= limit else flat[:limit] + " ..."

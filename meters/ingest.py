@@ -1,0 +1,296 @@
+"""Ingestion: every received row ends up accepted, duplicate or rejected, never dropped.
+
+Files (or events from the Python API) are read into staging batches of text; the engine
+validates and classifies each batch in one query (sql/queries/ingest/classify.sql);
+accepted rows go to `usage_events` and their ids to `usage_event_ids`, rejected rows to
+`usage_events_rejected`, and the counts to `ingest_log`. For every ingest, per source:
+received = accepted + duplicates + rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from meters.catalog import MeterCatalog
+from meters.events import Event
+from meters.readers import Batch, _staging, read_batches
+from meters.sql_files import query
+from meters.warehouse import Warehouse
+
+REASONS = (
+    "malformed_row",
+    "missing_field",
+    "bad_event_id",
+    "bad_timestamp",
+    "timestamp_too_old",
+    "timestamp_in_future",
+    "unknown_meter",
+    "non_numeric_value",
+    "negative_value",
+    "bad_properties",
+    "conflicting_duplicate",
+)
+
+
+@dataclass
+class SourceCounts:
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: SourceCounts) -> None:
+        self.received += other.received
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        for reason, n in other.rejected_by_reason.items():
+            self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + n
+
+    @property
+    def balanced(self) -> bool:
+        return self.received == self.accepted + self.duplicates + self.rejected
+
+
+@dataclass
+class IngestSummary:
+    ingest_id: str
+    ingested_at: datetime
+    window: tuple[datetime, datetime]
+    sources: dict[str, SourceCounts] = field(default_factory=dict)
+
+    @property
+    def total(self) -> SourceCounts:
+        total = SourceCounts()
+        for counts in self.sources.values():
+            total.add(counts)
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        total = self.total
+        return {
+            "ingest_id": self.ingest_id,
+            "ingested_at": self.ingested_at.isoformat(),
+            "accepted_window": [self.window[0].isoformat(), self.window[1].isoformat()],
+            "received": total.received,
+            "accepted": total.accepted,
+            "duplicates": total.duplicates,
+            "rejected": total.rejected,
+            "rejected_by_reason": dict(sorted(total.rejected_by_reason.items())),
+            "balanced": total.balanced,
+            "sources": {
+                name: {
+                    "received": c.received,
+                    "accepted": c.accepted,
+                    "duplicates": c.duplicates,
+                    "rejected": c.rejected,
+                    "rejected_by_reason": dict(sorted(c.rejected_by_reason.items())),
+                }
+                for name, c in self.sources.items()
+            },
+        }
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """When an event is too old or too far in the future, relative to the ingest time."""
+
+    max_event_age: timedelta = timedelta(days=45)
+    future_tolerance: timedelta = timedelta(minutes=5)
+    batch_rows: int = 2_000_000
+
+
+ProgressFn = Callable[[str, int], None]
+
+
+def _utc_ms(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("ingest times must be timezone-aware")
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+class Ingestor:
+    """One ingest run: an id, an ingest time, and the batches it classifies."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        catalog: MeterCatalog,
+        *,
+        ingested_at: datetime | None = None,
+        as_of: datetime | None = None,
+        options: IngestOptions | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.warehouse = warehouse
+        self.catalog = catalog
+        self.options = options or IngestOptions()
+        # The ingest time is when the rows arrive (the late-event watermark); the
+        # accepted window is measured from `as_of`, which a backfill can set to the
+        # period it loads, and defaults to the ingest time.
+        self.ingested_at = _utc_ms(ingested_at or datetime.now(UTC))
+        reference = _utc_ms(as_of) if as_of else self.ingested_at
+        self.window = (
+            reference - self.options.max_event_age,
+            reference + self.options.future_tolerance,
+        )
+        self.summary = IngestSummary(uuid.uuid4().hex, self.ingested_at, self.window)
+        self.progress = progress
+        self._seq = itertools.count()
+        self._batch_no = itertools.count()
+
+    def ingest_files(self, paths: Iterable[Path]) -> IngestSummary:
+        for path in paths:
+            source = str(path)
+            self.summary.sources.setdefault(source, SourceCounts())
+            for batch in read_batches(path, self.options.batch_rows, self._reserve):
+                self._classify_and_store(batch)
+        return self.summary
+
+    def ingest_rows(self, rows: Iterable[Event | Mapping[str, Any]], source: str) -> IngestSummary:
+        self.summary.sources.setdefault(source, SourceCounts())
+        iterator = iter(rows)
+        line = 0
+        while chunk := list(itertools.islice(iterator, self.options.batch_rows)):
+            texts = [_row_as_text(row) for row in chunk]
+            columns = {
+                name: pa.array([t.get(name) for t in texts], pa.string())
+                for name in ("event_id", "customer_id", "meter", "timestamp", "value", "properties", "source")
+            }
+            numbers = pa.array(range(line + 1, line + 1 + len(chunk)), pa.uint64())
+            line += len(chunk)
+            table = _staging(source, self._reserve(len(chunk)), numbers, is_json=False, columns=columns)
+            self._classify_and_store(Batch(source, table))
+        return self.summary
+
+    def _reserve(self, n: int) -> int:
+        first = next(self._seq)
+        self._seq = itertools.count(first + n)
+        return first
+
+    def _classify_and_store(self, batch: Batch) -> None:
+        run = f"{self.summary.ingest_id[:12]}_{next(self._batch_no)}"
+        staging, classified = f"_ingest_{run}_staging", f"_ingest_{run}_classified"
+        wh = self.warehouse
+        times = {"ingested_at": self.ingested_at, "ingest_id": self.summary.ingest_id}
+        try:
+            wh.command(query("ingest/create_staging", staging=staging))
+            wh.insert_arrow(staging, batch.table)
+            wh.command(
+                query("ingest/classify", staging=staging, classified=classified),
+                {
+                    "min_ts": self.window[0],
+                    "max_ts": self.window[1],
+                    **self.catalog.validation_params(),
+                },
+            )
+            counts, tokens = self._count(classified)
+            # A retried batch (after a crash between these inserts) carries the same
+            # accepted rows, so the same token: ClickHouse then skips the repeat insert.
+            if counts.accepted:
+                wh.command(
+                    query("ingest/insert_accepted", classified=classified),
+                    times,
+                    settings={"insert_deduplication_token": tokens + "-events"},
+                )
+                wh.command(
+                    query("ingest/insert_ids", classified=classified),
+                    times,
+                    settings={"insert_deduplication_token": tokens + "-ids"},
+                )
+            if counts.rejected:
+                wh.command(query("ingest/insert_rejected", classified=classified), times)
+            self._log(batch.source, counts)
+        finally:
+            wh.command(f"DROP TABLE IF EXISTS {classified}")
+            wh.command(f"DROP TABLE IF EXISTS {staging}")
+        self.summary.sources[batch.source].add(counts)
+        if self.progress:
+            self.progress(batch.source, counts.received)
+
+    def _count(self, classified: str) -> tuple[SourceCounts, str]:
+        counts = SourceCounts()
+        digest = hashlib.sha256()
+        for _source, status, reason, n, fingerprint in self.warehouse.query_rows(
+            query("ingest/summary", classified=classified)
+        ):
+            n = int(n)
+            counts.received += n
+            if status == "accepted":
+                counts.accepted += n
+                digest.update(f"{n}:{fingerprint}".encode())
+            elif status == "duplicate":
+                counts.duplicates += n
+            else:
+                counts.rejected += n
+                counts.rejected_by_reason[reason] = counts.rejected_by_reason.get(reason, 0) + n
+        return counts, digest.hexdigest()
+
+    def _log(self, source: str, counts: SourceCounts) -> None:
+        self.warehouse.command(
+            "INSERT INTO ingest_log (ingest_id, ingested_at, source, received, accepted, "
+            "duplicates, rejected, rejected_by_reason) VALUES ({ingest_id:String}, "
+            "{ingested_at:DateTime64(3, 'UTC')}, {source:String}, {received:UInt64}, "
+            "{accepted:UInt64}, {duplicates:UInt64}, {rejected:UInt64}, {by_reason:Map(String, UInt64)})",
+            {
+                "ingest_id": self.summary.ingest_id,
+                "ingested_at": self.ingested_at,
+                "source": source,
+                "received": counts.received,
+                "accepted": counts.accepted,
+                "duplicates": counts.duplicates,
+                "rejected": counts.rejected,
+                "by_reason": counts.rejected_by_reason,
+            },
+        )
+
+
+def _row_as_text(row: Event | Mapping[str, Any]) -> dict[str, str | None]:
+    """An API row as the text a file would hold; validation happens in the engine."""
+    data: Mapping[str, Any] = row.model_dump() if isinstance(row, Event) else row
+    out: dict[str, str | None] = {}
+    for name in ("event_id", "customer_id", "meter", "timestamp", "value", "properties", "source"):
+        value = data.get(name)
+        if value is None:
+            out[name] = None
+        elif isinstance(value, datetime):
+            out[name] = value.isoformat()
+        elif isinstance(value, Mapping | list):
+            out[name] = json.dumps(value, sort_keys=True)
+        elif isinstance(value, Decimal | int | str):
+            out[name] = str(value)
+        elif isinstance(value, float):
+            out[name] = repr(value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def ingest_files(
+    warehouse: Warehouse, catalog: MeterCatalog, paths: Iterable[Path], **kwargs: Any
+) -> IngestSummary:
+    return Ingestor(warehouse, catalog, **kwargs).ingest_files(paths)
+
+
+def ingest_events(
+    warehouse: Warehouse,
+    catalog: MeterCatalog,
+    events: Iterable[Event | Mapping[str, Any]],
+    *,
+    source: str = "api",
+    **kwargs: Any,
+) -> IngestSummary:
+    return Ingestor(warehouse, catalog, **kwargs).ingest_rows(events, source)

@@ -1,0 +1,45 @@
+"""Reading the project's SQL files (`sql/migrations/*.sql`, `sql/queries/**.sql`)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+from meters.warehouse import check_identifier
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_TABLE_SLOT = re.compile(r"\{\{(\w+)\}\}")
+
+
+@cache
+def query_text(name: str) -> str:
+    """The text of `sql/queries/<name>.sql`."""
+    path = SQL_DIR / "queries" / f"{name}.sql"
+    return path.read_text()
+
+
+def query(name: str, **tables: str) -> str:
+    """A query with its `{{slot}}` table names filled in.
+
+    Only identifiers go into slots (checked); values stay `{name:Type}` bound parameters.
+    """
+    text = query_text(name)
+
+    def fill(match: re.Match[str]) -> str:
+        slot = match.group(1)
+        if slot not in tables:
+            raise KeyError(f"query {name} needs a table name for {{{{{slot}}}}}")
+        return check_identifier(tables[slot])
+
+    return _TABLE_SLOT.sub(fill, text)
+
+
+def split_statements(text: str) -> list[str]:
+    """Split a file into statements at semicolons that end a line; drop comment-only parts."""
+    statements = []
+    for chunk in re.split(r";\s*(?:\n|$)", text):
+        lines = [ln for ln in chunk.splitlines() if ln.strip() and not ln.strip().startswith("--")]
+        if lines:
+            statements.append(chunk.strip())
+    return statements

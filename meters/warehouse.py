@@ -1,0 +1,113 @@
+"""The warehouse connection: a small interface over ClickHouse, two backends.
+
+Every backend runs the same SQL (from `sql/`), with values always passed as bound
+parameters (`{name:Type}` placeholders), never formatted into the statement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+
+# Insert-deduplication tokens are our own hex digests; they go into a SETTINGS clause,
+# where ClickHouse takes no bound parameters, so they are checked to be plain hex.
+_TOKEN = re.compile(r"^[0-9a-f]{8,128}(-[a-z_]{1,32})?$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse statement failed; the message says which and why."""
+
+
+class WarehouseLockTimeout(WarehouseError):
+    """Another process kept the embedded warehouse folder locked for too long."""
+
+
+class Warehouse(Protocol):
+    """What meterline needs from ClickHouse, and nothing more."""
+
+    database: str
+
+    def command(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, str | int] | None = None,
+    ) -> None:
+        """Run a statement that returns nothing (DDL, INSERT ... SELECT, ALTER).
+
+        `settings` are ClickHouse query settings for this statement only (for example
+        insert_deduplication_token); string values must pass `check_token`.
+        """
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a query and return its result as an Arrow table."""
+
+    def query_rows(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run a query and return its rows as tuples."""
+
+    def insert_arrow(
+        self, table: str, data: pa.Table, *, dedup_token: str | None = None
+    ) -> None:
+        """Insert an Arrow table whose column names match the table's columns.
+
+        With a dedup_token, a retried insert of the same block is a no-op.
+        """
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+def check_identifier(name: str) -> str:
+    """Table and database names come from a fixed set; refuse anything else."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a valid identifier: {name!r}")
+    return name
+
+
+def check_token(token: str) -> str:
+    if not _TOKEN.match(token):
+        raise ValueError(f"not a valid insert-deduplication token: {token!r}")
+    return token
+
+
+def settings_clause(settings: Mapping[str, str | int] | None) -> str:
+    """A trailing SETTINGS clause, for engines that take settings only in the SQL text."""
+    if not settings:
+        return ""
+    parts = []
+    for name, value in settings.items():
+        check_identifier(name)
+        text = str(value) if isinstance(value, int) else "'" + check_token(value) + "'"
+        parts.append(f"{name} = {text}")
+    return " SETTINGS " + ", ".join(parts)
+
+
+def connect(url: str, *, lock_timeout_s: float = 300.0, database: str | None = None) -> Warehouse:
+    """Open the warehouse named by a settings URL.
+
+    chdb://PATH (embedded, a folder; `?database=NAME` optional) or
+    clickhouse://user:pass@host:8123/db (a ClickHouse server; a later backend).
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "chdb":
+        from meters.chdb_backend import ChdbWarehouse
+
+        path = url[len("chdb://") :].split("?", 1)[0]
+        query_db = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+        return ChdbWarehouse(
+            path,
+            database=database or query_db.get("database", "meterline"),
+            lock_timeout_s=lock_timeout_s,
+        )
+    raise WarehouseError(
+        f"warehouse backend {parts.scheme!r} is not available in this version; "
+        "use chdb://PATH (the embedded default)"
+    )
