@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import click
 
+from meterline.cli_ingest import ingest, init, rejected
 from meterline.settings import SettingsError
+from meters.catalog import CatalogError
+from meters.warehouse import WarehouseError
 
 
-@click.group()
+class Group(click.Group):
+    """Turns the errors a user can fix into one clear line and exit code 2, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (SettingsError, CatalogError, WarehouseError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=Group)
 def main() -> None:
     """meterline: usage metering and rating (events -> rollups -> rated invoice lines)."""
 
 
-def run() -> None:
-    try:
-        main(standalone_mode=True)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+for command in (init, ingest, rejected):
+    main.add_command(command)

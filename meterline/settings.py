@@ -40,7 +40,9 @@ class Settings(BaseSettings):
         default=45, ge=1, description="Events older than this (vs. ingest time) are rejected"
     )
     future_tolerance_s: int = Field(
-        default=300, ge=0, description="Events this far in the future (vs. ingest time) are accepted"
+        default=300,
+        ge=0,
+        description="Events this far in the future (vs. ingest time) are accepted",
     )
     ingest_batch_rows: int = Field(
         default=2_000_000, ge=1, description="Rows validated and inserted per ingest batch"
@@ -67,9 +69,7 @@ class Settings(BaseSettings):
     def _check_ledger_url(cls, value: str) -> str:
         scheme = urlsplit(value).scheme.split("+")[0]
         if scheme not in ("sqlite", "postgresql"):
-            raise ValueError(
-                "use sqlite:///PATH or postgresql+psycopg://user:pass@host:5432/db"
-            )
+            raise ValueError("use sqlite:///PATH or postgresql+psycopg://user:pass@host:5432/db")
         return value
 
     @field_validator("catalog_path")

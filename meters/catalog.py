@@ -70,7 +70,9 @@ class MeterCatalog(BaseModel):
         try:
             return self.meters[name]
         except KeyError:
-            raise KeyError(f"unknown meter {name!r}; known: {', '.join(sorted(self.meters))}") from None
+            raise KeyError(
+                f"unknown meter {name!r}; known: {', '.join(sorted(self.meters))}"
+            ) from None
 
     def validation_params(self) -> dict[str, Any]:
         """The catalog as bound parameters for the ingest validation query."""
@@ -81,7 +83,9 @@ class MeterCatalog(BaseModel):
                 for m in self.meters.values()
                 for prop, values in m.properties.items()
             },
-            "counter_meters": sorted(m.name for m in self.meters.values() if m.aggregation.is_counter),
+            "counter_meters": sorted(
+                m.name for m in self.meters.values() if m.aggregation.is_counter
+            ),
         }
 
 

@@ -7,6 +7,7 @@ folder per process. So a process keeps one engine open and shares it between
 
 from __future__ import annotations
 
+import fcntl
 import threading
 import time
 from collections.abc import Mapping
@@ -29,7 +30,19 @@ _engine: Any = None
 _engine_path: str | None = None
 _engine_users = 0
 
-_LOCKED = "Cannot lock file"
+
+def _held_by_another_process(path: str) -> bool:
+    """ClickHouse holds an exclusive flock on `<folder>/status` while a server has it open."""
+    status = Path(path) / "status"
+    if not status.exists():
+        return False
+    with status.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def _open_engine(path: str, lock_timeout_s: float) -> Any:
@@ -48,21 +61,24 @@ def _open_engine(path: str, lock_timeout_s: float) -> Any:
         deadline = time.monotonic() + lock_timeout_s
         delay = 0.05
         while True:
-            try:
-                _engine = chdb.connect(path)
-                break
-            except Exception as exc:  # chDB raises RuntimeError with the server's text
-                if _LOCKED not in str(exc):
-                    raise WarehouseError(f"cannot open the embedded warehouse {path}: {exc}") from exc
-                if time.monotonic() >= deadline:
-                    raise WarehouseLockTimeout(
-                        f"the embedded warehouse {path} is locked by another process; "
-                        f"waited {lock_timeout_s:g}s. Only one process at a time may open "
-                        "a chDB folder: wait for the other meterline/airflow process to end, "
-                        "or raise METERLINE_WAREHOUSE_LOCK_TIMEOUT_S"
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+            if not _held_by_another_process(path):
+                try:
+                    _engine = chdb.connect(path)
+                    break
+                except Exception as exc:  # chDB raises a RuntimeError with little detail
+                    if not _held_by_another_process(path):
+                        raise WarehouseError(
+                            f"cannot open the embedded warehouse {path}: {exc}"
+                        ) from exc
+            if time.monotonic() >= deadline:
+                raise WarehouseLockTimeout(
+                    f"the embedded warehouse {path} is locked by another process; "
+                    f"waited {lock_timeout_s:g}s. Only one process at a time may open "
+                    "a chDB folder: wait for the other meterline/airflow process to end, "
+                    "or raise METERLINE_WAREHOUSE_LOCK_TIMEOUT_S"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
         _engine_path = path
         _engine_users = 1
         return _engine
@@ -128,15 +144,17 @@ class ChdbWarehouse:
         columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
         return list(zip(*columns, strict=True)) if columns else []
 
-    def insert_arrow(
-        self, table: str, data: pa.Table, *, dedup_token: str | None = None
-    ) -> None:
+    def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
         check_identifier(table)
         names = ", ".join(check_identifier(n) for n in data.column_names)
-        settings = settings_clause({"insert_deduplication_token": dedup_token} if dedup_token else None)
+        settings = settings_clause(
+            {"insert_deduplication_token": dedup_token} if dedup_token else None
+        )
         # chDB's Python() table function reads the Arrow table in place, by variable name.
         arrow_batch = data  # noqa: F841 - referenced by name from the SQL below
-        self._run(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_batch){settings}")
+        self._run(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_batch){settings}"
+        )
 
     def close(self) -> None:
         if not self._closed:

@@ -168,11 +168,21 @@ class Ingestor:
             texts = [_row_as_text(row) for row in chunk]
             columns = {
                 name: pa.array([t.get(name) for t in texts], pa.string())
-                for name in ("event_id", "customer_id", "meter", "timestamp", "value", "properties", "source")
+                for name in (
+                    "event_id",
+                    "customer_id",
+                    "meter",
+                    "timestamp",
+                    "value",
+                    "properties",
+                    "source",
+                )
             }
             numbers = pa.array(range(line + 1, line + 1 + len(chunk)), pa.uint64())
             line += len(chunk)
-            table = _staging(source, self._reserve(len(chunk)), numbers, is_json=False, columns=columns)
+            table = _staging(
+                source, self._reserve(len(chunk)), numbers, is_json=False, columns=columns
+            )
             self._classify_and_store(Batch(source, table))
         return self.summary
 
@@ -241,10 +251,7 @@ class Ingestor:
 
     def _log(self, source: str, counts: SourceCounts) -> None:
         self.warehouse.command(
-            "INSERT INTO ingest_log (ingest_id, ingested_at, source, received, accepted, "
-            "duplicates, rejected, rejected_by_reason) VALUES ({ingest_id:String}, "
-            "{ingested_at:DateTime64(3, 'UTC')}, {source:String}, {received:UInt64}, "
-            "{accepted:UInt64}, {duplicates:UInt64}, {rejected:UInt64}, {by_reason:Map(String, UInt64)})",
+            query("ingest/log"),
             {
                 "ingest_id": self.summary.ingest_id,
                 "ingested_at": self.ingested_at,

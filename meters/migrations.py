@@ -80,7 +80,8 @@ def migrate(warehouse: Warehouse, directory: Path = MIGRATIONS_DIR) -> list[str]
             warehouse.command(statement)
         warehouse.command(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES "
-            "({version:UInt32}, {name:String}, {checksum:String}, {applied_at:DateTime64(3, 'UTC')})",
+            "({version:UInt32}, {name:String}, {checksum:String}, "
+            "{applied_at:DateTime64(3, 'UTC')})",
             {
                 "version": migration.version,
                 "name": migration.name,

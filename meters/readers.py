@@ -40,7 +40,14 @@ STAGING_SCHEMA = pa.schema(
     ]
 )
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 class UnreadableFile(ValueError):
@@ -91,7 +98,9 @@ def _staging(
             "source_line": lines.cast(pa.uint64()),
             "is_json": pa.array([1 if is_json else 0] * n, pa.uint8()),
             "raw": raw if raw is not None else pa.array([""] * n, pa.string()),
-            "parse_error": parse_error if parse_error is not None else pa.array([""] * n, pa.string()),
+            "parse_error": parse_error
+            if parse_error is not None
+            else pa.array([""] * n, pa.string()),
             **{
                 name: columns.get(field, empty_text)
                 for name, field in (
@@ -126,7 +135,9 @@ def _decode_lines(chunk: list[bytes]) -> tuple[pa.Array, pa.Array]:
         return pa.array(texts, pa.string()), pa.array(errors, pa.string())
 
 
-def read_jsonl(path: Path, source: str, batch_rows: int, next_seq: Callable[[int], int]) -> Iterator[Batch]:
+def read_jsonl(
+    path: Path, source: str, batch_rows: int, next_seq: Callable[[int], int]
+) -> Iterator[Batch]:
     # A blank line is not a row; every other line is, whatever it holds.
     line_no = 0
     with path.open("rb") as handle:
@@ -147,7 +158,14 @@ def read_jsonl(path: Path, source: str, batch_rows: int, next_seq: Callable[[int
             if len(texts):
                 yield Batch(
                     source,
-                    _staging(source, next_seq(len(texts)), numbers, is_json=True, raw=texts, parse_error=errors),
+                    _staging(
+                        source,
+                        next_seq(len(texts)),
+                        numbers,
+                        is_json=True,
+                        raw=texts,
+                        parse_error=errors,
+                    ),
                 )
 
 
@@ -171,10 +189,14 @@ def _as_text(column: pa.ChunkedArray, field: str) -> pa.Array:
         # have no zone and are refused as ambiguous, as in any other format.
         return array.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise UnreadableFile(f"column {field} of type {kind} cannot be read as text: {exc}") from None
+        raise UnreadableFile(
+            f"column {field} of type {kind} cannot be read as text: {exc}"
+        ) from None
 
 
-def read_parquet(path: Path, source: str, batch_rows: int, next_seq: Callable[[int], int]) -> Iterator[Batch]:
+def read_parquet(
+    path: Path, source: str, batch_rows: int, next_seq: Callable[[int], int]
+) -> Iterator[Batch]:
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as exc:
@@ -190,7 +212,9 @@ def read_parquet(path: Path, source: str, batch_rows: int, next_seq: Callable[[i
         yield Batch(source, _staging(source, next_seq(n), numbers, is_json=False, columns=columns))
 
 
-def read_csv(path: Path, source: str, batch_rows: int, next_seq: Callable[[int], int]) -> Iterator[Batch]:
+def read_csv(
+    path: Path, source: str, batch_rows: int, next_seq: Callable[[int], int]
+) -> Iterator[Batch]:
     with path.open(newline="", encoding="utf-8", errors="replace") as handle:
         header = next(csv.reader(handle), None)
     if not header:
@@ -244,7 +268,9 @@ def read_csv(path: Path, source: str, batch_rows: int, next_seq: Callable[[int],
             numbers = pa.array(range(seen + 2, seen + 2 + n), pa.uint64())
             seen += n
             columns = {f: table.column(f).combine_chunks() for f in table.column_names}
-            yield Batch(source, _staging(source, next_seq(n), numbers, is_json=False, columns=columns))
+            yield Batch(
+                source, _staging(source, next_seq(n), numbers, is_json=False, columns=columns)
+            )
             pending, pending_rows = [], 0
 
     for record_batch in reader:

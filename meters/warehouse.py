@@ -53,9 +53,7 @@ class Warehouse(Protocol):
     ) -> list[tuple[Any, ...]]:
         """Run a query and return its rows as tuples."""
 
-    def insert_arrow(
-        self, table: str, data: pa.Table, *, dedup_token: str | None = None
-    ) -> None:
+    def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
         """Insert an Arrow table whose column names match the table's columns.
 
         With a dedup_token, a retried insert of the same block is a no-op.

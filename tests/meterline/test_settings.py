@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from meterline.settings import SettingsError, load_settings
+
+
+def test_defaults_are_embedded() -> None:
+    config = load_settings()
+    assert config.warehouse_url.startswith("chdb://")
+    assert config.ledger_url.startswith("sqlite:///")
+    assert config.catalog_path.is_file()
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "message"),
+    [
+        ("METERLINE_WAREHOUSE_URL", "mysql://db/x", "unsupported scheme 'mysql'"),
+        ("METERLINE_WAREHOUSE_URL", "chdb://", "needs a folder path"),
+        ("METERLINE_WAREHOUSE_URL", "clickhouse:///nohost", "needs a host"),
+        ("METERLINE_LEDGER_URL", "mongodb://x", "sqlite:///PATH or postgresql"),
+        ("METERLINE_CATALOG_PATH", "/nonexistent/catalog.yaml", "no such file"),
+        ("METERLINE_WAREHOUSE_LOCK_TIMEOUT_S", "-1", "greater than 0"),
+        ("METERLINE_MAX_EVENT_AGE_DAYS", "soon", "valid integer"),
+    ],
+)
+def test_invalid_settings_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert env in str(info.value)
+    assert message in str(info.value)
+
+
+def test_cli_reports_bad_settings_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from meterline import settings as settings_module
+    from meterline.cli import main
+
+    settings_module.settings.cache_clear()
+    monkeypatch.setenv("METERLINE_WAREHOUSE_URL", "mysql://db/x")
+    result = CliRunner().invoke(main, ["init"])
+    settings_module.settings.cache_clear()
+    assert result.exit_code == 2
+    assert "METERLINE_WAREHOUSE_URL" in result.output
+    assert "Traceback" not in result.output
