@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from meterline.cli_generate import generate
 from meterline.cli_ingest import ingest, init, rejected
 from meterline.settings import SettingsError
 from meters.catalog import CatalogError
@@ -26,5 +27,5 @@ def main() -> None:
     """meterline: usage metering and rating (events -> rollups -> rated invoice lines)."""
 
 
-for command in (init, ingest, rejected):
+for command in (init, generate, ingest, rejected):
     main.add_command(command)

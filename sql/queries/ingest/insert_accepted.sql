@@ -6,4 +6,3 @@ SELECT assumeNotNull(event_id), assumeNotNull(customer_id), assumeNotNull(meter)
        content_hash, {ingested_at:DateTime64(3, 'UTC')}, {ingest_id:String}
 FROM {{classified}}
 WHERE status = 'accepted'
-ORDER BY seq

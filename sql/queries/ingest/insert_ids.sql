@@ -3,4 +3,3 @@ SELECT assumeNotNull(event_id), content_hash, assumeNotNull(timestamp),
        {ingested_at:DateTime64(3, 'UTC')}, {ingest_id:String}
 FROM {{classified}}
 WHERE status = 'accepted'
-ORDER BY seq

@@ -4,4 +4,3 @@ SELECT {ingest_id:String}, {ingested_at:DateTime64(3, 'UTC')}, source, source_li
        event_id, customer_id, meter, reason, detail, raw
 FROM {{classified}}
 WHERE status = 'rejected'
-ORDER BY seq
