@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from meterline.cli_demo import demo
 from meterline.cli_generate import generate
 from meterline.cli_ingest import ingest, init, rejected
 from meterline.settings import SettingsError
@@ -27,5 +28,9 @@ def main() -> None:
     """meterline: usage metering and rating (events -> rollups -> rated invoice lines)."""
 
 
-for command in (init, generate, ingest, rejected):
+for command in (demo, init, generate, ingest, rejected):
     main.add_command(command)
+
+
+if __name__ == "__main__":
+    main()

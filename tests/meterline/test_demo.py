@@ -1,0 +1,27 @@
+"""The demo runs end to end (small) and its accounting matches the generator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from meterline.demo import DemoConfig, delivery_time
+
+
+def test_demo_runs_in_its_own_process(tmp_path: Path) -> None:
+    # Its own process: the demo opens its own chDB folder, and a process may open one.
+    folder = tmp_path / "demo"
+    out = subprocess.run(
+        [sys.executable, "-m", "meterline.cli", "demo", "--customers", "40", "--days", "5", "--dir", str(folder)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "counts match what the generator injected: yes" in out.stdout
+    assert (folder / "warehouse").is_dir() and (folder / "data" / "manifest.json").is_file()
+
+
+def test_delivery_is_the_next_night() -> None:
+    assert delivery_time(date(2026, 10, 31)).isoformat() == "2026-11-01T00:30:00+00:00"
+    assert DemoConfig().days == 31
