@@ -7,6 +7,7 @@ import click
 from meterline.cli_demo import demo
 from meterline.cli_generate import generate
 from meterline.cli_ingest import ingest, init, rejected
+from meterline.cli_quote import quote
 from meterline.settings import SettingsError
 from meters.catalog import CatalogError
 from meters.warehouse import WarehouseError
@@ -28,7 +29,7 @@ def main() -> None:
     """meterline: usage metering and rating (events -> rollups -> rated invoice lines)."""
 
 
-for command in (demo, init, generate, ingest, rejected):
+for command in (demo, init, generate, ingest, rejected, quote):
     main.add_command(command)
 
 

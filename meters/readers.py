@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -93,14 +94,12 @@ def _staging(
     columns = columns or {}
     return pa.table(
         {
-            "seq": pa.array(range(first_seq, first_seq + n), pa.uint64()),
-            "source": pa.array([source] * n, pa.string()) if n else pa.array([], pa.string()),
+            "seq": pa.array(np.arange(first_seq, first_seq + n, dtype=np.uint64)),
+            "source": _constant(source, n),
             "source_line": lines.cast(pa.uint64()),
-            "is_json": pa.array([1 if is_json else 0] * n, pa.uint8()),
-            "raw": raw if raw is not None else pa.array([""] * n, pa.string()),
-            "parse_error": parse_error
-            if parse_error is not None
-            else pa.array([""] * n, pa.string()),
+            "is_json": pa.array(np.full(n, 1 if is_json else 0, dtype=np.uint8)),
+            "raw": raw if raw is not None else _constant("", n),
+            "parse_error": parse_error if parse_error is not None else _constant("", n),
             **{
                 name: columns.get(field, empty_text)
                 for name, field in (
@@ -116,6 +115,14 @@ def _staging(
         },
         schema=STAGING_SCHEMA,
     )
+
+
+def _numbers(first: int, n: int) -> pa.Array:
+    return pa.array(np.arange(first, first + n, dtype=np.uint64))
+
+
+def _constant(text: str, n: int) -> pa.Array:
+    return pa.nulls(n, pa.string()).fill_null(text)
 
 
 def _decode_lines(chunk: list[bytes]) -> tuple[pa.Array, pa.Array]:
@@ -151,7 +158,7 @@ def read_jsonl(
                 return
             texts, errors = _decode_lines(chunk)
             texts = pc.utf8_rtrim(texts, characters="\r\n")
-            numbers = pa.array(range(line_no + 1, line_no + 1 + len(chunk)), pa.uint64())
+            numbers = _numbers(line_no + 1, len(chunk))
             line_no += len(chunk)
             keep = pc.not_equal(pc.utf8_trim_whitespace(texts), "")
             texts, errors, numbers = texts.filter(keep), errors.filter(keep), numbers.filter(keep)
@@ -207,7 +214,7 @@ def read_parquet(
         table = pa.Table.from_batches([record_batch])
         n = table.num_rows
         columns = {f: _as_text(table.column(f), f) for f in present}
-        numbers = pa.array(range(row + 1, row + 1 + n), pa.uint64())
+        numbers = _numbers(row + 1, n)
         row += n
         yield Batch(source, _staging(source, next_seq(n), numbers, is_json=False, columns=columns))
 
@@ -265,7 +272,7 @@ def read_csv(
         if pending:
             table = pa.concat_tables(pending)
             n = table.num_rows
-            numbers = pa.array(range(seen + 2, seen + 2 + n), pa.uint64())
+            numbers = _numbers(seen + 2, n)
             seen += n
             columns = {f: table.column(f).combine_chunks() for f in table.column_names}
             yield Batch(

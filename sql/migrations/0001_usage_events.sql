@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS usage_events
     properties   Map(LowCardinality(String), String),
     source       LowCardinality(String),
     source_line  UInt64,
-    content_hash UInt128,
+    content_hash UInt64,
     ingested_at  DateTime64(3, 'UTC'),
     ingest_id    String
 )
@@ -27,7 +27,7 @@ SETTINGS non_replicated_deduplication_window = 1000;
 CREATE TABLE IF NOT EXISTS usage_event_ids
 (
     event_id     String,
-    content_hash UInt128,
+    content_hash UInt64,
     timestamp    DateTime64(3, 'UTC'),
     ingested_at  DateTime64(3, 'UTC'),
     ingest_id    String

@@ -5,8 +5,9 @@
 --    given, rows in file order) is accepted; a later copy with the same content is a
 --    duplicate (a no-op); a later copy with other content is rejected as a conflict,
 --    whether the first copy is in this batch or was accepted by an earlier ingest.
--- "Content" is customer, meter, timestamp (ms), value and the sorted properties; the
--- source file is not content, so a re-sent file's rows are duplicates.
+-- "Content" is customer, meter, timestamp (ms), value and the sorted properties, hashed
+-- with cityHash64 (only copies of one event_id are compared, so 64 bits are plenty);
+-- the source file is not content, so a re-sent file's rows are duplicates.
 CREATE TABLE {{classified}} ENGINE = Memory AS
 WITH
     {min_ts:DateTime64(3, 'UTC')} AS min_ts,
@@ -109,19 +110,18 @@ WITH
             ) AS verdict,
             verdict.1 AS defect,
             if(defect = '',
-               reinterpretAsUInt128(sipHash128(assumeNotNull(f_customer_id), assumeNotNull(f_meter),
-                                               toUnixTimestamp64Milli(assumeNotNull(ts)),
-                                               toString(assumeNotNull(val)), pkeys, pvals)),
-               toUInt128(0)) AS content_hash
+               cityHash64(assumeNotNull(f_customer_id), assumeNotNull(f_meter),
+                          toUnixTimestamp64Milli(assumeNotNull(ts)), assumeNotNull(val), pkeys, pvals),
+               toUInt64(0)) AS content_hash
         FROM parsed
     ),
+    -- A batch holds rows of one source file, so "earlier" is a line of the same file.
     ranked AS (
         SELECT
             *,
             row_number() OVER w AS copy_number,
             first_value(content_hash) OVER w AS first_hash,
-            first_value(source_line) OVER w AS first_line,
-            first_value(source) OVER w AS first_source
+            first_value(source_line) OVER w AS first_line
         FROM validated
         WINDOW w AS (PARTITION BY defect = '', eid ORDER BY seq
                      ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
@@ -129,7 +129,9 @@ WITH
     existing AS (
         SELECT event_id, any(content_hash) AS existing_hash, min(ingested_at) AS existing_at
         FROM usage_event_ids
-        WHERE event_id IN (SELECT eid FROM validated WHERE defect = '')
+        -- CTEs are inlined where used: read the ids from the cheap first step, so
+        -- that validation runs once.
+        WHERE event_id IN (SELECT ifNull(f_event_id, '') FROM fields)
         GROUP BY event_id
     )
 SELECT
@@ -146,7 +148,7 @@ SELECT
             status != 'rejected', '',
             e.event_id != '', concat('event_id ', r.eid, ' was already accepted (ingested ',
                                      toString(e.existing_at), ' UTC) with different content; the first copy stands'),
-            concat('event_id ', r.eid, ' appeared earlier (', r.first_source, ' line ', toString(r.first_line),
+            concat('event_id ', r.eid, ' appeared earlier (', r.source, ' line ', toString(r.first_line),
                    ') with different content; the first copy stands')) AS detail,
     r.f_event_id AS event_id,
     r.f_customer_id AS customer_id,
@@ -156,8 +158,10 @@ SELECT
     mapFromArrays(r.pkeys, r.pvals) AS properties,
     ifNull(r.f_source, r.source) AS event_source,
     r.content_hash AS content_hash,
-    if(r.is_json, r.raw,
-       toJSONString(CAST((r.f_event_id, r.f_customer_id, r.f_meter, r.f_timestamp, r.f_value, r.f_properties),
-                         'Tuple(event_id Nullable(String), customer_id Nullable(String), meter Nullable(String), timestamp Nullable(String), value Nullable(String), properties Nullable(String))'))) AS raw
+    -- The raw payload is kept for rejected rows only (what a person needs to resend).
+    if(status != 'rejected', '',
+       if(r.is_json, r.raw,
+          toJSONString(CAST((r.f_event_id, r.f_customer_id, r.f_meter, r.f_timestamp, r.f_value, r.f_properties),
+                            'Tuple(event_id Nullable(String), customer_id Nullable(String), meter Nullable(String), timestamp Nullable(String), value Nullable(String), properties Nullable(String))')))) AS raw
 FROM ranked AS r
 LEFT JOIN existing AS e ON e.event_id = r.eid

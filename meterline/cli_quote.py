@@ -1,0 +1,160 @@
+"""`meterline quote`: a pricing calculator for engineers and sales, and the contract
+for external test cases.
+
+    meterline quote --price fin.yaml --quantity 12000
+    meterline quote --price '{"currency": "USD", "model": "per_unit", "unit_amount": "0.99"}' \\
+        --quantity 1500 --json
+
+PRICE is a path to a JSON or YAML file, or an inline JSON object, with the fields of
+the price vocabulary (docs/rating.md). Amounts are decimal strings in major units; a
+float (0.99 unquoted) is refused. An invalid price or quantity exits with code 2 and a
+message that names the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from rating import PriceError, RatedCharge, RoundingMode, parse_price, rate
+from rating.decimals import fmt
+
+_ITEM = {
+    "unit": "per unit",
+    "percentage": "percentage",
+    "flat": "flat fee",
+    "free": "free units",
+    "minimum": "minimum true-up",
+    "maximum": "maximum cap",
+}
+
+
+def _bad_price(message: str) -> click.BadParameter:
+    return click.BadParameter(message, param_hint="'--price'")
+
+
+def _load_price_data(value: str) -> tuple[Mapping[str, Any], str]:
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _bad_price(f"inline JSON is invalid: {exc}") from None
+        name = "inline"
+    else:
+        path = Path(value)
+        if not path.is_file():
+            raise _bad_price(f"{value!r} is neither a file nor an inline JSON object ({{...}})")
+        try:
+            content = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _bad_price(f"cannot read {value}: {exc}") from None
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(content)
+            else:
+                data = yaml.safe_load(content)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise _bad_price(f"cannot parse {value}: {exc}") from None
+        name = path.name
+    if not isinstance(data, Mapping):
+        raise _bad_price(
+            f"expected an object with the price fields (currency, model, ...), "
+            f"got {type(data).__name__}"
+        )
+    return data, name
+
+
+def _item(kind: str, tier: int | None, blocks: str | None) -> str:
+    if kind == "tier":
+        return f"tier {tier}"
+    if kind == "package":
+        return f"package × {blocks}"
+    return _ITEM.get(kind, kind)
+
+
+def _print_table(charge: RatedCharge) -> None:
+    console = Console(highlight=False)
+    with_versions = bool(charge.versions)
+    table = Table(
+        title=f"{charge.model} price in {charge.currency}, quantity {fmt(charge.quantity, True)}",
+        title_justify="left",
+    )
+    if with_versions:
+        table.add_column("Version")
+    table.add_column("Item")
+    table.add_column("Units", justify="right", no_wrap=True)
+    table.add_column("Unit amount", justify="right", no_wrap=True)
+    table.add_column("Flat", justify="right", no_wrap=True)
+    table.add_column("Amount", justify="right", no_wrap=True)
+    for entry in charge.breakdown:
+        blocks = fmt(entry.blocks, True) if entry.blocks is not None else None
+        cells = [
+            _item(entry.kind, entry.tier, blocks),
+            fmt(entry.units, True),
+            fmt(entry.unit_amount, True),
+            fmt(entry.flat_amount, True) if entry.flat_amount else "",
+            fmt(entry.amount, True),
+        ]
+        if with_versions:
+            cells.insert(0, entry.version or "")
+        table.add_row(*(Text(cell) for cell in cells))
+    blank = [Text("")] * (len(table.columns) - 2)
+    table.add_section()
+    table.add_row(Text("precise total"), *blank, Text(fmt(charge.amount_precise, True)))
+    table.add_row(
+        Text(f"total, rounded {charge.rounding.replace('_', '-')}", style="bold"),
+        *blank,
+        Text(f"{charge.currency} {fmt(charge.amount, True)}", style="bold"),
+    )
+    console.print(table)
+    console.print(Text(charge.explanation), soft_wrap=True)
+
+
+@click.command("quote")
+@click.option(
+    "--price",
+    "price_arg",
+    required=True,
+    metavar="PRICE",
+    help="Path to a JSON or YAML price file, or an inline JSON object.",
+)
+@click.option(
+    "--quantity",
+    required=True,
+    metavar="Q",
+    help="Billable quantity for the period, a decimal such as 1500 or 12.5.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
+@click.option(
+    "--rounding",
+    type=click.Choice([mode.value for mode in RoundingMode]),
+    default=RoundingMode.HALF_UP.value,
+    show_default=True,
+    help="Rounding to the currency's minor unit, once per line.",
+)
+def quote(price_arg: str, quantity: str, as_json: bool, rounding: str) -> None:
+    """Rate a quantity against a price and show the breakdown."""
+    data, name = _load_price_data(price_arg)
+    try:
+        price = parse_price(data, name=name)
+    except PriceError as exc:
+        raise _bad_price(str(exc)) from None
+    try:
+        charge = rate(price, quantity, rounding=RoundingMode(rounding))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--quantity'") from None
+    if as_json:
+        payload = charge.model_dump(mode="json")
+        payload["price"] = price.model_dump(mode="json", exclude_none=True)
+        click.echo(json.dumps(payload))
+    else:
+        _print_table(charge)

@@ -1,0 +1,54 @@
+"""volume: every unit at the unit_amount of the ONE tier the period's total billable
+quantity falls in, plus that tier's flat_amount (Stripe tiers_mode=volume, Lago
+volume).
+
+The total falls in the first tier whose up_to is >= the total (up_to is inclusive):
+with up_to 1000, 1000 units are in tier 1 and 1000.5 units in tier 2. A total of 0
+falls in tier 1, so tier 1's flat_amount is charged even without usage (as for
+graduated; see docs/rating.md).
+
+Across version windows the tier is chosen by the period's total in each window's
+ladder, each window's units are priced at its version's unit_amount, and the flat
+fee is charged once, from the version in effect at the end of the period (the last
+window), since the tier is only known once the period is complete.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rating.decimals import ZERO
+from rating.models.base import PeriodState, Window
+from rating.price import Price, PriceModel
+from rating.result import EntryData
+
+
+def _tier_index(price: Price, total: Decimal) -> int:
+    ladder = price.ladder
+    for index, (_lower, upper, _unit, _flat) in enumerate(ladder):
+        if upper is None or total <= upper:
+            return index
+    return len(ladder) - 1  # unreachable: parse_price makes the last tier unbounded
+
+
+class Volume:
+    model = PriceModel.VOLUME
+
+    def rate(self, price: Price, window: Window, state: PeriodState) -> list[EntryData]:
+        index = _tier_index(price, window.total)
+        _lower, _upper, unit_amount, flat_amount = price.ladder[index]
+        units = window.end - window.start
+        flat = flat_amount if window.last else ZERO
+        return [
+            {
+                "kind": "tier",
+                "version": window.version,
+                "tier": index + 1,
+                "units": units,
+                "unit_amount": unit_amount,
+                "flat_amount": flat,
+                "amount": units * unit_amount + flat,
+                "range_from": window.start,
+                "range_to": window.end,
+            }
+        ]
