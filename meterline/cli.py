@@ -7,6 +7,7 @@ import click
 from meterline.cli_demo import demo
 from meterline.cli_generate import generate
 from meterline.cli_ingest import ingest, init, rejected
+from meterline.cli_pipeline import backfill_command, rollup
 from meterline.cli_quote import quote
 from meterline.settings import SettingsError
 from meters.catalog import CatalogError
@@ -29,7 +30,7 @@ def main() -> None:
     """meterline: usage metering and rating (events -> rollups -> rated invoice lines)."""
 
 
-for command in (demo, init, generate, ingest, rejected, quote):
+for command in (demo, init, generate, ingest, rejected, rollup, backfill_command, quote):
     main.add_command(command)
 
 

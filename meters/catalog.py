@@ -44,6 +44,9 @@ class MeterDefinition(BaseModel):
     dimensions: list[str] = Field(default_factory=list)
     # unique_count: the property whose distinct values are counted.
     unique_property: str | None = None
+    # Only events whose properties match every entry count towards the meter (rollups
+    # and period quantities); an event lacking a filtered property does not match.
+    filter: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> MeterDefinition:
@@ -55,6 +58,14 @@ class MeterDefinition(BaseModel):
                 raise ValueError("a unique_count meter needs unique_property")
             if self.unique_property not in self.properties:
                 raise ValueError(f"unique_property {self.unique_property!r} is not a property")
+        for prop, value in self.filter.items():
+            if prop not in self.properties:
+                raise ValueError(f"filter property {prop!r} is not one of the meter's properties")
+            allowed = self.allowed_values(prop)
+            if allowed and value not in allowed:
+                raise ValueError(
+                    f"filter {prop}={value!r} can never match: allowed values are {allowed}"
+                )
         return self
 
     def allowed_values(self, prop: str) -> list[str]:

@@ -1,0 +1,84 @@
+"""The steps the DAGs run, as plain functions: an engineer can run each by hand
+(`meterline rollup`, `meterline backfill`), and a DAG task is a thin call to one.
+
+Time comes from the data interval the caller passes, never from the clock
+(DESIGN.md invariant 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from meterline.app import init_warehouse, meter_catalog, open_warehouse
+from meterline.settings import Settings
+from meters.rollup import RollupResult, dirty_days, rebuild_day
+
+# How far back a nightly run looks for days that received late events. Events older
+# than the ingest window (METERLINE_MAX_EVENT_AGE_DAYS) are refused at ingest, so no
+# older day can become dirty.
+LATE_LOOKBACK_MARGIN_DAYS = 2
+
+
+@dataclass
+class RollupReport:
+    day: date
+    rebuilt: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def late_days(self) -> list[str]:
+        return [r["day"] for r in self.rebuilt if r["day"] != self.day.isoformat()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"day": self.day.isoformat(), "rebuilt": self.rebuilt, "late_days": self.late_days}
+
+
+def _result(result: RollupResult) -> dict[str, Any]:
+    doc = asdict(result)
+    doc["day"] = result.day.isoformat()
+    doc["watermark"] = result.watermark.isoformat() if result.watermark else None
+    return doc
+
+
+def rollup_day(day: date, *, config: Settings | None = None, late: bool = True) -> RollupReport:
+    """Rebuild `day`'s rollup; with `late`, then every earlier day that got late events."""
+    report = RollupReport(day)
+    with open_warehouse(config) as warehouse:
+        init_warehouse(warehouse)
+        catalog = meter_catalog(config)
+        report.rebuilt.append(_result(rebuild_day(warehouse, catalog, day)))
+        if late:
+            lookback = (config.max_event_age_days if config else 45) + LATE_LOOKBACK_MARGIN_DAYS
+            for earlier in dirty_days(
+                warehouse,
+                up_to=day - timedelta(days=1),
+                since=day - timedelta(days=lookback),
+                catalog=catalog,
+            ):
+                report.rebuilt.append(_result(rebuild_day(warehouse, catalog, earlier)))
+    return report
+
+
+def days_between(first: date, last: date) -> list[date]:
+    if last < first:
+        raise ValueError(f"--to {last} is before --from {first}")
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def backfill(
+    first: date,
+    last: date,
+    *,
+    config: Settings | None = None,
+    on_day: Callable[[RollupReport], None] | None = None,
+) -> list[RollupReport]:
+    """The nightly rollup for each day in order, exactly as the scheduled runs do it."""
+    reports = []
+    for day in days_between(first, last):
+        report = rollup_day(day, config=config)
+        reports.append(report)
+        if on_day:
+            on_day(report)
+    return reports

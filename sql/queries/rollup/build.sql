@@ -1,0 +1,65 @@
+-- One UTC day of usage_events folded into hourly rows, written to a staging table.
+-- Rules (DESIGN.md invariant 3, docs/rollups.md):
+--  * FINAL folds any exact re-insert of an event; the read is capped at the watermark
+--    taken just before, so the recorded watermark covers exactly what was read;
+--  * only the catalog's meters, and of those only events matching every property of the
+--    meter's filter;
+--  * rows are split by the meter's declared dimensions only (keys sorted, so the same
+--    properties in another order are the same row);
+--  * events at the same millisecond are ordered by event_id, everywhere, so "last value"
+--    is the same on every run;
+--  * time_weighted: each event's value is held until the next event of the hour, the
+--    last one until the hour's end; tw_integral sums value x milliseconds of those spans.
+INSERT INTO {{staging}}
+    (hour, customer_id, meter, dimensions, events, value_sum, value_max, unique_state,
+     latest_state, first_at, tw_integral, max_ingested_at)
+WITH
+    day_events AS (
+        SELECT
+            event_id, customer_id, meter, timestamp, value, properties, ingested_at,
+            toUnixTimestamp64Milli(timestamp) AS at_ms,
+            intDiv(at_ms, 3600000) * 3600000 + 3600000 AS hour_end_ms,
+            mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
+                              properties)) AS dims,
+            {unique_properties:Map(String, String)}[meter] AS unique_property,
+            has({gauge_meters:Array(String)}, meter) AS is_gauge,
+            has({time_weighted_meters:Array(String)}, meter) AS is_time_weighted
+        FROM usage_events FINAL
+        WHERE timestamp >= {day_start:DateTime64(3, 'UTC')}
+          AND timestamp < {day_end:DateTime64(3, 'UTC')}
+          AND ingested_at <= {watermark:DateTime64(3, 'UTC')}
+          AND meter IN {meters:Array(String)}
+          AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
+                       mapKeys({filters:Map(String, Map(String, String))}[meter]),
+                       mapValues({filters:Map(String, Map(String, String))}[meter]))
+    )
+SELECT
+    toDateTime(intDiv(at_ms, 3600000) * 3600, 'UTC') AS hour,
+    customer_id,
+    meter,
+    dims,
+    count(),
+    sum(value),
+    max(value),
+    uniqExactStateIf(properties[unique_property],
+                     unique_property != '' AND mapContains(properties, unique_property)),
+    argMaxStateIf(value, (timestamp, event_id), is_gauge),
+    min(timestamp),
+    sum(span_integral),
+    max(ingested_at)
+FROM
+(
+    SELECT *, toDecimal256(0, 9) AS span_integral
+    FROM day_events
+    WHERE NOT is_time_weighted
+    UNION ALL
+    SELECT *,
+           toDecimal256(value, 9)
+               * (leadInFrame(at_ms, 1, hour_end_ms) OVER (
+                      PARTITION BY customer_id, meter, dims, hour_end_ms
+                      ORDER BY timestamp, event_id
+                      ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) - at_ms) AS span_integral
+    FROM day_events
+    WHERE is_time_weighted
+)
+GROUP BY hour, customer_id, meter, dims

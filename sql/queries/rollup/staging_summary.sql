@@ -1,0 +1,1 @@
+SELECT count() AS rollup_rows, sum(events) AS events FROM {{staging}}
