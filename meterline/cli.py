@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from billing.errors import LedgerError
 from meterline.cli_demo import demo
 from meterline.cli_generate import generate
 from meterline.cli_ingest import ingest, init, rejected
+from meterline.cli_ledger import register as register_ledger
 from meterline.cli_pipeline import backfill_command, rollup
 from meterline.cli_quote import quote
 from meterline.settings import SettingsError
@@ -20,7 +22,7 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except (SettingsError, CatalogError, WarehouseError) as exc:
+        except (SettingsError, CatalogError, WarehouseError, LedgerError) as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
 
@@ -32,6 +34,7 @@ def main() -> None:
 
 for command in (demo, init, generate, ingest, rejected, rollup, backfill_command, quote):
     main.add_command(command)
+register_ledger(main)
 
 
 if __name__ == "__main__":

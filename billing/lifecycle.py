@@ -1,0 +1,113 @@
+"""Invoice lifecycle: draft -> finalized -> void, and re-issuing a void period.
+
+Finalizing waits for the period's end plus a grace period (late events still count),
+measured against the caller's ``as_of`` instant, never the clock. It freezes the
+totals; from then on the invoice and its lines never change (ORM hooks in
+billing.guards and database triggers refuse it). Voiding keeps the invoice for audit;
+posting that period again issues a new draft linked to it (``reissue_of_id``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from billing.bulk import refresh_totals
+from billing.errors import FinalizeTooEarly, InvoiceImmutable, LedgerError
+from billing.models import Invoice, InvoiceLine
+
+#: Default wait after a period ends before its invoice may be finalized.
+DEFAULT_GRACE = timedelta(days=3)
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+    return value
+
+
+def _locked(session: Session, invoice_id: int) -> Invoice:
+    invoice = session.scalars(
+        select(Invoice).where(Invoice.id == invoice_id).with_for_update()
+    ).one_or_none()
+    if invoice is None:
+        raise LedgerError(f"no invoice {invoice_id}")
+    return invoice
+
+
+def finalize(
+    session: Session, invoice_id: int, *, as_of: datetime, grace: timedelta = DEFAULT_GRACE
+) -> Invoice:
+    """Finalize a draft invoice whose period ended at least ``grace`` before ``as_of``.
+
+    Totals are recomputed from the lines one last time, then frozen. Finalizing an
+    already finalized invoice is a no-op (a re-run task); a void one is an error.
+    ``finalized_at`` is ``as_of``: the logical time of the run that closed it.
+    """
+    _aware(as_of, "as_of")
+    if grace < timedelta(0):
+        raise ValueError("grace must not be negative")
+    invoice = _locked(session, invoice_id)
+    if invoice.status == "finalized":
+        return invoice
+    if invoice.status == "void":
+        raise InvoiceImmutable(f"invoice {invoice_id} is void and cannot be finalized")
+    due = invoice.period_end + grace
+    if as_of < due:
+        raise FinalizeTooEarly(
+            f"invoice {invoice_id}: its period ends {invoice.period_end.isoformat()} and the"
+            f" grace period ({grace}) runs until {due.isoformat()}; as_of is {as_of.isoformat()}"
+        )
+    refresh_totals(session, [invoice.id])
+    session.refresh(invoice)
+    invoice.status = "finalized"
+    invoice.finalized_at = as_of
+    session.flush()
+    return invoice
+
+
+def finalize_due(
+    session: Session, *, as_of: datetime, grace: timedelta = DEFAULT_GRACE
+) -> list[int]:
+    """Finalize every draft whose period ended at least ``grace`` before ``as_of``."""
+    _aware(as_of, "as_of")
+    ids = session.scalars(
+        select(Invoice.id)
+        .where(Invoice.status == "draft", Invoice.period_end <= as_of - grace)
+        .order_by(Invoice.id)
+    ).all()
+    for invoice_id in ids:
+        finalize(session, invoice_id, as_of=as_of, grace=grace)
+    return list(ids)
+
+
+def void(session: Session, invoice_id: int, *, as_of: datetime) -> Invoice:
+    """Void an invoice (draft or finalized). Voiding a void invoice is a no-op.
+
+    Refused while a live invoice carries adjustments of this invoice's lines: void
+    those first, or the corrections would point at lines no longer billed.
+    """
+    _aware(as_of, "as_of")
+    invoice = _locked(session, invoice_id)
+    if invoice.status == "void":
+        return invoice
+    adjusted = aliased(InvoiceLine)
+    carrier = aliased(Invoice)
+    blocking = session.scalars(
+        select(carrier.id)
+        .join(adjusted, adjusted.invoice_id == carrier.id)
+        .join(InvoiceLine, InvoiceLine.id == adjusted.adjusts_line_id)
+        .where(InvoiceLine.invoice_id == invoice_id, carrier.status != "void")
+        .distinct()
+    ).all()
+    if blocking:
+        raise LedgerError(
+            f"invoice {invoice_id} has lines corrected by adjustments on invoice(s)"
+            f" {', '.join(map(str, sorted(blocking)))}: void those first"
+        )
+    invoice.status = "void"
+    invoice.voided_at = as_of
+    session.flush()
+    return invoice

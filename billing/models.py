@@ -1,0 +1,287 @@
+"""The ledger schema (SQLAlchemy 2 typed ORM). Migrations in billing/migrations mirror it.
+
+Money is never a float: integer minor units (``*_minor``) for what is billed, and the
+exact decimal (``ExactDecimal``) for the precise amounts, quantities and unit prices.
+Instants are aware UTC datetimes (``UTCDateTime``); calendar dates are ``Date``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from billing.types import ExactDecimal, JSONDoc, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+INVOICE_STATUSES = ("draft", "finalized", "void")
+LINE_KINDS = ("usage", "flat", "minimum_true_up", "discount", "adjustment")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3))
+    timezone: Mapped[str] = mapped_column(String(64))
+
+    subscriptions: Mapped[list[Subscription]] = relationship(back_populates="customer")
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint("billing_anchor_day BETWEEN 1 AND 31", name="anchor_day"),
+        CheckConstraint("end_date IS NULL OR end_date > start_date", name="end_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    # A catalog plan id. Not a foreign key: customers and the catalog load independently;
+    # posting resolves prices against the plan and fails loudly if it is missing.
+    plan_id: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    billing_anchor_day: Mapped[int] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    # Local calendar dates in ``timezone``; the subscription is active from local
+    # midnight of start_date until local midnight of end_date (exclusive).
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date)
+
+    customer: Mapped[Customer] = relationship(back_populates="subscriptions")
+    discounts: Mapped[list[SubscriptionDiscount]] = relationship(
+        back_populates="subscription",
+        cascade="all, delete-orphan",
+        order_by="SubscriptionDiscount.id",
+    )
+
+
+class SubscriptionDiscount(Base):
+    """A discount on one price of a subscription, from the customers file."""
+
+    __tablename__ = "subscription_discounts"
+    __table_args__ = (
+        CheckConstraint("(percent_off IS NULL) <> (amount_off IS NULL)", name="percent_xor_amount"),
+        CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="valid_range"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True
+    )
+    price_id: Mapped[str] = mapped_column(String(64))
+    percent_off: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    # Major units of the subscription's currency.
+    amount_off: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+
+    subscription: Mapped[Subscription] = relationship(back_populates="discounts")
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # {currency: decimal string in major units}; empty when the plan has none.
+    minimum_commitment: Mapped[dict[str, str]] = mapped_column(JSONDoc)
+
+
+class PriceVersion(Base):
+    """One price of one plan in one currency, as effective from a date, with its body.
+
+    A version is identified by (plan, price, currency, effective_from) + content hash:
+    editing a body in the catalog adds a row, and the old row stays for audit with
+    ``is_current`` false. ``version`` is the label charges carry (``effective_from#hash``).
+    """
+
+    __tablename__ = "price_versions"
+    __table_args__ = (
+        UniqueConstraint(
+            "plan_id",
+            "price_id",
+            "currency",
+            "effective_from",
+            "content_hash",
+            name="uq_price_versions_identity",
+        ),
+        UniqueConstraint(
+            "plan_id", "price_id", "currency", "version", name="uq_price_versions_label"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"))
+    price_id: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    effective_from: Mapped[date] = mapped_column(Date)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(40))
+    meter: Mapped[str | None] = mapped_column(String(64))
+    filter: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    is_current: Mapped[bool] = mapped_column(Boolean)
+
+
+class RatingRun(Base):
+    """One run of the rating pipeline: what it closed, when (logical time), with what."""
+
+    __tablename__ = "rating_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The data interval the run closed (not the billing periods, which vary by anchor).
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    run_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    code_version: Mapped[str] = mapped_column(String(100))
+    inputs_hash: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint(_in("status", INVOICE_STATUSES), name="status"),
+        CheckConstraint("period_end > period_start", name="period_order"),
+        CheckConstraint(
+            "(status = 'draft') OR finalized_at IS NOT NULL OR voided_at IS NOT NULL",
+            name="closed_has_time",
+        ),
+        # One live invoice per (subscription, period): a void one can be re-issued. This
+        # index is also what makes concurrent posters agree on a single draft.
+        Index(
+            "uq_invoices_live_period",
+            "subscription_id",
+            "period_start",
+            unique=True,
+            postgresql_where=text("status <> 'void'"),
+            sqlite_where=text("status <> 'void'"),
+        ),
+        Index("ix_invoices_subscription_period", "subscription_id", "period_start"),
+        Index("ix_invoices_period_start_local", "period_start_local"),
+        # Ids are never reused, even after a draft's row is deleted: they appear in logs.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The local date the period starts on, in the subscription's timezone (for lists).
+    period_start_local: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    # Totals in minor units; total = sum of the rounded lines (invariant 4).
+    subtotal_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    discount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    adjustment_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    line_count: Mapped[int] = mapped_column(Integer, default=0)
+    finalized_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reissue_of_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
+
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        back_populates="invoice", order_by="InvoiceLine.id"
+    )
+    subscription: Mapped[Subscription] = relationship()
+    customer: Mapped[Customer] = relationship()
+
+
+class InvoiceLine(Base):
+    __tablename__ = "invoice_lines"
+    __table_args__ = (
+        CheckConstraint(_in("kind", LINE_KINDS), name="kind"),
+        CheckConstraint(
+            "(kind = 'adjustment') OR (adjusts_line_id IS NULL AND adjusts_key IS NULL)",
+            name="only_adjustments_adjust",
+        ),
+        # The deterministic idempotency key is unique per invoice. It is not unique
+        # across invoices because a void invoice's period is re-issued with the same keys;
+        # one live invoice per period (uq_invoices_live_period) makes it unique per period.
+        UniqueConstraint("invoice_id", "idempotency_key", name="uq_invoice_lines_key"),
+        # Partial: most lines adjust nothing, and indexing their NULLs would only slow
+        # bulk posting down.
+        Index(
+            "ix_invoice_lines_adjusts_key",
+            "adjusts_key",
+            postgresql_where=text("adjusts_key IS NOT NULL"),
+            sqlite_where=text("adjusts_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_invoice_lines_adjusts_line_id",
+            "adjusts_line_id",
+            postgresql_where=text("adjusts_line_id IS NOT NULL"),
+            sqlite_where=text("adjusts_line_id IS NOT NULL"),
+        ),
+        # Re-rating deletes draft lines; their ids must not come back for other lines.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(400))
+    # sha256 of the line's canonical content: "same key, same content" is a hash compare.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    price_id: Mapped[str] = mapped_column(String(64))
+    price_version: Mapped[str] = mapped_column(String(64))
+    price_version_id: Mapped[int | None] = mapped_column(ForeignKey("price_versions.id"))
+    meter: Mapped[str | None] = mapped_column(String(64))
+    dimension_group: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal())
+    unit_amount: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    amount_precise: Mapped[Decimal] = mapped_column(ExactDecimal())
+    breakdown: Mapped[Any] = mapped_column(JSONDoc)
+    # The billing period this line charges for; an adjustment's is the corrected period.
+    service_period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    service_period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    adjusts_line_id: Mapped[int | None] = mapped_column(ForeignKey("invoice_lines.id"))
+    # Key of the corrected line (set even when the correction adds a line that the
+    # finalized invoice did not have, where there is no line to point at).
+    adjusts_key: Mapped[str | None] = mapped_column(String(400))
+    rating_run_id: Mapped[int | None] = mapped_column(ForeignKey("rating_runs.id"))
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+    adjusts_line: Mapped[InvoiceLine | None] = relationship(remote_side="InvoiceLine.id")

@@ -1,0 +1,82 @@
+"""Exact money helpers for the ledger: Decimal only, minor units from ISO 4217.
+
+Amounts arrive in major units, already rounded once per line by the rating engine
+(invariant 4); the ledger only checks that and converts them to integer minor units.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+import iso4217
+
+
+class CurrencyError(ValueError):
+    """Not an ISO 4217 currency code."""
+
+
+@cache
+def exponent(currency: str) -> int:
+    """Digits after the decimal point of the currency's minor unit (JPY 0, USD 2, KWD 3)."""
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
+        raise CurrencyError(
+            f"currency must be a 3-letter upper-case ISO 4217 code, got {currency!r}"
+        )
+    try:
+        found = iso4217.Currency(currency)
+    except (ValueError, KeyError):
+        raise CurrencyError(f"unknown ISO 4217 currency {currency!r}") from None
+    exp = found.exponent
+    # Funds and metals (XAU, XDR...) have no minor unit; they are not billing currencies.
+    if exp is None:
+        raise CurrencyError(f"{currency} has no minor unit and cannot be billed")
+    return int(exp)
+
+
+def require_decimal(value: Any, what: str, *, allow_int: bool = True) -> Decimal:
+    """``value`` as a finite Decimal; a float (or anything else inexact) is a TypeError."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{what} must be a finite decimal, got {value}")
+        return value
+    if allow_int and isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, float):
+        raise TypeError(f"{what} is a float ({value!r}): money and quantities must be Decimal")
+    raise TypeError(f"{what} must be a Decimal, got {type(value).__name__} {value!r}")
+
+
+def to_minor(amount: Decimal, currency: str, what: str = "amount") -> int:
+    """Integer minor units of an already-rounded major-unit amount.
+
+    An amount with more decimals than the currency's minor unit was not rounded by the
+    rating engine, which is a bug upstream; refusing it keeps invariant 4 honest.
+    """
+    exp = exponent(currency)
+    scaled = amount.scaleb(exp)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(
+            f"{what} {amount} has more than {exp} decimal(s), the minor unit of {currency}:"
+            " round it once per line before posting"
+        )
+    return int(scaled)
+
+
+def from_minor(minor: int, currency: str) -> Decimal:
+    """Major-unit Decimal of integer minor units, with exactly the currency's decimals."""
+    return Decimal(minor).scaleb(-exponent(currency))
+
+
+def canonical(value: Decimal) -> str:
+    """One spelling per number (``1.0`` and ``1.00`` are the same content)."""
+    if value == 0:
+        return "0"
+    text = format(value.normalize(), "f")
+    return text
+
+
+def minor_unit(currency: str) -> Decimal:
+    """The smallest amount of the currency, in major units (USD 0.01)."""
+    return Decimal(1).scaleb(-exponent(currency))

@@ -1,0 +1,34 @@
+"""Process entry points for the concurrency tests (importable under the spawn method)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import billing
+from billing.db import create_ledger_engine, session_factory
+
+
+def post_batches(
+    url: str,
+    batches: list[billing.ChargeBatch],
+    barrier: Any,
+    results: Any,
+    name: str,
+    rounds: int = 1,
+) -> None:
+    """Wait for the others, then post ``batches`` in one transaction (``rounds`` times)."""
+    engine = create_ledger_engine(url)
+    make = session_factory(engine)
+    try:
+        barrier.wait(timeout=60)
+        for _ in range(rounds):
+            try:
+                with make.begin() as session:
+                    result = billing.post_charges_bulk(session, batches)
+                results.put((name, "ok", result.created, result.unchanged, result.invoices_created))
+            except billing.PostingConflict as exc:
+                results.put((name, "conflict", str(exc), 0, 0))
+    except Exception as exc:  # reported to the test, which fails on it
+        results.put((name, "error", repr(exc), 0, 0))
+    finally:
+        engine.dispose()
