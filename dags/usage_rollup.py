@@ -6,16 +6,11 @@ that billing_close follows.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-USAGE_ROLLUP = Asset("meterline://warehouse/usage_rollup")
-# chDB (the embedded warehouse) lets one process at a time open its folder: warehouse
-# tasks share this pool, with one slot in embedded mode (`airflow pools set`).
-WAREHOUSE_POOL = "meterline_warehouse"
+from meterline.dag_common import DEFAULT_ARGS, USAGE_ROLLUP, WAREHOUSE_POOL
 
 DOC = """
 ### usage_rollup
@@ -36,7 +31,7 @@ or `airflow backfill create --dag-id usage_rollup --from-date D1 --to-date D2`.
     max_active_runs=1,
     tags=["meterline", "warehouse"],
     doc_md=DOC,
-    default_args={"retries": 3, "retry_delay": timedelta(minutes=2)},
+    default_args=DEFAULT_ARGS,
 )
 def usage_rollup() -> None:
     @task(pool=WAREHOUSE_POOL, outlets=[USAGE_ROLLUP])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from billing.errors import LedgerError
+from meterline.cli_close import close
 from meterline.cli_demo import demo
 from meterline.cli_generate import generate
 from meterline.cli_ingest import ingest, init, rejected
@@ -32,7 +33,7 @@ def main() -> None:
     """meterline: usage metering and rating (events -> rollups -> rated invoice lines)."""
 
 
-for command in (demo, init, generate, ingest, rejected, rollup, backfill_command, quote):
+for command in (demo, init, generate, ingest, rejected, rollup, backfill_command, close, quote):
     main.add_command(command)
 register_ledger(main)
 

@@ -5,6 +5,7 @@ Invalid settings fail at start with a message that names the setting.
 
 from __future__ import annotations
 
+from datetime import date
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +44,13 @@ class Settings(BaseSettings):
         default=300,
         ge=0,
         description="Events this far in the future (vs. ingest time) are accepted",
+    )
+    billing_go_live: date | None = Field(
+        default=None,
+        description="Only periods ending after this date (UTC) are billed (metering go-live)",
+    )
+    finalize_grace_hours: int = Field(
+        default=72, ge=0, description="Hours after a period ends before its invoice is finalized"
     )
     ingest_batch_rows: int = Field(
         default=2_000_000, ge=1, description="Rows validated and inserted per ingest batch"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-EXPECTED = {"usage_rollup"}
+EXPECTED = {"usage_rollup", "billing_close"}
 
 
 def test_no_import_errors(dagbag) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,65 @@
+"""billing_close: after each usage rollup, close every subscription period that ended
+(in its timezone) at least the grace period before the rollup's interval end: rate it
+per price version window, apply discounts and minimums, post the lines to its draft
+invoice and finalize it. Late usage of finalized periods becomes adjustment lines on
+the next open invoice. Re-running posts nothing new.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+from meterline.dag_common import DEFAULT_ARGS, USAGE_ROLLUP, WAREHOUSE_POOL
+
+DOC = """
+### billing_close
+Triggered by the `usage_rollup` asset. "As of" time: the rollup's data interval end
+(carried in the asset event), or `as_of` in the run's conf for a manual run; never the
+clock. Closes due periods and posts adjustments for late usage.
+
+By hand: `meterline close --as-of 2026-11-04T00:00:00Z` (or `--period 2026-10`).
+"""
+
+
+@dag(
+    dag_id="billing_close",
+    schedule=[USAGE_ROLLUP],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["meterline", "billing"],
+    doc_md=DOC,
+    default_args=DEFAULT_ARGS,
+)
+def billing_close() -> None:
+    @task
+    def resolve_as_of(**context: object) -> str:
+        """The logical time of this close: from the run's conf or the triggering rollup."""
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        if conf.get("as_of"):
+            return str(conf["as_of"])
+        events = context.get("triggering_asset_events") or {}
+        times = [
+            str(event.extra["as_of"])
+            for asset_events in events.values()  # type: ignore[attr-defined]
+            for event in asset_events
+            if event.extra and event.extra.get("as_of")
+        ]
+        if not times:
+            raise ValueError("no as_of: trigger with conf {'as_of': ISO time} or from usage_rollup")
+        return max(times)
+
+    @task(pool=WAREHOUSE_POOL)
+    def close(as_of: str) -> dict[str, object]:
+        """Rate, post and finalize due periods; post adjustments for late usage."""
+        from datetime import datetime
+
+        from meterline.close import close_periods
+
+        return close_periods(datetime.fromisoformat(as_of)).to_json()
+
+    close(resolve_as_of())
+
+
+billing_close()
