@@ -1,29 +1,38 @@
 """`meterline demo`: the whole job on generated data, embedded, with no server.
 
-Generates a month of Intercom-like usage (with duplicates, late and malformed rows),
-ingests it day by day as the nightly deliveries would arrive, then the late file, and
-checks the ingest accounting against what the generator injected.
+1. Generate a month of Intercom-like usage with exact and conflicting re-sends,
+   malformed rows and a late file.
+2. Ingest each day's file as the nightly delivery would arrive (00:30 UTC next day).
+3. Load the customers and the catalog into the ledger.
+4. Run the real usage_rollup DAG (Airflow, dag.test()) for every day of the month,
+   then the real billing_close DAG once the grace period has passed.
+5. Print the ingest accounting (checked against what the generator injected), the
+   invoices per currency and the top customers with their lines.
+6. Ingest the late file, run the next day's DAGs, and show the adjustment lines.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import func, select
 
 from meterline.app import open_warehouse
-from meterline.settings import Settings, load_settings
+from meterline.settings import Settings, settings
 from meterline.synthetic import GeneratorConfig, Manifest, generate
 from meters.catalog import load_meters
 from meters.ingest import IngestOptions, Ingestor, SourceCounts
-from meters.migrations import migrate
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,8 @@ class DemoConfig:
     duplicates: float = 0.01
     late: float = 0.003
     malformed: float = 0.001
+    billing: bool = True
+    top: int = 5
 
 
 @dataclass
@@ -43,8 +54,10 @@ class DemoResult:
     manifest: Manifest
     daily: SourceCounts
     late: SourceCounts
-    matches_manifest: bool
-    seconds: float
+    matches_manifest: bool = False
+    seconds: float = 0.0
+    invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    adjustment_lines: int = 0
 
 
 def delivery_time(day: date) -> datetime:
@@ -53,10 +66,24 @@ def delivery_time(day: date) -> datetime:
 
 
 def demo_settings(config: DemoConfig) -> Settings:
+    """The demo's own folder, whatever the environment says; the DAG tasks it runs
+    read the same settings from the environment."""
     folder = config.folder.resolve()
-    return load_settings(
-        warehouse_url=f"chdb://{folder / 'warehouse'}",
-        ledger_url=f"sqlite:///{folder / 'ledger.db'}",
+    os.environ["METERLINE_WAREHOUSE_URL"] = f"chdb://{folder / 'warehouse'}"
+    os.environ["METERLINE_LEDGER_URL"] = f"sqlite:///{folder / 'ledger.db'}"
+    os.environ["METERLINE_BILLING_GO_LIVE"] = config.start.isoformat()
+    settings.cache_clear()
+    return settings()
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     )
 
 
@@ -65,12 +92,59 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     if config.folder.exists():
         shutil.rmtree(config.folder)
     data = config.folder / "data"
-    settings = demo_settings(config)
+    config_settings = demo_settings(config)
     console.print(
-        f"[bold]meterline demo[/bold]: {config.customers:,} customers, {config.days} days "
-        f"from {config.start}, seed {config.seed}; everything under {config.folder}/"
+        f"[bold]meterline demo[/bold]: {config.customers:,} customers, {config.days} days from "
+        f"{config.start}, seed {config.seed}; everything under {config.folder}/"
+    )
+    manifest = _generate(config, data, console)
+    result = DemoResult(
+        manifest, _ingest_days(config, config_settings, data, manifest, console), SourceCounts()
     )
 
+    end = datetime.combine(config.start + timedelta(days=config.days), clock(0), tzinfo=UTC)
+    as_of = end + timedelta(hours=config_settings.finalize_grace_hours)
+    runner = None
+    if config.billing:
+        from meterline.airflow_runner import DagRunner, prepare
+
+        _load_ledger(config_settings, data, console)
+        with _progress(console) as progress:
+            task = progress.add_task("airflow: preparing", total=None)
+            prepare(config.folder / "airflow")
+            runner = DagRunner()
+            progress.update(
+                task, description="airflow: usage_rollup", total=config.days, completed=0
+            )
+            for offset in range(config.days):
+                runner.rollup_day(config.start + timedelta(days=offset))
+                progress.advance(task)
+            progress.update(
+                task, description=f"airflow: billing_close as of {as_of:%Y-%m-%d %H:%M}"
+            )
+            runner.close(as_of)
+        console.print(
+            f"ran usage_rollup for {config.days} days and billing_close as of "
+            f"{as_of.isoformat()} (Airflow dag.test)"
+        )
+
+    # The late file arrives after the invoices were finalized.
+    late_at = as_of + timedelta(hours=12) if config.billing else delivery_time(end.date())
+    result.late = _ingest(config_settings, [data / f for f in manifest.late_files], late_at)
+    result.matches_manifest = _matches(manifest, result.daily, result.late)
+    _print_accounting(console, result)
+
+    if runner is not None:
+        result.invoices = _print_invoices(config_settings, console, config.top, adjustments=False)
+        runner.rollup_day(late_at.date())
+        runner.close(as_of + timedelta(days=1))
+        result.adjustment_lines = _print_adjustments(config_settings, console)
+    result.seconds = time.perf_counter() - started
+    console.print(f"done in {result.seconds:.1f}s")
+    return result
+
+
+def _generate(config: DemoConfig, data: Path, console: Console) -> Manifest:
     with _progress(console) as progress:
         task = progress.add_task("generate usage", total=None)
 
@@ -94,34 +168,68 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         f"generated {manifest.rows_written:,} rows in {len(manifest.files)} daily files "
         f"and {manifest.late.rows:,} late rows -> {data}/"
     )
+    return manifest
 
-    catalog = load_meters(settings.catalog_path)
-    options = IngestOptions(
-        max_event_age=timedelta(days=settings.max_event_age_days),
-        future_tolerance=timedelta(seconds=settings.future_tolerance_s),
-        batch_rows=settings.ingest_batch_rows,
+
+def _options(config: Settings) -> IngestOptions:
+    return IngestOptions(
+        max_event_age=timedelta(days=config.max_event_age_days),
+        future_tolerance=timedelta(seconds=config.future_tolerance_s),
+        batch_rows=config.ingest_batch_rows,
     )
-    daily, late = SourceCounts(), SourceCounts()
-    with open_warehouse(settings) as warehouse:
-        migrate(warehouse)
-        with _progress(console) as progress:
-            task = progress.add_task("ingest daily files", total=len(manifest.files))
-            for offset, name in enumerate(manifest.files):
-                day = config.start + timedelta(days=offset)
-                summary = Ingestor(
-                    warehouse, catalog, ingested_at=delivery_time(day), options=options
-                )
-                daily.add(summary.ingest_files([data / name]).total)
-                progress.advance(task)
-            late_at = delivery_time(config.start + timedelta(days=config.days + 1))
-            for name in manifest.late_files:
-                summary = Ingestor(warehouse, catalog, ingested_at=late_at, options=options)
-                late.add(summary.ingest_files([data / name]).total)
 
-    matches = _matches(manifest, daily, late)
-    result = DemoResult(manifest, daily, late, matches, time.perf_counter() - started)
-    _print_accounting(console, result)
-    return result
+
+def _ingest(config: Settings, paths: list[Path], at: datetime) -> SourceCounts:
+    counts = SourceCounts()
+    with open_warehouse(config) as warehouse:
+        from meters.migrations import migrate
+
+        migrate(warehouse)
+        ingestor = Ingestor(
+            warehouse, load_meters(config.catalog_path), ingested_at=at, options=_options(config)
+        )
+        counts.add(ingestor.ingest_files(paths).total)
+    return counts
+
+
+def _ingest_days(
+    config: DemoConfig, config_settings: Settings, data: Path, manifest: Manifest, console: Console
+) -> SourceCounts:
+    daily = SourceCounts()
+    catalog = load_meters(config_settings.catalog_path)
+    with open_warehouse(config_settings) as warehouse, _progress(console) as progress:
+        from meters.migrations import migrate
+
+        migrate(warehouse)
+        task = progress.add_task("ingest daily files", total=len(manifest.files))
+        for offset, name in enumerate(manifest.files):
+            day = config.start + timedelta(days=offset)
+            ingestor = Ingestor(
+                warehouse,
+                catalog,
+                ingested_at=delivery_time(day),
+                options=_options(config_settings),
+            )
+            daily.add(ingestor.ingest_files([data / name]).total)
+            progress.advance(task)
+    return daily
+
+
+def _load_ledger(config: Settings, data: Path, console: Console) -> None:
+    from billing.catalog import load_catalog
+    from billing.customers import load_customers_file
+    from billing.db import create_ledger_engine, session_factory
+    from billing.migrate import upgrade
+
+    upgrade(config.ledger_url)
+    engine = create_ledger_engine(config.ledger_url)
+    try:
+        with session_factory(engine).begin() as session:
+            load_catalog(session, config.catalog_path)
+            loaded = load_customers_file(session, data / "customers.jsonl")
+    finally:
+        engine.dispose()
+    console.print(f"ledger: catalog loaded; {loaded}")
 
 
 def _matches(manifest: Manifest, daily: SourceCounts, late: SourceCounts) -> bool:
@@ -160,19 +268,133 @@ def _print_accounting(console: Console, result: DemoResult) -> None:
     )
     verdict = "[green]yes[/green]" if result.matches_manifest else "[red]NO[/red]"
     console.print(f"counts match what the generator injected: {verdict}")
-    console.print(
-        "inspect rejected rows: METERLINE_WAREHOUSE_URL=chdb://.meterline/demo/warehouse "
-        "meterline rejected --reason conflicting_duplicate"
-    )
-    console.print(f"done in {result.seconds:.1f}s")
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
+def _money(minor: int, currency: str) -> str:
+    from rating import minor_unit_exponent
+
+    exponent = minor_unit_exponent(currency)
+    return (
+        f"{currency} {minor / 10**exponent:,.{exponent}f}" if exponent else f"{currency} {minor:,}"
     )
+
+
+def _print_invoices(
+    config: Settings, console: Console, top: int, *, adjustments: bool
+) -> dict[str, dict[str, Any]]:
+    from billing.db import create_ledger_engine, session_factory
+    from billing.models import Customer, Invoice, InvoiceLine
+
+    engine = create_ledger_engine(config.ledger_url)
+    summary: dict[str, dict[str, Any]] = {}
+    try:
+        with session_factory(engine)() as session:
+            rows = session.execute(
+                select(
+                    Invoice.currency, Invoice.status, func.count(), func.sum(Invoice.total_minor)
+                )
+                .group_by(Invoice.currency, Invoice.status)
+                .order_by(Invoice.currency, Invoice.status)
+            ).all()
+            table = Table(title="invoices per currency")
+            for column in ("currency", "status", "invoices", "total"):
+                table.add_column(
+                    column, justify="right" if column in ("invoices", "total") else "left"
+                )
+            for currency, status, count, total in rows:
+                summary.setdefault(currency, {})[status] = {
+                    "invoices": count,
+                    "total_minor": int(total or 0),
+                }
+                table.add_row(currency, status, f"{count:,}", _money(int(total or 0), currency))
+            console.print(table)
+            biggest = session.execute(
+                select(Invoice, Customer.external_id, Customer.name)
+                .join(Customer, Customer.id == Invoice.customer_id)
+                .where(Invoice.status == "finalized")
+                .order_by(Invoice.total_minor.desc())
+                .limit(top)
+            ).all()
+            for invoice, external_id, name in biggest:
+                lines = Table(
+                    title=f"{name} ({external_id}) invoice {invoice.id}, "
+                    f"{invoice.period_start:%Y-%m-%d}..{invoice.period_end:%Y-%m-%d} UTC: "
+                    f"{_money(invoice.total_minor, invoice.currency)}",
+                    title_justify="left",
+                )
+                for column in ("kind", "price", "group", "quantity", "unit", "amount", "tiers"):
+                    lines.add_column(
+                        column,
+                        justify="right" if column in ("quantity", "unit", "amount") else "left",
+                    )
+                for line in session.scalars(
+                    select(InvoiceLine)
+                    .where(InvoiceLine.invoice_id == invoice.id)
+                    .order_by(InvoiceLine.id)
+                ):
+                    if line.amount_minor == 0 and line.kind == "usage":
+                        continue
+                    lines.add_row(
+                        line.kind,
+                        line.price_id,
+                        line.dimension_group or "",
+                        _qty(line.quantity),
+                        "" if line.unit_amount is None else _qty(line.unit_amount),
+                        _money(line.amount_minor, line.currency),
+                        _tiers(line.breakdown),
+                    )
+                console.print(lines)
+    finally:
+        engine.dispose()
+    return summary
+
+
+def _qty(value: Any) -> str:
+    text = f"{value.normalize():f}"
+    whole, _, frac = text.partition(".")
+    return f"{int(whole):,}" + (f".{frac[:4]}" if frac else "")
+
+
+def _tiers(breakdown: Any) -> str:
+    """Graduated and volume lines: units and unit price per tier reached."""
+    entries = breakdown.get("breakdown", []) if isinstance(breakdown, dict) else []
+    parts = [
+        f"t{e['tier']} {_qty(Decimal(e['units']))}×{e['unit_amount']}"
+        for e in entries
+        if isinstance(e, dict) and e.get("kind") == "tier" and e.get("tier")
+    ]
+    return " + ".join(parts)
+
+
+def _print_adjustments(config: Settings, console: Console) -> int:
+    from billing.db import create_ledger_engine, session_factory
+    from billing.models import Customer, Invoice, InvoiceLine
+
+    engine = create_ledger_engine(config.ledger_url)
+    try:
+        with session_factory(engine)() as session:
+            rows = session.execute(
+                select(InvoiceLine, Customer.external_id)
+                .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+                .join(Customer, Customer.id == Invoice.customer_id)
+                .where(InvoiceLine.kind == "adjustment")
+                .order_by(InvoiceLine.id)
+            ).all()
+            table = Table(
+                title=f"late usage after finalization: {len(rows):,} adjustment lines "
+                "on the next open invoices"
+            )
+            for column in ("customer", "price", "quantity", "amount", "adjusts line"):
+                table.add_column(column)
+            for line, customer in rows[:10]:
+                table.add_row(
+                    customer,
+                    line.price_id,
+                    f"{line.quantity.normalize():f}",
+                    _money(line.amount_minor, line.currency),
+                    str(line.adjusts_line_id or ""),
+                )
+            console.print(table)
+            return len(rows)
+    finally:
+        engine.dispose()

@@ -1,0 +1,132 @@
+"""Benchmarks of the pipeline's two heavy steps.
+
+    python bench/bench_pipeline.py rollup [--events 10000000]
+        Roll up one generated day (meterline's rebuild_day: FINAL read, aggregate
+        states, staging table, REPLACE PARTITION) and, in the same run, the raw
+        engine's plain GROUP BY of the same events. Target: within 2x.
+    python bench/bench_pipeline.py close [--customers 25000]
+        Close a month for N subscriptions (quantities, rating, posting, finalizing),
+        after generating, ingesting and rolling up their month. Reports seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+
+PLAIN_GROUP_BY = """
+SELECT customer_id, meter, properties, toStartOfHour(timestamp) AS hour,
+       count(), sum(value), max(value), argMax(value, timestamp)
+FROM usage_events
+WHERE timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}
+GROUP BY customer_id, meter, properties, hour
+FORMAT Null
+"""
+
+
+def _timed(label: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    seconds = time.perf_counter() - started
+    print(f"{label:<34} {seconds:8.2f}s")
+    return result, seconds
+
+
+def bench_rollup(events: int) -> None:
+    from meterline.synthetic import GeneratorConfig, generate
+    from meters.catalog import load_meters
+    from meters.ingest import Ingestor
+    from meters.migrations import migrate
+    from meters.rollup import rebuild_day
+    from meters.warehouse import connect
+
+    folder = OUT / f"rollup_{events}"
+    data = folder / "data"
+    day = date(2026, 10, 1)
+    if not (data / "manifest.json").exists():
+        _timed("generate", generate, GeneratorConfig(customers=25_000, start=day, days=1, seed=5, out=data,
+                                                      events_per_day=events, overwrite=True))
+    shutil.rmtree(folder / "warehouse", ignore_errors=True)
+    warehouse = connect(f"chdb://{folder / 'warehouse'}")
+    migrate(warehouse)
+    catalog = load_meters(ROOT / "catalog" / "intercom.yaml")
+    ingestor = Ingestor(warehouse, catalog, ingested_at=datetime(2026, 10, 2, tzinfo=UTC))
+    summary, _ = _timed("ingest", ingestor.ingest_files, [data / "events" / "2026-10-01.parquet"])
+    print(f"events                             {summary.total.accepted:,}")
+    warehouse.command("OPTIMIZE TABLE usage_events FINAL")  # the same parts for both reads
+    result, ours = _timed("rebuild_day (meterline)", rebuild_day, warehouse, catalog, day)
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    _, raw = _timed("plain GROUP BY (raw engine)", warehouse.command, PLAIN_GROUP_BY,
+                    {"start": start, "end": start + timedelta(days=1)})
+    print(f"rollup rows                        {result.rollup_rows:,}")
+    print(f"ratio                              {ours / raw:8.2f}x  (target <= 2x)")
+    warehouse.close()
+
+
+def bench_close(customers: int) -> None:
+    from billing.catalog import load_catalog
+    from billing.customers import load_customers_file
+    from billing.db import create_ledger_engine, session_factory
+    from billing.migrate import upgrade
+    from meterline.close import close_periods
+    from meterline.pipeline import backfill
+    from meterline.settings import settings
+    from meterline.synthetic import GeneratorConfig, generate
+    from meters.catalog import load_meters
+    from meters.ingest import Ingestor
+    from meters.migrations import migrate
+    from meters.warehouse import connect
+
+    folder = OUT / f"close_{customers}"
+    data = folder / "data"
+    start = date(2026, 10, 1)
+    if not (data / "manifest.json").exists():
+        _timed("generate month", generate, GeneratorConfig(customers=customers, start=start, days=31, seed=9,
+                                                            out=data, overwrite=True))
+    shutil.rmtree(folder / "warehouse", ignore_errors=True)
+    (folder / "ledger.db").unlink(missing_ok=True)
+    os.environ["METERLINE_WAREHOUSE_URL"] = f"chdb://{folder / 'warehouse'}"
+    os.environ["METERLINE_LEDGER_URL"] = os.environ.get("BENCH_LEDGER_URL", f"sqlite:///{folder / 'ledger.db'}")
+    os.environ["METERLINE_BILLING_GO_LIVE"] = start.isoformat()
+    settings.cache_clear()
+    warehouse = connect(settings().warehouse_url)
+    migrate(warehouse)
+    files = sorted((data / "events").glob("*.parquet"))
+    ingestor = Ingestor(warehouse, load_meters(settings().catalog_path), ingested_at=datetime(2026, 11, 1, 1, tzinfo=UTC))
+    _timed("ingest month", ingestor.ingest_files, files)
+    warehouse.close()
+    _timed("backfill rollups (31 days)", backfill, start, date(2026, 10, 31))
+    upgrade(settings().ledger_url)
+    engine = create_ledger_engine(settings().ledger_url)
+    with session_factory(engine).begin() as session:
+        load_catalog(session, settings().catalog_path)
+        load_customers_file(session, data / "customers.jsonl")
+    engine.dispose()
+    report, seconds = _timed("close month", close_periods, datetime(2026, 11, 4, tzinfo=UTC))
+    print(f"periods closed                     {report.periods_closed:,}")
+    print(f"lines posted                       {report.lines_created:,}")
+    print(f"periods/s                          {report.periods_closed / seconds:,.0f}")
+    _timed("close again (no-op)", close_periods, datetime(2026, 11, 4, tzinfo=UTC))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", choices=["rollup", "close"])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--customers", type=int, default=25_000)
+    args = parser.parse_args()
+    if args.which == "rollup":
+        bench_rollup(args.events)
+    else:
+        bench_close(args.customers)
+
+
+if __name__ == "__main__":
+    main()
