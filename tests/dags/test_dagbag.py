@@ -50,3 +50,20 @@ def test_dag_files_have_no_top_level_calls_but_the_dag() -> None:
         tree = ast.parse(path.read_text())
         calls = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
         assert len(calls) == 1, f"{path.name}: top-level calls other than the DAG's"
+
+
+def test_airflow_backfill_plans_one_run_per_day(airflow_db) -> None:  # type: ignore[no-untyped-def]
+    """`airflow backfill create` (what an engineer runs against a scheduler) plans one
+    usage_rollup run per day, each covering that day as its data interval."""
+    import os
+
+    env = os.environ.copy()
+    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", "usage_rollup",
+         "--from-date", "2026-10-01", "--to-date", "2026-10-03", "--dry-run"],
+        env=env, check=True, capture_output=True, text=True, timeout=300,
+    )
+    planned = [line for line in out.stdout.splitlines() if line.startswith("| 2026-")]
+    assert [p.split("|")[1].strip()[:10] for p in planned] == ["2026-10-01", "2026-10-02", "2026-10-03"]
