@@ -33,33 +33,35 @@ WITH
                        mapKeys({filters:Map(String, Map(String, String))}[meter]),
                        mapValues({filters:Map(String, Map(String, String))}[meter]))
     )
+-- One pass over the day (CTEs are inlined where used, so a second reference would read
+-- the day twice). time_weighted events of a group are collected in time order and the
+-- integral computed per group: value x (next event, or the hour's end - this event).
 SELECT
-    toDateTime(intDiv(at_ms, 3600000) * 3600, 'UTC') AS hour,
-    customer_id,
-    meter,
-    dims,
-    count(),
-    sum(value),
-    max(value),
-    uniqExactStateIf(properties[unique_property],
-                     unique_property != '' AND mapContains(properties, unique_property)),
-    argMaxStateIf(value, (timestamp, event_id), is_gauge),
-    min(timestamp),
-    sum(span_integral),
-    max(ingested_at)
+    hour, customer_id, meter, dims, events, value_sum, value_max, unique_state, latest_state,
+    first_at,
+    if(empty(spans), toDecimal256(0, 9),
+       arraySum((v, at, next_at) -> toDecimal256(v, 9) * (next_at - at),
+                arrayMap(x -> x.3, spans),
+                arrayMap(x -> x.1, spans),
+                arrayPushBack(arrayPopFront(arrayMap(x -> x.1, spans)), hour_end_ms))) AS tw_integral,
+    max_ingested_at
 FROM
 (
-    SELECT *, toDecimal256(0, 9) AS span_integral
+    SELECT
+        toDateTime(intDiv(at_ms, 3600000) * 3600, 'UTC') AS hour,
+        customer_id,
+        meter,
+        dims,
+        count() AS events,
+        sum(value) AS value_sum,
+        max(value) AS value_max,
+        uniqExactStateIf(properties[unique_property],
+                         unique_property != '' AND mapContains(properties, unique_property)) AS unique_state,
+        argMaxStateIf(value, (timestamp, event_id), is_gauge) AS latest_state,
+        min(timestamp) AS first_at,
+        arraySort(x -> (x.1, x.2), groupArrayIf((at_ms, event_id, value), is_time_weighted)) AS spans,
+        any(hour_end_ms) AS hour_end_ms,
+        max(ingested_at) AS max_ingested_at
     FROM day_events
-    WHERE NOT is_time_weighted
-    UNION ALL
-    SELECT *,
-           toDecimal256(value, 9)
-               * (leadInFrame(at_ms, 1, hour_end_ms) OVER (
-                      PARTITION BY customer_id, meter, dims, hour_end_ms
-                      ORDER BY timestamp, event_id
-                      ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) - at_ms) AS span_integral
-    FROM day_events
-    WHERE is_time_weighted
+    GROUP BY hour, customer_id, meter, dims
 )
-GROUP BY hour, customer_id, meter, dims
