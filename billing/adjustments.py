@@ -41,9 +41,10 @@ from billing.posting import (
 
 @dataclass(slots=True)
 class AdjustmentResult:
-    """What a correction did: the invoice carrying it and its adjustment lines by key."""
+    """What a correction did: the invoice carrying it (None when there was nothing to
+    correct and no carrier existed) and its adjustment lines by key."""
 
-    invoice_id: int
+    invoice_id: int | None
     target_period: Period
     created: int = 0
     unchanged: int = 0
@@ -150,8 +151,11 @@ def post_adjustments(
             " post_charges(..., rerate=True); adjustments only correct finalized invoices"
         )
     target = target_period(session, sub, period)
-    invoices, _ = ensure_invoices(session, [(sub, target, None)])
-    carrier = invoices[(sub.id, target.start)]
+    # The carrier draft is created only when there is something to post: a re-check
+    # that finds nothing to correct must leave the ledger as it was.
+    pair_next = (sub.id, target.start)
+    existing = bulk.live_invoices(session, [pair_next], lock=True).get(pair_next)
+    carrier_id = existing.id if existing is not None else None
 
     original = {
         line.idempotency_key: line
@@ -178,7 +182,7 @@ def post_adjustments(
                 bulk.LINES.c.kind == "adjustment",
                 bulk.LINES.c.adjusts_key.in_(part),
                 bulk.INVOICES.c.status != "void",
-                bulk.INVOICES.c.id != carrier.id,
+                bulk.INVOICES.c.id != (carrier_id if carrier_id is not None else -1),
             )
         )
         for key, quantity, minor, precise in rows:
@@ -205,7 +209,7 @@ def post_adjustments(
         what = charge.description if charge is not None else f"{like.price_id} no longer charged"
         since = period.local_start(sub.timezone)
         row: dict[str, Any] = {
-            "invoice_id": carrier.id,
+            "invoice_id": carrier_id,
             "idempotency_key": akey,
             "kind": "adjustment",
             "price_id": like.price_id,
@@ -235,32 +239,39 @@ def post_adjustments(
         row["content_hash"] = _row_hash(row)
         wanted[akey] = row
 
+    if carrier_id is None:
+        if not wanted:
+            return AdjustmentResult(invoice_id=None, target_period=target)
+        invoices, _ = ensure_invoices(session, [(sub, target, None)])
+        carrier_id = invoices[pair_next].id
+        for row in wanted.values():
+            row["invoice_id"] = carrier_id
     have = bulk.existing_lines(
-        session, [carrier.id], adjustments=True, service_start=period.start
-    ).get(carrier.id, {})
+        session, [carrier_id], adjustments=True, service_start=period.start
+    ).get(carrier_id, {})
     changed = [k for k, row in wanted.items() if k in have and have[k][1] != row["content_hash"]]
     added = [k for k in wanted if k not in have]
     dropped = [k for k in have if k not in wanted]
     if (changed or dropped) and not rerate:
         raise PostingConflict(
-            f"invoice {carrier.id} already carries a different correction of {subscription}"
+            f"invoice {carrier_id} already carries a different correction of {subscription}"
             f" {period.label()}: re-post with rerate=True to replace it",
             keys=changed + dropped,
         )
     bulk.delete_lines(session, [have[k][0] for k in changed + dropped])
     bulk.insert_lines(session, [wanted[k] for k in changed + added])
     if changed or added or dropped:
-        bulk.refresh_totals(session, [carrier.id])
+        bulk.refresh_totals(session, [carrier_id])
     result = AdjustmentResult(
-        invoice_id=carrier.id,
+        invoice_id=carrier_id,
         target_period=target,
         created=len(added),
         unchanged=len(wanted) - len(changed) - len(added),
         replaced=len(changed),
         removed=len(dropped),
     )
-    lines = bulk.existing_lines(session, [carrier.id], adjustments=True, service_start=period.start)
-    result.lines = {key: line_id for key, (line_id, _) in lines.get(carrier.id, {}).items()}
+    lines = bulk.existing_lines(session, [carrier_id], adjustments=True, service_start=period.start)
+    result.lines = {key: line_id for key, (line_id, _) in lines.get(carrier_id, {}).items()}
     session.expire_all()
     return result
 

@@ -27,7 +27,7 @@ from billing.charges import KEY_SEP
 from billing.errors import LoadError
 from billing.models import Customer, Invoice, Subscription, SubscriptionDiscount
 from billing.money import canonical, exponent, to_minor
-from billing.periods import zone
+from billing.periods import whole_hour_zone, zone
 
 FileFormat = Literal["jsonl", "yaml", "csv"]
 FORMATS: dict[str, FileFormat] = {
@@ -130,6 +130,11 @@ class CustomerRow(BaseModel):
     @classmethod
     def _timezone(cls, value: str) -> str:
         zone(value)
+        if not whole_hour_zone(value):
+            raise ValueError(
+                f"timezone {value} has a UTC offset that is not a whole number of hours; usage "
+                "is rolled up per UTC hour, so billing periods must start on a whole UTC hour"
+            )
         return value
 
     @model_validator(mode="after")

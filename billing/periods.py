@@ -20,6 +20,7 @@ import calendar
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -102,6 +103,27 @@ def anchor_date(year: int, month: int, anchor_day: int) -> date:
     """The anchor date in a month: the anchor day, or the month's last day if shorter."""
     _check_anchor(anchor_day)
     return date(year, month, min(anchor_day, calendar.monthrange(year, month)[1]))
+
+
+# The warehouse rolls usage up per UTC hour, so a billing period must start and end on a
+# whole UTC hour: its timezone's offset must be whole hours at every instant. Checked
+# over 2000-2050 (the zone database's rules for the foreseeable range).
+_CHECK_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+_CHECK_DAYS = 365 * 51
+
+
+@cache
+def whole_hour_zone(name: str) -> bool:
+    """True when the zone's UTC offset is a whole number of hours from 2000 to 2050."""
+    tz = zone(name)
+    step = timedelta(days=7)
+    instant = _CHECK_FROM
+    for _ in range(_CHECK_DAYS // 7):
+        offset = instant.astimezone(tz).utcoffset() or timedelta(0)
+        if offset % timedelta(hours=1):
+            return False
+        instant += step
+    return True
 
 
 def local_midnight(day: date, tz: str) -> datetime:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing import finalize
+from billing import finalize_due
 from billing.adjustments import post_adjustments
 from billing.catalog import load_catalog
 from billing.charges import ChargeLine
@@ -299,10 +299,7 @@ def close_periods(
             report.periods_closed = len(due)
             report.lines_created = posted.created + posted.replaced
             report.lines_unchanged = posted.unchanged
-            for invoice_id in sorted(posted.invoice_ids.values()):
-                report.invoices_finalized.append(
-                    finalize(session, invoice_id, as_of=as_of, grace=grace).id
-                )
+
             if progress:
                 progress("rate", len(due), len(due))
 
@@ -319,6 +316,10 @@ def close_periods(
                     rating_run_id=run_id,
                 )
                 report.adjustment_lines += result.created + result.replaced
+            # Every draft whose period ended the grace period ago is final now: the
+            # periods just rated, and the drafts carrying corrections (also those of a
+            # subscription that has ended, which has no period of its own left).
+            report.invoices_finalized = finalize_due(session, as_of=as_of, grace=grace)
     finally:
         engine.dispose()
     return report
