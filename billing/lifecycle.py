@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
 
+from billing import bulk
 from billing.bulk import refresh_totals
 from billing.errors import FinalizeTooEarly, InvoiceImmutable, LedgerError
 from billing.models import Invoice, InvoiceLine
@@ -71,16 +72,42 @@ def finalize(
 def finalize_due(
     session: Session, *, as_of: datetime, grace: timedelta = DEFAULT_GRACE
 ) -> list[int]:
-    """Finalize every draft whose period ended at least ``grace`` before ``as_of``."""
+    """Finalize every draft whose period ended at least ``grace`` before ``as_of``.
+
+    Set-based, for a close of many periods at once: the drafts are locked in id order
+    (PostgreSQL), their totals recomputed from their lines in bulk, then frozen with
+    ``finalized_at = as_of``, exactly as :func:`finalize` does one by one.
+    """
     _aware(as_of, "as_of")
-    ids = session.scalars(
-        select(Invoice.id)
-        .where(Invoice.status == "draft", Invoice.period_end <= as_of - grace)
-        .order_by(Invoice.id)
-    ).all()
-    for invoice_id in ids:
-        finalize(session, invoice_id, as_of=as_of, grace=grace)
-    return list(ids)
+    if grace < timedelta(0):
+        raise ValueError("grace must not be negative")
+    ids = list(
+        session.scalars(
+            select(Invoice.id)
+            .where(Invoice.status == "draft", Invoice.period_end <= as_of - grace)
+            .order_by(Invoice.id)
+        ).all()
+    )
+    if not ids:
+        return []
+    for part in bulk.chunks(ids):
+        if bulk.dialect(session) == "postgresql":
+            session.execute(
+                select(Invoice.id)
+                .where(Invoice.id.in_(part))
+                .order_by(Invoice.id)
+                .with_for_update()
+            )
+    bulk.refresh_totals(session, ids)
+    for part in bulk.chunks(ids):
+        session.execute(
+            update(Invoice)
+            .where(Invoice.id.in_(part), Invoice.status == "draft")
+            .values(status="finalized", finalized_at=as_of)
+            .execution_options(synchronize_session=False)
+        )
+    session.expire_all()
+    return ids
 
 
 def void(session: Session, invoice_id: int, *, as_of: datetime) -> Invoice:
