@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from billing import finalize_due
 from billing.adjustments import post_adjustments
@@ -260,7 +260,11 @@ def close_periods(
             status = _status(session)
             due: list[Due] = []
             finalized: list[tuple[Due, datetime]] = []
-            subs = session.execute(select(Subscription, Customer.external_id).join(Customer)).all()
+            subs = session.execute(
+                select(Subscription, Customer.external_id)
+                .join(Customer)
+                .options(selectinload(Subscription.discounts))
+            ).all()
             go_live = (
                 datetime.combine(config.billing_go_live, datetime.min.time(), tzinfo=UTC)
                 if config.billing_go_live
