@@ -2,7 +2,8 @@
 (in its timezone) at least the grace period before the rollup's interval end: rate it
 per price version window, apply discounts and minimums, post the lines to its draft
 invoice and finalize it. Late usage of finalized periods becomes adjustment lines on
-the next open invoice. Re-running posts nothing new.
+the next open invoice. Re-running posts nothing new. Last, reconcile the months the close
+could touch: the run fails when the books do not balance.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ DOC = """
 ### billing_close
 Triggered by the `usage_rollup` asset. "As of" time: the rollup's data interval end
 (carried in the asset event), or `as_of` in the run's conf for a manual run; never the
-clock. Closes due periods and posts adjustments for late usage.
+clock. Closes due periods and posts adjustments for late usage, then reconciles every
+month whose invoices the close could still change (raw events, rollup, re-rated and
+posted lines, invoice totals, unattributed usage, periods due without an invoice) and
+fails the run, without retrying, when anything does not balance.
 
-By hand: `meterline close --as-of 2026-11-04T00:00:00Z` (or `--period 2026-10`).
+By hand: `meterline close --as-of 2026-11-04T00:00:00Z` (or `--period 2026-10`), then
+`meterline audit reconcile --as-of 2026-11-04T00:00:00Z`.
 """
 
 
@@ -59,7 +64,35 @@ def billing_close() -> None:
 
         return close_periods(datetime.fromisoformat(as_of)).to_json()
 
-    close(resolve_as_of())
+    @task(pool=WAREHOUSE_POOL)
+    def reconcile(as_of: str, closed: dict[str, object]) -> dict[str, object]:
+        """Fail the run when the books do not balance: every month this close could touch,
+        from raw events to rollup to rated and posted lines (meterline audit reconcile)."""
+        from datetime import datetime
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from meterline.audit_io import reconcile_after_close
+
+        reports = reconcile_after_close(datetime.fromisoformat(as_of))
+        summary: dict[str, object] = {
+            "as_of": as_of,
+            "closed": closed,
+            "months": {r.period: r.summary() for r in reports},
+        }
+        failures = [f.to_json() for r in reports for f in r.failures]
+        if failures:
+            # Not a transient failure: retrying cannot make the books balance.
+            raise AirflowFailException(
+                "the books do not balance: "
+                + "; ".join(r.summary() for r in reports if not r.ok)
+                + f". First findings: {failures[:5]}. Details: meterline audit reconcile"
+                f" --as-of {as_of}"
+            )
+        return summary
+
+    as_of = resolve_as_of()
+    reconcile(as_of, close(as_of))
 
 
 billing_close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from billing.errors import LedgerError
+from meterline.cli_audit import register as register_audit
 from meterline.cli_close import close
 from meterline.cli_demo import demo
 from meterline.cli_generate import generate
@@ -36,6 +37,7 @@ def main() -> None:
 for command in (demo, init, generate, ingest, rejected, rollup, backfill_command, close, quote):
     main.add_command(command)
 register_ledger(main)
+register_audit(main)
 
 
 if __name__ == "__main__":

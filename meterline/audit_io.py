@@ -1,0 +1,1094 @@
+"""The audit's I/O: read the ledger and the warehouse, re-rate periods from raw events,
+and hand the facts to the pure functions of `meterline.audit`.
+
+Re-rating uses the close step's own pieces (meterline/close.py `Rater` for prices,
+discounts and minimums; meterline/period_charges.py for version windows and rating) with
+one difference: quantities come from `usage_events` directly (`raw_period_quantities`)
+instead of the rollup. `rate_periods` mirrors `Rater.rate` with the quantity source as a
+parameter (a test checks that both give the same lines from the rollup).
+
+Time comes from the data: a re-rate posted with `--apply` is dated by the latest
+`ingested_at` of the events it read (invariant 7), never by the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, selectinload
+
+from billing.adjustments import post_adjustments
+from billing.catalog import load_catalog
+from billing.charges import ChargeLine, line_key
+from billing.db import create_ledger_engine, session_factory
+from billing.errors import LedgerError
+from billing.migrate import require_head, upgrade
+from billing.models import (
+    Customer,
+    Invoice,
+    InvoiceLine,
+    PriceVersion,
+    RatingRun,
+    Subscription,
+)
+from billing.periods import Period, local_midnight, period_containing, periods_ended_by
+from billing.posting import record_rating_run
+from billing.views import month_bounds
+from meterline import audit
+from meterline.app import meter_catalog, open_warehouse
+from meterline.audit import (
+    Dims,
+    EventList,
+    EventRow,
+    ExplainFacts,
+    InvoiceInfo,
+    PeriodFacts,
+    PostedLine,
+    PriceWindow,
+    QuantityFact,
+    ReconcileReport,
+    RerateReport,
+    Span,
+    UsageTotals,
+    WindowQuantities,
+    dims_of,
+)
+from meterline.close import CODE_VERSION, Due, Rater
+from meterline.period_charges import (
+    ADDITIVE,
+    PriceSpec,
+    QuantityKey,
+    rate_period,
+    version_windows,
+    windows_needed,
+)
+from meterline.settings import Settings, settings
+from meters.catalog import MeterCatalog
+from meters.quantities import QuantityRow, period_quantities, raw_period_quantities
+from meters.rollup import definition_params, dirty_days
+from meters.sql_files import query
+from meters.warehouse import Warehouse
+from rating import RoundingMode
+
+# The close step rates with half-up (meterline/close.py); the audit must rate alike.
+ROUNDING = RoundingMode.HALF_UP
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+QuantityFn = Callable[..., list[QuantityRow]]
+_CHUNK = 500
+
+
+class AuditError(LedgerError):
+    """What the audit was asked for does not exist (no such line, no such period)."""
+
+
+# --- connections ------------------------------------------------------------------------
+
+
+@contextmanager
+def ledger_session(config: Settings) -> Iterator[Session]:
+    """A read session on the ledger (at the current schema): rolled back, never written."""
+    engine = create_ledger_engine(config.ledger_url)
+    try:
+        require_head(engine)
+        with session_factory(engine)() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+    finally:
+        engine.dispose()
+
+
+# --- re-rating --------------------------------------------------------------------------
+
+
+@dataclass
+class PeriodRating:
+    """One subscription period re-rated: its lines by key and the quantities per window."""
+
+    due: Due
+    cycle: Period
+    specs: list[PriceSpec]
+    lines: list[ChargeLine]
+    charges: dict[str, ChargeLine]
+    windows: dict[tuple[datetime, datetime], list[QuantityRow]]
+
+    def whole(self) -> list[QuantityRow]:
+        return self.windows.get((self.due.period.start, self.due.period.end), [])
+
+
+def rate_periods(
+    rater: Rater, due: Sequence[Due], quantities: QuantityFn = raw_period_quantities
+) -> dict[Due, PeriodRating]:
+    """`Rater.rate` with the quantity source as a parameter: `raw_period_quantities`
+    (the audit) or `period_quantities` (what close reads). Quantities are fetched once
+    per distinct (window, billing cycle) for all the customers that need it."""
+    by_window: dict[tuple[datetime, datetime, datetime, datetime], set[str]] = defaultdict(set)
+    needs: dict[Due, set[tuple[datetime, datetime]]] = {}
+    cycles: dict[Due, Period] = {}
+    for item in due:
+        sub = item.subscription
+        cycles[item] = period_containing(sub.billing_anchor_day, sub.timezone, item.period.start)
+        specs = rater.specs(sub.plan_id, sub.currency, sub.timezone)
+        needs[item] = windows_needed(specs, item.period.start, item.period.end)
+        for start, end in needs[item]:
+            by_window[(start, end, cycles[item].start, cycles[item].end)].add(item.customer)
+    fetched: dict[tuple[datetime, datetime, datetime, datetime], dict[str, list[QuantityRow]]] = {}
+    for (start, end, c_start, c_end), customers in sorted(by_window.items()):
+        per_customer: dict[str, list[QuantityRow]] = defaultdict(list)
+        for row in quantities(
+            rater.warehouse,
+            rater.meters,
+            start=start,
+            end=end,
+            customer_ids=sorted(customers),
+            normalize_to=(c_start, c_end),
+        ):
+            per_customer[row.customer_id].append(row)
+        fetched[(start, end, c_start, c_end)] = per_customer
+    out: dict[Due, PeriodRating] = {}
+    for item in due:
+        sub, cycle = item.subscription, cycles[item]
+        rows = {
+            (start, end): fetched[(start, end, cycle.start, cycle.end)].get(item.customer, [])
+            for start, end in needs[item]
+        }
+        window_quantities: dict[tuple[datetime, datetime], dict[QuantityKey, Decimal]] = {
+            window: {(r.meter, tuple(sorted(r.dimensions.items()))): r.quantity for r in found}
+            for window, found in rows.items()
+        }
+        specs = rater.specs(sub.plan_id, sub.currency, sub.timezone)
+        lines = rate_period(
+            specs,
+            start=item.period.start,
+            end=item.period.end,
+            quantities=window_quantities,
+            discounts=[rater.discount(sub, d) for d in sub.discounts],
+            minimum_commitment=rater.minimum(sub.plan_id, sub.currency),
+            rounding=rater.rounding,
+        )
+        out[item] = PeriodRating(
+            due=item,
+            cycle=cycle,
+            specs=specs,
+            lines=lines,
+            charges={line_key(sub.external_id, item.period, c): c for c in lines},
+            windows=rows,
+        )
+    return out
+
+
+def _unpriced(rating: PeriodRating) -> list[tuple[str, Dims, Decimal]]:
+    """Dimension groups with usage that no price of the plan counts."""
+    out = []
+    for row in rating.whole():
+        dims = dims_of(row.dimensions)
+        priced = any(
+            s.meter == row.meter and audit.matches_filter(dims, s.filter) for s in rating.specs
+        )
+        if not priced and row.quantity:
+            out.append((row.meter, dims, row.quantity))
+    return out
+
+
+# --- ledger reads -----------------------------------------------------------------------
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _invoice_info(inv: Invoice) -> InvoiceInfo:
+    sub = inv.subscription
+    cycle = period_containing(sub.billing_anchor_day, sub.timezone, _utc(inv.period_start))
+    return InvoiceInfo(
+        id=inv.id,
+        status=inv.status,
+        customer=inv.customer.external_id,
+        customer_name=inv.customer.name,
+        subscription=sub.external_id,
+        plan=sub.plan_id,
+        currency=inv.currency,
+        timezone=sub.timezone,
+        period_start=_utc(inv.period_start),
+        period_end=_utc(inv.period_end),
+        period_start_local=inv.period_start_local,
+        cycle_start=cycle.start,
+        cycle_end=cycle.end,
+        finalized_at=_utc(inv.finalized_at) if inv.finalized_at else None,
+        total_minor=inv.total_minor,
+        line_count=inv.line_count,
+    )
+
+
+def _posted(line: InvoiceLine, status: str, run_at: datetime | None, fallback: Any) -> PostedLine:
+    posted_at = run_at or fallback
+    return PostedLine(
+        id=line.id,
+        invoice_id=line.invoice_id,
+        invoice_status=status,
+        kind=line.kind,
+        key=line.idempotency_key,
+        price_id=line.price_id,
+        price_version=line.price_version,
+        meter=line.meter,
+        group=line.dimension_group,
+        quantity=line.quantity,
+        unit_amount=line.unit_amount,
+        amount_minor=line.amount_minor,
+        amount_precise=line.amount_precise,
+        currency=line.currency,
+        description=line.description,
+        breakdown=line.breakdown,
+        service_start=_utc(line.service_period_start),
+        service_end=_utc(line.service_period_end),
+        adjusts_key=line.adjusts_key,
+        adjusts_line_id=line.adjusts_line_id,
+        rating_run_id=line.rating_run_id,
+        posted_at=_utc(posted_at) if posted_at else None,
+    )
+
+
+def _lines(session: Session, *where: Any) -> list[PostedLine]:
+    rows = session.execute(
+        select(InvoiceLine, Invoice.status, RatingRun.run_at, Invoice.finalized_at)
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .outerjoin(RatingRun, RatingRun.id == InvoiceLine.rating_run_id)
+        .where(*where)
+        .order_by(InvoiceLine.id)
+    ).all()
+    return [_posted(line, status, run_at, done) for line, status, run_at, done in rows]
+
+
+def _adjustments_of(session: Session, keys: Sequence[str]) -> list[PostedLine]:
+    """Adjustment lines on live invoices correcting any of `keys`."""
+    out: list[PostedLine] = []
+    ordered = sorted(set(keys))
+    for i in range(0, len(ordered), _CHUNK):
+        out += _lines(
+            session,
+            InvoiceLine.kind == "adjustment",
+            InvoiceLine.adjusts_key.in_(ordered[i : i + _CHUNK]),
+            Invoice.status != "void",
+        )
+    return out
+
+
+def _live_invoice(session: Session, subscription_id: int, start: datetime) -> Invoice | None:
+    return session.scalars(
+        select(Invoice).where(
+            Invoice.subscription_id == subscription_id,
+            Invoice.period_start == start,
+            Invoice.status != "void",
+        )
+    ).first()
+
+
+def month_invoices(
+    session: Session, period: str, customer: str | None
+) -> tuple[list[Invoice], int]:
+    """Invoices whose period starts in month YYYY-MM (local time), live ones first; and
+    the number of void ones."""
+    first, nxt = month_bounds(period)
+    stmt = (
+        select(Invoice)
+        .join(Customer, Customer.id == Invoice.customer_id)
+        .where(Invoice.period_start_local >= first, Invoice.period_start_local < nxt)
+        .options(
+            selectinload(Invoice.subscription).selectinload(Subscription.discounts),
+            selectinload(Invoice.customer),
+        )
+        .order_by(Customer.external_id, Invoice.period_start, Invoice.id)
+    )
+    if customer is not None:
+        stmt = stmt.where(Customer.external_id == customer)
+    invoices = list(session.scalars(stmt))
+    live = [i for i in invoices if i.status != "void"]
+    return live, len(invoices) - len(live)
+
+
+def _due(inv: Invoice) -> Due:
+    return Due(
+        inv.subscription,
+        inv.customer.external_id,
+        Period(_utc(inv.period_start), _utc(inv.period_end)),
+    )
+
+
+# --- warehouse reads --------------------------------------------------------------------
+
+
+def _usage_totals(
+    warehouse: Warehouse,
+    meters: MeterCatalog,
+    windows: Sequence[tuple[int, str, datetime, datetime]],
+    *,
+    rollup: bool,
+) -> dict[int, dict[tuple[str, Dims], UsageTotals]]:
+    """Per window: events and value sums per (meter, dimension group), from the raw
+    events or from the rollup rows."""
+    out: dict[int, dict[tuple[str, Dims], UsageTotals]] = defaultdict(dict)
+    if not windows:
+        return out
+    params = definition_params(meters)
+    base: dict[str, Any] = {
+        "windows": list(windows),
+        "customer_ids": sorted({w[1] for w in windows}),
+        "start": min(w[2] for w in windows),
+        "end": max(w[3] for w in windows),
+        "meters": params["meters"],
+    }
+    if rollup:
+        for wid, meter, dims, rows, events, value_sum, latest in warehouse.query_rows(
+            query("audit/rollup_window_totals"), base
+        ):
+            out[int(wid)][(meter, dims_of(dims))] = UsageTotals(
+                int(events), Decimal(value_sum), latest, int(rows)
+            )
+    else:
+        base.update(dimensions=params["dimensions"], filters=params["filters"])
+        for wid, meter, dims, events, value_sum, latest in warehouse.query_rows(
+            query("audit/window_totals"), base
+        ):
+            out[int(wid)][(meter, dims_of(dims))] = UsageTotals(
+                int(events), Decimal(value_sum), latest
+            )
+    return out
+
+
+def _line_events(
+    warehouse: Warehouse,
+    meters: MeterCatalog,
+    *,
+    customer: str,
+    meter: str,
+    start: datetime,
+    end: datetime,
+    price_filter: Mapping[str, str],
+    since: datetime | None,
+    limit: int,
+) -> EventList:
+    definition = meters.get(meter)
+    rows = warehouse.query_rows(
+        query("audit/line_events"),
+        {
+            "customer": customer,
+            "meter": meter,
+            "start": start,
+            "end": end,
+            "since": since or EPOCH,
+            "dimensions": sorted(definition.dimensions),
+            "meter_filter": dict(definition.filter),
+            "price_filter": dict(price_filter),
+            "order_by_time": since is not None,
+            "limit": max(limit, 1),
+        },
+    )
+    events = [
+        EventRow(str(eid), ts, Decimal(value), dims_of(dims), ingested, str(source))
+        for eid, ts, value, dims, ingested, source, _n, _v in rows
+    ]
+    count = int(rows[0][6]) if rows else 0
+    value_sum = Decimal(rows[0][7]) if rows else Decimal(0)
+    return EventList(events[:limit], count, value_sum, since)
+
+
+def _spans(
+    warehouse: Warehouse,
+    meters: MeterCatalog,
+    *,
+    customer: str,
+    meter: str,
+    start: datetime,
+    end: datetime,
+    price_filter: Mapping[str, str],
+) -> list[Span]:
+    definition = meters.get(meter)
+    rows = warehouse.query_rows(
+        query("audit/gauge_spans"),
+        {
+            "customer": customer,
+            "meter": meter,
+            "start": start,
+            "end": end,
+            "dimensions": sorted(definition.dimensions),
+            "meter_filter": dict(definition.filter),
+            "price_filter": dict(price_filter),
+        },
+    )
+    return [
+        Span(dims_of(dims), str(eid), ts, Decimal(value), int(from_ms), int(to_ms))
+        for dims, eid, ts, value, _ingested, from_ms, to_ms in rows
+    ]
+
+
+def events_watermark(warehouse: Warehouse) -> datetime | None:
+    """The latest ingest time of any event (None for an empty warehouse)."""
+    ((latest, count),) = warehouse.query_rows(query("audit/events_watermark"))
+    return _utc(latest) if int(count) else None
+
+
+# --- explain ----------------------------------------------------------------------------
+
+
+class _Explainer:
+    """Explains lines, re-rating each period once however many of its lines are asked."""
+
+    def __init__(self, session: Session, warehouse: Warehouse, meters: MeterCatalog):
+        self.session = session
+        self.warehouse = warehouse
+        self.meters = meters
+        self.rater = Rater(session, warehouse, meters, ROUNDING)
+        self._ratings: dict[tuple[int, datetime, bool], PeriodRating] = {}
+
+    def rating(self, due: Due, *, raw: bool) -> PeriodRating:
+        key = (due.subscription.id, due.period.start, raw)
+        if key not in self._ratings:
+            source = raw_period_quantities if raw else period_quantities
+            self._ratings[key] = rate_periods(self.rater, [due], source)[due]
+        return self._ratings[key]
+
+    def explain(self, line_id: int, *, samples: int, late_limit: int) -> dict[str, Any]:
+        row = self.session.get(InvoiceLine, line_id)
+        if row is None:
+            raise AuditError(f"no invoice line {line_id}")
+        inv = row.invoice
+        sub, customer = inv.subscription, inv.customer.external_id
+        (line,) = _lines(self.session, InvoiceLine.id == line_id)
+        period = Period(line.service_start, line.service_end)
+        source = (
+            inv if line.kind != "adjustment" else _live_invoice(self.session, sub.id, period.start)
+        )
+        due = Due(sub, customer, period)
+        raw, rollup = self.rating(due, raw=True), self.rating(due, raw=False)
+        key = line.corrects
+        recomputed = raw.charges.get(key)
+        notes: list[str] = []
+        if line.kind == "adjustment":
+            found = (
+                _lines(
+                    self.session,
+                    InvoiceLine.invoice_id == source.id,
+                    InvoiceLine.idempotency_key == key,
+                )
+                if source is not None
+                else []
+            )
+            original = found[0] if found else None
+        else:
+            original = line
+        if inv.status == "void":
+            notes.append("the line's invoice is void: it is not part of what the customer owes")
+        adjustments = _adjustments_of(self.session, [key])
+        related = self._related(source, line, original)
+        spec = next((s for s in raw.specs if s.price_id == line.price_id), None)
+        price_filter: Mapping[str, str] = dict(spec.filter) if spec else {}
+        body = None
+        if row.price_version_id is not None:
+            version = self.session.get(PriceVersion, row.price_version_id)
+            body = dict(version.body) if version is not None else None
+        price_windows = (
+            [
+                PriceWindow(
+                    w.label, w.start, w.end, w.price.model_dump(mode="json", exclude_none=True)
+                )
+                for w in version_windows(spec, period.start, period.end)
+            ]
+            if spec is not None and line.kind not in ("minimum_true_up",)
+            else []
+        )
+        meter = line.meter if line.kind != "minimum_true_up" else None
+        windows: list[WindowQuantities] = []
+        raw_totals: dict[Dims, UsageTotals] = {}
+        rollup_days: list[tuple[date, Dims, UsageTotals]] = []
+        spans: list[Span] = []
+        late = audit.NO_EVENTS
+        sample = audit.NO_EVENTS
+        aggregation = unit = None
+        meter_filter: Mapping[str, str] = {}
+        if meter is not None and meter in self.meters.meters:
+            definition = self.meters.get(meter)
+            aggregation, unit = definition.aggregation.value, definition.unit
+            meter_filter = dict(definition.filter)
+            windows = self._windows(spec, period, raw, rollup, meter)
+            totals = _usage_totals(
+                self.warehouse, self.meters, [(0, customer, period.start, period.end)], rollup=False
+            ).get(0, {})
+            raw_totals = {dims: t for (m, dims), t in totals.items() if m == meter}
+            rollup_days = [
+                (
+                    day,
+                    dims_of(dims),
+                    UsageTotals(int(events), Decimal(value_sum), latest, int(rows)),
+                )
+                for day, dims, rows, events, value_sum, latest in self.warehouse.query_rows(
+                    query("audit/rollup_days"),
+                    {
+                        "customer": customer,
+                        "meter": meter,
+                        "start": period.start,
+                        "end": period.end,
+                    },
+                )
+            ]
+            if definition.aggregation.value in ("time_weighted", "latest"):
+                spans = _spans(
+                    self.warehouse,
+                    self.meters,
+                    customer=customer,
+                    meter=meter,
+                    start=period.start,
+                    end=period.end,
+                    price_filter=price_filter,
+                )
+            since = original.posted_at if original is not None else None
+            if since is None and source is not None and source.finalized_at is not None:
+                since = _utc(source.finalized_at)
+
+            def events_of(after: datetime | None, limit: int) -> EventList:
+                return _line_events(
+                    self.warehouse,
+                    self.meters,
+                    customer=customer,
+                    meter=meter,
+                    start=period.start,
+                    end=period.end,
+                    price_filter=price_filter,
+                    since=after,
+                    limit=limit,
+                )
+
+            if since is not None:
+                late = events_of(since, late_limit)
+            sample = events_of(None, samples)
+        return audit.explain(
+            ExplainFacts(
+                line=line,
+                invoice=_invoice_info(inv),
+                source_invoice=_invoice_info(source) if source is not None else None,
+                original=original,
+                adjustments=adjustments,
+                related=related,
+                recomputed=recomputed,
+                recomputed_key=key,
+                aggregation=aggregation,
+                unit=unit,
+                meter_filter=meter_filter,
+                price_filter=price_filter,
+                price_body=body,
+                price_windows=price_windows,
+                windows=windows,
+                raw_totals=raw_totals,
+                rollup_days=rollup_days,
+                spans=spans,
+                late=late,
+                samples=sample,
+                notes=notes,
+            )
+        )
+
+    def _windows(
+        self,
+        spec: PriceSpec | None,
+        period: Period,
+        raw: PeriodRating,
+        rollup: PeriodRating,
+        meter: str,
+    ) -> list[WindowQuantities]:
+        """The quantity windows the rating used: one per price version for an additive
+        meter whose price changed in the period, else the whole period."""
+        versions = version_windows(spec, period.start, period.end) if spec else []
+        if spec is not None and len(versions) > 1 and spec.aggregation in ADDITIVE:
+            bounds: list[tuple[datetime, datetime, str | None]] = [
+                (w.start, w.end, w.label) for w in versions
+            ]
+        else:
+            label = versions[-1].label if versions else None
+            bounds = [(period.start, period.end, label)]
+
+        def facts(rating: PeriodRating, start: datetime, end: datetime) -> list[QuantityFact]:
+            return [
+                QuantityFact(dims_of(r.dimensions), r.quantity, r.events)
+                for r in rating.windows.get((start, end), [])
+                if r.meter == meter
+            ]
+
+        return [
+            WindowQuantities(s, e, label, facts(raw, s, e), facts(rollup, s, e))
+            for s, e, label in bounds
+        ]
+
+    def _related(
+        self, source: Invoice | None, line: PostedLine, original: PostedLine | None
+    ) -> list[PostedLine]:
+        """Lines of the corrected period that bear on this one: a price's discount and
+        usage lines, and the minimum commitment true-up."""
+        if source is None:
+            return []
+        own = [
+            ln
+            for ln in _lines(self.session, InvoiceLine.invoice_id == source.id)
+            if ln.kind != "adjustment" and (original is None or ln.id != original.id)
+        ]
+        kind = original.kind if original is not None else line.kind
+        if kind == "minimum_true_up":
+            return own
+        return [
+            ln
+            for ln in own
+            if ln.kind == "minimum_true_up"
+            or (ln.price_id == line.price_id and ln.group == line.group)
+        ]
+
+
+def explain_lines(
+    line_ids: Sequence[int],
+    *,
+    config: Settings | None = None,
+    samples: int = 5,
+    late_limit: int = 20,
+) -> list[dict[str, Any]]:
+    """The audit chain of each line (meterline.audit.explain), in the order given."""
+    config = config or settings()
+    meters = meter_catalog(config)
+    with ledger_session(config) as session, open_warehouse(config) as warehouse:
+        explainer = _Explainer(session, warehouse, meters)
+        return [explainer.explain(i, samples=samples, late_limit=late_limit) for i in line_ids]
+
+
+def explain_line(line_id: int, *, config: Settings | None = None, **kwargs: Any) -> dict[str, Any]:
+    return explain_lines([line_id], config=config, **kwargs)[0]
+
+
+# --- reconcile --------------------------------------------------------------------------
+
+
+def _month_window(period: str) -> tuple[datetime, datetime]:
+    first, nxt = month_bounds(period)
+    return (
+        datetime.combine(first, time(0), tzinfo=UTC),
+        datetime.combine(nxt, time(0), tzinfo=UTC),
+    )
+
+
+def _go_live(config: Settings) -> datetime | None:
+    if config.billing_go_live is None:
+        return None
+    return datetime.combine(config.billing_go_live, time(0), tzinfo=UTC)
+
+
+def reconcile_period(
+    period: str,
+    *,
+    customer: str | None = None,
+    as_of: datetime | None = None,
+    config: Settings | None = None,
+) -> ReconcileReport:
+    """Reconcile the invoices whose period starts in month YYYY-MM (local time): intake,
+    raw events, rollup, re-rated and posted lines, totals, drift, unattributed usage.
+    With `as_of`, periods of the month that were due by then and have no invoice fail."""
+    config = config or settings()
+    month_bounds(period)  # a clear ValueError for a bad month, before any I/O
+    meters = meter_catalog(config)
+    with ledger_session(config) as session, open_warehouse(config) as warehouse:
+        facts = _reconcile_facts(session, warehouse, meters, config, period, customer, as_of)
+    return audit.reconcile(facts)
+
+
+def _reconcile_facts(
+    session: Session,
+    warehouse: Warehouse,
+    meters: MeterCatalog,
+    config: Settings,
+    period: str,
+    customer: str | None,
+    as_of: datetime | None,
+) -> audit.ReconcileFacts:
+    invoices, void = month_invoices(session, period, customer)
+    infos = [_invoice_info(inv) for inv in invoices]
+    lines: dict[int, list[PostedLine]] = defaultdict(list)
+    ids = [inv.id for inv in invoices]
+    for i in range(0, len(ids), _CHUNK):
+        for ln in _lines(session, InvoiceLine.invoice_id.in_(ids[i : i + _CHUNK])):
+            lines[ln.invoice_id].append(ln)
+
+    closed = [inv for inv in invoices if inv.status == "finalized"]
+    rater = Rater(session, warehouse, meters, ROUNDING)
+    dues = {inv.id: _due(inv) for inv in closed}
+    raw_ratings = rate_periods(rater, list(dues.values()), raw_period_quantities)
+    rollup_ratings = rate_periods(rater, list(dues.values()), period_quantities)
+
+    def period_facts(rating: PeriodRating, *, unpriced: bool) -> PeriodFacts:
+        return PeriodFacts(
+            charges=rating.charges,
+            quantities={(r.meter, dims_of(r.dimensions)): r.quantity for r in rating.whole()},
+            unpriced=_unpriced(rating) if unpriced else (),
+        )
+
+    raw = {i: period_facts(raw_ratings[d], unpriced=True) for i, d in dues.items()}
+    rollup = {i: period_facts(rollup_ratings[d], unpriced=False) for i, d in dues.items()}
+    keys = {ln.key for inv_lines in lines.values() for ln in inv_lines if ln.kind != "adjustment"}
+    keys |= {k for f in raw.values() for k in f.charges}
+    adjustments = _adjustments_of(session, sorted(keys))
+
+    windows = [
+        (inv.id, inv.customer.external_id, dues[inv.id].period.start, dues[inv.id].period.end)
+        for inv in closed
+    ]
+    raw_totals = _usage_totals(warehouse, meters, windows, rollup=False)
+    rollup_totals = _usage_totals(warehouse, meters, windows, rollup=True)
+    late = _late(
+        warehouse,
+        [
+            (window, _utc(inv.finalized_at))
+            for window, inv in zip(windows, closed, strict=True)
+            if inv.finalized_at is not None
+        ],
+    )
+
+    intake_window = _month_window(period)
+    currencies = {
+        str(c): str(cur)
+        for c, cur in session.execute(select(Customer.external_id, Customer.currency)).all()
+    }
+    ingests, stored = _intake(warehouse, intake_window, currencies, customer)
+    unattributed = _unattributed(session, warehouse, intake_window, customer)
+    missing = _missing(session, config, period, customer, as_of) if as_of else []
+
+    dirty: list[date] = []
+    if windows:
+        dirty = dirty_days(
+            warehouse,
+            up_to=max(w[3] for w in windows).date(),
+            since=min(w[2] for w in windows).date(),
+            catalog=meters,
+        )
+    return audit.ReconcileFacts(
+        period=period,
+        customer=customer,
+        invoices=infos,
+        lines=lines,
+        adjustments=adjustments,
+        raw=raw,
+        rollup=rollup,
+        raw_totals=raw_totals,
+        rollup_totals=rollup_totals,
+        late=late,
+        ingests=ingests,
+        stored=stored,
+        intake_window=intake_window,
+        unattributed=unattributed,
+        missing=missing,
+        dirty_days=dirty,
+        void_invoices=void,
+        as_of=as_of,
+    )
+
+
+def _late(
+    warehouse: Warehouse, windows: Sequence[tuple[tuple[int, str, datetime, datetime], datetime]]
+) -> dict[int, dict[str, UsageTotals]]:
+    """Per invoice window: events ingested after its invoice was finalized, per meter."""
+    out: dict[int, dict[str, UsageTotals]] = defaultdict(dict)
+    if not windows:
+        return out
+    rows = warehouse.query_rows(
+        query("audit/late_by_window"),
+        {
+            "windows": [(*w, done) for w, done in windows],
+            "customer_ids": sorted({w[1] for w, _ in windows}),
+            "start": min(w[2] for w, _ in windows),
+            "end": max(w[3] for w, _ in windows),
+            "since": min(done for _, done in windows),
+        },
+    )
+    for wid, meter, events, value_sum, latest in rows:
+        out[int(wid)][meter] = UsageTotals(int(events), Decimal(value_sum), latest)
+    return out
+
+
+def _intake(
+    warehouse: Warehouse,
+    window: tuple[datetime, datetime],
+    currencies: Mapping[str, str],
+    customer: str | None,
+) -> tuple[list[audit.IngestFacts], list[audit.StoredCount]]:
+    bounds = {"start": window[0], "end": window[1]}
+    ingests = [
+        audit.IngestFacts(
+            str(ingest_id),
+            first_at,
+            [str(s) for s in sources],
+            int(received),
+            int(accepted),
+            int(duplicates),
+            int(rejected),
+            {str(k): int(v) for k, v in dict(by_reason).items()},
+        )
+        for ingest_id, first_at, sources, received, accepted, duplicates, rejected, by_reason in (
+            warehouse.query_rows(query("audit/intake_log"), bounds)
+        )
+    ]
+    stored = [
+        audit.StoredCount(str(i), str(m or ""), str(c or ""), str(o), str(r or ""), int(n))
+        for i, m, c, o, r, n in warehouse.query_rows(
+            query("audit/intake_stored"),
+            {
+                **bounds,
+                "currencies": dict(currencies),
+                "all_customers": customer is None,
+                "customer_ids": [customer] if customer else [],
+            },
+        )
+    ]
+    return ingests, stored
+
+
+def _unattributed(
+    session: Session, warehouse: Warehouse, window: tuple[datetime, datetime], customer: str | None
+) -> list[audit.Unattributed]:
+    """Events of the UTC month that no subscription's active span covers."""
+    far = datetime(2200, 1, 1, tzinfo=UTC)
+    spans: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for sub, external_id in session.execute(
+        select(Subscription, Customer.external_id).join(Customer)
+    ):
+        start = local_midnight(sub.start_date, sub.timezone)
+        end = local_midnight(sub.end_date, sub.timezone) if sub.end_date else far
+        spans[external_id].append((start, end))
+    for external_id in session.scalars(select(Customer.external_id)):
+        spans.setdefault(external_id, [])
+    rows = warehouse.query_rows(
+        query("audit/unattributed"),
+        {
+            "start": window[0],
+            "end": window[1],
+            "all_customers": customer is None,
+            "customer_ids": [customer] if customer else [],
+            "spans": dict(spans),
+        },
+    )
+    return [
+        audit.Unattributed(
+            str(c), str(m), int(n), Decimal(v), first, last, bool(known), str(example)
+        )
+        for c, m, n, v, first, last, known, example in rows
+    ]
+
+
+def _missing(
+    session: Session, config: Settings, period: str, customer: str | None, as_of: datetime
+) -> list[audit.MissingPeriod]:
+    """Periods starting in the month that close should have invoiced by `as_of`."""
+    first, nxt = month_bounds(period)
+    grace = timedelta(hours=config.finalize_grace_hours)
+    go_live = _go_live(config)
+    live = {
+        (sid, _utc(start))
+        for sid, start in session.execute(
+            select(Invoice.subscription_id, Invoice.period_start).where(Invoice.status != "void")
+        )
+    }
+    stmt = select(Subscription, Customer.external_id).join(Customer)
+    if customer is not None:
+        stmt = stmt.where(Customer.external_id == customer)
+    out = []
+    for sub, external_id in session.execute(stmt):
+        for p in periods_ended_by(sub, as_of - grace):
+            if not first <= p.local_start(sub.timezone) < nxt:
+                continue
+            if go_live is not None and p.end <= go_live:
+                continue
+            if (sub.id, p.start) not in live:
+                out.append(audit.MissingPeriod(external_id, sub.external_id, p.start, p.end))
+    return out
+
+
+def months_to_reconcile(as_of: datetime, *, config: Settings | None = None) -> list[str]:
+    """The months (YYYY-MM of local period starts) whose invoices a close as of `as_of`
+    can still change: periods that ended within the late-event lookback before `as_of`
+    (meterline/close.py uses the same lookback for adjustments)."""
+    config = config or settings()
+    lookback = timedelta(days=config.max_event_age_days + 2)
+    with ledger_session(config) as session:
+        rows = session.scalars(
+            select(Invoice.period_start_local)
+            .where(
+                Invoice.status != "void",
+                Invoice.period_end >= as_of - lookback,
+                Invoice.period_end <= as_of,
+            )
+            .distinct()
+        ).all()
+    return sorted({f"{d:%Y-%m}" for d in rows})
+
+
+def reconcile_after_close(
+    as_of: datetime, *, config: Settings | None = None
+) -> list[ReconcileReport]:
+    """The billing_close DAG's last task: reconcile every month a close as of `as_of`
+    could touch, checking also that no due period was left without an invoice."""
+    config = config or settings()
+    return [
+        reconcile_period(month, as_of=as_of, config=config)
+        for month in months_to_reconcile(as_of, config=config)
+    ]
+
+
+# --- rerate -----------------------------------------------------------------------------
+
+
+def rerate(
+    period: str,
+    *,
+    customer: str | None = None,
+    apply: bool = False,
+    config: Settings | None = None,
+) -> RerateReport:
+    """Re-rate the finalized invoices of month YYYY-MM against the current events and
+    catalog. Without `apply` nothing is written (the catalog is loaded in a transaction
+    that is rolled back); with it, the differences are posted as adjustment lines on
+    the next open invoices (post_adjustments), never by editing a finalized invoice."""
+    config = config or settings()
+    month_bounds(period)
+    meters = meter_catalog(config)
+    engine = create_ledger_engine(config.ledger_url)
+    try:
+        if make_url(config.ledger_url).get_backend_name() == "sqlite":
+            upgrade(engine)
+        else:
+            require_head(engine)
+        session = session_factory(engine)()
+        try:
+            with open_warehouse(config) as warehouse:
+                report = _rerate(session, warehouse, meters, config, period, customer, apply)
+            if apply:
+                session.commit()
+            else:
+                session.rollback()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+    finally:
+        engine.dispose()
+    return report
+
+
+def _rerate(
+    session: Session,
+    warehouse: Warehouse,
+    meters: MeterCatalog,
+    config: Settings,
+    period: str,
+    customer: str | None,
+    apply: bool,
+) -> RerateReport:
+    session.begin()
+    load_catalog(session, config.catalog_path)
+    invoices, void = month_invoices(session, period, customer)
+    report = RerateReport(period, customer, apply, 0, [])
+    if void:
+        report.skipped.append({"reason": "void", "invoices": void})
+    drafts = [inv.id for inv in invoices if inv.status != "finalized"]
+    if drafts:
+        report.skipped.append(
+            {"reason": "draft: re-rated by the next close, not adjusted", "invoice_ids": drafts}
+        )
+    closed = [inv for inv in invoices if inv.status == "finalized"]
+    report.periods_checked = len(closed)
+    rater = Rater(session, warehouse, meters, ROUNDING)
+    dues = {inv.id: _due(inv) for inv in closed}
+    ratings = rate_periods(rater, list(dues.values()), raw_period_quantities)
+    keys = {k for r in ratings.values() for k in r.charges}
+    originals: dict[int, list[PostedLine]] = defaultdict(list)
+    ids = [inv.id for inv in closed]
+    for i in range(0, len(ids), _CHUNK):
+        for ln in _lines(
+            session,
+            InvoiceLine.invoice_id.in_(ids[i : i + _CHUNK]),
+            InvoiceLine.kind != "adjustment",
+        ):
+            originals[ln.invoice_id].append(ln)
+            keys.add(ln.key)
+    adjustments: dict[str, list[PostedLine]] = defaultdict(list)
+    for adj in _adjustments_of(session, sorted(keys)):
+        adjustments[adj.corrects].append(adj)
+    to_post: list[tuple[Invoice, PeriodRating]] = []
+    for inv in closed:
+        rating = ratings[dues[inv.id]]
+        own = [ln for ln in originals[inv.id] if ln.service_start == rating.due.period.start]
+        adjs = [
+            a
+            for ln_key in sorted({*rating.charges, *(o.key for o in own)})
+            for a in adjustments.get(ln_key, ())
+        ]
+        diffs = [
+            d
+            for d in audit.compare_period(own, adjs, rating.charges, inv.currency)
+            if not d.delta.is_zero
+        ]
+        if diffs:
+            report.periods.append(
+                audit.PeriodDiff(
+                    inv.id,
+                    inv.customer.external_id,
+                    inv.subscription.external_id,
+                    inv.currency,
+                    rating.due.period.start,
+                    rating.due.period.end,
+                    diffs,
+                )
+            )
+            to_post.append((inv, rating))
+    report.run_at = events_watermark(warehouse)
+    if not apply or not to_post:
+        return report
+    digest = hashlib.sha256()
+    for _inv, rating in to_post:
+        for charge in rating.lines:
+            digest.update(charge.content_hash().encode())
+    report.rating_run_id = record_rating_run(
+        session,
+        period_start=min(r.due.period.start for _, r in to_post),
+        period_end=max(r.due.period.end for _, r in to_post),
+        run_at=report.run_at or EPOCH,
+        code_version=CODE_VERSION,
+        inputs_hash=digest.hexdigest(),
+        note=f"audit rerate {period}" + (f" customer {customer}" if customer else ""),
+    )
+    for inv, rating in to_post:
+        result = post_adjustments(
+            session,
+            inv.subscription.external_id,
+            rating.due.period,
+            rating.lines,
+            rerate=True,
+            rating_run_id=report.rating_run_id,
+        )
+        report.posted.append(
+            {
+                "corrected_invoice_id": inv.id,
+                "customer": inv.customer.external_id,
+                "carrier_invoice_id": result.invoice_id,
+                "carrier_period": [
+                    audit.iso(result.target_period.start),
+                    audit.iso(result.target_period.end),
+                ],
+                "created": result.created,
+                "replaced": result.replaced,
+                "removed": result.removed,
+                "line_ids": sorted(result.lines.values()),
+            }
+        )
+    return report

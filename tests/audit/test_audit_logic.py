@@ -1,0 +1,231 @@
+"""The audit's pure functions on hand-made facts: seat levels, verdicts, the per-key
+comparison behind reconcile and rerate, and the reconcile checks that need no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from billing.charges import ChargeLine
+from meterline import audit
+from meterline.audit import (
+    ADJUSTED,
+    AGREES,
+    DRIFT,
+    MISMATCH,
+    Billed,
+    IngestFacts,
+    InvoiceInfo,
+    PeriodFacts,
+    PostedLine,
+    ReconcileFacts,
+    Span,
+    StoredCount,
+    compare_period,
+    levels,
+    time_weighted_quantities,
+    verdict,
+)
+
+NOV = datetime(2026, 11, 1, tzinfo=UTC)
+DEC = datetime(2026, 12, 1, tzinfo=UTC)
+DAY_MS = 86_400_000
+SEATS = (("seat_type", "advanced"),)
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def span(event: str, value: int, start: datetime, end: datetime) -> Span:
+    return Span(SEATS, event, start, Decimal(value), ms(start), ms(end))
+
+
+def test_levels_merge_repeated_reports_and_weigh_by_the_cycle() -> None:
+    # 2 seats from the 1st (reported again daily), 3 from the 21st of a 30-day month.
+    spans = [
+        span(f"e{d}", 2, NOV + timedelta(days=d), NOV + timedelta(days=d + 1)) for d in range(20)
+    ]
+    spans.append(span("e20", 3, NOV + timedelta(days=20), DEC))
+    found = levels(spans)
+    assert [(lv.value, lv.hours, len(lv.event_ids)) for lv in found] == [
+        (Decimal(2), Decimal(480), 20),
+        (Decimal(3), Decimal(240), 1),
+    ]
+    cycle = 30 * DAY_MS
+    assert time_weighted_quantities(found, cycle) == {SEATS: Decimal("2.333333333")}
+    assert found[0].to_json(cycle)["share_of_cycle"] == "1.333333333"
+
+
+def test_levels_skip_empty_spans_and_keep_groups_apart() -> None:
+    other = (("seat_type", "expert"),)
+    found = levels(
+        [
+            span("a", 5, NOV, NOV),  # a level replaced in the same millisecond holds nothing
+            span("b", 1, NOV, DEC),
+            Span(other, "c", NOV, Decimal(1), ms(NOV), ms(DEC)),
+        ]
+    )
+    assert [(lv.dims, lv.event_ids) for lv in found] == [(SEATS, ("b",)), (other, ("c",))]
+
+
+def b(quantity: str, minor: int, precise: str | None = None) -> Billed:
+    return Billed(
+        Decimal(quantity), minor, Decimal(precise if precise is not None else minor) / 100
+    )
+
+
+def test_verdicts() -> None:
+    line = b("10", 990)
+    assert verdict(line, line, line, 0) == AGREES
+    assert verdict(line, b("11", 1089), b("11", 1089), 1) == ADJUSTED
+    assert verdict(line, line, b("11", 1089), 1) == DRIFT
+    assert verdict(line, line, b("11", 1089), 0) == MISMATCH
+    # An adjustment line has no own amount to compare: only the net counts.
+    assert verdict(None, b("11", 1089), b("11", 1089), 1) == AGREES
+
+
+def posted(
+    line_id: int,
+    key: str,
+    quantity: str,
+    minor: int,
+    kind: str = "usage",
+    adjusts: str | None = None,
+) -> PostedLine:
+    return PostedLine(
+        id=line_id,
+        invoice_id=1,
+        invoice_status="finalized",
+        kind=kind,
+        key=key,
+        price_id="fin_resolution",
+        price_version="v1",
+        meter="fin_resolution",
+        group=None,
+        quantity=Decimal(quantity),
+        unit_amount=None,
+        amount_minor=minor,
+        amount_precise=Decimal(minor) / 100,
+        currency="USD",
+        description="",
+        breakdown={},
+        service_start=NOV,
+        service_end=DEC,
+        adjusts_key=adjusts,
+    )
+
+
+def charge(quantity: str, amount: str, kind: str = "usage") -> ChargeLine:
+    return ChargeLine(
+        price_id="fin_resolution",
+        price_version="v1",
+        kind=kind,  # type: ignore[arg-type]
+        quantity=Decimal(quantity),
+        amount=Decimal(amount),
+        amount_precise=Decimal(amount),
+        currency="USD",
+        meter="fin_resolution",
+    )
+
+
+def test_compare_period_by_key() -> None:
+    k1, k2, k3 = "s|p|fin|v1|usage", "s|p|fin|v1|discount", "s|p|fee|v1|flat"
+    originals = [posted(1, k1, "10", 990), posted(2, k2, "1", -99, kind="discount")]
+    adjustment = posted(9, "s|p|fin|v1|usage|adj>x", "1", 99, kind="adjustment", adjusts=k1)
+    rerated = {k1: charge("11", "10.89"), k3: charge("1", "250", kind="flat")}
+    diffs = {d.key: d for d in compare_period(originals, [adjustment], rerated, "USD")}
+    # k1: line + adjustment = re-rated; k2: no longer charged; k3: never posted.
+    assert set(diffs) == {k2, k3}
+    assert diffs[k2].what == "no_longer_charged" and diffs[k2].delta.amount_minor == 99
+    assert diffs[k3].what == "missing" and diffs[k3].delta.amount_minor == 25000
+    assert compare_period(originals[:1], [], {k1: charge("10", "9.90")}, "USD") == []
+
+
+def info(invoice_id: int = 1, total: int = 990, lines: int = 1) -> InvoiceInfo:
+    return InvoiceInfo(
+        id=invoice_id,
+        status="finalized",
+        customer="cus_1",
+        customer_name="C",
+        subscription="sub_1",
+        plan="standard",
+        currency="USD",
+        timezone="UTC",
+        period_start=NOV,
+        period_end=DEC,
+        period_start_local=NOV.date(),
+        cycle_start=NOV,
+        cycle_end=DEC,
+        finalized_at=DEC + timedelta(days=3),
+        total_minor=total,
+        line_count=lines,
+    )
+
+
+def facts(**overrides: object) -> ReconcileFacts:
+    key = "s|p|fin|v1|usage"
+    values: dict[str, object] = dict(
+        period="2026-11",
+        customer=None,
+        invoices=[info()],
+        lines={1: [posted(1, key, "10", 990)]},
+        adjustments=[],
+        raw={1: PeriodFacts({key: charge("10", "9.90")}, {("fin_resolution", ()): Decimal(10)})},
+        rollup={1: PeriodFacts({key: charge("10", "9.90")}, {("fin_resolution", ()): Decimal(10)})},
+        raw_totals={1: {("fin_resolution", ()): audit.UsageTotals(10, Decimal(10))}},
+        rollup_totals={1: {("fin_resolution", ()): audit.UsageTotals(10, Decimal(10), None, 7)}},
+        late={},
+        ingests=[IngestFacts("i1", NOV, ["day.parquet"], 12, 10, 1, 1, {"bad_timestamp": 1})],
+        stored=[
+            StoredCount("i1", "fin_resolution", "USD", "accepted", "", 10),
+            StoredCount("i1", "fin_resolution", "USD", "rejected", "bad_timestamp", 1),
+        ],
+        intake_window=(NOV, DEC),
+        unattributed=[],
+    )
+    values.update(overrides)
+    return ReconcileFacts(**values)  # type: ignore[arg-type]
+
+
+def test_reconcile_clean_facts() -> None:
+    report = audit.reconcile(facts())
+    assert report.ok and report.findings == []
+    (row,) = report.meters
+    assert (
+        row["raw_events"],
+        row["rollup_events"],
+        row["rated_quantity"],
+        row["posted_quantity"],
+    ) == (10, 10, "10", "10")
+    assert report.intake["balanced"] and report.intake["by_meter_currency"][0][
+        "rejected_by_reason"
+    ] == {"bad_timestamp": 1}
+
+
+def test_reconcile_ingest_accounting_and_totals() -> None:
+    unbalanced = IngestFacts("i1", NOV, ["day.parquet"], 13, 10, 1, 1, {"bad_timestamp": 1})
+    report = audit.reconcile(facts(ingests=[unbalanced], stored=[], invoices=[info(total=1000)]))
+    assert {f.check for f in report.failures} == {
+        "ingest_unbalanced",
+        "ingest_log_vs_stored",
+        "invoice_total",
+    }
+
+
+def test_unpriced_usage_is_reported_but_does_not_fail() -> None:
+    key = "s|p|fin|v1|usage"
+    raw = PeriodFacts(
+        {key: charge("10", "9.90")},
+        {("fin_resolution", ()): Decimal(10)},
+        unpriced=[("seats", (("seat_type", "essential"),), Decimal(2))],
+    )
+    report = audit.reconcile(facts(raw={1: raw}))
+    assert report.ok and [f.check for f in report.findings] == ["unpriced_usage"]
+
+
+def test_stale_rollup_is_named_as_such() -> None:
+    stale = {1: {("fin_resolution", ()): audit.UsageTotals(9, Decimal(9), None, 7)}}
+    report = audit.reconcile(facts(rollup_totals=stale, dirty_days=[date(2026, 11, 7)]))
+    (finding,) = report.failures
+    assert finding.check == "rollup_vs_raw" and "rollup stale: days 2026-11-07" in finding.detail
