@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup system-deps demo test test-production lint typecheck bench clean
 
 # The virtualenv is rebuilt when the pinned requirements or the project metadata change.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -26,8 +26,21 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: lint typecheck
+# Warehouse tests run on chDB and on the ClickHouse-server backend; narrow with
+# METERLINE_TEST_WAREHOUSES=chdb (or clickhouse). METERLINE_TEST_POSTGRES_URL adds the
+# PostgreSQL ledger variants.
+# The statement test renders HTML in headless Chromium (Debian's chromium package).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (for the statement rendering test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: lint typecheck system-deps
 	$(BIN)/python -m pytest -q
+
+# The production mode alone: server backend, fault injection, cluster DDL, compose file.
+test-production: setup
+	$(BIN)/python -m pytest -q tests/production
 
 bench: setup
 	$(BIN)/python bench/bench_ingest.py

@@ -17,6 +17,7 @@ import pyarrow as pa
 # where ClickHouse takes no bound parameters, so they are checked to be plain hex.
 _TOKEN = re.compile(r"^[0-9a-f]{8,128}(-[a-z_]{1,32})?$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+SERVER_SCHEMES = ("clickhouse", "clickhouses", "http", "https")
 
 
 class WarehouseError(RuntimeError):
@@ -88,11 +89,24 @@ def settings_clause(settings: Mapping[str, str | int] | None) -> str:
     return " SETTINGS " + ", ".join(parts)
 
 
-def connect(url: str, *, lock_timeout_s: float = 300.0, database: str | None = None) -> Warehouse:
+def connect(
+    url: str,
+    *,
+    lock_timeout_s: float = 300.0,
+    database: str | None = None,
+    connect_timeout_s: float | None = None,
+    query_timeout_s: float | None = None,
+    retries: int | None = None,
+    cluster: str | None = None,
+) -> Warehouse:
     """Open the warehouse named by a settings URL.
 
-    chdb://PATH (embedded, a folder; `?database=NAME` optional) or
-    clickhouse://user:pass@host:8123/db (a ClickHouse server; a later backend).
+    chdb://PATH (embedded, a folder; `?database=NAME` optional), or a ClickHouse server:
+    clickhouse://user:pass@host:8123/db (clickhouses:// for TLS; http:// and https:// are
+    the same), with options in the query string (`?query_timeout=600&retries=5&cluster=c`,
+    see meters.clickhouse_backend.ServerOptions). Inside an Airflow task the server's
+    address and credentials come from the Airflow Connection `clickhouse_default` when it
+    exists. Keyword arguments override the URL's options; `lock_timeout_s` is chDB's only.
     """
     parts = urlsplit(url)
     if parts.scheme == "chdb":
@@ -105,7 +119,20 @@ def connect(url: str, *, lock_timeout_s: float = 300.0, database: str | None = N
             database=database or query_db.get("database", "meterline"),
             lock_timeout_s=lock_timeout_s,
         )
+    if parts.scheme in SERVER_SCHEMES:
+        from meters.clickhouse_backend import connect_server
+
+        return connect_server(
+            url,
+            database=database,
+            overrides={
+                "connect_timeout_s": connect_timeout_s,
+                "query_timeout_s": query_timeout_s,
+                "retries": retries,
+                "cluster": cluster,
+            },
+        )
     raise WarehouseError(
-        f"warehouse backend {parts.scheme!r} is not available in this version; "
-        "use chdb://PATH (the embedded default)"
+        f"unknown warehouse URL scheme {parts.scheme!r}: use chdb://PATH (embedded) or "
+        "clickhouse://user:pass@host:8123/db (a ClickHouse server)"
     )

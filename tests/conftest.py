@@ -1,42 +1,142 @@
-"""Shared fixtures: one embedded chDB folder per test session, one database per test.
+"""Shared fixtures: one embedded chDB folder per test session, one database per test, and
+every warehouse test on both backends.
 
 chDB opens one folder per process, so every warehouse test in this process shares the
 session's folder and gets a database of its own (dropped afterwards).
+
+Each test that touches the warehouse (it uses the `warehouse` fixture, or `chdb_folder`
+to open its own with `fresh_warehouse`) runs twice: `[chdb]` on the embedded engine and
+`[clickhouse]` on the server backend (clickhouse-connect), through a ClickHouse HTTP
+server driven by the same chDB engine (tests/support/chdb_http.py). METERLINE_TEST_WAREHOUSES
+(`chdb`, `clickhouse` or `chdb,clickhouse`, the default) narrows the set.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from meters.catalog import MeterCatalog, load_meters
 from meters.migrations import migrate
 from meters.warehouse import Warehouse, connect
+from tests.support.chdb_http import ChdbHttpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CATALOG = ROOT / "catalog" / "intercom.yaml"
 
+WAREHOUSES_ENV = "METERLINE_TEST_WAREHOUSES"
+BACKENDS = ("chdb", "clickhouse")
+
+# The backend of the running test, and the session's server once started.
+_ACTIVE: dict[str, Any] = {"backend": "chdb", "server": None, "folder": None}
+
+
+def selected_backends() -> list[str]:
+    raw = os.environ.get(WAREHOUSES_ENV, ",".join(BACKENDS))
+    chosen = [b.strip() for b in raw.split(",") if b.strip()]
+    unknown = [b for b in chosen if b not in BACKENDS]
+    if unknown or not chosen:
+        raise pytest.UsageError(f"{WAREHOUSES_ENV}: use a comma list of {', '.join(BACKENDS)}")
+    return chosen
+
 
 @pytest.fixture(scope="session")
 def chdb_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("warehouse")
+    folder = tmp_path_factory.mktemp("warehouse")
+    _ACTIVE["folder"] = folder
+    return folder
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(chdb_folder: Path) -> Iterator[ChdbHttpServer]:
+    """The ClickHouse HTTP test server on a free loopback port, running on the session's
+    chDB folder (so tests can look at a database through either backend)."""
+    server = ChdbHttpServer(chdb_folder).start()
+    _ACTIVE["server"] = server
+    try:
+        yield server
+    finally:
+        _ACTIVE["server"] = None
+        server.stop()
+
+
+def _touches_warehouse(metafunc: pytest.Metafunc) -> bool:
+    names = set(metafunc.fixturenames)
+    if metafunc.definition.get_closest_marker("single_warehouse"):
+        return False
+    # Tests of the server itself (clickhouse_server, server_warehouse) choose their backend.
+    if "clickhouse_server" in names:
+        return False
+    return "warehouse" in names or "chdb_folder" in names
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "single_warehouse: a warehouse test that runs on one backend only"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if _touches_warehouse(metafunc):
+        metafunc.parametrize("warehouse_backend", selected_backends(), indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def warehouse_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """`chdb` or `clickhouse` for a warehouse test (parametrized); `chdb` for the others."""
+    backend = getattr(request, "param", "chdb")
+    if backend == "clickhouse":
+        request.getfixturevalue("clickhouse_server")
+    previous = _ACTIVE["backend"]
+    _ACTIVE["backend"] = backend
+    try:
+        yield backend
+    finally:
+        _ACTIVE["backend"] = previous
+
+
+def open_test_warehouse(
+    folder: Path, database: str, *, backend: str | None = None, **options: Any
+) -> Warehouse:
+    """Connect to `database` with the running test's backend (or the one named)."""
+    backend = backend or _ACTIVE["backend"]
+    if backend == "clickhouse":
+        server: ChdbHttpServer | None = _ACTIVE["server"]
+        if server is None:
+            raise RuntimeError("the clickhouse backend needs the clickhouse_server fixture")
+        return connect(server.url(database), **options)
+    return connect(f"chdb://{folder}", database=database)
 
 
 @contextmanager
-def fresh_warehouse(folder: Path) -> Iterator[Warehouse]:
-    """A migrated, empty database of its own in the session's chDB folder."""
+def fresh_warehouse(
+    folder: Path, *, backend: str | None = None, **options: Any
+) -> Iterator[Warehouse]:
+    """A migrated, empty database of its own in the session's chDB folder, opened with
+    the running test's backend (or the one named)."""
     database = f"t_{uuid.uuid4().hex[:12]}"
-    wh = connect(f"chdb://{folder}", database=database)
-    migrate(wh)
+    wh = open_test_warehouse(folder, database, backend=backend, **options)
     try:
+        migrate(wh)
         yield wh
     finally:
         wh.command(f"DROP DATABASE IF EXISTS {database}")
         wh.close()
+
+
+def warehouse_url(wh: Warehouse) -> str:
+    """The METERLINE_WAREHOUSE_URL that opens the same database with the same backend
+    (for code under test that connects by itself: the CLI, DAG tasks)."""
+    server: ChdbHttpServer | None = _ACTIVE["server"]
+    if type(wh).__name__ == "ClickHouseWarehouse" and server is not None:
+        return server.url(wh.database)
+    return f"chdb://{_ACTIVE['folder']}?database={wh.database}"
 
 
 @pytest.fixture
@@ -48,3 +148,26 @@ def warehouse(chdb_folder: Path) -> Iterator[Warehouse]:
 @pytest.fixture(scope="session")
 def catalog() -> MeterCatalog:
     return load_meters(DEMO_CATALOG)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Counts per engine, so a run shows which combinations it covered."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if getattr(report, "when", "call") not in ("call", "setup") or (
+                outcome == "passed" and report.when != "call"
+            ):
+                continue
+            for engine in ("chdb", "clickhouse", "sqlite", "postgresql"):
+                if f"[{engine}]" in nodeid or f"-{engine}]" in nodeid or f"[{engine}-" in nodeid \
+                        or f"-{engine}-" in nodeid:
+                    counts.setdefault(engine, {}).setdefault(outcome, 0)
+                    counts[engine][outcome] += 1
+    if counts:
+        terminalreporter.write_sep("-", "tests per engine")
+        for engine in ("chdb", "clickhouse", "sqlite", "postgresql"):
+            if engine in counts:
+                parts = ", ".join(f"{n} {o}" for o, n in sorted(counts[engine].items()))
+                terminalreporter.write_line(f"{engine:>11}: {parts}")

@@ -23,8 +23,7 @@ def post_batches(
         barrier.wait(timeout=60)
         for _ in range(rounds):
             try:
-                with make.begin() as session:
-                    result = billing.post_charges_bulk(session, batches)
+                result = _post_retrying(make, batches)
                 results.put((name, "ok", result.created, result.unchanged, result.invoices_created))
             except billing.PostingConflict as exc:
                 results.put((name, "conflict", str(exc), 0, 0))
@@ -32,3 +31,18 @@ def post_batches(
         results.put((name, "error", repr(exc), 0, 0))
     finally:
         engine.dispose()
+
+
+def _post_retrying(make: Any, batches: list[billing.ChargeBatch], attempts: int = 3) -> Any:
+    """A client's transaction, retried when PostgreSQL picks it as a deadlock victim:
+    posting is idempotent, so the retry posts exactly what is missing."""
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(attempts):
+        try:
+            with make.begin() as session:
+                return billing.post_charges_bulk(session, batches)
+        except OperationalError as exc:
+            if "deadlock detected" not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The compose stack's one-shot init service: Airflow's metadata database, the Airflow
+# Connections and pool meterline's tasks use, then both meterline migrations. Idempotent:
+# `docker compose up` runs it on every start. Credentials come from the environment and
+# are never printed (no `set -x`).
+set -euo pipefail
+
+echo "init: airflow db migrate"
+airflow db migrate
+
+# Connections: the warehouse for the tasks (clickhouse_default, read by meterline through
+# apache-airflow-providers-clickhousedb) and a read-only one for audits.
+add_connection() {
+    local conn_id="$1" login="$2" password="$3"
+    airflow connections delete "$conn_id" >/dev/null 2>&1 || true
+    airflow connections add "$conn_id" \
+        --conn-type clickhouse \
+        --conn-host "$CLICKHOUSE_HOST" \
+        --conn-port "$CLICKHOUSE_PORT" \
+        --conn-schema "$CLICKHOUSE_DB" \
+        --conn-login "$login" \
+        --conn-password "$password" >/dev/null
+    echo "init: connection $conn_id (user $login)"
+}
+add_connection clickhouse_default "$CLICKHOUSE_USER" "$CLICKHOUSE_PASSWORD"
+add_connection clickhouse_auditor auditor "$CLICKHOUSE_AUDITOR_PASSWORD"
+
+# With a ClickHouse server the warehouse tasks may run side by side (the one-slot pool is
+# for the embedded chDB warehouse, which one process at a time may open).
+airflow pools set meterline_warehouse "${METERLINE_WAREHOUSE_POOL_SLOTS:-4}" \
+    "meterline warehouse tasks (ClickHouse server)" >/dev/null
+echo "init: pool meterline_warehouse"
+
+echo "init: meterline init (warehouse schema)"
+meterline init
+echo "init: meterline ledger migrate"
+meterline ledger migrate
+echo "init: done"

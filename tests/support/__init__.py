@@ -1,0 +1,1 @@
+"""Test-only infrastructure: the ClickHouse HTTP server driven by chDB."""
