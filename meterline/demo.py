@@ -58,6 +58,7 @@ class DemoResult:
     seconds: float = 0.0
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     adjustment_lines: int = 0
+    statements: list[Path] = field(default_factory=list)
 
 
 def delivery_time(day: date) -> datetime:
@@ -135,10 +136,15 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     _print_accounting(console, result)
 
     if runner is not None:
-        result.invoices = _print_invoices(config_settings, console, config.top, adjustments=False)
+        result.invoices, top = _print_invoices(
+            config_settings, console, config.top, adjustments=False
+        )
         runner.rollup_day(late_at.date())
         runner.close(as_of + timedelta(days=1))
         result.adjustment_lines = _print_adjustments(config_settings, console)
+        result.statements = _write_statements(
+            config_settings, config.folder / "statements", top, console
+        )
     result.seconds = time.perf_counter() - started
     console.print(f"done in {result.seconds:.1f}s")
     return result
@@ -279,14 +285,30 @@ def _money(minor: int, currency: str) -> str:
     )
 
 
+def _write_statements(
+    config: Settings, folder: Path, top: list[tuple[str, str]], console: Console
+) -> list[Path]:
+    """One HTML usage statement per top customer (meterline statement)."""
+    from meterline.statement import write_statement
+
+    paths = [
+        write_statement(customer, period, folder / f"{customer}-{period}.html", config=config)
+        for customer, period in top
+    ]
+    if paths:
+        console.print(f"usage statements of the top customers: {folder}/ ({len(paths)} HTML files)")
+    return paths
+
+
 def _print_invoices(
     config: Settings, console: Console, top: int, *, adjustments: bool
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
     from billing.db import create_ledger_engine, session_factory
     from billing.models import Customer, Invoice, InvoiceLine
 
     engine = create_ledger_engine(config.ledger_url)
     summary: dict[str, dict[str, Any]] = {}
+    top_customers: list[tuple[str, str]] = []
     try:
         with session_factory(engine)() as session:
             rows = session.execute(
@@ -316,6 +338,7 @@ def _print_invoices(
                 .limit(top)
             ).all()
             for invoice, external_id, name in biggest:
+                top_customers.append((external_id, f"{invoice.period_start_local:%Y-%m}"))
                 lines = Table(
                     title=f"{name} ({external_id}) invoice {invoice.id}, "
                     f"{invoice.period_start:%Y-%m-%d}..{invoice.period_end:%Y-%m-%d} UTC: "
@@ -346,7 +369,7 @@ def _print_invoices(
                 console.print(lines)
     finally:
         engine.dispose()
-    return summary
+    return summary, top_customers
 
 
 def _qty(value: Any) -> str:

@@ -24,6 +24,9 @@ def test_demo_runs_in_its_own_process(tmp_path: Path) -> None:
     assert "ran usage_rollup for 31 days and billing_close" in out.stdout
     assert "finalized" in out.stdout
     assert "adjustment lines" in out.stdout
+    statements = sorted((folder / "statements").glob("*.html"))
+    assert statements, "the demo wrote no usage statement"
+    assert all("<svg" in p.read_text() for p in statements)
 
 
 def test_delivery_is_the_next_night() -> None:
