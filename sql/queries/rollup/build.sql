@@ -19,8 +19,11 @@ WITH
             event_id, customer_id, meter, timestamp, value, properties, ingested_at,
             toUnixTimestamp64Milli(timestamp) AS at_ms,
             intDiv(at_ms, 3600000) * 3600000 + 3600000 AS hour_end_ms,
-            mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
-                              properties)) AS dims,
+            -- Usually an event carries exactly its meter's dimensions, stored sorted:
+            -- then the properties are the dimensions as they are.
+            if(mapKeys(properties) = {dimensions:Map(String, Array(String))}[meter], properties,
+               mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
+                                 properties))) AS dims,
             {unique_properties:Map(String, String)}[meter] AS unique_property,
             has({gauge_meters:Array(String)}, meter) AS is_gauge,
             has({time_weighted_meters:Array(String)}, meter) AS is_time_weighted
