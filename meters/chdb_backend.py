@@ -23,6 +23,7 @@ from meters.warehouse import (
     WarehouseLockTimeout,
     check_identifier,
     settings_clause,
+    table_rows,
 )
 
 _engine_lock = threading.RLock()
@@ -140,9 +141,7 @@ class ChdbWarehouse:
     def query_rows(
         self, sql: str, params: Mapping[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
-        table = self.query_arrow(sql, params)
-        columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
-        return list(zip(*columns, strict=True)) if columns else []
+        return table_rows(self.query_arrow(sql, params))
 
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
         check_identifier(table)

@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pyarrow as pa
 
 from meters.chdb_params import format_value
-from meters.warehouse import WarehouseError, check_identifier, check_token
+from meters.warehouse import WarehouseError, check_identifier, check_token, table_rows
 
 log = logging.getLogger(__name__)
 
@@ -293,9 +293,7 @@ class ClickHouseWarehouse:
     def query_rows(
         self, sql: str, params: Mapping[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
-        table = self.query_arrow(sql, params)
-        columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
-        return list(zip(*columns, strict=True)) if columns else []
+        return table_rows(self.query_arrow(sql, params))
 
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
         """Insert in the Arrow format with an insert-deduplication token (the caller's, or

@@ -64,6 +64,12 @@ class Warehouse(Protocol):
         """Release the connection."""
 
 
+def table_rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    """An Arrow result as row tuples (what every backend's query_rows returns)."""
+    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    return list(zip(*columns, strict=True)) if columns else []
+
+
 def check_identifier(name: str) -> str:
     """Table and database names come from a fixed set; refuse anything else."""
     if not _IDENTIFIER.match(name):
