@@ -4,8 +4,8 @@ and hand the facts to the pure functions of `meterline.audit`.
 Re-rating uses the close step's own pieces (meterline/close.py `Rater` for prices,
 discounts and minimums; meterline/period_charges.py for version windows and rating) with
 one difference: quantities come from `usage_events` directly (`raw_period_quantities`)
-instead of the rollup. `rate_periods` mirrors `Rater.rate` with the quantity source as a
-parameter (a test checks that both give the same lines from the rollup).
+instead of the rollup (`meterline.close.rate_periods` takes the quantity source as a
+parameter).
 
 Time comes from the data: a re-rate posted with `--apply` is dated by the latest
 `ingested_at` of the events it read (invariant 7), never by the clock.
@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,7 +27,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from billing.adjustments import post_adjustments
 from billing.catalog import load_catalog
-from billing.charges import ChargeLine, line_key
 from billing.db import create_ledger_engine, session_factory
 from billing.errors import LedgerError
 from billing.migrate import require_head, upgrade
@@ -62,18 +60,15 @@ from meterline.audit import (
     WindowQuantities,
     dims_of,
 )
-from meterline.close import CODE_VERSION, Due, Rater
+from meterline.close import CODE_VERSION, Due, PeriodRating, Rater, rate_periods
 from meterline.period_charges import (
     ADDITIVE,
     PriceSpec,
-    QuantityKey,
-    rate_period,
     version_windows,
-    windows_needed,
 )
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
-from meters.quantities import QuantityRow, period_quantities, raw_period_quantities
+from meters.quantities import period_quantities, raw_period_quantities
 from meters.rollup import definition_params, dirty_days
 from meters.sql_files import query
 from meters.warehouse import Warehouse
@@ -82,7 +77,6 @@ from rating import RoundingMode
 # The close step rates with half-up (meterline/close.py); the audit must rate alike.
 ROUNDING = RoundingMode.HALF_UP
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-QuantityFn = Callable[..., list[QuantityRow]]
 _CHUNK = 500
 
 
@@ -109,82 +103,6 @@ def ledger_session(config: Settings) -> Iterator[Session]:
 
 
 # --- re-rating --------------------------------------------------------------------------
-
-
-@dataclass
-class PeriodRating:
-    """One subscription period re-rated: its lines by key and the quantities per window."""
-
-    due: Due
-    cycle: Period
-    specs: list[PriceSpec]
-    lines: list[ChargeLine]
-    charges: dict[str, ChargeLine]
-    windows: dict[tuple[datetime, datetime], list[QuantityRow]]
-
-    def whole(self) -> list[QuantityRow]:
-        return self.windows.get((self.due.period.start, self.due.period.end), [])
-
-
-def rate_periods(
-    rater: Rater, due: Sequence[Due], quantities: QuantityFn = raw_period_quantities
-) -> dict[Due, PeriodRating]:
-    """`Rater.rate` with the quantity source as a parameter: `raw_period_quantities`
-    (the audit) or `period_quantities` (what close reads). Quantities are fetched once
-    per distinct (window, billing cycle) for all the customers that need it."""
-    by_window: dict[tuple[datetime, datetime, datetime, datetime], set[str]] = defaultdict(set)
-    needs: dict[Due, set[tuple[datetime, datetime]]] = {}
-    cycles: dict[Due, Period] = {}
-    for item in due:
-        sub = item.subscription
-        cycles[item] = period_containing(sub.billing_anchor_day, sub.timezone, item.period.start)
-        specs = rater.specs(sub.plan_id, sub.currency, sub.timezone)
-        needs[item] = windows_needed(specs, item.period.start, item.period.end)
-        for start, end in needs[item]:
-            by_window[(start, end, cycles[item].start, cycles[item].end)].add(item.customer)
-    fetched: dict[tuple[datetime, datetime, datetime, datetime], dict[str, list[QuantityRow]]] = {}
-    for (start, end, c_start, c_end), customers in sorted(by_window.items()):
-        per_customer: dict[str, list[QuantityRow]] = defaultdict(list)
-        for row in quantities(
-            rater.warehouse,
-            rater.meters,
-            start=start,
-            end=end,
-            customer_ids=sorted(customers),
-            normalize_to=(c_start, c_end),
-        ):
-            per_customer[row.customer_id].append(row)
-        fetched[(start, end, c_start, c_end)] = per_customer
-    out: dict[Due, PeriodRating] = {}
-    for item in due:
-        sub, cycle = item.subscription, cycles[item]
-        rows = {
-            (start, end): fetched[(start, end, cycle.start, cycle.end)].get(item.customer, [])
-            for start, end in needs[item]
-        }
-        window_quantities: dict[tuple[datetime, datetime], dict[QuantityKey, Decimal]] = {
-            window: {(r.meter, tuple(sorted(r.dimensions.items()))): r.quantity for r in found}
-            for window, found in rows.items()
-        }
-        specs = rater.specs(sub.plan_id, sub.currency, sub.timezone)
-        lines = rate_period(
-            specs,
-            start=item.period.start,
-            end=item.period.end,
-            quantities=window_quantities,
-            discounts=[rater.discount(sub, d) for d in sub.discounts],
-            minimum_commitment=rater.minimum(sub.plan_id, sub.currency),
-            rounding=rater.rounding,
-        )
-        out[item] = PeriodRating(
-            due=item,
-            cycle=cycle,
-            specs=specs,
-            lines=lines,
-            charges={line_key(sub.external_id, item.period, c): c for c in lines},
-            windows=rows,
-        )
-    return out
 
 
 def _unpriced(rating: PeriodRating) -> list[tuple[str, Dims, Decimal]]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 from billing import finalize_due
 from billing.adjustments import post_adjustments
 from billing.catalog import load_catalog
-from billing.charges import ChargeLine
+from billing.charges import ChargeLine, line_key
 from billing.db import create_ledger_engine, session_factory
 from billing.migrate import upgrade
 from billing.models import Customer, Invoice, Plan, PriceVersion, Subscription
@@ -40,7 +40,7 @@ from meterline.period_charges import (
 )
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
-from meters.quantities import period_quantities
+from meters.quantities import QuantityRow, period_quantities
 from meters.sql_files import query
 from meters.warehouse import Warehouse
 from rating import Discount, Money, RoundingMode, parse_price
@@ -139,53 +139,8 @@ class Rater:
         return Money(Decimal(amount), currency) if amount else None
 
     def rate(self, due: Sequence[Due]) -> dict[Due, list[ChargeLine]]:
-        """Charge lines for each due period; quantities fetched per distinct window."""
-        by_window: dict[tuple[datetime, datetime, datetime, datetime], list[str]] = defaultdict(
-            list
-        )
-        needs: dict[Due, set[tuple[datetime, datetime]]] = {}
-        for item in due:
-            sub = item.subscription
-            cycle = period_containing(sub.billing_anchor_day, sub.timezone, item.period.start)
-            specs = self.specs(sub.plan_id, sub.currency, sub.timezone)
-            needs[item] = windows_needed(specs, item.period.start, item.period.end)
-            for start, end in needs[item]:
-                by_window[(start, end, cycle.start, cycle.end)].append(item.customer)
-        fetched: dict[
-            tuple[datetime, datetime, datetime, datetime], dict[str, dict[QuantityKey, Decimal]]
-        ] = {}
-        for (start, end, c_start, c_end), customers in by_window.items():
-            per_customer: dict[str, dict[QuantityKey, Decimal]] = defaultdict(dict)
-            for row in period_quantities(
-                self.warehouse,
-                self.meters,
-                start=start,
-                end=end,
-                customer_ids=sorted(set(customers)),
-                normalize_to=(c_start, c_end),
-            ):
-                per_customer[row.customer_id][
-                    (row.meter, tuple(sorted(row.dimensions.items())))
-                ] = row.quantity
-            fetched[(start, end, c_start, c_end)] = per_customer
-        out: dict[Due, list[ChargeLine]] = {}
-        for item in due:
-            sub = item.subscription
-            cycle = period_containing(sub.billing_anchor_day, sub.timezone, item.period.start)
-            quantities = {
-                (start, end): fetched[(start, end, cycle.start, cycle.end)].get(item.customer, {})
-                for start, end in needs[item]
-            }
-            out[item] = rate_period(
-                self.specs(sub.plan_id, sub.currency, sub.timezone),
-                start=item.period.start,
-                end=item.period.end,
-                quantities=quantities,
-                discounts=[self.discount(sub, d) for d in sub.discounts],
-                minimum_commitment=self.minimum(sub.plan_id, sub.currency),
-                rounding=self.rounding,
-            )
-        return out
+        """Charge lines for each due period, from the rollup."""
+        return {item: rating.lines for item, rating in rate_periods(self, due).items()}
 
     @staticmethod
     def discount(sub: Subscription, row: Any) -> Discount:
@@ -197,6 +152,86 @@ class Rater:
             valid_from=local_midnight(row.valid_from, sub.timezone),
             valid_to=local_midnight(row.valid_to, sub.timezone) if row.valid_to else None,
         )
+
+
+QuantityFn = Callable[..., list[QuantityRow]]
+
+
+@dataclass
+class PeriodRating:
+    """One subscription period re-rated: its lines by key and the quantities per window."""
+
+    due: Due
+    cycle: Period
+    specs: list[PriceSpec]
+    lines: list[ChargeLine]
+    charges: dict[str, ChargeLine]
+    windows: dict[tuple[datetime, datetime], list[QuantityRow]]
+
+    def whole(self) -> list[QuantityRow]:
+        return self.windows.get((self.due.period.start, self.due.period.end), [])
+
+
+def rate_periods(
+    rater: Rater, due: Sequence[Due], quantities: QuantityFn = period_quantities
+) -> dict[Due, PeriodRating]:
+    """Rate each due period. Quantities come from `quantities`: the rollup
+    (`period_quantities`, what close bills) or the raw events (`raw_period_quantities`,
+    what the audit recomputes); they are fetched once per distinct (window, billing
+    cycle) for all the customers that need it."""
+    by_window: dict[tuple[datetime, datetime, datetime, datetime], set[str]] = defaultdict(set)
+    needs: dict[Due, set[tuple[datetime, datetime]]] = {}
+    cycles: dict[Due, Period] = {}
+    for item in due:
+        sub = item.subscription
+        cycles[item] = period_containing(sub.billing_anchor_day, sub.timezone, item.period.start)
+        specs = rater.specs(sub.plan_id, sub.currency, sub.timezone)
+        needs[item] = windows_needed(specs, item.period.start, item.period.end)
+        for start, end in needs[item]:
+            by_window[(start, end, cycles[item].start, cycles[item].end)].add(item.customer)
+    fetched: dict[tuple[datetime, datetime, datetime, datetime], dict[str, list[QuantityRow]]] = {}
+    for (start, end, c_start, c_end), customers in sorted(by_window.items()):
+        per_customer: dict[str, list[QuantityRow]] = defaultdict(list)
+        for row in quantities(
+            rater.warehouse,
+            rater.meters,
+            start=start,
+            end=end,
+            customer_ids=sorted(customers),
+            normalize_to=(c_start, c_end),
+        ):
+            per_customer[row.customer_id].append(row)
+        fetched[(start, end, c_start, c_end)] = per_customer
+    out: dict[Due, PeriodRating] = {}
+    for item in due:
+        sub, cycle = item.subscription, cycles[item]
+        rows = {
+            (start, end): fetched[(start, end, cycle.start, cycle.end)].get(item.customer, [])
+            for start, end in needs[item]
+        }
+        window_quantities: dict[tuple[datetime, datetime], dict[QuantityKey, Decimal]] = {
+            window: {(r.meter, tuple(sorted(r.dimensions.items()))): r.quantity for r in found}
+            for window, found in rows.items()
+        }
+        specs = rater.specs(sub.plan_id, sub.currency, sub.timezone)
+        lines = rate_period(
+            specs,
+            start=item.period.start,
+            end=item.period.end,
+            quantities=window_quantities,
+            discounts=[rater.discount(sub, d) for d in sub.discounts],
+            minimum_commitment=rater.minimum(sub.plan_id, sub.currency),
+            rounding=rater.rounding,
+        )
+        out[item] = PeriodRating(
+            due=item,
+            cycle=cycle,
+            specs=specs,
+            lines=lines,
+            charges={line_key(sub.external_id, item.period, c): c for c in lines},
+            windows=rows,
+        )
+    return out
 
 
 def _inputs_hash(lines: Iterable[ChargeLine]) -> str:
