@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from meterline.app import init_warehouse, meter_catalog, open_warehouse
+from meterline.app import ingest_options, init_warehouse, meter_catalog, open_warehouse
 from meterline.settings import settings
-from meters.ingest import IngestOptions, Ingestor, IngestSummary
+from meters.ingest import Ingestor, IngestSummary
 from meters.readers import UnreadableFile, count_rows
 
 console = Console(stderr=True)
@@ -55,11 +55,7 @@ def ingest_with_progress(
     quiet: bool = False,
 ) -> IngestSummary:
     config = settings()
-    options = IngestOptions(
-        max_event_age=timedelta(days=config.max_event_age_days),
-        future_tolerance=timedelta(seconds=config.future_tolerance_s),
-        batch_rows=config.ingest_batch_rows,
-    )
+    options = ingest_options(config)
     catalog = meter_catalog(config)
     known = [count_rows(p) for p in paths]
     total = sum(n for n in known if n is not None) if all(n is not None for n in known) else None

@@ -28,11 +28,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import func, select
 
-from meterline.app import open_warehouse
+from meterline.app import ingest_options, init_warehouse, open_warehouse
 from meterline.settings import Settings, settings
 from meterline.synthetic import GeneratorConfig, Manifest, generate
 from meters.catalog import load_meters
-from meters.ingest import IngestOptions, Ingestor, SourceCounts
+from meters.ingest import Ingestor, SourceCounts
 
 
 @dataclass(frozen=True)
@@ -177,22 +177,15 @@ def _generate(config: DemoConfig, data: Path, console: Console) -> Manifest:
     return manifest
 
 
-def _options(config: Settings) -> IngestOptions:
-    return IngestOptions(
-        max_event_age=timedelta(days=config.max_event_age_days),
-        future_tolerance=timedelta(seconds=config.future_tolerance_s),
-        batch_rows=config.ingest_batch_rows,
-    )
-
-
 def _ingest(config: Settings, paths: list[Path], at: datetime) -> SourceCounts:
     counts = SourceCounts()
     with open_warehouse(config) as warehouse:
-        from meters.migrations import migrate
-
-        migrate(warehouse)
+        init_warehouse(warehouse)
         ingestor = Ingestor(
-            warehouse, load_meters(config.catalog_path), ingested_at=at, options=_options(config)
+            warehouse,
+            load_meters(config.catalog_path),
+            ingested_at=at,
+            options=ingest_options(config),
         )
         counts.add(ingestor.ingest_files(paths).total)
     return counts
@@ -204,9 +197,7 @@ def _ingest_days(
     daily = SourceCounts()
     catalog = load_meters(config_settings.catalog_path)
     with open_warehouse(config_settings) as warehouse, _progress(console) as progress:
-        from meters.migrations import migrate
-
-        migrate(warehouse)
+        init_warehouse(warehouse)
         task = progress.add_task("ingest daily files", total=len(manifest.files))
         for offset, name in enumerate(manifest.files):
             day = config.start + timedelta(days=offset)
@@ -214,7 +205,7 @@ def _ingest_days(
                 warehouse,
                 catalog,
                 ingested_at=delivery_time(day),
-                options=_options(config_settings),
+                options=ingest_options(config_settings),
             )
             daily.add(ingestor.ingest_files([data / name]).total)
             progress.advance(task)
