@@ -268,12 +268,10 @@ def _print_accounting(console: Console, result: DemoResult) -> None:
 
 
 def _money(minor: int, currency: str) -> str:
-    from rating import minor_unit_exponent
+    """Minor units shown in major units, exactly (Decimal, never float)."""
+    from billing.money import from_minor
 
-    exponent = minor_unit_exponent(currency)
-    return (
-        f"{currency} {minor / 10**exponent:,.{exponent}f}" if exponent else f"{currency} {minor:,}"
-    )
+    return f"{currency} {from_minor(minor, currency):,}"
 
 
 def _write_statements(

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from meterline.app import init_warehouse, meter_catalog, open_warehouse
-from meterline.settings import Settings
+from meterline.settings import Settings, settings
 from meters.rollup import RollupResult, dirty_days, rebuild_day
 
 # How far back a nightly run looks for days that received late events. Events older
@@ -45,12 +45,13 @@ def _result(result: RollupResult) -> dict[str, Any]:
 def rollup_day(day: date, *, config: Settings | None = None, late: bool = True) -> RollupReport:
     """Rebuild `day`'s rollup; with `late`, then every earlier day that got late events."""
     report = RollupReport(day)
+    config = config or settings()
     with open_warehouse(config) as warehouse:
         init_warehouse(warehouse)
         catalog = meter_catalog(config)
         report.rebuilt.append(_result(rebuild_day(warehouse, catalog, day)))
         if late:
-            lookback = (config.max_event_age_days if config else 45) + LATE_LOOKBACK_MARGIN_DAYS
+            lookback = config.max_event_age_days + LATE_LOOKBACK_MARGIN_DAYS
             for earlier in dirty_days(
                 warehouse,
                 up_to=day - timedelta(days=1),
