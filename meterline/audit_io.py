@@ -3,9 +3,8 @@ and hand the facts to the pure functions of `meterline.audit`.
 
 Re-rating uses the close step's own pieces (meterline/close.py `Rater` for prices,
 discounts and minimums; meterline/period_charges.py for version windows and rating) with
-one difference: quantities come from `usage_events` directly (`raw_period_quantities`)
-instead of the rollup (`meterline.close.rate_periods` takes the quantity source as a
-parameter).
+one difference: quantities come from `usage_events` directly (`rate_periods(...,
+raw=True)`, read by `meters.quantities.batch_quantities`) instead of the rollup.
 
 Time comes from the data: a re-rate posted with `--apply` is dated by the latest
 `ingested_at` of the events it read (invariant 7), never by the clock.
@@ -68,7 +67,6 @@ from meterline.period_charges import (
 )
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
-from meters.quantities import period_quantities, raw_period_quantities
 from meters.rollup import definition_params, dirty_days
 from meters.sql_files import query
 from meters.warehouse import Warehouse
@@ -371,8 +369,7 @@ class _Explainer:
     def rating(self, due: Due, *, raw: bool) -> PeriodRating:
         key = (due.subscription.id, due.period.start, raw)
         if key not in self._ratings:
-            source = raw_period_quantities if raw else period_quantities
-            self._ratings[key] = rate_periods(self.rater, [due], source)[due]
+            self._ratings[key] = rate_periods(self.rater, [due], raw=raw)[due]
         return self._ratings[key]
 
     def explain(self, line_id: int, *, samples: int, late_limit: int) -> dict[str, Any]:
@@ -642,8 +639,8 @@ def _reconcile_facts(
     closed = [inv for inv in invoices if inv.status == "finalized"]
     rater = Rater(session, warehouse, meters, ROUNDING)
     dues = {inv.id: _due(inv) for inv in closed}
-    raw_ratings = rate_periods(rater, list(dues.values()), raw_period_quantities)
-    rollup_ratings = rate_periods(rater, list(dues.values()), period_quantities)
+    raw_ratings = rate_periods(rater, list(dues.values()), raw=True)
+    rollup_ratings = rate_periods(rater, list(dues.values()))
 
     def period_facts(rating: PeriodRating, *, unpriced: bool) -> PeriodFacts:
         return PeriodFacts(
@@ -927,7 +924,7 @@ def _rerate(
     report.periods_checked = len(closed)
     rater = Rater(session, warehouse, meters, ROUNDING)
     dues = {inv.id: _due(inv) for inv in closed}
-    ratings = rate_periods(rater, list(dues.values()), raw_period_quantities)
+    ratings = rate_periods(rater, list(dues.values()), raw=True)
     keys = {k for r in ratings.values() for k in r.charges}
     originals: dict[int, list[PostedLine]] = defaultdict(list)
     ids = [inv.id for inv in closed]

@@ -40,7 +40,7 @@ from meterline.period_charges import (
 )
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
-from meters.quantities import QuantityRow, period_quantities
+from meters.quantities import QuantityRow, WindowRequest, batch_quantities
 from meters.sql_files import query
 from meters.warehouse import Warehouse
 from rating import Discount, Money, RoundingMode, parse_price
@@ -154,9 +154,6 @@ class Rater:
         )
 
 
-QuantityFn = Callable[..., list[QuantityRow]]
-
-
 @dataclass
 class PeriodRating:
     """One subscription period re-rated: its lines by key and the quantities per window."""
@@ -172,13 +169,11 @@ class PeriodRating:
         return self.windows.get((self.due.period.start, self.due.period.end), [])
 
 
-def rate_periods(
-    rater: Rater, due: Sequence[Due], quantities: QuantityFn = period_quantities
-) -> dict[Due, PeriodRating]:
-    """Rate each due period. Quantities come from `quantities`: the rollup
-    (`period_quantities`, what close bills) or the raw events (`raw_period_quantities`,
-    what the audit recomputes); they are fetched once per distinct (window, billing
-    cycle) for all the customers that need it."""
+def rate_periods(rater: Rater, due: Sequence[Due], *, raw: bool = False) -> dict[Due, PeriodRating]:
+    """Rate each due period. Quantities come from the rollup (what close bills) or, with
+    `raw`, from the raw events (what the audit recomputes); all the windows of all the
+    periods are read together (`batch_quantities`), one request per distinct (window,
+    billing cycle) with the customers that need it."""
     by_window: dict[tuple[datetime, datetime, datetime, datetime], set[str]] = defaultdict(set)
     needs: dict[Due, set[tuple[datetime, datetime]]] = {}
     cycles: dict[Due, Period] = {}
@@ -189,19 +184,19 @@ def rate_periods(
         needs[item] = windows_needed(specs, item.period.start, item.period.end)
         for start, end in needs[item]:
             by_window[(start, end, cycles[item].start, cycles[item].end)].add(item.customer)
+    keys = sorted(by_window)
+    requests = [
+        WindowRequest(start, end, frozenset(customers), normalize_to=(c_start, c_end))
+        for (start, end, c_start, c_end), customers in sorted(by_window.items())
+    ]
     fetched: dict[tuple[datetime, datetime, datetime, datetime], dict[str, list[QuantityRow]]] = {}
-    for (start, end, c_start, c_end), customers in sorted(by_window.items()):
+    for key, found in zip(
+        keys, batch_quantities(rater.warehouse, rater.meters, requests, raw=raw), strict=True
+    ):
         per_customer: dict[str, list[QuantityRow]] = defaultdict(list)
-        for row in quantities(
-            rater.warehouse,
-            rater.meters,
-            start=start,
-            end=end,
-            customer_ids=sorted(customers),
-            normalize_to=(c_start, c_end),
-        ):
+        for row in found:
             per_customer[row.customer_id].append(row)
-        fetched[(start, end, c_start, c_end)] = per_customer
+        fetched[key] = per_customer
     out: dict[Due, PeriodRating] = {}
     for item in due:
         sub, cycle = item.subscription, cycles[item]

@@ -25,6 +25,7 @@ period's quantity to within 1e-9 per window, exactly when each part is a multipl
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
@@ -55,6 +56,16 @@ class QuantityRow(NamedTuple):
     """Events of the window (a carried-over level has 0)."""
 
 
+class WindowRequest(NamedTuple):
+    """The quantities of [start, end) for some customers (None: every customer)."""
+
+    start: datetime
+    end: datetime
+    customer_ids: frozenset[str] | None = None
+    normalize_to: tuple[datetime, datetime] | None = None
+    """The period a time_weighted integral is divided by (the window itself if None)."""
+
+
 def period_quantities(
     warehouse: Warehouse,
     catalog: MeterCatalog,
@@ -69,7 +80,8 @@ def period_quantities(
     start and end must be timezone-aware whole UTC hours (a period in any whole-hour
     timezone is). Only the days rolled up so far are seen: see `rollup.dirty_days`.
     """
-    return _quantities(warehouse, catalog, start, end, customer_ids, normalize_to, raw=False)
+    request = WindowRequest(start, end, _customer_set(customer_ids), normalize_to)
+    return batch_quantities(warehouse, catalog, [request])[0]
 
 
 def raw_period_quantities(
@@ -82,7 +94,154 @@ def raw_period_quantities(
     normalize_to: tuple[datetime, datetime] | None = None,
 ) -> list[QuantityRow]:
     """The same quantities as `period_quantities`, from the raw events (no rollup)."""
-    return _quantities(warehouse, catalog, start, end, customer_ids, normalize_to, raw=True)
+    request = WindowRequest(start, end, _customer_set(customer_ids), normalize_to)
+    return batch_quantities(warehouse, catalog, [request], raw=True)[0]
+
+
+def _customer_set(customer_ids: Sequence[str] | None) -> frozenset[str] | None:
+    return None if customer_ids is None else frozenset(customer_ids)
+
+
+# (customer, window number) pairs per query: keeps a query's parameters far below a
+# server's URL limit (ClickHouse's http_max_uri_size is 1 MiB) even with long customer ids.
+PAIRS_PER_QUERY = 2_000
+
+
+def batch_quantities(
+    warehouse: Warehouse,
+    catalog: MeterCatalog,
+    requests: Sequence[WindowRequest],
+    *,
+    raw: bool = False,
+    pairs_per_query: int = PAIRS_PER_QUERY,
+) -> list[list[QuantityRow]]:
+    """The quantities of many windows, each for its customers: one list per request, in
+    the order given. From the rollup, or with `raw` from `usage_events FINAL`.
+
+    All windows are read together, `pairs_per_query` (customer, window) pairs per query,
+    instead of one query per window: a close needs a window per anchor day, timezone and
+    price version, hundreds of them for a few thousand subscriptions. A request for every
+    customer (customer_ids None) must be the only one.
+    """
+    windows = sorted({check_window(r.start, r.end) for r in requests})
+    number = {window: i + 1 for i, window in enumerate(windows)}
+    found: dict[tuple[int, str], list[tuple[Any, ...]]] = defaultdict(list)
+    reader = _Reader(warehouse, catalog, raw, found)
+    if any(r.customer_ids is None for r in requests):
+        if len(requests) != 1:
+            raise ValueError("a request for every customer must be the only request")
+        reader.read(windows, [], all_customers=True)
+    else:
+        pairs = sorted(
+            {
+                (customer, number[check_window(r.start, r.end)])
+                for r in requests
+                for customer in r.customer_ids or ()
+            }
+        )
+        for i in range(0, len(pairs), pairs_per_query):
+            reader.read(windows, pairs[i : i + pairs_per_query], all_customers=False)
+
+    out = []
+    for request in requests:
+        w = number[check_window(request.start, request.end)]
+        norm_ms = _normalization_ms(request.normalize_to or windows[w - 1])
+        customers = request.customer_ids
+        if customers is None:
+            customers = frozenset(c for _, c in found)
+        rows = [
+            _quantity_row(catalog.meters[values[0]].aggregation, customer, values, norm_ms)
+            for customer in customers
+            for values in found.get((w, customer), [])
+        ]
+        # A level carried over as 0 (a gauge removed before the window) bills nothing and
+        # says nothing: keep a series only if it had events or a non-zero quantity.
+        kept = [r for r in rows if r.events or r.quantity]
+        out.append(
+            sorted(kept, key=lambda r: (r.customer_id, r.meter, sorted(r.dimensions.items())))
+        )
+    return out
+
+
+class _Reader:
+    """Runs the window and gauge queries (rollup or raw) for batches of pairs, collecting
+    what they return per (window number, customer) into `found`."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        catalog: MeterCatalog,
+        raw: bool,
+        found: dict[tuple[int, str], list[tuple[Any, ...]]],
+    ):
+        self.warehouse = warehouse
+        self.found = found
+        self.prefix = "raw" if raw else "rollup"
+        meters = catalog.meters
+        self.queries = [
+            (name, wanted)
+            for name, wanted in (
+                (
+                    "window",
+                    sorted(n for n, m in meters.items() if m.aggregation in _WINDOW_AGGREGATIONS),
+                ),
+                (
+                    "gauges",
+                    sorted(
+                        n for n, m in meters.items() if m.aggregation not in _WINDOW_AGGREGATIONS
+                    ),
+                ),
+            )
+            if wanted
+        ]
+        self.definitions: dict[str, Any] = {}
+        if raw:
+            params = definition_params(catalog)
+            self.definitions = {
+                k: params[k] for k in ("dimensions", "filters", "unique_properties")
+            }
+
+    def read(
+        self,
+        windows: Sequence[tuple[datetime, datetime]],
+        pairs: Sequence[tuple[str, int]],
+        *,
+        all_customers: bool,
+    ) -> None:
+        used = [windows[w - 1] for w in {w for _, w in pairs}] if pairs else list(windows)
+        batch = {
+            **self.definitions,
+            "windows": list(windows),
+            "requests": list(pairs),
+            "customer_ids": sorted({c for c, _ in pairs}),
+            "all_customers": all_customers,
+            "first_start": min(s for s, _ in used),
+            "last_end": max(e for _, e in used),
+        }
+        for name, meters in self.queries:
+            sql = query(f"quantities/{self.prefix}_{name}")
+            for w, customer, *values in self.warehouse.query_rows(sql, {**batch, "meters": meters}):
+                self.found[(int(w), customer)].append(tuple(values))
+
+
+def _quantity_row(
+    aggregation: Aggregation, customer: str, values: Sequence[Any], norm_ms: Decimal
+) -> QuantityRow:
+    """A quantity from what a window or gauge query returned for one series."""
+    meter, dims, events, *rest = values
+    if aggregation in _WINDOW_AGGREGATIONS:
+        value_sum, value_max, uniques = rest
+        quantity = {
+            Aggregation.SUM: value_sum,
+            Aggregation.COUNT: events,
+            Aggregation.MAX: value_max,
+            Aggregation.UNIQUE_COUNT: uniques,
+        }[aggregation]
+        return _row(customer, meter, dims, Decimal(quantity), events)
+    latest, integral = rest
+    if aggregation is Aggregation.LATEST:
+        return _row(customer, meter, dims, Decimal(latest), events)
+    return _row(customer, meter, dims, _DIVISION.divide(Decimal(integral), norm_ms), events)
 
 
 def check_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -113,60 +272,6 @@ def _normalization_ms(normalize_to: tuple[datetime, datetime]) -> Decimal:
         raise ValueError("normalize_to must be a period of positive length")
     # Exact: timedelta is whole microseconds.
     return Decimal(length // timedelta(microseconds=1)) / 1000
-
-
-def _quantities(
-    warehouse: Warehouse,
-    catalog: MeterCatalog,
-    start: datetime,
-    end: datetime,
-    customer_ids: Sequence[str] | None,
-    normalize_to: tuple[datetime, datetime] | None,
-    *,
-    raw: bool,
-) -> list[QuantityRow]:
-    start, end = check_window(start, end)
-    prefix = "raw" if raw else "rollup"
-    norm_ms = _normalization_ms(normalize_to or (start, end))
-    meters = catalog.meters
-    window_meters = sorted(n for n, m in meters.items() if m.aggregation in _WINDOW_AGGREGATIONS)
-    gauge_meters = sorted(n for n, m in meters.items() if m.aggregation not in _WINDOW_AGGREGATIONS)
-    base: dict[str, Any] = {
-        "start": start,
-        "end": end,
-        "all_customers": customer_ids is None,
-        "customer_ids": sorted(set(customer_ids or ())),
-    }
-    if raw:
-        params = definition_params(catalog)
-        base.update({k: params[k] for k in ("dimensions", "filters", "unique_properties")})
-
-    rows: list[QuantityRow] = []
-    if window_meters:
-        for customer, meter, dims, events, value_sum, value_max, uniques in warehouse.query_rows(
-            query(f"quantities/{prefix}_window"), {**base, "meters": window_meters}
-        ):
-            aggregation = meters[meter].aggregation
-            quantity = {
-                Aggregation.SUM: value_sum,
-                Aggregation.COUNT: events,
-                Aggregation.MAX: value_max,
-                Aggregation.UNIQUE_COUNT: uniques,
-            }[aggregation]
-            rows.append(_row(customer, meter, dims, Decimal(quantity), events))
-    if gauge_meters:
-        for customer, meter, dims, events, latest, integral in warehouse.query_rows(
-            query(f"quantities/{prefix}_gauges"), {**base, "meters": gauge_meters}
-        ):
-            if meters[meter].aggregation is Aggregation.LATEST:
-                quantity = Decimal(latest)
-            else:
-                quantity = _DIVISION.divide(Decimal(integral), norm_ms)
-            rows.append(_row(customer, meter, dims, quantity, events))
-    # A level carried over as 0 (a gauge removed before the window) bills nothing and
-    # says nothing: keep a series only if it had events or a non-zero quantity.
-    kept = [r for r in rows if r.events or r.quantity]
-    return sorted(kept, key=lambda r: (r.customer_id, r.meter, sorted(r.dimensions.items())))
 
 
 def _row(customer: str, meter: str, dims: Any, quantity: Decimal, events: Any) -> QuantityRow:

@@ -15,7 +15,6 @@ from billing.periods import Period
 from meterline.app import open_warehouse
 from meterline.audit_io import AuditError, explain_line, explain_lines, rate_periods
 from meterline.close import Due, Rater
-from meters.quantities import period_quantities
 from rating import RoundingMode
 from tests.audit.conftest import World
 
@@ -102,7 +101,7 @@ def test_rate_periods_from_the_rollup_is_what_close_rates(month: World) -> None:
             ]
             rater = Rater(session, wh, month.meters, RoundingMode.HALF_UP)
             expected = rater.rate(due)
-            got = rate_periods(rater, due, period_quantities)
+            got = rate_periods(rater, due)
             assert due and all(got[d].lines == expected[d] for d in due)
     finally:
         engine.dispose()

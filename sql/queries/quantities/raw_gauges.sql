@@ -1,11 +1,10 @@
 -- The same numbers as rollup_gauges.sql, straight from the raw events: every event
--- before end (however old) holds its value from its timestamp until the next event of
--- its series (ordered by timestamp, event_id), the last one forever; each span clipped
--- to [start, end) contributes value x milliseconds.
-WITH
-    toUnixTimestamp64Milli({start:DateTime64(3, 'UTC')}) AS start_ms,
-    toUnixTimestamp64Milli({end:DateTime64(3, 'UTC')}) AS end_ms
+-- before the window's end (however old) holds its value from its timestamp until the
+-- next event of its series (ordered by timestamp, event_id), the last one forever; each
+-- span clipped to [start, end) contributes value x milliseconds. windows, requests,
+-- customer_ids, all_customers: as in rollup_window.sql.
 SELECT
+    w,
     customer_id,
     meter,
     dims,
@@ -18,23 +17,39 @@ FROM
     SELECT
         *,
         leadInFrame(at_ms, 1, end_ms) OVER (
-            PARTITION BY customer_id, meter, dims
+            PARTITION BY w, customer_id, meter, dims
             ORDER BY timestamp, event_id
             ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS next_ms
     FROM
     (
         SELECT
-            event_id, customer_id, meter, timestamp, value,
-            toUnixTimestamp64Milli(timestamp) AS at_ms,
-            mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
-                              properties)) AS dims
-        FROM usage_events FINAL
-        WHERE timestamp < {end:DateTime64(3, 'UTC')}
-          AND meter IN {meters:Array(String)}
-          AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
-          AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-                       mapKeys({filters:Map(String, Map(String, String))}[meter]),
-                       mapValues({filters:Map(String, Map(String, String))}[meter]))
+            e.event_id AS event_id, e.customer_id AS customer_id, e.meter AS meter,
+            e.timestamp AS timestamp, e.value AS value, e.at_ms AS at_ms, e.dims AS dims,
+            if({all_customers:Bool}, toUInt32(1), r.w) AS w,
+            {windows:Array(Tuple(DateTime64(3, 'UTC'), DateTime64(3, 'UTC')))}[w] AS window,
+            toUnixTimestamp64Milli(window.1) AS start_ms,
+            toUnixTimestamp64Milli(window.2) AS end_ms
+        FROM
+        (
+            SELECT
+                event_id, customer_id, meter, timestamp, value,
+                toUnixTimestamp64Milli(timestamp) AS at_ms,
+                mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
+                                  properties)) AS dims
+            FROM usage_events FINAL
+            WHERE timestamp < {last_end:DateTime64(3, 'UTC')}
+              AND meter IN {meters:Array(String)}
+              AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
+              AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
+                           mapKeys({filters:Map(String, Map(String, String))}[meter]),
+                           mapValues({filters:Map(String, Map(String, String))}[meter]))
+        ) AS e
+        LEFT JOIN
+        (
+            SELECT t.1 AS customer_id, t.2 AS w
+            FROM (SELECT arrayJoin({requests:Array(Tuple(String, UInt32))}) AS t)
+        ) AS r ON e.customer_id = r.customer_id
+        WHERE w > 0 AND e.timestamp < window.2
     )
 )
-GROUP BY customer_id, meter, dims
+GROUP BY w, customer_id, meter, dims

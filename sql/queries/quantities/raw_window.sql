@@ -1,7 +1,9 @@
 -- The same numbers as rollup_window.sql, straight from the raw events (no rollup): the
 -- audit path and the rollup's test oracle. Same rules as rollup/build.sql: FINAL, the
--- meter's filter, dimensions only from declared dimension properties.
+-- meter's filter, dimensions only from declared dimension properties. windows,
+-- requests, customer_ids, all_customers: as in rollup_window.sql.
 SELECT
+    w,
     customer_id,
     meter,
     mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
@@ -13,15 +15,30 @@ SELECT
                 unique_property != '' AND mapContains(properties, unique_property)) AS uniques
 FROM
 (
-    SELECT customer_id, meter, value, properties,
-           {unique_properties:Map(String, String)}[meter] AS unique_property
-    FROM usage_events FINAL
-    WHERE timestamp >= {start:DateTime64(3, 'UTC')}
-      AND timestamp < {end:DateTime64(3, 'UTC')}
-      AND meter IN {meters:Array(String)}
-      AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
-      AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-                   mapKeys({filters:Map(String, Map(String, String))}[meter]),
-                   mapValues({filters:Map(String, Map(String, String))}[meter]))
+    SELECT
+        e.customer_id AS customer_id, e.meter AS meter, e.timestamp AS timestamp,
+        e.value AS value, e.properties AS properties,
+        {unique_properties:Map(String, String)}[meter] AS unique_property,
+        if({all_customers:Bool}, toUInt32(1), r.w) AS w
+    FROM
+    (
+        SELECT customer_id, meter, timestamp, value, properties
+        FROM usage_events FINAL
+        WHERE timestamp >= {first_start:DateTime64(3, 'UTC')}
+          AND timestamp < {last_end:DateTime64(3, 'UTC')}
+          AND meter IN {meters:Array(String)}
+          AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
+          AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
+                       mapKeys({filters:Map(String, Map(String, String))}[meter]),
+                       mapValues({filters:Map(String, Map(String, String))}[meter]))
+    ) AS e
+    LEFT JOIN
+    (
+        SELECT t.1 AS customer_id, t.2 AS w
+        FROM (SELECT arrayJoin({requests:Array(Tuple(String, UInt32))}) AS t)
+    ) AS r ON e.customer_id = r.customer_id
 )
-GROUP BY customer_id, meter, dims
+WHERE w > 0
+  AND timestamp >= {windows:Array(Tuple(DateTime64(3, 'UTC'), DateTime64(3, 'UTC')))}[w].1
+  AND timestamp < {windows:Array(Tuple(DateTime64(3, 'UTC'), DateTime64(3, 'UTC')))}[w].2
+GROUP BY w, customer_id, meter, dims

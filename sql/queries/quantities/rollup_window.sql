@@ -1,7 +1,12 @@
--- sum, count, max and unique_count meters over [start, end) from the hourly rollup.
--- start and end are whole UTC hours, so every hour row is wholly inside or outside.
+-- sum, count, max and unique_count meters from the hourly rollup, for many windows in one
+-- query (a close needs one window per anchor day, timezone and price version).
+--   windows       the [start, end) windows, numbered from 1 (whole UTC hours, so every
+--                 hour row is wholly inside or outside a window);
+--   requests      (customer, window number) pairs wanted; customer_ids their customers;
+--   all_customers every customer, for window 1 (requests is then empty).
 -- mapSort: Map equality is positional; keep grouping independent of stored key order.
 SELECT
+    w,
     customer_id,
     meter,
     mapSort(dimensions) AS dims,
@@ -9,9 +14,29 @@ SELECT
     sum(value_sum) AS value_sum,
     max(value_max) AS value_max,
     uniqExactMerge(unique_state) AS uniques
-FROM usage_rollup
-WHERE hour >= {start:DateTime64(3, 'UTC')}
-  AND hour < {end:DateTime64(3, 'UTC')}
-  AND meter IN {meters:Array(String)}
-  AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
-GROUP BY customer_id, meter, dims
+FROM
+(
+    SELECT
+        u.customer_id AS customer_id, u.meter AS meter, u.dimensions AS dimensions,
+        u.hour AS hour, u.events AS events, u.value_sum AS value_sum,
+        u.value_max AS value_max, u.unique_state AS unique_state,
+        if({all_customers:Bool}, toUInt32(1), r.w) AS w
+    FROM
+    (
+        SELECT customer_id, meter, dimensions, hour, events, value_sum, value_max, unique_state
+        FROM usage_rollup
+        WHERE hour >= {first_start:DateTime64(3, 'UTC')}
+          AND hour < {last_end:DateTime64(3, 'UTC')}
+          AND meter IN {meters:Array(String)}
+          AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
+    ) AS u
+    LEFT JOIN
+    (
+        SELECT t.1 AS customer_id, t.2 AS w
+        FROM (SELECT arrayJoin({requests:Array(Tuple(String, UInt32))}) AS t)
+    ) AS r ON u.customer_id = r.customer_id
+)
+WHERE w > 0
+  AND hour >= {windows:Array(Tuple(DateTime64(3, 'UTC'), DateTime64(3, 'UTC')))}[w].1
+  AND hour < {windows:Array(Tuple(DateTime64(3, 'UTC'), DateTime64(3, 'UTC')))}[w].2
+GROUP BY w, customer_id, meter, dims
