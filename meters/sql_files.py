@@ -10,13 +10,21 @@ from meters.warehouse import check_identifier
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _TABLE_SLOT = re.compile(r"\{\{(\w+)\}\}")
+# `{{> name}}` stands for the text of sql/queries/<name>.sql: a fragment several queries
+# share (its comment lines are dropped, so it can sit inside an expression).
+_INCLUDE = re.compile(r"\{\{> *([\w/]+) *\}\}")
 
 
 @cache
 def query_text(name: str) -> str:
-    """The text of `sql/queries/<name>.sql`."""
+    """The text of `sql/queries/<name>.sql`, with its `{{> fragment}}` includes filled in."""
     path = SQL_DIR / "queries" / f"{name}.sql"
-    return path.read_text()
+
+    def include(match: re.Match[str]) -> str:
+        fragment = query_text(match.group(1))
+        return "\n".join(ln for ln in fragment.splitlines() if not ln.lstrip().startswith("--"))
+
+    return _INCLUDE.sub(include, path.read_text())
 
 
 def query(name: str, **tables: str) -> str:

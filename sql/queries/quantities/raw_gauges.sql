@@ -38,17 +38,10 @@ FROM
                                   properties)) AS dims
             FROM usage_events FINAL
             WHERE timestamp < {last_end:DateTime64(3, 'UTC')}
-              AND meter IN {meters:Array(String)}
-              AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
-              AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-                           mapKeys({filters:Map(String, Map(String, String))}[meter]),
-                           mapValues({filters:Map(String, Map(String, String))}[meter]))
+          {{> quantities/_raw_selection}}
         ) AS e
         LEFT JOIN
-        (
-            SELECT t.1 AS customer_id, t.2 AS w
-            FROM (SELECT arrayJoin({requests:Array(Tuple(String, UInt32))}) AS t)
-        ) AS r ON e.customer_id = r.customer_id
+        {{> quantities/_requests}} AS r ON e.customer_id = r.customer_id
         WHERE w > 0 AND e.timestamp < window.2
     )
 )

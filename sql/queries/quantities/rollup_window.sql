@@ -31,10 +31,7 @@ FROM
           AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
     ) AS u
     LEFT JOIN
-    (
-        SELECT t.1 AS customer_id, t.2 AS w
-        FROM (SELECT arrayJoin({requests:Array(Tuple(String, UInt32))}) AS t)
-    ) AS r ON u.customer_id = r.customer_id
+    {{> quantities/_requests}} AS r ON u.customer_id = r.customer_id
 )
 WHERE w > 0
   AND hour >= {windows:Array(Tuple(DateTime64(3, 'UTC'), DateTime64(3, 'UTC')))}[w].1

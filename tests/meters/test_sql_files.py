@@ -1,0 +1,31 @@
+"""The SQL files: `{{> fragment}}` includes are filled in, table slots checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from meters.sql_files import SQL_DIR, query, query_text
+
+
+def test_fragments_are_included_without_their_comments() -> None:
+    text = query_text("quantities/raw_window")
+    assert "{{>" not in text
+    assert "arrayJoin({requests:Array(Tuple(String, UInt32))})" in text
+    assert "mapKeys({filters:Map(String, Map(String, String))}[meter])" in text
+    assert "Fragment, included as" not in text
+
+
+def test_every_query_file_resolves() -> None:
+    for path in sorted((SQL_DIR / "queries").rglob("*.sql")):
+        name = str(path.relative_to(SQL_DIR / "queries").with_suffix(""))
+        assert "{{>" not in query_text(name), name
+
+
+def test_table_slots_take_identifiers_only() -> None:
+    assert "usage_rollup_staging_20261101" in query(
+        "rollup/drop_staging", staging="usage_rollup_staging_20261101"
+    )
+    with pytest.raises(ValueError):
+        query("rollup/drop_staging", staging="x; DROP TABLE usage_events")
+    with pytest.raises(KeyError, match="needs a table name"):
+        query("rollup/drop_staging")
