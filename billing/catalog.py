@@ -8,7 +8,7 @@ version it replaces stays, marked not current, for audit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -144,6 +144,28 @@ def _decimal_text(value: Any, where: str, problems: list[str]) -> str | None:
     return format(number, "f")
 
 
+def _entries(
+    items: list[Any], path: str, what: str, problems: list[str]
+) -> Iterator[tuple[Mapping[str, Any], str, str]]:
+    """(entry, id, where) of each mapping in `items` with a valid id not seen before in
+    the list; a problem for every other entry. `where` names the entry by path and id."""
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        where = f"{path}[{index}]"
+        if not isinstance(item, Mapping):
+            problems.append(f"{where}: must be a mapping")
+            continue
+        ident = _ident(item.get("id"), f"{where}.id", problems)
+        if ident is None:
+            continue
+        where = f"{path}[{index}] ({ident})"
+        if ident in seen:
+            problems.append(f"{where}.id: duplicate {what}")
+            continue
+        seen.add(ident)
+        yield item, ident, where
+
+
 def parse_catalog(data: Any, source: str = "catalog") -> ParsedCatalog:
     """Check the catalog's plans and prices; every problem names its path in the file."""
     problems: list[str] = []
@@ -153,20 +175,7 @@ def parse_catalog(data: Any, source: str = "catalog") -> ParsedCatalog:
     plans = data.get("plans")
     if not isinstance(plans, list) or not plans:
         raise LoadError(source, ["plans: must be a non-empty list"])
-    seen_plans: set[str] = set()
-    for p_index, plan in enumerate(plans):
-        where = f"plans[{p_index}]"
-        if not isinstance(plan, Mapping):
-            problems.append(f"{where}: must be a mapping")
-            continue
-        plan_id = _ident(plan.get("id"), f"{where}.id", problems)
-        if plan_id is None:
-            continue
-        where = f"plans[{p_index}] ({plan_id})"
-        if plan_id in seen_plans:
-            problems.append(f"{where}.id: duplicate plan id")
-            continue
-        seen_plans.add(plan_id)
+    for plan, plan_id, where in _entries(plans, "plans", "plan id", problems):
         name = plan.get("name", plan_id)
         if not isinstance(name, str):
             problems.append(f"{where}.name: must be a string")
@@ -186,20 +195,9 @@ def parse_catalog(data: Any, source: str = "catalog") -> ParsedCatalog:
         if not isinstance(prices, list) or not prices:
             problems.append(f"{where}.prices: must be a non-empty list")
             continue
-        seen_prices: set[str] = set()
-        for r_index, price in enumerate(prices):
-            pwhere = f"{where}.prices[{r_index}]"
-            if not isinstance(price, Mapping):
-                problems.append(f"{pwhere}: must be a mapping")
-                continue
-            price_id = _ident(price.get("id"), f"{pwhere}.id", problems)
-            if price_id is None:
-                continue
-            pwhere = f"{where}.prices[{r_index}] ({price_id})"
-            if price_id in seen_prices:
-                problems.append(f"{pwhere}.id: duplicate price id in plan {plan_id}")
-                continue
-            seen_prices.add(price_id)
+        for price, price_id, pwhere in _entries(
+            prices, f"{where}.prices", f"price id in plan {plan_id}", problems
+        ):
             meter = price.get("meter")
             if meter is not None and not isinstance(meter, str):
                 problems.append(f"{pwhere}.meter: must be a string")
