@@ -128,6 +128,16 @@ def test_price_in_effect_follows_effective_from(ledger: Ledger) -> None:
             r"plans\[1\] \(standard\)\.id: duplicate plan",
         ),
         (
+            lambda d: d["plans"][0]["prices"][1].update(id=d["plans"][0]["prices"][0]["id"]),
+            r"plans\[0\] \(standard\)\.prices\[1\] \(seat_essential\)\.id: duplicate price id "
+            r"in plan standard",
+        ),
+        (
+            lambda d: d["plans"][0]["prices"].append("seat"),
+            r"plans\[0\] \(standard\)\.prices\[\d+\]: must be a mapping",
+        ),
+        (lambda d: d["plans"][1].update(id=" "), r"plans\[1\]\.id: must be a non-empty string"),
+        (
             lambda d: d["plans"][0]["prices"][0]["versions"][0].update(effective_from="2026-13-01"),
             r"prices\[0\] \(seat_essential\)\.versions\[0\]\.effective_from: must be a date",
         ),
