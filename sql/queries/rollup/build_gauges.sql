@@ -1,5 +1,7 @@
--- One UTC day of usage_events folded into hourly rows, written to a staging table.
--- Rules (DESIGN.md invariant 3, docs/rollups.md):
+-- latest and time_weighted meters (gauges) of one UTC day, folded into hourly rows of the
+-- staging table. unique_state is left out (empty state).
+-- Rules (DESIGN.md invariant 3, docs/rollups.md), the same for build_counters.sql and
+-- build_unique.sql:
 --  * FINAL folds any exact re-insert of an event; the read is capped at the watermark
 --    taken just before, so the recorded watermark covers exactly what was read;
 --  * only the catalog's meters, and of those only events matching every property of the
@@ -11,8 +13,8 @@
 --  * time_weighted: each event's value is held until the next event of the hour, the
 --    last one until the hour's end; tw_integral sums value x milliseconds of those spans.
 INSERT INTO {{staging}}
-    (hour, customer_id, meter, dimensions, events, value_sum, value_max, unique_state,
-     latest_state, first_at, tw_integral, max_ingested_at)
+    (hour, customer_id, meter, dimensions, events, value_sum, value_max, latest_state,
+     first_at, tw_integral, max_ingested_at)
 WITH
     day_events AS (
         SELECT
@@ -24,24 +26,21 @@ WITH
             if(mapKeys(properties) = {dimensions:Map(String, Array(String))}[meter], properties,
                mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
                                  properties))) AS dims,
-            {unique_properties:Map(String, String)}[meter] AS unique_property,
-            has({gauge_meters:Array(String)}, meter) AS is_gauge,
             has({time_weighted_meters:Array(String)}, meter) AS is_time_weighted
         FROM usage_events FINAL
         WHERE timestamp >= {day_start:DateTime64(3, 'UTC')}
           AND timestamp < {day_end:DateTime64(3, 'UTC')}
           AND ingested_at <= {watermark:DateTime64(3, 'UTC')}
-          AND meter IN {meters:Array(String)}
+          AND meter IN {gauge_meters:Array(String)}
           AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
                        mapKeys({filters:Map(String, Map(String, String))}[meter]),
                        mapValues({filters:Map(String, Map(String, String))}[meter]))
     )
--- One pass over the day (CTEs are inlined where used, so a second reference would read
--- the day twice). time_weighted events of a group are collected in time order and the
+-- One pass over the gauge events (CTEs are inlined where used, so a second reference
+-- would read them twice). time_weighted events of a group are collected in time order and the
 -- integral computed per group: value x (next event, or the hour's end - this event).
 SELECT
-    hour, customer_id, meter, dims, events, value_sum, value_max, unique_state, latest_state,
-    first_at,
+    hour, customer_id, meter, dims, events, value_sum, value_max, latest_state, first_at,
     if(empty(spans), toDecimal256(0, 9),
        arraySum((v, at, next_at) -> toDecimal256(v, 9) * (next_at - at),
                 arrayMap(x -> x.3, spans),
@@ -58,9 +57,7 @@ FROM
         count() AS events,
         sum(value) AS value_sum,
         max(value) AS value_max,
-        uniqExactStateIf(properties[unique_property],
-                         unique_property != '' AND mapContains(properties, unique_property)) AS unique_state,
-        argMaxStateIf(value, (timestamp, event_id), is_gauge) AS latest_state,
+        argMaxState(value, (timestamp, event_id)) AS latest_state,
         min(timestamp) AS first_at,
         arraySort(x -> (x.1, x.2), groupArrayIf((at_ms, event_id, value), is_time_weighted)) AS spans,
         any(hour_end_ms) AS hour_end_ms,
