@@ -99,8 +99,12 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         f"{config.start}, seed {config.seed}; everything under {config.folder}/"
     )
     manifest = _generate(config, data, console)
+    daily = [
+        (data / name, delivery_time(config.start + timedelta(days=offset)))
+        for offset, name in enumerate(manifest.files)
+    ]
     result = DemoResult(
-        manifest, _ingest_days(config, config_settings, data, manifest, console), SourceCounts()
+        manifest, _ingest(config_settings, daily, console, "ingest daily files"), SourceCounts()
     )
 
     end = datetime.combine(config.start + timedelta(days=config.days), clock(0), tzinfo=UTC)
@@ -131,7 +135,8 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
 
     # The late file arrives after the invoices were finalized.
     late_at = as_of + timedelta(hours=12) if config.billing else delivery_time(end.date())
-    result.late = _ingest(config_settings, [data / f for f in manifest.late_files], late_at)
+    late = [(data / name, late_at) for name in manifest.late_files]
+    result.late = _ingest(config_settings, late, console, "ingest the late file")
     result.matches_manifest = _matches(manifest, result.daily, result.late)
     _print_accounting(console, result)
 
@@ -177,39 +182,20 @@ def _generate(config: DemoConfig, data: Path, console: Console) -> Manifest:
     return manifest
 
 
-def _ingest(config: Settings, paths: list[Path], at: datetime) -> SourceCounts:
-    counts = SourceCounts()
-    with open_warehouse(config) as warehouse:
-        init_warehouse(warehouse)
-        ingestor = Ingestor(
-            warehouse,
-            load_meters(config.catalog_path),
-            ingested_at=at,
-            options=ingest_options(config),
-        )
-        counts.add(ingestor.ingest_files(paths).total)
-    return counts
-
-
-def _ingest_days(
-    config: DemoConfig, config_settings: Settings, data: Path, manifest: Manifest, console: Console
+def _ingest(
+    config: Settings, deliveries: list[tuple[Path, datetime]], console: Console, label: str
 ) -> SourceCounts:
-    daily = SourceCounts()
-    catalog = load_meters(config_settings.catalog_path)
-    with open_warehouse(config_settings) as warehouse, _progress(console) as progress:
+    """Ingest each file as delivered at its time; the accounting of them all."""
+    counts = SourceCounts()
+    catalog = load_meters(config.catalog_path)
+    with open_warehouse(config) as warehouse, _progress(console) as progress:
         init_warehouse(warehouse)
-        task = progress.add_task("ingest daily files", total=len(manifest.files))
-        for offset, name in enumerate(manifest.files):
-            day = config.start + timedelta(days=offset)
-            ingestor = Ingestor(
-                warehouse,
-                catalog,
-                ingested_at=delivery_time(day),
-                options=ingest_options(config_settings),
-            )
-            daily.add(ingestor.ingest_files([data / name]).total)
+        task = progress.add_task(label, total=len(deliveries))
+        for path, at in deliveries:
+            ingestor = Ingestor(warehouse, catalog, ingested_at=at, options=ingest_options(config))
+            counts.add(ingestor.ingest_files([path]).total)
             progress.advance(task)
-    return daily
+    return counts
 
 
 def _load_ledger(config: Settings, data: Path, console: Console) -> None:
