@@ -244,3 +244,83 @@ def test_rollup_quantities_match_raw_after_rebuilds(
     rows = period_quantities(rolled, catalog, start=start, end=end)
     assert rows == raw_period_quantities(rolled, catalog, start=start, end=end)
     assert sum(r.events for r in rows if r.meter == "fin_resolution") == 90
+
+
+def _counters(note_declared: bool) -> MeterCatalog:
+    props: dict[str, Any] = {"region": ["eu", "us"], "tier": ["free", "paid"]}
+    if note_declared:
+        props["note"] = None
+    dims = ["region", "tier"]
+    return meters_from_dict(
+        {
+            "meters": [
+                {"name": "calls", "aggregation": "sum", "properties": props, "dimensions": dims},
+                {
+                    "name": "requests",
+                    "aggregation": "count",
+                    "properties": props,
+                    "dimensions": dims,
+                },
+                {"name": "peak", "aggregation": "max", "properties": props, "dimensions": dims},
+                {
+                    "name": "paid_requests",
+                    "aggregation": "count",
+                    "properties": props,
+                    "dimensions": dims,
+                    "filter": {"tier": "paid"},
+                },
+            ]
+        },
+        "counters",
+    )
+
+
+def test_counters_grouped_by_stored_properties_fold_to_their_dimensions(
+    warehouse: Warehouse,
+) -> None:
+    """Counter meters whose declared properties are all dimensions are grouped by the
+    stored properties first, then folded to dimensions: events that carry a property the
+    catalog no longer declares (a `note`, ingested under an older catalog) must land in
+    the same rows, with the same filter, as when dimensions are computed per event."""
+    with_note, without_note = _counters(note_declared=True), _counters(note_declared=False)
+    assert meters.rollup.build_params(without_note)["grouped_meters"] == [
+        "calls", "paid_requests", "peak", "requests"
+    ]  # fmt: skip
+    assert meters.rollup.build_params(with_note)["grouped_meters"] == []
+    events = []
+    for i in range(60):
+        props = {"region": ("eu", "us")[i % 2], "tier": ("free", "paid")[i % 3 % 2]}
+        if i % 4 == 0:
+            props["note"] = f"n{i % 5}"
+        if i % 7 == 0:
+            del props["region"]  # a dimension missing: its own row
+        for meter in ("calls", "requests", "peak", "paid_requests"):
+            events.append(
+                {
+                    "event_id": f"{meter}-{i}",
+                    "customer_id": f"cus_{i % 2}",
+                    "meter": meter,
+                    "timestamp": f"2026-11-02T{i % 3:02d}:{i % 60:02d}:00Z",
+                    "value": str(i % 9 + 1),
+                    "properties": props,
+                }
+            )
+    total = ingest_events(warehouse, with_note, events, ingested_at=FIRST_NIGHT).total
+    assert total.accepted == len(events)
+
+    rebuild_day(warehouse, with_note, D1)  # per-event dimensions
+    per_event = snapshot(warehouse)
+    rebuild_day(warehouse, without_note, D1)  # grouped by properties, then folded
+    assert snapshot(warehouse) == per_event
+    assert {r[4] for r in per_event} == {
+        "{'region':'eu','tier':'free'}", "{'region':'eu','tier':'paid'}",
+        "{'region':'us','tier':'free'}", "{'region':'us','tier':'paid'}",
+        "{'tier':'free'}", "{'tier':'paid'}",
+    }  # fmt: skip
+    assert {r[4] for r in per_event if r[3] == "paid_requests"} <= {
+        "{'region':'eu','tier':'paid'}", "{'region':'us','tier':'paid'}", "{'tier':'paid'}"
+    }  # fmt: skip
+    start, end = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    rows = period_quantities(warehouse, without_note, start=start, end=end)
+    assert rows == raw_period_quantities(warehouse, without_note, start=start, end=end)
+    assert sum(r.events for r in rows if r.meter == "requests") == 60
