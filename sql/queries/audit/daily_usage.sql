@@ -4,8 +4,7 @@
 SELECT
     toDate(timestamp, {timezone:String}) AS day,
     meter,
-    mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
-                      properties)) AS dims,
+    {{> shared/meter_dimensions}} AS dims,
     count() AS events,
     sum(value) AS value_sum
 FROM usage_events FINAL
@@ -13,8 +12,6 @@ WHERE customer_id = {customer:String}
   AND timestamp >= {start:DateTime64(3, 'UTC')}
   AND timestamp < {end:DateTime64(3, 'UTC')}
   AND meter IN {meters:Array(String)}
-  AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-               mapKeys({filters:Map(String, Map(String, String))}[meter]),
-               mapValues({filters:Map(String, Map(String, String))}[meter]))
+  AND {{> shared/matches_meter_filter}}
 GROUP BY day, meter, dims
 ORDER BY day, meter, dims

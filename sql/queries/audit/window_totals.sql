@@ -17,16 +17,13 @@ INNER JOIN
 (
     SELECT
         customer_id, meter, timestamp, value, ingested_at,
-        mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
-                          properties)) AS dims
+        {{> shared/meter_dimensions}} AS dims
     FROM usage_events FINAL
     WHERE customer_id IN {customer_ids:Array(String)}
       AND timestamp >= {start:DateTime64(3, 'UTC')}
       AND timestamp < {end:DateTime64(3, 'UTC')}
       AND meter IN {meters:Array(String)}
-      AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-                   mapKeys({filters:Map(String, Map(String, String))}[meter]),
-                   mapValues({filters:Map(String, Map(String, String))}[meter]))
+      AND {{> shared/matches_meter_filter}}
 ) AS e ON e.customer_id = ws.w.2
 WHERE e.timestamp >= w.3 AND e.timestamp < w.4
 GROUP BY window_id, meter, dims

@@ -3,6 +3,4 @@
 -- only events matching every property of their meter's filter.
   AND meter IN {meters:Array(String)}
   AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
-  AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-               mapKeys({filters:Map(String, Map(String, String))}[meter]),
-               mapValues({filters:Map(String, Map(String, String))}[meter]))
+  AND {{> shared/matches_meter_filter}}

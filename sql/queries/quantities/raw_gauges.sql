@@ -34,8 +34,7 @@ FROM
             SELECT
                 event_id, customer_id, meter, timestamp, value,
                 toUnixTimestamp64Milli(timestamp) AS at_ms,
-                mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
-                                  properties)) AS dims
+                {{> shared/meter_dimensions}} AS dims
             FROM usage_events FINAL
             WHERE timestamp < {last_end:DateTime64(3, 'UTC')}
           {{> quantities/_raw_selection}}

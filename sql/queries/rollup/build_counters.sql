@@ -44,10 +44,7 @@ FROM
         max(value) AS largest,
         min(timestamp) AS first_event,
         max(ingested_at) AS last_ingest
-    FROM usage_events FINAL
-    WHERE timestamp >= {day_start:DateTime64(3, 'UTC')}
-      AND timestamp < {day_end:DateTime64(3, 'UTC')}
-      AND ingested_at <= {watermark:DateTime64(3, 'UTC')}
+    {{> rollup/_day_events}}
       AND meter IN {grouped_meters:Array(String)}
     GROUP BY hour, customer_id, meter, props
     -- every event of a group has these properties: the filter holds for all or none
@@ -59,22 +56,15 @@ FROM
         toDateTime(intDiv(toUnixTimestamp64Milli(timestamp), 3600000) * 3600, 'UTC') AS hour,
         customer_id,
         meter,
-        if(mapKeys(properties) = {dimensions:Map(String, Array(String))}[meter], properties,
-           mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
-                             properties))) AS props,
+        {{> shared/meter_dimensions}} AS props,
         count() AS n,
         sum(value) AS total,
         max(value) AS largest,
         min(timestamp) AS first_event,
         max(ingested_at) AS last_ingest
-    FROM usage_events FINAL
-    WHERE timestamp >= {day_start:DateTime64(3, 'UTC')}
-      AND timestamp < {day_end:DateTime64(3, 'UTC')}
-      AND ingested_at <= {watermark:DateTime64(3, 'UTC')}
+    {{> rollup/_day_events}}
       AND meter IN {row_meters:Array(String)}
-      AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-                   mapKeys({filters:Map(String, Map(String, String))}[meter]),
-                   mapValues({filters:Map(String, Map(String, String))}[meter]))
+      AND {{> shared/matches_meter_filter}}
     GROUP BY hour, customer_id, meter, props
 )
 GROUP BY hour, customer_id, meter, dims

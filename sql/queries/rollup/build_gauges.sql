@@ -23,18 +23,11 @@ WITH
             intDiv(at_ms, 3600000) * 3600000 + 3600000 AS hour_end_ms,
             -- Usually an event carries exactly its meter's dimensions, stored sorted:
             -- then the properties are the dimensions as they are.
-            if(mapKeys(properties) = {dimensions:Map(String, Array(String))}[meter], properties,
-               mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
-                                 properties))) AS dims,
+            {{> shared/meter_dimensions}} AS dims,
             has({time_weighted_meters:Array(String)}, meter) AS is_time_weighted
-        FROM usage_events FINAL
-        WHERE timestamp >= {day_start:DateTime64(3, 'UTC')}
-          AND timestamp < {day_end:DateTime64(3, 'UTC')}
-          AND ingested_at <= {watermark:DateTime64(3, 'UTC')}
+        {{> rollup/_day_events}}
           AND meter IN {gauge_meters:Array(String)}
-          AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-                       mapKeys({filters:Map(String, Map(String, String))}[meter]),
-                       mapValues({filters:Map(String, Map(String, String))}[meter]))
+          AND {{> shared/matches_meter_filter}}
     )
 -- One pass over the gauge events (CTEs are inlined where used, so a second reference
 -- would read them twice). time_weighted events of a group are collected in time order and the

@@ -9,9 +9,7 @@ SELECT
     toDateTime(intDiv(toUnixTimestamp64Milli(timestamp), 3600000) * 3600, 'UTC') AS hour,
     customer_id,
     meter,
-    if(mapKeys(properties) = {dimensions:Map(String, Array(String))}[meter], properties,
-       mapSort(mapFilter((k, v) -> has({dimensions:Map(String, Array(String))}[meter], k),
-                         properties))) AS dims,
+    {{> shared/meter_dimensions}} AS dims,
     count(),
     sum(value),
     max(value),
@@ -25,13 +23,8 @@ FROM
     SELECT
         timestamp, customer_id, meter, value, properties, ingested_at,
         {unique_properties:Map(String, String)}[meter] AS unique_property
-    FROM usage_events FINAL
-    WHERE timestamp >= {day_start:DateTime64(3, 'UTC')}
-      AND timestamp < {day_end:DateTime64(3, 'UTC')}
-      AND ingested_at <= {watermark:DateTime64(3, 'UTC')}
+    {{> rollup/_day_events}}
       AND meter IN {unique_meters:Array(String)}
-      AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-                   mapKeys({filters:Map(String, Map(String, String))}[meter]),
-                   mapValues({filters:Map(String, Map(String, String))}[meter]))
+      AND {{> shared/matches_meter_filter}}
 )
 GROUP BY hour, customer_id, meter, dims
