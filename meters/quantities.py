@@ -178,20 +178,13 @@ class _Reader:
         self.found = found
         self.prefix = "raw" if raw else "rollup"
         meters = catalog.meters
+        windowed = (n for n, m in meters.items() if m.aggregation in _WINDOW_AGGREGATIONS)
+        window_meters = sorted(windowed)
+        gauge_meters = sorted(set(meters) - set(window_meters))
+        # (query, its meters): sum/count/max/unique_count meters, then latest/time_weighted.
         self.queries = [
             (name, wanted)
-            for name, wanted in (
-                (
-                    "window",
-                    sorted(n for n, m in meters.items() if m.aggregation in _WINDOW_AGGREGATIONS),
-                ),
-                (
-                    "gauges",
-                    sorted(
-                        n for n, m in meters.items() if m.aggregation not in _WINDOW_AGGREGATIONS
-                    ),
-                ),
-            )
+            for name, wanted in (("window", window_meters), ("gauges", gauge_meters))
             if wanted
         ]
         self.definitions: dict[str, Any] = {}
