@@ -136,6 +136,7 @@ def post_adjustments(
     the same draft carries the first one is a PostingConflict unless ``rerate``, which
     replaces it. Runs in the caller's transaction.
     """
+    bulk.lock_ledger_writes(session)
     sub = subscriptions(session, [subscription])[subscription]
     check_period(sub, period)
     prices = PriceIndex(session)

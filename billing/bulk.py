@@ -54,6 +54,29 @@ def dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
+# The advisory lock every ledger writer takes (class id; the object id is the ledger's
+# schema, so ledgers in separate schemas of one database do not wait for each other).
+LEDGER_WRITE_LOCK = 0x6D6C6E  # "mln"
+
+
+def lock_ledger_writes(session: Session) -> None:
+    """Queue behind any other ledger writer until this transaction ends.
+
+    Posting, adjustments, finalizing and voiding lock invoice rows and insert under the
+    unique live-invoice index; two such transactions over overlapping sets, each cut
+    into its own chunks, can wait on each other in a cycle (a PostgreSQL deadlock).
+    One transaction-scoped advisory lock taken first makes them run one after the
+    other instead: a close is one writer anyway, and a writer that waits loses nothing
+    (its work is idempotent). Re-taking it in the same transaction is free. SQLite needs
+    nothing: every transaction already holds the database write lock (BEGIN IMMEDIATE).
+    """
+    if dialect(session) == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:lock, hashtext(current_schema()))"),
+            {"lock": LEDGER_WRITE_LOCK},
+        )
+
+
 def chunks(items: list[Any], size: int = IN_CHUNK) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

@@ -5,8 +5,9 @@ SQLite: foreign keys on, WAL journal, a busy timeout, and every transaction star
 processes posting at once queue up instead of both reading, then one failing to
 upgrade its lock (SQLite's deadlock answer, which does not wait for the busy timeout).
 
-PostgreSQL: plain READ COMMITTED; posting serialises on invoice rows (``FOR UPDATE``)
-and the unique live-invoice index. ``schema`` sets the search path (tests use one
+PostgreSQL: plain READ COMMITTED; ledger writers queue on one advisory lock per ledger
+schema (``billing.bulk.lock_ledger_writes``), and posting serialises on invoice rows
+(``FOR UPDATE``) and the unique live-invoice index. ``schema`` sets the search path (tests use one
 schema per test).
 """
 

@@ -50,6 +50,7 @@ def finalize(
     _aware(as_of, "as_of")
     if grace < timedelta(0):
         raise ValueError("grace must not be negative")
+    bulk.lock_ledger_writes(session)
     invoice = _locked(session, invoice_id)
     if invoice.status == "finalized":
         return invoice
@@ -81,6 +82,7 @@ def finalize_due(
     _aware(as_of, "as_of")
     if grace < timedelta(0):
         raise ValueError("grace must not be negative")
+    bulk.lock_ledger_writes(session)
     ids = list(
         session.scalars(
             select(Invoice.id)
@@ -117,6 +119,7 @@ def void(session: Session, invoice_id: int, *, as_of: datetime) -> Invoice:
     those first, or the corrections would point at lines no longer billed.
     """
     _aware(as_of, "as_of")
+    bulk.lock_ledger_writes(session)
     invoice = _locked(session, invoice_id)
     if invoice.status == "void":
         return invoice

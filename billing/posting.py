@@ -6,8 +6,10 @@ the existing line; with different content it is a PostingConflict, unless the in
 is still a draft and the caller re-rates it (``rerate=True``): then the period's lines
 become exactly the new set, in the caller's transaction.
 
-Concurrency: each (subscription, period) has at most one live invoice (a unique partial
-index). A poster locks the live invoices it finds (SELECT .. FOR UPDATE), creates the
+Concurrency: every ledger writer first takes the ledger's advisory write lock
+(PostgreSQL; bulk.lock_ledger_writes), so writers queue instead of deadlocking. Each
+(subscription, period) has at most one live invoice (a unique partial index). A poster
+locks the live invoices it finds (SELECT .. FOR UPDATE), creates the
 missing ones with INSERT .. ON CONFLICT DO NOTHING (a concurrent creator makes it wait,
 then skip), locks those it did not create, and only then reads their lines and writes
 the difference. On SQLite every transaction holds the database write lock from BEGIN
@@ -295,6 +297,7 @@ def post_charges_bulk(
     lines the draft carries for other periods are kept). A finalized invoice accepts
     only an identical re-post; corrections go through post_adjustments().
     """
+    bulk.lock_ledger_writes(session)
     todo = sorted(batches, key=lambda b: (b.subscription, b.period.start))
     for before, after in pairwise(todo):
         if (before.subscription, before.period.start) == (after.subscription, after.period.start):

@@ -34,8 +34,9 @@ def post_batches(
 
 
 def _post_retrying(make: Any, batches: list[billing.ChargeBatch], attempts: int = 3) -> Any:
-    """A client's transaction, retried when PostgreSQL picks it as a deadlock victim:
-    posting is idempotent, so the retry posts exactly what is missing."""
+    """A client's transaction, retried when PostgreSQL picks it as a deadlock victim (a
+    safety net, as a production caller would have: ledger writers queue on one advisory
+    lock, so none is expected); posting is idempotent, so a retry posts what is missing."""
     from sqlalchemy.exc import OperationalError
 
     for attempt in range(attempts):

@@ -5,6 +5,8 @@ unique live-invoice index)."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
+import time
 from typing import Any
 
 from sqlalchemy import func, select
@@ -138,3 +140,52 @@ def test_concurrent_additions_to_an_existing_draft(loaded: Ledger) -> None:
     with loaded.Session() as session:
         (inv,) = session.scalars(select(Invoice)).all()
         assert inv.total_minor == sum(c.amount_minor for c in charges)
+
+
+def test_ledger_writers_queue_behind_each_other(loaded: Ledger) -> None:
+    """Two writers of unrelated periods: the second waits until the first's transaction
+    ends (PostgreSQL: the ledger's advisory write lock; SQLite: the database write lock),
+    so overlapping writers can never wait on each other in a cycle."""
+    with loaded.Session() as session:
+        std = standard_charges(session)
+        vol = versions(session, "volume", "EUR")
+    globex = [
+        usage("seat_advanced", vol["seat_advanced"], 2, "79", "EUR", group="g", meter="seats")
+    ]
+    first = loaded.Session()
+    first.begin()
+    billing.post_charges(first, "sub_00001", period_of("sub_00001", 2026, 3), std)
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with loaded.Session.begin() as session:
+                billing.post_charges(session, "sub_00002", period_of("sub_00002", 2026, 3), globex)
+            done.set()
+        except BaseException as exc:  # reported below
+            failed.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:
+        if loaded.backend == "postgresql":
+            # The second writer's backend is seen waiting on an advisory lock.
+            deadline = time.monotonic() + 30
+            waiting = 0
+            while not waiting and time.monotonic() < deadline:
+                with loaded.engine.connect() as conn:
+                    waiting = conn.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                    ).scalar_one()
+                time.sleep(0.1)
+            assert waiting == 1
+        assert not done.wait(1.0), "the second writer did not wait for the first"
+    finally:
+        first.commit()
+        first.close()
+        thread.join(timeout=60)
+    assert not failed, failed
+    assert done.is_set()
+    assert len(lines_by_invoice(loaded)) == 2
