@@ -1,7 +1,8 @@
 """`airflow backfill create` against a running Airflow: api-server, scheduler and
 dag-processor as separate processes (LocalExecutor, each task in its own process talking
 to the execution API), as an engineer would run a backfill in production. The backfill's
-runs roll up exactly the days asked, and the rollup equals the raw events.
+runs roll up exactly the days asked, the rollup equals the raw events, and each run's
+asset event triggers billing_close, which closes as of the rollup's interval end.
 
 Everything runs in subprocesses with an Airflow home and a chDB folder of their own:
 chDB opens one folder per process, and the test process has the suite's folder open.
@@ -112,8 +113,8 @@ def airflow_env(tmp_path: Path) -> Iterator[dict[str, str]]:
                 proc.kill()
 
 
-def _runs(env: dict[str, str]) -> list[dict[str, str]]:
-    out = _run(env, sys.executable, "-m", "airflow", "dags", "list-runs", "usage_rollup",
+def _runs(env: dict[str, str], dag_id: str = "usage_rollup") -> list[dict[str, str]]:
+    out = _run(env, sys.executable, "-m", "airflow", "dags", "list-runs", dag_id,
                "--output", "json")
     # Airflow logs warnings to stdout before the JSON document.
     lines = [ln for ln in out.splitlines() if ln.startswith("[{") or ln.strip() == "[]"]
@@ -130,15 +131,21 @@ def test_backfill_create_runs_on_a_real_scheduler(tmp_path: Path, airflow_env: d
          "--seed", "4", "--out", data)
     _run(env, meterline, "init")
     _run(env, meterline, "ingest", "--quiet", "--as-of", "2026-11-04T01:00:00Z", data / "events")
+    _run(env, meterline, "catalog", "load")
+    _run(env, meterline, "customers", "load", data / "customers.jsonl")
 
     # The DAG processor must have parsed the DAGs before a backfill can be created.
     deadline = time.monotonic() + 180
-    while "usage_rollup" not in _run(env, sys.executable, "-m", "airflow", "dags", "list"):
-        assert time.monotonic() < deadline, "the dag-processor never registered usage_rollup"
+    while not {"usage_rollup", "billing_close"} <= set(
+        _run(env, sys.executable, "-m", "airflow", "dags", "list").split()
+    ):
+        assert time.monotonic() < deadline, "the dag-processor never registered the DAGs"
         time.sleep(2)
     _run(env, sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", "usage_rollup",
          "--from-date", DAYS[0], "--to-date", DAYS[-1])
-    # Backfill runs start only for an active DAG (Airflow 3).
+    # Backfill runs start only for an active DAG (Airflow 3); billing_close follows the
+    # rollup's asset.
+    _run(env, sys.executable, "-m", "airflow", "dags", "unpause", "billing_close")
     _run(env, sys.executable, "-m", "airflow", "dags", "unpause", "usage_rollup")
 
     deadline = time.monotonic() + 300
@@ -168,6 +175,32 @@ def test_backfill_create_runs_on_a_real_scheduler(tmp_path: Path, airflow_env: d
     for report in returned.values():
         assert report["rebuilt"][0]["day"] == report["day"]
         assert report["rebuilt"][0]["events"] > 0
+
+    # billing_close ran on the rollup's asset events (Airflow may fold several events
+    # into one run) and closed as of a rollup's interval end, never the clock.
+    deadline = time.monotonic() + 300
+    while True:
+        closes = _runs(env, "billing_close")
+        if closes and all(r["state"] in ("success", "failed") for r in closes):
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"billing_close did not run to the end: {closes}")
+        time.sleep(3)
+    assert {r["state"] for r in closes} == {"success"}
+    assert all(r["run_id"].startswith("asset_triggered__") for r in closes), closes
+    with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:
+        as_of = {
+            json.loads(value)
+            for (value,) in db.execute(
+                "SELECT value FROM xcom WHERE dag_id = 'billing_close' "
+                "AND task_id = 'resolve_as_of' AND key = 'return_value'"
+            )
+        }
+        rollup_ends = {
+            json.loads(extra).get("as_of")
+            for (extra,) in db.execute("SELECT extra FROM asset_event")
+        }
+    assert as_of and as_of <= rollup_ends, (as_of, rollup_ends)
 
     found = json.loads(_run(env, sys.executable, "-c", CHECK).strip().splitlines()[-1])
     # Each day of the range was rolled up (the DAG's catch-up-less scheduled run may add
