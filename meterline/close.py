@@ -184,10 +184,9 @@ def rate_periods(rater: Rater, due: Sequence[Due], *, raw: bool = False) -> dict
         needs[item] = windows_needed(specs, item.period.start, item.period.end)
         for start, end in needs[item]:
             by_window[(start, end, cycles[item].start, cycles[item].end)].add(item.customer)
-    keys = sorted(by_window)
+    keys = sorted(by_window)  # (window start, window end, cycle start, cycle end)
     requests = [
-        WindowRequest(start, end, frozenset(customers), normalize_to=(c_start, c_end))
-        for (start, end, c_start, c_end), customers in sorted(by_window.items())
+        WindowRequest(k[0], k[1], frozenset(by_window[k]), normalize_to=(k[2], k[3])) for k in keys
     ]
     fetched: dict[tuple[datetime, datetime, datetime, datetime], dict[str, list[QuantityRow]]] = {}
     for key, found in zip(

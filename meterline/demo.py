@@ -188,11 +188,12 @@ def _ingest(
     """Ingest each file as delivered at its time; the accounting of them all."""
     counts = SourceCounts()
     catalog = load_meters(config.catalog_path)
+    options = ingest_options(config)
     with open_warehouse(config) as warehouse, _progress(console) as progress:
         init_warehouse(warehouse)
         task = progress.add_task(label, total=len(deliveries))
         for path, at in deliveries:
-            ingestor = Ingestor(warehouse, catalog, ingested_at=at, options=ingest_options(config))
+            ingestor = Ingestor(warehouse, catalog, ingested_at=at, options=options)
             counts.add(ingestor.ingest_files([path]).total)
             progress.advance(task)
     return counts

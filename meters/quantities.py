@@ -123,7 +123,8 @@ def batch_quantities(
     price version, hundreds of them for a few thousand subscriptions. A request for every
     customer (customer_ids None) must be the only one.
     """
-    windows = sorted({check_window(r.start, r.end) for r in requests})
+    wanted = [check_window(r.start, r.end) for r in requests]
+    windows = sorted(set(wanted))
     number = {window: i + 1 for i, window in enumerate(windows)}
     found: dict[tuple[int, str], list[tuple[Any, ...]]] = defaultdict(list)
     reader = _Reader(warehouse, catalog, raw, found)
@@ -134,8 +135,8 @@ def batch_quantities(
     else:
         pairs = sorted(
             {
-                (customer, number[check_window(r.start, r.end)])
-                for r in requests
+                (customer, number[window])
+                for r, window in zip(requests, wanted, strict=True)
                 for customer in r.customer_ids or ()
             }
         )
@@ -143,8 +144,8 @@ def batch_quantities(
             reader.read(windows, pairs[i : i + pairs_per_query], all_customers=False)
 
     out = []
-    for request in requests:
-        w = number[check_window(request.start, request.end)]
+    for request, window in zip(requests, wanted, strict=True):
+        w = number[window]
         norm_ms = _normalization_ms(request.normalize_to or windows[w - 1])
         customers = request.customer_ids
         if customers is None:
