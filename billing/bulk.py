@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from billing.charges import SUBTOTAL_KINDS
 from billing.models import Invoice, InvoiceLine, Subscription
 
 INVOICES: Table = Invoice.__table__  # type: ignore[assignment]
@@ -387,7 +388,7 @@ def refresh_totals(session: Session, invoice_ids: Iterable[int]) -> None:
             update(INVOICES)
             .where(where_in(session, INVOICES.c.id, part), INVOICES.c.status == "draft")
             .values(
-                subtotal_minor=total(("usage", "flat", "minimum_true_up")),
+                subtotal_minor=total(SUBTOTAL_KINDS),
                 discount_minor=total(("discount",)),
                 adjustment_minor=total(("adjustment",)),
                 total_minor=total(None),

@@ -15,6 +15,9 @@ from billing.periods import Period
 
 ChargeKind = Literal["usage", "flat", "minimum_true_up", "discount", "adjustment"]
 POSTABLE_KINDS: frozenset[str] = frozenset({"usage", "flat", "minimum_true_up", "discount"})
+#: Kinds that make an invoice's subtotal (charges: never negative); discounts and
+#: adjustments are totalled apart.
+SUBTOTAL_KINDS: tuple[str, ...] = ("usage", "flat", "minimum_true_up")
 #: Kinds whose line must name a price version of the loaded catalog.
 CATALOG_KINDS: frozenset[str] = frozenset({"usage", "flat"})
 KEY_SEP = "|"
@@ -132,7 +135,7 @@ class ChargeLine:
         # Sign rules: discounts reduce, charges add; an adjustment goes either way.
         if self.kind == "discount" and self.amount > 0:
             raise ValueError(f"a discount line must not be positive, got {self.amount}")
-        if self.kind in ("usage", "flat", "minimum_true_up") and self.amount < 0:
+        if self.kind in SUBTOTAL_KINDS and self.amount < 0:
             raise ValueError(f"a {self.kind} line must not be negative, got {self.amount}")
         object.__setattr__(self, "breakdown_json", canonical_json(self.breakdown))
         content = self.content()

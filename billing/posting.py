@@ -35,7 +35,14 @@ from sqlalchemy.orm import Session
 
 from billing import bulk
 from billing.bulk import Live, Pair
-from billing.charges import CATALOG_KINDS, POSTABLE_KINDS, ChargeLine, line_key, period_token
+from billing.charges import (
+    CATALOG_KINDS,
+    POSTABLE_KINDS,
+    SUBTOTAL_KINDS,
+    ChargeLine,
+    line_key,
+    period_token,
+)
 from billing.errors import LedgerError, PostingConflict, UnknownPriceVersion, UnknownSubscription
 from billing.models import PriceVersion, RatingRun, Subscription
 from billing.periods import Period, Terms, subscription_period_containing
@@ -43,7 +50,6 @@ from billing.periods import Period, Terms, subscription_period_containing
 #: Periods handled per round of statements.
 CHUNK = 2000
 CONFLICTS_SHOWN = 10
-_SUBTOTAL_KINDS = frozenset({"usage", "flat", "minimum_true_up"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +244,7 @@ def line_row(
 def _new_invoice_row(sub: SubRow, period: Period, keyed: Keyed | None) -> dict[str, Any]:
     subtotal = discount = 0
     for charge, _ in (keyed or {}).values():
-        if charge.kind in _SUBTOTAL_KINDS:
+        if charge.kind in SUBTOTAL_KINDS:
             subtotal += charge.amount_minor
         else:
             discount += charge.amount_minor
