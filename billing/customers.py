@@ -55,6 +55,27 @@ def _ident(value: str) -> str:
     return value
 
 
+DiscountIdentity = tuple[str, str | None, str | None, date, date | None]
+
+
+def discount_identity(
+    price: str,
+    percent_off: Decimal | None,
+    amount_off: Decimal | None,
+    valid_from: date,
+    valid_to: date | None,
+) -> DiscountIdentity:
+    """What makes two discounts the same, as loaded or as stored: a reload that gives
+    every subscription the same identities leaves its discounts alone."""
+    return (
+        price,
+        None if percent_off is None else canonical(percent_off),
+        None if amount_off is None else canonical(amount_off),
+        valid_from,
+        valid_to,
+    )
+
+
 class DiscountRow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -78,13 +99,9 @@ class DiscountRow(BaseModel):
             raise ValueError("valid_to must be after valid_from")
         return self
 
-    def identity(self) -> tuple[str, str | None, str | None, date, date | None]:
-        return (
-            self.price,
-            None if self.percent_off is None else canonical(self.percent_off),
-            None if self.amount_off is None else canonical(self.amount_off),
-            self.valid_from,
-            self.valid_to,
+    def identity(self) -> DiscountIdentity:
+        return discount_identity(
+            self.price, self.percent_off, self.amount_off, self.valid_from, self.valid_to
         )
 
 
@@ -384,12 +401,8 @@ def load_customers(
             .order_by(disc_t.c.id)
         ).all():
             current.setdefault(d.subscription_id, []).append(
-                (
-                    d.price_id,
-                    None if d.percent_off is None else canonical(d.percent_off),
-                    None if d.amount_off is None else canonical(d.amount_off),
-                    d.valid_from,
-                    d.valid_to,
+                discount_identity(
+                    d.price_id, d.percent_off, d.amount_off, d.valid_from, d.valid_to
                 )
             )
     replace_ids: list[int] = []
