@@ -23,6 +23,7 @@ from billing.charges import KEY_SEP, canonical_json, sha256_hex, to_json_doc
 from billing.errors import LoadError
 from billing.models import Plan, PriceVersion
 from billing.money import CurrencyError, exponent
+from rating import parse_price
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +92,7 @@ def validate_price_body(body: dict[str, Any], *, currency: str, name: str) -> No
     reported as a catalog problem naming the price's path in the file. The body stored
     in the ledger is the catalog's, as written (decimals as strings).
     """
-    import rating
-
-    parse_price = getattr(rating, "parse_price", None)
-    if parse_price is not None:  # PARSE_PRICE HOOK: guard kept while rating/ is in flux
-        parse_price({**body, "currency": currency}, name=name)
+    parse_price({**body, "currency": currency}, name=name)
 
 
 def _ident(value: Any, where: str, problems: list[str]) -> str | None:

@@ -10,7 +10,6 @@ import yaml
 from sqlalchemy import func, select
 
 import billing
-import rating
 from billing.catalog import parse_catalog, read_catalog
 from billing.models import Plan, PriceVersion
 from tests.billing.conftest import Ledger
@@ -160,9 +159,6 @@ def test_invalid_catalogs_name_the_path(mutate, message: str) -> None:  # type: 
         parse_catalog(data, "catalog.yaml")
 
 
-@pytest.mark.skipif(
-    not hasattr(rating, "parse_price"), reason="rating.parse_price is not available"
-)
 def test_rating_engine_validates_bodies() -> None:
     data = yaml.safe_load(CATALOG.read_text())
     data["plans"][0]["prices"][0]["versions"][0]["prices"]["USD"] = {"model": "per_unit"}
