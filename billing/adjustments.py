@@ -31,7 +31,6 @@ from billing.posting import (
     ChargeBatch,
     PriceIndex,
     SubRow,
-    check_period,
     ensure_invoices,
     prepare,
     subscription_terms,
@@ -138,7 +137,6 @@ def post_adjustments(
     """
     bulk.lock_ledger_writes(session)
     sub = subscriptions(session, [subscription])[subscription]
-    check_period(sub, period)
     prices = PriceIndex(session)
     prices.load([sub.plan_id])
     keyed = prepare(ChargeBatch(subscription, period, charges), sub, prices)
