@@ -147,13 +147,13 @@ def _rate_one(
         billable = quantity - free
         entries = [_free_entry(label, free)]
         entries += _MODELS[price.model].rate(
-            price, Window(label, ZERO, billable, billable, True, True), PeriodState()
+            price, Window(label, ZERO, billable, billable, True), PeriodState()
         )
     else:
         free = ZERO
         billable = quantity
         entries = _MODELS[price.model].rate(
-            price, Window(label, ZERO, quantity, quantity, True, True), PeriodState()
+            price, Window(label, ZERO, quantity, quantity, True), PeriodState()
         )
     versions = () if label is None else (label,)
     return _charge(entries, quantity, free, billable, label, price, mode, versions)
@@ -186,7 +186,7 @@ def _rate_many(
     last_index = len(windows) - 1
     for index, ((label, price, _raw), units) in enumerate(zip(windows, billable, strict=True)):
         end = start + units
-        window = Window(label, start, end, total, index == 0, index == last_index)
+        window = Window(label, start, end, total, index == last_index)
         entries.extend(_MODELS[price.model].rate(price, window, state))
         start = end
 

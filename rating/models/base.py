@@ -23,7 +23,7 @@ from rating.result import EntryData
 class Window:
     """One version window of a period, in billable-unit positions."""
 
-    __slots__ = ("end", "first", "last", "start", "total", "version")
+    __slots__ = ("end", "last", "start", "total", "version")
 
     def __init__(
         self,
@@ -31,14 +31,12 @@ class Window:
         start: Decimal,
         end: Decimal,
         total: Decimal,
-        first: bool,
         last: bool,
     ) -> None:
         self.version = version  # label of the price version; None for a single price
         self.start = start  # billable units consumed by earlier windows of the period
         self.end = end  # start + this window's billable units
         self.total = total  # the period's billable units, all windows together
-        self.first = first  # the period's first window
         self.last = last  # the period's last window: the version in effect at its end
 
     @property

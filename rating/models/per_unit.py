@@ -14,7 +14,7 @@ class PerUnit:
     def rate(self, price: Price, window: Window, state: PeriodState) -> list[EntryData]:
         unit_amount = price.unit_amount
         assert unit_amount is not None  # guaranteed by parse_price
-        units = window.end - window.start
+        units = window.units
         return [
             {
                 "kind": "unit",

@@ -15,7 +15,7 @@ class Percentage:
 
     def rate(self, price: Price, window: Window, state: PeriodState) -> list[EntryData]:
         fraction = price.rate_fraction
-        units = window.end - window.start
+        units = window.units
         return [
             {
                 "kind": "percentage",

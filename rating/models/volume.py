@@ -37,7 +37,7 @@ class Volume:
     def rate(self, price: Price, window: Window, state: PeriodState) -> list[EntryData]:
         index = _tier_index(price, window.total)
         _lower, _upper, unit_amount, flat_amount = price.ladder[index]
-        units = window.end - window.start
+        units = window.units
         flat = flat_amount if window.last else ZERO
         return [
             {
