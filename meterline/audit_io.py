@@ -833,7 +833,7 @@ def months_to_reconcile(as_of: datetime, *, config: Settings | None = None) -> l
     can still change: periods that ended within the late-event lookback before `as_of`
     (meterline/close.py uses the same lookback for adjustments)."""
     config = config or settings()
-    lookback = timedelta(days=config.max_event_age_days + 2)
+    lookback = config.late_lookback
     with ledger_session(config) as session:
         rows = session.scalars(
             select(Invoice.period_start_local)

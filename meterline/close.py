@@ -10,9 +10,8 @@ period before `as_of` (DESIGN.md invariant 7).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -46,7 +45,6 @@ from meters.warehouse import Warehouse
 from rating import Discount, Money, RoundingMode, parse_price
 
 CODE_VERSION = "meterline-0.1"
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -264,22 +262,20 @@ def close_periods(
     as_of: datetime,
     *,
     config: Settings | None = None,
-    grace: timedelta | None = None,
-    late_lookback: timedelta | None = None,
-    progress: Progress | None = None,
 ) -> CloseReport:
-    """Close every period that ended `grace` before `as_of`; then adjust recent
-    finalized periods whose usage changed (late events)."""
+    """Close every period that ended the grace period (METERLINE_FINALIZE_GRACE_HOURS)
+    before `as_of`; then adjust recent finalized periods whose usage changed (late
+    events, within the settings' late_lookback)."""
     config = config or settings()
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
     report = CloseReport(as_of)
-    grace = grace if grace is not None else timedelta(hours=config.finalize_grace_hours)
+    grace = timedelta(hours=config.finalize_grace_hours)
     upgrade(config.ledger_url)
     engine = create_ledger_engine(config.ledger_url)
     make_session = session_factory(engine)
     meters = meter_catalog(config)
-    lookback = late_lookback or timedelta(days=config.max_event_age_days + 2)
+    lookback = config.late_lookback
     try:
         with make_session.begin() as session:
             load_catalog(session, config.catalog_path)
@@ -309,8 +305,6 @@ def close_periods(
                     elif period.end >= as_of - lookback and finalized_at is not None:
                         finalized.append((Due(sub, customer, period), finalized_at))
             recent_finalized = _with_late_usage(warehouse, finalized)
-            if progress:
-                progress("rate", 0, len(due))
             charges = rater.rate(due)
             run_id = None
             if due:
@@ -332,9 +326,6 @@ def close_periods(
             report.periods_closed = len(due)
             report.lines_created = posted.created + posted.replaced
             report.lines_unchanged = posted.unchanged
-
-            if progress:
-                progress("rate", len(due), len(due))
 
             # Late usage of finalized periods: re-rate; the difference becomes adjustment
             # lines on the next open invoice (a no-op when nothing changed).
@@ -367,7 +358,3 @@ def _with_late_usage(warehouse: Warehouse, finalized: list[tuple[Due, datetime]]
     since = min(at for _, at in finalized)
     late = late_customers(warehouse, start, end, since)
     return [d for d, _ in finalized if d.customer in late]
-
-
-def report_json(report: CloseReport) -> str:
-    return json.dumps(report.to_json())

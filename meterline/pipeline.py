@@ -16,11 +16,6 @@ from meterline.app import init_warehouse, meter_catalog, open_warehouse
 from meterline.settings import Settings, settings
 from meters.rollup import RollupResult, dirty_days, rebuild_day
 
-# How far back a nightly run looks for days that received late events. Events older
-# than the ingest window (METERLINE_MAX_EVENT_AGE_DAYS) are refused at ingest, so no
-# older day can become dirty.
-LATE_LOOKBACK_MARGIN_DAYS = 2
-
 
 @dataclass
 class RollupReport:
@@ -51,11 +46,10 @@ def rollup_day(day: date, *, config: Settings | None = None, late: bool = True) 
         catalog = meter_catalog(config)
         report.rebuilt.append(_result(rebuild_day(warehouse, catalog, day)))
         if late:
-            lookback = config.max_event_age_days + LATE_LOOKBACK_MARGIN_DAYS
             for earlier in dirty_days(
                 warehouse,
                 up_to=day - timedelta(days=1),
-                since=day - timedelta(days=lookback),
+                since=day - config.late_lookback,
                 catalog=catalog,
             ):
                 report.rebuilt.append(_result(rebuild_day(warehouse, catalog, earlier)))

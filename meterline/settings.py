@@ -5,7 +5,7 @@ Invalid settings fail at start with a message that names the setting.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     ingest_batch_rows: int = Field(
         default=2_000_000, ge=1, description="Rows validated and inserted per ingest batch"
     )
+
+    @property
+    def late_lookback(self) -> timedelta:
+        """How far back late events can change anything: events older than the ingest
+        window (max_event_age_days) are refused at ingest, so no older day gets dirty and
+        no older period needs an adjustment; 2 days of margin for a period or day that
+        straddles the window's edge. The nightly rollup, close and the audit use it."""
+        return timedelta(days=self.max_event_age_days + 2)
 
     @field_validator("warehouse_url")
     @classmethod
