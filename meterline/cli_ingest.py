@@ -50,7 +50,6 @@ def init() -> None:
 def ingest_with_progress(
     paths: list[Path],
     *,
-    ingested_at: datetime | None = None,
     as_of: datetime | None = None,
     quiet: bool = False,
 ) -> IngestSummary:
@@ -76,7 +75,6 @@ def ingest_with_progress(
         ingestor = Ingestor(
             warehouse,
             catalog,
-            ingested_at=ingested_at,
             as_of=as_of,
             options=options,
             progress=lambda _source, rows: progress.advance(task, rows),

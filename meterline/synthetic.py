@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -1187,10 +1187,3 @@ def _string_data(lines: pa.Array) -> memoryview:
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset :]
     data = lines.buffers()[2]
     return memoryview(data)[int(offsets[0]) : int(offsets[len(lines)])]
-
-
-def iter_event_files(folder: Path) -> Iterator[Path]:
-    """The daily event files of a generated folder, in manifest (file) order."""
-    manifest = Manifest.read(folder)
-    for rel in manifest.files:
-        yield Path(folder) / rel
