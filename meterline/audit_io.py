@@ -12,7 +12,6 @@ Time comes from the data: a re-rate posted with `--apply` is dated by the latest
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -59,7 +58,16 @@ from meterline.audit import (
     WindowQuantities,
     dims_of,
 )
-from meterline.close import CODE_VERSION, Due, PeriodRating, Rater, rate_periods
+from meterline.close import (
+    CODE_VERSION,
+    ROUNDING,
+    Due,
+    PeriodRating,
+    Rater,
+    as_utc,
+    inputs_hash,
+    rate_periods,
+)
 from meterline.period_charges import (
     ADDITIVE,
     PriceSpec,
@@ -70,10 +78,7 @@ from meters.catalog import MeterCatalog
 from meters.rollup import definition_params, dirty_days
 from meters.sql_files import query
 from meters.warehouse import Warehouse
-from rating import RoundingMode
 
-# The close step rates with half-up (meterline/close.py); the audit must rate alike.
-ROUNDING = RoundingMode.HALF_UP
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHUNK = 500
 
@@ -119,13 +124,9 @@ def _unpriced(rating: PeriodRating) -> list[tuple[str, Dims, Decimal]]:
 # --- ledger reads -----------------------------------------------------------------------
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _invoice_info(inv: Invoice) -> InvoiceInfo:
     sub = inv.subscription
-    cycle = period_containing(sub.billing_anchor_day, sub.timezone, _utc(inv.period_start))
+    cycle = period_containing(sub.billing_anchor_day, sub.timezone, as_utc(inv.period_start))
     return InvoiceInfo(
         id=inv.id,
         status=inv.status,
@@ -135,12 +136,12 @@ def _invoice_info(inv: Invoice) -> InvoiceInfo:
         plan=sub.plan_id,
         currency=inv.currency,
         timezone=sub.timezone,
-        period_start=_utc(inv.period_start),
-        period_end=_utc(inv.period_end),
+        period_start=as_utc(inv.period_start),
+        period_end=as_utc(inv.period_end),
         period_start_local=inv.period_start_local,
         cycle_start=cycle.start,
         cycle_end=cycle.end,
-        finalized_at=_utc(inv.finalized_at) if inv.finalized_at else None,
+        finalized_at=as_utc(inv.finalized_at) if inv.finalized_at else None,
         total_minor=inv.total_minor,
         line_count=inv.line_count,
     )
@@ -165,12 +166,12 @@ def _posted(line: InvoiceLine, status: str, run_at: datetime | None, fallback: A
         currency=line.currency,
         description=line.description,
         breakdown=line.breakdown,
-        service_start=_utc(line.service_period_start),
-        service_end=_utc(line.service_period_end),
+        service_start=as_utc(line.service_period_start),
+        service_end=as_utc(line.service_period_end),
         adjusts_key=line.adjusts_key,
         adjusts_line_id=line.adjusts_line_id,
         rating_run_id=line.rating_run_id,
-        posted_at=_utc(posted_at) if posted_at else None,
+        posted_at=as_utc(posted_at) if posted_at else None,
     )
 
 
@@ -236,7 +237,7 @@ def _due(inv: Invoice) -> Due:
     return Due(
         inv.subscription,
         inv.customer.external_id,
-        Period(_utc(inv.period_start), _utc(inv.period_end)),
+        Period(as_utc(inv.period_start), as_utc(inv.period_end)),
     )
 
 
@@ -350,7 +351,7 @@ def _spans(
 def events_watermark(warehouse: Warehouse) -> datetime | None:
     """The latest ingest time of any event (None for an empty warehouse)."""
     ((latest, count),) = warehouse.query_rows(query("audit/events_watermark"))
-    return _utc(latest) if int(count) else None
+    return as_utc(latest) if int(count) else None
 
 
 # --- explain ----------------------------------------------------------------------------
@@ -467,7 +468,7 @@ class _Explainer:
                 )
             since = original.posted_at if original is not None else None
             if since is None and source is not None and source.finalized_at is not None:
-                since = _utc(source.finalized_at)
+                since = as_utc(source.finalized_at)
 
             def events_of(after: datetime | None, limit: int) -> EventList:
                 return _line_events(
@@ -664,7 +665,7 @@ def _reconcile_facts(
     late = _late(
         warehouse,
         [
-            (window, _utc(inv.finalized_at))
+            (window, as_utc(inv.finalized_at))
             for window, inv in zip(windows, closed, strict=True)
             if inv.finalized_at is not None
         ],
@@ -808,7 +809,7 @@ def _missing(
     grace = timedelta(hours=config.finalize_grace_hours)
     go_live = _go_live(config)
     live = {
-        (sid, _utc(start))
+        (sid, as_utc(start))
         for sid, start in session.execute(
             select(Invoice.subscription_id, Invoice.period_start).where(Invoice.status != "void")
         )
@@ -969,17 +970,13 @@ def _rerate(
     report.run_at = events_watermark(warehouse)
     if not apply or not to_post:
         return report
-    digest = hashlib.sha256()
-    for _inv, rating in to_post:
-        for charge in rating.lines:
-            digest.update(charge.content_hash().encode())
     report.rating_run_id = record_rating_run(
         session,
         period_start=min(r.due.period.start for _, r in to_post),
         period_end=max(r.due.period.end for _, r in to_post),
         run_at=report.run_at or EPOCH,
         code_version=CODE_VERSION,
-        inputs_hash=digest.hexdigest(),
+        inputs_hash=inputs_hash(c for _, r in to_post for c in r.lines),
         note=f"audit rerate {period}" + (f" customer {customer}" if customer else ""),
     )
     for inv, rating in to_post:

@@ -45,6 +45,9 @@ from meters.warehouse import Warehouse
 from rating import Discount, Money, RoundingMode, parse_price
 
 CODE_VERSION = "meterline-0.1"
+# Charges are rounded half-up (the catalog's default; its rounding_mode key is not read
+# yet). The audit rates with this same mode.
+ROUNDING = RoundingMode.HALF_UP
 
 
 @dataclass
@@ -226,7 +229,8 @@ def rate_periods(rater: Rater, due: Sequence[Due], *, raw: bool = False) -> dict
     return out
 
 
-def _inputs_hash(lines: Iterable[ChargeLine]) -> str:
+def inputs_hash(lines: Iterable[ChargeLine]) -> str:
+    """The rating run's fingerprint: the content hashes of the lines it rated."""
     digest = hashlib.sha256()
     for line in lines:
         digest.update(line.content_hash().encode())
@@ -240,12 +244,13 @@ def _status(session: Session) -> dict[tuple[int, datetime], tuple[str, datetime 
         ).where(Invoice.status != "void")
     )
     return {
-        (sid, _utc(start)): (status, _utc(done) if done else None)
+        (sid, as_utc(start)): (status, as_utc(done) if done else None)
         for sid, start, status, done in rows
     }
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
+    """A ledger timestamp in UTC (SQLite returns them naive, in UTC)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -280,8 +285,7 @@ def close_periods(
         with make_session.begin() as session:
             load_catalog(session, config.catalog_path)
         with make_session.begin() as session, open_warehouse(config) as warehouse:
-            rounding = RoundingMode.HALF_UP
-            rater = Rater(session, warehouse, meters, rounding)
+            rater = Rater(session, warehouse, meters, ROUNDING)
             status = _status(session)
             due: list[Due] = []
             finalized: list[tuple[Due, datetime]] = []
@@ -314,7 +318,7 @@ def close_periods(
                     period_end=max(d.period.end for d in due),
                     run_at=as_of,
                     code_version=CODE_VERSION,
-                    inputs_hash=_inputs_hash(line for lines in charges.values() for line in lines),
+                    inputs_hash=inputs_hash(line for lines in charges.values() for line in lines),
                     note="billing close",
                 )
             posted = post_charges_bulk(
