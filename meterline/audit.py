@@ -30,6 +30,7 @@ from typing import Any
 from billing.charges import ChargeLine
 from billing.money import canonical, from_minor
 from billing.periods import zone
+from meterline.period_charges import matches_filter
 
 # Quantities are rounded once to 9 decimal places (meters/quantities.py QUANTUM).
 QUANTUM = Decimal("1e-9")
@@ -52,13 +53,6 @@ def dims_of(value: Any) -> Dims:
 
 def dims_label(dims: Dims) -> str:
     return ",".join(f"{k}={v}" for k, v in dims) or "-"
-
-
-def matches_filter(dims: Dims, price_filter: Mapping[str, str]) -> bool:
-    """A dimension group counts towards a price when it has every (key, value) of the
-    price's filter (period_charges.quantity_for)."""
-    groups = dict(dims)
-    return all(groups.get(k) == v for k, v in price_filter.items())
 
 
 def iso(moment: datetime | None) -> str | None:

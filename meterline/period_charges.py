@@ -22,7 +22,7 @@ Business rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -104,12 +104,16 @@ def quantity_for(spec: PriceSpec, quantities: Mapping[QuantityKey, Decimal]) -> 
         return Decimal(1)
     total = Decimal(0)
     for (meter, dims), value in quantities.items():
-        if meter != spec.meter:
-            continue
-        groups = dict(dims)
-        if all(groups.get(k) == v for k, v in spec.filter.items()):
+        if meter == spec.meter and matches_filter(dims, spec.filter):
             total += value
     return total
+
+
+def matches_filter(dims: Iterable[tuple[str, str]], price_filter: Mapping[str, str]) -> bool:
+    """A dimension group counts towards a price when it has every (key, value) of the
+    price's filter. Close (quantity_for) and the audit decide it with this one rule."""
+    groups = dict(dims)
+    return all(groups.get(k) == v for k, v in price_filter.items())
 
 
 def windows_needed(
