@@ -257,13 +257,17 @@ def invoices_show(invoice_id: int, as_json: bool) -> None:
     "--as-of", "as_of", required=True, help="Logical time (ISO 8601 with offset, or a date)."
 )
 @click.option(
-    "--grace", default="72h", show_default=True, help="Wait after period end (e.g. 72h, 3d)."
+    "--grace",
+    help="Wait after period end (e.g. 72h, 3d); default METERLINE_FINALIZE_GRACE_HOURS, as close.",
 )
-def invoices_finalize(invoice_ids: tuple[int, ...], due: bool, as_of: str, grace: str) -> None:
+def invoices_finalize(
+    invoice_ids: tuple[int, ...], due: bool, as_of: str, grace: str | None
+) -> None:
     """Finalize INVOICE_IDS (or --due): totals are frozen, the invoice never changes again."""
     if bool(invoice_ids) == due:
         raise click.UsageError("give invoice ids or --due (not both)")
-    instant, wait = _instant(as_of), _duration(grace)
+    instant = _instant(as_of)
+    wait = _duration(grace) if grace else timedelta(hours=settings().finalize_grace_hours)
     with _ledger(write=True) as session:
         if due:
             done = billing.finalize_due(session, as_of=instant, grace=wait)

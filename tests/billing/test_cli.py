@@ -128,3 +128,13 @@ def test_postgres_ledger_must_be_migrated(ledger_url: str, monkeypatch: pytest.M
             assert run("invoices", "list").exit_code == 0
     finally:
         settings.cache_clear()
+
+
+def test_finalize_waits_the_configured_grace_by_default(
+    invoiced: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --grace, finalize waits METERLINE_FINALIZE_GRACE_HOURS, as close does."""
+    monkeypatch.setenv("METERLINE_FINALIZE_GRACE_HOURS", "12")
+    settings.cache_clear()
+    done = run("invoices", "finalize", str(invoiced), "--as-of", "2026-04-02T00:00:00Z")
+    assert done.output.strip() == f"finalized 1 invoice(s): {invoiced}"
