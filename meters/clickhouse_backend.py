@@ -40,7 +40,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pyarrow as pa
 
 from meters.chdb_params import format_value
-from meters.warehouse import WarehouseError, check_identifier, check_token, table_rows
+from meters.warehouse import (
+    WarehouseError,
+    check_identifier,
+    check_settings,
+    check_token,
+    table_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +274,7 @@ class ClickHouseWarehouse:
         *,
         settings: Mapping[str, str | int] | None = None,
     ) -> None:
-        checked = _checked_settings(settings)
+        checked = check_settings(settings)
         repeatable = "insert_deduplication_token" in checked or is_repeatable(sql)
         client = self._live()
         self._attempts(
@@ -522,15 +528,6 @@ def _in(sql: str | None) -> str:
 def is_repeatable(sql: str) -> bool:
     """Whether running the statement twice has the effect of running it once."""
     return bool(_REPEATABLE.match(_COMMENTS.sub("", sql)))
-
-
-def _checked_settings(settings: Mapping[str, str | int] | None) -> dict[str, str | int]:
-    """The same checks as the embedded backend's SETTINGS clause, so that a statement
-    accepted by one backend is accepted by the other."""
-    checked: dict[str, str | int] = {}
-    for name, value in (settings or {}).items():
-        checked[check_identifier(name)] = value if isinstance(value, int) else check_token(value)
-    return checked
 
 
 class _ParamText:

@@ -83,15 +83,24 @@ def check_token(token: str) -> str:
     return token
 
 
+def check_settings(settings: Mapping[str, str | int] | None) -> dict[str, str | int]:
+    """Per-statement settings, checked the same way for both backends (so that a
+    statement one accepts the other accepts): names are identifiers, text values tokens."""
+    return {
+        check_identifier(name): value if isinstance(value, int) else check_token(value)
+        for name, value in (settings or {}).items()
+    }
+
+
 def settings_clause(settings: Mapping[str, str | int] | None) -> str:
     """A trailing SETTINGS clause, for engines that take settings only in the SQL text."""
-    if not settings:
+    checked = check_settings(settings)
+    if not checked:
         return ""
-    parts = []
-    for name, value in settings.items():
-        check_identifier(name)
-        text = str(value) if isinstance(value, int) else "'" + check_token(value) + "'"
-        parts.append(f"{name} = {text}")
+    parts = [
+        f"{name} = {value}" if isinstance(value, int) else f"{name} = '{value}'"
+        for name, value in checked.items()
+    ]
     return " SETTINGS " + ", ".join(parts)
 
 
