@@ -26,7 +26,7 @@ from meters.catalog import MeterCatalog
 from meters.events import Event
 from meters.readers import Batch, _staging, read_batches
 from meters.sql_files import query
-from meters.warehouse import Warehouse
+from meters.warehouse import Warehouse, check_identifier
 
 REASONS = (
     "malformed_row",
@@ -225,8 +225,8 @@ class Ingestor:
                 wh.command(query("ingest/insert_rejected", classified=classified), times)
             self._log(batch.source, counts)
         finally:
-            wh.command(f"DROP TABLE IF EXISTS {classified}")
-            wh.command(f"DROP TABLE IF EXISTS {staging}")
+            for table in (classified, staging):
+                wh.command(f"DROP TABLE IF EXISTS {check_identifier(table)}")
         self.summary.sources[batch.source].add(counts)
         if self.progress:
             self.progress(batch.source, counts.received)
