@@ -57,8 +57,6 @@ def format_value(value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, int | Decimal):
         return str(value)
-    if isinstance(value, float):
-        return repr(value)
     if isinstance(value, str):
         return _escape(value)
     if isinstance(value, datetime):

@@ -47,3 +47,8 @@ def test_naive_datetimes_and_unknown_types_are_refused() -> None:
         format_value(datetime(2026, 1, 1))
     with pytest.raises(TypeError):
         format_value(object())
+    # Quantities and money are Decimal (DESIGN.md invariant 4): a float never binds.
+    with pytest.raises(TypeError, match="float"):
+        format_value(0.1)
+    with pytest.raises(TypeError, match="float"):
+        format_value([Decimal(1), 0.5])
