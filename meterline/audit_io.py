@@ -256,13 +256,12 @@ def _usage_totals(
     out: dict[int, dict[tuple[str, Dims], UsageTotals]] = defaultdict(dict)
     if not windows:
         return out
-    params = definition_params(meters)
     base: dict[str, Any] = {
         "windows": list(windows),
         "customer_ids": sorted({w[1] for w in windows}),
         "start": min(w[2] for w in windows),
         "end": max(w[3] for w in windows),
-        "meters": params["meters"],
+        "meters": sorted(meters.meters),
     }
     if rollup:
         for wid, meter, dims, rows, events, value_sum, latest in warehouse.query_rows(
@@ -272,7 +271,7 @@ def _usage_totals(
                 int(events), Decimal(value_sum), latest, int(rows)
             )
     else:
-        base.update(dimensions=params["dimensions"], filters=params["filters"])
+        base.update(_meter_rules(meters))
         for wid, meter, dims, events, value_sum, latest in warehouse.query_rows(
             query("audit/window_totals"), base
         ):
@@ -280,6 +279,13 @@ def _usage_totals(
                 int(events), Decimal(value_sum), latest
             )
     return out
+
+
+def _meter_rules(meters: MeterCatalog) -> dict[str, Any]:
+    """The meters' dimensions and filters as the bound parameters that the shared SQL
+    fragments (shared/meter_dimensions, shared/matches_meter_filter) read."""
+    params = definition_params(meters)
+    return {"dimensions": params["dimensions"], "filters": params["filters"]}
 
 
 def _line_events(
@@ -294,7 +300,7 @@ def _line_events(
     since: datetime | None,
     limit: int,
 ) -> EventList:
-    definition = meters.get(meter)
+    meters.get(meter)  # an unknown meter is an error here, not an empty answer
     rows = warehouse.query_rows(
         query("audit/line_events"),
         {
@@ -303,8 +309,7 @@ def _line_events(
             "start": start,
             "end": end,
             "since": since or EPOCH,
-            "dimensions": sorted(definition.dimensions),
-            "meter_filter": dict(definition.filter),
+            **_meter_rules(meters),
             "price_filter": dict(price_filter),
             "order_by_time": since is not None,
             "limit": max(limit, 1),
@@ -329,7 +334,7 @@ def _spans(
     end: datetime,
     price_filter: Mapping[str, str],
 ) -> list[Span]:
-    definition = meters.get(meter)
+    meters.get(meter)  # an unknown meter is an error here, not an empty answer
     rows = warehouse.query_rows(
         query("audit/gauge_spans"),
         {
@@ -337,8 +342,7 @@ def _spans(
             "meter": meter,
             "start": start,
             "end": end,
-            "dimensions": sorted(definition.dimensions),
-            "meter_filter": dict(definition.filter),
+            **_meter_rules(meters),
             "price_filter": dict(price_filter),
         },
     )

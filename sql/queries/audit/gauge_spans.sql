@@ -27,18 +27,14 @@ FROM
         SELECT
             event_id, timestamp, value, ingested_at,
             toUnixTimestamp64Milli(timestamp) AS at_ms,
-            mapSort(mapFilter((k, v) -> has({dimensions:Array(String)}, k), properties)) AS dims
+            {{> shared/meter_dimensions}} AS dims
         FROM usage_events FINAL
         WHERE customer_id = {customer:String}
           AND meter = {meter:String}
           AND timestamp < {end:DateTime64(3, 'UTC')}
-          AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-                       mapKeys({meter_filter:Map(String, String)}),
-                       mapValues({meter_filter:Map(String, String)}))
+          AND {{> shared/matches_meter_filter}}
     )
-    WHERE arrayAll((k, v) -> mapContains(dims, k) AND dims[k] = v,
-                   mapKeys({price_filter:Map(String, String)}),
-                   mapValues({price_filter:Map(String, String)}))
+    WHERE {{> shared/dims_match_price_filter}}
 )
 WHERE next_ms > start_ms
 ORDER BY dims, timestamp, event_id

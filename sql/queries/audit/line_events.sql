@@ -16,19 +16,15 @@ FROM
 (
     SELECT
         event_id, timestamp, value, ingested_at, source,
-        mapSort(mapFilter((k, v) -> has({dimensions:Array(String)}, k), properties)) AS dims
+        {{> shared/meter_dimensions}} AS dims
     FROM usage_events FINAL
     WHERE customer_id = {customer:String}
       AND meter = {meter:String}
       AND timestamp >= {start:DateTime64(3, 'UTC')}
       AND timestamp < {end:DateTime64(3, 'UTC')}
       AND ingested_at > {since:DateTime64(3, 'UTC')}
-      AND arrayAll((k, v) -> mapContains(properties, k) AND properties[k] = v,
-                   mapKeys({meter_filter:Map(String, String)}),
-                   mapValues({meter_filter:Map(String, String)}))
+      AND {{> shared/matches_meter_filter}}
 )
-WHERE arrayAll((k, v) -> mapContains(dims, k) AND dims[k] = v,
-               mapKeys({price_filter:Map(String, String)}),
-               mapValues({price_filter:Map(String, String)}))
+WHERE {{> shared/dims_match_price_filter}}
 ORDER BY {order_by_time:Bool} ? toUnixTimestamp64Milli(timestamp) : 0, sipHash64(event_id), event_id
 LIMIT {limit:UInt32}
