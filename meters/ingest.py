@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from meters.catalog import MeterCatalog
 from meters.events import Event
-from meters.readers import Batch, _staging, read_batches
+from meters.readers import FIELDS, Batch, _numbers, _staging, read_batches
 from meters.sql_files import query
 from meters.warehouse import Warehouse, check_identifier
 
@@ -167,18 +167,9 @@ class Ingestor:
         while chunk := list(itertools.islice(iterator, self.options.batch_rows)):
             texts = [_row_as_text(row) for row in chunk]
             columns = {
-                name: pa.array([t.get(name) for t in texts], pa.string())
-                for name in (
-                    "event_id",
-                    "customer_id",
-                    "meter",
-                    "timestamp",
-                    "value",
-                    "properties",
-                    "source",
-                )
+                name: pa.array([t.get(name) for t in texts], pa.string()) for name in FIELDS
             }
-            numbers = pa.array(range(line + 1, line + 1 + len(chunk)), pa.uint64())
+            numbers = _numbers(line + 1, len(chunk))
             line += len(chunk)
             table = _staging(
                 source, self._reserve(len(chunk)), numbers, is_json=False, columns=columns
@@ -269,7 +260,7 @@ def _row_as_text(row: Event | Mapping[str, Any]) -> dict[str, str | None]:
     """An API row as the text a file would hold; validation happens in the engine."""
     data: Mapping[str, Any] = row.model_dump() if isinstance(row, Event) else row
     out: dict[str, str | None] = {}
-    for name in ("event_id", "customer_id", "meter", "timestamp", "value", "properties", "source"):
+    for name in FIELDS:
         value = data.get(name)
         if value is None:
             out[name] = None

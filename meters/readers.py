@@ -94,23 +94,16 @@ def _staging(
     columns = columns or {}
     return pa.table(
         {
-            "seq": pa.array(np.arange(first_seq, first_seq + n, dtype=np.uint64)),
+            "seq": _numbers(first_seq, n),
             "source": _constant(source, n),
             "source_line": lines.cast(pa.uint64()),
             "is_json": pa.array(np.full(n, 1 if is_json else 0, dtype=np.uint8)),
             "raw": raw if raw is not None else _constant("", n),
             "parse_error": parse_error if parse_error is not None else _constant("", n),
+            # `source` (the event's own) is staged as event_source, beside the file's.
             **{
-                name: columns.get(field, empty_text)
-                for name, field in (
-                    ("event_id", "event_id"),
-                    ("customer_id", "customer_id"),
-                    ("meter", "meter"),
-                    ("timestamp", "timestamp"),
-                    ("value", "value"),
-                    ("properties", "properties"),
-                    ("event_source", "source"),
-                )
+                ("event_source" if field == "source" else field): columns.get(field, empty_text)
+                for field in FIELDS
             },
         },
         schema=STAGING_SCHEMA,
