@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +36,7 @@ from billing.models import (
     RatingRun,
     Subscription,
 )
-from billing.periods import Period, local_midnight, period_containing, periods_ended_by
+from billing.periods import Period, local_midnight, period_containing
 from billing.posting import record_rating_run
 from billing.views import month_bounds
 from meterline import audit
@@ -65,6 +65,7 @@ from meterline.close import (
     PeriodRating,
     Rater,
     as_utc,
+    billable_periods,
     inputs_hash,
     rate_periods,
 )
@@ -600,12 +601,6 @@ def _month_window(period: str) -> tuple[datetime, datetime]:
     )
 
 
-def _go_live(config: Settings) -> datetime | None:
-    if config.billing_go_live is None:
-        return None
-    return datetime.combine(config.billing_go_live, time(0), tzinfo=UTC)
-
-
 def reconcile_period(
     period: str,
     *,
@@ -810,8 +805,6 @@ def _missing(
 ) -> list[audit.MissingPeriod]:
     """Periods starting in the month that close should have invoiced by `as_of`."""
     first, nxt = month_bounds(period)
-    grace = timedelta(hours=config.finalize_grace_hours)
-    go_live = _go_live(config)
     live = {
         (sid, as_utc(start))
         for sid, start in session.execute(
@@ -823,10 +816,8 @@ def _missing(
         stmt = stmt.where(Customer.external_id == customer)
     out = []
     for sub, external_id in session.execute(stmt):
-        for p in periods_ended_by(sub, as_of - grace):
+        for p in billable_periods(sub, as_of, config):
             if not first <= p.local_start(sub.timezone) < nxt:
-                continue
-            if go_live is not None and p.end <= go_live:
                 continue
             if (sub.id, p.start) not in live:
                 out.append(audit.MissingPeriod(external_id, sub.external_id, p.start, p.end))

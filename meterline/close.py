@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -263,6 +263,18 @@ def late_customers(
     return {str(r[0]) for r in rows}
 
 
+def billable_periods(sub: Subscription, as_of: datetime, config: Settings) -> Iterator[Period]:
+    """The subscription's periods a close as of `as_of` bills: ended at least the grace
+    period before it, and ending after the metering go-live (METERLINE_BILLING_GO_LIVE,
+    midnight UTC) when one is set."""
+    grace = timedelta(hours=config.finalize_grace_hours)
+    go_live = config.billing_go_live
+    cutoff = datetime.combine(go_live, time(0), tzinfo=UTC) if go_live else None
+    for period in periods_ended_by(sub, as_of - grace):
+        if cutoff is None or period.end > cutoff:
+            yield period
+
+
 def close_periods(
     as_of: datetime,
     *,
@@ -294,15 +306,8 @@ def close_periods(
                 .join(Customer)
                 .options(selectinload(Subscription.discounts))
             ).all()
-            go_live = (
-                datetime.combine(config.billing_go_live, datetime.min.time(), tzinfo=UTC)
-                if config.billing_go_live
-                else None
-            )
             for sub, customer in subs:
-                for period in periods_ended_by(sub, as_of - grace):
-                    if go_live is not None and period.end <= go_live:
-                        continue
+                for period in billable_periods(sub, as_of, config):
                     state, finalized_at = status.get((sub.id, period.start), ("", None))
                     if state != "finalized":
                         due.append(Due(sub, customer, period))
