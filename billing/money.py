@@ -69,6 +69,12 @@ def from_minor(minor: int, currency: str) -> Decimal:
     return Decimal(minor).scaleb(-exponent(currency))
 
 
+def minor_text(minor: int, currency: str) -> str:
+    """Integer minor units as plain major-unit text with the currency's decimals
+    ("1234.50" for 123450 USD), as reports and JSON show amounts."""
+    return format(from_minor(minor, currency), "f")
+
+
 def canonical(value: Decimal) -> str:
     """One spelling per number (``1.0`` and ``1.00`` are the same content)."""
     if value == 0:

@@ -12,13 +12,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from billing.errors import LedgerError
 from billing.models import Customer, Invoice, InvoiceLine, Subscription
-from billing.money import from_minor
+from billing.money import minor_text
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-def _money(minor: int, currency: str) -> str:
-    return format(from_minor(minor, currency), "f")
 
 
 def month_bounds(period: str) -> tuple[date, date]:
@@ -42,10 +38,10 @@ def _summary(inv: Invoice, customer: str, subscription: str) -> dict[str, Any]:
         "period_start_local": inv.period_start_local.isoformat(),
         "currency": cur,
         "status": inv.status,
-        "subtotal": _money(inv.subtotal_minor, cur),
-        "discounts": _money(inv.discount_minor, cur),
-        "adjustments": _money(inv.adjustment_minor, cur),
-        "total": _money(inv.total_minor, cur),
+        "subtotal": minor_text(inv.subtotal_minor, cur),
+        "discounts": minor_text(inv.discount_minor, cur),
+        "adjustments": minor_text(inv.adjustment_minor, cur),
+        "total": minor_text(inv.total_minor, cur),
         "total_minor": inv.total_minor,
         "line_count": inv.line_count,
         "finalized_at": inv.finalized_at.isoformat() if inv.finalized_at else None,
@@ -63,7 +59,11 @@ def totals_by_currency(invoices: list[dict[str, Any]]) -> dict[str, dict[str, An
             sums[inv["currency"]] += inv["total_minor"]
             counts[inv["currency"]] += 1
     return {
-        cur: {"invoices": counts[cur], "total": _money(sums[cur], cur), "total_minor": sums[cur]}
+        cur: {
+            "invoices": counts[cur],
+            "total": minor_text(sums[cur], cur),
+            "total_minor": sums[cur],
+        }
         for cur in sorted(sums)
     }
 
@@ -118,7 +118,7 @@ def _line(line: InvoiceLine) -> dict[str, Any]:
         "group": line.dimension_group,
         "quantity": format(line.quantity, "f"),
         "unit_amount": None if line.unit_amount is None else format(line.unit_amount, "f"),
-        "amount": _money(line.amount_minor, line.currency),
+        "amount": minor_text(line.amount_minor, line.currency),
         "amount_minor": line.amount_minor,
         "amount_precise": format(line.amount_precise, "f"),
         "tiers": tiers_of(breakdown),

@@ -28,7 +28,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 from billing.charges import ChargeLine
-from billing.money import canonical, from_minor
+from billing.money import canonical, minor_text
 from billing.periods import zone
 from meterline.period_charges import matches_filter
 
@@ -63,10 +63,6 @@ def iso(moment: datetime | None) -> str | None:
 
 def text(value: Decimal) -> str:
     return canonical(value)
-
-
-def money(minor: int, currency: str) -> str:
-    return format(from_minor(minor, currency), "f")
 
 
 # --- billed amounts ---------------------------------------------------------------------
@@ -112,7 +108,7 @@ class Billed:
     def to_json(self, currency: str) -> dict[str, Any]:
         return {
             "quantity": text(self.quantity),
-            "amount": money(self.amount_minor, currency),
+            "amount": minor_text(self.amount_minor, currency),
             "amount_minor": self.amount_minor,
             "amount_precise": text(self.amount_precise),
         }
@@ -181,7 +177,7 @@ class PostedLine:
             "group": self.group,
             "quantity": text(self.quantity),
             "unit_amount": None if self.unit_amount is None else text(self.unit_amount),
-            "amount": money(self.amount_minor, self.currency),
+            "amount": minor_text(self.amount_minor, self.currency),
             "amount_minor": self.amount_minor,
             "amount_precise": text(self.amount_precise),
             "currency": self.currency,
@@ -226,7 +222,7 @@ class InvoiceInfo:
             "plan": self.plan,
             "currency": self.currency,
             "finalized_at": iso(self.finalized_at),
-            "total": money(self.total_minor, self.currency),
+            "total": minor_text(self.total_minor, self.currency),
             "period": {
                 "timezone": self.timezone,
                 "start_local": self.period_start.astimezone(tz).isoformat(),
@@ -1014,7 +1010,7 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
             "currency": inv.currency,
             "status": inv.status,
             "period": [iso(inv.period_start), iso(inv.period_end)],
-            "total": money(inv.total_minor, inv.currency),
+            "total": minor_text(inv.total_minor, inv.currency),
         }
         if inv.status != "finalized":
             row["note"] = "open draft: rated at close; its usage is checked once finalized"
@@ -1050,9 +1046,10 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
                     check,
                     f"{diff.price_id} {diff.kind}{' ' + diff.group if diff.group else ''}:"
                     f" billed {text(diff.billed.quantity)} / "
-                    f"{money(diff.billed.amount_minor, inv.currency)}, re-rated from raw events"
+                    f"{minor_text(diff.billed.amount_minor, inv.currency)},"
+                    " re-rated from raw events"
                     f" {text(diff.rerated.quantity)} / "
-                    f"{money(diff.rerated.amount_minor, inv.currency)}"
+                    f"{minor_text(diff.rerated.amount_minor, inv.currency)}"
                     + (
                         f" ({late_events} event(s) ingested after finalization: run"
                         " `meterline audit rerate --apply` or the next close)"
@@ -1081,7 +1078,7 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
                         m: {"events": t.events, "last_ingested_at": iso(t.max_ingested_at)}
                         for m, t in sorted(late.items())
                     },
-                    "adjustments": money(adjusted_minor, inv.currency),
+                    "adjustments": minor_text(adjusted_minor, inv.currency),
                     "adjusted": not diffs,
                 }
             )
@@ -1089,9 +1086,9 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
             {
                 "raw_events": sum(t.events for t in raw_totals.values()),
                 "rollup_events": sum(t.events for t in rollup_totals.values()),
-                "posted": money(billed_net, inv.currency),
-                "rerated": money(rated, inv.currency),
-                "difference": money(rated - billed_net, inv.currency),
+                "posted": minor_text(billed_net, inv.currency),
+                "rerated": minor_text(rated, inv.currency),
+                "difference": minor_text(rated - billed_net, inv.currency),
                 "events_after_finalization": late_events,
                 "findings": len(findings) - before,
             }
@@ -1127,9 +1124,9 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
             {
                 "currency": cur,
                 "kind": kind,
-                "rerated": money(v["rerated"], cur),
-                "posted": money(v["posted"], cur),
-                "difference": money(v["rerated"] - v["posted"], cur),
+                "rerated": minor_text(v["rerated"], cur),
+                "posted": minor_text(v["posted"], cur),
+                "difference": minor_text(v["rerated"] - v["posted"], cur),
             }
             for (cur, kind), v in sorted(charges.items())
         ],
@@ -1154,9 +1151,9 @@ def _check_totals(inv: InvoiceInfo, lines: Sequence[PostedLine], out: list[Findi
         out.append(
             Finding(
                 "invoice_total",
-                f"invoice {inv.id} says {money(inv.total_minor, inv.currency)} over"
+                f"invoice {inv.id} says {minor_text(inv.total_minor, inv.currency)} over"
                 f" {inv.line_count} line(s); its lines add up to"
-                f" {money(lines_total, inv.currency)} over {len(lines)}",
+                f" {minor_text(lines_total, inv.currency)} over {len(lines)}",
                 customer=inv.customer,
                 invoice_id=inv.id,
             )
@@ -1288,9 +1285,9 @@ def _meter_row(meter: str, currency: str, v: dict[str, Any]) -> dict[str, Any]:
         "rollup_quantity": text(v["rollup_quantity"]),
         "rated_quantity": text(v["rated_quantity"]),
         "posted_quantity": text(v["posted_quantity"]),
-        "rated_amount": money(v["rated_minor"], currency),
-        "posted_amount": money(v["posted_minor"], currency),
-        "difference": money(v["rated_minor"] - v["posted_minor"], currency),
+        "rated_amount": minor_text(v["rated_minor"], currency),
+        "posted_amount": minor_text(v["posted_minor"], currency),
+        "difference": minor_text(v["rated_minor"] - v["posted_minor"], currency),
     }
 
 
@@ -1380,7 +1377,7 @@ class PeriodDiff:
             "currency": self.currency,
             "period": [iso(self.period_start), iso(self.period_end)],
             "lines": [d.to_json() for d in self.diffs],
-            "difference": money(sum(d.delta.amount_minor for d in self.diffs), self.currency),
+            "difference": minor_text(sum(d.delta.amount_minor for d in self.diffs), self.currency),
         }
 
 
