@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from billing.money import canonical, exponent, minor_unit, require_decimal, to_minor
-from billing.periods import Period
+from billing.periods import Period, iso_utc
 
 ChargeKind = Literal["usage", "flat", "minimum_true_up", "discount", "adjustment"]
 POSTABLE_KINDS: frozenset[str] = frozenset({"usage", "flat", "minimum_true_up", "discount"})
@@ -173,7 +173,7 @@ class ChargeLine:
 
 
 def period_token(period: Period) -> str:
-    return period.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(period.start)
 
 
 def line_key(subscription: str, period: Period | str, charge: ChargeLine) -> str:

@@ -73,10 +73,11 @@ class Period:
         return self.start.astimezone(zone(tz)).date()
 
     def label(self) -> str:
-        return f"{_iso(self.start)}/{_iso(self.end)}"
+        return f"{iso_utc(self.start)}/{iso_utc(self.end)}"
 
 
-def _iso(value: datetime) -> str:
+def iso_utc(value: datetime) -> str:
+    """An instant as UTC text to the second ("2026-03-01T00:00:00Z"), as keys spell it."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
