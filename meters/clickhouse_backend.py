@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pyarrow as pa
 
 from meters.chdb_params import format_value
+from meters.sql_files import LEADING_COMMENTS
 from meters.warehouse import (
     WarehouseError,
     check_identifier,
@@ -91,7 +92,6 @@ _REPEATABLE = re.compile(
     )\b""",
     re.IGNORECASE | re.VERBOSE,
 )
-_COMMENTS = re.compile(r"^(?:\s*(?:--[^\n]*(?:\n|$)|/\*.*?\*/))*", re.DOTALL)
 _DEDUP_WINDOW = re.compile(r"non_replicated_deduplication_window\s*=\s*[1-9]")
 
 
@@ -521,13 +521,13 @@ def _clean(message: str) -> str:
 def _in(sql: str | None) -> str:
     if not sql:
         return ""
-    flat = " ".join(_COMMENTS.sub("", sql).split())
+    flat = " ".join(LEADING_COMMENTS.sub("", sql).split())
     return "\n  in: " + (flat if len(flat) <= 300 else flat[:300] + " ...")
 
 
 def is_repeatable(sql: str) -> bool:
     """Whether running the statement twice has the effect of running it once."""
-    return bool(_REPEATABLE.match(_COMMENTS.sub("", sql)))
+    return bool(_REPEATABLE.match(LEADING_COMMENTS.sub("", sql)))
 
 
 class _ParamText:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from meters.sql_files import SQL_DIR, split_statements
+from meters.sql_files import LEADING_COMMENTS, SQL_DIR, split_statements
 from meters.warehouse import Warehouse, WarehouseError, check_identifier
 
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -69,7 +69,6 @@ def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-_LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))*\s*", re.DOTALL)
 _NAME = r"(?:`[^`]+`|[A-Za-z_][\w]*)(?:\.(?:`[^`]+`|[A-Za-z_][\w]*))?"
 # DDL heads: ON CLUSTER goes right after the object's name.
 _DDL_HEAD = re.compile(
@@ -93,7 +92,7 @@ def cluster_statement(statement: str, cluster: str | None) -> str:
     if not cluster:
         return statement
     on_cluster = f"ON CLUSTER {check_identifier(cluster)}"
-    comments = _LEADING_COMMENTS.match(statement)
+    comments = LEADING_COMMENTS.match(statement)
     head_len = comments.end() if comments else 0
     head, body = statement[:head_len], statement[head_len:]
     if " ON CLUSTER " in " ".join(body.split()).upper():
