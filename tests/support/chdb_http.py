@@ -492,6 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
         session: _Session | None = None
         session_id = params.get("session_id")
         self._body_read = False
+        self._held: tuple[str, _Session, bool] | None = None
         try:
             entry.database = params.get("database", "")
             user_name, user = self._authenticate(params)
@@ -516,6 +517,7 @@ class _Handler(BaseHTTPRequestHandler):
                     float(params.get("session_timeout") or 60),
                     params.get("session_check") == "1",
                 )
+                self._held = (session_id, session, params.get("close_session") == "1")
             statement, data, insert = self._statement(query_param, body)
             entry.statement = statement[:2000]
             settings = {
@@ -572,6 +574,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
             headers = self._result_headers(params, statement, insert, counters)
             self._log(entry, 200)
+            self._release_session()
             self._reply(200, output, headers, compress=params.get("enable_http_compression") == "1")
         except _Dropped:
             self.close_connection = True
@@ -582,6 +585,7 @@ class _Handler(BaseHTTPRequestHandler):
                 except ClickHouseError:
                     self.close_connection = True
             self._log(entry, error.status)
+            self._release_session()
             self._reply(
                 error.status,
                 error.body(),
@@ -591,8 +595,15 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            if session is not None and session_id:
-                server._end_session(session_id, session, params.get("close_session") == "1")
+            self._release_session()
+
+    def _release_session(self) -> None:
+        """Give the session back before the answer goes out, as ClickHouse does: a client
+        that sends its next statement as soon as it has read this answer must find the
+        session free, not locked by a request that is only finishing its reply."""
+        held, self._held = self._held, None
+        if held is not None:
+            self.owner._end_session(*held)
 
     def _log(self, entry: Logged, status: int) -> None:
         entry.status = status
