@@ -14,6 +14,7 @@ from typing import Any
 
 from meterline.app import init_warehouse, meter_catalog, open_warehouse
 from meterline.settings import Settings, settings
+from meters.ingest_runs import repair
 from meters.rollup import RollupResult, dirty_days, rebuild_day
 
 
@@ -21,13 +22,20 @@ from meters.rollup import RollupResult, dirty_days, rebuild_day
 class RollupReport:
     day: date
     rebuilt: list[dict[str, Any]] = field(default_factory=list)
+    # Ingests whose process died before they committed, rolled back before the build.
+    rolled_back_ingests: list[str] = field(default_factory=list)
 
     @property
     def late_days(self) -> list[str]:
         return [r["day"] for r in self.rebuilt if r["day"] != self.day.isoformat()]
 
     def to_json(self) -> dict[str, Any]:
-        return {"day": self.day.isoformat(), "rebuilt": self.rebuilt, "late_days": self.late_days}
+        return {
+            "day": self.day.isoformat(),
+            "rebuilt": self.rebuilt,
+            "late_days": self.late_days,
+            "rolled_back_ingests": self.rolled_back_ingests,
+        }
 
 
 def _result(result: RollupResult) -> dict[str, Any]:
@@ -43,6 +51,9 @@ def rollup_day(day: date, *, config: Settings | None = None, late: bool = True) 
     config = config or settings()
     with open_warehouse(config) as warehouse:
         init_warehouse(warehouse)
+        # An interrupted ingest's rows must not be rolled up: remove them first (the days
+        # they touched then differ from their recorded row counts and are rebuilt).
+        report.rolled_back_ingests = [run.ingest_id for run in repair(warehouse)]
         catalog = meter_catalog(config)
         report.rebuilt.append(_result(rebuild_day(warehouse, catalog, day)))
         if late:

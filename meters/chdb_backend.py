@@ -99,6 +99,8 @@ def _release_engine() -> None:
 class ChdbWarehouse:
     """Warehouse backend on chDB. All statements run in `database` (created if missing)."""
 
+    exclusive = True
+
     def __init__(self, path: str, *, database: str = "meterline", lock_timeout_s: float = 300.0):
         self.path = str(Path(path).resolve())
         self.database = check_identifier(database)

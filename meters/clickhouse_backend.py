@@ -43,6 +43,7 @@ from meters.chdb_params import format_value
 from meters.sql_files import LEADING_COMMENTS
 from meters.warehouse import (
     WarehouseError,
+    WarehouseUnavailable,
     check_identifier,
     check_settings,
     check_token,
@@ -87,6 +88,7 @@ _REPEATABLE = re.compile(
       | CREATE \s+ (?:TABLE|DATABASE|VIEW|DICTIONARY) \s+ IF \s+ NOT \s+ EXISTS
       | DROP \s+ (?:TABLE|DATABASE|VIEW|DICTIONARY) \s+ IF \s+ EXISTS
       | TRUNCATE
+      | DELETE \s+ FROM
       | ALTER \s+ TABLE \s+ [\w.`]+ (?:\s+ ON \s+ CLUSTER \s+ \S+)?
         \s+ (?:REPLACE|DROP) \s+ PARTITION
     )\b""",
@@ -215,6 +217,9 @@ def content_token(data: pa.Table) -> str:
 
 class ClickHouseWarehouse:
     """Warehouse backend on a ClickHouse server. All statements run in `database`."""
+
+    # Other processes may use the same server at the same time.
+    exclusive = False
 
     def __init__(
         self,
@@ -398,7 +403,10 @@ class ClickHouseWarehouse:
                     failure.kind == "not_executed" or (failure.kind == "unknown" and repeatable)
                 )
                 if not retry:
-                    raise WarehouseError(self._message(what, failure, sql, attempt)) from None
+                    # Unreachable, busy, timed out or cut off: a later attempt may succeed.
+                    later = failure.kind in ("not_executed", "unknown") or failure.timeout
+                    kind = WarehouseUnavailable if later else WarehouseError
+                    raise kind(self._message(what, failure, sql, attempt)) from None
                 pause = min(self.options.retry_backoff_s * 2 ** (attempt - 1), 8.0)
                 log.warning(
                     "warehouse %s: %s failed (%s); retrying in %.1fs, attempt %d of %d",

@@ -9,11 +9,11 @@ received = accepted + duplicates + rejected.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,8 +23,10 @@ from typing import Any
 import pyarrow as pa
 
 from meters.catalog import MeterCatalog
+from meters.crashpoints import crash_point
 from meters.events import Event
-from meters.readers import FIELDS, Batch, _numbers, _staging, read_batches
+from meters.ingest_runs import IngestNotStored, IngestRun, InterruptedIngest, repair
+from meters.readers import FIELDS, Batch, UnreadableFile, _numbers, _staging, read_batches
 from meters.sql_files import query
 from meters.warehouse import Warehouse, check_identifier
 
@@ -70,6 +72,11 @@ class IngestSummary:
     ingested_at: datetime
     window: tuple[datetime, datetime]
     sources: dict[str, SourceCounts] = field(default_factory=dict)
+    # Files that could not be read (or not to their end), with why; the others were
+    # ingested. Rows read before a file failed are counted in `sources`.
+    file_errors: dict[str, str] = field(default_factory=dict)
+    # Earlier runs whose process died before they committed, rolled back by this one.
+    rolled_back: list[InterruptedIngest] = field(default_factory=list)
 
     @property
     def total(self) -> SourceCounts:
@@ -90,6 +97,15 @@ class IngestSummary:
             "rejected": total.rejected,
             "rejected_by_reason": dict(sorted(total.rejected_by_reason.items())),
             "balanced": total.balanced,
+            "file_errors": dict(self.file_errors),
+            "rolled_back": [
+                {
+                    "ingest_id": run.ingest_id,
+                    "ingested_at": run.ingested_at.isoformat(),
+                    "sources": list(run.sources),
+                }
+                for run in self.rolled_back
+            ],
             "sources": {
                 name: {
                     "received": c.received,
@@ -151,16 +167,48 @@ class Ingestor:
         self.progress = progress
         self._seq = itertools.count()
         self._batch_no = itertools.count()
+        self._journal = IngestRun(warehouse, self.summary.ingest_id, self.ingested_at, [])
 
     def ingest_files(self, paths: Iterable[Path]) -> IngestSummary:
-        for path in paths:
-            source = str(path)
-            self.summary.sources.setdefault(source, SourceCounts())
-            for batch in read_batches(path, self.options.batch_rows, self._reserve):
-                self._classify_and_store(batch)
+        """Ingest files in order, as one run: all of it is stored, or (after a crash) none.
+
+        A file that cannot be read, or not to its end, is named in `summary.file_errors`
+        and the other files are still ingested.
+        """
+        paths = list(paths)
+        with self._run([str(path) for path in paths]):
+            for path in paths:
+                source = str(path)
+                self.summary.sources.setdefault(source, SourceCounts())
+                try:
+                    for batch in read_batches(path, self.options.batch_rows, self._reserve):
+                        self._classify_and_store(batch)
+                except UnreadableFile as exc:
+                    self.summary.file_errors[source] = str(exc)
         return self.summary
 
     def ingest_rows(self, rows: Iterable[Event | Mapping[str, Any]], source: str) -> IngestSummary:
+        """Ingest events given in Python (or decoded from an API request), as one run."""
+        with self._run([source]):
+            self._ingest_rows(rows, source)
+        return self.summary
+
+    @contextmanager
+    def _run(self, sources: list[str]) -> Iterator[None]:
+        # First undo what interrupted runs left (DESIGN.md invariant 2), then journal this one.
+        self.summary.rolled_back.extend(repair(self.warehouse))
+        self._journal.sources.extend(s for s in sources if s not in self._journal.sources)
+        self._journal.begin()
+        crash_point("ingest.after_begin")
+        try:
+            yield
+        except BaseException:
+            self._journal.abandon()
+            raise
+        crash_point("ingest.before_commit")
+        self._journal.commit()
+
+    def _ingest_rows(self, rows: Iterable[Event | Mapping[str, Any]], source: str) -> None:
         self.summary.sources.setdefault(source, SourceCounts())
         iterator = iter(rows)
         line = 0
@@ -175,7 +223,6 @@ class Ingestor:
                 source, self._reserve(len(chunk)), numbers, is_json=False, columns=columns
             )
             self._classify_and_store(Batch(source, table))
-        return self.summary
 
     def _reserve(self, n: int) -> int:
         first = next(self._seq)
@@ -183,10 +230,16 @@ class Ingestor:
         return first
 
     def _classify_and_store(self, batch: Batch) -> None:
-        run = f"{self.summary.ingest_id[:12]}_{next(self._batch_no)}"
-        staging, classified = f"_ingest_{run}_staging", f"_ingest_{run}_classified"
+        batch_no = next(self._batch_no)
+        scratch = f"_ingest_{self.summary.ingest_id}_{batch_no}"
+        staging, classified = f"{scratch}_staging", f"{scratch}_classified"
         wh = self.warehouse
-        times = {"ingested_at": self.ingested_at, "ingest_id": self.summary.ingest_id}
+        run_id = self.summary.ingest_id
+        times = {"ingested_at": self.ingested_at, "ingest_id": run_id}
+        # The insert-deduplication token names this run's batch and nothing else (the run
+        # id is random, the batch number counts up in the run): a retry of the same
+        # statement is skipped, and no other insert can ever be taken for a retry of it.
+        token = f"{run_id}{batch_no:08x}"
         try:
             wh.command(query("ingest/create_staging", staging=staging))
             wh.insert_arrow(staging, batch.table)
@@ -198,23 +251,32 @@ class Ingestor:
                     **self.catalog.validation_params(),
                 },
             )
-            counts, tokens = self._count(classified)
-            # A retried batch (after a crash between these inserts) carries the same
-            # accepted rows, so the same token: ClickHouse then skips the repeat insert.
+            counts, low, high = self._count(classified)
+            self._journal.extend([batch.source], low, high)
+            crash_point("ingest.after_classify")
             if counts.accepted:
                 wh.command(
                     query("ingest/insert_accepted", classified=classified),
                     times,
-                    settings={"insert_deduplication_token": tokens + "-events"},
+                    settings={"insert_deduplication_token": token + "-events"},
                 )
+                crash_point("ingest.after_events")
                 wh.command(
                     query("ingest/insert_ids", classified=classified),
                     times,
-                    settings={"insert_deduplication_token": tokens + "-ids"},
+                    settings={"insert_deduplication_token": token + "-ids"},
                 )
+                crash_point("ingest.after_ids")
+                self._verify_stored(classified, counts.accepted)
             if counts.rejected:
-                wh.command(query("ingest/insert_rejected", classified=classified), times)
+                wh.command(
+                    query("ingest/insert_rejected", classified=classified),
+                    times,
+                    settings={"insert_deduplication_token": token + "-rejected"},
+                )
+                crash_point("ingest.after_rejected")
             self._log(batch.source, counts)
+            crash_point("ingest.after_log")
         finally:
             for table in (classified, staging):
                 wh.command(f"DROP TABLE IF EXISTS {check_identifier(table)}")
@@ -222,23 +284,38 @@ class Ingestor:
         if self.progress:
             self.progress(batch.source, counts.received)
 
-    def _count(self, classified: str) -> tuple[SourceCounts, str]:
+    def _verify_stored(self, classified: str, accepted: int) -> None:
+        """Every row counted as accepted is stored under this run, in both tables."""
+        ((events, ids),) = self.warehouse.query_rows(
+            query("ingest/stored_counts", classified=classified),
+            {"ingest_id": self.summary.ingest_id},
+        )
+        if int(events) != accepted or int(ids) != accepted:
+            raise IngestNotStored(
+                f"ingest {self.summary.ingest_id}: {accepted} rows were accepted but "
+                f"{events} are stored in usage_events and {ids} in usage_event_ids; the "
+                "ingest was rolled back and nothing of it counts. This is a bug: report it "
+                "with the input, then ingest the files again"
+            )
+
+    def _count(self, classified: str) -> tuple[SourceCounts, datetime | None, datetime | None]:
         counts = SourceCounts()
-        digest = hashlib.sha256()
-        for _source, status, reason, n, fingerprint in self.warehouse.query_rows(
+        low: datetime | None = None
+        high: datetime | None = None
+        for _source, status, reason, n, min_ts, max_ts in self.warehouse.query_rows(
             query("ingest/summary", classified=classified)
         ):
             n = int(n)
             counts.received += n
             if status == "accepted":
                 counts.accepted += n
-                digest.update(f"{n}:{fingerprint}".encode())
+                low, high = min_ts, max_ts
             elif status == "duplicate":
                 counts.duplicates += n
             else:
                 counts.rejected += n
                 counts.rejected_by_reason[reason] = counts.rejected_by_reason.get(reason, 0) + n
-        return counts, digest.hexdigest()
+        return counts, low, high
 
     def _log(self, source: str, counts: SourceCounts) -> None:
         self.warehouse.command(

@@ -24,7 +24,11 @@ class WarehouseError(RuntimeError):
     """A warehouse statement failed; the message says which and why."""
 
 
-class WarehouseLockTimeout(WarehouseError):
+class WarehouseUnavailable(WarehouseError):
+    """The warehouse could not be reached, or did not answer in time: try again later."""
+
+
+class WarehouseLockTimeout(WarehouseUnavailable):
     """Another process kept the embedded warehouse folder locked for too long."""
 
 
@@ -32,6 +36,9 @@ class Warehouse(Protocol):
     """What meterline needs from ClickHouse, and nothing more."""
 
     database: str
+    # True when no other process can use this warehouse while it is open (the embedded
+    # chDB folder lock): work left unfinished by another process is then certainly dead.
+    exclusive: bool
 
     def command(
         self,

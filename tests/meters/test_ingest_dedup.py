@@ -128,20 +128,6 @@ def test_batch_size_does_not_change_the_outcome(
     assert results[0] == results[1]
 
 
-def test_retried_batch_after_a_crash_lands_once(
-    warehouse: Warehouse, catalog: MeterCatalog, tmp_path: Path
-) -> None:
-    """A crash after the events insert but before the id index insert: the retry's
-    events insert carries the same deduplication token, so nothing is counted twice."""
-    path = write(tmp_path / "a.jsonl", [event(f"e{i}") for i in range(10)])
-    ingest_files(warehouse, catalog, [path], ingested_at=AT)
-    warehouse.command("TRUNCATE TABLE usage_event_ids")  # the id index never got written
-    retry = ingest_files(warehouse, catalog, [path], ingested_at=AT).total
-    assert retry.accepted == 10  # classified as new again, since the index was lost
-    assert warehouse.query_rows("SELECT count() FROM usage_events")[0][0] == 10
-    assert warehouse.query_rows("SELECT count() FROM usage_event_ids")[0][0] == 10
-
-
 def test_python_api(warehouse: Warehouse, catalog: MeterCatalog) -> None:
     at = datetime(2026, 11, 20, 10, tzinfo=UTC)
     events = [
