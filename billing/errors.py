@@ -7,6 +7,11 @@ class LedgerError(Exception):
     """Base class of every ledger error."""
 
 
+class NotFound(LedgerError):
+    """A named invoice, line, customer, subscription or period does not exist (the
+    command line's exit code 3). The message names what was asked for."""
+
+
 class PostingConflict(LedgerError):
     """A line's idempotency key was already posted with different content.
 
@@ -28,7 +33,7 @@ class FinalizeTooEarly(LedgerError):
     """``finalize`` was asked to close an invoice before period end + grace period."""
 
 
-class UnknownSubscription(LedgerError):
+class UnknownSubscription(NotFound):
     """A subscription external id that was never loaded."""
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from billing import bulk
 from billing.bulk import refresh_totals
-from billing.errors import FinalizeTooEarly, InvoiceImmutable, LedgerError
+from billing.errors import FinalizeTooEarly, InvoiceImmutable, LedgerError, NotFound
 from billing.models import Invoice, InvoiceLine
 
 #: Default wait after a period ends before its invoice may be finalized.
@@ -34,7 +34,7 @@ def _locked(session: Session, invoice_id: int) -> Invoice:
         select(Invoice).where(Invoice.id == invoice_id).with_for_update()
     ).one_or_none()
     if invoice is None:
-        raise LedgerError(f"no invoice {invoice_id}")
+        raise NotFound(f"no invoice {invoice_id}")
     return invoice
 
 

@@ -6,7 +6,7 @@ Amounts arrive in major units, already rounded once per line by the rating engin
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 from functools import cache
 from typing import Any
 
@@ -86,3 +86,34 @@ def canonical(value: Decimal) -> str:
 def minor_unit(currency: str) -> Decimal:
     """The smallest amount of the currency, in major units (USD 0.01)."""
     return Decimal(1).scaleb(-exponent(currency))
+
+
+# Wide enough that trimming zeros never rounds a ledger amount (Decimal(38, 9) at most).
+_WIDE = Context(prec=100)
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    """An amount in major units as people read it: digits grouped by thousands, at least
+    the currency's ISO 4217 minor-unit decimals, and never fewer digits than the amount
+    has (an unrounded precise amount or unit price is shown whole, never cut).
+
+    JPY 3668 -> "3,668"; USD 1234.5 -> "1,234.50"; KWD 12.345 -> "12.345";
+    USD 0.0125 -> "0.0125"; USD 0.9900 -> "0.99". Raises CurrencyError for an unknown
+    currency and TypeError for a float."""
+    value = require_decimal(amount, "amount")
+    places = exponent(currency)
+    normal = Decimal(0) if value.is_zero() else value.normalize(_WIDE)
+    tail = normal.as_tuple().exponent
+    if isinstance(tail, int) and tail > -places:
+        normal = normal.quantize(minor_unit(currency), context=_WIDE)
+    return format(normal, ",f")
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """``format_amount`` with the currency code in front: "USD 1,234.50", "JPY -3,668"."""
+    return f"{currency} {format_amount(amount, currency)}"
+
+
+def format_minor(minor: int, currency: str) -> str:
+    """Integer minor units as ``format_money`` text: 123450 USD -> "USD 1,234.50"."""
+    return format_money(from_minor(minor, currency), currency)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from billing.errors import LedgerError
+from billing.errors import NotFound
 from billing.models import Customer, Invoice, InvoiceLine, Subscription
 from billing.money import minor_text
 
@@ -141,7 +141,7 @@ def invoice_detail(session: Session, invoice_id: int) -> dict[str, Any]:
         .options(selectinload(Invoice.lines))
     ).one_or_none()
     if row is None:
-        raise LedgerError(f"no invoice {invoice_id}")
+        raise NotFound(f"no invoice {invoice_id}")
     inv, cus, sub = row
     detail = _summary(inv, cus, sub)
     detail["lines"] = [_line(line) for line in inv.lines]
