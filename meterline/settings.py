@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -33,7 +34,10 @@ class Settings(BaseSettings):
         default="sqlite:///.meterline/ledger.db",
         description="SQLAlchemy URL of the billing ledger (sqlite:///... or postgresql+psycopg://...)",
     )
-    catalog_path: Path = Field(default=DEMO_CATALOG, description="Catalog YAML (meters, plans)")
+    catalog_path: Path = Field(
+        default=DEMO_CATALOG,
+        description="Default file of `meterline catalog load` (commands read the loaded catalog)",
+    )
     warehouse_lock_timeout_s: float = Field(
         default=300.0, gt=0, description="How long to wait for another process's chDB folder lock"
     )
@@ -54,6 +58,12 @@ class Settings(BaseSettings):
     )
     ingest_batch_rows: int = Field(
         default=2_000_000, ge=1, description="Rows validated and inserted per ingest batch"
+    )
+    reconcile_fail_on: Literal["error", "warning"] = Field(
+        default="error",
+        description="Reconcile fails (exit 1, the billing_close DAG's reconcile task) on"
+        " unacknowledged findings of this severity or worse: error (money differs) or"
+        " warning (also usage billed to no one)",
     )
 
     @property
@@ -86,13 +96,6 @@ class Settings(BaseSettings):
         scheme = urlsplit(value).scheme.split("+")[0]
         if scheme not in ("sqlite", "postgresql"):
             raise ValueError("use sqlite:///PATH or postgresql+psycopg://user:pass@host:5432/db")
-        return value
-
-    @field_validator("catalog_path")
-    @classmethod
-    def _check_catalog(cls, value: Path) -> Path:
-        if not value.is_file():
-            raise ValueError(f"no such file: {value}")
         return value
 
 
