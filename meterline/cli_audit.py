@@ -422,7 +422,21 @@ def render_rerate(doc: dict[str, Any]) -> list[str]:
 
 @click.command("statement")
 @click.option("--customer", required=True, help="The customer (external id).")
-@click.option("--period", required=True, help="YYYY-MM: the invoices whose period starts then.")
+@click.option(
+    "--period",
+    required=True,
+    help="YYYY-MM: the billing periods whose first day, in the subscription's timezone,"
+    " is in that month (an anchor-31 period from 2026-10-31 to 2026-11-29 is 2026-10);"
+    " or YYYY-MM-DD: the period containing that local day.",
+)
+@click.option(
+    "--view",
+    type=click.Choice(["customer", "internal"]),
+    default="customer",
+    show_default=True,
+    help="customer: safe to send (no ledger ids, version hashes, UTC instants or audit"
+    " chain); internal: adds them, with each line re-rated from the raw events.",
+)
 @click.option(
     "--out",
     "out",
@@ -430,9 +444,27 @@ def render_rerate(doc: dict[str, Any]) -> list[str]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The HTML file to write.",
 )
-def statement(customer: str, period: str, out: Path) -> None:
-    """A self-contained HTML usage statement: lines, daily usage, tiers, audit chain."""
-    from meterline.statement import write_statement
+def statement(customer: str, period: str, view: str, out: Path) -> None:
+    """A self-contained HTML usage statement: lines, daily usage, tiers (and the audit
+    chain in the internal view). Exit 3 when the customer or period does not exist."""
+    from meterline.statement import StatementNotFound, parse_period, render, statement_data
 
-    path = write_statement(customer, _month(period) or period, out)
-    click.echo(f"wrote {path}")
+    try:
+        parse_period(period)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--period") from None
+    try:
+        page = render(statement_data(customer, period, view=view))  # type: ignore[arg-type]
+    except StatementNotFound as exc:
+
+        class NotFound(click.ClickException):
+            exit_code = 3  # not found: one line, listing the periods that do exist
+
+        raise NotFound(str(exc)) from None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise click.BadParameter(f"cannot write {out}: {reason}", param_hint="--out") from None
+    click.echo(f"wrote {out}")

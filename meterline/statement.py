@@ -1,129 +1,755 @@
-"""`meterline statement`: one customer's month as a self-contained HTML page.
+"""`meterline statement`: one customer's billing period(s) as a self-contained HTML page.
 
 What a customer (or their account manager) asks about a usage invoice, on one page that
 needs nothing else (inline CSS and SVG, no script, no web font, no image file):
 
-- the invoices whose period starts in the month, line by line, with their totals;
-- the usage per local day (in the customer's timezone) and meter, as a stacked bar chart
-  per dimension group: events (or their values) for counter meters, the time-weighted
-  level for gauges (a seat held half a day counts half);
-- tier progress for tiered prices: how far the period's quantity reached into each tier;
-- the audit chain of every line (`meterline audit explain`): re-rated from the raw events,
-  the difference, the events and rollup rows behind it.
+- the invoices of the period asked, line by line, with their totals;
+- the usage per local day (in the subscription's timezone) and meter, as a stacked bar
+  chart per dimension group: events (or their values) for counter meters, the
+  time-weighted level for gauges (a seat held half a day counts half);
+- the tier table of each tiered price, read from the line's typed rating result
+  (rating.result.RatedCharge): graduated shows each tier's units and amount, volume the
+  one tier the period's total fell in, applied to every unit (docs/rating.md);
+- in the internal view only, the audit chain of every line (`meterline audit explain`).
 
-`statement_data` gathers the facts (I/O); `render` is pure: facts in, HTML out.
+Two views (`--view`):
+
+- ``customer`` (the default: a statement is made to be sent, so nothing internal leaks
+  by accident): no ledger ids, subscription ids, price version hashes, idempotency keys
+  or UTC instants; quantities with their meaningful decimals only (at most 3, marked
+  "≈" when rounded for display; amounts are always exact).
+- ``internal``: line and invoice ids, price versions, the period in UTC as well, the
+  rating's own explanation, and each line's audit chain (re-rated from the raw events).
+
+Periods are shown and looked up in the subscription's timezone. ``--period YYYY-MM``
+selects the billing periods whose first local day falls in that month (an anchor-31
+subscription's period 2026-10-31..2026-11-29 is "2026-10"); ``--period YYYY-MM-DD``
+selects the period containing that local day. Nothing found raises StatementNotFound,
+whose one-line message lists the periods the customer has.
+
+Amounts render from typed values: ledger integers in minor units, and the rating's
+Decimals, with the currency's ISO 4217 minor unit (JPY 0, USD 2, KWD 3), never cut.
+
+`statement_data` gathers the facts (I/O) into typed values; `render` is pure: facts in,
+HTML out, through the Jinja2 templates in meterline/templates/statement/.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from html import escape
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
-from billing.models import Customer
+from billing.models import Customer, Invoice, InvoiceLine, Plan, PriceVersion
+from billing.money import exponent, from_minor
 from billing.periods import local_midnight, zone
-from billing.views import invoice_detail
 from meterline.app import meter_catalog, open_warehouse
-from meterline.audit import dims_label, dims_of, iso
-from meterline.audit_io import AuditError, explain_lines, ledger_session, month_invoices
+from meterline.audit import dims_label, dims_of
+from meterline.audit_io import AuditError, explain_lines, ledger_session
 from meterline.settings import Settings, settings
+from meters.catalog import MeterCatalog
 from meters.rollup import definition_params
 from meters.sql_files import query
+from rating import PriceModel, RatedCharge, parse_price
+
+View = Literal["customer", "internal"]
+VIEWS: tuple[View, ...] = ("customer", "internal")
+DEFAULT_VIEW: View = "customer"
 
 COLORS = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#0ea5e9", "#84cc16")
+GAUGES = ("time_weighted", "latest")
+# The customer view shows a quantity to this many decimals at most ("≈" when rounded).
+CUSTOMER_QUANTITY_PLACES = 3
+# The not-found message lists this many of the customer's latest periods at most.
+LISTED_PERIODS = 12
 
 
-# --- facts ------------------------------------------------------------------------------
+class StatementNotFound(AuditError):
+    """No such customer, or no invoice of the customer for the period asked. The
+    message lists the periods the customer has. Exit code 3 (not found)."""
 
 
-def statement_data(customer: str, period: str, *, config: Settings | None = None) -> dict[str, Any]:
-    """Everything the page shows, as plain JSON-able values."""
+# --- formatting (typed values in, text out) ----------------------------------------------
+# The CLI's shared money/quantity formatting module replaces these once it exists; the
+# rules are the same: exact amounts with the currency's minor unit, grouped digits.
+
+
+def money_text(value: Decimal, currency: str) -> str:
+    """An amount in major units, exact, grouped, with at least the currency's ISO 4217
+    minor-unit decimals: USD 3667.8 -> "3,667.80", KWD 12.345 -> "12.345", JPY 3668 ->
+    "3,668". More decimals than the minor unit (an unrounded tier amount or unit price,
+    USD 0.0125) are kept, never cut: a line is rounded once, on its total."""
+    minor = Decimal(1).scaleb(-exponent(currency))
+    shown = value.quantize(minor) if value == value.quantize(minor) else value.normalize()
+    return format(shown, ",f")
+
+
+def minor_text(minor: int, currency: str) -> str:
+    """Integer minor units as grouped major-unit text: 366780 USD -> "3,667.80"."""
+    return money_text(from_minor(minor, currency), currency)
+
+
+def quantity_text(value: Decimal, places: int | None = None) -> str:
+    """A quantity with its meaningful decimals, grouped: 12226.000000000 -> "12,226",
+    1.500000000 -> "1.5". With ``places``, at most that many decimals, and "≈" in front
+    when that rounded the value (10.333333333 -> "≈ 10.333")."""
+    shown = value.normalize() if value else Decimal(0)
+    prefix = ""
+    if places is not None and -shown.as_tuple().exponent > places:  # type: ignore[operator]
+        shown = shown.quantize(Decimal(1).scaleb(-places)).normalize()
+        prefix = "≈ "
+    if shown.as_tuple().exponent > 0:  # type: ignore[operator]
+        shown = shown.quantize(Decimal(1))
+    return prefix + format(shown, ",f")
+
+
+def plain_text(value: Decimal, places: int | None = None) -> str:
+    """A quantity as plain machine-readable text (no grouping, no "≈"), for the page's
+    data attributes: quantity_text's digits without its marks."""
+    return quantity_text(value, places).removeprefix("≈ ").replace(",", "")
+
+
+# --- periods ------------------------------------------------------------------------------
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class PeriodQuery:
+    """What `--period` asks for: a month (periods whose first local day is in it) or a
+    local day (the period containing it)."""
+
+    text: str
+    month: tuple[int, int] | None = None
+    day: date | None = None
+
+    def matches(self, period: LocalPeriod) -> bool:
+        if self.month is not None:
+            first = period.first_day
+            return (first.year, first.month) == self.month
+        assert self.day is not None
+        return period.first_day <= self.day <= period.last_day
+
+    def describe(self) -> str:
+        if self.month is not None:
+            return f"a billing period starting in {self.text}"
+        return f"a billing period containing {self.text}"
+
+
+def parse_period(text: str) -> PeriodQuery:
+    """``YYYY-MM`` or ``YYYY-MM-DD`` as a PeriodQuery; anything else is a ValueError."""
+    value = text.strip()
+    match = _MONTH.match(value)
+    if match and 1 <= int(match.group(2)) <= 12:
+        return PeriodQuery(value, month=(int(match.group(1)), int(match.group(2))))
+    if _DAY.match(value):
+        try:
+            return PeriodQuery(value, day=date.fromisoformat(value))
+        except ValueError:
+            pass
+    raise ValueError(
+        f"{text!r} is not a period: use YYYY-MM (the periods starting in that month, local"
+        " time) or YYYY-MM-DD (the period containing that local day)"
+    )
+
+
+@dataclass(frozen=True)
+class LocalPeriod:
+    """A billing period [start, end) (UTC instants) seen in its subscription's timezone."""
+
+    start: datetime
+    end: datetime
+    timezone: str
+
+    @property
+    def first_day(self) -> date:
+        return self.start.astimezone(zone(self.timezone)).date()
+
+    @property
+    def last_day(self) -> date:
+        """The last local day in the period (its end is the next day's local midnight)."""
+        return (self.end - timedelta(microseconds=1)).astimezone(zone(self.timezone)).date()
+
+    @property
+    def label(self) -> str:
+        """The month `--period` finds it by: the month of its first local day."""
+        return f"{self.first_day:%Y-%m}"
+
+    @property
+    def local_text(self) -> str:
+        return f"{self.first_day.isoformat()} to {self.last_day.isoformat()}"
+
+    @property
+    def utc_text(self) -> str:
+        return f"{_utc(self.start)} to {_utc(self.end)}"
+
+    def days(self) -> list[date]:
+        first, last = self.first_day, self.last_day
+        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def not_found_message(customer: str, query: PeriodQuery, periods: Sequence[LocalPeriod]) -> str:
+    """One line: what was not found, and the periods the customer does have."""
+    if not periods:
+        return f"customer {customer} has no invoice yet (nothing closed for it)"
+    zones = sorted({p.timezone for p in periods})
+    shown = list(periods)[-LISTED_PERIODS:]
+    listed = ", ".join(f"{p.label} ({p.local_text})" for p in shown)
+    earlier = len(periods) - len(shown)
+    more = f" and {earlier} earlier" if earlier else ""
+    return (
+        f"customer {customer} has no invoice for {query.describe()} ({', '.join(zones)} time);"
+        f" its periods: {listed}{more}"
+    )
+
+
+# --- typed facts --------------------------------------------------------------------------
+
+Ladder = tuple[tuple[Decimal, Decimal | None, Decimal, Decimal], ...]
+
+
+@dataclass(frozen=True)
+class TierRow:
+    """One tier of a tiered price, for one line: its range (units, lower exclusive except
+    for tier 1, upper inclusive), the unit prices that applied (one per price version
+    window that used the tier), the units priced in it and their precise amount."""
+
+    tier: int
+    lower: Decimal
+    upper: Decimal | None
+    unit_amounts: tuple[Decimal, ...]
+    flat_amount: Decimal
+    units: Decimal
+    amount: Decimal
+    applied: bool
+
+    @property
+    def filled(self) -> Decimal:
+        """How much of the tier's range the period used, 0..1 (graduated)."""
+        if self.upper is None:
+            return Decimal(1) if self.units else Decimal(0)
+        size = self.upper - self.lower
+        return min(Decimal(1), self.units / size) if size else Decimal(0)
+
+
+@dataclass(frozen=True)
+class TierTable:
+    """The tiers of one graduated or volume line, from its RatedCharge."""
+
+    model: PriceModel
+    currency: str
+    quantity: Decimal
+    free_units: Decimal
+    billable: Decimal
+    versions: tuple[str, ...]
+    rows: tuple[TierRow, ...]
+    minimum_adjustment: Decimal
+    maximum_adjustment: Decimal
+    amount_precise: Decimal
+    amount: Decimal
+
+    @property
+    def applied_tiers(self) -> tuple[int, ...]:
+        return tuple(r.tier for r in self.rows if r.applied)
+
+
+def tier_table(charge: RatedCharge, ladder: Ladder) -> TierTable | None:
+    """The tier table of a graduated or volume charge (None for other models).
+
+    ``ladder`` is the price's tiers as (lower, upper, unit_amount, flat_amount), from the
+    version in effect at the period's end; units and amounts come from the charge's
+    breakdown entries only. Graduated: each tier holds the units that fell in it. Volume:
+    the tier the period's total fell in holds every billable unit; the others none."""
+    if charge.model not in (PriceModel.GRADUATED, PriceModel.VOLUME):
+        return None
+    units: dict[int, Decimal] = defaultdict(Decimal)
+    amounts: dict[int, Decimal] = defaultdict(Decimal)
+    flats: dict[int, Decimal] = defaultdict(Decimal)
+    prices: dict[int, list[Decimal]] = defaultdict(list)
+    for entry in charge.breakdown:
+        if entry.kind != "tier" or entry.tier is None:
+            continue
+        units[entry.tier] += entry.units
+        amounts[entry.tier] += entry.amount
+        flats[entry.tier] += entry.flat_amount
+        if entry.unit_amount not in prices[entry.tier]:
+            prices[entry.tier].append(entry.unit_amount)
+    rows = []
+    for number, (lower, upper, unit_amount, flat_amount) in enumerate(ladder, start=1):
+        applied = number in amounts
+        rows.append(
+            TierRow(
+                tier=number,
+                lower=lower,
+                upper=upper,
+                unit_amounts=tuple(prices[number]) if applied else (unit_amount,),
+                flat_amount=flats[number] if applied else flat_amount,
+                units=units[number],
+                amount=amounts[number],
+                applied=applied,
+            )
+        )
+    return TierTable(
+        model=charge.model,
+        currency=charge.currency,
+        quantity=charge.quantity,
+        free_units=charge.free_units,
+        billable=charge.billable_quantity,
+        versions=charge.versions,
+        rows=tuple(rows),
+        minimum_adjustment=charge.minimum_adjustment,
+        maximum_adjustment=charge.maximum_adjustment,
+        amount_precise=charge.amount_precise,
+        amount=charge.amount,
+    )
+
+
+def single_unit_amount(charge: RatedCharge) -> Decimal | None:
+    """The one price per unit every billable unit was charged at (per unit, or the one
+    volume tier), or None when no single price says it (graduated, package, flat,
+    percentage, a flat fee, a price change inside the period)."""
+    if charge.model not in (PriceModel.PER_UNIT, PriceModel.VOLUME):
+        return None
+    priced = [e for e in charge.breakdown if e.kind in ("unit", "tier")]
+    found = {e.unit_amount for e in priced}
+    if len(found) != 1 or any(e.flat_amount for e in priced):
+        return None
+    return found.pop()
+
+
+def working(charge: RatedCharge) -> str:
+    """How the charge's amount was reached, from its typed breakdown, for a person with a
+    calculator: "12,226, volume: tier 2: 12,226 × 0.30 = 3,667.80 → 3,667.80"."""
+    cur = charge.currency
+    several = len(charge.versions) > 1
+    parts = []
+    for e in charge.breakdown:
+        if e.kind in ("free", "minimum", "maximum"):
+            continue
+        if e.kind == "flat":
+            text = f"flat {money_text(e.amount, cur)}"
+        elif e.kind == "package":
+            blocks = quantity_text(e.blocks if e.blocks is not None else Decimal(0))
+            text = (
+                f"{quantity_text(e.units)} units in {blocks} package(s)"
+                f" × {money_text(e.unit_amount, cur)}"
+            )
+        elif e.kind == "percentage":
+            text = f"{quantity_text(e.unit_amount.scaleb(2))}% of {money_text(e.units, cur)}"
+        else:
+            tier = f"tier {e.tier}: " if e.kind == "tier" else ""
+            text = f"{tier}{quantity_text(e.units)} × {money_text(e.unit_amount, cur)}"
+        if e.kind != "flat" and e.flat_amount:
+            text += f" + flat {money_text(e.flat_amount, cur)}"
+        if several and e.version:
+            text = f"[{e.version}] {text}"
+        parts.append(text)
+    head = quantity_text(charge.quantity)
+    if charge.free_units:
+        head += f" ({quantity_text(charge.free_units)} free)"
+    out = f"{head}, {charge.model}: {' + '.join(parts) or 'nothing to price'}"
+    out += f" = {money_text(charge.subtotal_precise, cur)}"
+    if charge.minimum_adjustment:
+        out += f"; raised to the minimum by {money_text(charge.minimum_adjustment, cur)}"
+    if charge.maximum_adjustment:
+        out += f"; capped at the maximum by {money_text(-charge.maximum_adjustment, cur)}"
+    return f"{out} → {money_text(charge.amount, cur)} ({charge.rounding.value.replace('_', '-')})"
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One invoice line, as the statement shows it."""
+
+    id: int
+    kind: str
+    price_id: str
+    price_version: str
+    meter: str | None
+    unit: str | None
+    group: str | None
+    quantity: Decimal
+    amount_minor: int
+    amount_precise: Decimal
+    currency: str
+    description: str
+    service_period: LocalPeriod
+    charge: RatedCharge | None = None
+    tiers: TierTable | None = None
+    chain: Mapping[str, Any] | None = None
+
+    @property
+    def item(self) -> str:
+        """What the line charges for, in words (no internal id)."""
+        group = f" ({self.group.replace('=', ': ')})" if self.group else ""
+        if self.kind == "discount":
+            return f"Discount on {self.price_id}{group}"
+        if self.kind == "minimum_true_up":
+            return "Minimum commitment true-up"
+        if self.kind == "adjustment":
+            return (
+                f"Correction to {self.price_id}{group} for"
+                f" {self.service_period.local_text}"
+            )
+        return f"{self.price_id}{group}"
+
+    @property
+    def working(self) -> str:
+        """The rating's arithmetic from the typed result; the ledger's description for
+        lines without one (discounts, minimum true-ups, adjustments)."""
+        return working(self.charge) if self.charge is not None else self.description
+
+    @property
+    def unit_amount(self) -> Decimal | None:
+        return single_unit_amount(self.charge) if self.charge is not None else None
+
+    @property
+    def notes(self) -> list[str]:
+        """How the amount follows from the quantity, for a reader without the rating."""
+        charge = self.charge
+        if charge is None:
+            return []
+        out = []
+        if charge.free_units:
+            out.append(f"first {quantity_text(charge.free_units)} free")
+        if self.tiers is not None:
+            if charge.model is PriceModel.VOLUME and len(self.tiers.applied_tiers) == 1:
+                out.append(
+                    f"volume tier {self.tiers.applied_tiers[0]}: every unit at that tier's price"
+                )
+            elif charge.model is PriceModel.GRADUATED:
+                out.append("graduated: each tier's units at its price (tiers below)")
+        if charge.minimum_adjustment:
+            out.append(
+                f"raised to the minimum by {money_text(charge.minimum_adjustment, self.currency)}"
+            )
+        if charge.maximum_adjustment:
+            out.append(
+                f"capped at the maximum by {money_text(-charge.maximum_adjustment, self.currency)}"
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Daily usage of one meter over one period, per dimension group."""
+
+    meter: str
+    unit: str
+    measure: str
+    aggregation: str
+    billed: Decimal
+    days: tuple[date, ...]
+    bars: Mapping[date, Mapping[str, Decimal]]
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted({g for per_day in self.bars.values() for g in per_day})
+
+    @property
+    def totals(self) -> dict[date, Decimal]:
+        return {d: sum(self.bars.get(d, {}).values(), Decimal(0)) for d in self.days}
+
+    @property
+    def top(self) -> Decimal:
+        return max(self.totals.values(), default=Decimal(0))
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.totals.values(), Decimal(0))
+
+    def layout(self) -> dict[str, Any]:
+        """SVG geometry: a stacked bar per local day, one colour per group, to scale."""
+        width, height, left, bottom, top_pad = 760, 200, 56, 28, 12
+        plot_h = height - bottom - top_pad
+        top = self.top or Decimal(1)
+        step = (width - left - 8) / max(len(self.days), 1)
+        bar_w = max(step * 0.75, 1)
+        groups = self.groups
+        rects, labels = [], []
+        for i, day in enumerate(self.days):
+            x = left + i * step + (step - bar_w) / 2
+            y = float(top_pad + plot_h)
+            for g, group in enumerate(groups):
+                value = self.bars.get(day, {}).get(group, Decimal(0))
+                if not value:
+                    continue
+                h = float(value / top) * plot_h
+                y -= h
+                rects.append(
+                    {
+                        "x": f"{x:.2f}",
+                        "y": f"{y:.2f}",
+                        "w": f"{bar_w:.2f}",
+                        "h": f"{h:.2f}",
+                        "color": COLORS[g % len(COLORS)],
+                        "day": day,
+                        "group": group,
+                        "value": value,
+                    }
+                )
+            if i % 5 == 0 or i == len(self.days) - 1:
+                labels.append({"x": f"{x + bar_w / 2:.2f}", "text": f"{day:%m-%d}"})
+        return {
+            "width": width,
+            "height": height,
+            "left": left,
+            "top_pad": top_pad,
+            "baseline": top_pad + plot_h,
+            "rects": rects,
+            "labels": labels,
+            "legend": [(COLORS[g % len(COLORS)], group) for g, group in enumerate(groups)],
+        }
+
+
+@dataclass(frozen=True)
+class StatementInvoice:
+    id: int
+    status: str
+    subscription: str
+    plan: str
+    currency: str
+    period: LocalPeriod
+    subtotal_minor: int
+    discount_minor: int
+    adjustment_minor: int
+    total_minor: int
+    lines: tuple[StatementLine, ...]
+    charts: tuple[Chart, ...] = ()
+
+    @property
+    def tier_lines(self) -> list[StatementLine]:
+        return [ln for ln in self.lines if ln.tiers is not None]
+
+
+@dataclass(frozen=True)
+class Statement:
+    customer_id: str
+    customer_name: str
+    currency: str
+    asked: PeriodQuery
+    view: View
+    invoices: tuple[StatementInvoice, ...] = field(default=())
+
+
+# --- facts (I/O) --------------------------------------------------------------------------
+
+
+def _ladders(
+    session: Any, plan: str, currency: str, price_id: str, versions: Iterable[str]
+) -> dict[str, Ladder]:
+    rows = session.scalars(
+        select(PriceVersion).where(
+            PriceVersion.plan_id == plan,
+            PriceVersion.currency == currency,
+            PriceVersion.price_id == price_id,
+            PriceVersion.version.in_(sorted(set(versions))),
+        )
+    ).all()
+    return {
+        r.version: parse_price({**r.body, "currency": currency}, name=price_id).ladder
+        for r in rows
+    }
+
+
+def _charge(line: InvoiceLine) -> RatedCharge | None:
+    """The line's typed rating result, as close stored it (usage and flat lines)."""
+    doc = line.breakdown
+    if line.kind not in ("usage", "flat") or not isinstance(doc, Mapping) or "model" not in doc:
+        return None
+    return RatedCharge.model_validate(doc)
+
+
+def _line(
+    session: Any, line: InvoiceLine, plan: str, tz: str, meters: MeterCatalog
+) -> StatementLine:
+    charge = _charge(line)
+    tiers = None
+    if charge is not None and charge.model in (PriceModel.GRADUATED, PriceModel.VOLUME):
+        # The tier ranges of the version in effect at the period's end (the last window).
+        last = charge.versions[-1] if charge.versions else line.price_version
+        ladder = _ladders(session, plan, line.currency, line.price_id, [last]).get(last)
+        if ladder is None:
+            raise AuditError(
+                f"line {line.id}: price {line.price_id} version {last} ({line.currency}) is not"
+                " in the ledger's catalog; run `meterline catalog load` with the catalog that"
+                " priced it"
+            )
+        tiers = tier_table(charge, ladder)
+    meter = meters.meters.get(line.meter) if line.meter else None
+    return StatementLine(
+        id=line.id,
+        kind=line.kind,
+        price_id=line.price_id,
+        price_version=line.price_version,
+        meter=line.meter,
+        unit=meter.unit if meter is not None else None,
+        group=line.dimension_group,
+        quantity=line.quantity,
+        amount_minor=line.amount_minor,
+        amount_precise=line.amount_precise,
+        currency=line.currency,
+        description=line.description,
+        service_period=LocalPeriod(
+            _aware(line.service_period_start), _aware(line.service_period_end), tz
+        ),
+        charge=charge,
+        tiers=tiers,
+    )
+
+
+def statement_data(
+    customer: str,
+    period: str,
+    *,
+    view: View = DEFAULT_VIEW,
+    config: Settings | None = None,
+) -> Statement:
+    """Everything the page shows, as typed values.
+
+    Raises ValueError for a malformed ``period`` (parse_period), StatementNotFound when
+    the customer or its period does not exist, AuditError for a ledger that cannot say
+    what a line's tiers were."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+    asked = parse_period(period)
     config = config or settings()
     meters = meter_catalog(config)
     with ledger_session(config) as session:
-        row = session.scalars(
+        who = session.scalars(
             select(Customer).where(Customer.external_id == customer)
         ).one_or_none()
-        if row is None:
-            raise AuditError(f"no customer {customer!r}")
-        invoices, _void = month_invoices(session, period, customer)
-        if not invoices:
-            raise AuditError(f"{customer} has no invoice whose period starts in {period}")
-        details = [invoice_detail(session, inv.id) for inv in invoices]
-        who = {"id": row.external_id, "name": row.name, "currency": row.currency}
-        timezones = {inv.id: inv.subscription.timezone for inv in invoices}
-    line_ids = [ln["id"] for d in details for ln in d["lines"]]
-    chains = {doc["line"]["id"]: doc for doc in explain_lines(line_ids, config=config)}
+        if who is None:
+            raise StatementNotFound(f"no customer {customer!r} in the ledger")
+        found = session.scalars(
+            select(Invoice)
+            .where(Invoice.customer_id == who.id, Invoice.status != "void")
+            .options(selectinload(Invoice.lines), selectinload(Invoice.subscription))
+            .order_by(Invoice.period_start, Invoice.id)
+        ).all()
+        periods = [
+            LocalPeriod(_aware(i.period_start), _aware(i.period_end), i.subscription.timezone)
+            for i in found
+        ]
+        chosen = [(i, p) for i, p in zip(found, periods, strict=True) if asked.matches(p)]
+        if not chosen:
+            raise StatementNotFound(not_found_message(customer, asked, periods))
+        plans = {
+            p.id: p.name
+            for p in session.scalars(
+                select(Plan).where(Plan.id.in_({i.subscription.plan_id for i, _ in chosen}))
+            )
+        }
+        invoices = [
+            StatementInvoice(
+                id=inv.id,
+                status=inv.status,
+                subscription=inv.subscription.external_id,
+                plan=plans.get(inv.subscription.plan_id, inv.subscription.plan_id),
+                currency=inv.currency,
+                period=local,
+                subtotal_minor=inv.subtotal_minor,
+                discount_minor=inv.discount_minor,
+                adjustment_minor=inv.adjustment_minor,
+                total_minor=inv.total_minor,
+                lines=tuple(
+                    _line(session, ln, inv.subscription.plan_id, local.timezone, meters)
+                    for ln in inv.lines
+                ),
+            )
+            for inv, local in chosen
+        ]
+        name, currency = who.name, who.currency
+    invoices = _with_chains(invoices, view, meters, config)
+    invoices = _with_charts(customer, invoices, meters, config)
+    return Statement(customer, name, currency, asked, view, tuple(invoices))
+
+
+def _with_chains(
+    invoices: Sequence[StatementInvoice], view: View, meters: MeterCatalog, config: Settings
+) -> list[StatementInvoice]:
+    """Attach the audit chain: every line's in the internal view; in the customer view
+    only the gauge lines', whose levels draw the daily chart."""
+    wanted = [
+        ln.id
+        for inv in invoices
+        for ln in inv.lines
+        if view == "internal"
+        or (
+            ln.kind == "usage"
+            and ln.meter in meters.meters
+            and meters.meters[ln.meter].aggregation.value in GAUGES
+        )
+    ]
+    chains = {doc["line"]["id"]: doc for doc in explain_lines(wanted, config=config)}
+    return [
+        replace(inv, lines=tuple(replace(ln, chain=chains.get(ln.id)) for ln in inv.lines))
+        for inv in invoices
+    ]
+
+
+def _with_charts(
+    customer: str, invoices: Sequence[StatementInvoice], meters: MeterCatalog, config: Settings
+) -> list[StatementInvoice]:
     params = definition_params(meters)
     usage: dict[int, list[tuple[Any, ...]]] = {}
     with open_warehouse(config) as warehouse:
-        for d in details:
-            usage[d["id"]] = warehouse.query_rows(
+        for inv in invoices:
+            usage[inv.id] = warehouse.query_rows(
                 query("audit/daily_usage"),
                 {
                     "customer": customer,
-                    "timezone": timezones[d["id"]],
-                    "start": datetime.fromisoformat(d["period_start"]),
-                    "end": datetime.fromisoformat(d["period_end"]),
+                    "timezone": inv.period.timezone,
+                    "start": inv.period.start,
+                    "end": inv.period.end,
                     "meters": params["meters"],
                     "dimensions": params["dimensions"],
                     "filters": params["filters"],
                 },
             )
-    out_invoices = []
-    for d in details:
-        tz = timezones[d["id"]]
-        start = datetime.fromisoformat(d["period_start"])
-        end = datetime.fromisoformat(d["period_end"])
-        days = local_days(start, end, tz)
-        lines = [{**ln, "chain": chains[ln["id"]]} for ln in d["lines"]]
+    out = []
+    for inv in invoices:
+        tz, days = inv.period.timezone, inv.period.days()
         charts = []
         for name, meter in sorted(meters.meters.items()):
-            usage_lines = [ln for ln in lines if ln["meter"] == name and ln["kind"] == "usage"]
-            billed = sum((Decimal(ln["quantity"]) for ln in usage_lines), Decimal(0))
-            if meter.aggregation.value in ("time_weighted", "latest"):
+            usage_lines = [ln for ln in inv.lines if ln.meter == name and ln.kind == "usage"]
+            billed = sum((ln.quantity for ln in usage_lines), Decimal(0))
+            aggregation = meter.aggregation.value
+            if aggregation in GAUGES:
                 found = [
                     lv
                     for ln in usage_lines
-                    for lv in ln["chain"].get("quantity", {}).get("levels", [])
+                    for lv in ((ln.chain or {}).get("quantity") or {}).get("levels", [])
                 ]
                 bars = daily_levels(found, days, tz)
                 measure = "average level held that day"
             else:
-                bars = daily_counts(usage[d["id"]], name, meter.aggregation.value)
-                measure = "events" if meter.aggregation.value == "count" else "sum of values"
+                bars = daily_counts(usage[inv.id], name, aggregation)
+                measure = "events" if aggregation == "count" else "sum of values"
             if any(v for per_day in bars.values() for v in per_day.values()):
                 charts.append(
-                    {
-                        "meter": name,
-                        "unit": meter.unit,
-                        "measure": measure,
-                        "aggregation": meter.aggregation.value,
-                        "billed": str(billed),
-                        "days": [day.isoformat() for day in days],
-                        "bars": {
-                            day.isoformat(): {g: str(v) for g, v in per_day.items()}
-                            for day, per_day in bars.items()
-                        },
-                    }
+                    Chart(name, meter.unit, measure, aggregation, billed, tuple(days), bars)
                 )
-        out_invoices.append(
-            {**d, "timezone": tz, "lines": lines, "charts": charts, "tiers": tier_progress(lines)}
-        )
-    return {"customer": who, "period": period, "invoices": out_invoices}
-
-
-def local_days(start: datetime, end: datetime, tz: str) -> list[date]:
-    """The local calendar days [start, end) touches, in `tz`."""
-    first = start.astimezone(zone(tz)).date()
-    last = (end - timedelta(microseconds=1)).astimezone(zone(tz)).date()
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        out.append(replace(inv, charts=tuple(charts)))
+    return out
 
 
 def daily_counts(
@@ -160,317 +786,47 @@ def daily_levels(
     return out
 
 
-def tier_progress(lines: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """For each tiered usage line: each tier's range, how much of it the period used, and
-    what it cost (from the line's rating)."""
-    out = []
-    for ln in lines:
-        chain = ln["chain"]
-        rating = chain.get("rating") or {}
-        if ln["kind"] != "usage" or rating.get("model") not in ("graduated", "volume"):
-            continue
-        windows = chain["price"]["windows"]
-        tiers = windows[-1]["body"].get("tiers", []) if windows else []
-        billable = Decimal(rating.get("billable_quantity") or 0)
-        amounts: dict[int, Decimal] = defaultdict(Decimal)
-        for entry in rating.get("entries", []):
-            if entry.get("kind") == "tier" and entry.get("tier"):
-                amounts[int(entry["tier"])] += Decimal(entry["amount"])
-        rows, lower = [], Decimal(0)
-        for number, tier in enumerate(tiers, start=1):
-            upper = Decimal(tier["up_to"]) if tier.get("up_to") is not None else None
-            used = max(Decimal(0), (billable if upper is None else min(billable, upper)) - lower)
-            size = (upper - lower) if upper is not None else None
-            rows.append(
-                {
-                    "tier": number,
-                    "from": str(lower),
-                    "to": None if upper is None else str(upper),
-                    "unit_amount": str(tier.get("unit_amount", "0")),
-                    "used": str(used),
-                    "filled": str(
-                        (used / size).quantize(Decimal("0.0001"))
-                        if size
-                        else (Decimal(1) if used else Decimal(0))
-                    ),
-                    "amount": str(amounts.get(number, Decimal(0))),
-                }
-            )
-            if upper is None:
-                break
-            lower = upper
-        out.append(
-            {
-                "line_id": ln["id"],
-                "price_id": ln["price_id"],
-                "model": rating.get("model"),
-                "billable": str(billable),
-                "versions": [w["version"] for w in windows],
-                "tiers": rows,
-            }
-        )
-    return out
+# --- page ---------------------------------------------------------------------------------
 
 
-# --- page -------------------------------------------------------------------------------
+@cache
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("meterline", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    # The audit chain's documents carry numbers as exact decimal text.
+    env.filters["money"] = lambda value, currency: money_text(Decimal(value), currency)
+    env.filters["minor"] = minor_text
+    env.filters["qty"] = lambda value, places=None: quantity_text(Decimal(value), places)
+    env.filters["plain"] = lambda value, places=None: plain_text(Decimal(value), places)
+    env.filters["percent"] = lambda value: f"{Decimal(value) * 100:.1f}"
+    return env
 
 
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#111827;
- margin:0;background:#f9fafb}
-main{max-width:1000px;margin:0 auto;padding:24px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}
-h3{font-size:15px;margin:18px 0 6px}
-.muted{color:#6b7280}.card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;
- padding:16px;margin:12px 0}
-table{border-collapse:collapse;width:100%}th,td{padding:6px 8px;border-bottom:1px solid #e5e7eb;
- text-align:left;vertical-align:top}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-tfoot td{font-weight:600}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
-.agrees{background:#d1fae5;color:#065f46}.adjusted{background:#e0e7ff;color:#3730a3}
-.drift{background:#fef3c7;color:#92400e}.mismatch{background:#fee2e2;color:#991b1b}
-.bar{background:#e5e7eb;border-radius:4px;height:12px;width:240px;overflow:hidden}
-.bar>span{display:block;height:100%;background:#2563eb}
-details{border-top:1px solid #e5e7eb;padding:6px 0}summary{cursor:pointer}
-code{font-size:12px}.legend span{margin-right:12px}.legend i{display:inline-block;width:10px;
- height:10px;margin-right:4px;border-radius:2px}
-"""
-
-
-def _num(value: Any, places: int | None = None) -> str:
-    number = Decimal(str(value))
-    if places is not None:
-        number = number.quantize(Decimal(1).scaleb(-places))
-    elif number == number.to_integral_value():
-        number = number.quantize(Decimal(1))
-    else:
-        number = number.normalize()
-    return f"{number:,}"
-
-
-def _e(value: Any) -> str:
-    return escape(str(value), quote=True)
-
-
-def render(data: Mapping[str, Any]) -> str:
+def render(data: Statement) -> str:
     """The statement as one HTML document (pure)."""
-    who = data["customer"]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Usage statement {_e(who['name'])} {_e(data['period'])}</title>",
-        f"<style>{CSS}</style></head><body><main>",
-        f"<h1>Usage statement: {_e(who['name'])}</h1>",
-        f'<p class="muted">Customer <code>{_e(who["id"])}</code>, billing periods starting in'
-        f" {_e(data['period'])}, amounts in {_e(who['currency'])}.</p>",
-    ]
-    for inv in data["invoices"]:
-        parts.append(_invoice(inv))
-    parts.append("</main></body></html>")
-    return "\n".join(parts)
-
-
-def _invoice(inv: Mapping[str, Any]) -> str:
-    cur, tz = inv["currency"], inv["timezone"]
-    start = datetime.fromisoformat(inv["period_start"]).astimezone(zone(tz))
-    end = datetime.fromisoformat(inv["period_end"]).astimezone(zone(tz))
-    out = [
-        f'<section class="card invoice" data-invoice="{inv["id"]}">',
-        f'<h2>Invoice {inv["id"]} <span class="muted">({_e(inv["status"])})</span></h2>',
-        f'<p class="muted">Subscription <code>{_e(inv["subscription"])}</code>, period'
-        f" {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} {_e(tz)}"
-        f" (UTC {_e(iso(datetime.fromisoformat(inv['period_start'])))} to"
-        f" {_e(iso(datetime.fromisoformat(inv['period_end'])))})</p>",
-        '<table class="lines"><thead><tr><th>Line</th><th>Charge</th><th>Group</th>'
-        '<th class="num">Quantity</th><th class="num">Unit price</th>'
-        f'<th class="num">Amount ({_e(cur)})</th><th>Audit</th></tr></thead><tbody>',
-    ]
-    for ln in inv["lines"]:
-        status = ln["chain"]["status"]
-        out.append(
-            f'<tr data-line="{ln["id"]}"><td>{ln["id"]}</td><td>{_e(ln["kind"])}'
-            f' {_e(ln["price_id"])}<br><span class="muted">{_e(ln["description"])}</span></td>'
-            f"<td>{_e(ln['group'] or '')}</td>"
-            f'<td class="num">{_num(ln["quantity"])}</td>'
-            f'<td class="num">{_num(ln["unit_amount"]) if ln["unit_amount"] else ""}</td>'
-            f'<td class="num amount">{_num(ln["amount"], 2 if "." in ln["amount"] else 0)}</td>'
-            f'<td><span class="badge {_e(status)}">{_e(status)}</span></td></tr>'
-        )
-    out.append("</tbody><tfoot>")
-    for label, key in (
-        ("Subtotal", "subtotal"),
-        ("Discounts", "discounts"),
-        ("Adjustments", "adjustments"),
-        ("Total", "total"),
-    ):
-        out.append(
-            f'<tr><td colspan="5">{label}</td><td class="num" data-total="{key}">'
-            f"{_num(inv[key], 2 if '.' in inv[key] else 0)}</td><td></td></tr>"
-        )
-    out.append("</tfoot></table>")
-    if inv["charts"]:
-        out.append("<h3>Daily usage</h3>")
-        for chart in inv["charts"]:
-            out.append(_chart(chart, tz))
-    for tiered in inv["tiers"]:
-        out.append(_tiers(tiered, cur))
-    out.append("<h3>Audit chain per line</h3>")
-    for ln in inv["lines"]:
-        out.append(_chain(ln, cur))
-    out.append("</section>")
-    return "\n".join(out)
-
-
-def _chart(chart: Mapping[str, Any], tz: str) -> str:
-    """A stacked bar chart, one bar per local day, one colour per dimension group."""
-    days: list[str] = chart["days"]
-    bars: Mapping[str, Mapping[str, str]] = chart["bars"]
-    groups = sorted({g for per_day in bars.values() for g in per_day})
-    totals = {d: sum((Decimal(v) for v in bars.get(d, {}).values()), Decimal(0)) for d in days}
-    top = max(totals.values(), default=Decimal(0)) or Decimal(1)
-    width, height, left, bottom, top_pad = 760, 200, 56, 28, 12
-    plot_h = height - bottom - top_pad
-    step = (width - left - 8) / max(len(days), 1)
-    bar_w = max(step * 0.75, 1)
-    total = sum(totals.values(), Decimal(0))
-    svg = [
-        f'<svg class="chart" data-meter="{_e(chart["meter"])}" data-billed="{chart["billed"]}"'
-        f' width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img"'
-        f' aria-label="daily {_e(chart["meter"])}" xmlns="http://www.w3.org/2000/svg">',
-        f'<line x1="{left}" y1="{top_pad + plot_h}" x2="{width - 4}" y2="{top_pad + plot_h}"'
-        ' stroke="#9ca3af"/>',
-        f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" font-size="11"'
-        f' fill="#6b7280">{_num(top)}</text>',
-        f'<text x="{left - 6}" y="{top_pad + plot_h}" text-anchor="end" font-size="11"'
-        ' fill="#6b7280">0</text>',
-    ]
-    for i, day in enumerate(days):
-        x = left + i * step + (step - bar_w) / 2
-        y = float(top_pad + plot_h)
-        for g, group in enumerate(groups):
-            value = Decimal(bars.get(day, {}).get(group, "0"))
-            if not value:
-                continue
-            h = float(value / top) * plot_h
-            y -= h
-            svg.append(
-                f'<rect x="{x:.2f}" y="{y:.2f}" width="{bar_w:.2f}" height="{h:.2f}"'
-                f' fill="{COLORS[g % len(COLORS)]}" data-day="{day}" data-group="{_e(group)}"'
-                f' data-value="{value}"><title>{day} {_e(group)}: {_num(value)}</title></rect>'
-            )
-        if i % 5 == 0 or i == len(days) - 1:
-            svg.append(
-                f'<text x="{x + bar_w / 2:.2f}" y="{height - 10}" text-anchor="middle"'
-                f' font-size="11" fill="#6b7280">{day[5:]}</text>'
-            )
-    svg.append("</svg>")
-    legend = "".join(
-        f'<span><i style="background:{COLORS[g % len(COLORS)]}"></i>{_e(group)}</span>'
-        for g, group in enumerate(groups)
-    )
-    return (
-        f'<figure class="usage" data-meter="{_e(chart["meter"])}">'
-        f"<figcaption><strong>{_e(chart['meter'])}</strong>: {_e(chart['measure'])} per day"
-        f" ({_e(chart['unit'])}, days in {_e(tz)}); billed quantity {_num(chart['billed'])}"
-        + (
-            f" (time-weighted over the billing cycle; {_num(top)} at most in a day)"
-            if chart["aggregation"] in ("time_weighted", "latest")
-            else f" ({_num(total)} in the chart)"
-        )
-        + "</figcaption>"
-        + "".join(svg)
-        + f'<div class="legend muted">{legend}</div></figure>'
-    )
-
-
-def _tiers(tiered: Mapping[str, Any], cur: str) -> str:
-    rows = [
-        f"<h3>Tier progress: {_e(tiered['price_id'])} (line {tiered['line_id']})</h3>",
-        f'<table class="tiers" data-line="{tiered["line_id"]}"><thead><tr><th>Tier</th>'
-        '<th>Range</th><th class="num">Unit price</th><th>Reached</th>'
-        f'<th class="num">Used</th><th class="num">Amount ({_e(cur)})</th></tr></thead><tbody>',
-    ]
-    for t in tiered["tiers"]:
-        upper = _num(t["to"]) if t["to"] is not None else "and above"
-        percent = Decimal(t["filled"]) * 100
-        rows.append(
-            f'<tr data-tier="{t["tier"]}" data-used="{t["used"]}"><td>{t["tier"]}</td>'
-            f"<td>{_num(t['from'])} to {upper}</td>"
-            f'<td class="num">{_num(t["unit_amount"])}</td>'
-            f'<td><div class="bar"><span style="width:{percent:.1f}%"></span></div></td>'
-            f'<td class="num">{_num(t["used"])}</td>'
-            f'<td class="num">{_num(t["amount"], 2)}</td></tr>'
-        )
-    rows.append(
-        f'</tbody></table><p class="muted">{_num(tiered["billable"])} billable units,'
-        f" {_e(tiered['model'])} tiers; versions {_e(', '.join(tiered['versions']))}</p>"
-    )
-    return "\n".join(rows)
-
-
-def _chain(ln: Mapping[str, Any], cur: str) -> str:
-    doc = ln["chain"]
-    status = doc["status"]
-    rec, diff = doc["recomputed"], doc["difference"]
-    items = [
-        f"<li>Posted: quantity {_num(ln['quantity'])}, {_e(cur)} {_e(ln['amount'])} (precise"
-        f" {_e(ln['amount_precise'])}) at price version"
-        f" <code>{_e(ln['price_version'])}</code></li>",
-        f"<li>Re-rated from the raw events: quantity {_num(rec['quantity'])}, {_e(cur)}"
-        f" {_e(rec['amount'])}; difference {_num(diff['quantity'])} / {_e(cur)}"
-        f" {_e(diff['amount'])}</li>",
-    ]
-    chain = doc.get("quantity")
-    if chain:
-        raw, rollup = chain["raw_events"], chain["rollup"]
-        items.append(
-            f"<li>Quantity: {_e(chain['how'])}. Raw events: {raw['events']:,} (sum"
-            f" {_num(raw['value_sum'])}); rollup: {rollup['rows']:,} hourly rows,"
-            f" {rollup['events']:,} events"
-            + (f"; from the events: {_num(chain['from_events'])}" if "from_events" in chain else "")
-            + "</li>"
-        )
-        for level in chain.get("levels", []):
-            items.append(
-                f"<li>{_e(level['group'])}: {_num(level['value'])} from {_e(level['from'])} to"
-                f" {_e(level['to'])} ({_num(level['hours'])} h), {_num(level['share_of_cycle'])}"
-                " of the billing cycle</li>"
-            )
-    for adj in doc["adjustments"]:
-        items.append(
-            f"<li>Adjusted by line {adj['id']} on invoice {adj['invoice_id']}: {_e(cur)}"
-            f" {_e(adj['amount'])}</li>"
-        )
-    late = doc["late_events"]
-    if late["count"]:
-        listed = ", ".join(
-            f"<code>{_e(e['event_id'])}</code> (ingested {_e(e['ingested_at'])})"
-            for e in late["events"]
-        )
-        items.append(f"<li>Events ingested after posting: {late['count']}: {listed}</li>")
-    if doc["sample_events"]:
-        items.append(
-            "<li>Sample events: "
-            + ", ".join(f"<code>{_e(e['event_id'])}</code>" for e in doc["sample_events"])
-            + "</li>"
-        )
-    for note in doc["notes"]:
-        items.append(f"<li>{_e(note)}</li>")
-    return (
-        f'<details class="chain" data-line="{ln["id"]}" data-status="{_e(status)}"><summary>'
-        f"Line {ln['id']} {_e(ln['kind'])} {_e(ln['price_id'])}"
-        f"{' ' + _e(ln['group']) if ln['group'] else ''}: "
-        f'<span class="badge {_e(status)}">{_e(status)}</span></summary><ul>'
-        + "".join(items)
-        + "</ul></details>"
-    )
+    template = _environment().get_template("statement/page.html.j2")
+    places = CUSTOMER_QUANTITY_PLACES if data.view == "customer" else None
+    return template.render(s=data, internal=data.view == "internal", places=places)
 
 
 def write_statement(
-    customer: str, period: str, out: Path, *, config: Settings | None = None
+    customer: str,
+    period: str,
+    out: Path,
+    *,
+    view: View = DEFAULT_VIEW,
+    config: Settings | None = None,
 ) -> Path:
-    """Write the statement of `customer` for month `period` to `out` (HTML)."""
-    page = render(statement_data(customer, period, config=config))
+    """Write the statement of ``customer`` for ``period`` (YYYY-MM or YYYY-MM-DD, see
+    parse_period) to ``out`` (HTML). Raises what statement_data raises, and OSError
+    when ``out`` cannot be written."""
+    page = render(statement_data(customer, period, view=view, config=config))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out

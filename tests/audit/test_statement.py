@@ -44,9 +44,24 @@ window.addEventListener("load", () => {
     })),
     tiers: [...document.querySelectorAll("table.tiers tr[data-tier]")].map((tr) => ({
       tier: Number(tr.dataset.tier), used: tr.dataset.used,
-      filled: box(tr.querySelector(".bar > span"))[0], track: box(tr.querySelector(".bar"))[0],
+      // Graduated tiers draw how far the period reached into them; volume tiers do not.
+      filled: tr.querySelector(".bar") ? box(tr.querySelector(".bar > span"))[0] : null,
+      track: tr.querySelector(".bar") ? box(tr.querySelector(".bar"))[0] : null,
     })),
     chains: [...document.querySelectorAll("details.chain")].map((d) => d.dataset.status),
+    rows: [...document.querySelectorAll("table.lines tbody tr")].map((tr) => ({
+      kind: tr.dataset.kind, price: tr.dataset.price,
+      cells: [...tr.cells].map((c) => c.innerText.trim()),
+    })),
+    tier_rows: [...document.querySelectorAll("table.tiers tr[data-tier]")].map((tr) => ({
+      tier: Number(tr.dataset.tier), applied: tr.dataset.applied,
+      cells: [...tr.cells].map((c) => c.innerText.trim()),
+    })),
+    totals: Object.fromEntries([...document.querySelectorAll("[data-total]")].map(
+      (td) => [td.dataset.total, td.innerText.trim()])),
+    periods: [...document.querySelectorAll("p.period")].map((p) => ({
+      first: p.dataset.firstDay, last: p.dataset.lastDay, text: p.innerText.trim(),
+    })),
     external: [...document.querySelectorAll("[src],[href],link,script:not(#probe-script)")].length,
   };
   const pre = document.createElement("pre");
@@ -111,7 +126,9 @@ def test_statement_renders_lines_charts_tiers_and_audit(month: World, tmp_path: 
         "SELECT c.external_id, c.name FROM customers c JOIN subscriptions s ON s.customer_id = c.id"
         " WHERE s.plan_id = 'volume'"
     )
-    out = write_statement(customer, "2026-11", tmp_path / "statement.html", config=month.config)
+    out = write_statement(
+        customer, "2026-11", tmp_path / "statement.html", view="internal", config=month.config
+    )
     page = out.read_text()
     assert "<script" not in page and "<link" not in page and "src=" not in page
     assert not re.findall(r"https?://(?!www\.w3\.org/2000/svg)", page), "not self-contained"
@@ -119,7 +136,7 @@ def test_statement_renders_lines_charts_tiers_and_audit(month: World, tmp_path: 
     seen = render_in_chromium(out, tmp_path)
     text = seen["text"]
     assert f"Usage statement: {name}" in text and customer in text
-    for part in ("Daily usage", "Tier progress: fin_resolution", "Audit chain per line", "Total"):
+    for part in ("Daily usage", "Tiers: fin_resolution", "Audit chain per line", "Total"):
         assert part in text, part
 
     lines = month.sql(
