@@ -6,9 +6,10 @@ for external test cases.
         --quantity 1500 --json
 
 PRICE is a path to a JSON or YAML file, or an inline JSON object, with the fields of
-the price vocabulary (docs/rating.md). Amounts are decimal strings in major units; a
-float (0.99 unquoted) is refused. An invalid price or quantity exits with code 2 and a
-message that names the field.
+the price vocabulary (docs/rating.md). Amounts are in major units, written as numbers
+(``0.99``, ``1e-2``) or decimal strings (``"0.99"``): every number is read exactly from
+its text (billing.yamlio, the one reader of user files), never through a float. An
+invalid price or quantity exits with code 2 and a message that names the field.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from billing import yamlio
 from rating import PriceError, RatedCharge, RoundingMode, parse_price, rate
 from rating.decimals import fmt
 
@@ -45,8 +46,8 @@ def _load_price_data(value: str) -> tuple[Mapping[str, Any], str]:
     text = value.strip()
     if text.startswith("{"):
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = yamlio.load_json(text)
+        except yamlio.InputError as exc:
             raise _bad_price(f"inline JSON is invalid: {exc}") from None
         name = "inline"
     else:
@@ -59,10 +60,10 @@ def _load_price_data(value: str) -> tuple[Mapping[str, Any], str]:
             raise _bad_price(f"cannot read {value}: {exc}") from None
         try:
             if path.suffix.lower() == ".json":
-                data = json.loads(content)
+                data = yamlio.load_json(content)
             else:
-                data = yaml.safe_load(content)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+                data = yamlio.load(content)
+        except yamlio.InputError as exc:
             raise _bad_price(f"cannot parse {value}: {exc}") from None
         name = path.name
     if not isinstance(data, Mapping):

@@ -36,7 +36,6 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 
 from meterline.settings import DEMO_CATALOG
 
@@ -322,7 +321,9 @@ class _Catalog:
 
 
 def _load_catalog(path: Path) -> _Catalog:
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    from billing import yamlio  # the one reader of user YAML (no aliases, exact numbers)
+
+    doc = yamlio.load(Path(path).read_text(encoding="utf-8"))
     meters = {m["name"]: m for m in doc.get("meters", [])}
     for name in METERS:
         if name not in meters:

@@ -36,29 +36,52 @@ EXACT_CONTEXT = Context(
 ZERO = Decimal(0)
 ONE = Decimal(1)
 
-# Plain decimal notation only: "0.99", "1000", "-3", ".5". No exponents ("1e3"), no
-# separators, no NaN or Infinity: a price file is read by people, and "1e3" is more
-# often a typo than an intent.
-_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)\Z")
+# The one grammar of a number a person writes, in a catalog, a price file or an option:
+# JSON's number (also YAML 1.2's): an optional sign, digits with an optional fraction, an
+# optional exponent: "0.99", "1000", "-3", ".5", "1e-2", "12345678901234567890.123456789".
+# It is read exactly from its text; no separators, no NaN or Infinity, no hexadecimal.
+NUMBER_PATTERN = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_NUMBER_TEXT = re.compile(NUMBER_PATTERN + r"\Z")
+# A number written with an exponent could ask for a billion digits ("1e999999999"); none
+# that a price or a quantity needs has more than this many digits either side of the point.
+MAX_DIGITS = 100
+
+
+def parse_number(text: str, what: str) -> Decimal:
+    """The exact Decimal of a number's text (NUMBER_PATTERN, surrounding blanks ignored).
+
+    Raises ValueError naming `what` when the text is not a number of that grammar or has
+    more than MAX_DIGITS digits before or after the decimal point."""
+    stripped = text.strip()
+    if not _NUMBER_TEXT.match(stripped):
+        raise ValueError(f'{what} is not a decimal number: {text!r} (write e.g. "0.99")')
+    return _in_range(Decimal(stripped), what, text)
+
+
+def _in_range(value: Decimal, what: str, shown: object) -> Decimal:
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and (value.adjusted() >= MAX_DIGITS or exponent < -MAX_DIGITS):
+        raise ValueError(
+            f"{what} is out of range: {shown!r} has more than {MAX_DIGITS} digits before or"
+            " after the decimal point"
+        )
+    return value
 
 
 def to_decimal(value: object, what: str) -> Decimal:
-    """Convert an int, a Decimal or a decimal string to Decimal.
+    """Convert an int, a Decimal or a number's text (NUMBER_PATTERN) to Decimal.
 
     Floats (and bools) are rejected with a message naming `what`, the field."""
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"{what} must be a finite number, got {value}")
-        return value
+        return _in_range(value, what, str(value))
     if isinstance(value, bool):
         raise ValueError(f"{what} must be a number, got {value!r}")
     if isinstance(value, int):
-        return Decimal(value)
+        return _in_range(Decimal(value), what, value)
     if isinstance(value, str):
-        text = value.strip()
-        if not _DECIMAL_TEXT.match(text):
-            raise ValueError(f'{what} is not a decimal number: {value!r} (write e.g. "0.99")')
-        return Decimal(text)
+        return parse_number(value, what)
     if isinstance(value, float):
         raise FloatNotAllowedError(
             f'{what} is a float ({value!r}); write it as a decimal string, e.g. "{value!r}", '

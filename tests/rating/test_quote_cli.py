@@ -97,7 +97,11 @@ def test_huge_and_fractional_quantities() -> None:
 @pytest.mark.parametrize(
     ("price", "fragment"),
     [
-        ('{"currency": "USD", "model": "per_unit", "unit_amount": 0.99}', "unit_amount is a float"),
+        ('{"currency": "USD", "model": "per_unit", "unit_amount": NaN}', "NaN is not a number"),
+        (
+            '{"currency": "USD", "model": "per_unit", "unit_amount": "1", "unit_amount": "2"}',
+            "key 'unit_amount' appears twice",
+        ),
         ('{"currency": "USD", "model": "per_unit"}', "unit_amount is required"),
         ('{"currency": "USX", "model": "per_unit", "unit_amount": "1"}', "currency 'USX'"),
         (
@@ -119,14 +123,20 @@ def test_invalid_price_exits_2_naming_the_field(price: str, fragment: str) -> No
 
 
 def test_invalid_price_files_exit_2(tmp_path: Path) -> None:
-    floats = tmp_path / "floats.yaml"
-    floats.write_text("currency: USD\nmodel: per_unit\nunit_amount: 0.99\n", encoding="utf-8")
+    infinite = tmp_path / "infinite.yaml"
+    infinite.write_text("currency: USD\nmodel: per_unit\nunit_amount: .inf\n", encoding="utf-8")
+    aliased = tmp_path / "aliased.yaml"
+    aliased.write_text(
+        "currency: USD\nmodel: graduated\ntiers:\n  - &t {up_to: 1, unit_amount: '1'}\n  - *t\n",
+        encoding="utf-8",
+    )
     listed = tmp_path / "list.yaml"
     listed.write_text("- currency: USD\n", encoding="utf-8")
     broken = tmp_path / "broken.json"
     broken.write_text("{", encoding="utf-8")
     for path, fragment in (
-        (floats, "price 'floats.yaml': unit_amount is a float (0.99)"),
+        (infinite, "line 3, column 14: .inf is not a finite number"),
+        (aliased, "line 4, column 5: YAML anchor &t is not accepted"),
         (listed, "expected an object with the price fields"),
         (broken, "cannot parse"),
     ):
@@ -141,7 +151,8 @@ def test_invalid_price_files_exit_2(tmp_path: Path) -> None:
     [
         ("-1", "quantity must not be negative"),
         ("abc", "quantity is not a decimal number"),
-        ("1e3", "quantity is not a decimal number"),
+        ("1e", "quantity is not a decimal number"),
+        ("1,000", "quantity is not a decimal number"),
         ("NaN", "quantity is not a decimal number"),
         ("9" * 80, "too large or too precise"),
     ],
@@ -158,3 +169,62 @@ def test_missing_options_and_bad_rounding_exit_2() -> None:
     assert _invoke("--quantity", "1")[0] == 2
     assert _invoke("--price", FIN)[0] == 2
     assert _invoke("--price", FIN, "--quantity", "1", "--rounding", "up")[0] == 2
+
+
+# Each number as written, and the exact amounts of 3 units at that unit price (a float
+# would already lose the last digits of the long one).
+EXACT = [
+    ("0.01", "0.01", "0.03", "0.03"),
+    ("1e-2", "0.01", "0.03", "0.03"),
+    ("0.1", "0.1", "0.3", "0.30"),
+    (
+        "12345678901234567890.123456789",
+        "12345678901234567890.123456789",
+        "37037036703703703670.370370367",
+        "37037036703703703670.37",
+    ),
+]
+
+
+def _quoted(number: str) -> str:
+    return json.dumps({"currency": "USD", "model": "per_unit", "unit_amount": number})
+
+
+def _unquoted(number: str) -> str:
+    return '{"currency": "USD", "model": "per_unit", "unit_amount": ' + number + "}"
+
+
+@pytest.mark.parametrize(("written", "unit", "precise", "amount"), EXACT)
+def test_numbers_are_read_exactly_from_every_kind_of_input(
+    tmp_path: Path, written: str, unit: str, precise: str, amount: str
+) -> None:
+    yaml_file = tmp_path / "price.yaml"
+    yaml_file.write_text(
+        f"currency: USD\nmodel: per_unit\nunit_amount: {written}\n", encoding="utf-8"
+    )
+    json_file = tmp_path / "price.json"
+    json_file.write_text(_unquoted(written), encoding="utf-8")
+    quoted_yaml = tmp_path / "quoted.yaml"
+    quoted_yaml.write_text(
+        f"currency: USD\nmodel: per_unit\nunit_amount: '{written}'\n", encoding="utf-8"
+    )
+    for price in (
+        str(yaml_file),
+        str(json_file),
+        str(quoted_yaml),
+        _unquoted(written),  # inline JSON, the number unquoted
+        _quoted(written),  # inline JSON, the number as a string
+    ):
+        code, stdout, output = _invoke("--price", price, "--quantity", "3", "--json")
+        assert code == 0, output
+        payload = json.loads(stdout)
+        assert payload["price"]["unit_amount"] == unit, price
+        assert payload["amount_precise"] == precise, price
+        assert payload["amount"] == amount, price
+
+
+def test_quantity_takes_the_same_number_grammar() -> None:
+    _, stdout, _ = _invoke("--price", FIN, "--quantity", "1e3", "--json")
+    assert json.loads(stdout)["amount"] == "990.00"
+    _, stdout, _ = _invoke("--price", FIN, "--quantity", "12345678901234567890.123456789", "--json")
+    assert json.loads(stdout)["amount_precise"] == "12222222112222222211.22222222111"
