@@ -51,7 +51,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from billing.models import Customer, Invoice, InvoiceLine, Plan, PriceVersion
-from billing.money import exponent, from_minor
+from billing.money import format_amount, from_minor
 from billing.periods import local_midnight, zone
 from meterline.app import meter_catalog, open_warehouse
 from meterline.audit import dims_label, dims_of
@@ -80,18 +80,14 @@ class StatementNotFound(AuditError):
 
 
 # --- formatting (typed values in, text out) ----------------------------------------------
-# The CLI's shared money/quantity formatting module replaces these once it exists; the
-# rules are the same: exact amounts with the currency's minor unit, grouped digits.
 
 
 def money_text(value: Decimal, currency: str) -> str:
     """An amount in major units, exact, grouped, with at least the currency's ISO 4217
-    minor-unit decimals: USD 3667.8 -> "3,667.80", KWD 12.345 -> "12.345", JPY 3668 ->
-    "3,668". More decimals than the minor unit (an unrounded tier amount or unit price,
-    USD 0.0125) are kept, never cut: a line is rounded once, on its total."""
-    minor = Decimal(1).scaleb(-exponent(currency))
-    shown = value.quantize(minor) if value == value.quantize(minor) else value.normalize()
-    return format(shown, ",f")
+    minor-unit decimals (billing.money.format_amount): USD 3667.8 -> "3,667.80", KWD
+    12.345 -> "12.345", JPY 3668 -> "3,668"; an unrounded tier amount or unit price
+    keeps its digits (USD 0.0125): a line is rounded once, on its total."""
+    return format_amount(value, currency)
 
 
 def minor_text(minor: int, currency: str) -> str:

@@ -33,10 +33,10 @@ from click.testing import CliRunner
 import billing
 from billing.db import create_ledger_engine, session_factory
 from billing.migrate import upgrade
+from meterline.app import meter_catalog
 from meterline.cli import main
 from meterline.settings import load_settings, settings
 from meterline.statement import StatementNotFound, render, statement_data, write_statement
-from meters.catalog import load_meters
 from tests.audit.test_statement import render_in_chromium
 from tests.conftest import fresh_warehouse, selected_backends, warehouse_url
 from tests.scenarios.harness import Sub, World, day, event, resolutions
@@ -79,7 +79,8 @@ ROLLUP_DAYS = [
 
 @dataclass
 class Cases(World):
-    """A harness World on this file's catalog."""
+    """A harness World on this file's catalog, loaded into the ledger first (the catalog
+    every step reads)."""
 
     def __post_init__(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -88,16 +89,21 @@ class Cases(World):
             ledger_url=f"sqlite:///{self.tmp}/ledger.db",
             catalog_path=CATALOG,
         )
-        self.meters = load_meters(CATALOG)
-
-    def load_customers(self, customers: Any) -> None:
-        path = self.tmp / "customers.jsonl"
-        path.write_text("".join(json.dumps(c.row()) + "\n" for c in customers))
         upgrade(self.config.ledger_url)
         engine = create_ledger_engine(self.config.ledger_url)
         try:
             with session_factory(engine).begin() as session:
                 billing.load_catalog(session, CATALOG)
+        finally:
+            engine.dispose()
+        self.meters = meter_catalog(self.config)
+
+    def load_customers(self, customers: Any) -> None:
+        path = self.tmp / "customers.jsonl"
+        path.write_text("".join(json.dumps(c.row()) + "\n" for c in customers))
+        engine = create_ledger_engine(self.config.ledger_url)
+        try:
+            with session_factory(engine).begin() as session:
                 billing.load_customers_file(session, path)
         finally:
             engine.dispose()
