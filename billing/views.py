@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from billing.customers import CustomersLoadResult
 from billing.errors import NotFound
 from billing.models import Customer, Invoice, InvoiceLine, Subscription
 from billing.money import minor_text
@@ -149,3 +150,14 @@ def invoice_detail(session: Session, invoice_id: int) -> dict[str, Any]:
         select(Invoice.id).where(Invoice.reissue_of_id == inv.id)
     ).all()
     return detail
+
+
+def customers_load_text(result: CustomersLoadResult) -> str:
+    """What a customers load did, in one sentence."""
+    return (
+        f"{result.rows:,} row(s): customers {result.customers_created:,} created,"
+        f" {result.customers_updated:,} updated; subscriptions"
+        f" {result.subscriptions_created:,} created, {result.subscriptions_updated:,} updated;"
+        f" discounts replaced on {result.discounts_replaced:,} subscription(s)"
+        + ("" if result.changed else " (nothing changed)")
+    )

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from meterline.settings import Settings, settings
+from meterline.settings import Settings, SettingsError, settings
 from meters.catalog import MeterCatalog, load_meters
 from meters.ingest import IngestOptions
 from meters.migrations import migrate
 from meters.warehouse import Warehouse, connect
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @contextmanager
@@ -41,3 +45,37 @@ def ingest_options(config: Settings | None = None) -> IngestOptions:
 def meter_catalog(config: Settings | None = None) -> MeterCatalog:
     config = config or settings()
     return load_meters(config.catalog_path)
+
+
+@contextmanager
+def ledger_session(config: Settings | None = None, *, write: bool = False) -> Iterator[Session]:
+    """A session on the configured ledger; with ``write``, one transaction committed on
+    success (rolled back on error). The embedded SQLite ledger migrates itself on first
+    use; a PostgreSQL ledger must be at the latest schema (``meterline ledger migrate``).
+
+    Raises SettingsError when the SQLite ledger's folder cannot be created (exit code 2),
+    billing.errors.SchemaNotReady for an unmigrated PostgreSQL ledger (2); a ledger that
+    cannot be reached raises SQLAlchemy's OperationalError (4, meterline.exits)."""
+    from sqlalchemy.engine import make_url
+
+    from billing import migrate
+    from billing.db import create_ledger_engine, session_factory
+
+    url = (config or settings()).ledger_url
+    try:
+        engine = create_ledger_engine(url)
+    except OSError as exc:
+        raise SettingsError(
+            f"METERLINE_LEDGER_URL: cannot create the ledger's folder {exc.filename}:"
+            f" {exc.strerror}; choose a folder that exists or can be created"
+        ) from None
+    try:
+        if make_url(url).get_backend_name() == "sqlite":
+            migrate.upgrade(engine)
+        else:
+            migrate.require_head(engine)
+        make = session_factory(engine)
+        with make.begin() if write else make() as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -1,43 +1,179 @@
-"""The `meterline` command line: every operation a DAG task runs, runnable by hand."""
+"""The `meterline` command line: every operation a DAG task runs, runnable by hand.
+
+Subcommands are imported on first use (``COMMANDS``), so ``meterline --help`` and a
+command's own start do not import the warehouse, the ledger, Arrow or Airflow for
+commands that are not run. Errors and exit codes follow one table (meterline.exits):
+the group maps exception types to codes in one place.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
 import click
 
-from billing.errors import LedgerError
-from meterline.cli_audit import register as register_audit
-from meterline.cli_close import close
-from meterline.cli_demo import demo
-from meterline.cli_generate import generate
-from meterline.cli_ingest import ingest, init, rejected
-from meterline.cli_ledger import register as register_ledger
-from meterline.cli_pipeline import backfill_command, rollup
-from meterline.cli_quote import quote
-from meterline.settings import SettingsError
-from meters.catalog import CatalogError
-from meters.warehouse import WarehouseError
+from meterline.exits import (
+    PROG,
+    ExitCode,
+    echo_error,
+    exit_code_for,
+    message_of,
+    report_internal,
+    show_usage_error,
+)
+
+# name -> (module:attribute, the short help `meterline --help` lists without importing).
+# tests/meterline/test_cli_errors.py checks each against the command's own help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": (
+        "meterline.cli_demo:demo",
+        "Run the whole job on generated data in a fresh folder (embedded; no server needed).",
+    ),
+    "init": ("meterline.cli_ingest:init", "Create or upgrade the warehouse schema (idempotent)."),
+    "generate": (
+        "meterline.cli_generate:generate",
+        "Write deterministic synthetic usage (customers, daily event files, late file, truth).",
+    ),
+    "ingest": (
+        "meterline.cli_ingest:ingest",
+        "Ingest usage files (.jsonl, .csv, .parquet; folders are read recursively).",
+    ),
+    "rejected": (
+        "meterline.cli_ingest:rejected",
+        "Show rejected rows: where they came from, why, and their raw payload.",
+    ),
+    "rollup": (
+        "meterline.cli_pipeline:rollup",
+        "Rebuild one day's usage rollup (and earlier days with late events), atomically.",
+    ),
+    "backfill": (
+        "meterline.cli_pipeline:backfill_command",
+        "Run the nightly rollup for every day in a range, in order, in this process.",
+    ),
+    "close": (
+        "meterline.cli_close:close",
+        "Close due billing periods: rate, post, finalize; adjust late usage.",
+    ),
+    "quote": (
+        "meterline.cli_quote:quote",
+        "Rate a quantity against a price and show the breakdown.",
+    ),
+    "customers": (
+        "meterline.cli_ledger:customers",
+        "Customers, subscriptions and their discounts.",
+    ),
+    "catalog": ("meterline.cli_ledger:catalog", "Plans and versioned prices."),
+    "invoices": ("meterline.cli_ledger:invoices", "Invoices: list, show, finalize, void."),
+    "ledger": ("meterline.cli_ledger:ledger", "The ledger database itself (schema migrations)."),
+    "audit": (
+        "meterline.cli_audit:audit",
+        "Audit charges: explain a line from its raw events, reconcile a month, re-rate it.",
+    ),
+    "statement": (
+        "meterline.cli_audit:statement",
+        "A self-contained HTML usage statement: lines, daily usage, tiers, audit chain.",
+    ),
+}
+
+# Library loggers whose errors repeat, less clearly, what our own message says.
+_QUIET_LOGGERS = ("clickhouse_connect", "urllib3")
 
 
-class Group(click.Group):
-    """Turns the errors a user can fix into one clear line and exit code 2, not a traceback."""
+def load_command(name: str) -> click.Command:
+    """Import and return the command registered under ``name``."""
+    module_name, attribute = COMMANDS[name][0].split(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{COMMANDS[name][0]} is not a click command")
+    return command
 
-    def invoke(self, ctx: click.Context) -> object:
+
+class LazyGroup(click.Group):
+    """The `meterline` group: subcommands imported on first use, and every error turned
+    into one line and an exit code of the table (meterline.exits)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*COMMANDS, *self.commands])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in COMMANDS:
+            return None
+        command = load_command(cmd_name)
+        self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        argv = list(args) if args is not None else sys.argv[1:]
+        _configure_logging()
         try:
-            return super().invoke(ctx)
-        except (SettingsError, CatalogError, WarehouseError, LedgerError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
+            result = super().main(argv, prog_name or PROG, complete_var, False, **extra)
+        except click.UsageError as exc:
+            show_usage_error(exc)
+            sys.exit(ExitCode.REFUSED)
+        except (click.Abort, KeyboardInterrupt):
+            echo_error("interrupted")
+            sys.exit(130)
+        except Exception as exc:
+            code = exit_code_for(exc)
+            if code == ExitCode.INTERNAL:
+                report_internal(exc, argv)
+            else:
+                echo_error(message_of(exc))
+            sys.exit(code)
+        # Without standalone mode click returns ctx.exit(n)'s n; commands return None.
+        sys.exit(result if isinstance(result, int) else ExitCode.OK)
 
 
-@click.group(cls=Group)
+def _configure_logging() -> None:
+    """Warnings of our own code (a retry, a wait) on stderr, prefixed like errors;
+    the repetitions of library loggers are dropped."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_Prefixed())
+        handler.setLevel(logging.WARNING)
+        root.addHandler(handler)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+class _Prefixed(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    package_name="meterline", prog_name=PROG, message="%(prog)s %(version)s"
+)
 def main() -> None:
-    """meterline: usage metering and rating (events -> rollups -> rated invoice lines)."""
+    """meterline: usage metering and rating (events -> rollups -> rated invoice lines).
 
-
-for command in (demo, init, generate, ingest, rejected, rollup, backfill_command, close, quote):
-    main.add_command(command)
-register_ledger(main)
-register_audit(main)
+    Exit codes: 0 done, nothing wrong; 1 ran and found something to act on; 2 refused
+    (bad option, input file, setting or catalog); 3 not found; 4 unavailable (warehouse,
+    ledger or a lock; try again); 5 internal error (a bug; the traceback is in a file).
+    """
 
 
 if __name__ == "__main__":

@@ -6,32 +6,52 @@ from datetime import date, datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from meterline.demo import DemoConfig, run_demo
+from meterline.demo import DemoConfig
 
 
 @click.command("demo")
 @click.option(
-    "--customers", default=DemoConfig.customers, show_default=True, type=click.IntRange(1)
+    "--customers",
+    default=DemoConfig.customers,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Number of generated customers.",
 )
 @click.option(
     "--start",
     default=DemoConfig.start.isoformat(),
     show_default=True,
     type=click.DateTime(["%Y-%m-%d"]),
+    help="First UTC day of generated usage (YYYY-MM-DD).",
 )
-@click.option("--days", default=DemoConfig.days, show_default=True, type=click.IntRange(1, 40))
-@click.option("--seed", default=DemoConfig.seed, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--days",
+    default=DemoConfig.days,
+    show_default=True,
+    type=click.IntRange(1, 40),
+    help="Days of generated usage.",
+)
+@click.option(
+    "--seed",
+    default=DemoConfig.seed,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Random seed of the generator (same seed, same data).",
+)
 @click.option(
     "--dir",
     "folder",
     default=str(DemoConfig.folder),
     show_default=True,
     type=click.Path(path_type=Path),
+    help="Folder for everything the demo writes; emptied first.",
 )
 def demo(customers: int, start: datetime, days: int, seed: int, folder: Path) -> None:
     """Run the whole job on generated data in a fresh folder (embedded; no server needed)."""
+    from meterline.demo import run_demo
+    from meterline.output import console
+
     config = DemoConfig(
         folder=folder,
         customers=customers,
@@ -39,6 +59,6 @@ def demo(customers: int, start: datetime, days: int, seed: int, folder: Path) ->
         days=days,
         seed=seed,
     )
-    result = run_demo(config, Console())
+    result = run_demo(config, console())
     if not result.matches_manifest:
         raise SystemExit(1)

@@ -7,13 +7,10 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from meterline.output import format_count, progress
 from meterline.synthetic import GeneratorConfig, Manifest
 from meterline.synthetic import generate as generate_data
-
-console = Console(stderr=True)
 
 
 @click.command("generate")
@@ -25,7 +22,13 @@ console = Console(stderr=True)
     help="First UTC day of the range (YYYY-MM-DD).",
 )
 @click.option("--days", type=click.IntRange(min=1), required=True, help="Days in the range.")
-@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Random seed: the same seed and options write the same files.",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -59,6 +62,7 @@ console = Console(stderr=True)
     type=click.Choice(["parquet", "jsonl"]),
     default="parquet",
     show_default=True,
+    help="Format of the event files.",
 )
 @click.option(
     "--events-per-day",
@@ -67,7 +71,7 @@ console = Console(stderr=True)
     help="Scale resolution volume to about this many events per day (e.g. 10000000).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace earlier generated files in --out.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
 def generate(
     customers: int,
     start: datetime,
@@ -106,19 +110,10 @@ def generate(
         raise click.UsageError(str(exc)) from None
 
     began = time.perf_counter()
-    with Progress(
-        TextColumn("generate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("rows {task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task("", total=None)
+    with progress("generate: rows", quiet=quiet) as tick:
 
         def report(done: int, total: int, current: str) -> None:
-            progress.update(task, completed=done, total=total, description=current)
+            tick(done, total, current)
 
         try:
             manifest = generate_data(config, progress=report)
@@ -131,10 +126,11 @@ def _summary(manifest: Manifest, out: Path, seconds: float) -> str:
     late = manifest.late
     files = len(manifest.files) + len(manifest.late_files)
     bad = sum(manifest.daily.malformed.values())
+    n = format_count
     return (
-        f"wrote {manifest.daily.rows + late.rows:,} rows in {files} files to {out} "
-        f"in {seconds:.1f}s: {manifest.daily.valid_events:,} valid events, "
-        f"{manifest.daily.exact_duplicates:,} exact duplicates, "
-        f"{manifest.daily.conflicting_duplicates:,} conflicting, {bad:,} malformed, "
-        f"{late.rows:,} late rows ({manifest.customers:,} customers, {manifest.days} days)"
+        f"wrote {n(manifest.daily.rows + late.rows)} rows in {n(files)} files to {out} "
+        f"in {seconds:.1f}s: {n(manifest.daily.valid_events)} valid events, "
+        f"{n(manifest.daily.exact_duplicates)} exact duplicates, "
+        f"{n(manifest.daily.conflicting_duplicates)} conflicting, {n(bad)} malformed, "
+        f"{n(late.rows)} late rows ({n(manifest.customers)} customers, {manifest.days} days)"
     )

@@ -10,55 +10,45 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 import billing
 from billing import migrate
 from billing.customers import FORMATS
-from billing.db import create_ledger_engine, session_factory
-from billing.errors import LedgerError
-from billing.views import totals_by_currency
+from billing.views import customers_load_text, month_bounds, totals_by_currency
+from meterline.app import ledger_session
+from meterline.output import (
+    Column,
+    console,
+    format_minor,
+    format_money,
+    format_quantity,
+    print_table,
+)
 from meterline.settings import settings
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhms]?)\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds", "": "hours"}
+AS_OF_HELP = "Logical time (ISO 8601 with offset, or a date)."
 
 
-def _console() -> Console:
-    # Piped output (a file, a log, a test) is not cut to 80 columns.
-    width = None if sys.stdout.isatty() else 240
-    return Console(highlight=False, width=width)
+def _ledger(*, write: bool) -> Any:
+    """A session on the configured ledger (meterline.app.ledger_session)."""
+    return ledger_session(write=write)
 
 
-@contextmanager
-def _ledger(*, write: bool) -> Iterator[Session]:
-    """A session on the configured ledger, in one transaction (committed on success)."""
-    url = settings().ledger_url
-    engine: Engine = create_ledger_engine(url)
-    try:
-        if make_url(url).get_backend_name() == "sqlite":
-            migrate.upgrade(engine)  # the embedded ledger sets itself up
-        else:
-            migrate.require_head(engine)
-        make = session_factory(engine)
-        with make.begin() if write else make() as session:
-            yield session
-    except (LedgerError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        engine.dispose()
+def _month(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            month_bounds(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a month YYYY-MM") from None
+    return value
 
 
 def _instant(value: str) -> datetime:
@@ -111,13 +101,7 @@ def customers_load(file: Path, fmt: str | None) -> None:
     """Load (insert or update in place) the customers file FILE. All or nothing."""
     with _ledger(write=True) as session:
         result = billing.load_customers_file(session, file, fmt)  # type: ignore[arg-type]
-    click.echo(
-        f"{result.rows} row(s): customers {result.customers_created} created,"
-        f" {result.customers_updated} updated; subscriptions {result.subscriptions_created}"
-        f" created, {result.subscriptions_updated} updated; discounts replaced on"
-        f" {result.discounts_replaced} subscription(s)"
-        + ("" if result.changed else " (nothing changed)")
-    )
+    click.echo(f"{file}: {customers_load_text(result)}")
 
 
 # --- catalog ------------------------------------------------------------------------
@@ -155,9 +139,13 @@ def invoices() -> None:
 
 
 @invoices.command("list")
-@click.option("--period", help="Month YYYY-MM (by the period's local start date).")
+@click.option(
+    "--period", callback=_month, help="Month YYYY-MM (by the period's local start date)."
+)
 @click.option("--customer", help="Customer external id.")
-@click.option("--status", type=click.Choice(billing.models.INVOICE_STATUSES))
+@click.option(
+    "--status", type=click.Choice(billing.models.INVOICE_STATUSES), help="Only this status."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def invoices_list(
     period: str | None, customer: str | None, status: str | None, as_json: bool
@@ -169,24 +157,36 @@ def invoices_list(
     if as_json:
         _echo_json({"invoices": rows, "totals": totals})
         return
-    table = Table(title=f"{len(rows)} invoice(s)")
-    for name in ("id", "customer", "subscription", "period", "status", "lines", "total"):
-        table.add_column(name, justify="right" if name in ("id", "lines", "total") else "left")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["customer"],
-            r["subscription"],
-            f"{r['period_start_local']} ({r['period_start'][:16]}Z ..)",
-            r["status"],
-            str(r["line_count"]),
-            f"{r['currency']} {r['total']}",
-        )
-    console = _console()
-    console.print(table)
+    out = console()
+    print_table(
+        out,
+        [
+            Column("id", "number"),
+            "customer",
+            "subscription",
+            Column("period", "number"),
+            "status",
+            Column("lines", "number"),
+            Column("total", "money"),
+        ],
+        [
+            (
+                r["id"],
+                r["customer"],
+                r["subscription"],
+                r["period_start_local"],
+                r["status"],
+                f"{r['line_count']:,}",
+                format_minor(r["total_minor"], r["currency"]),
+            )
+            for r in rows
+        ],
+        title=f"{len(rows):,} invoice(s)",
+    )
     for currency, total in totals.items():
-        console.print(
-            f"total {currency} {total['total']} over {total['invoices']} non-void invoice(s)"
+        out.print(
+            f"total {format_minor(total['total_minor'], currency)} over"
+            f" {total['invoices']:,} non-void invoice(s)"
         )
 
 
@@ -200,62 +200,91 @@ def invoices_show(invoice_id: int, as_json: bool) -> None:
     if as_json:
         _echo_json(detail)
         return
+    for line in invoice_header(detail):
+        click.echo(line)
+    out = console()
+    print_table(out, INVOICE_COLUMNS, invoice_rows(detail))
     cur = detail["currency"]
-    console = _console()
-    console.print(
-        f"Invoice {detail['id']}  {detail['status']}  customer {detail['customer']}"
-        f"  subscription {detail['subscription']}"
-    )
-    console.print(f"period {detail['period_start']} .. {detail['period_end']} (UTC)")
+    labels = ("subtotal", "discounts", "adjustments", "total")
+    shown = [format_money(Decimal(detail[key]), cur) for key in labels]
+    width = max(len(text) for text in shown)
+    for label, text in zip(labels, shown, strict=True):
+        out.print(f"{label:>12} {text:>{width}}")
+
+
+INVOICE_COLUMNS: list[Column | str] = [
+    Column("#", "number"),
+    "kind",
+    "description",
+    "price",
+    Column("quantity", "number"),
+    Column("unit price", "money"),
+    Column("amount", "money"),
+]
+
+
+def invoice_header(detail: dict[str, Any]) -> list[str]:
+    """The invoice's identity, status and period, as lines of text."""
+    out = [
+        f"invoice {detail['id']}  {detail['status']}  customer {detail['customer']}"
+        f"  subscription {detail['subscription']}",
+        f"period {detail['period_start_local']} (local), {detail['period_start'][:16]}Z .."
+        f" {detail['period_end'][:16]}Z UTC",
+    ]
     if detail["reissue_of"]:
-        console.print(f"re-issue of invoice {detail['reissue_of']}")
+        out.append(f"re-issue of invoice {detail['reissue_of']}")
     if detail["reissued_by"]:
-        console.print(f"re-issued as invoice(s) {', '.join(map(str, detail['reissued_by']))}")
-    table = Table()
-    for name in ("#", "kind", "description", "price", "quantity", "unit", "amount"):
-        table.add_column(
-            name, justify="right" if name in ("quantity", "unit", "amount") else "left"
-        )
+        out.append(f"re-issued as invoice(s) {', '.join(map(str, detail['reissued_by']))}")
+    return out
+
+
+def invoice_rows(detail: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per line, then one per tier it reached: quantities without trailing
+    zeros, money with the currency's minor unit."""
+    cur = detail["currency"]
+    rows: list[tuple[str, ...]] = []
     for line in detail["lines"]:
         price = f"{line['price_id']}@{line['price_version']}"
         if line["group"]:
             price += f" [{line['group']}]"
-        table.add_row(
-            str(line["id"]),
-            line["kind"],
-            line["description"],
-            price,
-            line["quantity"],
-            line["unit_amount"] or "",
-            f"{cur} {line['amount']}",
+        unit = line["unit_amount"]
+        rows.append(
+            (
+                str(line["id"]),
+                line["kind"],
+                line["description"],
+                price,
+                format_quantity(Decimal(line["quantity"]), 4),
+                format_money(Decimal(unit), cur) if unit is not None else "",
+                format_money(Decimal(line["amount"]), cur),
+            )
         )
         for tier in line["tiers"]:
-            label = f"tier {tier.get('tier', '')}".strip()
-            table.add_row(
-                "",
-                "",
-                f"  {label}",
-                "",
-                str(tier.get("units", "")),
-                str(tier.get("unit_amount", "")),
-                str(tier.get("amount", "")),
+            rows.append(
+                (
+                    "",
+                    "",
+                    f"  tier {tier.get('tier', '')}".rstrip(),
+                    "",
+                    _decimal_text(tier.get("units"), lambda v: format_quantity(v, 4)),
+                    _decimal_text(tier.get("unit_amount"), lambda v: format_money(v, cur)),
+                    _decimal_text(tier.get("amount"), lambda v: format_money(v, cur)),
+                )
             )
-    console.print(table)
-    for label, key in (
-        ("subtotal", "subtotal"),
-        ("discounts", "discounts"),
-        ("adjustments", "adjustments"),
-        ("total", "total"),
-    ):
-        console.print(f"{label:>12} {cur} {detail[key]}")
+    return rows
+
+
+def _decimal_text(value: Any, show: Any) -> str:
+    """A stored breakdown number (decimal text) through ``show``; blank when absent."""
+    if value is None or value == "":
+        return ""
+    return str(show(Decimal(str(value))))
 
 
 @invoices.command("finalize")
 @click.argument("invoice_ids", nargs=-1, type=int)
 @click.option("--due", is_flag=True, help="Finalize every draft whose grace period is over.")
-@click.option(
-    "--as-of", "as_of", required=True, help="Logical time (ISO 8601 with offset, or a date)."
-)
+@click.option("--as-of", "as_of", required=True, help=AS_OF_HELP)
 @click.option(
     "--grace",
     help="Wait after period end (e.g. 72h, 3d); default METERLINE_FINALIZE_GRACE_HOURS, as close.",
@@ -280,9 +309,7 @@ def invoices_finalize(
 
 @invoices.command("void")
 @click.argument("invoice_id", type=int)
-@click.option(
-    "--as-of", "as_of", required=True, help="Logical time (ISO 8601 with offset, or a date)."
-)
+@click.option("--as-of", "as_of", required=True, help=AS_OF_HELP)
 def invoices_void(invoice_id: int, as_of: str) -> None:
     """Void INVOICE_ID. Posting its period again issues a new invoice linked to it."""
     with _ledger(write=True) as session:
@@ -299,7 +326,9 @@ def ledger() -> None:
 
 
 @ledger.command("migrate")
-@click.option("--revision", default="head", show_default=True)
+@click.option(
+    "--revision", default="head", show_default=True, help="Alembic revision to upgrade to."
+)
 def ledger_migrate(revision: str) -> None:
     """Upgrade the ledger schema (Alembic) to REVISION."""
     migrate.upgrade(settings().ledger_url, revision)

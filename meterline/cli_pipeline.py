@@ -6,9 +6,8 @@ import json
 from datetime import date, datetime
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from meterline.output import format_count, progress
 from meterline.pipeline import RollupReport, backfill, days_between, rollup_day
 
 DAY = click.DateTime(["%Y-%m-%d"])
@@ -21,28 +20,33 @@ def _day(value: datetime) -> date:
 @click.command("rollup")
 @click.option("--day", required=True, type=DAY, help="The UTC day to rebuild (YYYY-MM-DD).")
 @click.option("--no-late", is_flag=True, help="Do not rebuild earlier days that got late events.")
-@click.option("--json", "as_json", is_flag=True)
-def rollup(day: datetime, no_late: bool, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def rollup(day: datetime, no_late: bool, as_json: bool, quiet: bool) -> None:
     """Rebuild one day's usage rollup (and earlier days with late events), atomically."""
-    report = rollup_day(_day(day), late=not no_late)
+    with progress("rollup: days rebuilt", quiet=quiet or as_json) as tick:
+        report = rollup_day(_day(day), late=not no_late, on_progress=tick)
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
-    _print(report)
+    for line in rollup_lines(report):
+        click.echo(line)
 
 
-def _print(report: RollupReport) -> None:
-    for result in report.rebuilt:
-        click.echo(
-            f"{result['day']}: {result['events']:,} events -> {result['rollup_rows']:,} rollup rows"
-            + ("  (late events)" if result["day"] != report.day.isoformat() else "")
-        )
+def rollup_lines(report: RollupReport) -> list[str]:
+    """One line per rebuilt day: its events and rollup rows; late days marked."""
+    return [
+        f"{result['day']}: {format_count(result['events'])} events ->"
+        f" {format_count(result['rollup_rows'])} rollup rows"
+        + ("  (late events)" if result["day"] != report.day.isoformat() else "")
+        for result in report.rebuilt
+    ]
 
 
 @click.command("backfill")
-@click.option("--from", "first", required=True, type=DAY)
-@click.option("--to", "last", required=True, type=DAY)
-@click.option("--quiet", is_flag=True)
+@click.option("--from", "first", required=True, type=DAY, help="First UTC day (YYYY-MM-DD).")
+@click.option("--to", "last", required=True, type=DAY, help="Last UTC day, included.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
 def backfill_command(first: datetime, last: datetime, quiet: bool) -> None:
     """Run the nightly rollup for every day in a range, in order, in this process.
 
@@ -52,20 +56,11 @@ def backfill_command(first: datetime, last: datetime, quiet: bool) -> None:
     try:
         days = days_between(_day(first), _day(last))
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("backfill {task.fields[day]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task("backfill", total=len(days), day="")
+        raise click.BadParameter(str(exc), param_hint="'--to'") from None
+    with progress("backfill: days", total=len(days), quiet=quiet) as tick:
 
         def advance(report: RollupReport) -> None:
-            progress.update(task, advance=1, day=report.day.isoformat())
+            tick.advance(detail=report.day.isoformat())
 
         reports = backfill(days[0], days[-1], on_day=advance)
     events = sum(
@@ -73,6 +68,6 @@ def backfill_command(first: datetime, last: datetime, quiet: bool) -> None:
     )
     late = sorted({d for rep in reports for d in rep.late_days})
     click.echo(
-        f"rolled up {len(reports)} days ({events:,} events)"
+        f"rolled up {format_count(len(reports))} days ({format_count(events)} events)"
         + (f"; rebuilt late days: {', '.join(late)}" if late else "")
     )

@@ -25,10 +25,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy import func, select
 
 from meterline.app import ingest_options, init_warehouse, open_warehouse
+from meterline.output import Column, format_count, format_minor, format_quantity, print_table
 from meterline.settings import Settings, settings
 from meterline.synthetic import GeneratorConfig, Manifest, generate
 from meters.catalog import load_meters
@@ -213,7 +213,9 @@ def _load_ledger(config: Settings, data: Path, console: Console) -> None:
             loaded = load_customers_file(session, data / "customers.jsonl")
     finally:
         engine.dispose()
-    console.print(f"ledger: catalog loaded; {loaded}")
+    from billing.views import customers_load_text
+
+    console.print(f"ledger: catalog loaded; customers file: {customers_load_text(loaded)}")
 
 
 def _matches(manifest: Manifest, daily: SourceCounts, late: SourceCounts) -> bool:
@@ -232,33 +234,30 @@ def _matches(manifest: Manifest, daily: SourceCounts, late: SourceCounts) -> boo
 
 
 def _print_accounting(console: Console, result: DemoResult) -> None:
-    table = Table(title="ingest accounting (received = accepted + duplicates + rejected)")
-    for column in ("delivery", "received", "accepted", "duplicates", "rejected"):
-        table.add_column(column, justify="left" if column == "delivery" else "right")
-    for name, counts in (("daily files", result.daily), ("late file", result.late)):
-        table.add_row(
-            name,
-            *(
-                f"{n:,}"
-                for n in (counts.received, counts.accepted, counts.duplicates, counts.rejected)
-            ),
-        )
-    console.print(table)
+    n = format_count
+    print_table(
+        console,
+        [
+            "delivery",
+            Column("received", "number"),
+            Column("accepted", "number"),
+            Column("duplicates", "number"),
+            Column("rejected", "number"),
+        ],
+        [
+            (name, n(c.received), n(c.accepted), n(c.duplicates), n(c.rejected))
+            for name, c in (("daily files", result.daily), ("late file", result.late))
+        ],
+        title="ingest accounting (received = accepted + duplicates + rejected)",
+    )
     reasons = dict(result.daily.rejected_by_reason)
-    for reason, n in result.late.rejected_by_reason.items():
-        reasons[reason] = reasons.get(reason, 0) + n
+    for reason, count in result.late.rejected_by_reason.items():
+        reasons[reason] = reasons.get(reason, 0) + count
     console.print(
-        "rejected by reason: " + ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items()))
+        "rejected by reason: " + ", ".join(f"{r} {n(c)}" for r, c in sorted(reasons.items()))
     )
     verdict = "[green]yes[/green]" if result.matches_manifest else "[red]NO[/red]"
     console.print(f"counts match what the generator injected: {verdict}")
-
-
-def _money(minor: int, currency: str) -> str:
-    """Minor units shown in major units, exactly (Decimal, never float)."""
-    from billing.money import from_minor
-
-    return f"{currency} {from_minor(minor, currency):,}"
 
 
 def _write_statements(
@@ -294,18 +293,20 @@ def _print_invoices(
                 .group_by(Invoice.currency, Invoice.status)
                 .order_by(Invoice.currency, Invoice.status)
             ).all()
-            table = Table(title="invoices per currency")
-            for column in ("currency", "status", "invoices", "total"):
-                table.add_column(
-                    column, justify="right" if column in ("invoices", "total") else "left"
-                )
             for currency, status, count, total in rows:
                 summary.setdefault(currency, {})[status] = {
                     "invoices": count,
                     "total_minor": int(total or 0),
                 }
-                table.add_row(currency, status, f"{count:,}", _money(int(total or 0), currency))
-            console.print(table)
+            print_table(
+                console,
+                ["currency", "status", Column("invoices", "number"), Column("total", "money")],
+                [
+                    (currency, status, format_count(count), format_minor(int(total or 0), currency))
+                    for currency, status, count, total in rows
+                ],
+                title="invoices per currency",
+            )
             biggest = session.execute(
                 select(Invoice, Customer.external_id, Customer.name)
                 .join(Customer, Customer.id == Invoice.customer_id)
@@ -315,52 +316,62 @@ def _print_invoices(
             ).all()
             for invoice, external_id, name in biggest:
                 top_customers.append((external_id, f"{invoice.period_start_local:%Y-%m}"))
-                lines = Table(
-                    title=f"{name} ({external_id}) invoice {invoice.id}, "
-                    f"{invoice.period_start:%Y-%m-%d}..{invoice.period_end:%Y-%m-%d} UTC: "
-                    f"{_money(invoice.total_minor, invoice.currency)}",
-                    title_justify="left",
-                )
-                for column in ("kind", "price", "group", "quantity", "unit", "amount", "tiers"):
-                    lines.add_column(
-                        column,
-                        justify="right" if column in ("quantity", "unit", "amount") else "left",
-                    )
-                for line in session.scalars(
+                lines = session.scalars(
                     select(InvoiceLine)
                     .where(InvoiceLine.invoice_id == invoice.id)
                     .order_by(InvoiceLine.id)
-                ):
-                    if line.amount_minor == 0 and line.kind == "usage":
-                        continue
-                    lines.add_row(
-                        line.kind,
-                        line.price_id,
-                        line.dimension_group or "",
-                        _qty(line.quantity),
-                        "" if line.unit_amount is None else _qty(line.unit_amount),
-                        _money(line.amount_minor, line.currency),
-                        _tiers(line.breakdown),
-                    )
-                console.print(lines)
+                ).all()
+                console.print("")
+                print_table(
+                    console,
+                    LINE_COLUMNS,
+                    [line_row(line) for line in lines if line.amount_minor or line.kind != "usage"],
+                    title=f"{name} ({external_id}), invoice {invoice.id} for the period from"
+                    f" {invoice.period_start_local:%Y-%m-%d}:"
+                    f" {format_minor(invoice.total_minor, invoice.currency)}",
+                )
     finally:
         engine.dispose()
     return summary, top_customers
 
 
-def _qty(value: Any) -> str:
-    text = f"{value.normalize():f}"
-    whole, _, frac = text.partition(".")
-    return f"{int(whole):,}" + (f".{frac[:4]}" if frac else "")
+LINE_COLUMNS: list[Column | str] = [
+    "kind",
+    "price",
+    Column("quantity", "number"),
+    Column("unit price", "money"),
+    Column("amount", "money"),
+    "tiers",
+]
 
 
-def _tiers(breakdown: Any) -> str:
-    """Graduated and volume lines: units and unit price per tier reached."""
-    entries = breakdown.get("breakdown", []) if isinstance(breakdown, dict) else []
+def line_row(line: Any) -> tuple[str, ...]:
+    """An invoice line as the demo shows it: price and dimension group, quantity without
+    trailing zeros, money with the currency's minor unit, the tiers it reached."""
+    from billing.money import format_amount
+
+    price = line.price_id + (f" [{line.dimension_group}]" if line.dimension_group else "")
+    return (
+        line.kind,
+        price,
+        format_quantity(line.quantity, 2),
+        "" if line.unit_amount is None else format_amount(line.unit_amount, line.currency),
+        format_minor(line.amount_minor, line.currency),
+        tiers_text(line.breakdown, line.currency),
+    )
+
+
+def tiers_text(breakdown: Any, currency: str) -> str:
+    """Graduated and volume lines: units and unit price per tier reached
+    ("t1 5,000 × 0.35 + t2 7,226 × 0.30")."""
+    from billing.money import format_amount
+    from billing.views import tiers_of
+
     parts = [
-        f"t{e['tier']} {_qty(Decimal(e['units']))}×{e['unit_amount']}"
-        for e in entries
-        if isinstance(e, dict) and e.get("kind") == "tier" and e.get("tier")
+        f"t{e['tier']} {format_quantity(Decimal(str(e['units'])), 2)}"
+        f" × {format_amount(Decimal(str(e['unit_amount'])), currency)}"
+        for e in tiers_of(breakdown)
+        if e.get("tier") and e.get("units") is not None and e.get("unit_amount") is not None
     ]
     return " + ".join(parts)
 
@@ -379,21 +390,30 @@ def _print_adjustments(config: Settings, console: Console) -> int:
                 .where(InvoiceLine.kind == "adjustment")
                 .order_by(InvoiceLine.id)
             ).all()
-            table = Table(
-                title=f"late usage after finalization: {len(rows):,} adjustment lines "
-                "on the next open invoices"
+            console.print("")
+            print_table(
+                console,
+                [
+                    "customer",
+                    "price",
+                    Column("quantity", "number"),
+                    Column("amount", "money"),
+                    Column("adjusts line", "number"),
+                ],
+                [
+                    (
+                        customer,
+                        line.price_id,
+                        format_quantity(line.quantity, 2),
+                        format_minor(line.amount_minor, line.currency),
+                        str(line.adjusts_line_id or ""),
+                    )
+                    for line, customer in rows[:10]
+                ],
+                title=f"late usage after finalization: {format_count(len(rows))} adjustment"
+                " lines on the next open invoices"
+                + (" (the first 10)" if len(rows) > 10 else ""),
             )
-            for column in ("customer", "price", "quantity", "amount", "adjusts line"):
-                table.add_column(column)
-            for line, customer in rows[:10]:
-                table.add_row(
-                    customer,
-                    line.price_id,
-                    f"{line.quantity.normalize():f}",
-                    _money(line.amount_minor, line.currency),
-                    str(line.adjusts_line_id or ""),
-                )
-            console.print(table)
             return len(rows)
     finally:
         engine.dispose()

@@ -45,9 +45,19 @@ def _result(result: RollupResult) -> dict[str, Any]:
     return doc
 
 
-def rollup_day(day: date, *, config: Settings | None = None, late: bool = True) -> RollupReport:
-    """Rebuild `day`'s rollup; with `late`, then every earlier day that got late events."""
+def rollup_day(
+    day: date,
+    *,
+    config: Settings | None = None,
+    late: bool = True,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> RollupReport:
+    """Rebuild `day`'s rollup; with `late`, then every earlier day that got late events.
+
+    `on_progress(days_rebuilt, days_to_rebuild)` is called after each day (the total is
+    None until the late days are known), e.g. with a meterline.output.progress tracker."""
     report = RollupReport(day)
+    tick = on_progress or (lambda _done, _total: None)
     config = config or settings()
     with open_warehouse(config) as warehouse:
         init_warehouse(warehouse)
@@ -56,14 +66,18 @@ def rollup_day(day: date, *, config: Settings | None = None, late: bool = True) 
         report.rolled_back_ingests = [run.ingest_id for run in repair(warehouse)]
         catalog = meter_catalog(config)
         report.rebuilt.append(_result(rebuild_day(warehouse, catalog, day)))
+        tick(1, None if late else 1)
         if late:
-            for earlier in dirty_days(
+            earlier_days = dirty_days(
                 warehouse,
                 up_to=day - timedelta(days=1),
                 since=day - config.late_lookback,
                 catalog=catalog,
-            ):
+            )
+            tick(1, 1 + len(earlier_days))
+            for earlier in earlier_days:
                 report.rebuilt.append(_result(rebuild_day(warehouse, catalog, earlier)))
+                tick(len(report.rebuilt), 1 + len(earlier_days))
     return report
 
 

@@ -6,23 +6,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 
 import billing
-from meterline import cli_ledger
+from meterline.cli import main
 from meterline.settings import settings
 from tests.billing.conftest import Ledger
 from tests.billing.factories import CATALOG, period_of, standard_charges, write_customers
-
-
-@click.group()
-def main() -> None:
-    """Stand-in for meterline.cli.main."""
-
-
-cli_ledger.register(main)
 
 
 @pytest.fixture
@@ -55,7 +46,7 @@ def test_invalid_customers_file_exits_with_the_line(configured: Ledger, tmp_path
     path = tmp_path / "bad.jsonl"
     path.write_text('{"customer_id": "c1"}\n')
     result = CliRunner().invoke(main, ["customers", "load", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "line 1: name: Field required" in result.output
 
 
@@ -89,16 +80,16 @@ def test_invoices_list_and_show(invoiced: int) -> None:
     human = run("invoices", "show", str(invoiced)).output
     assert "fin_resolution@" in human and "tier 1" in human and "total USD 396.00" in human
     missing = CliRunner().invoke(main, ["invoices", "show", "999"])
-    assert missing.exit_code == 1 and "no invoice 999" in missing.output
+    assert missing.exit_code == 3 and "meterline: error: no invoice 999" in missing.output
     bad = CliRunner().invoke(main, ["invoices", "list", "--period", "2026-3"])
-    assert bad.exit_code == 1 and "YYYY-MM" in bad.output
+    assert bad.exit_code == 2 and "YYYY-MM" in bad.output
 
 
 def test_finalize_and_void(invoiced: int) -> None:
     early = CliRunner().invoke(
         main, ["invoices", "finalize", str(invoiced), "--as-of", "2026-04-02"]
     )
-    assert early.exit_code == 1 and "grace period" in early.output
+    assert early.exit_code == 2 and "grace period" in early.output
     naive = CliRunner().invoke(
         main, ["invoices", "finalize", str(invoiced), "--as-of", "2026-04-05T00:00:00"]
     )
@@ -123,7 +114,7 @@ def test_postgres_ledger_must_be_migrated(ledger_url: str, monkeypatch: pytest.M
             assert result.exit_code == 0, result.output  # embedded: migrated on first use
             assert run("ledger", "current").output.strip() == "at 0002; latest 0002"
         else:
-            assert result.exit_code == 1 and "meterline ledger migrate" in result.output
+            assert result.exit_code == 2 and "meterline ledger migrate" in result.output
             assert "ledger schema at 0002" in run("ledger", "migrate").output
             assert run("invoices", "list").exit_code == 0
     finally:
