@@ -6,6 +6,7 @@ Invalid settings fail at start with a message that names the setting.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,15 @@ class Settings(BaseSettings):
     )
     ingest_batch_rows: int = Field(
         default=2_000_000, ge=1, description="Rows validated and inserted per ingest batch"
+    )
+    # Read exactly as a Decimal from its text ("0.05"), never through a float.
+    ingest_max_rejected_share: Decimal = Field(
+        default=Decimal("0.05"),
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="`meterline ingest` exits 1 when more than this share of its rows is "
+        "rejected (and always when every row is)",
     )
     reconcile_fail_on: Literal["error", "warning"] = Field(
         default="error",
