@@ -75,12 +75,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "statement": (
         "meterline.cli_audit:statement",
-        "A self-contained HTML usage statement: lines, daily usage, tiers, audit chain.",
+        "A self-contained HTML usage statement: lines, daily usage, tiers (and the audit"
+        " chain in the internal view).",
     ),
 }
 
-# Library loggers whose errors repeat, less clearly, what our own message says.
-_QUIET_LOGGERS = ("clickhouse_connect", "urllib3")
+# Our own packages: their warnings (a retry, a wait) are shown. Libraries' log records
+# repeat, less clearly, what our own messages say, and are not.
+_OUR_LOGGERS = ("meterline", "meters", "billing", "rating", "dags")
 
 
 def load_command(name: str) -> click.Command:
@@ -146,16 +148,26 @@ class LazyGroup(click.Group):
 
 
 def _configure_logging() -> None:
-    """Warnings of our own code (a retry, a wait) on stderr, prefixed like errors;
-    the repetitions of library loggers are dropped."""
+    """Warnings of our own code on stderr, prefixed like errors (``meterline: warning:``);
+    log records of libraries (clickhouse-connect, urllib3...) are not shown."""
     root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    handler = next((h for h in root.handlers if isinstance(h, _Handler)), None)
+    if handler is None:
+        handler = _Handler(sys.stderr)
         handler.setFormatter(_Prefixed())
         handler.setLevel(logging.WARNING)
+        handler.addFilter(_ours)
         root.addHandler(handler)
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    else:
+        handler.setStream(sys.stderr)  # this invocation's stderr (tests swap it)
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """meterline's own handler on the root logger (one, however often main runs)."""
+
+
+def _ours(record: logging.LogRecord) -> bool:
+    return record.name.split(".", 1)[0] in _OUR_LOGGERS
 
 
 class _Prefixed(logging.Formatter):
@@ -163,7 +175,7 @@ class _Prefixed(logging.Formatter):
         return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(PROG, cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     package_name="meterline", prog_name=PROG, message="%(prog)s %(version)s"
 )

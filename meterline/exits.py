@@ -64,6 +64,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "rating.errors.PriceError": ExitCode.REFUSED,
     "sqlalchemy.exc.ArgumentError": ExitCode.REFUSED,
     "builtins.FileNotFoundError": ExitCode.REFUSED,
+    "builtins.FileExistsError": ExitCode.REFUSED,
     "builtins.IsADirectoryError": ExitCode.REFUSED,
     "builtins.NotADirectoryError": ExitCode.REFUSED,
     "builtins.PermissionError": ExitCode.REFUSED,
@@ -89,6 +90,12 @@ _LEDGER_UNAVAILABLE = (
     "sqlalchemy.exc.TimeoutError",
 )
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@]*@", re.IGNORECASE)
+
+
+class Refused(click.ClickException):
+    """For command modules: an input, option or setting is unusable (exit code 2)."""
+
+    exit_code = ExitCode.REFUSED
 
 
 class NotFound(click.ClickException):
@@ -171,7 +178,11 @@ def echo_error(message: str) -> None:
 
 
 def show_usage_error(exc: click.UsageError) -> None:
-    """click's usage line, then one error line that says where the help is."""
+    """click's usage line, then one error line that says where the help is. A group
+    called without a command prints its help (click's own way)."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        exc.show()
+        return
     ctx = exc.ctx
     message = exc.format_message()
     if ctx is not None:

@@ -117,7 +117,10 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
-            problems.append(f"METERLINE_{field.upper()}: {err['msg']}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"METERLINE_{field.upper()}: {message}")
+        if len(problems) == 1:
+            raise SettingsError(f"invalid setting {problems[0]}") from None
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
 
 

@@ -1,0 +1,438 @@
+"""Every `meterline` command, with bad input, holds to the exit-code table (meterline.exits):
+no traceback, exactly one `meterline: error:` line, and the code the table gives.
+
+The command tree is walked, so a new command or option is checked without being listed
+here; a new command must add one valid invocation to INVOCATIONS (the first test says so).
+Most cases run in this process (click's CliRunner); those that open an embedded warehouse
+run in a subprocess, since chDB opens one folder per process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from meterline.cli import COMMANDS, load_command, main
+from meterline.exits import EXIT_CODES, ExitCode
+from meterline.settings import settings
+from tests.billing.factories import write_customers
+
+ROOT = Path(__file__).resolve().parents[2]
+PRICE = '{"currency": "USD", "model": "per_unit", "unit_amount": "0.99"}'
+AS_OF = "2026-11-05T00:00:00Z"
+UNREACHABLE_LEDGER = "postgresql+psycopg://nobody@127.0.0.1:1/x"
+UNREACHABLE_WAREHOUSE = "clickhouse://u:p@127.0.0.1:1/db"
+
+# One valid invocation per command, and the stores it opens (W warehouse, L ledger).
+# `{tmp}`, `{customers}` and `{events}` are filled in per test. None: not run here (the
+# demo runs its own embedded stores; tests/meterline/test_demo.py runs it).
+INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
+    ("demo",): None,
+    ("init",): ([], "W"),
+    ("generate",): (
+        ["--customers", "1", "--start", "2026-10-01", "--days", "1", "--out", "{tmp}/gen"],
+        "",
+    ),
+    ("ingest",): (["{events}"], "W"),
+    ("rejected",): ([], "W"),
+    ("rollup",): (["--day", "2026-10-01"], "W"),
+    ("backfill",): (["--from", "2026-10-01", "--to", "2026-10-01"], "W"),
+    ("close",): (["--period", "2026-10"], "WL"),
+    ("quote",): (["--price", PRICE, "--quantity", "10"], ""),
+    ("customers", "load"): (["{customers}"], "L"),
+    ("catalog", "load"): ([], "L"),
+    ("catalog", "show"): ([], "L"),
+    ("invoices", "list"): ([], "L"),
+    ("invoices", "show"): (["1"], "L"),
+    ("invoices", "finalize"): (["--due", "--as-of", AS_OF], "L"),
+    ("invoices", "void"): (["1", "--as-of", AS_OF], "L"),
+    ("ledger", "migrate"): ([], "L"),
+    ("ledger", "current"): ([], "L"),
+    ("audit", "explain"): (["1"], "WL"),
+    ("audit", "reconcile"): (["--period", "2026-10"], "WL"),
+    ("audit", "rerate"): (["--period", "2026-10"], "WL"),
+    ("statement",): (
+        ["--customer", "cus_00001", "--period", "2026-10", "--out", "{tmp}/s.html"],
+        "WL",
+    ),
+}
+
+
+def walk(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every command of the tree, groups included, depth first."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, f"{' '.join((*path, name))} is listed but cannot be loaded"
+        yield (*path, name), command
+        if isinstance(command, click.Group):
+            yield from walk(command, (*path, name))
+
+
+ALL = list(walk(main))
+LEAVES = [(path, cmd) for path, cmd in ALL if not isinstance(cmd, click.Group)]
+RUNNABLE = [path for path, _ in LEAVES if INVOCATIONS.get(path) is not None]
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "error:" in line.lower()]
+
+
+def assert_one_error(code: int, output: str, expected: int, *fragments: str) -> None:
+    assert code == expected, f"exit {code}, expected {expected}:\n{output}"
+    assert "Traceback" not in output, output
+    errors = error_lines(output)
+    assert len(errors) == 1, f"expected one error line:\n{output}"
+    assert errors[0].startswith("meterline: error: "), errors[0]
+    for fragment in fragments:
+        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
+
+
+@pytest.fixture
+def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A working folder with the files the invocations name, and settings read afresh."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("METERLINE_"):
+            monkeypatch.delenv(name)
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        json.dumps(
+            {
+                "event_id": "e1",
+                "customer_id": "cus_00001",
+                "meter": "fin_resolution",
+                "timestamp": "2026-10-01T12:00:00Z",
+            }
+        )
+        + "\n"
+    )
+    settings.cache_clear()
+    yield {
+        "tmp": str(tmp_path),
+        "customers": str(write_customers(tmp_path / "customers.jsonl")),
+        "events": str(events),
+    }
+    settings.cache_clear()
+
+
+def fill(arg: str, place: dict[str, str]) -> str:
+    for key, value in place.items():
+        arg = arg.replace("{" + key + "}", value)
+    return arg
+
+
+def args_of(path: tuple[str, ...], place: dict[str, str]) -> list[str]:
+    entry = INVOCATIONS[path]
+    assert entry is not None
+    return [*path, *(fill(a, place) for a in entry[0])]
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    settings.cache_clear()
+    result = CliRunner().invoke(main, args, env=env)
+    settings.cache_clear()
+    return result.exit_code, result.output
+
+
+def run_process(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """`meterline ARGS` in its own process (for commands that open an embedded warehouse)."""
+    full = {
+        k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")
+    } | env | {"PYTHONPATH": str(ROOT), "COLUMNS": "80"}
+    done = subprocess.run(
+        [sys.executable, "-m", "meterline.cli", *args],
+        cwd=cwd, env=full, capture_output=True, text=True, timeout=300,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+# --- the tree itself ----------------------------------------------------------------------
+
+
+def test_every_command_has_an_invocation() -> None:
+    missing = [" ".join(path) for path, _ in LEAVES if path not in INVOCATIONS]
+    assert not missing, f"add a valid invocation to INVOCATIONS for: {missing}"
+
+
+def test_every_option_has_help_text() -> None:
+    bare = [
+        f"{' '.join(path) or 'meterline'} {'/'.join(param.opts)}"
+        for path, command in [((), main), *ALL]
+        for param in command.params
+        if isinstance(param, click.Option) and not param.hidden and not (param.help or "").strip()
+    ]
+    assert not bare, f"options without help text: {bare}"
+
+
+def test_help_lists_commands_with_their_own_short_help() -> None:
+    for name, (_, short) in COMMANDS.items():
+        assert load_command(name).get_short_help_str(limit=1000) == short, name
+    code, output = invoke(["--help"])
+    assert code == 0 and all(name in output for name in COMMANDS)
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    code, output = invoke(["--version"])
+    assert (code, output.strip()) == (0, f"meterline {version('meterline')}")
+
+
+def test_every_name_in_the_exit_code_table_is_a_real_exception_class() -> None:
+    for name in EXIT_CODES:
+        module, _, attribute = name.rpartition(".")
+        cls = getattr(importlib.import_module(module), attribute)
+        assert isinstance(cls, type) and issubclass(cls, BaseException), name
+
+
+def test_importing_the_cli_and_its_help_import_nothing_heavy() -> None:
+    script = (
+        "import sys\n"
+        "from meterline.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('pyarrow', 'chdb', 'sqlalchemy', 'airflow', 'rich', 'pandas', 'numpy',"
+        " 'pydantic', 'clickhouse_connect', 'billing', 'meters', 'rating')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=os.environ | {"COLUMNS": "80"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --- bad options, for every command ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [p for p, _ in ALL], ids=" ".join)
+def test_an_unknown_option_is_refused(path: tuple[str, ...]) -> None:
+    code, output = invoke([*path, "--no-such-option"])
+    assert_one_error(code, output, ExitCode.REFUSED, "--no-such-option")
+    assert output.startswith(f"Usage: meterline {' '.join(path)}")
+
+
+def typed_params(command: click.Command) -> Iterator[click.Parameter]:
+    """Parameters whose type refuses a word: dates, numbers, choices, existing paths."""
+    for param in command.params:
+        kind = param.type
+        if isinstance(param, click.Option) and (param.is_flag or param.hidden):
+            continue
+        if isinstance(kind, click.Path) and not kind.exists:
+            continue
+        if kind in (click.STRING, click.UNPROCESSED) or isinstance(kind, click.types.StringParamType):
+            continue
+        yield param
+
+
+BAD_TYPED = [
+    (path, param.name)
+    for path, command in LEAVES
+    if path in INVOCATIONS
+    for param in typed_params(command)
+]
+
+
+@pytest.mark.parametrize(("path", "name"), BAD_TYPED, ids=lambda v: v if isinstance(v, str) else " ".join(v))
+def test_a_bad_value_of_a_typed_parameter_is_refused(
+    path: tuple[str, ...], name: str, place: dict[str, str]
+) -> None:
+    command = dict(LEAVES)[path]
+    param = next(p for p in command.params if p.name == name)
+    bad = "/nonexistent/nothing-here" if isinstance(param.type, click.Path) else "not-a-value"
+    entry = INVOCATIONS[path]
+    base = [fill(a, place) for a in entry[0]] if entry else []
+    # An invocation lists its arguments first, then its options.
+    first_option = next((i for i, a in enumerate(base) if a.startswith("-")), len(base))
+    positionals, options = base[:first_option], base[first_option:]
+    if isinstance(param, click.Option):
+        # The bad option first, then the valid invocation without that option.
+        rest, skip = [], False
+        for arg in options:
+            if skip:
+                skip = False
+                continue
+            if arg in param.opts:
+                skip = True
+                continue
+            rest.append(arg)
+        args = [*path, param.opts[0], bad, *positionals, *rest]
+        shown = param.opts[0]
+    else:
+        arguments = [p for p in command.params if isinstance(p, click.Argument)]
+        index = arguments.index(param)
+        values = list(positionals)
+        values[index : index + 1] = [bad]
+        args = [*path, *values, *options]
+        shown = param.make_metavar(click.Context(command)).rstrip(".").strip("[]")
+    code, output = invoke(args)
+    assert_one_error(code, output, ExitCode.REFUSED, shown)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["invoices", "list", "--period", "2026-3"],
+        ["close", "--period", "2026-13"],
+        ["close"],
+        ["audit", "reconcile", "--period", "2026-13"],
+        ["audit", "rerate", "--period", "oct"],
+        ["statement", "--customer", "c", "--period", "oct", "--out", "x.html"],
+        ["invoices", "finalize", "1", "--as-of", "2026-04-05T00:00:00"],
+        ["invoices", "finalize", "1", "--as-of", AS_OF, "--grace", "forever"],
+        ["invoices", "finalize", "--as-of", AS_OF],
+        ["backfill", "--from", "2026-10-02", "--to", "2026-10-01"],
+        ["quote", "--price", "{not json", "--quantity", "1"],
+        ["quote", "--price", PRICE, "--quantity", "ten"],
+    ],
+    ids=" ".join,
+)
+def test_a_bad_option_value_checked_by_the_command_is_refused(
+    args: list[str], place: dict[str, str]
+) -> None:
+    code, output = invoke(args)
+    assert_one_error(code, output, ExitCode.REFUSED)
+
+
+# --- missing files ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["customers", "load", "/nonexistent/customers.jsonl"],
+        ["catalog", "load", "/nonexistent/catalog.yaml"],
+        ["quote", "--price", "/nonexistent/price.yaml", "--quantity", "1"],
+    ],
+    ids=" ".join,
+)
+def test_a_missing_input_file_is_refused(args: list[str], place: dict[str, str]) -> None:
+    code, output = invoke(args)
+    assert_one_error(code, output, ExitCode.REFUSED, "/nonexistent/")
+
+
+def test_ingest_of_a_missing_file_is_refused(tmp_path: Path) -> None:
+    env = {
+        "METERLINE_WAREHOUSE_URL": f"chdb://{tmp_path / 'warehouse'}",
+        "METERLINE_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+    }
+    code, output = run_process(["ingest", "/nonexistent/events.jsonl"], tmp_path, env)
+    assert code == ExitCode.REFUSED, output
+    assert "Traceback" not in output and "/nonexistent/events.jsonl" in output
+
+
+# --- unreachable stores -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", RUNNABLE, ids=" ".join)
+def test_unreachable_warehouse_and_ledger(path: tuple[str, ...], place: dict[str, str]) -> None:
+    entry = INVOCATIONS[path]
+    assert entry is not None
+    env = {
+        "METERLINE_WAREHOUSE_URL": UNREACHABLE_WAREHOUSE + "?retries=0",
+        "METERLINE_LEDGER_URL": UNREACHABLE_LEDGER,
+    }
+    code, output = invoke(args_of(path, place), env)
+    if entry[1]:
+        assert_one_error(code, output, ExitCode.UNAVAILABLE, "127.0.0.1")
+    else:
+        assert code == ExitCode.OK and not error_lines(output), output
+    assert ":p@" not in output  # the warehouse password is never shown
+
+
+def test_unreachable_warehouse_retries_then_one_error_line(place: dict[str, str]) -> None:
+    env = {"METERLINE_WAREHOUSE_URL": UNREACHABLE_WAREHOUSE + "?retry_backoff=0.01"}
+    code, output = invoke(["rejected"], env)
+    assert_one_error(code, output, ExitCode.UNAVAILABLE, "cannot reach ClickHouse at")
+    # Each retry is a warning of ours; the client library's own log lines are not shown.
+    warnings = [line for line in output.splitlines() if line.startswith("meterline: warning:")]
+    assert len(warnings) == 3 and len(output.strip().splitlines()) == 4, output
+
+
+LEDGER_ONLY = [p for p in RUNNABLE if INVOCATIONS[p] and INVOCATIONS[p][1] == "L"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("path", LEDGER_ONLY, ids=" ".join)
+@pytest.mark.parametrize(
+    ("url", "expected", "fragment"),
+    [
+        ("notadialect://x", ExitCode.REFUSED, "METERLINE_LEDGER_URL"),
+        ("postgresql+nodriver://x/y", ExitCode.REFUSED, "METERLINE_LEDGER_URL"),
+        ("sqlite:///{tmp}/a-file/ledger.db", ExitCode.REFUSED, "a-file"),
+    ],
+    ids=["dialect", "driver", "folder"],
+)
+def test_a_misspelt_ledger_url_is_refused(
+    path: tuple[str, ...], url: str, expected: int, fragment: str, place: dict[str, str]
+) -> None:
+    (Path(place["tmp"]) / "a-file").write_text("not a folder")
+    code, output = invoke(args_of(path, place), {"METERLINE_LEDGER_URL": fill(url, place)})
+    assert_one_error(code, output, expected, fragment)
+
+
+# --- unknown ids --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["invoices", "show", "999999"], "no invoice 999999"),
+        (["invoices", "finalize", "999999", "--as-of", AS_OF], "no invoice 999999"),
+        (["invoices", "void", "999999", "--as-of", AS_OF], "no invoice 999999"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_an_unknown_invoice_is_not_found(
+    args: list[str], fragment: str, place: dict[str, str]
+) -> None:
+    code, output = invoke(args, {"METERLINE_LEDGER_URL": f"sqlite:///{place['tmp']}/l.db"})
+    assert_one_error(code, output, ExitCode.NOT_FOUND, fragment)
+
+
+@pytest.mark.slow
+def test_unknown_ids_with_a_warehouse_are_not_found(tmp_path: Path) -> None:
+    env = {
+        "METERLINE_WAREHOUSE_URL": f"chdb://{tmp_path / 'warehouse'}",
+        "METERLINE_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+    }
+    for setup in (["init"], ["ledger", "migrate"]):
+        code, output = run_process(setup, tmp_path, env)
+        assert code == 0, output
+    cases = [
+        (["audit", "explain", "999999"], "999999"),
+        (["statement", "--customer", "nobody", "--period", "2026-10", "--out", "s.html"], "nobody"),
+    ]
+    for args, fragment in cases:
+        code, output = run_process(args, tmp_path, env)
+        assert_one_error(code, output, ExitCode.NOT_FOUND, fragment)
+
+
+# --- bugs ---------------------------------------------------------------------------------------
+
+
+def test_a_bug_is_one_line_naming_the_traceback_file(
+    place: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @click.command("boom")
+    def boom() -> None:
+        raise RuntimeError("cannot open postgresql://app:s3cret@db:5432/ledger")
+
+    monkeypatch.setitem(main.commands, "boom", boom)
+    code, output = invoke(["boom"])
+    assert_one_error(code, output, ExitCode.INTERNAL, "internal error", "RuntimeError")
+    assert "s3cret" not in output
+    logs = list((Path(place["tmp"]) / ".meterline" / "logs").glob("error-*.log"))
+    assert len(logs) == 1 and str(logs[0].relative_to(place["tmp"])) in output
+    text = logs[0].read_text()
+    assert "Traceback" in text and "RuntimeError" in text and "boom" in text
+    assert "s3cret" not in text and "postgresql://app:***@db" in text
