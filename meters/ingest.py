@@ -25,7 +25,13 @@ import pyarrow as pa
 from meters.catalog import MeterCatalog
 from meters.crashpoints import crash_point
 from meters.events import Event
-from meters.ingest_runs import IngestNotStored, IngestRun, InterruptedIngest, repair
+from meters.ingest_runs import (
+    DEFAULT_LEASE_S,
+    IngestNotStored,
+    IngestRun,
+    InterruptedIngest,
+    repair,
+)
 from meters.readers import FIELDS, Batch, UnreadableFile, _numbers, _staging, read_batches
 from meters.sql_files import query
 from meters.warehouse import Warehouse, check_identifier
@@ -123,11 +129,15 @@ class IngestSummary:
 
 @dataclass(frozen=True)
 class IngestOptions:
-    """When an event is too old or too far in the future, relative to the ingest time."""
+    """When an event is too old or too far in the future, relative to the ingest time;
+    rows per batch; and how long another process's unfinished ingest may go without a
+    heartbeat before this one presumes it dead and rolls it back (on a server; on the
+    embedded warehouse the folder lock already tells)."""
 
     max_event_age: timedelta = timedelta(days=45)
     future_tolerance: timedelta = timedelta(minutes=5)
     batch_rows: int = 2_000_000
+    lease: timedelta = timedelta(seconds=DEFAULT_LEASE_S)
 
 
 ProgressFn = Callable[[str, int], None]
@@ -170,6 +180,7 @@ class Ingestor:
         self._seq = itertools.count()
         self._batch_no = itertools.count()
         self._journal = IngestRun(warehouse, self.summary.ingest_id, self.ingested_at, [])
+        self._accepted_so_far = 0
 
     def ingest_files(self, paths: Iterable[Path]) -> IngestSummary:
         """Ingest files in order, as one run: all of it is stored, or (after a crash) none.
@@ -198,7 +209,8 @@ class Ingestor:
     @contextmanager
     def _run(self, sources: list[str]) -> Iterator[None]:
         # First undo what interrupted runs left (DESIGN.md invariant 2), then journal this one.
-        self.summary.rolled_back.extend(repair(self.warehouse))
+        lease_s = int(self.options.lease.total_seconds())
+        self.summary.rolled_back.extend(repair(self.warehouse, lease_s=lease_s))
         self._journal.sources.extend(s for s in sources if s not in self._journal.sources)
         self._journal.begin()
         crash_point("ingest.after_begin")
@@ -288,16 +300,21 @@ class Ingestor:
 
     def _verify_stored(self, classified: str, accepted: int) -> None:
         """Every row counted as accepted is stored under this run, in both tables."""
+        self._accepted_so_far += accepted
         ((events, ids),) = self.warehouse.query_rows(
             query("ingest/stored_counts", classified=classified),
-            {"ingest_id": self.summary.ingest_id},
+            {
+                "ingest_id": self.summary.ingest_id,
+                "min_ts": self._journal.min_ts,
+                "max_ts": self._journal.max_ts,
+            },
         )
-        if int(events) != accepted or int(ids) != accepted:
+        if int(events) != self._accepted_so_far or int(ids) != accepted:
             raise IngestNotStored(
-                f"ingest {self.summary.ingest_id}: {accepted} rows were accepted but "
-                f"{events} are stored in usage_events and {ids} in usage_event_ids; the "
-                "ingest was rolled back and nothing of it counts. This is a bug: report it "
-                "with the input, then ingest the files again"
+                f"ingest {self.summary.ingest_id}: {self._accepted_so_far} rows were accepted "
+                f"but {events} are stored in usage_events (and {ids} of this batch's {accepted} "
+                "in usage_event_ids); the ingest was rolled back and nothing of it counts. "
+                "This is a bug: report it with the input, then ingest the files again"
             )
 
     def _count(self, classified: str) -> tuple[SourceCounts, datetime | None, datetime | None]:

@@ -101,7 +101,7 @@ class IngestRun:
         if run_state(self.warehouse, self.ingest_id) == "rolled_back":
             raise IngestRolledBack(
                 f"ingest {self.ingest_id} was rolled back by another process while it ran "
-                f"(no heartbeat for {DEFAULT_LEASE_S} s); nothing of it counts: ingest its "
+                "(its heartbeat was older than the lease); nothing of it counts: ingest its "
                 "files again"
             )
 

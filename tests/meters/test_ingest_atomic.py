@@ -13,7 +13,7 @@ import pytest
 import meters.ingest
 from meters.catalog import MeterCatalog
 from meters.ingest import IngestOptions, ingest_events, ingest_files
-from meters.ingest_runs import repair
+from meters.ingest_runs import record, repair, run_state
 from meters.warehouse import Warehouse
 
 AT = datetime(2026, 11, 25, tzinfo=UTC)
@@ -128,3 +128,21 @@ def test_repair_rolls_back_a_dead_run(
     again = ingest_files(warehouse, catalog, [path], ingested_at=AT).total
     assert again.accepted == 5
     assert books(warehouse) == (5, 5, 5, 0)
+
+
+def test_a_run_with_a_fresh_heartbeat_is_left_alone_on_a_server(
+    warehouse: Warehouse, catalog: MeterCatalog
+) -> None:
+    """Another process's run in progress: on a server it is alive until its lease runs
+    out; on the embedded warehouse no other process can be running (the folder lock)."""
+    record(
+        warehouse, "ab" * 16, "started", ingested_at=AT, sources=["x.jsonl"],
+        min_ts=None, max_ts=None, owner="elsewhere:1",
+    )
+    rolled = [r.ingest_id for r in repair(warehouse, lease_s=600)]
+    if warehouse.exclusive:
+        assert rolled == ["ab" * 16]
+    else:
+        assert rolled == []
+        assert [r.ingest_id for r in repair(warehouse, lease_s=0)] == ["ab" * 16]
+    assert run_state(warehouse, "ab" * 16) == "rolled_back"

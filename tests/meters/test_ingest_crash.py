@@ -23,7 +23,7 @@ from tests.conftest import warehouse_url
 
 WORKER = """
 import json, sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from meters.catalog import MeterCatalog
 from meters.ingest import IngestOptions, Ingestor
@@ -37,12 +37,12 @@ migrate(wh)
 if mode == "ingest":
     ingestor = Ingestor(wh, MeterCatalog.model_validate_json(catalog_json),
                         ingested_at=datetime(2026, 11, 25, tzinfo=UTC),
-                        options=IngestOptions(batch_rows=4))
+                        options=IngestOptions(batch_rows=4, lease=timedelta(0)))
     summary = ingestor.ingest_files([Path(p) for p in sys.argv[4:]])
     print(json.dumps({"accepted": summary.total.accepted,
                       "rolled_back": [r.ingest_id for r in summary.rolled_back]}))
 elif mode == "repair":
-    print(json.dumps({"rolled_back": [r.ingest_id for r in repair(wh)]}))
+    print(json.dumps({"rolled_back": [r.ingest_id for r in repair(wh, lease_s=0)]}))
 rows = lambda sql: wh.query_rows(sql)[0][0]
 print(json.dumps({
     "events": rows("SELECT count() FROM usage_events"),
