@@ -464,7 +464,9 @@ def read_parquet(
     path: Path, source: str, batch_rows: int, next_seq: Callable[[int], int]
 ) -> Iterator[Batch]:
     try:
-        parquet = pq.ParquetFile(path)
+        # Pages written with a checksum are verified, so a flipped byte is an error
+        # instead of a wrong value.
+        parquet = pq.ParquetFile(path, page_checksum_verification=True)
         schema = parquet.schema_arrow
     except (OSError, pa.ArrowException) as exc:
         raise UnreadableFile(f"{path}: not a readable Parquet file ({exc})") from None
