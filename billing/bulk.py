@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from billing.charges import SUBTOTAL_KINDS
+from billing.errors import LedgerError
 from billing.models import Invoice, InvoiceLine, Subscription
 
 INVOICES: Table = Invoice.__table__  # type: ignore[assignment]
@@ -44,6 +45,46 @@ IN_CHUNK = 2000
 SQLITE_ROWS = 8000
 
 Pair = tuple[int, datetime]
+
+#: The largest amount the ledger holds, in minor units, for one line and for each total
+#: of an invoice (subtotal, discounts, adjustments, total): the columns are signed 64-bit
+#: integers (SQLite INTEGER, PostgreSQL bigint). Checked before anything is written, so
+#: no database ever overflows (SQLite would refuse the row, or fail a later sum()).
+MAX_AMOUNT_MINOR = 2**63 - 1
+
+
+class AmountOutOfRange(LedgerError):
+    """An amount (a line, or an invoice total its lines would make) is beyond what the
+    ledger's columns hold (``MAX_AMOUNT_MINOR`` minor units either way)."""
+
+
+def check_amount(minor: int, what: str) -> None:
+    """Raise AmountOutOfRange unless ``|minor| <= MAX_AMOUNT_MINOR``."""
+    if not -MAX_AMOUNT_MINOR <= minor <= MAX_AMOUNT_MINOR:
+        raise AmountOutOfRange(
+            f"{what} is {minor:,} minor units, beyond the ledger's limit of"
+            f" {MAX_AMOUNT_MINOR:,} (signed 64-bit)"
+        )
+
+
+def invoice_totals(lines: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """An invoice's totals from its lines' (kind, amount_minor), as refresh_totals
+    computes them in SQL."""
+    out = {"subtotal_minor": 0, "discount_minor": 0, "adjustment_minor": 0, "total_minor": 0}
+    for kind, minor in lines:
+        if kind in SUBTOTAL_KINDS:
+            out["subtotal_minor"] += minor
+        elif kind == "discount":
+            out["discount_minor"] += minor
+        elif kind == "adjustment":
+            out["adjustment_minor"] += minor
+        out["total_minor"] += minor
+    return out
+
+
+def check_invoice_totals(totals: dict[str, int], what: str) -> None:
+    for name, minor in totals.items():
+        check_amount(minor, f"{what}: {name.removesuffix('_minor')}")
 
 
 class Live(NamedTuple):
@@ -210,6 +251,12 @@ def insert_invoices(session: Session, rows: list[dict[str, Any]]) -> set[Pair]:
     invoice from a concurrent poster; return the pairs this call created."""
     if not rows:
         return set()
+    for row in rows:
+        check_invoice_totals(
+            {k: row[k] for k in ("subtotal_minor", "discount_minor", "total_minor")},
+            f"the new invoice of subscription {row['subscription_id']}"
+            f" for {row['period_start'].isoformat()}",
+        )
     cols = ", ".join(_NEW_INVOICE_COLUMNS)
     picked = ", ".join(f"u.{c}" for c in _NEW_INVOICE_COLUMNS)
     head = (
@@ -277,6 +324,7 @@ def insert_lines(session: Session, rows: list[dict[str, Any]]) -> None:
     """
     if not rows:
         return
+    _check_lines(session, rows)
     columns = [c for c in rows[0] if not c.startswith("_")]
     if dialect(session) != "postgresql":
         _sqlite_insert_lines(session, columns, rows)
@@ -293,6 +341,23 @@ def insert_lines(session: Session, rows: list[dict[str, Any]]) -> None:
             values = [row[c] for c in columns]
             values[at] = row.get("_breakdown_json") or _copy_value(values[at])
             copy.write_row(values)
+
+
+def _check_lines(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Refuse, before writing, a line or an invoice total beyond MAX_AMOUNT_MINOR: each
+    line's amount, and each receiving invoice's totals with its current lines."""
+    by_invoice: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for row in rows:
+        check_amount(row["amount_minor"], f"line {row['idempotency_key']}")
+        by_invoice[row["invoice_id"]].append((row["kind"], row["amount_minor"]))
+    for part in in_chunks(session, sorted(by_invoice)):
+        stmt = select(LINES.c.invoice_id, LINES.c.kind, LINES.c.amount_minor).where(
+            where_in(session, LINES.c.invoice_id, part)
+        )
+        for invoice_id, kind, minor in session.execute(stmt):
+            by_invoice[invoice_id].append((kind, minor))
+    for invoice_id, lines in by_invoice.items():
+        check_invoice_totals(invoice_totals(lines), f"invoice {invoice_id}")
 
 
 def _sqlite_insert_lines(session: Session, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -329,6 +394,16 @@ def _sqlite_insert_lines(session: Session, columns: list[str], rows: list[dict[s
     connection = session.connection()
     for part in chunks(tuples, SQLITE_ROWS):
         connection.exec_driver_sql(sql, part)
+
+
+def set_rating_run(session: Session, line_ids: list[int], rating_run_id: int) -> None:
+    """Point draft lines at the rating run that re-derived them unchanged."""
+    for part in in_chunks(session, sorted(line_ids)):
+        session.execute(
+            update(LINES)
+            .where(where_in(session, LINES.c.id, part))
+            .values(rating_run_id=rating_run_id)
+        )
 
 
 def delete_lines(session: Session, ids: list[int]) -> None:

@@ -4,6 +4,11 @@ One row per subscription (a customer with two subscriptions has two rows that ag
 the customer's name, currency and timezone). Loading is all-or-nothing: every invalid
 row is reported with its line number and field, and nothing is written. Re-loading
 updates rows in place and is a no-op when nothing changed.
+
+A subscription must be billable: its plan is in the loaded catalog, the plan has a price
+in the subscription's currency, and each discount names a price of the plan. Otherwise
+the row is refused, with what the catalog has (DESIGN.md invariant 10: usage without a
+price is an error, never a 0.00 invoice). Load the catalog first.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from sqlalchemy.orm import Session
 from billing import bulk, yamlio
 from billing.charges import KEY_SEP
 from billing.errors import LoadError
-from billing.models import Customer, Invoice, Subscription, SubscriptionDiscount
+from billing.models import Customer, Invoice, Plan, PriceVersion, Subscription, SubscriptionDiscount
 from billing.money import canonical, exponent, to_minor
 from billing.periods import whole_hour_zone, zone
 
@@ -294,6 +299,55 @@ def read_customers(
     return parse_rows(records, str(path))
 
 
+def check_priced(
+    session: Session, rows: list[tuple[int, CustomerRow]], source: str = "customers"
+) -> None:
+    """Raise LoadError naming the line and field of every row whose plan is not in the
+    ledger's catalog, whose plan has no price in its currency, or whose discount names a
+    price the plan does not have, with what exists (the plans; the currencies the plan
+    is priced in; its prices)."""
+    plans = set(session.scalars(select(Plan.id)))
+    currencies: dict[str, set[str]] = {}
+    prices: dict[str, set[str]] = {}
+    for plan, currency, price in session.execute(
+        select(PriceVersion.plan_id, PriceVersion.currency, PriceVersion.price_id)
+        .where(PriceVersion.is_current.is_(True))
+        .distinct()
+    ):
+        currencies.setdefault(plan, set()).add(currency)
+        prices.setdefault(plan, set()).add(price)
+    problems: list[str] = []
+    for number, row in rows:
+        where = f"line {number}" if number else "row"
+        if row.plan not in plans:
+            if not plans:
+                problems.append(
+                    f"{where}: plan: {row.plan!r}, but no catalog is loaded: load the catalog"
+                    " first (`meterline catalog load`)"
+                )
+            else:
+                problems.append(
+                    f"{where}: plan: unknown plan {row.plan!r}; the catalog's plans are"
+                    f" {', '.join(sorted(plans))}"
+                )
+            continue
+        priced = currencies.get(row.plan, set())
+        if row.currency not in priced:
+            problems.append(
+                f"{where}: currency: plan {row.plan} has no price in {row.currency}; it is"
+                + (f" priced in {', '.join(sorted(priced))}" if priced else " priced in none")
+            )
+        for i, discount in enumerate(row.discounts):
+            if discount.price not in prices.get(row.plan, set()):
+                problems.append(
+                    f"{where}: discounts.{i}.price: plan {row.plan} has no price"
+                    f" {discount.price!r}; its prices are"
+                    f" {', '.join(sorted(prices.get(row.plan, ()))) or 'none'}"
+                )
+    if problems:
+        raise LoadError(source, problems)
+
+
 def _by_external_id(session: Session, table: Table, ids: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for part in bulk.in_chunks(session, ids):
@@ -309,8 +363,10 @@ def load_customers(
     """Upsert customers, subscriptions and discounts (in the session's transaction).
 
     A subscription that already has invoices keeps its currency, anchor day, timezone
-    and start date: changing them would move or re-price periods already billed.
+    and start date: changing them would move or re-price periods already billed. Every
+    row must be billable by the loaded catalog (check_priced): LoadError otherwise.
     """
+    check_priced(session, rows, source)
     customers_t: Table = Customer.__table__  # type: ignore[assignment]
     subs_t: Table = Subscription.__table__  # type: ignore[assignment]
     disc_t: Table = SubscriptionDiscount.__table__  # type: ignore[assignment]
@@ -401,9 +457,7 @@ def load_customers(
             .order_by(disc_t.c.id)
         ).all():
             current.setdefault(d.subscription_id, []).append(
-                discount_identity(
-                    d.price_id, d.percent_off, d.amount_off, d.valid_from, d.valid_to
-                )
+                discount_identity(d.price_id, d.percent_off, d.amount_off, d.valid_from, d.valid_to)
             )
     replace_ids: list[int] = []
     new_d: list[dict[str, Any]] = []

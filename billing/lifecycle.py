@@ -9,6 +9,7 @@ posting that period again issues a new draft linked to it (``reissue_of_id``).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -71,25 +72,32 @@ def finalize(
 
 
 def finalize_due(
-    session: Session, *, as_of: datetime, grace: timedelta = DEFAULT_GRACE
+    session: Session,
+    *,
+    as_of: datetime,
+    grace: timedelta = DEFAULT_GRACE,
+    keep_open: Collection[int] = (),
 ) -> list[int]:
     """Finalize every draft whose period ended at least ``grace`` before ``as_of``.
 
     Set-based, for a close of many periods at once: the drafts are locked in id order
     (PostgreSQL), their totals recomputed from their lines in bulk, then frozen with
-    ``finalized_at = as_of``, exactly as :func:`finalize` does one by one.
+    ``finalized_at = as_of``, exactly as :func:`finalize` does one by one. Drafts in
+    ``keep_open`` stay drafts (a close that could not rate their period).
     """
     _aware(as_of, "as_of")
     if grace < timedelta(0):
         raise ValueError("grace must not be negative")
     bulk.lock_ledger_writes(session)
-    ids = list(
-        session.scalars(
+    ids = [
+        invoice_id
+        for invoice_id in session.scalars(
             select(Invoice.id)
             .where(Invoice.status == "draft", Invoice.period_end <= as_of - grace)
             .order_by(Invoice.id)
         ).all()
-    )
+        if invoice_id not in keep_open
+    ]
     if not ids:
         return []
     for part in bulk.chunks(ids):

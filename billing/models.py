@@ -159,7 +159,15 @@ class PriceVersion(Base):
 
 
 class RatingRun(Base):
-    """One run of the rating pipeline: what it closed, when (logical time), with what."""
+    """One run of the rating pipeline: what it closed, when (logical time), with what.
+
+    ``events_watermark`` is what the run saw of the warehouse (DESIGN.md invariant 7):
+    every event ingested up to that instant, except on the days listed in
+    ``rating_run_stale_days``, whose rollup was older (it saw their events ingested up to
+    the day's own watermark). An event is late for a line when the run that produced the
+    line did not see it. NULL for runs recorded before watermarks were kept: readers then
+    fall back to the run's ``run_at``.
+    """
 
     __tablename__ = "rating_runs"
 
@@ -171,6 +179,44 @@ class RatingRun(Base):
     code_version: Mapped[str] = mapped_column(String(100))
     inputs_hash: Mapped[str] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(Text)
+    events_watermark: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    stale_days: Mapped[list[RatingRunStaleDay]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="RatingRunStaleDay.day"
+    )
+
+
+class RatingRunStaleDay(Base):
+    """A UTC day whose rollup a rating run read while it was stale (events had arrived
+    since it was built): the run saw that day's events ingested up to ``watermark`` only
+    (the epoch when the day had never been rolled up)."""
+
+    __tablename__ = "rating_run_stale_days"
+
+    rating_run_id: Mapped[int] = mapped_column(
+        ForeignKey("rating_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    watermark: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    run: Mapped[RatingRun] = relationship(back_populates="stale_days")
+
+
+class FindingAcknowledgement(Base):
+    """A person's acknowledgement of one reconcile finding (``meterline audit
+    acknowledge``). A finding's id hashes its check, subject and the values that define
+    it, so a finding whose values change is a new one that no earlier acknowledgement
+    covers. Rows are never updated: acknowledging again adds a row (the latest shows)."""
+
+    __tablename__ = "finding_acknowledgements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    finding_id: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    acknowledged_by: Mapped[str] = mapped_column(String(200))
+    # Wall-clock time of the person's action (a record of who did what when, not a
+    # billing time: invariant 7 is about what the pipeline computes).
+    acknowledged_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Invoice(Base):

@@ -23,9 +23,9 @@ session's identity map is expired after each call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from itertools import pairwise
 from typing import Any, NamedTuple
@@ -34,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing import bulk
-from billing.bulk import Live, Pair
+from billing.bulk import MAX_AMOUNT_MINOR, AmountOutOfRange, Live, Pair
 from billing.charges import (
     CATALOG_KINDS,
     POSTABLE_KINDS,
@@ -44,12 +44,14 @@ from billing.charges import (
     period_token,
 )
 from billing.errors import LedgerError, PostingConflict, UnknownPriceVersion, UnknownSubscription
-from billing.models import PriceVersion, RatingRun, Subscription
+from billing.models import PriceVersion, RatingRun, RatingRunStaleDay, Subscription
 from billing.periods import Period, Terms, subscription_period_containing
 
 #: Periods handled per round of statements.
 CHUNK = 2000
 CONFLICTS_SHOWN = 10
+
+__all__ = ["MAX_AMOUNT_MINOR", "AmountOutOfRange", "ChargeBatch", "PostResult", "check_batch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +209,17 @@ def prepare(batch: ChargeBatch, sub: SubRow, prices: PriceIndex) -> Keyed:
     return keyed
 
 
+def check_batch(batch: ChargeBatch) -> None:
+    """Raise AmountOutOfRange when a charge of the batch, or a total of an invoice made of
+    exactly these charges, is beyond the ledger's limit (bulk.MAX_AMOUNT_MINOR minor
+    units): a caller can set such a period aside before posting anything."""
+    lines = []
+    for charge in batch.charges:
+        bulk.check_amount(charge.amount_minor, f"{_where(batch)}: {charge.kind} {charge.price_id}")
+        lines.append((charge.kind, charge.amount_minor))
+    bulk.check_invoice_totals(bulk.invoice_totals(lines), f"{_where(batch)}: invoice")
+
+
 def line_row(
     invoice_id: int,
     key: str,
@@ -342,6 +355,7 @@ def _post_chunk(
     closed: list[str] = []
     inserts: list[dict[str, Any]] = []
     deletes: list[int] = []
+    confirmed: list[int] = []
     touched: set[int] = set()
     for batch, sub, keyed in prepared:
         pair = (sub.id, batch.period.start)
@@ -368,6 +382,10 @@ def _post_chunk(
             conflicts.extend(changed)
             continue
         deletes.extend(have[k][0] for k in changed + dropped)
+        if rating_run_id is not None:
+            # A line this run re-derived unchanged is the run's line now: what the run saw
+            # (its watermark) is what the line accounts for.
+            confirmed.extend(have[k][0] for k in keyed if k in have and k not in changed)
         for k in changed + added:
             charge, pv_id = keyed[k]
             inserts.append(line_row(invoice.id, k, charge, batch.period, pv_id, rating_run_id))
@@ -392,6 +410,8 @@ def _post_chunk(
         )
     bulk.delete_lines(session, deletes)
     bulk.insert_lines(session, inserts)
+    if confirmed and rating_run_id is not None:
+        bulk.set_rating_run(session, confirmed, rating_run_id)
     if touched:
         bulk.refresh_totals(session, touched)
     if return_lines:
@@ -432,8 +452,14 @@ def record_rating_run(
     code_version: str,
     inputs_hash: str,
     note: str | None = None,
+    events_watermark: datetime | None = None,
+    stale_days: Mapping[date, datetime] | None = None,
 ) -> int:
-    """Record a rating run (logical times, never the clock) and return its id."""
+    """Record a rating run (logical times, never the clock) and return its id.
+
+    ``events_watermark`` and ``stale_days``: what the run saw of the warehouse (every
+    event ingested up to the watermark, except on the stale days, up to each day's own);
+    see billing.models.RatingRun."""
     run = RatingRun(
         period_start=period_start,
         period_end=period_end,
@@ -441,6 +467,11 @@ def record_rating_run(
         code_version=code_version,
         inputs_hash=inputs_hash,
         note=note,
+        events_watermark=events_watermark,
+        stale_days=[
+            RatingRunStaleDay(day=day, watermark=mark)
+            for day, mark in sorted((stale_days or {}).items())
+        ],
     )
     session.add(run)
     session.flush()

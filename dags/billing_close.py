@@ -3,7 +3,9 @@
 per price version window, apply discounts and minimums, post the lines to its draft
 invoice and finalize it. Late usage of finalized periods becomes adjustment lines on
 the next open invoice. Re-running posts nothing new. Last, reconcile the months the close
-could touch: the run fails when the books do not balance.
+could touch: the run fails on unacknowledged findings of the severity it fails on
+(METERLINE_RECONCILE_FAIL_ON, errors by default), which includes a period close could
+not bill.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ DOC = """
 ### billing_close
 Triggered by the `usage_rollup` asset. "As of" time: the rollup's data interval end
 (carried in the asset event), or `as_of` in the run's conf for a manual run; never the
-clock. Closes due periods and posts adjustments for late usage, then reconciles every
-month whose invoices the close could still change (raw events, rollup, re-rated and
-posted lines, invoice totals, unattributed usage, periods due without an invoice) and
-fails the run, without retrying, when anything does not balance.
+clock. Closes due periods and posts adjustments for late usage (a period that cannot be
+billed, e.g. its plan has no price in its currency, is left unbilled and reported; the
+others are billed), then reconciles every month whose invoices the close could still
+change (raw events, rollup, re-rated and posted lines, invoice totals, unattributed
+usage, periods due without an invoice). The run fails, without retrying, on findings of
+severity error (money differs) that nobody acknowledged; warnings (usage billed to no
+one) pass unless METERLINE_RECONCILE_FAIL_ON=warning.
 
 By hand: `meterline close --as-of 2026-11-04T00:00:00Z` (or `--period 2026-10`), then
-`meterline audit reconcile --as-of 2026-11-04T00:00:00Z`.
+`meterline audit reconcile --as-of 2026-11-04T00:00:00Z`; a known finding:
+`meterline audit acknowledge FINDING_ID --reason TEXT`.
 """
 
 
@@ -66,29 +72,26 @@ def billing_close() -> None:
 
     @task(pool=WAREHOUSE_POOL)
     def reconcile(as_of: str, closed: dict[str, object]) -> dict[str, object]:
-        """Fail the run when the books do not balance: every month this close could touch,
-        from raw events to rollup to rated and posted lines (meterline audit reconcile)."""
+        """Fail the run on unacknowledged findings at the severity it fails on: every
+        month this close could touch, from raw events to rollup to rated and posted lines
+        (meterline audit reconcile)."""
         from datetime import datetime
 
         from airflow.sdk.exceptions import AirflowFailException
 
+        from meterline.audit import failure_message
         from meterline.audit_io import reconcile_after_close
 
-        reports = reconcile_after_close(datetime.fromisoformat(as_of))
+        moment = datetime.fromisoformat(as_of)
+        reports = reconcile_after_close(moment)
         summary: dict[str, object] = {
             "as_of": as_of,
             "closed": closed,
             "months": {r.period: r.summary() for r in reports},
         }
-        failures = [f.to_json() for r in reports for f in r.failures]
-        if failures:
+        if not all(r.ok for r in reports):
             # Not a transient failure: retrying cannot make the books balance.
-            raise AirflowFailException(
-                "the books do not balance: "
-                + "; ".join(r.summary() for r in reports if not r.ok)
-                + f". First findings: {failures[:5]}. Details: meterline audit reconcile"
-                f" --as-of {as_of}"
-            )
+            raise AirflowFailException(failure_message(reports, moment))
         return summary
 
     as_of = resolve_as_of()

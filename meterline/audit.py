@@ -11,11 +11,19 @@ Business rules:
   been billed is the same key re-rated from the raw events now.
 - Billed and re-rated agree when quantity and amount in minor units are equal (the rule
   `post_adjustments` applies). A line alone agrees when its precise amount is equal too.
-- A difference with events ingested after the line was posted is drift (late usage not
-  adjusted yet); without such events it is a mismatch nothing in the data explains.
-- Usage no subscription covers is never dropped silently: reconcile lists it and fails.
-- Dimension groups of a meter that no price of the plan covers are reported (a warning:
-  the catalog decides what is billed) but do not fail a reconciliation.
+- An event is late for a line when the rating run that produced the line did not see it:
+  ingested after the run's warehouse watermark (DESIGN.md invariant 7), never judged by
+  the clock against a logical date. A difference with late events is drift (late usage
+  not adjusted yet); without them it is a mismatch nothing in the data explains.
+- Every reconcile finding has a severity: an error when money differs (or may: a line,
+  a total, a quantity, the intake accounting, a period due without an invoice), a
+  warning when usage is billed to no one (usage no subscription covers; dimension
+  groups no price of the plan counts). Usage is never dropped silently: both are listed.
+- A finding has a stable id: a hash of its check, its subject and the values that
+  define it. A person can acknowledge a finding by its id; a finding whose values change
+  is a new one, which no earlier acknowledgement covers.
+- A report fails on the unacknowledged findings at or above the severity the caller
+  fails on (METERLINE_RECONCILE_FAIL_ON: errors by default).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
-from billing.charges import ChargeLine
+from billing.charges import ChargeLine, canonical_json, sha256_hex
 from billing.money import canonical, minor_text
 from billing.periods import zone
 from meterline.period_charges import matches_filter
@@ -291,16 +299,22 @@ class EventRow:
 
 @dataclass(frozen=True)
 class EventList:
-    """Some events of a window (a sample, or the late ones) and how many there are."""
+    """Some events of a window (a sample, or the late ones) and how many there are. For
+    late events: the watermark of the rating run they are late for (`since`: it saw every
+    event ingested up to then, except on `stale` days, up to each day's own)."""
 
     events: Sequence[EventRow]
     total: int
     total_value: Decimal
     since: datetime | None = None
+    stale: Mapping[date, datetime] = field(default_factory=dict)
+    rating_run_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "since": iso(self.since),
+            "stale_days": {d.isoformat(): iso(m) for d, m in sorted(self.stale.items())},
+            "rating_run_id": self.rating_run_id,
             "count": self.total,
             "value_sum": text(self.total_value),
             "events": [e.to_json() for e in self.events],
@@ -487,13 +501,22 @@ def compare_period(
     """Every key of a period whose billed total (line + adjustments) differs from the
     re-rated charge, in key order. Empty when the period is right."""
     billed = billed_by_key(originals, adjustments)
+    # A price billed under one version and re-rated under another (`catalog load
+    # --reprice`) owes nothing under the new key when its charge is zero: post_adjustments
+    # posts no line for a zero difference, so none is missing.
+    billed_prices = {(ln.price_id, ln.kind, ln.group) for ln in originals}
     diffs = []
     for key in sorted(set(billed) | set(rerated)):
         line, adjs = billed.get(key, (None, []))
         net = total([line.billed] if line else []) + total(a.billed for a in adjs)
         charge = rerated.get(key)
         now = Billed.of_charge(charge)
-        if (now - net).is_zero and (line is not None or adjs or charge is None):
+        if (now - net).is_zero and (
+            line is not None
+            or adjs
+            or charge is None
+            or (charge.price_id, charge.kind, charge.group) in billed_prices
+        ):
             continue
         like: Any = charge if charge is not None else (line or adjs[0])
         diffs.append(
@@ -653,12 +676,12 @@ def explain(facts: ExplainFacts) -> dict[str, Any]:
         )
     if status == DRIFT:
         notes.append(
-            f"{facts.late.total} event(s) ingested after the line was posted change it: "
+            f"{facts.late.total} event(s) the rating run did not see change it: "
             "`meterline audit rerate` (or the next close) posts the adjustment"
         )
     elif status == MISMATCH:
         notes.append(
-            "the re-rated amount differs and no event ingested after posting explains it "
+            "the re-rated amount differs and no event the rating run did not see explains it "
             "(rollup stale or corrupted when the line was rated, a catalog change, or an "
             "edited ledger): run `meterline audit reconcile`"
         )
@@ -820,20 +843,82 @@ def _last_levels(found: Sequence[Level]) -> list[Level]:
 # --- reconcile --------------------------------------------------------------------------
 
 
+ERROR = "error"
+WARNING = "warning"
+#: Severities, least severe first: failing on one fails on those after it too.
+SEVERITIES = (WARNING, ERROR)
+
+
+def _plain(value: Any) -> Any:
+    """A value as plain JSON with one spelling per number and instant (for hashing)."""
+    if isinstance(value, Decimal):
+        return canonical(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def finding_id(check: str, subject: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    """`f-` and 12 hex digits of the sha256 of (check, subject, values): the same finding
+    has the same id in every run; a change of any defining value makes a new id."""
+    doc = canonical_json(_plain({"check": check, "subject": subject, "values": values}))
+    return "f-" + sha256_hex(doc)[:12]
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """A person's note that a finding is known and need not fail the run."""
+
+    finding_id: str
+    reason: str
+    by: str
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"by": self.by, "at": iso(self.at), "reason": self.reason}
+
+
 @dataclass(frozen=True)
 class Finding:
+    """One thing reconcile found. `subject` names what it is about (with the customer,
+    invoice and key), `values` the numbers that define it: together with the check they
+    make its id. `detail` says it in words (and may change wording without a new id)."""
+
     check: str
     detail: str
-    fails: bool = True
+    severity: str = ERROR
     customer: str | None = None
     invoice_id: int | None = None
     key: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
+    subject: Mapping[str, Any] = field(default_factory=dict)
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
+
+    @property
+    def id(self) -> str:
+        subject = {
+            "customer": self.customer,
+            "invoice_id": self.invoice_id,
+            "key": self.key,
+            **self.subject,
+        }
+        return finding_id(self.check, subject, self.values)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "check": self.check,
-            "fails": self.fails,
+            "severity": self.severity,
             "customer": self.customer,
             "invoice_id": self.invoice_id,
             "key": self.key,
@@ -845,11 +930,12 @@ class Finding:
 @dataclass(frozen=True)
 class PeriodFacts:
     """One invoice's period, re-rated: the charges by key and the whole window's
-    quantities per (meter, dimension group)."""
+    quantities per (meter, dimension group); or why it cannot be re-rated (`error`)."""
 
     charges: Mapping[str, ChargeLine]
     quantities: Mapping[tuple[str, Dims], Decimal]
     unpriced: Sequence[tuple[str, Dims, Decimal]] = ()
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -906,6 +992,8 @@ class MissingPeriod:
     subscription: str
     start: datetime
     end: datetime
+    reason: str | None = None
+    """Why close cannot bill it, when that is known (its plan or currency has no price)."""
 
 
 @dataclass
@@ -922,6 +1010,7 @@ class ReconcileFacts:
     raw_totals: Mapping[int, Mapping[tuple[str, Dims], UsageTotals]]
     rollup_totals: Mapping[int, Mapping[tuple[str, Dims], UsageTotals]]
     late: Mapping[int, Mapping[str, UsageTotals]]
+    """Per invoice: events of its period that the run which finalized it did not see."""
     ingests: Sequence[IngestFacts]
     stored: Sequence[StoredCount]
     intake_window: tuple[datetime, datetime]
@@ -945,24 +1034,65 @@ class ReconcileReport:
     drift: list[dict[str, Any]]
     invoices: dict[str, int]
     as_of: datetime | None = None
+    fail_on: str = ERROR
+    """The least severity that fails the report (METERLINE_RECONCILE_FAIL_ON)."""
+    acknowledgements: Mapping[str, Acknowledgement] = field(default_factory=dict)
+    """By finding id: the acknowledgements of findings in this report."""
+
+    def acknowledged(self, finding: Finding) -> Acknowledgement | None:
+        return self.acknowledgements.get(finding.id)
+
+    def fails(self, finding: Finding) -> bool:
+        """An unacknowledged finding at or above the severity the report fails on."""
+        severe = SEVERITIES.index(finding.severity) >= SEVERITIES.index(self.fail_on)
+        return severe and self.acknowledged(finding) is None
 
     @property
     def ok(self) -> bool:
-        return not any(f.fails for f in self.findings)
+        return not self.failures
 
     @property
     def failures(self) -> list[Finding]:
-        return [f for f in self.findings if f.fails]
+        return [f for f in self.findings if self.fails(f)]
+
+    def counts(self) -> dict[str, int]:
+        """Unacknowledged findings per severity, and the acknowledged ones."""
+        out = {ERROR: 0, WARNING: 0, "acknowledged": 0}
+        for f in self.findings:
+            out["acknowledged" if self.acknowledged(f) else f.severity] += 1
+        return out
 
     def summary(self) -> str:
-        counts: dict[str, int] = defaultdict(int)
+        checks: dict[str, int] = defaultdict(int)
         for f in self.failures:
-            counts[f.check] += 1
+            checks[f.check] += 1
         scope = self.period + (f" customer {self.customer}" if self.customer else "")
+        counts = self.counts()
+        extra = ", ".join(
+            f"{counts[k]} {label}"
+            for k, label in (
+                (ERROR, "error(s)"),
+                (WARNING, "warning(s)"),
+                ("acknowledged", "acknowledged"),
+            )
+            if counts[k]
+        )
         if self.ok:
-            return f"{scope}: reconciled ({self.invoices.get('checked', 0)} invoices)"
-        what = ", ".join(f"{check} x{n}" for check, n in sorted(counts.items()))
-        return f"{scope}: NOT reconciled: {what}"
+            return (
+                f"{scope}: reconciled ({self.invoices.get('checked', 0)} invoices"
+                + (f"; {extra}" if extra else "")
+                + ")"
+            )
+        what = ", ".join(f"{check} x{n}" for check, n in sorted(checks.items()))
+        return f"{scope}: NOT reconciled: {what} ({extra})"
+
+    def finding_json(self, finding: Finding) -> dict[str, Any]:
+        ack = self.acknowledged(finding)
+        return {
+            **finding.to_json(),
+            "fails": self.fails(finding),
+            "acknowledged": ack.to_json() if ack else None,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -970,7 +1100,9 @@ class ReconcileReport:
             "customer": self.customer,
             "as_of": iso(self.as_of),
             "ok": self.ok,
+            "fail_on": self.fail_on,
             "summary": self.summary(),
+            "counts": self.counts(),
             "invoices": self.invoices,
             "intake": self.intake,
             "meters": self.meters,
@@ -978,8 +1110,30 @@ class ReconcileReport:
             "customers": self.customers,
             "unattributed": self.unattributed,
             "drift": self.drift,
-            "findings": [f.to_json() for f in self.findings],
+            "findings": [self.finding_json(f) for f in self.findings],
         }
+
+
+def failure_message(reports: Sequence[ReconcileReport], as_of: datetime, shown: int = 5) -> str:
+    """A short text for a failed run (the billing_close DAG's reconcile task): the failing
+    findings counted by severity, the first few ids, and the command that lists them."""
+    failing = [(r, f) for r in reports for f in r.failures]
+    counts: dict[str, int] = defaultdict(int)
+    for _, f in failing:
+        counts[f.severity] += 1
+    acknowledged = sum(r.counts()["acknowledged"] for r in reports)
+    severities = ", ".join(
+        f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}" for s in reversed(SEVERITIES) if counts[s]
+    )
+    first = ", ".join(f"{f.id} ({f.check}, {r.period})" for r, f in failing[:shown])
+    more = f" and {len(failing) - shown} more" if len(failing) > shown else ""
+    return (
+        f"reconcile as of {iso(as_of)}: {len(failing)} failing finding(s): {severities}"
+        + (f"; {acknowledged} acknowledged" if acknowledged else "")
+        + f". First: {first}{more}."
+        f" List them: meterline audit reconcile --as-of {iso(as_of)}; acknowledge one:"
+        " meterline audit acknowledge FINDING_ID --reason TEXT"
+    )
 
 
 def reconcile(facts: ReconcileFacts) -> ReconcileReport:
@@ -1029,16 +1183,34 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
                     Finding(
                         "unpriced_usage",
                         f"{meter} {dims_label(dims)}: {text(quantity)} used, but no price of"
-                        f" plan {inv.plan} covers this group",
-                        fails=False,
+                        f" plan {inv.plan} covers this group: billed to no one",
+                        severity=WARNING,
                         customer=inv.customer,
                         invoice_id=inv.id,
+                        subject={"meter": meter, "group": dims_label(dims)},
+                        values={"quantity": quantity},
                     )
                 )
         originals = [ln for ln in lines if ln.kind != "adjustment"]
         keys = {ln.key for ln in originals} | set(raw.charges if raw else ())
         adjs = [a for k in sorted(keys) for a in adjustments_by_key.get(k, ())]
-        diffs = compare_period(originals, adjs, raw.charges if raw else {}, inv.currency)
+        error = raw.error if raw is not None else None
+        if error is not None:
+            # Nothing to compare the lines with: one finding, not one per line.
+            findings.append(
+                Finding(
+                    "cannot_rerate",
+                    f"the period cannot be re-rated from its raw events: {error}",
+                    customer=inv.customer,
+                    invoice_id=inv.id,
+                    values={"reason": error},
+                )
+            )
+        diffs = (
+            compare_period(originals, adjs, raw.charges if raw else {}, inv.currency)
+            if error is None
+            else []
+        )
         for diff in diffs:
             check = "unadjusted_drift" if late_events else f"line_{diff.what}"
             findings.append(
@@ -1051,7 +1223,7 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
                     f" {text(diff.rerated.quantity)} / "
                     f"{minor_text(diff.rerated.amount_minor, inv.currency)}"
                     + (
-                        f" ({late_events} event(s) ingested after finalization: run"
+                        f" ({late_events} event(s) the rating run did not see: run"
                         " `meterline audit rerate --apply` or the next close)"
                         if late_events
                         else ""
@@ -1060,6 +1232,10 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
                     invoice_id=inv.id,
                     key=diff.key,
                     data=diff.to_json(),
+                    values={
+                        "billed": [diff.billed.quantity, diff.billed.amount_minor],
+                        "rerated": [diff.rerated.quantity, diff.rerated.amount_minor],
+                    },
                 )
             )
         billed_net = _accumulate(
@@ -1073,7 +1249,7 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
                     "invoice_id": inv.id,
                     "customer": inv.customer,
                     "finalized_at": iso(inv.finalized_at),
-                    "events_after_finalization": late_events,
+                    "late_events": late_events,
                     "by_meter": {
                         m: {"events": t.events, "last_ingested_at": iso(t.max_ingested_at)}
                         for m, t in sorted(late.items())
@@ -1089,7 +1265,7 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
                 "posted": minor_text(billed_net, inv.currency),
                 "rerated": minor_text(rated, inv.currency),
                 "difference": minor_text(rated - billed_net, inv.currency),
-                "events_after_finalization": late_events,
+                "late_events": late_events,
                 "findings": len(findings) - before,
             }
         )
@@ -1103,7 +1279,16 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
                 f"{item.customer} ({what}): {item.events} {item.meter} event(s)"
                 f" {iso(item.first_at)}..{iso(item.last_at)}, e.g. {item.example_event_id};"
                 " this usage is billed to nobody",
+                severity=WARNING,
                 customer=item.customer,
+                subject={"meter": item.meter, "month": facts.period},
+                values={
+                    "events": item.events,
+                    "value_sum": item.value_sum,
+                    "first": item.first_at,
+                    "last": item.last_at,
+                    "known_customer": item.known_customer,
+                },
             )
         )
     for gap in facts.missing:
@@ -1111,8 +1296,11 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
             Finding(
                 "missing_invoice",
                 f"{gap.subscription} period {iso(gap.start)}..{iso(gap.end)} ended and is due"
-                " but has no invoice",
+                " but has no invoice"
+                + (f": close cannot bill it: {gap.reason}" if gap.reason else ""),
                 customer=gap.customer,
+                subject={"subscription": gap.subscription, "period_start": gap.start},
+                values={"period_end": gap.end, "reason": gap.reason},
             )
         )
     return ReconcileReport(
@@ -1156,6 +1344,10 @@ def _check_totals(inv: InvoiceInfo, lines: Sequence[PostedLine], out: list[Findi
                 f" {minor_text(lines_total, inv.currency)} over {len(lines)}",
                 customer=inv.customer,
                 invoice_id=inv.id,
+                values={
+                    "invoice": [inv.total_minor, inv.line_count],
+                    "lines": [lines_total, len(lines)],
+                },
             )
         )
 
@@ -1187,6 +1379,11 @@ def _check_rollup(
                     + _stale_hint(dirty, inv.period_start, inv.period_end),
                     customer=inv.customer,
                     invoice_id=inv.id,
+                    subject={"meter": meter, "group": dims_label(dims)},
+                    values={
+                        "raw": [r.events, r.value_sum],
+                        "rollup": [u.events, u.value_sum],
+                    },
                 )
             )
 
@@ -1209,6 +1406,8 @@ def _check_quantities(
                     f" rollup {text(u)}" + _stale_hint(dirty, inv.period_start, inv.period_end),
                     customer=inv.customer,
                     invoice_id=inv.id,
+                    subject={"meter": meter, "group": dims_label(dims)},
+                    values={"raw": r, "rollup": u},
                 )
             )
 
@@ -1308,6 +1507,13 @@ def _intake(facts: ReconcileFacts, out: list[Finding]) -> dict[str, Any]:
                     f"ingest {ing.ingest_id} ({', '.join(ing.sources)}): received"
                     f" {ing.received} != accepted {ing.accepted} + duplicates"
                     f" {ing.duplicates} + rejected {ing.rejected}",
+                    subject={"ingest_id": ing.ingest_id},
+                    values={
+                        "received": ing.received,
+                        "accepted": ing.accepted,
+                        "duplicates": ing.duplicates,
+                        "rejected": ing.rejected,
+                    },
                 )
             )
     stored: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -1332,6 +1538,11 @@ def _intake(facts: ReconcileFacts, out: list[Finding]) -> dict[str, Any]:
                         f"ingest {ing.ingest_id} ({', '.join(ing.sources)}) logged"
                         f" {ing.accepted} accepted / {ing.rejected} rejected; the warehouse"
                         f" holds {accepted} events / {rejected} rejected rows from it",
+                        subject={"ingest_id": ing.ingest_id},
+                        values={
+                            "logged": [ing.accepted, ing.rejected],
+                            "stored": [accepted, rejected],
+                        },
                     )
                 )
     return {

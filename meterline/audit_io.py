@@ -7,11 +7,14 @@ one difference: quantities come from `usage_events` directly (`rate_periods(...,
 raw=True)`, read by `meters.quantities.batch_quantities`) instead of the rollup.
 
 Time comes from the data: a re-rate posted with `--apply` is dated by the latest
-`ingested_at` of the events it read (invariant 7), never by the clock.
+`ingested_at` of the events it read (invariant 7), never by the clock. An event is late
+for a line when the rating run that produced the line did not see it (its watermark,
+`meterline.close.Watermark`).
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,12 +27,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, selectinload
 
 from billing.adjustments import post_adjustments
-from billing.catalog import load_catalog
 from billing.db import create_ledger_engine, session_factory
 from billing.errors import LedgerError
 from billing.migrate import require_head, upgrade
 from billing.models import (
     Customer,
+    FindingAcknowledgement,
     Invoice,
     InvoiceLine,
     PriceVersion,
@@ -60,14 +63,21 @@ from meterline.audit import (
 )
 from meterline.close import (
     CODE_VERSION,
+    EPOCH,
+    RATING_ERRORS,
     ROUNDING,
     Due,
+    LateWindow,
     PeriodRating,
     Rater,
+    Watermark,
     as_utc,
     billable_periods,
+    events_watermark,
     inputs_hash,
+    late_events,
     rate_periods,
+    run_watermarks,
 )
 from meterline.period_charges import (
     ADDITIVE,
@@ -80,8 +90,8 @@ from meters.rollup import definition_params, dirty_days
 from meters.sql_files import query
 from meters.warehouse import Warehouse
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHUNK = 500
+FINDING_ID = re.compile(r"^f-[0-9a-f]{12}$")
 
 
 class AuditError(LedgerError):
@@ -298,9 +308,12 @@ def _line_events(
     start: datetime,
     end: datetime,
     price_filter: Mapping[str, str],
-    since: datetime | None,
+    seen: Watermark | None,
     limit: int,
+    rating_run_id: int | None = None,
 ) -> EventList:
+    """Events of the line's window: all of them (`seen` None, a sample), or those the
+    rating run with watermark `seen` did not see (the late ones), oldest first."""
     meters.get(meter)  # an unknown meter is an error here, not an empty answer
     rows = warehouse.query_rows(
         query("audit/line_events"),
@@ -309,10 +322,11 @@ def _line_events(
             "meter": meter,
             "start": start,
             "end": end,
-            "since": since or EPOCH,
+            "since": seen.events if seen else EPOCH,
+            "stale": dict(seen.stale) if seen else {},
             **_meter_rules(meters),
             "price_filter": dict(price_filter),
-            "order_by_time": since is not None,
+            "order_by_time": seen is not None,
             "limit": max(limit, 1),
         },
     )
@@ -322,7 +336,9 @@ def _line_events(
     ]
     count = int(rows[0][6]) if rows else 0
     value_sum = Decimal(rows[0][7]) if rows else Decimal(0)
-    return EventList(events[:limit], count, value_sum, since)
+    if seen is None:
+        return EventList(events[:limit], count, value_sum)
+    return EventList(events[:limit], count, value_sum, seen.events, dict(seen.stale), rating_run_id)
 
 
 def _spans(
@@ -351,12 +367,6 @@ def _spans(
         Span(dims_of(dims), str(eid), ts, Decimal(value), int(from_ms), int(to_ms))
         for dims, eid, ts, value, _ingested, from_ms, to_ms in rows
     ]
-
-
-def events_watermark(warehouse: Warehouse) -> datetime | None:
-    """The latest ingest time of any event (None for an empty warehouse)."""
-    ((latest, count),) = warehouse.query_rows(query("audit/events_watermark"))
-    return as_utc(latest) if int(count) else None
 
 
 # --- explain ----------------------------------------------------------------------------
@@ -394,6 +404,8 @@ class _Explainer:
         key = line.corrects
         recomputed = raw.charges.get(key)
         notes: list[str] = []
+        if raw.error is not None:
+            notes.append(f"the period cannot be re-rated from its raw events: {raw.error}")
         if line.kind == "adjustment":
             found = (
                 _lines(
@@ -471,11 +483,14 @@ class _Explainer:
                     end=period.end,
                     price_filter=price_filter,
                 )
-            since = original.posted_at if original is not None else None
-            if since is None and source is not None and source.finalized_at is not None:
-                since = as_utc(source.finalized_at)
+            # Late for this line: not seen by the run that produced the period's line
+            # (the original's, for an adjustment: the events behind the correction).
+            run_id = original.rating_run_id if original is not None else None
+            seen = run_watermarks(self.session, [run_id]).get(run_id) if run_id else None
+            if seen is None and source is not None and source.finalized_at is not None:
+                seen = Watermark(as_utc(source.finalized_at))
 
-            def events_of(after: datetime | None, limit: int) -> EventList:
+            def events_of(watermark: Watermark | None, limit: int) -> EventList:
                 return _line_events(
                     self.warehouse,
                     self.meters,
@@ -484,12 +499,13 @@ class _Explainer:
                     start=period.start,
                     end=period.end,
                     price_filter=price_filter,
-                    since=after,
+                    seen=watermark,
                     limit=limit,
+                    rating_run_id=run_id,
                 )
 
-            if since is not None:
-                late = events_of(since, late_limit)
+            if seen is not None:
+                late = events_of(seen, late_limit)
             sample = events_of(None, samples)
         return audit.explain(
             ExplainFacts(
@@ -616,7 +632,10 @@ def reconcile_period(
     meters = meter_catalog(config)
     with ledger_session(config) as session, open_warehouse(config) as warehouse:
         facts = _reconcile_facts(session, warehouse, meters, config, period, customer, as_of)
-    return audit.reconcile(facts)
+        report = audit.reconcile(facts)
+        report.fail_on = config.reconcile_fail_on
+        report.acknowledgements = acknowledgements(session, [f.id for f in report.findings])
+    return report
 
 
 def _reconcile_facts(
@@ -647,6 +666,7 @@ def _reconcile_facts(
             charges=rating.charges,
             quantities={(r.meter, dims_of(r.dimensions)): r.quantity for r in rating.whole()},
             unpriced=_unpriced(rating) if unpriced else (),
+            error=rating.error,
         )
 
     raw = {i: period_facts(raw_ratings[d], unpriced=True) for i, d in dues.items()}
@@ -661,14 +681,29 @@ def _reconcile_facts(
     ]
     raw_totals = _usage_totals(warehouse, meters, windows, rollup=False)
     rollup_totals = _usage_totals(warehouse, meters, windows, rollup=True)
-    late = _late(
-        warehouse,
-        [
-            (window, as_utc(inv.finalized_at))
-            for window, inv in zip(windows, closed, strict=True)
-            if inv.finalized_at is not None
-        ],
-    )
+    # Late for an invoice: not seen by the run that produced its lines (a line the run
+    # re-derived unchanged is the run's too), else after its finalization.
+    runs = {
+        inv.id: max(
+            (ln.rating_run_id for ln in lines[inv.id] if ln.kind != "adjustment"),
+            default=None,
+            key=lambda r: r or 0,
+        )
+        for inv in closed
+    }
+    marks = run_watermarks(session, [r for r in runs.values() if r is not None])
+    late_windows = []
+    for (wid, who, start, end), inv in zip(windows, closed, strict=True):
+        run = runs.get(inv.id)
+        seen = marks.get(run) if run is not None else None
+        if seen is None and inv.finalized_at is not None:
+            seen = Watermark(as_utc(inv.finalized_at))
+        if seen is not None:
+            late_windows.append(LateWindow(wid, who, start, end, seen))
+    late = {
+        wid: {m: UsageTotals(n, v, at) for m, (n, v, at) in per_meter.items()}
+        for wid, per_meter in late_events(warehouse, late_windows).items()
+    }
 
     intake_window = _month_window(period)
     currencies = {
@@ -677,7 +712,7 @@ def _reconcile_facts(
     }
     ingests, stored = _intake(warehouse, intake_window, currencies, customer)
     unattributed = _unattributed(session, warehouse, intake_window, customer)
-    missing = _missing(session, config, period, customer, as_of) if as_of else []
+    missing = _missing(session, rater, config, period, customer, as_of) if as_of else []
 
     dirty: list[date] = []
     if windows:
@@ -707,28 +742,6 @@ def _reconcile_facts(
         void_invoices=void,
         as_of=as_of,
     )
-
-
-def _late(
-    warehouse: Warehouse, windows: Sequence[tuple[tuple[int, str, datetime, datetime], datetime]]
-) -> dict[int, dict[str, UsageTotals]]:
-    """Per invoice window: events ingested after its invoice was finalized, per meter."""
-    out: dict[int, dict[str, UsageTotals]] = defaultdict(dict)
-    if not windows:
-        return out
-    rows = warehouse.query_rows(
-        query("audit/late_by_window"),
-        {
-            "windows": [(*w, done) for w, done in windows],
-            "customer_ids": sorted({w[1] for w, _ in windows}),
-            "start": min(w[2] for w, _ in windows),
-            "end": max(w[3] for w, _ in windows),
-            "since": min(done for _, done in windows),
-        },
-    )
-    for wid, meter, events, value_sum, latest in rows:
-        out[int(wid)][meter] = UsageTotals(int(events), Decimal(value_sum), latest)
-    return out
 
 
 def _intake(
@@ -801,9 +814,15 @@ def _unattributed(
 
 
 def _missing(
-    session: Session, config: Settings, period: str, customer: str | None, as_of: datetime
+    session: Session,
+    rater: Rater,
+    config: Settings,
+    period: str,
+    customer: str | None,
+    as_of: datetime,
 ) -> list[audit.MissingPeriod]:
-    """Periods starting in the month that close should have invoiced by `as_of`."""
+    """Periods starting in the month that close should have invoiced by `as_of`, with the
+    reason close cannot bill them when their plan or currency has no price."""
     first, nxt = month_bounds(period)
     live = {
         (sid, as_utc(start))
@@ -820,7 +839,14 @@ def _missing(
             if not first <= p.local_start(sub.timezone) < nxt:
                 continue
             if (sub.id, p.start) not in live:
-                out.append(audit.MissingPeriod(external_id, sub.external_id, p.start, p.end))
+                try:
+                    specs = rater.specs(sub.plan_id, sub.currency, sub.timezone)
+                    reason = rater.price_gap(sub, specs, p)
+                except RATING_ERRORS as exc:
+                    reason = f"the prices of plan {sub.plan_id} are unusable: {exc}"
+                out.append(
+                    audit.MissingPeriod(external_id, sub.external_id, p.start, p.end, reason)
+                )
     return out
 
 
@@ -840,7 +866,14 @@ def months_to_reconcile(as_of: datetime, *, config: Settings | None = None) -> l
             )
             .distinct()
         ).all()
-    return sorted({f"{d:%Y-%m}" for d in rows})
+        months = {f"{d:%Y-%m}" for d in rows}
+        # And the months of periods due by then, invoiced or not: a period close could
+        # not bill has no invoice, and its month must still be checked (missing_invoice).
+        for sub in session.scalars(select(Subscription)):
+            for p in billable_periods(sub, as_of, config):
+                if p.end >= as_of - lookback:
+                    months.add(f"{p.local_start(sub.timezone):%Y-%m}")
+    return sorted(months)
 
 
 def reconcile_after_close(
@@ -866,9 +899,9 @@ def rerate(
     config: Settings | None = None,
 ) -> RerateReport:
     """Re-rate the finalized invoices of month YYYY-MM against the current events and
-    catalog. Without `apply` nothing is written (the catalog is loaded in a transaction
-    that is rolled back); with it, the differences are posted as adjustment lines on
-    the next open invoices (post_adjustments), never by editing a finalized invoice."""
+    the catalog loaded in the ledger. Without `apply` nothing is written; with it, the
+    differences are posted as adjustment lines on the next open invoices
+    (post_adjustments), never by editing a finalized invoice."""
     config = config or settings()
     month_bounds(period)
     meters = meter_catalog(config)
@@ -906,7 +939,6 @@ def _rerate(
     apply: bool,
 ) -> RerateReport:
     session.begin()
-    load_catalog(session, config.catalog_path)
     invoices, void = month_invoices(session, period, customer)
     report = RerateReport(period, customer, apply, 0, [])
     if void:
@@ -938,6 +970,15 @@ def _rerate(
     to_post: list[tuple[Invoice, PeriodRating]] = []
     for inv in closed:
         rating = ratings[dues[inv.id]]
+        if rating.error is not None:
+            report.skipped.append(
+                {
+                    "reason": f"cannot be re-rated: {rating.error}",
+                    "invoice_ids": [inv.id],
+                    "customer": inv.customer.external_id,
+                }
+            )
+            continue
         own = [ln for ln in originals[inv.id] if ln.service_start == rating.due.period.start]
         adjs = [
             a
@@ -973,6 +1014,8 @@ def _rerate(
         code_version=CODE_VERSION,
         inputs_hash=inputs_hash(c for _, r in to_post for c in r.lines),
         note=f"audit rerate {period}" + (f" customer {customer}" if customer else ""),
+        # It read the raw events, so it saw every event ingested up to its run_at.
+        events_watermark=report.run_at or EPOCH,
     )
     for inv, rating in to_post:
         result = post_adjustments(
@@ -999,3 +1042,67 @@ def _rerate(
             }
         )
     return report
+
+
+# --- acknowledgements -------------------------------------------------------------------
+
+
+def acknowledgements(
+    session: Session, finding_ids: Sequence[str]
+) -> dict[str, audit.Acknowledgement]:
+    """The latest acknowledgement of each of these findings that has one."""
+    out: dict[str, audit.Acknowledgement] = {}
+    wanted = sorted(set(finding_ids))
+    for i in range(0, len(wanted), _CHUNK):
+        for row in session.scalars(
+            select(FindingAcknowledgement)
+            .where(FindingAcknowledgement.finding_id.in_(wanted[i : i + _CHUNK]))
+            .order_by(FindingAcknowledgement.id)
+        ):
+            out[row.finding_id] = audit.Acknowledgement(
+                row.finding_id, row.reason, row.acknowledged_by, as_utc(row.acknowledged_at)
+            )
+    return out
+
+
+def acknowledge(
+    finding_id: str,
+    *,
+    reason: str,
+    by: str,
+    at: datetime,
+    config: Settings | None = None,
+) -> audit.Acknowledgement:
+    """Record that `by` acknowledged reconcile finding `finding_id` at `at`, because
+    `reason`: from then on it is listed as acknowledged and no longer fails a run. Only
+    that exact finding: one whose values change gets a new id. ValueError for an id that
+    is not a finding id or an empty reason."""
+    config = config or settings()
+    finding_id = finding_id.strip().lower()
+    if not FINDING_ID.match(finding_id):
+        raise ValueError(
+            f"{finding_id!r} is not a finding id (f- and 12 hex digits, as"
+            " `meterline audit reconcile` lists them)"
+        )
+    if not reason.strip():
+        raise ValueError("give the reason the finding is acknowledged")
+    if not by.strip():
+        raise ValueError("give who acknowledges it")
+    engine = create_ledger_engine(config.ledger_url)
+    try:
+        if make_url(config.ledger_url).get_backend_name() == "sqlite":
+            upgrade(engine)
+        else:
+            require_head(engine)
+        with session_factory(engine).begin() as session:
+            session.add(
+                FindingAcknowledgement(
+                    finding_id=finding_id,
+                    reason=reason.strip(),
+                    acknowledged_by=by.strip(),
+                    acknowledged_at=at,
+                )
+            )
+    finally:
+        engine.dispose()
+    return audit.Acknowledgement(finding_id, reason.strip(), by.strip(), at)

@@ -198,8 +198,13 @@ def render_explain(doc: dict[str, Any]) -> list[str]:
         )
     late = doc["late_events"]
     if late["since"]:
+        run = f"rating run {late['rating_run_id']}" if late["rating_run_id"] else "the rating"
+        stale = late["stale_days"]
         out.append(
-            f"events ingested after posting ({_when(late['since'])}): {late['count']}"
+            f"late events (not seen by {run}: it saw events ingested up to"
+            f" {_when(late['since'])}"
+            + (f", and on {len(stale)} stale rollup day(s) less" if stale else "")
+            + f"): {late['count']}"
             + (f", sum {late['value_sum']}" if late["count"] else "")
         )
         for e in late["events"]:
@@ -325,35 +330,87 @@ def render_reconcile(console: Console, doc: dict[str, Any]) -> None:
     drift = doc["drift"]
     if drift:
         adjusted = sum(1 for d in drift if d["adjusted"])
-        events = sum(d["events_after_finalization"] for d in drift)
+        events = sum(d["late_events"] for d in drift)
         console.print(
-            f"drift since finalization: {len(drift)} invoice(s) got {events:,} event(s) after"
-            f" they were finalized; {adjusted} fully adjusted"
+            f"late usage: {len(drift)} finalized invoice(s) have {events:,} event(s) the run"
+            f" that rated them did not see; {adjusted} fully adjusted"
         )
     for d in drift:
         if not d["adjusted"]:
             console.print(
                 f"  [red]not adjusted[/red]: invoice {d['invoice_id']} ({d['customer']}):"
-                f" {d['events_after_finalization']} event(s) after {d['finalized_at']};"
-                f" adjustments so far {d['adjustments']}"
+                f" {d['late_events']} late event(s); adjustments so far {d['adjustments']}"
             )
     if not doc["unattributed"]:
         console.print("unattributed usage: none")
+    render_findings(console, doc)
+
+
+def render_findings(console: Console, doc: dict[str, Any]) -> None:
+    """The findings as one table: id (for `meterline audit acknowledge`), severity,
+    whether it fails the run (or who acknowledged it, and why), what and where."""
     findings = doc["findings"]
-    failing = sum(1 for f in findings if f["fails"])
-    if findings:
-        console.print(f"findings: {len(findings)} ({failing} failing)")
-        for f in findings:
-            mark = "[red]FAIL[/red]" if f["fails"] else "[yellow]warn[/yellow]"
-            where = " ".join(
-                p
-                for p in (
-                    f["customer"] or "",
-                    f"invoice {f['invoice_id']}" if f["invoice_id"] else "",
-                )
-                if p
-            )
-            console.print(f"  {mark} {f['check']} {where}: {f['detail']}", markup=True)
+    if not findings:
+        console.print("findings: none")
+        return
+    counts = doc["counts"]
+    console.print(
+        f"findings: {counts['error']} error(s), {counts['warning']} warning(s),"
+        f" {counts['acknowledged']} acknowledged; the run fails on unacknowledged"
+        f" {'errors' if doc['fail_on'] == 'error' else 'errors and warnings'}"
+        " (METERLINE_RECONCILE_FAIL_ON)"
+    )
+    table = Table("id", "severity", "status", "check", "where", "detail")
+    for f in findings:
+        ack = f["acknowledged"]
+        if ack:
+            status = f"acknowledged by {ack['by']} {ack['at'][:10]}: {ack['reason']}"
+        else:
+            status = "[red]FAILS[/red]" if f["fails"] else "open"
+        severity = "[red]error[/red]" if f["severity"] == "error" else "[yellow]warning[/yellow]"
+        where = " ".join(
+            p
+            for p in (f["customer"] or "", f"invoice {f['invoice_id']}" if f["invoice_id"] else "")
+            if p
+        )
+        table.add_row(f["id"], severity, status, f["check"], where or "-", f["detail"])
+    console.print(table)
+
+
+# --- acknowledge ------------------------------------------------------------------------
+
+
+@audit.command("acknowledge")
+@click.argument("finding_id")
+@click.option("--reason", required=True, help="Why the finding is known and may pass.")
+@click.option(
+    "--by",
+    "by",
+    help="Who acknowledges it (default: the user running the command).",
+)
+def acknowledge(finding_id: str, reason: str, by: str | None) -> None:
+    """Acknowledge reconcile finding FINDING_ID (as `audit reconcile` lists it): it stays
+    listed, marked acknowledged, and no longer fails a run. A finding whose values change
+    gets a new id and needs a new acknowledgement."""
+    import getpass
+    from datetime import UTC
+
+    from meterline.audit_io import FINDING_ID
+    from meterline.audit_io import acknowledge as record
+
+    if not FINDING_ID.match(finding_id.strip().lower()):
+        raise click.BadParameter(
+            f"{finding_id!r} is not a finding id (f- and 12 hex digits, as"
+            " `meterline audit reconcile` lists them)",
+            param_hint="FINDING_ID",
+        )
+    if not reason.strip():
+        raise click.BadParameter("must say why", param_hint="--reason")
+    who = by or getpass.getuser()
+    ack = record(finding_id, reason=reason, by=who, at=datetime.now(UTC))
+    click.echo(
+        f"acknowledged {ack.finding_id} by {ack.by} at {ack.at:%Y-%m-%d %H:%M} UTC: {ack.reason}"
+    )
 
 
 # --- rerate -----------------------------------------------------------------------------

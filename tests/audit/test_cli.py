@@ -73,7 +73,7 @@ def test_explain_reconcile_rerate(month: World, use, tmp_path: Path) -> None:  #
     assert wrote.exit_code == 0 and page.read_text().startswith("<!DOCTYPE html>")
 
     missing = CliRunner().invoke(main, ["audit", "explain", "999999"])
-    assert missing.exit_code == 2 and "no invoice line 999999" in missing.output
+    assert missing.exit_code == 3 and "no invoice line 999999" in missing.output
     bad = CliRunner().invoke(main, ["audit", "reconcile", "--period", "2026-13"])
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
 
@@ -87,4 +87,33 @@ def test_reconcile_exits_1_when_the_books_do_not_balance(copy_of_month: World, u
     )
     result = run("audit", "reconcile", "--period", "2026-11")
     assert result.exit_code == 1
-    assert "NOT RECONCILED" in result.output and "FAIL rollup_vs_raw" in result.output
+    assert "NOT RECONCILED" in result.output
+    doc = json.loads(run("audit", "reconcile", "--period", "2026-11", "--json").output)
+    failing = [f for f in doc["findings"] if f["fails"]]
+    assert failing and {f["check"] for f in failing} <= {
+        "rollup_vs_raw",
+        "quantity_rollup_vs_raw",
+    }
+    assert all(f["severity"] == "error" and f["acknowledged"] is None for f in failing)
+    # The table lists each finding by id, with its severity and status.
+    for f in failing:
+        row = next(ln for ln in result.output.splitlines() if f["id"] in ln)
+        assert "error" in row and "FAILS" in row and f["check"] in row
+
+    # A person acknowledges them: listed as acknowledged, and the run passes.
+    for f in failing:
+        ack = run("audit", "acknowledge", f["id"], "--reason", "rollup test", "--by", "auditor")
+        assert ack.exit_code == 0 and f"acknowledged {f['id']} by auditor" in ack.output
+    again = run("audit", "reconcile", "--period", "2026-11")
+    assert again.exit_code == 0 and "RECONCILED" in again.output and "NOT" not in again.output
+    assert again.output.count("acknowledged by auditor") == len(failing)
+    doc = json.loads(run("audit", "reconcile", "--period", "2026-11", "--json").output)
+    assert doc["counts"]["acknowledged"] == len(failing)
+    assert [f["acknowledged"]["reason"] for f in doc["findings"] if f["acknowledged"]] == [
+        "rollup test"
+    ] * len(failing)
+
+    bad = CliRunner().invoke(main, ["audit", "acknowledge", "f-xyz", "--reason", "x"])
+    assert bad.exit_code == 2 and "is not a finding id" in bad.output
+    empty = CliRunner().invoke(main, ["audit", "acknowledge", failing[0]["id"], "--reason", " "])
+    assert empty.exit_code == 2 and "must say why" in empty.output

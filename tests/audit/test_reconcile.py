@@ -1,6 +1,6 @@
 """`meterline audit reconcile` balances a clean month and fails on what a bug could do:
-a corrupted rollup row, a line item deleted behind the ledger's back, usage nobody is
-billed for, a due period left without an invoice."""
+a corrupted rollup row, a line item deleted behind the ledger's back, a due period left
+without an invoice; and warns of usage nobody is billed for."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_reconcile_fails_on_a_deleted_line_item(copy_of_month: World) -> None:
     assert Decimal(row["difference"]) > 0
 
 
-def test_reconcile_fails_on_usage_no_subscription_covers(copy_of_month: World) -> None:
+def test_usage_no_subscription_covers_is_a_warning(copy_of_month: World) -> None:
     world = copy_of_month
     at = AS_OF - timedelta(days=20)
     ingest_events(
@@ -112,11 +112,21 @@ def test_reconcile_fails_on_usage_no_subscription_covers(copy_of_month: World) -
         ingested_at=at + timedelta(hours=1),
     )
     report = reconcile_period("2026-11", config=world.config)
-    assert not report.ok
-    (finding,) = report.failures
-    assert finding.check == "unattributed_usage" and finding.customer == "cus_nobody"
+    # Billed to no one: listed as a warning, which does not fail by default...
+    assert report.ok and not report.failures
+    (finding,) = report.findings
+    assert (finding.check, finding.severity, finding.customer) == (
+        "unattributed_usage",
+        "warning",
+        "cus_nobody",
+    )
+    assert finding.id.startswith("f-") and len(finding.id) == 14
     (row,) = report.unattributed
     assert row["events"] == 3 and row["known_customer"] is False
+    # ...and does when the run fails on warnings.
+    strict = world.config.model_copy(update={"reconcile_fail_on": "warning"})
+    report = reconcile_period("2026-11", config=strict)
+    assert not report.ok and [f.id for f in report.failures] == [finding.id]
 
 
 def test_reconcile_fails_on_a_due_period_without_invoice(copy_of_month: World) -> None:

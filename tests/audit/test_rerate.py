@@ -51,7 +51,10 @@ def test_late_event_drift_then_rerate_adjusts(copy_of_month: World) -> None:
     assert late["event_id"] == "late-1" and late["ingested_at"] == late_at.isoformat().replace(
         "+00:00", "Z"
     )
-    assert doc["late_events"]["since"] == AS_OF.isoformat().replace("+00:00", "Z")
+    # Late: not seen by the close's rating run, which saw every event ingested up to the
+    # last delivery before it (the Nov 30 file, delivered Dec 1 00:30).
+    assert doc["late_events"]["since"] == "2026-12-01T00:30:00Z"
+    assert doc["late_events"]["rating_run_id"] == doc["line"]["rating_run_id"]
 
     # Reconcile fails: the finalized invoice no longer matches its events.
     report = reconcile_period(month, config=world.config)
@@ -59,7 +62,7 @@ def test_late_event_drift_then_rerate_adjusts(copy_of_month: World) -> None:
     checks = {(f.check, f.customer) for f in report.failures}
     assert ("unadjusted_drift", customer) in checks
     drift = [d for d in report.drift if d["invoice_id"] == invoice_id]
-    assert drift and drift[0]["events_after_finalization"] == 1 and not drift[0]["adjusted"]
+    assert drift and drift[0]["late_events"] == 1 and not drift[0]["adjusted"]
 
     # Dry run: the differences line by line, nothing written.
     dry = rerate(month, customer=customer, config=world.config)

@@ -13,9 +13,20 @@ import yaml
 from sqlalchemy import select
 
 import billing
+from billing.db import create_ledger_engine, session_factory
+from billing.migrate import upgrade
 from billing.models import Customer, Subscription, SubscriptionDiscount
 from tests.billing.conftest import Ledger
-from tests.billing.factories import CUSTOMERS, write_customers
+from tests.billing.factories import CATALOG, CUSTOMERS, write_customers
+
+
+@pytest.fixture
+def ledger(ledger: Ledger) -> Ledger:
+    """A migrated ledger with the demo catalog loaded: customers are checked against it
+    (plans USD, EUR, GBP)."""
+    with ledger.Session.begin() as session:
+        billing.load_catalog(session, CATALOG)
+    return ledger
 
 
 def write_yaml(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -217,3 +228,41 @@ def test_billed_subscription_keeps_its_terms(loaded: Ledger, tmp_path: Path) -> 
         ),
     ):
         billing.load_customers_file(session, write_customers(tmp_path / "c.jsonl", rows))
+
+
+def test_unpriced_subscriptions_are_refused_with_what_exists(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Issue 11 item 4: a misspelt plan and a currency the plan has no price in were
+    accepted, then billed 0.00. Each is refused, naming line, field and what exists."""
+    rows = [dict(r) for r in CUSTOMERS]
+    rows[0] = {**rows[0], "plan": "standrd"}
+    rows[1] = {**rows[1], "currency": "JPY"}
+    rows[2] = {
+        **rows[2],
+        "discounts": [{"price": "seat_essential", "percent_off": "10", "valid_from": "2026-01-01"}],
+    }
+    with ledger.Session.begin() as session, pytest.raises(billing.LoadError) as info:
+        billing.load_customers_file(session, write_customers(tmp_path / "c.jsonl", rows))
+    assert info.value.problems == [
+        "line 1: plan: unknown plan 'standrd'; the catalog's plans are committed, standard, volume",
+        "line 2: currency: plan volume has no price in JPY; it is priced in EUR, GBP, USD",
+        "line 3: discounts.0.price: plan committed has no price 'seat_essential'; its prices"
+        " are fin_resolution, platform_fee, seat_advanced",
+    ]
+    assert snapshot(ledger) == []  # all or nothing
+
+
+def test_customers_need_a_loaded_catalog(ledger_url: str, tmp_path: Path) -> None:
+    upgrade(ledger_url)
+    engine = create_ledger_engine(ledger_url)
+    try:
+        with (
+            session_factory(engine).begin() as session,
+            pytest.raises(
+                billing.LoadError, match="line 1: plan: 'standard', but no catalog is loaded"
+            ),
+        ):
+            billing.load_customers_file(session, write_customers(tmp_path / "c.jsonl"))
+    finally:
+        engine.dispose()

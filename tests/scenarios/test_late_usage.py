@@ -234,10 +234,11 @@ def late_after_finalization(world: World, sub: Sub) -> None:
 @pytest.mark.single_warehouse
 def test_a_recheck_that_finds_nothing_to_correct_creates_no_invoice(world: World) -> None:
     late_after_finalization(world, Sub("c11", "basic", start="2026-11-01"))
-    # January 4: December (carrying November's correction) closes; November is re-checked
-    # (within the late-usage lookback) and found fully corrected.
+    # January 4: December (carrying November's correction) closes. November is within the
+    # late-usage lookback, but the Dec 5 run that corrected it saw its late events (its
+    # watermark): nothing is late for it any more, so it is not even re-rated.
     report = world.close(utc("2027-01-04 00:00"))
-    assert (report.periods_checked_for_late_usage, report.adjustment_lines) == (1, 0)
+    assert (report.periods_checked_for_late_usage, report.adjustment_lines) == (0, 0)
     check(
         world,
         [

@@ -1,5 +1,8 @@
--- Drift since finalization: per billing window (id, customer, start, end, finalized at),
--- the events of the window ingested after its invoice was finalized, per meter.
+-- Late events: per window (id, customer, start, end, events watermark, stale index), the
+-- events of the window that the rating run behind it did not see, per meter. The run saw
+-- every event ingested up to its events watermark, except on its stale days (the map
+-- {stale}[index], UTC day -> watermark; index 0: none), where it saw those ingested up
+-- to the day's own watermark (DESIGN.md invariant 7).
 SELECT
     w.1 AS window_id,
     e.meter AS meter,
@@ -8,7 +11,7 @@ SELECT
     max(e.ingested_at) AS last_ingested_at
 FROM
 (
-    SELECT arrayJoin({windows:Array(Tuple(UInt64, String, DateTime64(3, 'UTC'), DateTime64(3, 'UTC'), DateTime64(3, 'UTC')))}) AS w
+    SELECT arrayJoin({windows:Array(Tuple(UInt64, String, DateTime64(3, 'UTC'), DateTime64(3, 'UTC'), DateTime64(3, 'UTC'), UInt32))}) AS w
 ) AS ws
 INNER JOIN
 (
@@ -19,6 +22,10 @@ INNER JOIN
       AND timestamp < {end:DateTime64(3, 'UTC')}
       AND ingested_at > {since:DateTime64(3, 'UTC')}
 ) AS e ON e.customer_id = ws.w.2
-WHERE e.timestamp >= w.3 AND e.timestamp < w.4 AND e.ingested_at > w.5
+WHERE e.timestamp >= w.3 AND e.timestamp < w.4
+  AND e.ingested_at > if(
+      w.6 > 0 AND mapContains({stale:Array(Map(Date, DateTime64(3, 'UTC')))}[w.6], toDate(e.timestamp, 'UTC')),
+      {stale:Array(Map(Date, DateTime64(3, 'UTC')))}[w.6][toDate(e.timestamp, 'UTC')],
+      w.5)
 GROUP BY window_id, meter
 ORDER BY window_id, meter
