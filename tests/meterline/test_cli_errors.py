@@ -60,6 +60,7 @@ INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
     ("audit", "explain"): (["1"], "WL"),
     ("audit", "reconcile"): (["--period", "2026-10"], "WL"),
     ("audit", "rerate"): (["--period", "2026-10"], "WL"),
+    ("audit", "acknowledge"): (["f-0123456789ab", "--reason", "known stray usage"], "L"),
     ("statement",): (
         ["--customer", "cus_00001", "--period", "2026-10", "--out", "{tmp}/s.html"],
         "WL",
@@ -287,6 +288,7 @@ def test_a_bad_value_of_a_typed_parameter_is_refused(
         ["close"],
         ["audit", "reconcile", "--period", "2026-13"],
         ["audit", "rerate", "--period", "oct"],
+        ["audit", "acknowledge", "not-a-finding", "--reason", "r"],
         ["statement", "--customer", "c", "--period", "oct", "--out", "x.html"],
         ["invoices", "finalize", "1", "--as-of", "2026-04-05T00:00:00"],
         ["invoices", "finalize", "1", "--as-of", AS_OF, "--grace", "forever"],
