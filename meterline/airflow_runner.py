@@ -31,6 +31,22 @@ def prepare(home: Path) -> None:
         )
 
 
+class DagRunFailed(RuntimeError):
+    """A DAG run did not succeed; the message names its failed tasks (their logs say why)."""
+
+
+def _failed_tasks(run: Any) -> str:
+    try:
+        failed = [
+            ti.task_id
+            for ti in run.get_task_instances()
+            if str(ti.state) in ("failed", "upstream_failed", "up_for_retry")
+        ]
+    except Exception:  # the run's state is the message; the task list only helps
+        return ""
+    return f": task(s) {', '.join(sorted(failed))} failed, see their logs above" if failed else ""
+
+
 class DagRunner:
     """The project's DAGs, parsed once, run with dag.test()."""
 
@@ -48,7 +64,7 @@ class DagRunner:
     def _test(self, dag_id: str, **kwargs: Any) -> Any:
         run = self.bag.get_dag(dag_id).test(**kwargs)
         if str(run.state) != "success":
-            raise RuntimeError(f"{dag_id} run {run.run_id} ended {run.state}")
+            raise DagRunFailed(f"{dag_id} run {run.run_id} ended {run.state}{_failed_tasks(run)}")
         return run
 
     def rollup_day(self, day: date) -> Any:

@@ -59,6 +59,6 @@ def demo(customers: int, start: datetime, days: int, seed: int, folder: Path) ->
         days=days,
         seed=seed,
     )
-    result = run_demo(config, console())
+    result = run_demo(config, console(wrap=True))
     if not result.matches_manifest:
         raise SystemExit(1)

@@ -24,11 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
 
 from meterline.app import ingest_options, init_warehouse, open_warehouse
-from meterline.output import Column, format_count, format_minor, format_quantity, print_table
+from meterline.output import (
+    Column,
+    format_count,
+    format_minor,
+    format_quantity,
+    print_table,
+    progress,
+)
 from meterline.settings import Settings, settings
 from meterline.synthetic import GeneratorConfig, Manifest, generate
 from meters.catalog import load_meters
@@ -77,17 +83,6 @@ def demo_settings(config: DemoConfig) -> Settings:
     return settings()
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     started = time.perf_counter()
     if config.folder.exists():
@@ -114,19 +109,14 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         from meterline.airflow_runner import DagRunner, prepare
 
         _load_ledger(config_settings, data, console)
-        with _progress(console) as progress:
-            task = progress.add_task("airflow: preparing", total=None)
+        with progress("airflow: usage_rollup days, then billing_close", config.days) as tick:
             prepare(config.folder / "airflow")
             runner = DagRunner()
-            progress.update(
-                task, description="airflow: usage_rollup", total=config.days, completed=0
-            )
             for offset in range(config.days):
-                runner.rollup_day(config.start + timedelta(days=offset))
-                progress.advance(task)
-            progress.update(
-                task, description=f"airflow: billing_close as of {as_of:%Y-%m-%d %H:%M}"
-            )
+                day = config.start + timedelta(days=offset)
+                runner.rollup_day(day)
+                tick.advance(detail=day.isoformat())
+            tick(config.days, None, f"billing_close as of {as_of:%Y-%m-%d %H:%M}")
             runner.close(as_of)
         console.print(
             f"ran usage_rollup for {config.days} days and billing_close as of "
@@ -156,11 +146,10 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
 
 
 def _generate(config: DemoConfig, data: Path, console: Console) -> Manifest:
-    with _progress(console) as progress:
-        task = progress.add_task("generate usage", total=None)
+    with progress("generate usage: rows") as tick:
 
         def on_generate(done: int, total: int, _file: str) -> None:
-            progress.update(task, completed=done, total=total)
+            tick(done, total)
 
         manifest = generate(
             GeneratorConfig(
@@ -189,13 +178,12 @@ def _ingest(
     counts = SourceCounts()
     catalog = load_meters(config.catalog_path)
     options = ingest_options(config)
-    with open_warehouse(config) as warehouse, _progress(console) as progress:
+    with open_warehouse(config) as warehouse, progress(label, len(deliveries)) as tick:
         init_warehouse(warehouse)
-        task = progress.add_task(label, total=len(deliveries))
         for path, at in deliveries:
             ingestor = Ingestor(warehouse, catalog, ingested_at=at, options=options)
             counts.add(ingestor.ingest_files([path]).total)
-            progress.advance(task)
+            tick.advance(detail=path.name)
     return counts
 
 
@@ -351,13 +339,18 @@ def line_row(line: Any) -> tuple[str, ...]:
     from billing.money import format_amount
 
     price = line.price_id + (f" [{line.dimension_group}]" if line.dimension_group else "")
+    tiers = tiers_text(line.breakdown, line.currency)
+    unit = ""
+    # A line over several tiers has no one unit price: its tiers show theirs.
+    if line.unit_amount is not None and " + " not in tiers:
+        unit = format_amount(line.unit_amount, line.currency)
     return (
         line.kind,
         price,
         format_quantity(line.quantity, 2),
-        "" if line.unit_amount is None else format_amount(line.unit_amount, line.currency),
+        unit,
         format_minor(line.amount_minor, line.currency),
-        tiers_text(line.breakdown, line.currency),
+        tiers,
     )
 
 

@@ -83,13 +83,14 @@ def format_count(n: int) -> str:
 # --- consoles and tables ----------------------------------------------------------------
 
 
-def console(*, stderr: bool = False) -> Console:
+def console(*, stderr: bool = False, wrap: bool = False) -> Console:
     """A console for a command's output: the terminal's width, or 80 columns (COLUMNS if
-    set) when the output goes to a file or pipe; no syntax colouring of numbers; long
-    plain lines are left to the terminal to wrap (so a copied line stays one line)."""
+    set) when the output goes to a file or pipe; no syntax colouring of numbers. Long
+    plain lines are left to the terminal to wrap (a copied line stays one line), or with
+    ``wrap`` broken between words at the console's width (the demo's report)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=not wrap)
 
 
 Kind = Literal["text", "money", "number"]
@@ -178,14 +179,13 @@ def print_table(
         _print_blocks(out, specs, cells, title)
         return
     widths = dict(zip(text_idx, fitted, strict=True))
+    if title:
+        out.print(Text(title, style="bold"))
     table = Table(
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
         padding=(0, 1, 0, 0),
-        title=title,
-        title_justify="left",
-        title_style="bold",
         collapse_padding=False,
     )
     for i, spec in enumerate(specs):
@@ -212,7 +212,7 @@ def _print_blocks(
     from rich.text import Text
 
     if title:
-        out.print(Text(title, style="bold"), soft_wrap=False)
+        out.print(Text(title, style="bold"))
     label = max((len(s.header) for s in specs), default=0)
     for n, row in enumerate(cells):
         if n:
