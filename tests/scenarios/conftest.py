@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from meters.warehouse import Warehouse
+from tests.billing.conftest import ledger_url  # noqa: F401  (SQLite, and PostgreSQL when set)
 
 if TYPE_CHECKING:  # imported at run time only after the rewrite hook below is set
     from tests.scenarios.harness import World
@@ -48,6 +49,14 @@ def world(warehouse: Warehouse, chdb_folder: Path, tmp_path: Path) -> World:
     from tests.scenarios.harness import World
 
     return World(warehouse, chdb_folder, tmp_path / "world")
+
+
+@pytest.fixture
+def ledger_world(world: World, ledger_url: str) -> World:  # noqa: F811
+    """The scenario's world on the ledger database of the running variant: SQLite, and
+    PostgreSQL (a schema of its own) when METERLINE_TEST_POSTGRES_URL is set."""
+    world.config = world.config.model_copy(update={"ledger_url": ledger_url})
+    return world
 
 
 def _migrated(home: Path) -> bool:

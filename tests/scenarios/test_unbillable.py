@@ -7,7 +7,6 @@ every later one. On both warehouse backends and both ledger databases.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,10 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from sqlalchemy import text
 
-import billing
-from billing.db import create_ledger_engine, session_factory
-from billing.migrate import upgrade
-from meterline.app import meter_catalog
 from meterline.audit_io import reconcile_after_close
 from meterline.cli import main
 from meterline.settings import settings
-from tests.billing.conftest import ledger_url  # noqa: F401  (SQLite, and PostgreSQL when set)
 from tests.scenarios.harness import (
     CATALOG,
     Invoice,
@@ -38,43 +31,9 @@ from tests.scenarios.harness import (
     resolutions,
     utc,
 )
+from tests.scenarios.ledgers import ledger_sql, load
 
 AS_OF = utc("2026-12-04 00:00")
-
-
-@pytest.fixture
-def ledger_world(world: World, ledger_url: str) -> World:  # noqa: F811
-    """The scenario's world on the ledger database of the running variant."""
-    world.config = world.config.model_copy(update={"ledger_url": ledger_url})
-    return world
-
-
-def load(world: World, customers: list[Sub], catalog: Path = CATALOG) -> None:
-    """The catalog, then the customers (checked against it), into the world's ledger."""
-    world.config = world.config.model_copy(update={"catalog_path": catalog})
-    upgrade(world.config.ledger_url)
-    engine = create_ledger_engine(world.config.ledger_url)
-    try:
-        with session_factory(engine).begin() as session:
-            billing.load_catalog(session, catalog)
-        path = world.tmp / "customers.jsonl"
-        path.write_text("".join(json.dumps(c.row()) + "\n" for c in customers))
-        with session_factory(engine).begin() as session:
-            billing.load_customers_file(session, path)
-    finally:
-        engine.dispose()
-    world.meters = meter_catalog(world.config)
-
-
-def ledger_sql(world: World, statement: str, **params: Any) -> None:
-    """Change the ledger behind the loader's back, as a row loaded before the loader
-    checked prices, or a catalog changed since, would have it."""
-    engine = create_ledger_engine(world.config.ledger_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(statement), params)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
