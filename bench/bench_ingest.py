@@ -17,8 +17,8 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from billing.catalog import read_catalog
 from meterline.synthetic import GeneratorConfig, generate
-from meters.catalog import load_meters
 from meters.ingest import IngestOptions, Ingestor
 from meters.migrations import migrate
 from meters.warehouse import connect
@@ -56,7 +56,7 @@ def main() -> None:
     shutil.rmtree(args.out / "warehouse", ignore_errors=True)
     warehouse = connect(f"chdb://{args.out / 'warehouse'}")
     migrate(warehouse)
-    catalog = load_meters(ROOT / "catalog" / "intercom.yaml")
+    catalog = read_catalog(ROOT / "catalog" / "intercom.yaml").meters
 
     started = time.perf_counter()
     ingestor = Ingestor(warehouse, catalog, ingested_at=datetime(2026, 10, 2, tzinfo=UTC),

@@ -50,8 +50,8 @@ def _timed(label: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 def bench_rollup(events: int, repeat: int = 3, fresh: bool = False) -> None:
     import json
 
+    from billing.catalog import read_catalog
     from meterline.synthetic import GeneratorConfig, generate
-    from meters.catalog import load_meters
     from meters.ingest import Ingestor
     from meters.migrations import migrate
     from meters.rollup import rebuild_day
@@ -69,7 +69,7 @@ def bench_rollup(events: int, repeat: int = 3, fresh: bool = False) -> None:
         files.append(data / "events" / f"{day.isoformat()}.parquet")
     folder = OUT / f"rollup_{events}"
     marker = folder / "ingested.json"
-    catalog = load_meters(ROOT / "catalog" / "intercom.yaml")
+    catalog = read_catalog(ROOT / "catalog" / "intercom.yaml").meters
     if fresh or not marker.exists():
         marker.unlink(missing_ok=True)
         shutil.rmtree(folder / "warehouse", ignore_errors=True)
@@ -108,7 +108,7 @@ def bench_rollup(events: int, repeat: int = 3, fresh: bool = False) -> None:
 
 
 def bench_close(customers: int) -> None:
-    from billing.catalog import load_catalog
+    from billing.catalog import load_catalog, read_catalog
     from billing.customers import load_customers_file
     from billing.db import create_ledger_engine, session_factory
     from billing.migrate import upgrade
@@ -116,7 +116,6 @@ def bench_close(customers: int) -> None:
     from meterline.pipeline import backfill
     from meterline.settings import settings
     from meterline.synthetic import GeneratorConfig, generate
-    from meters.catalog import load_meters
     from meters.ingest import Ingestor
     from meters.migrations import migrate
     from meters.warehouse import connect
@@ -136,16 +135,17 @@ def bench_close(customers: int) -> None:
     warehouse = connect(settings().warehouse_url)
     migrate(warehouse)
     files = sorted((data / "events").glob("*.parquet"))
-    ingestor = Ingestor(warehouse, load_meters(settings().catalog_path), ingested_at=datetime(2026, 11, 1, 1, tzinfo=UTC))
+    ingestor = Ingestor(warehouse, read_catalog(settings().catalog_path).meters, ingested_at=datetime(2026, 11, 1, 1, tzinfo=UTC))
     _timed("ingest month", ingestor.ingest_files, files)
     warehouse.close()
-    _timed("backfill rollups (31 days)", backfill, start, date(2026, 10, 31))
+    # The ledger first: the rollup reads the catalog loaded there.
     upgrade(settings().ledger_url)
     engine = create_ledger_engine(settings().ledger_url)
     with session_factory(engine).begin() as session:
         load_catalog(session, settings().catalog_path)
         load_customers_file(session, data / "customers.jsonl")
     engine.dispose()
+    _timed("backfill rollups (31 days)", backfill, start, date(2026, 10, 31))
     report, seconds = _timed("close month", close_periods, datetime(2026, 11, 4, tzinfo=UTC))
     print(f"periods closed                     {report.periods_closed:,}")
     print(f"lines posted                       {report.lines_created:,}")

@@ -158,6 +158,26 @@ class PriceVersion(Base):
     is_current: Mapped[bool] = mapped_column(Boolean)
 
 
+class CatalogVersion(Base):
+    """One load of the catalog (`meterline catalog load FILE`): the whole file as given,
+    validated. The newest row is the catalog every command reads (billing.catalog.
+    current_catalog); older rows stay for audit. ``content_hash`` identifies the content
+    (how numbers are written does not count), so loading the same catalog again adds no row.
+    """
+
+    __tablename__ = "catalog_versions"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    # The file's name as the user gave it, and its text as read.
+    source: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text)
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # What the load changed: price versions created/superseded, invoices re-priced.
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+
+
 class RatingRun(Base):
     """One run of the rating pipeline: what it closed, when (logical time), with what.
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from meterline.settings import Settings, SettingsError, settings
-from meters.catalog import MeterCatalog, load_meters
+from meters.catalog import MeterCatalog
 from meters.ingest import IngestOptions
 from meters.migrations import migrate
 from meters.warehouse import Warehouse, connect
@@ -43,8 +43,11 @@ def ingest_options(config: Settings | None = None) -> IngestOptions:
 
 
 def meter_catalog(config: Settings | None = None) -> MeterCatalog:
-    config = config or settings()
-    return load_meters(config.catalog_path)
+    """The meters of the catalog loaded in the ledger (`meterline catalog load FILE`),
+    the one catalog ingest, rollup, close and the audit read (meterline.catalog_load)."""
+    from meterline.catalog_load import loaded_meters
+
+    return loaded_meters(config or settings())
 
 
 @contextmanager

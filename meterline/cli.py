@@ -66,7 +66,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "meterline.cli_ledger:customers",
         "Customers, subscriptions and their discounts.",
     ),
-    "catalog": ("meterline.cli_ledger:catalog", "Plans and versioned prices."),
+    "catalog": (
+        "meterline.cli_catalog:catalog",
+        "The catalog: meters, plans and versioned prices (docs/catalog.md).",
+    ),
     "invoices": ("meterline.cli_ledger:invoices", "Invoices: list, show, finalize, void."),
     "ledger": ("meterline.cli_ledger:ledger", "The ledger database itself (schema migrations)."),
     "audit": (

@@ -1,9 +1,9 @@
 """`meterline customers|catalog|invoices|ledger ...`: the billing ledger by hand.
 
 The lead registers these groups on the main `meterline` group (see ``register``). They
-read the ledger URL from ``settings().ledger_url`` and the catalog from
-``settings().catalog_path``. An embedded SQLite ledger is migrated on first use; a
-PostgreSQL ledger must be migrated explicitly (``meterline ledger migrate``).
+read the ledger URL from ``settings().ledger_url``; `catalog load` (meterline.cli_catalog)
+takes the catalog file into the ledger. An embedded SQLite ledger is migrated on first
+use; a PostgreSQL ledger must be migrated explicitly (``meterline ledger migrate``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from billing import migrate
 from billing.customers import FORMATS
 from billing.views import customers_load_text, month_bounds, totals_by_currency
 from meterline.app import ledger_session
+from meterline.cli_catalog import catalog
 from meterline.output import (
     Column,
     console,
@@ -104,30 +105,7 @@ def customers_load(file: Path, fmt: str | None) -> None:
     click.echo(f"{file}: {customers_load_text(result)}")
 
 
-# --- catalog ------------------------------------------------------------------------
-
-
-@click.group()
-def catalog() -> None:
-    """Plans and versioned prices."""
-
-
-@catalog.command("load")
-@click.argument(
-    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
-def catalog_load(file: Path | None) -> None:
-    """Load the catalog FILE (default: the configured catalog). Idempotent: an edited
-    price body becomes a new version; the old one is kept for audit."""
-    path = file or settings().catalog_path
-    with _ledger(write=True) as session:
-        result = billing.load_catalog(session, path)
-    click.echo(
-        f"{path}: plans {result.plans_created} created, {result.plans_updated} updated;"
-        f" price versions {result.versions_created} created, {result.versions_unchanged}"
-        f" unchanged, {result.versions_superseded} superseded, {result.versions_restored}"
-        " restored" + ("" if result.changed else " (nothing changed)")
-    )
+# --- catalog: meterline.cli_catalog (the one catalog, loaded into the ledger) ----------
 
 
 # --- invoices -----------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """`meterline demo`: the whole job on generated data, embedded, with no server.
 
 1. Generate a month of Intercom-like usage with exact and conflicting re-sends,
-   malformed rows and a late file.
+   malformed rows and a late file; load the catalog into the ledger (`meterline catalog
+   load`: the one catalog every later step reads).
 2. Ingest each day's file as the nightly delivery would arrive (00:30 UTC next day).
-3. Load the customers and the catalog into the ledger.
+3. Load the customers into the ledger.
 4. Run the real usage_rollup DAG (Airflow, dag.test()) for every day of the month,
    then the real billing_close DAG once the grace period has passed.
 5. Print the ingest accounting (checked against what the generator injected), the
@@ -26,7 +27,7 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import func, select
 
-from meterline.app import ingest_options, init_warehouse, open_warehouse
+from meterline.app import ingest_options, init_warehouse, meter_catalog, open_warehouse
 from meterline.output import (
     Column,
     format_count,
@@ -37,7 +38,6 @@ from meterline.output import (
 )
 from meterline.settings import Settings, settings
 from meterline.synthetic import GeneratorConfig, Manifest, generate
-from meters.catalog import load_meters
 from meters.ingest import Ingestor, SourceCounts
 
 
@@ -94,6 +94,9 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         f"{config.start}, seed {config.seed}; everything under {config.folder}/"
     )
     manifest = _generate(config, data, console)
+    from meterline.catalog_load import load_catalog_file
+
+    console.print(load_catalog_file(config_settings.catalog_path, config=config_settings).text())
     daily = [
         (data / name, delivery_time(config.start + timedelta(days=offset)))
         for offset, name in enumerate(manifest.files)
@@ -176,7 +179,7 @@ def _ingest(
 ) -> SourceCounts:
     """Ingest each file as delivered at its time; the accounting of them all."""
     counts = SourceCounts()
-    catalog = load_meters(config.catalog_path)
+    catalog = meter_catalog(config)
     options = ingest_options(config)
     with open_warehouse(config) as warehouse, progress(label, len(deliveries)) as tick:
         init_warehouse(warehouse)
@@ -188,7 +191,6 @@ def _ingest(
 
 
 def _load_ledger(config: Settings, data: Path, console: Console) -> None:
-    from billing.catalog import load_catalog
     from billing.customers import load_customers_file
     from billing.db import create_ledger_engine, session_factory
     from billing.migrate import upgrade
@@ -197,7 +199,6 @@ def _load_ledger(config: Settings, data: Path, console: Console) -> None:
     engine = create_ledger_engine(config.ledger_url)
     try:
         with session_factory(engine).begin() as session:
-            load_catalog(session, config.catalog_path)
             loaded = load_customers_file(session, data / "customers.jsonl")
     finally:
         engine.dispose()

@@ -1,16 +1,16 @@
 """Meter definitions: what each event type means and how a period's quantity is computed.
 
-The catalog YAML's `meters:` section. Plans and prices live in the same file and are
-read by the rating and billing code.
+The catalog's `meters:` section, as typed objects. meters/ reads no file: the caller
+hands it a MeterCatalog (billing.catalog reads the catalog the ledger holds, validates
+the whole of it and builds this one with `parse_meters`).
 """
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
@@ -52,24 +52,49 @@ class MeterDefinition(BaseModel):
     def _check(self) -> MeterDefinition:
         for dim in self.dimensions:
             if dim not in self.properties:
-                raise ValueError(f"dimension {dim!r} is not one of the meter's properties")
+                raise ValueError(
+                    f"dimensions: {dim!r} is not one of the meter's properties"
+                    f" ({_names(self.properties)})"
+                )
         if self.aggregation is Aggregation.UNIQUE_COUNT:
             if not self.unique_property:
-                raise ValueError("a unique_count meter needs unique_property")
+                raise ValueError("unique_property: a unique_count meter needs one")
             if self.unique_property not in self.properties:
-                raise ValueError(f"unique_property {self.unique_property!r} is not a property")
+                raise ValueError(
+                    f"unique_property: {self.unique_property!r} is not one of the meter's"
+                    f" properties ({_names(self.properties)})"
+                )
+        elif self.unique_property is not None:
+            raise ValueError("unique_property: only a unique_count meter counts distinct values")
         for prop, value in self.filter.items():
             if prop not in self.properties:
-                raise ValueError(f"filter property {prop!r} is not one of the meter's properties")
+                raise ValueError(
+                    f"filter: {prop!r} is not one of the meter's properties"
+                    f" ({_names(self.properties)})"
+                )
             allowed = self.allowed_values(prop)
             if allowed and value not in allowed:
                 raise ValueError(
-                    f"filter {prop}={value!r} can never match: allowed values are {allowed}"
+                    f"filter: {prop}={value!r} can never match: allowed values are"
+                    f" {', '.join(allowed)}"
                 )
         return self
 
     def allowed_values(self, prop: str) -> list[str]:
         return list(self.properties.get(prop) or [])
+
+    def counting_key(self) -> tuple[Any, ...]:
+        """What decides the quantities this meter gives a period: two definitions with the
+        same key count every set of events the same. Description, unit and the allowed
+        values (checked at ingest, on events to come) do not count; dimensions do, except
+        for sum and count, whose per-group quantities add up to the same total."""
+        additive = self.aggregation in (Aggregation.SUM, Aggregation.COUNT)
+        return (
+            self.aggregation.value,
+            self.unique_property,
+            tuple(sorted(self.filter.items())),
+            () if additive else tuple(sorted(self.dimensions)),
+        )
 
 
 class MeterCatalog(BaseModel):
@@ -101,32 +126,62 @@ class MeterCatalog(BaseModel):
 
 
 class CatalogError(ValueError):
-    """The catalog file is invalid; the message names the file and the entry."""
+    """The catalog is invalid; the message names the entry and the field."""
 
 
-def load_meters(path: Path) -> MeterCatalog:
-    """Read and validate the `meters:` section of a catalog YAML file."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogError(f"cannot read catalog {path}: {exc}") from None
-    return meters_from_dict(data, str(path))
+METER_FIELDS = tuple(MeterDefinition.model_fields)
 
 
-def meters_from_dict(data: Any, origin: str = "catalog") -> MeterCatalog:
-    if not isinstance(data, dict) or not isinstance(data.get("meters"), list):
-        raise CatalogError(f"{origin}: expected a mapping with a `meters:` list")
+def _names(items: Any) -> str:
+    return ", ".join(sorted(items)) or "none declared"
+
+
+def _problem(where: str, err: Any) -> str:
+    loc = [str(p) for p in err["loc"]]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown field (fields: {', '.join(METER_FIELDS)})"
+    elif err["type"] == "enum" and loc == ["aggregation"]:
+        msg = f"{err['input']!r} is not an aggregation (one of: {', '.join(Aggregation)})"
+    elif err["type"] == "missing":
+        msg = "is required"
+    elif not loc and (field := re.match(r"(\w+): (.*)\Z", msg, re.S)):
+        loc, msg = [field.group(1)], field.group(2)
+    return f"{where}{'.' + '.'.join(loc) if loc else ''}: {msg}"
+
+
+def parse_meters(items: Any, path: str = "meters") -> tuple[dict[str, MeterDefinition], list[str]]:
+    """The valid meters of a catalog's `meters:` list, and a problem for every invalid
+    entry, each naming the entry by path and name and the field (``meters[1] (seats).
+    dimensions: 'region' is not one of the meter's properties (seat_type)``)."""
+    if not isinstance(items, list) or not items:
+        return {}, [f"{path}: must be a non-empty list of meters"]
     meters: dict[str, MeterDefinition] = {}
-    for index, raw in enumerate(data["meters"]):
-        label = raw.get("name", f"#{index + 1}") if isinstance(raw, dict) else f"#{index + 1}"
+    problems: list[str] = []
+    for index, raw in enumerate(items):
+        where = f"{path}[{index}]"
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: must be a mapping with name and aggregation")
+            continue
+        if isinstance(raw.get("name"), str):
+            where += f" ({raw['name']})"
         try:
             meter = MeterDefinition.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'meter'}: {e['msg']}" for e in exc.errors()
-            )
-            raise CatalogError(f"{origin}: meter {label}: {problems}") from None
+            problems.extend(_problem(where, err) for err in exc.errors())
+            continue
         if meter.name in meters:
-            raise CatalogError(f"{origin}: meter {meter.name} is defined twice")
+            problems.append(f"{where}.name: meter {meter.name} is defined twice")
+            continue
         meters[meter.name] = meter
+    return meters, problems
+
+
+def meters_from_dict(data: Any, origin: str = "catalog") -> MeterCatalog:
+    """A MeterCatalog from a mapping with a `meters:` list; CatalogError lists every problem."""
+    if not isinstance(data, dict):
+        raise CatalogError(f"{origin}: expected a mapping with a `meters:` list")
+    meters, problems = parse_meters(data.get("meters"))
+    if problems:
+        raise CatalogError(f"{origin}: " + "; ".join(problems))
     return MeterCatalog(meters=meters)

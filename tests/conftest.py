@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from meters.catalog import MeterCatalog, load_meters
+from billing.catalog import read_catalog
+from meters.catalog import MeterCatalog
 from meters.migrations import migrate
 from meters.warehouse import Warehouse, connect
 from tests.support.chdb_http import ChdbHttpServer
@@ -147,7 +148,7 @@ def warehouse(chdb_folder: Path) -> Iterator[Warehouse]:
 
 @pytest.fixture(scope="session")
 def catalog() -> MeterCatalog:
-    return load_meters(DEMO_CATALOG)
+    return read_catalog(DEMO_CATALOG).meters
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

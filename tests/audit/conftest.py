@@ -31,7 +31,7 @@ from meterline.demo import delivery_time
 from meterline.pipeline import backfill
 from meterline.settings import Settings, load_settings
 from meterline.synthetic import GeneratorConfig, Manifest, generate
-from meters.catalog import MeterCatalog, load_meters
+from meters.catalog import MeterCatalog
 from meters.ingest import Ingestor
 from meters.migrations import migrate
 from meters.warehouse import Warehouse
@@ -143,14 +143,14 @@ def month(
         tmp = tmp_path_factory.mktemp(f"audit-month-{warehouse_backend}")
         wh = _months["_stack"].enter_context(fresh_warehouse(chdb_folder))
         config = settings_for(warehouse_url(wh), tmp / "ledger.db")
-        meters = load_meters(config.catalog_path)
+        meters = billing.read_catalog(config.catalog_path).meters
         for offset, name in enumerate(Manifest.read(generated_month).files):
             day = START + timedelta(days=offset)
             Ingestor(wh, meters, ingested_at=delivery_time(day)).ingest_files(
                 [generated_month / name]
             )
-        backfill(START, START + timedelta(days=DAYS - 1), config=config)
         load_ledger(config, generated_month / "customers.jsonl")
+        backfill(START, START + timedelta(days=DAYS - 1), config=config)
         report = close_periods(AS_OF, config=config)
         _months[warehouse_backend] = World(wh, config, meters, chdb_folder, report)
     world: World = _months[warehouse_backend]

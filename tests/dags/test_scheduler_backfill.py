@@ -130,8 +130,8 @@ def test_backfill_create_runs_on_a_real_scheduler(tmp_path: Path, airflow_env: d
     _run(env, meterline, "generate", "--customers", "30", "--start", DAYS[0], "--days", "3",
          "--seed", "4", "--out", data)
     _run(env, meterline, "init")
-    _run(env, meterline, "ingest", "--quiet", "--as-of", "2026-11-04T01:00:00Z", data / "events")
     _run(env, meterline, "catalog", "load")
+    _run(env, meterline, "ingest", "--quiet", "--as-of", "2026-11-04T01:00:00Z", data / "events")
     _run(env, meterline, "customers", "load", data / "customers.jsonl")
 
     # The DAG processor must have parsed the DAGs before a backfill can be created.

@@ -17,10 +17,17 @@ from meters.warehouse import Warehouse
 
 
 @pytest.fixture
-def pointed_at(warehouse: Warehouse, chdb_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warehouse]:
-    """Settings that point the DAG's tasks at this test's database."""
+def pointed_at(
+    warehouse: Warehouse, chdb_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Warehouse]:
+    """Settings that point the DAG's tasks at this test's database, and a ledger holding
+    the demo catalog (the one catalog the rollup reads)."""
+    from meterline.catalog_load import load_catalog_file
+
     monkeypatch.setenv("METERLINE_WAREHOUSE_URL", f"chdb://{chdb_folder}?database={warehouse.database}")
+    monkeypatch.setenv("METERLINE_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     settings_module.settings.cache_clear()
+    load_catalog_file()
     yield warehouse
     settings_module.settings.cache_clear()
 

@@ -118,6 +118,8 @@ def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
         + "\n"
     )
     settings.cache_clear()
+    # The catalog first, as a user starts: every other command reads it from the ledger.
+    assert invoke(["catalog", "load"])[0] == 0
     yield {
         "tmp": str(tmp_path),
         "customers": str(write_customers(tmp_path / "customers.jsonl")),
@@ -328,9 +330,22 @@ def test_ingest_of_a_missing_file_is_refused(tmp_path: Path) -> None:
         "METERLINE_WAREHOUSE_URL": f"chdb://{tmp_path / 'warehouse'}",
         "METERLINE_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
     }
+    assert run_process(["catalog", "load"], tmp_path, env)[0] == 0
     code, output = run_process(["ingest", "/nonexistent/events.jsonl"], tmp_path, env)
     assert code == ExitCode.REFUSED, output
     assert "Traceback" not in output and "/nonexistent/events.jsonl" in output
+
+
+def test_a_command_before_any_catalog_is_loaded_says_to_load_one(tmp_path: Path) -> None:
+    env = {
+        "METERLINE_WAREHOUSE_URL": f"chdb://{tmp_path / 'warehouse'}",
+        "METERLINE_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+    }
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    for args in (["ingest", str(events)], ["rollup", "--day", "2026-10-01"], ["catalog", "show"]):
+        code, output = run_process(args, tmp_path, env)
+        assert_one_error(code, output, ExitCode.REFUSED, "run `meterline catalog load FILE` first")
 
 
 # --- unreachable stores -----------------------------------------------------------------------
@@ -407,7 +422,7 @@ def test_unknown_ids_with_a_warehouse_are_not_found(tmp_path: Path) -> None:
         "METERLINE_WAREHOUSE_URL": f"chdb://{tmp_path / 'warehouse'}",
         "METERLINE_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
     }
-    for setup in (["init"], ["ledger", "migrate"]):
+    for setup in (["init"], ["ledger", "migrate"], ["catalog", "load"]):
         code, output = run_process(setup, tmp_path, env)
         assert code == 0, output
     cases = [

@@ -22,7 +22,6 @@ def test_defaults_are_embedded() -> None:
         ("METERLINE_WAREHOUSE_URL", "chdb://", "needs a folder path"),
         ("METERLINE_WAREHOUSE_URL", "clickhouse:///nohost", "needs a host"),
         ("METERLINE_LEDGER_URL", "mongodb://x", "sqlite:///PATH or postgresql"),
-        ("METERLINE_CATALOG_PATH", "/nonexistent/catalog.yaml", "no such file"),
         ("METERLINE_WAREHOUSE_LOCK_TIMEOUT_S", "-1", "greater than 0"),
         ("METERLINE_MAX_EVENT_AGE_DAYS", "soon", "valid integer"),
     ],

@@ -33,7 +33,7 @@ from billing.views import invoice_detail, list_invoices
 from meterline.close import CloseReport, close_periods
 from meterline.pipeline import RollupReport, backfill, rollup_day
 from meterline.settings import Settings, load_settings
-from meters.catalog import MeterCatalog, load_meters
+from meters.catalog import MeterCatalog
 from meters.ingest import IngestSummary, ingest_events
 from meters.warehouse import Warehouse
 
@@ -210,7 +210,15 @@ class World:
             catalog_path=CATALOG,
             billing_go_live=self.go_live,
         )
-        self.meters = load_meters(CATALOG)
+        self.meters = billing.read_catalog(CATALOG).meters
+        # The one catalog every step reads: loaded into the ledger first, as a user would.
+        upgrade(self.config.ledger_url)
+        engine = create_ledger_engine(self.config.ledger_url)
+        try:
+            with session_factory(engine).begin() as session:
+                billing.load_catalog(session, CATALOG)
+        finally:
+            engine.dispose()
 
     def load_customers(self, customers: Iterable[Sub]) -> None:
         path = self.tmp / "customers.jsonl"
