@@ -35,4 +35,13 @@ echo "init: meterline init (warehouse schema)"
 meterline init
 echo "init: meterline ledger migrate"
 meterline ledger migrate
+# Every task reads the catalog loaded in the ledger. The first start loads
+# METERLINE_CATALOG_PATH; later changes are loaded on purpose (`meterline catalog load
+# FILE`), never by a restart, since a change may be refused (docs/catalog.md).
+if meterline catalog show >/dev/null 2>&1; then
+    echo "init: catalog already loaded (meterline catalog show)"
+else
+    echo "init: meterline catalog load"
+    meterline catalog load
+fi
 echo "init: done"
