@@ -11,7 +11,7 @@
   as one block per row instead.
 - Progress: ``with progress("close", total) as tick: job(on_progress=tick)`` shows a bar
   on stderr when stderr is a terminal and the work has run a few seconds; otherwise at
-  most one plain line every 30 s once it has run that long.
+  most one plain line every 30 s once it has run 10 s.
 
 rich is imported by the functions that draw, not by this module: formatting text needs
 no terminal library (the HTML statement uses the same helpers).
@@ -228,6 +228,8 @@ def _print_blocks(
 # --- progress ---------------------------------------------------------------------------
 
 DELAY_S = 2.0
+# Off a terminal (a log), progress lines only for long work, and not too many of them.
+PLAIN_AFTER_S = 10.0
 PLAIN_EVERY_S = 30.0
 
 
@@ -276,8 +278,8 @@ def progress(
 
     Yields a ``Tracker`` to pass as the job's progress callback. On a terminal a bar
     appears once the work has run ``delay_s`` (short work shows nothing) and is removed
-    at the end; when stderr is not a terminal, one plain line every 30 s after that
-    (logs of long runs show that the work moves). ``quiet`` shows nothing."""
+    at the end; when stderr is not a terminal, one plain line every 30 s once the work
+    has run 10 s (logs of long runs show that the work moves). ``quiet`` shows nothing."""
     tracker = Tracker(label, total)
     if quiet:
         yield tracker
@@ -288,7 +290,7 @@ def progress(
         with _bar(tracker, delay_s):
             yield tracker
     else:
-        last = [time.monotonic() + delay_s - PLAIN_EVERY_S]
+        last = [time.monotonic() + max(delay_s, PLAIN_AFTER_S) - PLAIN_EVERY_S]
 
         def plain() -> None:
             now = time.monotonic()

@@ -109,6 +109,7 @@ def test_progress_off_a_terminal_prints_a_plain_line_only_for_long_work(
         tick(3, 3, "done")
     assert capsys.readouterr().err == ""  # short work: nothing
     monkeypatch.setattr("meterline.output.PLAIN_EVERY_S", 0.0)
+    monkeypatch.setattr("meterline.output.PLAIN_AFTER_S", 0.0)
     with progress("close: periods", total=3, interactive=False, delay_s=0) as tick:
         tick.advance(detail="cus_1")
     err = capsys.readouterr().err
