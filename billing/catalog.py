@@ -322,10 +322,16 @@ def _entries(
 
 
 def _price_meter(
-    price: Mapping[str, Any], where: str, meters: MeterCatalog | None, problems: list[str]
+    price: Mapping[str, Any],
+    where: str,
+    meters: MeterCatalog,
+    invalid: set[str],
+    problems: list[str],
 ) -> tuple[bool, str | None, dict[str, Any] | None]:
     """(ok, meter, filter) of a price: a meter the catalog defines, filtered only on that
-    meter's dimensions with values it allows; a flat fee (no meter) takes no filter."""
+    meter's dimensions with values it allows; a flat fee (no meter) takes no filter. A
+    price on a meter in `invalid` (defined, but refused: already reported) is not checked
+    further."""
     meter = price.get("meter")
     if meter is not None and not isinstance(meter, str):
         problems.append(f"{where}.meter: must be a meter name")
@@ -344,10 +350,12 @@ def _price_meter(
         if filt_doc:
             problems.append(f"{where}.filter: a price without a meter (a flat fee) has no filter")
             ok = False
-    elif meters is not None:
+    elif meter in invalid:
+        return False, None, None
+    else:
         definition = meters.meters.get(meter)
         if definition is None:
-            known = ", ".join(sorted(meters.meters)) or "none"
+            known = ", ".join(sorted({*meters.meters, *invalid})) or "none"
             problems.append(f"{where}.meter: {meter!r} is not a meter of this catalog ({known})")
             return False, None, None
         for key, value in (filt_doc or {}).items():
@@ -393,11 +401,15 @@ def parse_catalog(data: Any, source: str = "catalog", text: str = "") -> ParsedC
                 f"rounding_mode: {rounding.value}: close rounds every line"
                 f" {SUPPORTED_ROUNDING.value} today; write {SUPPORTED_ROUNDING.value} (or omit it)"
             )
-    meters, meter_problems = parse_meters(data.get("meters"))
+    raw_meters = data.get("meters")
+    meters, meter_problems = parse_meters(raw_meters)
     problems += meter_problems
     parsed.meters = MeterCatalog(meters=meters)
-    # A price on a meter that failed validation is not reported a second time.
-    known_meters = None if meter_problems else parsed.meters
+    invalid = {
+        m["name"]
+        for m in (raw_meters if isinstance(raw_meters, list) else [])
+        if isinstance(m, Mapping) and isinstance(m.get("name"), str) and m["name"] not in meters
+    }
 
     plans = data.get("plans")
     if not isinstance(plans, list) or not plans:
@@ -428,7 +440,7 @@ def parse_catalog(data: Any, source: str = "catalog", text: str = "") -> ParsedC
             prices, f"{where}.prices", f"price id in plan {plan_id}", problems
         ):
             problems += _unknown_keys(price, PRICE_KEYS, pwhere)
-            ok, meter, filt_doc = _price_meter(price, pwhere, known_meters, problems)
+            ok, meter, filt_doc = _price_meter(price, pwhere, parsed.meters, invalid, problems)
             if not ok:
                 continue
             versions = price.get("versions")

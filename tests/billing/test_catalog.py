@@ -273,6 +273,21 @@ def test_every_problem_is_reported_at_once() -> None:
     ]
 
 
+def test_a_price_on_a_misspelt_meter_is_named_even_when_a_meter_is_invalid() -> None:
+    data = _demo()
+    data["meters"][1]["aggregation"] = "time_weighed"
+    data["plans"][0]["prices"][3]["meter"] = "fin_resolutions"
+    with pytest.raises(billing.LoadError) as info:
+        parse_catalog(data, "catalog.yaml")
+    # The seats prices are not reported again; the misspelt meter is, with what exists.
+    assert info.value.problems == [
+        "meters[1] (seats).aggregation: 'time_weighed' is not an aggregation (one of: sum,"
+        " count, max, unique_count, latest, time_weighted)",
+        "plans[0] (standard).prices[3] (fin_resolution).meter: 'fin_resolutions' is not a"
+        " meter of this catalog (fin_resolution, seats)",
+    ]
+
+
 def test_an_alias_bomb_is_refused_within_a_second(tmp_path: Path) -> None:
     lines = ['lol: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
