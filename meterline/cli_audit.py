@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from meterline.cli_ingest import Timestamp
 
@@ -29,9 +29,10 @@ def register(main: click.Group) -> None:
 
 
 def _console() -> Console:
-    # Piped output (a file, a log, a test) is not cut to 80 columns.
-    width = None if sys.stdout.isatty() else 200
-    return Console(highlight=False, width=width, soft_wrap=False)
+    """The terminal's width, or 80 columns (COLUMNS if set) for a file, pipe or log."""
+    from meterline.output import console
+
+    return console()
 
 
 def _echo_json(doc: Any) -> None:
@@ -263,6 +264,14 @@ def reconcile(
 
 
 def render_reconcile(console: Console, doc: dict[str, Any]) -> None:
+    """One month's reconciliation as text: the verdict, the intake, the chain per meter
+    and currency, the totals per kind, late usage, and the findings. Tables fit the
+    console (meterline.output.print_table: money and counts are never cut)."""
+    from meterline.output import Column, format_amount, format_quantity, print_table
+
+    def amount(text: str, currency: str) -> str:
+        return format_amount(Decimal(text), currency)
+
     invoices = doc["invoices"]
     verdict = "[green]RECONCILED[/green]" if doc["ok"] else "[red]NOT RECONCILED[/red]"
     scope = doc["period"] + (f" customer {doc['customer']}" if doc["customer"] else "")
@@ -279,54 +288,84 @@ def render_reconcile(console: Console, doc: dict[str, Any]) -> None:
         f" {intake['rejected']:,}: {balance}"
     )
     if intake["by_meter_currency"]:
-        table = Table("meter", "currency", "accepted", "rejected", "rejected by reason")
-        for row in intake["by_meter_currency"]:
-            reasons = ", ".join(f"{k} {v}" for k, v in row["rejected_by_reason"].items())
-            table.add_row(
-                row["meter"],
-                row["currency"],
-                f"{row['accepted']:,}",
-                f"{row['rejected']:,}",
-                reasons,
-            )
-        console.print(table)
+        print_table(
+            console,
+            [
+                "meter",
+                "currency",
+                Column("accepted", "number"),
+                Column("rejected", "number"),
+                "rejected by reason",
+            ],
+            [
+                [
+                    row["meter"],
+                    row["currency"],
+                    f"{row['accepted']:,}",
+                    f"{row['rejected']:,}",
+                    ", ".join(f"{k} {v:,}" for k, v in row["rejected_by_reason"].items()),
+                ]
+                for row in intake["by_meter_currency"]
+            ],
+        )
     if doc["meters"]:
-        table = Table(
-            "meter",
-            "currency",
-            "invoices",
-            "raw events",
-            "rollup events",
-            "raw qty",
-            "rollup qty",
-            "rated qty",
-            "posted qty",
-            "rated",
-            "posted",
-            "difference",
+        print_table(
+            console,
+            [
+                "meter",
+                "currency",
+                Column("invoices", "number"),
+                Column("raw events", "number"),
+                Column("rollup events", "number"),
+                Column("raw qty", "number"),
+                Column("rollup qty", "number"),
+                Column("rated qty", "number"),
+                Column("posted qty", "number"),
+                Column("rated", "money"),
+                Column("posted", "money"),
+                Column("difference", "money"),
+            ],
+            [
+                [
+                    r["meter"],
+                    r["currency"],
+                    f"{r['invoices']:,}",
+                    f"{r['raw_events']:,}",
+                    f"{r['rollup_events']:,}",
+                    format_quantity(r["raw_quantity"]),
+                    format_quantity(r["rollup_quantity"]),
+                    format_quantity(r["rated_quantity"]),
+                    format_quantity(r["posted_quantity"]),
+                    amount(r["rated_amount"], r["currency"]),
+                    amount(r["posted_amount"], r["currency"]),
+                    amount(r["difference"], r["currency"]),
+                ]
+                for r in doc["meters"]
+            ],
             title="raw events -> rollup -> rated -> posted (lines + adjustments)",
         )
-        for r in doc["meters"]:
-            table.add_row(
-                r["meter"],
-                r["currency"],
-                str(r["invoices"]),
-                f"{r['raw_events']:,}",
-                f"{r['rollup_events']:,}",
-                r["raw_quantity"],
-                r["rollup_quantity"],
-                r["rated_quantity"],
-                r["posted_quantity"],
-                r["rated_amount"],
-                r["posted_amount"],
-                r["difference"],
-            )
-        console.print(table)
     if doc["charges"]:
-        table = Table("currency", "kind", "re-rated", "posted", "difference", title="all lines")
-        for r in doc["charges"]:
-            table.add_row(r["currency"], r["kind"], r["rerated"], r["posted"], r["difference"])
-        console.print(table)
+        print_table(
+            console,
+            [
+                "currency",
+                "kind",
+                Column("re-rated", "money"),
+                Column("posted", "money"),
+                Column("difference", "money"),
+            ],
+            [
+                [
+                    r["currency"],
+                    r["kind"],
+                    amount(r["rerated"], r["currency"]),
+                    amount(r["posted"], r["currency"]),
+                    amount(r["difference"], r["currency"]),
+                ]
+                for r in doc["charges"]
+            ],
+            title="all lines",
+        )
     drift = doc["drift"]
     if drift:
         adjusted = sum(1 for d in drift if d["adjusted"])
@@ -349,6 +388,8 @@ def render_reconcile(console: Console, doc: dict[str, Any]) -> None:
 def render_findings(console: Console, doc: dict[str, Any]) -> None:
     """The findings as one table: id (for `meterline audit acknowledge`), severity,
     whether it fails the run (or who acknowledged it, and why), what and where."""
+    from meterline.output import Column, print_table
+
     findings = doc["findings"]
     if not findings:
         console.print("findings: none")
@@ -360,21 +401,25 @@ def render_findings(console: Console, doc: dict[str, Any]) -> None:
         f" {'errors' if doc['fail_on'] == 'error' else 'errors and warnings'}"
         " (METERLINE_RECONCILE_FAIL_ON)"
     )
-    table = Table("id", "severity", "status", "check", "where", "detail")
+    rows = []
     for f in findings:
         ack = f["acknowledged"]
         if ack:
             status = f"acknowledged by {ack['by']} {ack['at'][:10]}: {ack['reason']}"
         else:
-            status = "[red]FAILS[/red]" if f["fails"] else "open"
-        severity = "[red]error[/red]" if f["severity"] == "error" else "[yellow]warning[/yellow]"
+            status = "FAILS" if f["fails"] else "passes"
         where = " ".join(
             p
             for p in (f["customer"] or "", f"invoice {f['invoice_id']}" if f["invoice_id"] else "")
             if p
         )
-        table.add_row(f["id"], severity, status, f["check"], where or "-", f["detail"])
-    console.print(table)
+        rows.append([f["id"], f["severity"], status, f["check"], where or "-", f["detail"]])
+    # The id is what `meterline audit acknowledge` takes: never cut or folded.
+    print_table(
+        console,
+        [Column("id", "number"), "severity", "status", "check", "where", "detail"],
+        rows,
+    )
 
 
 # --- acknowledge ------------------------------------------------------------------------

@@ -78,7 +78,9 @@ def test_explain_reconcile_rerate(month: World, use, tmp_path: Path) -> None:  #
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
 
 
-def test_reconcile_exits_1_when_the_books_do_not_balance(copy_of_month: World, use) -> None:  # type: ignore[no-untyped-def]
+def test_reconcile_exits_1_when_the_books_do_not_balance(  # type: ignore[no-untyped-def]
+    copy_of_month: World, use, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world = use(copy_of_month)
     world.warehouse.command(
         "ALTER TABLE usage_rollup UPDATE value_sum = value_sum + 1"
@@ -95,18 +97,28 @@ def test_reconcile_exits_1_when_the_books_do_not_balance(copy_of_month: World, u
         "quantity_rollup_vs_raw",
     }
     assert all(f["severity"] == "error" and f["acknowledged"] is None for f in failing)
-    # The table lists each finding by id, with its severity and status.
+    # The table lists each finding by its whole id, within 80 columns off a terminal...
     for f in failing:
-        row = next(ln for ln in result.output.splitlines() if f["id"] in ln)
-        assert "error" in row and "FAILS" in row and f["check"] in row
+        (row,) = [ln for ln in result.output.splitlines() if f["id"] in ln]
+        assert len(row) <= 80 and "FAILS" in row
+    # ...and on a wide one, one line each: id, severity, status, check, where, detail.
+    monkeypatch.setenv("COLUMNS", "250")
+    wide = run("audit", "reconcile", "--period", "2026-11").output
+    for f in failing:
+        row = next(ln for ln in wide.splitlines() if f["id"] in ln)
+        assert row.split()[:4] == [f["id"], "error", "FAILS", f["check"]]
+        assert f["detail"] in row
+    monkeypatch.delenv("COLUMNS")
 
     # A person acknowledges them: listed as acknowledged, and the run passes.
     for f in failing:
         ack = run("audit", "acknowledge", f["id"], "--reason", "rollup test", "--by", "auditor")
         assert ack.exit_code == 0 and f"acknowledged {f['id']} by auditor" in ack.output
+    monkeypatch.setenv("COLUMNS", "250")
     again = run("audit", "reconcile", "--period", "2026-11")
     assert again.exit_code == 0 and "RECONCILED" in again.output and "NOT" not in again.output
     assert again.output.count("acknowledged by auditor") == len(failing)
+    monkeypatch.delenv("COLUMNS")
     doc = json.loads(run("audit", "reconcile", "--period", "2026-11", "--json").output)
     assert doc["counts"]["acknowledged"] == len(failing)
     assert [f["acknowledged"]["reason"] for f in doc["findings"] if f["acknowledged"]] == [
