@@ -37,7 +37,9 @@ from meterline.app import meter_catalog
 from meterline.cli import main
 from meterline.settings import load_settings, settings
 from meterline.statement import StatementNotFound, render, statement_data, write_statement
+from meters.warehouse import Warehouse
 from tests.audit.test_statement import render_in_chromium
+from tests.billing.conftest import ledger_url  # noqa: F401  (SQLite, and PostgreSQL when set)
 from tests.conftest import fresh_warehouse, selected_backends, warehouse_url
 from tests.scenarios.harness import Sub, World, day, event, resolutions
 
@@ -82,11 +84,13 @@ class Cases(World):
     """A harness World on this file's catalog, loaded into the ledger first (the catalog
     every step reads)."""
 
+    ledger_url: str | None = None
+
     def __post_init__(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.config = load_settings(
             warehouse_url=warehouse_url(self.warehouse),
-            ledger_url=f"sqlite:///{self.tmp}/ledger.db",
+            ledger_url=self.ledger_url or f"sqlite:///{self.tmp}/ledger.db",
             catalog_path=CATALOG,
         )
         upgrade(self.config.ledger_url)
@@ -336,3 +340,30 @@ def test_not_found_exits_3_listing_the_periods(cli_env: Cases, tmp_path: Path) -
 def test_not_found_raises_a_typed_error(cases: Cases) -> None:
     with pytest.raises(StatementNotFound, match=r"its periods: 2026-10 \(2026-10-01 to 2026-10-31\), 2026-11 \(2026-11-01 to 2026-11-30\)$"):
         statement_data("dublin", "2026-12", config=cases.config)
+
+
+# --- either ledger database ------------------------------------------------------------
+
+
+@pytest.mark.single_warehouse
+def test_statement_reads_either_ledger(
+    warehouse: Warehouse,
+    chdb_folder: Path,
+    ledger_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # The anchor-31 KWD customer alone, on SQLite and on PostgreSQL.
+    world = Cases(warehouse, chdb_folder, tmp_path / "world", ledger_url=ledger_url)
+    world.load_customers([c for c in CUSTOMERS if c.customer_id == "kuwait"])
+    world.deliver([e for e in EVENTS if e["customer_id"] == "kuwait"])
+    world.nightly(day("2026-10-05"), day("2026-11-10"), day("2026-11-11"))
+    world.close(AS_OF)
+
+    october = statement_data("kuwait", "2026-10", config=world.config)
+    assert [(i.period.local_text, i.total_minor) for i in october.invoices] == [
+        ("2026-10-31 to 2026-11-29", 12_345)
+    ]
+    page = render(october)
+    assert '<td class="num amount" data-amount-minor="12345">12.345</td>' in page
+    with pytest.raises(StatementNotFound, match=r"its periods: 2026-09 \(2026-09-30 to 2026-10-30\), 2026-10 \(2026-10-31 to 2026-11-29\)$"):
+        statement_data("kuwait", "2026-11", config=world.config)
