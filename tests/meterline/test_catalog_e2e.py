@@ -6,6 +6,8 @@ change close and reconcile agree to the cent (item 6)."""
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -14,9 +16,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 import billing
+import billing.migrate
 from billing.catalog import CatalogChangeRefused, CatalogNotLoaded
 from billing.db import create_ledger_engine, session_factory
 from billing.models import CatalogVersion, Invoice, InvoiceLine, Subscription
@@ -28,6 +31,7 @@ from meterline.close import close_periods
 from meterline.pipeline import rollup_day
 from meterline.settings import Settings, load_settings
 from meters.warehouse import Warehouse
+from tests.billing.conftest import BACKENDS, PG_ENV, pg_url_with_schema
 from tests.conftest import warehouse_url
 
 START = date(2026, 10, 1)
@@ -146,8 +150,7 @@ class World:
                     .order_by(Subscription.external_id, Invoice.period_start)
                 ):
                     lines = session.scalars(
-                        select(InvoiceLine)
-                        .where(InvoiceLine.invoice_id == inv.id)
+                        select(InvoiceLine).where(InvoiceLine.invoice_id == inv.id)
                     )
                     out.append(
                         (
@@ -178,11 +181,36 @@ class World:
         ]
 
 
+@pytest.fixture(params=BACKENDS)
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated ledger of this test's own: SQLite, and PostgreSQL (a fresh schema) when
+    METERLINE_TEST_POSTGRES_URL is set, as in tests/billing/conftest.py."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL variant: set {PG_ENV} to run it")
+    schema = f"catalog_e2e_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        url = pg_url_with_schema(base, schema)
+        billing.migrate.upgrade(url)
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.dispose()
+
+
 @pytest.fixture
-def world(warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """Settings pointing at this test's warehouse and a ledger of its own; the settings'
-    catalog path stays the demo catalog, which has neither api_call nor resolution."""
-    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+def world(
+    warehouse: Warehouse, ledger: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    """Settings pointing at this test's warehouse and ledger; the settings' catalog path
+    stays the demo catalog, which has neither api_call nor resolution."""
     url = warehouse_url(warehouse)
     monkeypatch.setenv("METERLINE_WAREHOUSE_URL", url)
     monkeypatch.setenv("METERLINE_LEDGER_URL", ledger)
