@@ -205,7 +205,9 @@ def prepare(batch: ChargeBatch, sub: SubRow, prices: PriceIndex) -> Keyed:
         key = line_key(sub.external_id, token, charge)
         if key in keyed:
             raise LedgerError(f"{_where(batch)}: two charges share the idempotency key {key}")
+        bulk.check_amount(charge.amount_minor, f"line {key}")
         keyed[key] = (charge, prices.resolve(sub.plan_id, charge, batch))
+    check_batch(batch)
     return keyed
 
 
