@@ -1176,7 +1176,8 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
         raw_totals = facts.raw_totals.get(inv.id, {})
         rollup_totals = facts.rollup_totals.get(inv.id, {})
         _check_rollup(inv, raw_totals, rollup_totals, dirty, findings)
-        if raw is not None and rollup is not None:
+        # A period that cannot be re-rated read no quantities to compare.
+        if raw is not None and rollup is not None and not (raw.error or rollup.error):
             _check_quantities(inv, raw, rollup, dirty, findings)
             for meter, dims, quantity in raw.unpriced:
                 findings.append(

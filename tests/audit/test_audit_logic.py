@@ -229,3 +229,67 @@ def test_stale_rollup_is_named_as_such() -> None:
     report = audit.reconcile(facts(rollup_totals=stale, dirty_days=[date(2026, 11, 7)]))
     (finding,) = report.failures
     assert finding.check == "rollup_vs_raw" and "rollup stale: days 2026-11-07" in finding.detail
+
+
+def test_finding_ids_are_stable_and_change_with_their_values() -> None:
+    def unattributed(events: int, value: str, detail: str = "billed to nobody") -> audit.Finding:
+        return audit.Finding(
+            "unattributed_usage",
+            detail,
+            severity=audit.WARNING,
+            customer="cus_stray",
+            subject={"meter": "fin_resolution", "month": "2026-11"},
+            values={"events": events, "value_sum": Decimal(value)},
+        )
+
+    first = unattributed(3, "3")
+    assert first.id == unattributed(3, "3").id  # the same in every run
+    assert first.id == unattributed(3, "3.000", "worded otherwise").id  # spelling, wording
+    assert first.id.startswith("f-") and len(first.id) == 14
+    assert unattributed(4, "4").id != first.id  # a value changed: a new finding
+    other = audit.Finding(
+        "unattributed_usage",
+        "billed to nobody",
+        severity=audit.WARNING,
+        customer="cus_other",
+        subject={"meter": "fin_resolution", "month": "2026-11"},
+        values={"events": 3, "value_sum": Decimal(3)},
+    )
+    assert other.id != first.id  # another subject
+
+
+def test_a_report_fails_on_unacknowledged_findings_of_its_severity() -> None:
+    warning = audit.Finding("unattributed_usage", "w", severity=audit.WARNING, customer="c")
+    error = audit.Finding("line_differs", "e", customer="c", invoice_id=1, key="k")
+    report = audit.reconcile(facts())
+    report.findings = [warning, error]
+    assert [f.check for f in report.failures] == ["line_differs"]  # fail_on error
+    assert report.counts() == {"error": 1, "warning": 1, "acknowledged": 0}
+    report.fail_on = audit.WARNING
+    assert [f.check for f in report.failures] == ["unattributed_usage", "line_differs"]
+    ack = audit.Acknowledgement(error.id, "known", "ops", NOV)
+    report.acknowledgements = {error.id: ack}
+    assert [f.check for f in report.failures] == ["unattributed_usage"]
+    assert report.counts() == {"error": 0, "warning": 1, "acknowledged": 1}
+    doc = report.to_json()
+    assert [(f["check"], f["fails"], f["acknowledged"]) for f in doc["findings"]] == [
+        ("unattributed_usage", True, None),
+        ("line_differs", False, {"by": "ops", "at": "2026-11-01T00:00:00Z", "reason": "known"}),
+    ]
+    assert audit.failure_message([report], DEC) == (
+        "reconcile as of 2026-12-01T00:00:00Z: 1 failing finding(s): 1 warning; 1"
+        f" acknowledged. First: {warning.id} (unattributed_usage, 2026-11). List them:"
+        " meterline audit reconcile --as-of 2026-12-01T00:00:00Z; acknowledge one:"
+        " meterline audit acknowledge FINDING_ID --reason TEXT"
+    )
+
+
+def test_a_period_that_cannot_be_rerated_is_one_finding() -> None:
+    raw = PeriodFacts({}, {}, error="plan 'basci' is not in the catalog (its plans: basic)")
+    report = audit.reconcile(facts(raw={1: raw}))
+    (finding,) = report.failures
+    assert (finding.check, finding.severity, finding.invoice_id) == ("cannot_rerate", "error", 1)
+    assert finding.detail == (
+        "the period cannot be re-rated from its raw events: plan 'basci' is not in the"
+        " catalog (its plans: basic)"
+    )
