@@ -56,6 +56,7 @@ from billing.periods import local_midnight, zone
 from meterline.app import meter_catalog, open_warehouse
 from meterline.audit import dims_label, dims_of
 from meterline.audit_io import AuditError, explain_lines, ledger_session
+from meterline.output import format_quantity
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
 from meters.rollup import definition_params
@@ -96,17 +97,11 @@ def minor_text(minor: int, currency: str) -> str:
 
 
 def quantity_text(value: Decimal, places: int | None = None) -> str:
-    """A quantity with its meaningful decimals, grouped: 12226.000000000 -> "12,226",
-    1.500000000 -> "1.5". With ``places``, at most that many decimals, and "≈" in front
-    when that rounded the value (10.333333333 -> "≈ 10.333")."""
-    shown = value.normalize() if value else Decimal(0)
-    prefix = ""
-    if places is not None and -shown.as_tuple().exponent > places:  # type: ignore[operator]
-        shown = shown.quantize(Decimal(1).scaleb(-places)).normalize()
-        prefix = "≈ "
-    if shown.as_tuple().exponent > 0:  # type: ignore[operator]
-        shown = shown.quantize(Decimal(1))
-    return prefix + format(shown, ",f")
+    """A quantity with its meaningful decimals, grouped (meterline.output.format_quantity):
+    12226.000000000 -> "12,226", 1.500000000 -> "1.5". With ``places``, at most that
+    many decimals, and "≈" in front when that rounded the value (10.333333333 ->
+    "≈ 10.333")."""
+    return format_quantity(value, places)
 
 
 def plain_text(value: Decimal, places: int | None = None) -> str:
