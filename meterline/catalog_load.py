@@ -154,7 +154,15 @@ def _post_repricing(
     """Re-rate each re-priced finalized period with the catalog just stored (in this
     session) and post its difference as adjustment lines. (lines posted, rating run id)"""
     from meterline.app import open_warehouse
-    from meterline.close import CODE_VERSION, ROUNDING, Due, Rater, inputs_hash, rate_periods
+    from meterline.close import (
+        CODE_VERSION,
+        ROUNDING,
+        Due,
+        Rater,
+        inputs_hash,
+        rate_periods,
+        rollup_watermark,
+    )
 
     external = sorted({p.subscription for p in periods})
     subs = {
@@ -167,23 +175,30 @@ def _post_repricing(
         )
     }
     due = [Due(subs[p.subscription][0], subs[p.subscription][1], p.period) for p in periods]
+    first = min(d.period.start for d in due)
+    last = max(d.period.end for d in due)
     with open_warehouse(config) as warehouse:
+        # What this run sees of the warehouse, read before the quantities, so that events
+        # its rollup did not hold yet are late for the next close (DESIGN.md invariant 7).
+        seen = rollup_watermark(warehouse, first.date(), last.date())
         ratings = rate_periods(Rater(session, warehouse, meters, ROUNDING), due)
     failed = [
         f"{d.subscription.external_id} {d.period.label()}: {r.error}"
         for d, r in ratings.items()
-        if getattr(r, "error", None)
+        if r.error
     ]
     if failed:
         raise LoadError("--reprice", [f"cannot re-rate {f}" for f in failed])
     run_id = record_rating_run(
         session,
-        period_start=min(d.period.start for d in due),
-        period_end=max(d.period.end for d in due),
+        period_start=first,
+        period_end=last,
         run_at=at,
         code_version=CODE_VERSION,
         inputs_hash=inputs_hash(line for r in ratings.values() for line in r.lines),
         note="catalog load --reprice",
+        events_watermark=seen.events,
+        stale_days=seen.stale,
     )
     posted = 0
     for item, rating in ratings.items():

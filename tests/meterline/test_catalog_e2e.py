@@ -347,6 +347,37 @@ def test_a_catalog_change_never_leaves_close_and_reconcile_apart(world: World) -
     assert again.adjustment_lines == 0
     assert [i for i in world.invoices() if i[1] == "2026-12-01"] == december
     assert world.findings("2026-10", "2026-11") == []
+    # A late October event after the re-price: the next close sees the re-price run did
+    # not see it, re-rates October at the new price and replaces the correction.
+    world.ingest("late", resolutions("c1", "late", 1, oct5), "2026-11-10T00:00:00Z")
+    rollup_day(oct5, config=world.config)
+    late = close_periods(datetime(2026, 12, 4, tzinfo=UTC), config=world.config)
+    assert late.adjustment_lines == 1
+    c1_december = [i for i in world.invoices() if i[:2] == ("sub_c1", "2026-12-01")]
+    # billed 100.00 - 100.00 + 90.90 = 101 x 0.90
+    assert c1_december == [
+        ("sub_c1", "2026-12-01", "draft", -910, [("adjustment", "chat", -10000), ("adjustment", "chat", 9090)]),
+    ]  # fmt: skip
+    assert world.findings("2026-10", "2026-11") == []
     # Loading the same catalog again, re-price or not, changes nothing.
     same = load_catalog_file(cat / "v3.yaml", reprice=True, config=world.config)
     assert not same.result.changed and same.adjustment_lines == 0
+
+    # 4. A re-price while the rollup is stale: c2's late October event is ingested but not
+    # rolled up yet. The re-price rates from the rollup as it is, and records what it did
+    # not see, so the close after the rollup corrects October once more.
+    world.ingest("late2", resolutions("c2", "c2late", 1, oct5), "2026-11-10T00:00:00Z")
+    report = load_catalog_file(
+        resolution_catalog(cat / "v4.yaml", "0.80", "1.10", sms="0.04"),
+        reprice=True,
+        config=world.config,
+    )
+    assert sorted(p.subscription for p in report.repriced) == ["sub_c1", "sub_c2"]
+    rollup_day(oct5, config=world.config)
+    close_periods(datetime(2026, 12, 4, tzinfo=UTC), config=world.config)
+    # c1: 101 x 0.80 = 80.80; c2: 51 x 0.80 = 40.80 (its 51st event seen by the close).
+    assert [i for i in world.invoices() if i[1] == "2026-12-01"] == [
+        ("sub_c1", "2026-12-01", "draft", -1920, [("adjustment", "chat", -10000), ("adjustment", "chat", 8080)]),
+        ("sub_c2", "2026-12-01", "draft", -920, [("adjustment", "chat", -5000), ("adjustment", "chat", 4080)]),
+    ]  # fmt: skip
+    assert world.findings("2026-10", "2026-11") == []
