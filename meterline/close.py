@@ -111,18 +111,23 @@ def events_watermark(warehouse: Warehouse) -> datetime | None:
 def rollup_watermark(warehouse: Warehouse, first: date, last: date) -> Watermark:
     """What a close reading the rollup now sees of the days first..last: every event
     ingested so far, except on the days whose rollup is stale (dirty_days), where it sees
-    only what the day's last build read. Read before the quantities: an event ingested
-    meanwhile is then at worst called late, never called seen."""
+    only what the day's last build read: the events ingested up to the build's watermark;
+    none it can tell apart (the epoch) when events ingested at or before that watermark
+    arrived after the build. Read before the quantities: an event ingested meanwhile is
+    then at worst called late, never called seen."""
     events = events_watermark(warehouse) or EPOCH
     stale = dirty_days(warehouse, up_to=last, since=first)
     marks: dict[date, datetime] = {}
     if stale:
-        marks = {
-            day: as_utc(mark)
-            for day, mark in warehouse.query_rows(
-                query("audit/rollup_watermarks"), {"days": list(stale)}
-            )
-        }
+        for day, mark, raw_rows, rows_now in warehouse.query_rows(
+            query("audit/rollup_watermarks"),
+            {
+                "days": list(stale),
+                "start": datetime.combine(min(stale), time(0), tzinfo=UTC),
+                "end": datetime.combine(max(stale) + timedelta(days=1), time(0), tzinfo=UTC),
+            },
+        ):
+            marks[day] = as_utc(mark) if int(rows_now) <= int(raw_rows) else EPOCH
     return Watermark(events, {day: min(marks.get(day, EPOCH), events) for day in stale})
 
 

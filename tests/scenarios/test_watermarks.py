@@ -157,3 +157,33 @@ def test_a_stale_rollup_day_makes_its_later_events_late(ledger_world: World) -> 
     assert again.adjustment_lines == 1
     doc = explain_line(usage["id"], config=world.config)
     assert (doc["status"], doc["late_events"]["count"]) == ("adjusted", 2)
+
+
+@pytest.mark.single_warehouse
+def test_events_ingested_with_the_builds_own_clock_after_it_are_late(
+    ledger_world: World,
+) -> None:
+    """A delivery stamped with the same ingest time as the one a day's rollup was built
+    from, but stored after the build: the watermark cannot tell its events from those the
+    build read, so the close counts none of that day's events as seen; the next close,
+    after the rollup, bills the difference."""
+    world = ledger_world
+    load(world, [Sub("c_clock", "basic", start="2026-11-01")])
+    world.deliver(resolutions("c_clock", "r-", 5, "2026-11-10 10:00", channel="chat"))
+    world.nightly(utc("2026-11-10 00:00").date())  # built from the Nov 11 00:30 delivery
+    history(
+        world,
+        resolutions("c_clock", "same-", 2, "2026-11-10 20:00", channel="chat"),
+        as_of="2026-11-11 00:30",
+        at=utc("2026-11-11 00:30"),
+    )
+    report = world.close(AS_OF)
+    assert report.watermark is not None
+    assert report.watermark.stale == {utc("2026-11-10 00:00").date(): utc("1970-01-01 00:00")}
+    (usage,) = [ln for ln in lines_of(world) if ln["price_id"] == "resolution"]
+    doc = explain_line(usage["id"], config=world.config)
+    assert (Decimal(usage["quantity"]), doc["status"]) == (5, "drift")
+    assert doc["late_events"]["count"] == 7  # none of the day's events can be told seen
+    world.rollup(utc("2026-11-10 00:00").date())
+    assert world.close(utc("2026-12-05 00:00")).adjustment_lines == 1
+    assert explain_line(usage["id"], config=world.config)["status"] == "adjusted"
