@@ -92,12 +92,14 @@ def test_credentials_never_reach_logs_errors_or_output(
 
     # The command line, with the password in METERLINE_WAREHOUSE_URL.
     fresh_settings.setenv("METERLINE_WAREHOUSE_URL", url)
+    fresh_settings.setenv("METERLINE_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     events = tmp_path / "events.jsonl"
     events.write_text(json.dumps({"event_id": "e2", "customer_id": "c", "meter": "seats",
                                   "timestamp": "2026-11-02T11:00:00Z", "value": "1",
                                   "properties": {"seat_type": "expert"}}) + "\n")
     runner = CliRunner()
-    for args in (["init"], ["ingest", str(events), "--json", "--as-of", "2026-11-03T00:00:00Z"],
+    for args in (["init"], ["catalog", "load"],
+                 ["ingest", str(events), "--json", "--as-of", "2026-11-03T00:00:00Z"],
                  ["rejected", "--json"]):
         result = runner.invoke(cli, args)
         assert result.exit_code == 0, result.output
