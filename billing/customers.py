@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -203,9 +202,10 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line, parse_float=Decimal)
-        except json.JSONDecodeError as exc:
-            yield number, ValueError(f"invalid JSON: {exc.msg} (column {exc.colno})")
+            yield number, yamlio.load_json(line)
+        except yamlio.InputError as exc:
+            at = f" (column {exc.column})" if exc.column is not None else ""
+            yield number, ValueError(f"invalid JSON: {exc.problem}{at}")
 
 
 def _csv_records(text: str) -> Iterator[tuple[int, Any]]:
@@ -223,9 +223,9 @@ def _csv_records(text: str) -> Iterator[tuple[int, Any]]:
             row["discounts"] = []
         else:
             try:
-                row["discounts"] = json.loads(raw, parse_float=Decimal)
-            except json.JSONDecodeError as exc:
-                yield number, ValueError(f"discounts: invalid JSON ({exc.msg})")
+                row["discounts"] = yamlio.load_json(raw)
+            except yamlio.InputError as exc:
+                yield number, ValueError(f"discounts: invalid JSON ({exc.problem})")
                 continue
         yield number, row
 

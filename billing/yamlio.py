@@ -37,7 +37,16 @@ from rating.decimals import NUMBER_PATTERN, parse_number
 
 
 class InputError(ValueError):
-    """A YAML or JSON text that meterline refuses to read; the message says where."""
+    """A YAML or JSON text that meterline refuses to read; the message says where.
+    ``problem`` is the message without the position; ``line`` and ``column`` (from 1)
+    are the position when known."""
+
+    def __init__(self, problem: str, *, line: int | None = None, column: int | None = None):
+        where = f"line {line}, column {column}: " if line is not None else ""
+        super().__init__(where + problem)
+        self.problem = problem
+        self.line = line
+        self.column = column
 
 
 _INT = re.compile(r"[-+]?[0-9]+\Z")
@@ -150,7 +159,10 @@ class StrictLoader(Reader, Scanner, Parser, _Composer, _Constructor, _CoreResolv
 def _refused(exc: BaseException) -> InputError:
     if isinstance(exc, yaml.MarkedYAMLError):
         problem = exc.problem or exc.context or "invalid YAML"
-        return InputError(f"{_where(exc.problem_mark or exc.context_mark)}: {problem}")
+        mark = exc.problem_mark or exc.context_mark
+        if mark is None:
+            return InputError(problem)
+        return InputError(problem, line=mark.line + 1, column=mark.column + 1)
     if isinstance(exc, RecursionError):
         return InputError("the document is nested too deeply")
     return InputError(f"invalid YAML: {exc}")
@@ -212,6 +224,6 @@ def load_json(text: str) -> Any:
             object_pairs_hook=_json_object,
         )
     except json.JSONDecodeError as exc:
-        raise InputError(f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise InputError(exc.msg, line=exc.lineno, column=exc.colno) from None
     except (ValueError, RecursionError) as exc:
         raise InputError(str(exc) or "the document is nested too deeply") from None

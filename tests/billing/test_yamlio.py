@@ -94,3 +94,19 @@ def test_a_billion_laughs_customers_file_is_refused_at_once(tmp_path: Path) -> N
     with pytest.raises(billing.LoadError, match="YAML anchor &a is not accepted"):
         billing.read_customers(path)
     assert time.perf_counter() - started < 1.0
+
+
+def test_a_customers_jsonl_line_goes_through_the_same_reader(tmp_path: Path) -> None:
+    path = tmp_path / "customers.jsonl"
+    path.write_text(
+        '{"customer_id": "c1", "customer_id": "c2"}\n'
+        '{"customer_id": "c3", "discounts": [{"percent_off": NaN}]}\n'
+        '{"customer_id": \n'
+    )
+    with pytest.raises(billing.LoadError) as info:
+        billing.read_customers(path)
+    assert info.value.problems[:3] == [
+        "line 1: invalid JSON: key 'customer_id' appears twice in one object; give it once",
+        "line 2: invalid JSON: NaN is not a number meterline accepts",
+        "line 3: invalid JSON: Expecting value (column 17)",
+    ]
