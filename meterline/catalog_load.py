@@ -11,15 +11,13 @@ the path late usage takes): a later close or reconcile finds nothing left to cor
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, selectinload
 
 from billing.adjustments import post_adjustments
@@ -31,9 +29,7 @@ from billing.catalog import (
     load_catalog,
     read_catalog,
 )
-from billing.db import create_ledger_engine, session_factory
 from billing.errors import LoadError
-from billing.migrate import require_head, upgrade
 from billing.models import Customer, Subscription
 from billing.posting import record_rating_run
 from meterline.settings import Settings, settings
@@ -89,28 +85,13 @@ class CatalogLoadReport:
         return out
 
 
-@contextmanager
-def _ledger(config: Settings, *, write: bool) -> Iterator[Session]:
-    """A session on the configured ledger (one transaction when `write`). The embedded
-    SQLite ledger migrates itself; a PostgreSQL one must be migrated explicitly."""
-    engine = create_ledger_engine(config.ledger_url)
-    try:
-        if make_url(config.ledger_url).get_backend_name() == "sqlite":
-            upgrade(engine)
-        else:
-            require_head(engine)
-        make = session_factory(engine)
-        with make.begin() if write else make() as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
 def loaded_catalog(config: Settings | None = None) -> Catalog:
     """The catalog loaded in the configured ledger (billing.catalog.current_catalog):
     what ingest, rollup, close and the audit read. Raises CatalogNotLoaded when
     `meterline catalog load FILE` was never run (exit code 2)."""
-    with _ledger(config or settings(), write=False) as session:
+    from meterline.app import ledger_session
+
+    with ledger_session(config or settings()) as session:
         return current_catalog(session)
 
 
@@ -130,13 +111,15 @@ def load_catalog_file(
     the ledger's catalog. Raises LoadError (exit code 2) naming every problem of the file,
     or CatalogChangeRefused when it would change what finalized invoices were charged
     and `reprice` is off (billing.catalog's edit rule)."""
+    from meterline.app import ledger_session
+
     config = config or settings()
     path = Path(path or config.catalog_path)
     if not path.is_file():
         raise LoadError(str(path), ["no such file: give the catalog file to load"])
     parsed = read_catalog(path)  # the whole file is checked before the ledger is touched
     at = loaded_at or datetime.now(UTC)
-    with _ledger(config, write=True) as session:
+    with ledger_session(config, write=True) as session:
         result = load_catalog(session, parsed, reprice=reprice, loaded_at=at)
         if not result.repriced:
             return CatalogLoadReport(str(path), result)
