@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, NamedTuple
@@ -58,13 +58,22 @@ class AmountOutOfRange(LedgerError):
     ledger's columns hold (``MAX_AMOUNT_MINOR`` minor units either way)."""
 
 
+def in_range(minor: int) -> bool:
+    """Whether the ledger can hold ``minor``: ``|minor| <= MAX_AMOUNT_MINOR``."""
+    return -MAX_AMOUNT_MINOR <= minor <= MAX_AMOUNT_MINOR
+
+
+def out_of_range(minor: int, what: str) -> AmountOutOfRange:
+    return AmountOutOfRange(
+        f"{what} is {minor:,} minor units, beyond the ledger's limit of"
+        f" {MAX_AMOUNT_MINOR:,} (signed 64-bit)"
+    )
+
+
 def check_amount(minor: int, what: str) -> None:
     """Raise AmountOutOfRange unless ``|minor| <= MAX_AMOUNT_MINOR``."""
-    if not -MAX_AMOUNT_MINOR <= minor <= MAX_AMOUNT_MINOR:
-        raise AmountOutOfRange(
-            f"{what} is {minor:,} minor units, beyond the ledger's limit of"
-            f" {MAX_AMOUNT_MINOR:,} (signed 64-bit)"
-        )
+    if not in_range(minor):
+        raise out_of_range(minor, what)
 
 
 def invoice_totals(lines: Iterable[tuple[str, int]]) -> dict[str, int]:
@@ -82,9 +91,13 @@ def invoice_totals(lines: Iterable[tuple[str, int]]) -> dict[str, int]:
     return out
 
 
-def check_invoice_totals(totals: dict[str, int], what: str) -> None:
+def check_invoice_totals(totals: dict[str, int], what: str | Callable[[], str]) -> None:
+    """Raise AmountOutOfRange when a total is beyond the limit; ``what`` names the
+    invoice (a callable: the name is only built for the message)."""
     for name, minor in totals.items():
-        check_amount(minor, f"{what}: {name.removesuffix('_minor')}")
+        if not in_range(minor):
+            where = what() if callable(what) else what
+            raise out_of_range(minor, f"{where}: {name.removesuffix('_minor')}")
 
 
 class Live(NamedTuple):
@@ -252,11 +265,13 @@ def insert_invoices(session: Session, rows: list[dict[str, Any]]) -> set[Pair]:
     if not rows:
         return set()
     for row in rows:
-        check_invoice_totals(
-            {k: row[k] for k in ("subtotal_minor", "discount_minor", "total_minor")},
-            f"the new invoice of subscription {row['subscription_id']}"
-            f" for {row['period_start'].isoformat()}",
-        )
+        totals = {k: row[k] for k in ("subtotal_minor", "discount_minor", "total_minor")}
+        if not all(in_range(minor) for minor in totals.values()):
+            check_invoice_totals(
+                totals,
+                f"the new invoice of subscription {row['subscription_id']}"
+                f" for {row['period_start'].isoformat()}",
+            )
     cols = ", ".join(_NEW_INVOICE_COLUMNS)
     picked = ", ".join(f"u.{c}" for c in _NEW_INVOICE_COLUMNS)
     head = (
@@ -348,7 +363,8 @@ def _check_lines(session: Session, rows: list[dict[str, Any]]) -> None:
     line's amount, and each receiving invoice's totals with its current lines."""
     by_invoice: dict[int, list[tuple[str, int]]] = defaultdict(list)
     for row in rows:
-        check_amount(row["amount_minor"], f"line {row['idempotency_key']}")
+        if not in_range(row["amount_minor"]):
+            raise out_of_range(row["amount_minor"], f"line {row['idempotency_key']}")
         by_invoice[row["invoice_id"]].append((row["kind"], row["amount_minor"]))
     for part in in_chunks(session, sorted(by_invoice)):
         stmt = select(LINES.c.invoice_id, LINES.c.kind, LINES.c.amount_minor).where(
@@ -357,7 +373,9 @@ def _check_lines(session: Session, rows: list[dict[str, Any]]) -> None:
         for invoice_id, kind, minor in session.execute(stmt):
             by_invoice[invoice_id].append((kind, minor))
     for invoice_id, lines in by_invoice.items():
-        check_invoice_totals(invoice_totals(lines), f"invoice {invoice_id}")
+        totals = invoice_totals(lines)
+        if not all(in_range(minor) for minor in totals.values()):
+            check_invoice_totals(totals, f"invoice {invoice_id}")
 
 
 def _sqlite_insert_lines(session: Session, columns: list[str], rows: list[dict[str, Any]]) -> None:

@@ -205,7 +205,8 @@ def prepare(batch: ChargeBatch, sub: SubRow, prices: PriceIndex) -> Keyed:
         key = line_key(sub.external_id, token, charge)
         if key in keyed:
             raise LedgerError(f"{_where(batch)}: two charges share the idempotency key {key}")
-        bulk.check_amount(charge.amount_minor, f"line {key}")
+        if not bulk.in_range(charge.amount_minor):
+            raise bulk.out_of_range(charge.amount_minor, f"line {key}")
         keyed[key] = (charge, prices.resolve(sub.plan_id, charge, batch))
     check_batch(batch)
     return keyed
@@ -217,9 +218,11 @@ def check_batch(batch: ChargeBatch) -> None:
     units): a caller can set such a period aside before posting anything."""
     lines = []
     for charge in batch.charges:
-        bulk.check_amount(charge.amount_minor, f"{_where(batch)}: {charge.kind} {charge.price_id}")
-        lines.append((charge.kind, charge.amount_minor))
-    bulk.check_invoice_totals(bulk.invoice_totals(lines), f"{_where(batch)}: invoice")
+        minor = charge.amount_minor
+        if not bulk.in_range(minor):
+            raise bulk.out_of_range(minor, f"{_where(batch)}: {charge.kind} {charge.price_id}")
+        lines.append((charge.kind, minor))
+    bulk.check_invoice_totals(bulk.invoice_totals(lines), lambda: f"{_where(batch)}: invoice")
 
 
 def line_row(
