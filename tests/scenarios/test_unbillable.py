@@ -234,3 +234,44 @@ def test_periods_that_cannot_be_rated_or_posted_are_reported_and_the_others_bill
         assert reasons["sub_c_neg"].startswith("cannot be rated: ")
         assert "negative" in reasons["sub_c_neg"]
         check(world, [ok])  # exactly: c_huge, c_sum and c_neg have no invoice
+
+
+def test_trial_usage_before_the_subscription_starts_is_a_warning(ledger_world: World) -> None:
+    """Item 11's other stray: usage of a known customer before its subscription starts
+    is billed to no one. It is listed, as a warning, and does not fail the run by default
+    (it failed the nightly run for about 47 days)."""
+    world = ledger_world
+    load(world, [Sub("c_trial", "basic", start="2026-11-15")])
+    world.deliver(
+        [
+            *resolutions("c_trial", "trial-", 2, "2026-11-10 10:00", channel="chat"),
+            *resolutions("c_trial", "paid-", 3, "2026-11-20 10:00", channel="chat"),
+        ]
+    )
+    world.nightly(day("2026-11-10"), day("2026-11-20"))
+    assert world.close(AS_OF).ok
+    paid = Invoice(
+        "c_trial",
+        "2026-11-15",
+        lines=[
+            Line("resolution", "usage", None, 3, "3.00"),  # the trial's 2 are not billed
+            Line("seat", "usage", None, 0, "0.00"),
+        ],
+        total="3.00",
+    )
+    check(world, [paid])
+    (nov,) = reconcile_after_close(AS_OF, config=world.config)
+    assert nov.period == "2026-11" and nov.ok
+    (finding,) = nov.findings
+    assert (finding.check, finding.severity, finding.customer) == (
+        "unattributed_usage",
+        "warning",
+        "c_trial",
+    )
+    assert finding.detail.startswith(
+        "c_trial (outside its subscriptions): 2 resolution event(s)"
+        " 2026-11-10T10:00:00Z..2026-11-10T10:01:00Z, e.g. trial-"
+    )
+    strict = world.config.model_copy(update={"reconcile_fail_on": "warning"})
+    (nov,) = reconcile_after_close(AS_OF, config=strict)
+    assert [f.id for f in nov.failures] == [finding.id]
