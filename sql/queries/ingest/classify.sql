@@ -137,7 +137,8 @@ WITH
                 AND formatDateTime(addSeconds(ts_parsed, if(startsWith(right(ts_text, 6), '-'), -1, 1)
                                                         * (ts_offset_hours * 3600 + ts_offset_minutes * 60)),
                                    '%Y-%m-%d %H:%i:%S')
-                    = concat(left(ts_text, 10), ' ', substring(ts_text, 12, 8)) AS ts_real,
+                    = concat(left(ts_text, 10), ' ', substring(ts_text, 12, 8))
+                AND toUInt16OrZero(left(ts_text, 4)) BETWEEN 1900 AND 2299 AS ts_real,
             if(ts_real, ts_parsed, NULL) AS ts,
             -- value: the common plain forms are read at once; others are checked digit by
             -- digit (only those rows: multiIf evaluates a branch for the rows that reach it).
