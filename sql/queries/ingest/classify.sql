@@ -30,28 +30,6 @@ WITH
     mapKeys(meter_props) AS meter_names,
     ['event_id', 'customer_id', 'meter', 'timestamp', 'value', 'properties', 'source'] AS event_fields,
     toDecimal128(1000000000000, 9) AS max_abs_value,
-    -- A JSON value's text: a string decoded, null as NULL, anything else as written.
-    (r -> multiIf(r IS NULL OR r = 'null', NULL, startsWith(r, '"'), JSONExtractString(r), r)) AS json_text,
-    -- A JSON id is a string or an integer.
-    (r -> r IS NULL OR r = 'null' OR startsWith(r, '"') OR match(r, '^-?[0-9]+$')) AS json_id_ok,
-    -- A JSON line's value of one field, as written (NULL when the key is absent).
-    ((keys, kv, name) -> if(has(keys, name), kv[indexOf(keys, name)].2, NULL)) AS json_raw,
-    -- A CSV cell's text: quotes removed and "" unescaped; an empty unquoted cell is NULL.
-    (c -> if(startsWith(c, '"'), replaceAll(substring(c, 2, length(c) - 2), '""', '"'), nullIf(c, ''))) AS csv_text,
-    ((names, cells, name) -> if(has(names, name), csv_text(cells[indexOf(names, name)]), NULL)) AS csv_field,
-    -- The Unicode code point of one UTF-8 character, as U+XXXX.
-    (c -> concat('U+', leftPad(hex(multiIf(
-        length(c) = 1, toUInt32(reinterpretAsUInt8(c)),
-        length(c) = 2, bitOr(bitShiftLeft(toUInt32(bitAnd(reinterpretAsUInt8(substring(c, 1, 1)), 31)), 6),
-                             toUInt32(bitAnd(reinterpretAsUInt8(substring(c, 2, 1)), 63))),
-        length(c) = 3, bitOr(bitOr(bitShiftLeft(toUInt32(bitAnd(reinterpretAsUInt8(substring(c, 1, 1)), 15)), 12),
-                                   bitShiftLeft(toUInt32(bitAnd(reinterpretAsUInt8(substring(c, 2, 1)), 63)), 6)),
-                             toUInt32(bitAnd(reinterpretAsUInt8(substring(c, 3, 1)), 63))),
-        bitOr(bitOr(bitShiftLeft(toUInt32(bitAnd(reinterpretAsUInt8(substring(c, 1, 1)), 7)), 18),
-                    bitShiftLeft(toUInt32(bitAnd(reinterpretAsUInt8(substring(c, 2, 1)), 63)), 12)),
-              bitOr(bitShiftLeft(toUInt32(bitAnd(reinterpretAsUInt8(substring(c, 3, 1)), 63)), 6),
-                    toUInt32(bitAnd(reinterpretAsUInt8(substring(c, 4, 1)), 63))))
-    )), 4, '0'))) AS code_point,
     concat('; use RFC 3339 with an offset, e.g. 2026-10-01T12:00:00Z or ',
            '2026-10-01T12:00:00.123+02:00') AS ts_hint,
     -- Why a value text is refused: 1 not a decimal number, 2 out of range (|value| <= 10^12),
@@ -80,19 +58,38 @@ WITH
              multiIf(NOT isValidUTF8(t), 1, match(t, not_printable), 2,
                      startsWith(t, ' ') OR endsWith(t, ' '), 3, 0))) AS id_code,
     ((code, t) -> multiIf(code = 1, 'is not UTF-8 text',
-                          code = 2, concat('contains the character ',
-                                           code_point(extract(t, concat('(', not_printable, ')'))),
+                          code = 2, concat('contains the character U+',
+                                           -- its code point, from UTF-32 (at least 4 hex digits)
+                                           substring(hex(convertCharset(extract(t, concat('(', not_printable, ')')),
+                                                                        'UTF-8', 'UTF-32BE')),
+                                                     if(startsWith(hex(convertCharset(extract(t, concat('(', not_printable, ')')),
+                                                                                      'UTF-8', 'UTF-32BE')), '0000'), 5, 3)),
                                            ' (a control, format, invisible or special space character)'),
                           'starts or ends with a space')) AS id_problem,
     fields AS (
         SELECT
             seq, source, source_line, is_json, csv_header != '' AS is_csv, raw, parse_error, properties_error,
-            -- A JSON line is parsed once: every key with its value as written.
+            -- A JSON line is parsed once: every key with its value as written; then each
+            -- event field's value as written (NULL when absent), in the order of event_fields.
             if(is_json, JSONExtractKeysAndValuesRaw(raw), []) AS j_kv,
             arrayMap(kv -> kv.1, j_kv) AS j_keys,
-            -- A CSV line is split into cells (each followed by the comma appended here).
+            if(is_json, arrayMap(name -> if(has(j_keys, name), j_kv[indexOf(j_keys, name)].2, NULL), event_fields),
+               CAST([], 'Array(Nullable(String))')) AS j_raw,
+            -- A CSV line is split into cells (each followed by the comma appended here); a
+            -- cell's text has its quotes removed and "" unescaped; an empty unquoted cell is NULL.
             if(is_csv, splitByChar(',', csv_header), []) AS c_names,
             if(is_csv, extractAll(concat(raw, ','), '("(?:[^"]|"")*"|[^,"]*),'), []) AS c_cells,
+            if(is_csv, arrayMap(name -> if(has(c_names, name),
+                                           arrayMap(c -> if(startsWith(c, '"'), replaceAll(substring(c, 2, length(c) - 2), '""', '"'),
+                                                            nullIf(c, '')),
+                                                    [c_cells[indexOf(c_names, name)]])[1],
+                                           NULL), event_fields),
+               CAST([], 'Array(Nullable(String))')) AS c_text,
+            -- The text of each field: a JSON string decoded, null as NULL, any other JSON
+            -- value as written.
+            multiIf(is_json, arrayMap(r -> multiIf(r IS NULL OR r = 'null', NULL, startsWith(r, '"'), JSONExtractString(r), r), j_raw),
+                    is_csv, c_text,
+                    [event_id, customer_id, meter, timestamp, value, properties, event_source]) AS texts,
             -- Why the line (or row) cannot be read as an event; 0 when it can.
             indexOf([
                 parse_error != '',
@@ -107,15 +104,16 @@ WITH
                              AND isValidUTF8(ifNull(value, '')) AND isValidUTF8(ifNull(properties, ''))
                              AND isValidUTF8(ifNull(event_source, '')))
             ], 1) AS row_code,
-            is_json AND NOT json_id_ok(json_raw(j_keys, j_kv, 'event_id')) AS id_type_bad,
-            is_json AND NOT json_id_ok(json_raw(j_keys, j_kv, 'customer_id')) AS customer_type_bad,
-            multiIf(is_json, json_text(json_raw(j_keys, j_kv, 'event_id')), is_csv, csv_field(c_names, c_cells, 'event_id'), event_id) AS f_event_id,
-            multiIf(is_json, json_text(json_raw(j_keys, j_kv, 'customer_id')), is_csv, csv_field(c_names, c_cells, 'customer_id'), customer_id) AS f_customer_id,
-            multiIf(is_json, json_text(json_raw(j_keys, j_kv, 'meter')), is_csv, csv_field(c_names, c_cells, 'meter'), meter) AS f_meter,
-            multiIf(is_json, json_text(json_raw(j_keys, j_kv, 'timestamp')), is_csv, csv_field(c_names, c_cells, 'timestamp'), timestamp) AS f_timestamp,
-            multiIf(is_json, json_text(json_raw(j_keys, j_kv, 'value')), is_csv, csv_field(c_names, c_cells, 'value'), value) AS f_value,
-            multiIf(is_json, json_text(json_raw(j_keys, j_kv, 'properties')), is_csv, csv_field(c_names, c_cells, 'properties'), properties) AS f_properties,
-            multiIf(is_json, json_text(json_raw(j_keys, j_kv, 'source')), is_csv, csv_field(c_names, c_cells, 'source'), event_source) AS f_source
+            -- In JSON an id is a string or an integer.
+            is_json AND NOT (j_raw[1] IS NULL OR j_raw[1] = 'null' OR startsWith(j_raw[1], '"') OR match(j_raw[1], '^-?[0-9]+$')) AS id_type_bad,
+            is_json AND NOT (j_raw[2] IS NULL OR j_raw[2] = 'null' OR startsWith(j_raw[2], '"') OR match(j_raw[2], '^-?[0-9]+$')) AS customer_type_bad,
+            texts[1] AS f_event_id,
+            texts[2] AS f_customer_id,
+            texts[3] AS f_meter,
+            texts[4] AS f_timestamp,
+            texts[5] AS f_value,
+            texts[6] AS f_properties,
+            texts[7] AS f_source
         FROM {{staging}}
     ),
     parsed AS (
@@ -221,9 +219,9 @@ WITH
                                              [('meter', ifNull(f_meter, '')), ('timestamp', ifNull(f_timestamp, '')),
                                               ('value', ifNull(f_value, '')), ('properties', ifNull(f_properties, '')),
                                               ('source', ifNull(f_source, ''))])[1].1, ' is not UTF-8 text')),
-            defect_code = 2, concat('event_id must be a string or an integer, not ', json_raw(j_keys, j_kv, 'event_id')),
+            defect_code = 2, concat('event_id must be a string or an integer, not ', j_raw[1]),
             defect_code = 3, 'event_id is missing or empty',
-            defect_code = 4, concat('customer_id must be a string or an integer, not ', json_raw(j_keys, j_kv, 'customer_id')),
+            defect_code = 4, concat('customer_id must be a string or an integer, not ', j_raw[2]),
             defect_code = 5, 'customer_id is missing or empty',
             defect_code = 6, 'meter is missing or empty',
             defect_code = 7, 'timestamp is missing or empty',
