@@ -114,7 +114,7 @@ def print_summary(summary: IngestSummary) -> None:
     total = summary.total
     rows = [
         [
-            name + ("  (unreadable, see below)" if name in summary.file_errors else ""),
+            name + (" (unreadable)" if name in summary.file_errors else ""),
             *(
                 format_count(n)
                 for n in (counts.received, counts.accepted, counts.duplicates, counts.rejected)
