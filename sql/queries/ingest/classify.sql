@@ -276,7 +276,9 @@ WITH
     -- A batch holds rows of one source file, so "earlier" is a line of the same file.
     ranked AS (
         SELECT
-            *,
+            -- only what the result needs goes through the window's sort
+            seq, source, source_line, defect, defect_words, content_hash, eid, raw, is_json, is_csv,
+            f_event_id, f_customer_id, f_meter, f_timestamp, f_value, f_properties, f_source, ts, val, pkeys, pvals,
             row_number() OVER w AS copy_number,
             first_value(content_hash) OVER w AS first_hash,
             first_value(source_line) OVER w AS first_line
