@@ -181,14 +181,23 @@ HOSTILE_METERS = meters_from_dict({"meters": [
 ]}, "hostile")
 
 
+def printable(text: str) -> str:
+    """Ids must be printable (control characters are refused: bad_event_id and
+    bad_customer_id); property values may hold any text."""
+    return text.replace("\n", " ").replace("\t", " ").replace("\r", " ")
+
+
+CUSTOMERS = [printable(t) for t in NASTY]
+
+
 def hostile_events() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, text in enumerate(NASTY):
         at = f"{DAY.isoformat()}T{i % 24:02d}:15:00Z"
-        printable = text.replace("\n", " ").replace("\t", " ").replace("\r", " ")
-        out.append({"event_id": f"{printable} #{i}", "customer_id": text, "meter": "api_calls",
+        customer = printable(text)
+        out.append({"event_id": f"{customer} #{i}", "customer_id": customer, "meter": "api_calls",
                     "timestamp": at, "value": str(i + 1), "properties": {"endpoint": text, "plan": text}})
-        out.append({"event_id": f"u{i}", "customer_id": text, "meter": "active_users",
+        out.append({"event_id": f"u{i}", "customer_id": customer, "meter": "active_users",
                     "timestamp": at, "properties": {"user": text}})
         out.append({"event_id": f"m{i}", "customer_id": "c", "meter": text, "timestamp": at})
         out.append({"event_id": f"k{i}", "customer_id": "c", "meter": "api_calls",
@@ -208,10 +217,9 @@ def test_hostile_strings_are_stored_and_shown_as_data(
 
     stored = wh.query_rows("SELECT event_id, customer_id, properties FROM usage_events "
                            "WHERE meter = 'api_calls' ORDER BY value")
-    assert [r[1] for r in stored] == NASTY
+    assert [r[1] for r in stored] == CUSTOMERS
     assert [dict(r[2]) for r in stored] == [{"endpoint": t, "plan": t} for t in NASTY]
-    assert [r[0].rsplit(" #", 1)[0] for r in stored] == [
-        t.replace("\n", " ").replace("\t", " ").replace("\r", " ") for t in NASTY]
+    assert [r[0].rsplit(" #", 1)[0] for r in stored] == CUSTOMERS
 
     rebuild_day(wh, HOSTILE_METERS, DAY)
     start = datetime(2026, 11, 1, tzinfo=UTC)
@@ -221,11 +229,11 @@ def test_hostile_strings_are_stored_and_shown_as_data(
     key = lambda r: (r.customer_id, r.meter, sorted(r.dimensions.items()))  # noqa: E731
     assert sorted(rolled, key=key) == sorted(raw, key=key)
     sums = {(r.customer_id, r.dimensions["endpoint"]): r.quantity for r in rolled if r.meter == "api_calls"}
-    assert sums == {(t, t): i + 1 for i, t in enumerate(NASTY)}
+    assert sums == {(c, t): i + 1 for i, (c, t) in enumerate(zip(CUSTOMERS, NASTY, strict=True))}
     uniques = {r.customer_id: r.quantity for r in rolled if r.meter == "active_users"}
-    assert uniques == dict.fromkeys(NASTY, 1)
-    picked = period_quantities(wh, HOSTILE_METERS, start=start, end=end, customer_ids=NASTY[:3])
-    assert {r.customer_id for r in picked} == set(NASTY[:3])
+    assert uniques == dict.fromkeys(CUSTOMERS, 1)
+    picked = period_quantities(wh, HOSTILE_METERS, start=start, end=end, customer_ids=CUSTOMERS[:3])
+    assert {r.customer_id for r in picked} == set(CUSTOMERS[:3])
 
     # Nothing was dropped or created by any of it.
     assert wh.query_rows("SELECT name FROM system.tables WHERE database = currentDatabase() "
