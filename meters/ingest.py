@@ -262,6 +262,7 @@ class Ingestor:
                 {
                     "min_ts": self.window[0],
                     "max_ts": self.window[1],
+                    "max_age_days": self.options.max_event_age.days,
                     **self.catalog.validation_params(),
                 },
             )
