@@ -18,8 +18,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from billing.catalog import read_catalog
-from meterline.synthetic import GeneratorConfig, generate
-from meters.ingest import IngestOptions, Ingestor
+from meterline.demo.synthetic import GeneratorConfig, generate
+from meters.ingest.ingestor import IngestOptions, Ingestor
 from meters.migrations import migrate
 from meters.warehouse import connect
 

@@ -51,8 +51,8 @@ def bench_rollup(events: int, repeat: int = 3, fresh: bool = False) -> None:
     import json
 
     from billing.catalog import read_catalog
-    from meterline.synthetic import GeneratorConfig, generate
-    from meters.ingest import Ingestor
+    from meterline.demo.synthetic import GeneratorConfig, generate
+    from meters.ingest.ingestor import Ingestor
     from meters.migrations import migrate
     from meters.rollup import rebuild_day
     from meters.warehouse import connect
@@ -112,11 +112,11 @@ def bench_close(customers: int) -> None:
     from billing.customers import load_customers_file
     from billing.db import create_ledger_engine, session_factory
     from billing.migrate import upgrade
-    from meterline.close import close_periods
-    from meterline.pipeline import backfill
+    from meterline.demo.synthetic import GeneratorConfig, generate
+    from meterline.jobs.close import close_periods
+    from meterline.jobs.rollup import backfill
     from meterline.settings import settings
-    from meterline.synthetic import GeneratorConfig, generate
-    from meters.ingest import Ingestor
+    from meters.ingest.ingestor import Ingestor
     from meters.migrations import migrate
     from meters.warehouse import connect
 

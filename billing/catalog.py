@@ -62,7 +62,7 @@ TOP_LEVEL_KEYS = ("rounding_mode", "meters", "plans")
 PLAN_KEYS = ("id", "name", "minimum_commitment", "prices")
 PRICE_KEYS = ("id", "meter", "filter", "versions")
 VERSION_KEYS = ("effective_from", "prices")
-# Close rounds every line half-up (meterline.close.ROUNDING); a catalog asking for
+# Close rounds every line half-up (meterline.jobs.close.ROUNDING); a catalog asking for
 # another mode would be ignored silently, so it is refused.
 SUPPORTED_ROUNDING = RoundingMode.HALF_UP
 LOAD_COMMAND = "meterline catalog load FILE"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-from meterline.dag_common import DEFAULT_ARGS, USAGE_ROLLUP, WAREHOUSE_POOL
+from meterline.jobs.dag_defaults import DEFAULT_ARGS, USAGE_ROLLUP, WAREHOUSE_POOL
 
 DOC = """
 ### billing_close
@@ -66,7 +66,7 @@ def billing_close() -> None:
         """Rate, post and finalize due periods; post adjustments for late usage."""
         from datetime import datetime
 
-        from meterline.close import close_periods
+        from meterline.jobs.close import close_periods
 
         return close_periods(datetime.fromisoformat(as_of)).to_json()
 
@@ -79,8 +79,8 @@ def billing_close() -> None:
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        from meterline.audit import failure_message
-        from meterline.audit_io import reconcile_after_close
+        from meterline.audit.checks import failure_message
+        from meterline.audit.gather import reconcile_after_close
 
         moment = datetime.fromisoformat(as_of)
         reports = reconcile_after_close(moment)

@@ -10,7 +10,7 @@ import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from meterline.dag_common import DEFAULT_ARGS, USAGE_ROLLUP, WAREHOUSE_POOL
+from meterline.jobs.dag_defaults import DEFAULT_ARGS, USAGE_ROLLUP, WAREHOUSE_POOL
 
 DOC = """
 ### usage_rollup
@@ -37,7 +37,7 @@ def usage_rollup() -> None:
     @task(pool=WAREHOUSE_POOL, outlets=[USAGE_ROLLUP])
     def rollup(**context: object) -> dict[str, object]:
         """Rebuild the interval's day, then the earlier days that got late events."""
-        from meterline.pipeline import rollup_day  # heavy imports stay out of parsing
+        from meterline.jobs.rollup import rollup_day  # heavy imports stay out of parsing
 
         start = context["data_interval_start"]
         end = context["data_interval_end"]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from meters.sql_files import LEADING_COMMENTS, SQL_DIR, split_statements
-from meters.warehouse import Warehouse, WarehouseError, check_identifier
+from meters.warehouse.base import Warehouse, WarehouseError, check_identifier
 
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 from meters.catalog import Aggregation, MeterCatalog
 from meters.rollup import definition_params
 from meters.sql_files import query
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 
 QUANTUM = Decimal("1e-9")
 # Enough digits for any Decimal(76, 9) integral divided by a period in milliseconds.

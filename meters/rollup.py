@@ -18,7 +18,7 @@ from typing import Any
 
 from meters.catalog import Aggregation, MeterCatalog
 from meters.sql_files import query
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 
 _GAUGES = (Aggregation.LATEST, Aggregation.TIME_WEIGHTED)
 _PLAIN = (Aggregation.SUM, Aggregation.COUNT, Aggregation.MAX)

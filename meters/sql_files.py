@@ -6,7 +6,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from meters.warehouse import check_identifier
+from meters.warehouse.base import check_identifier
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _TABLE_SLOT = re.compile(r"\{\{(\w+)\}\}")

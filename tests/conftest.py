@@ -25,7 +25,8 @@ import pytest
 from billing.catalog import read_catalog
 from meters.catalog import MeterCatalog
 from meters.migrations import migrate
-from meters.warehouse import Warehouse, connect
+from meters.warehouse import connect
+from meters.warehouse.base import Warehouse
 from tests.support.chdb_http import ChdbHttpServer
 
 ROOT = Path(__file__).resolve().parent.parent

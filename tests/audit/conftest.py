@@ -1,11 +1,11 @@
 """A generated month, run through the real pipeline once per test session, and cheap
 copies of it for the tests that break something on purpose.
 
-The month: 30 customers of meterline.synthetic over November 2026 (with exact and
+The month: 30 customers of meterline.demo.synthetic over November 2026 (with exact and
 conflicting re-sends and malformed rows; seed 7 puts a volume-plan customer across the
 mid-November price change), ingested day by day as the nightly delivery would arrive,
-rolled up with meterline.pipeline.backfill, customers and catalog loaded into a SQLite
-ledger, closed with meterline.close.close_periods. Every step gets `config=` pointing at
+rolled up with meterline.jobs.rollup.backfill, customers and catalog loaded into a SQLite
+ledger, closed with meterline.jobs.close.close_periods. Every step gets `config=` pointing at
 a database of its own in the session's chDB folder, through the running test's warehouse
 backend (tests/conftest.py runs warehouse tests on chDB and on the server backend).
 """
@@ -26,15 +26,15 @@ import pytest
 import billing
 from billing.db import create_ledger_engine, session_factory
 from billing.migrate import upgrade
-from meterline.close import CloseReport, close_periods
-from meterline.demo import delivery_time
-from meterline.pipeline import backfill
+from meterline.demo.run import delivery_time
+from meterline.demo.synthetic import GeneratorConfig, Manifest, generate
+from meterline.jobs.close import CloseReport, close_periods
+from meterline.jobs.rollup import backfill
 from meterline.settings import Settings, load_settings
-from meterline.synthetic import GeneratorConfig, Manifest, generate
 from meters.catalog import MeterCatalog
-from meters.ingest import Ingestor
+from meters.ingest.ingestor import Ingestor
 from meters.migrations import migrate
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 from tests.conftest import (
     fresh_warehouse,
     open_test_warehouse,

@@ -10,8 +10,8 @@ import pytest
 
 from billing.db import create_ledger_engine, session_factory
 from billing.migrate import upgrade
-from meterline.audit import Acknowledgement
-from meterline.audit_io import acknowledge, acknowledgements
+from meterline.audit.checks import Acknowledgement
+from meterline.audit.gather import acknowledge, acknowledgements
 from meterline.settings import load_settings
 from tests.billing.conftest import ledger_url  # noqa: F401  (SQLite, and PostgreSQL when set)
 

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from billing.charges import ChargeLine
-from meterline import audit
-from meterline.audit import (
+from meterline.audit import checks as audit
+from meterline.audit.checks import (
     ADJUSTED,
     AGREES,
     DRIFT,

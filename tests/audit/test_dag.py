@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from meterline.audit_io import acknowledge, reconcile_after_close
+from meterline.audit.gather import acknowledge, reconcile_after_close
 from meterline.settings import settings
-from meters.ingest import ingest_events
+from meters.ingest.ingestor import ingest_events
 from tests.audit.conftest import AS_OF, START, World
 
 ROOT = Path(__file__).resolve().parents[2]

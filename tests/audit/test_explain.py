@@ -12,9 +12,9 @@ from sqlalchemy import select
 from billing.db import create_ledger_engine, session_factory
 from billing.models import Invoice
 from billing.periods import Period
-from meterline.app import open_warehouse
-from meterline.audit_io import AuditError, explain_line, explain_lines, rate_periods
-from meterline.close import Due, Rater
+from meterline.audit.gather import AuditError, explain_line, explain_lines, rate_periods
+from meterline.connections import open_warehouse
+from meterline.jobs.close import Due, Rater
 from rating import RoundingMode
 from tests.audit.conftest import World
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 from billing import void
 from billing.db import create_ledger_engine, session_factory
-from meterline.audit_io import months_to_reconcile, reconcile_after_close, reconcile_period
-from meters.ingest import ingest_events
+from meterline.audit.gather import months_to_reconcile, reconcile_after_close, reconcile_period
+from meters.ingest.ingestor import ingest_events
 from tests.audit.conftest import AS_OF, START, World
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from meterline.audit_io import explain_line, reconcile_period, rerate
-from meterline.close import close_periods
-from meterline.pipeline import rollup_day
-from meters.ingest import ingest_events
+from meterline.audit.gather import explain_line, reconcile_period, rerate
+from meterline.jobs.close import close_periods
+from meterline.jobs.rollup import rollup_day
+from meters.ingest.ingestor import ingest_events
 from tests.audit.conftest import AS_OF, World
 
 

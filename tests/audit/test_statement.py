@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from meterline.statement import write_statement
+from meterline.audit.statement import write_statement
 from tests.audit.conftest import World
 
 # Injected by the test only (the statement itself has no script): what Chromium laid out.

@@ -33,11 +33,11 @@ from click.testing import CliRunner
 import billing
 from billing.db import create_ledger_engine, session_factory
 from billing.migrate import upgrade
-from meterline.app import meter_catalog
+from meterline.audit.statement import StatementNotFound, render, statement_data, write_statement
 from meterline.cli import main
+from meterline.connections import meter_catalog
 from meterline.settings import load_settings, settings
-from meterline.statement import StatementNotFound, render, statement_data, write_statement
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 from tests.audit.test_statement import render_in_chromium
 from tests.billing.conftest import ledger_url  # noqa: F401  (SQLite, and PostgreSQL when set)
 from tests.conftest import fresh_warehouse, selected_backends, warehouse_url

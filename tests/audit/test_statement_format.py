@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from billing.periods import Terms, iter_periods
-from meterline.statement import (
+from meterline.audit.statement import (
     LocalPeriod,
     money_text,
     not_found_message,

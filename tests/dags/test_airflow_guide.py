@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from meterline.dag_common import WAREHOUSE_POOL
+from meterline.jobs.dag_defaults import WAREHOUSE_POOL
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "airflow.md"

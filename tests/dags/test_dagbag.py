@@ -36,7 +36,7 @@ def test_dag_files_import_nothing_heavy_at_parse_time() -> None:
     for path in DAG_FILES:
         probe = (
             "import sys, runpy; runpy.run_path(sys.argv[1]); "
-            "heavy = [m for m in ('chdb', 'pyarrow', 'meters.warehouse', 'billing.db', 'sqlalchemy.orm') if m in sys.modules]; "
+            "heavy = [m for m in ('chdb', 'pyarrow', 'meters.warehouse.base', 'billing.db', 'sqlalchemy.orm') if m in sys.modules]; "
             "print(','.join(heavy))"
         )
         out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)

@@ -31,7 +31,7 @@ DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
 CHECK = """
 import json, sys
 from datetime import UTC, datetime
-from meterline.app import meter_catalog, open_warehouse
+from meterline.connections import meter_catalog, open_warehouse
 from meters.quantities import period_quantities, raw_period_quantities
 with open_warehouse() as wh:
     catalog = meter_catalog()

@@ -12,8 +12,8 @@ import pytest
 
 from meterline import settings as settings_module
 from meters.catalog import MeterCatalog
-from meters.ingest import ingest_events
-from meters.warehouse import Warehouse
+from meters.ingest.ingestor import ingest_events
+from meters.warehouse.base import Warehouse
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def pointed_at(
 ) -> Iterator[Warehouse]:
     """Settings that point the DAG's tasks at this test's database, and a ledger holding
     the demo catalog (the one catalog the rollup reads)."""
-    from meterline.catalog_load import load_catalog_file
+    from meterline.jobs.catalog import load_catalog_file
 
     monkeypatch.setenv("METERLINE_WAREHOUSE_URL", f"chdb://{chdb_folder}?database={warehouse.database}")
     monkeypatch.setenv("METERLINE_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")

@@ -24,13 +24,13 @@ from billing.catalog import CatalogChangeRefused, CatalogNotLoaded
 from billing.db import create_ledger_engine, session_factory
 from billing.models import CatalogVersion, Invoice, InvoiceLine, Subscription
 from meterline import settings as settings_module
-from meterline.app import meter_catalog
-from meterline.audit_io import reconcile_period
-from meterline.catalog_load import load_catalog_file
-from meterline.close import close_periods
-from meterline.pipeline import rollup_day
+from meterline.audit.gather import reconcile_period
+from meterline.connections import meter_catalog
+from meterline.jobs.catalog import load_catalog_file
+from meterline.jobs.close import close_periods
+from meterline.jobs.rollup import rollup_day
 from meterline.settings import Settings, load_settings
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 from tests.billing.conftest import BACKENDS, PG_ENV, pg_url_with_schema
 from tests.conftest import warehouse_url
 

@@ -1,4 +1,4 @@
-"""Every `meterline` command, with bad input, holds to the exit-code table (meterline.exits):
+"""Every `meterline` command, with bad input, holds to the exit-code table (meterline.cli.exits):
 no traceback, exactly one `meterline: error:` line, and the code the table gives.
 
 The command tree is walked, so a new command or option is checked without being listed
@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from meterline.cli import COMMANDS, load_command, main
-from meterline.exits import EXIT_CODES, ExitCode
+from meterline.cli.exits import EXIT_CODES, ExitCode
 from meterline.settings import settings
 from tests.billing.factories import write_customers
 

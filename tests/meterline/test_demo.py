@@ -9,7 +9,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from meterline.demo import DemoConfig, delivery_time
+from meterline.demo.run import DemoConfig, delivery_time
 
 
 def test_demo_runs_in_its_own_process(tmp_path: Path) -> None:

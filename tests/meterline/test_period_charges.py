@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from meterline.period_charges import (
+from meterline.jobs.period_charges import (
     PriceSpec,
     PriceVersionSpec,
     rate_period,

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from meterline.cli_generate import generate as generate_command
-from meterline.synthetic import (
+from meterline.cli.generate import generate as generate_command
+from meterline.demo.synthetic import (
     EVENT_COLUMNS,
     MALFORMED_REASONS,
     GeneratorConfig,

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from meters.catalog import MeterCatalog, meters_from_dict
-from meters.ingest import ingest_events
+from meters.ingest.ingestor import ingest_events
 from meters.quantities import (
     WindowRequest,
     batch_quantities,
@@ -18,7 +18,7 @@ from meters.quantities import (
     raw_period_quantities,
 )
 from meters.rollup import dirty_days, rebuild_day
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 from tests.meters.test_quantities import TEST_METERS, random_events, random_windows
 
 CUSTOMERS = [f"cus_{i}" for i in range(5)]

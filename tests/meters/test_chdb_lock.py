@@ -21,7 +21,8 @@ wh.close()
 
 WAITER = """
 import json, sys, time
-from meters.warehouse import connect, WarehouseLockTimeout
+from meters.warehouse.base import WarehouseLockTimeout
+from meters.warehouse import connect
 start = time.monotonic()
 try:
     wh = connect("chdb://" + sys.argv[1], lock_timeout_s=float(sys.argv[2]))

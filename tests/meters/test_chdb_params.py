@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from meters.chdb_params import format_value
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
+from meters.warehouse.chdb_params import format_value
 
 NASTY = [
     "plain",

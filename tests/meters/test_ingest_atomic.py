@@ -1,5 +1,5 @@
 """Invariants 1 and 2 under the ingest journal: every accepted event is stored, exactly once,
-and an ingest's stored rows and its log agree after any failure (meters/ingest_runs.py)."""
+and an ingest's stored rows and its log agree after any failure (meters/ingest/journal.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-import meters.ingest
+import meters.ingest.ingestor
 from meters.catalog import MeterCatalog
-from meters.ingest import IngestOptions, ingest_events, ingest_files
-from meters.ingest_runs import record, repair, run_state
-from meters.warehouse import Warehouse
+from meters.ingest.ingestor import IngestOptions, ingest_events, ingest_files
+from meters.ingest.journal import record, repair, run_state
+from meters.warehouse.base import Warehouse
 
 AT = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -87,7 +87,7 @@ def test_a_failing_ingest_leaves_nothing(
 ) -> None:
     path = tmp_path / "a.jsonl"
     path.write_text("".join(json.dumps(twin(f"f{i}")) + "\n" for i in range(6)))
-    original = meters.ingest.Ingestor._log
+    original = meters.ingest.ingestor.Ingestor._log
     calls = []
 
     def failing_log(self: Any, source: str, counts: Any) -> None:
@@ -96,7 +96,7 @@ def test_a_failing_ingest_leaves_nothing(
             raise RuntimeError("boom")
         original(self, source, counts)
 
-    monkeypatch.setattr(meters.ingest.Ingestor, "_log", failing_log)
+    monkeypatch.setattr(meters.ingest.ingestor.Ingestor, "_log", failing_log)
     with pytest.raises(RuntimeError, match="boom"):
         ingest_files(warehouse, catalog, [path], ingested_at=AT, options=IngestOptions(batch_rows=2))
     assert books(warehouse) == (0, 0, 0, 0)

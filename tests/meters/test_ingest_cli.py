@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
-import meterline.app
+import meterline.connections
 from meterline.cli import main
 from meterline.settings import load_settings, settings
 from meters.catalog import MeterCatalog
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 from tests.conftest import warehouse_url
 
 AS_OF = "2026-11-25T00:00:00Z"
@@ -38,7 +38,7 @@ def run(
     monkeypatch.setenv("METERLINE_WAREHOUSE_URL", warehouse_url(warehouse))
     monkeypatch.setenv("METERLINE_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     # The meters ingest validates against: the demo catalog's.
-    monkeypatch.setattr(meterline.app, "meter_catalog", lambda config=None: catalog)
+    monkeypatch.setattr(meterline.connections, "meter_catalog", lambda config=None: catalog)
 
     def invoke(*args: str, **env: str) -> Result:
         for name, value in env.items():

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from meters.catalog import MeterCatalog
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 from tests.conftest import warehouse_url
 
 WORKER = """
@@ -26,8 +26,8 @@ import json, sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from meters.catalog import MeterCatalog
-from meters.ingest import IngestOptions, Ingestor
-from meters.ingest_runs import repair
+from meters.ingest.ingestor import IngestOptions, Ingestor
+from meters.ingest.journal import repair
 from meters.migrations import migrate
 from meters.warehouse import connect
 

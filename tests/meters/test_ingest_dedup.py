@@ -12,9 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from meters.catalog import MeterCatalog
-from meters.events import Event
-from meters.ingest import IngestOptions, ingest_events, ingest_files
-from meters.warehouse import Warehouse
+from meters.ingest.events import Event
+from meters.ingest.ingestor import IngestOptions, ingest_events, ingest_files
+from meters.warehouse.base import Warehouse
 
 AT = datetime(2026, 11, 25, tzinfo=UTC)
 

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from meters.catalog import MeterCatalog
-from meters.ingest import IngestSummary, ingest_files
-from meters.warehouse import Warehouse
+from meters.ingest.ingestor import IngestSummary, ingest_files
+from meters.warehouse.base import Warehouse
 
 AS_OF = datetime(2026, 11, 25, tzinfo=UTC)
 TS = "2026-11-20T10:00:00Z"
@@ -126,9 +126,9 @@ def test_line_numbers_are_physical_across_blocks(
 ) -> None:
     """Lines are split in blocks of bytes; a line cut by a block boundary, blank lines and
     CRLF endings keep every row's physical line number (tiny blocks force the cuts)."""
-    import meters.readers
+    import meters.ingest.readers
 
-    monkeypatch.setattr(meters.readers, "BLOCK_BYTES", 37)
+    monkeypatch.setattr(meters.ingest.readers, "BLOCK_BYTES", 37)
     path = tmp_path / "blocks.csv"
     lines = ["event_id,customer_id,meter,timestamp"]
     for i in range(1, 40):
@@ -145,7 +145,7 @@ def test_line_numbers_are_physical_across_blocks(
 
 
 def _options(**kwargs: Any) -> Any:
-    from meters.ingest import IngestOptions
+    from meters.ingest.ingestor import IngestOptions
 
     return IngestOptions(**kwargs)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from meterline.synthetic import GeneratorConfig, Manifest, generate
+from meterline.demo.synthetic import GeneratorConfig, Manifest, generate
 from meters.catalog import MeterCatalog
-from meters.ingest import IngestSummary, ingest_files
-from meters.warehouse import Warehouse
+from meters.ingest.ingestor import IngestSummary, ingest_files
+from meters.warehouse.base import Warehouse
 from tests.conftest import fresh_warehouse
 
 START = date(2026, 10, 1)

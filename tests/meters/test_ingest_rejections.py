@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from meters.catalog import MeterCatalog
-from meters.ingest import REASONS, IngestSummary, ingest_files
-from meters.warehouse import Warehouse
+from meters.ingest.ingestor import REASONS, IngestSummary, ingest_files
+from meters.warehouse.base import Warehouse
 from tests.conftest import fresh_warehouse
 
 CASES: list[dict[str, Any]] = yaml.safe_load(

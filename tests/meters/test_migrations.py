@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from meters.migrations import available, migrate
-from meters.warehouse import Warehouse, WarehouseError
+from meters.warehouse.base import Warehouse, WarehouseError
 
 
 def test_migrations_are_idempotent(warehouse: Warehouse) -> None:

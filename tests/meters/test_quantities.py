@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from meters.catalog import CatalogError, MeterCatalog, meters_from_dict
-from meters.ingest import ingest_events
+from meters.ingest.ingestor import ingest_events
 from meters.quantities import QuantityRow, period_quantities, raw_period_quantities
 from meters.rollup import dirty_days, rebuild_day
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, tzinfo=UTC)  # November 2026: 30 days

@@ -10,10 +10,10 @@ import pytest
 
 import meters.rollup
 from meters.catalog import MeterCatalog, meters_from_dict
-from meters.ingest import ingest_events
+from meters.ingest.ingestor import ingest_events
 from meters.quantities import period_quantities, raw_period_quantities
 from meters.rollup import dirty_days, partition_of, rebuild_day
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 
 D1, D2, D3 = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
 FIRST_NIGHT = datetime(2026, 11, 5, 0, 30, tzinfo=UTC)

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from meters.clickhouse_backend import ClickHouseWarehouse
 from meters.migrations import migrate
 from meters.warehouse import connect
+from meters.warehouse.clickhouse import ClickHouseWarehouse
 from tests.support.chdb_http import ChdbHttpServer
 
 # Airflow (imported by the Airflow-Connection tests) reads its home when first imported:

@@ -12,7 +12,9 @@ import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from meters.clickhouse_backend import (
+from meters.warehouse import connect
+from meters.warehouse.base import WarehouseError
+from meters.warehouse.clickhouse import (
     ClickHouseWarehouse,
     Endpoint,
     ServerOptions,
@@ -20,7 +22,6 @@ from meters.clickhouse_backend import (
     content_token,
     is_repeatable,
 )
-from meters.warehouse import WarehouseError, connect
 from tests.support.chdb_http import ChdbHttpServer, User
 
 

@@ -19,7 +19,7 @@ from meters.migrations import (
     migration_statements,
 )
 from meters.sql_files import split_statements
-from meters.warehouse import Warehouse, WarehouseError
+from meters.warehouse.base import Warehouse, WarehouseError
 
 GOLDEN = Path(__file__).parent / "golden"
 CLUSTER = "meterline_cluster"

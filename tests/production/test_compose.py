@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from meterline.cli import main as cli_main
-from meterline.dag_common import WAREHOUSE_POOL
+from meterline.jobs.dag_defaults import WAREHOUSE_POOL
 from meterline.settings import Settings, load_settings
-from meters.clickhouse_backend import DEFAULT_AIRFLOW_CONN_ID
+from meters.warehouse.clickhouse import DEFAULT_AIRFLOW_CONN_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -145,8 +145,8 @@ def test_published_ports_are_the_ones_the_services_listen_on() -> None:
             assert container == LISTENS[name], f"{name} publishes {mapping}"
     airflow_config = airflow_options()
     assert int(airflow_config["api"]["port"]["default"]) == LISTENS["airflow-apiserver"]
-    from meters.clickhouse_backend import connect_server  # noqa: F401 - the default port's home
-    assert "8123" in (ROOT / "meters" / "clickhouse_backend.py").read_text()
+    from meters.warehouse.clickhouse import connect_server  # noqa: F401 - the default port's home
+    assert "8123" in (ROOT / "meters" / "warehouse" / "clickhouse.py").read_text()
 
 
 def test_volumes_exist() -> None:

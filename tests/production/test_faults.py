@@ -10,10 +10,11 @@ import pyarrow as pa
 import pytest
 
 from meters.catalog import MeterCatalog
-from meters.clickhouse_backend import ClickHouseWarehouse
-from meters.ingest import ingest_events
+from meters.ingest.ingestor import ingest_events
 from meters.rollup import dirty_days, rebuild_day
-from meters.warehouse import WarehouseError, connect
+from meters.warehouse import connect
+from meters.warehouse.base import WarehouseError
+from meters.warehouse.clickhouse import ClickHouseWarehouse
 from tests.support.chdb_http import ChdbHttpServer
 
 DAY = date(2026, 11, 2)

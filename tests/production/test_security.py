@@ -20,13 +20,14 @@ from click.testing import CliRunner
 
 from meterline import settings as settings_module
 from meterline.cli import main as cli
-from meters import clickhouse_backend
 from meters.catalog import MeterCatalog, meters_from_dict
-from meters.ingest import ingest_events
+from meters.ingest.ingestor import ingest_events
 from meters.migrations import migrate
 from meters.quantities import period_quantities, raw_period_quantities
 from meters.rollup import rebuild_day
-from meters.warehouse import Warehouse, WarehouseError, connect
+from meters.warehouse import clickhouse as clickhouse_backend
+from meters.warehouse import connect
+from meters.warehouse.base import Warehouse, WarehouseError
 from tests.conftest import warehouse_url
 from tests.support.chdb_http import ChdbHttpServer, User
 

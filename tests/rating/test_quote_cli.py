@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from meterline.cli_quote import quote
+from meterline.cli.quote import quote
 
 FIN = '{"currency": "USD", "model": "per_unit", "unit_amount": "0.99"}'
 TIERED_YAML = """\

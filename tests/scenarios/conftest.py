@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 from tests.billing.conftest import ledger_url  # noqa: F401  (SQLite, and PostgreSQL when set)
 
 if TYPE_CHECKING:  # imported at run time only after the rewrite hook below is set
@@ -90,6 +90,6 @@ def airflow_db() -> Path:
 
 @pytest.fixture(scope="session")
 def dag_runner(airflow_db: Path) -> Iterator[object]:
-    from meterline.airflow_runner import DagRunner
+    from meterline.demo.airflow_runner import DagRunner
 
     yield DagRunner()

@@ -30,12 +30,12 @@ import billing
 from billing.db import create_ledger_engine, session_factory
 from billing.migrate import upgrade
 from billing.views import invoice_detail, list_invoices
-from meterline.close import CloseReport, close_periods
-from meterline.pipeline import RollupReport, backfill, rollup_day
+from meterline.jobs.close import CloseReport, close_periods
+from meterline.jobs.rollup import RollupReport, backfill, rollup_day
 from meterline.settings import Settings, load_settings
 from meters.catalog import MeterCatalog
-from meters.ingest import IngestSummary, ingest_events
-from meters.warehouse import Warehouse
+from meters.ingest.ingestor import IngestSummary, ingest_events
+from meters.warehouse.base import Warehouse
 
 CATALOG = Path(__file__).resolve().with_name("catalog.yaml")
 NIGHTLY_AT = time(1, 0)

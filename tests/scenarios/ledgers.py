@@ -13,7 +13,7 @@ from sqlalchemy import text
 import billing
 from billing.db import create_ledger_engine, session_factory
 from billing.migrate import upgrade
-from meterline.app import meter_catalog
+from meterline.connections import meter_catalog
 from tests.scenarios.harness import CATALOG, Sub, World
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from meterline.audit_io import explain_line, reconcile_after_close
-from meterline.statement import render, statement_data
-from meters.ingest import ingest_events
+from meterline.audit.gather import explain_line, reconcile_after_close
+from meterline.audit.statement import render, statement_data
+from meters.ingest.ingestor import ingest_events
 from tests.scenarios.harness import Sub, World, event, resolutions, utc
 from tests.scenarios.ledgers import load
 

@@ -59,7 +59,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import lz4.frame
 from backports import zstd
 
-from meters import chdb_backend
+from meters.warehouse import chdb as chdb_backend
 
 VERSION = "26.9.2.1"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from meterline.demo import DemoConfig
+from meterline.demo.run import DemoConfig
 
 
 @click.command("demo")
@@ -49,7 +49,7 @@ from meterline.demo import DemoConfig
 )
 def demo(customers: int, start: datetime, days: int, seed: int, folder: Path) -> None:
     """Run the whole job on generated data in a fresh folder (embedded; no server needed)."""
-    from meterline.demo import run_demo
+    from meterline.demo.run import run_demo
     from meterline.output import console
 
     config = DemoConfig(

@@ -32,7 +32,7 @@ def catalog_load(file: Path | None, reprice: bool, as_json: bool) -> None:
     """Validate the catalog FILE (default: METERLINE_CATALOG_PATH) and make it the
     catalog every command reads. Loading the same content again changes nothing; a
     price version that priced a finalized invoice never changes in place (--reprice)."""
-    from meterline.catalog_load import load_catalog_file
+    from meterline.jobs.catalog import load_catalog_file
 
     report = load_catalog_file(file, reprice=reprice)
     click.echo(json.dumps(report.to_json()) if as_json else report.text())
@@ -42,7 +42,7 @@ def catalog_load(file: Path | None, reprice: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def catalog_show(as_json: bool) -> None:
     """Show the catalog the ledger holds: its version, meters, plans and prices."""
-    from meterline.catalog_load import loaded_catalog
+    from meterline.jobs.catalog import loaded_catalog
 
     current = loaded_catalog()
     meters = [

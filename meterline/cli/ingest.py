@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meterline.exits import ExitCode, NotFound, echo_error
+from meterline.cli.exits import ExitCode, NotFound, echo_error
 
 if TYPE_CHECKING:
-    from meters.ingest import IngestSummary, SourceCounts
+    from meters.ingest.ingestor import IngestSummary, SourceCounts
 
-# The file types ingest reads (meters.readers.FORMATS), for walking folders.
+# The file types ingest reads (meters.ingest.readers.FORMATS), for walking folders.
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".pq")
 
 
@@ -46,7 +46,7 @@ class Timestamp(click.ParamType):
 @click.command("init")
 def init() -> None:
     """Create or upgrade the warehouse schema (idempotent)."""
-    from meterline.app import init_warehouse, open_warehouse
+    from meterline.connections import init_warehouse, open_warehouse
 
     with open_warehouse() as warehouse:
         applied = init_warehouse(warehouse)
@@ -64,11 +64,11 @@ def ingest_with_progress(
 ) -> IngestSummary:
     """Ingest the files as one run, with a progress bar on stderr. A file that cannot be
     read is named in the summary's file_errors; the others are ingested."""
-    from meterline import app
+    from meterline import connections as app
     from meterline.output import progress
     from meterline.settings import settings
-    from meters.ingest import Ingestor
-    from meters.readers import count_rows
+    from meters.ingest.ingestor import Ingestor
+    from meters.ingest.readers import count_rows
 
     config = settings()
     options = app.ingest_options(config)
@@ -240,9 +240,9 @@ def ingest(paths: tuple[Path, ...], as_of: datetime | None, as_json: bool, quiet
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per row.")
 def rejected(ingest_id: str | None, reason: str | None, limit: int, as_json: bool) -> None:
     """Show rejected rows: where they came from, why, and their raw payload."""
-    from meterline.app import init_warehouse, open_warehouse
+    from meterline.connections import init_warehouse, open_warehouse
     from meterline.output import Column, console, print_table
-    from meters.ingest import REASONS
+    from meters.ingest.ingestor import REASONS
 
     if reason is not None and reason not in REASONS:
         raise click.BadParameter(

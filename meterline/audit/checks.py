@@ -1,7 +1,7 @@
 """The audit (DESIGN.md invariant 6): every posted amount re-derived from raw events.
 
 Pure: this module compares numbers and builds explanations and reports from facts it is
-given; it reads no database, no warehouse and no clock. `meterline/audit_io.py` gathers
+given; it reads no database, no warehouse and no clock. `meterline/audit/gather.py` gathers
 the facts (ledger lines, raw events, rollup rows, re-rated charges) and calls it.
 
 Business rules:
@@ -38,7 +38,7 @@ from typing import Any
 from billing.charges import ChargeLine, canonical_json, sha256_hex
 from billing.money import canonical, minor_text
 from billing.periods import zone
-from meterline.period_charges import matches_filter
+from meterline.jobs.period_charges import matches_filter
 
 # Quantities are rounded once to 9 decimal places (meters/quantities.py QUANTUM).
 QUANTUM = Decimal("1e-9")

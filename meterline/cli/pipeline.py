@@ -7,8 +7,8 @@ from datetime import date, datetime
 
 import click
 
+from meterline.jobs.rollup import RollupReport, backfill, days_between, rollup_day
 from meterline.output import format_count, progress
-from meterline.pipeline import RollupReport, backfill, days_between, rollup_day
 
 DAY = click.DateTime(["%Y-%m-%d"])
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from meterline.demo.synthetic import GeneratorConfig, Manifest
+from meterline.demo.synthetic import generate as generate_data
 from meterline.output import format_count, progress
-from meterline.synthetic import GeneratorConfig, Manifest
-from meterline.synthetic import generate as generate_data
 
 
 @click.command("generate")

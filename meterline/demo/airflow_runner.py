@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-DAGS_FOLDER = Path(__file__).resolve().parent.parent / "dags"
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 
 
 def prepare(home: Path) -> None:

@@ -1,7 +1,7 @@
 """`meterline customers|catalog|invoices|ledger ...`: the billing ledger by hand.
 
 The lead registers these groups on the main `meterline` group (see ``register``). They
-read the ledger URL from ``settings().ledger_url``; `catalog load` (meterline.cli_catalog)
+read the ledger URL from ``settings().ledger_url``; `catalog load` (meterline.cli.catalog)
 takes the catalog file into the ledger. An embedded SQLite ledger is migrated on first
 use; a PostgreSQL ledger must be migrated explicitly (``meterline ledger migrate``).
 """
@@ -21,8 +21,8 @@ import billing
 from billing import migrate
 from billing.customers import FORMATS
 from billing.views import customers_load_text, month_bounds, totals_by_currency
-from meterline.app import ledger_session
-from meterline.cli_catalog import catalog
+from meterline.cli.catalog import catalog
+from meterline.connections import ledger_session
 from meterline.output import (
     Column,
     console,
@@ -39,7 +39,7 @@ AS_OF_HELP = "Logical time (ISO 8601 with offset, or a date)."
 
 
 def _ledger(*, write: bool) -> Any:
-    """A session on the configured ledger (meterline.app.ledger_session)."""
+    """A session on the configured ledger (meterline.connections.ledger_session)."""
     return ledger_session(write=write)
 
 
@@ -105,7 +105,7 @@ def customers_load(file: Path, fmt: str | None) -> None:
     click.echo(f"{file}: {customers_load_text(result)}")
 
 
-# --- catalog: meterline.cli_catalog (the one catalog, loaded into the ledger) ----------
+# --- catalog: meterline.cli.catalog (the one catalog, loaded into the ledger) ----------
 
 
 # --- invoices -----------------------------------------------------------------------

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from meterline.cli_ingest import Timestamp
-from meterline.close import close_periods
+from meterline.cli.ingest import Timestamp
+from meterline.jobs.close import close_periods
 from meterline.settings import settings
 
 

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from meterline.app import init_warehouse, meter_catalog, open_warehouse
+from meterline.connections import init_warehouse, meter_catalog, open_warehouse
 from meterline.settings import Settings, settings
-from meters.ingest_runs import repair
+from meters.ingest.journal import repair
 from meters.rollup import RollupResult, dirty_days, rebuild_day
 
 

@@ -44,8 +44,8 @@ from billing.posting import (
     post_charges_bulk,
     record_rating_run,
 )
-from meterline.app import meter_catalog, open_warehouse
-from meterline.period_charges import (
+from meterline.connections import meter_catalog, open_warehouse
+from meterline.jobs.period_charges import (
     PriceSpec,
     PriceVersionSpec,
     QuantityKey,
@@ -58,7 +58,7 @@ from meters.catalog import MeterCatalog
 from meters.quantities import QuantityRow, WindowRequest, batch_quantities
 from meters.rollup import dirty_days
 from meters.sql_files import query
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 from rating import Discount, Money, RoundingMode, parse_price
 
 CODE_VERSION = "meterline-0.1"

@@ -1,15 +1,15 @@
 """The audit's I/O: read the ledger and the warehouse, re-rate periods from raw events,
-and hand the facts to the pure functions of `meterline.audit`.
+and hand the facts to the pure functions of `meterline.audit.checks`.
 
-Re-rating uses the close step's own pieces (meterline/close.py `Rater` for prices,
-discounts and minimums; meterline/period_charges.py for version windows and rating) with
+Re-rating uses the close step's own pieces (meterline/jobs/close.py `Rater` for prices,
+discounts and minimums; meterline/jobs/period_charges.py for version windows and rating) with
 one difference: quantities come from `usage_events` directly (`rate_periods(...,
 raw=True)`, read by `meters.quantities.batch_quantities`) instead of the rollup.
 
 Time comes from the data: a re-rate posted with `--apply` is dated by the latest
 `ingested_at` of the events it read (invariant 7), never by the clock. An event is late
 for a line when the rating run that produced the line did not see it (its watermark,
-`meterline.close.Watermark`).
+`meterline.jobs.close.Watermark`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,8 @@ from billing.models import (
 from billing.periods import Period, local_midnight, period_containing
 from billing.posting import record_rating_run
 from billing.views import month_bounds
-from meterline import audit
-from meterline.app import meter_catalog, open_warehouse
-from meterline.audit import (
+from meterline.audit import checks as audit
+from meterline.audit.checks import (
     Dims,
     EventList,
     EventRow,
@@ -61,7 +60,8 @@ from meterline.audit import (
     WindowQuantities,
     dims_of,
 )
-from meterline.close import (
+from meterline.connections import meter_catalog, open_warehouse
+from meterline.jobs.close import (
     CODE_VERSION,
     EPOCH,
     RATING_ERRORS,
@@ -79,7 +79,7 @@ from meterline.close import (
     rate_periods,
     run_watermarks,
 )
-from meterline.period_charges import (
+from meterline.jobs.period_charges import (
     ADDITIVE,
     PriceSpec,
     version_windows,
@@ -88,7 +88,7 @@ from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
 from meters.rollup import definition_params, dirty_days
 from meters.sql_files import query
-from meters.warehouse import Warehouse
+from meters.warehouse.base import Warehouse
 
 _CHUNK = 500
 FINDING_ID = re.compile(r"^f-[0-9a-f]{12}$")
@@ -594,7 +594,7 @@ def explain_lines(
     samples: int = 5,
     late_limit: int = 20,
 ) -> list[dict[str, Any]]:
-    """The audit chain of each line (meterline.audit.explain), in the order given."""
+    """The audit chain of each line (meterline.audit.checks.explain), in the order given."""
     config = config or settings()
     meters = meter_catalog(config)
     with ledger_session(config) as session, open_warehouse(config) as warehouse:
@@ -853,7 +853,7 @@ def _missing(
 def months_to_reconcile(as_of: datetime, *, config: Settings | None = None) -> list[str]:
     """The months (YYYY-MM of local period starts) whose invoices a close as of `as_of`
     can still change: periods that ended within the late-event lookback before `as_of`
-    (meterline/close.py uses the same lookback for adjustments)."""
+    (meterline/jobs/close.py uses the same lookback for adjustments)."""
     config = config or settings()
     lookback = config.late_lookback
     with ledger_session(config) as session:

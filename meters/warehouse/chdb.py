@@ -17,14 +17,14 @@ from typing import Any
 import chdb
 import pyarrow as pa
 
-from meters.chdb_params import format_params
-from meters.warehouse import (
+from meters.warehouse.base import (
     WarehouseError,
     WarehouseLockTimeout,
     check_identifier,
     settings_clause,
     table_rows,
 )
+from meters.warehouse.chdb_params import format_params
 
 _engine_lock = threading.RLock()
 _engine: Any = None

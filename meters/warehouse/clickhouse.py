@@ -39,9 +39,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pyarrow as pa
 
-from meters.chdb_params import format_value
 from meters.sql_files import LEADING_COMMENTS
-from meters.warehouse import (
+from meters.warehouse.base import (
     WarehouseError,
     WarehouseUnavailable,
     check_identifier,
@@ -49,6 +48,7 @@ from meters.warehouse import (
     check_token,
     table_rows,
 )
+from meters.warehouse.chdb_params import format_value
 
 log = logging.getLogger(__name__)
 
@@ -547,7 +547,7 @@ def is_repeatable(sql: str) -> bool:
 class _ParamText:
     """A bound parameter already in ClickHouse's parameter text form. clickhouse-connect
     sends an object of a type it does not know as str(object), unchanged; so both
-    backends send byte-for-byte the same parameter values (meters.chdb_params)."""
+    backends send byte-for-byte the same parameter values (meters.warehouse.chdb_params)."""
 
     __slots__ = ("text",)
 

@@ -1,7 +1,7 @@
 """`meterline audit explain|reconcile|rerate` and `meterline statement`: why a customer was
 charged what they were, whether the books balance, and what a re-rating would change.
 
-Registered on the main group by `register(main)` (as meterline/cli_ledger.py does). The
+Registered on the main group by `register(main)` (as meterline/cli/ledger.py does). The
 commands read `settings()`; errors a user can fix (a missing line, a bad month) end with
 one line and exit code 2, through the main group. `reconcile` exits 1 when anything
 does not reconcile, so it can run as a DAG task or a cron check.
@@ -19,7 +19,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from meterline.cli_ingest import Timestamp
+from meterline.cli.ingest import Timestamp
 
 
 def register(main: click.Group) -> None:
@@ -65,7 +65,7 @@ def audit() -> None:
 @click.option("--samples", default=5, show_default=True, help="Sample event ids to show.")
 def explain(line_id: int, as_json: bool, samples: int) -> None:
     """The chain from invoice line LINE_ID down to the raw events, recomputed."""
-    from meterline.audit_io import explain_line
+    from meterline.audit.gather import explain_line
 
     doc = explain_line(line_id, samples=samples)
     if as_json:
@@ -240,7 +240,7 @@ def reconcile(
     """Check the chain for a month: intake, raw events, rollup, rated and posted lines.
 
     Exit code 1 when anything does not reconcile."""
-    from meterline.audit_io import months_to_reconcile, reconcile_period
+    from meterline.audit.gather import months_to_reconcile, reconcile_period
 
     if period is not None:
         months = [_month(period) or period]
@@ -440,8 +440,8 @@ def acknowledge(finding_id: str, reason: str, by: str | None) -> None:
     import getpass
     from datetime import UTC
 
-    from meterline.audit_io import FINDING_ID
-    from meterline.audit_io import acknowledge as record
+    from meterline.audit.gather import FINDING_ID
+    from meterline.audit.gather import acknowledge as record
 
     if not FINDING_ID.match(finding_id.strip().lower()):
         raise click.BadParameter(
@@ -472,7 +472,7 @@ def rerate_command(period: str, customer: str | None, apply_: bool, as_json: boo
     Without --apply: the differences, line by line; nothing is written. With --apply:
     posted as adjustment lines on the next open invoices (a finalized invoice is never
     edited)."""
-    from meterline.audit_io import rerate
+    from meterline.audit.gather import rerate
 
     report = rerate(_month(period) or period, customer=customer, apply=apply_)
     doc = report.to_json()
@@ -549,7 +549,7 @@ def render_rerate(doc: dict[str, Any]) -> list[str]:
 def statement(customer: str, period: str, view: str, out: Path) -> None:
     """A self-contained HTML usage statement: lines, daily usage, tiers (and the audit
     chain in the internal view). Exit 3 when the customer or period does not exist."""
-    from meterline.statement import StatementNotFound, parse_period, render, statement_data
+    from meterline.audit.statement import StatementNotFound, parse_period, render, statement_data
 
     try:
         parse_period(period)

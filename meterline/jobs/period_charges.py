@@ -1,6 +1,6 @@
 """Rate one subscription's billing period: quantities + price versions -> charge lines.
 
-Pure (no I/O, no clock). The close step (meterline/close.py) gathers the inputs: the
+Pure (no I/O, no clock). The close step (meterline/jobs/close.py) gathers the inputs: the
 plan's price versions from the ledger, the billable quantities from the warehouse.
 
 Business rules:

@@ -24,17 +24,17 @@ import pyarrow as pa
 
 from meters.catalog import MeterCatalog
 from meters.crashpoints import crash_point
-from meters.events import Event
-from meters.ingest_runs import (
+from meters.ingest.events import Event
+from meters.ingest.journal import (
     DEFAULT_LEASE_S,
     IngestNotStored,
     IngestRun,
     InterruptedIngest,
     repair,
 )
-from meters.readers import FIELDS, Batch, UnreadableFile, _numbers, _staging, read_batches
+from meters.ingest.readers import FIELDS, Batch, UnreadableFile, _numbers, _staging, read_batches
 from meters.sql_files import query
-from meters.warehouse import Warehouse, check_identifier
+from meters.warehouse.base import Warehouse, check_identifier
 
 REASONS = (
     "malformed_row",

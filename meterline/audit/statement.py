@@ -31,7 +31,7 @@ Amounts render from typed values: ledger integers in minor units, and the rating
 Decimals, with the currency's ISO 4217 minor unit (JPY 0, USD 2, KWD 3), never cut.
 
 `statement_data` gathers the facts (I/O) into typed values; `render` is pure: facts in,
-HTML out, through the Jinja2 templates in meterline/templates/statement/.
+HTML out, through the Jinja2 templates in meterline/audit/templates/statement/.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ from sqlalchemy.orm import selectinload
 from billing.models import Customer, Invoice, InvoiceLine, Plan, PriceVersion
 from billing.money import format_amount, from_minor
 from billing.periods import local_midnight, zone
-from meterline.app import meter_catalog, open_warehouse
-from meterline.audit import dims_label, dims_of
-from meterline.audit_io import AuditError, explain_lines, ledger_session
+from meterline.audit.checks import dims_label, dims_of
+from meterline.audit.gather import AuditError, explain_lines, ledger_session
+from meterline.connections import meter_catalog, open_warehouse
 from meterline.output import format_quantity
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
@@ -783,7 +783,7 @@ def daily_levels(
 @cache
 def _environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("meterline", "templates"),
+        loader=PackageLoader("meterline.audit", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,

@@ -27,7 +27,8 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import func, select
 
-from meterline.app import ingest_options, init_warehouse, meter_catalog, open_warehouse
+from meterline.connections import ingest_options, init_warehouse, meter_catalog, open_warehouse
+from meterline.demo.synthetic import GeneratorConfig, Manifest, generate
 from meterline.output import (
     Column,
     format_count,
@@ -37,8 +38,7 @@ from meterline.output import (
     progress,
 )
 from meterline.settings import Settings, settings
-from meterline.synthetic import GeneratorConfig, Manifest, generate
-from meters.ingest import Ingestor, SourceCounts
+from meters.ingest.ingestor import Ingestor, SourceCounts
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         f"{config.start}, seed {config.seed}; everything under {config.folder}/"
     )
     manifest = _generate(config, data, console)
-    from meterline.catalog_load import load_catalog_file
+    from meterline.jobs.catalog import load_catalog_file
 
     console.print(load_catalog_file(config_settings.catalog_path, config=config_settings).text())
     daily = [
@@ -109,7 +109,7 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     as_of = end + timedelta(hours=config_settings.finalize_grace_hours)
     runner = None
     if config.billing:
-        from meterline.airflow_runner import DagRunner, prepare
+        from meterline.demo.airflow_runner import DagRunner, prepare
 
         _load_ledger(config_settings, data, console)
         with progress("airflow: usage_rollup days, then billing_close", config.days) as tick:
@@ -253,7 +253,7 @@ def _write_statements(
     config: Settings, folder: Path, top: list[tuple[str, str]], console: Console
 ) -> list[Path]:
     """One HTML usage statement per top customer (meterline statement)."""
-    from meterline.statement import write_statement
+    from meterline.audit.statement import write_statement
 
     paths = [
         write_statement(customer, period, folder / f"{customer}-{period}.html", config=config)

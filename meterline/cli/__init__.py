@@ -2,7 +2,7 @@
 
 Subcommands are imported on first use (``COMMANDS``), so ``meterline --help`` and a
 command's own start do not import the warehouse, the ledger, Arrow or Airflow for
-commands that are not run. Errors and exit codes follow one table (meterline.exits):
+commands that are not run. Errors and exit codes follow one table (meterline.cli.exits):
 the group maps exception types to codes in one place.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from meterline.exits import (
+from meterline.cli.exits import (
     PROG,
     ExitCode,
     echo_error,
@@ -30,54 +30,54 @@ from meterline.exits import (
 # tests/meterline/test_cli_errors.py checks each against the command's own help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": (
-        "meterline.cli_demo:demo",
+        "meterline.cli.demo:demo",
         "Run the whole job on generated data in a fresh folder (embedded; no server needed).",
     ),
-    "init": ("meterline.cli_ingest:init", "Create or upgrade the warehouse schema (idempotent)."),
+    "init": ("meterline.cli.ingest:init", "Create or upgrade the warehouse schema (idempotent)."),
     "generate": (
-        "meterline.cli_generate:generate",
+        "meterline.cli.generate:generate",
         "Write deterministic synthetic usage (customers, daily event files, late file, truth).",
     ),
     "ingest": (
-        "meterline.cli_ingest:ingest",
+        "meterline.cli.ingest:ingest",
         "Ingest usage files (.jsonl, .csv, .parquet; folders are read recursively).",
     ),
     "rejected": (
-        "meterline.cli_ingest:rejected",
+        "meterline.cli.ingest:rejected",
         "Show rejected rows: where they came from, why, and their raw payload.",
     ),
     "rollup": (
-        "meterline.cli_pipeline:rollup",
+        "meterline.cli.pipeline:rollup",
         "Rebuild one day's usage rollup (and earlier days with late events), atomically.",
     ),
     "backfill": (
-        "meterline.cli_pipeline:backfill_command",
+        "meterline.cli.pipeline:backfill_command",
         "Run the nightly rollup for every day in a range, in order, in this process.",
     ),
     "close": (
-        "meterline.cli_close:close",
+        "meterline.cli.close:close",
         "Close due billing periods: rate, post, finalize; adjust late usage.",
     ),
     "quote": (
-        "meterline.cli_quote:quote",
+        "meterline.cli.quote:quote",
         "Rate a quantity against a price and show the breakdown.",
     ),
     "customers": (
-        "meterline.cli_ledger:customers",
+        "meterline.cli.ledger:customers",
         "Customers, subscriptions and their discounts.",
     ),
     "catalog": (
-        "meterline.cli_catalog:catalog",
+        "meterline.cli.catalog:catalog",
         "The catalog: meters, plans and versioned prices (docs/catalog.md).",
     ),
-    "invoices": ("meterline.cli_ledger:invoices", "Invoices: list, show, finalize, void."),
-    "ledger": ("meterline.cli_ledger:ledger", "The ledger database itself (schema migrations)."),
+    "invoices": ("meterline.cli.ledger:invoices", "Invoices: list, show, finalize, void."),
+    "ledger": ("meterline.cli.ledger:ledger", "The ledger database itself (schema migrations)."),
     "audit": (
-        "meterline.cli_audit:audit",
+        "meterline.cli.audit:audit",
         "Audit charges: explain a line from its raw events, reconcile a month, re-rate it.",
     ),
     "statement": (
-        "meterline.cli_audit:statement",
+        "meterline.cli.audit:statement",
         "A self-contained HTML usage statement: lines, daily usage, tiers (and the audit"
         " chain in the internal view).",
     ),
@@ -99,7 +99,7 @@ def load_command(name: str) -> click.Command:
 
 class LazyGroup(click.Group):
     """The `meterline` group: subcommands imported on first use, and every error turned
-    into one line and an exit code of the table (meterline.exits)."""
+    into one line and an exit code of the table (meterline.cli.exits)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*COMMANDS, *self.commands])
@@ -189,7 +189,3 @@ def main() -> None:
     (bad option, input file, setting or catalog); 3 not found; 4 unavailable (warehouse,
     ledger or a lock; try again); 5 internal error (a bug; the traceback is in a file).
     """
-
-
-if __name__ == "__main__":
-    main()

@@ -57,8 +57,8 @@ EXIT_CODES: dict[str, ExitCode] = {
     "click.exceptions.ClickException": ExitCode.REFUSED,
     "meterline.settings.SettingsError": ExitCode.REFUSED,
     "meters.catalog.CatalogError": ExitCode.REFUSED,
-    "meters.readers.UnreadableFile": ExitCode.REFUSED,
-    "meters.warehouse.WarehouseError": ExitCode.REFUSED,
+    "meters.ingest.readers.UnreadableFile": ExitCode.REFUSED,
+    "meters.warehouse.base.WarehouseError": ExitCode.REFUSED,
     "billing.errors.LedgerError": ExitCode.REFUSED,
     "billing.money.CurrencyError": ExitCode.REFUSED,
     "rating.errors.PriceError": ExitCode.REFUSED,
@@ -71,15 +71,15 @@ EXIT_CODES: dict[str, ExitCode] = {
     "builtins.UnicodeDecodeError": ExitCode.REFUSED,
     # not found: a named thing does not exist
     "billing.errors.NotFound": ExitCode.NOT_FOUND,
-    "meterline.audit_io.AuditError": ExitCode.NOT_FOUND,
-    "meterline.exits.NotFound": ExitCode.NOT_FOUND,
+    "meterline.audit.gather.AuditError": ExitCode.NOT_FOUND,
+    "meterline.cli.exits.NotFound": ExitCode.NOT_FOUND,
     # unavailable: try again later
-    "meters.warehouse.WarehouseUnavailable": ExitCode.UNAVAILABLE,
-    "meters.warehouse.WarehouseLockTimeout": ExitCode.UNAVAILABLE,
+    "meters.warehouse.base.WarehouseUnavailable": ExitCode.UNAVAILABLE,
+    "meters.warehouse.base.WarehouseLockTimeout": ExitCode.UNAVAILABLE,
     "sqlalchemy.exc.OperationalError": ExitCode.UNAVAILABLE,
     "sqlalchemy.exc.InterfaceError": ExitCode.UNAVAILABLE,
     "sqlalchemy.exc.TimeoutError": ExitCode.UNAVAILABLE,
-    "meterline.exits.Unavailable": ExitCode.UNAVAILABLE,
+    "meterline.cli.exits.Unavailable": ExitCode.UNAVAILABLE,
 }
 
 # Ledger driver errors: what people need is the driver's own first line, not the

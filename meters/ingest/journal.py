@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from meters.sql_files import query, split_statements
-from meters.warehouse import Warehouse, WarehouseError, check_identifier
+from meters.warehouse.base import Warehouse, WarehouseError, check_identifier
 
 # A run's heartbeat is renewed before each batch; a batch of 2M rows takes well under a
 # minute even on a loaded machine, so 15 minutes of silence means the process is gone.

@@ -89,7 +89,7 @@ def loaded_catalog(config: Settings | None = None) -> Catalog:
     """The catalog loaded in the configured ledger (billing.catalog.current_catalog):
     what ingest, rollup, close and the audit read. Raises CatalogNotLoaded when
     `meterline catalog load FILE` was never run (exit code 2)."""
-    from meterline.app import ledger_session
+    from meterline.connections import ledger_session
 
     with ledger_session(config or settings()) as session:
         return current_catalog(session)
@@ -111,7 +111,7 @@ def load_catalog_file(
     the ledger's catalog. Raises LoadError (exit code 2) naming every problem of the file,
     or CatalogChangeRefused when it would change what finalized invoices were charged
     and `reprice` is off (billing.catalog's edit rule)."""
-    from meterline.app import ledger_session
+    from meterline.connections import ledger_session
 
     config = config or settings()
     path = Path(path or config.catalog_path)
@@ -136,8 +136,8 @@ def _post_repricing(
 ) -> tuple[int, int]:
     """Re-rate each re-priced finalized period with the catalog just stored (in this
     session) and post its difference as adjustment lines. (lines posted, rating run id)"""
-    from meterline.app import open_warehouse
-    from meterline.close import (
+    from meterline.connections import open_warehouse
+    from meterline.jobs.close import (
         CODE_VERSION,
         ROUNDING,
         Due,

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 from meterline.settings import Settings, SettingsError, settings
 from meters.catalog import MeterCatalog
-from meters.ingest import IngestOptions
+from meters.ingest.ingestor import IngestOptions
 from meters.migrations import migrate
-from meters.warehouse import Warehouse, connect
+from meters.warehouse import connect
+from meters.warehouse.base import Warehouse
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -44,8 +45,8 @@ def ingest_options(config: Settings | None = None) -> IngestOptions:
 
 def meter_catalog(config: Settings | None = None) -> MeterCatalog:
     """The meters of the catalog loaded in the ledger (`meterline catalog load FILE`),
-    the one catalog ingest, rollup, close and the audit read (meterline.catalog_load)."""
-    from meterline.catalog_load import loaded_meters
+    the one catalog ingest, rollup, close and the audit read (meterline.jobs.catalog)."""
+    from meterline.jobs.catalog import loaded_meters
 
     return loaded_meters(config or settings())
 
@@ -58,7 +59,7 @@ def ledger_session(config: Settings | None = None, *, write: bool = False) -> It
 
     Raises SettingsError when the SQLite ledger's folder cannot be created (exit code 2),
     billing.errors.SchemaNotReady for an unmigrated PostgreSQL ledger (2); a ledger that
-    cannot be reached raises SQLAlchemy's OperationalError (4, meterline.exits)."""
+    cannot be reached raises SQLAlchemy's OperationalError (4, meterline.cli.exits)."""
     from sqlalchemy.engine import make_url
 
     from billing import migrate
