@@ -9,6 +9,9 @@
   output is not a terminal and COLUMNS is unset): text columns fold or are ellipsized,
   money and number columns are never cut; a table that cannot fit that way is printed
   as one block per row instead.
+- JSON: ``json_text(report)`` is the one way a command prints JSON: pydantic models
+  through ``model_dump(mode="json")``, dataclasses field by field, Decimal as its exact
+  text, datetimes in ISO 8601; a float anywhere is an error (DESIGN.md invariant 4).
 - Progress: ``with progress("close", total) as tick: job(on_progress=tick)`` shows a bar
   on stderr when stderr is a terminal and the work has run a few seconds; otherwise at
   most one plain line every 30 s once it has run 10 s.
@@ -19,13 +22,18 @@ no terminal library (the HTML statement uses the same helpers).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime
+from datetime import time as clock_time
 from decimal import Context, Decimal
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
 from billing.money import format_amount, format_minor, format_money
@@ -43,11 +51,48 @@ __all__ = [
     "format_minor",
     "format_money",
     "format_quantity",
+    "json_text",
     "print_table",
     "progress",
 ]
 
 _WIDE = Context(prec=100)
+
+
+class FloatInReport(TypeError):
+    """A float reached a report: money and quantities are Decimal (DESIGN.md invariant 4)."""
+
+
+def jsonable(value: Any) -> Any:
+    """A report value as JSON data: Decimal as exact text, dates and times in ISO 8601,
+    enums by value, pydantic models and dataclasses field by field (recursively).
+
+    Raises FloatInReport for a float anywhere (booleans and integers pass)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        raise FloatInReport(f"a float ({value!r}) reached a report; use Decimal")
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | clock_time):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if hasattr(value, "model_dump"):  # a pydantic model: its fields, not its JSON
+        return jsonable(value.model_dump(mode="python"))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    raise TypeError(f"{type(value).__name__} cannot be written as JSON")
+
+
+def json_text(value: Any, *, indent: int | None = None) -> str:
+    """One JSON document for a command's --json output (see `jsonable`)."""
+    return json.dumps(jsonable(value), indent=indent, ensure_ascii=False)
 # The narrowest a folding text column gets before the table is shown as blocks instead.
 MIN_TEXT_WIDTH = 8
 

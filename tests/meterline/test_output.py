@@ -122,3 +122,20 @@ def test_a_tracker_is_the_callback_a_job_takes() -> None:
     tracker(1, 4)
     tracker.advance(2, "2026-10-03")
     assert (tracker.done, tracker.total, tracker.detail) == (3, 4, "2026-10-03")
+
+
+def test_json_text_writes_exact_decimals_and_refuses_floats() -> None:
+    from dataclasses import dataclass
+    from datetime import UTC, datetime
+
+    from meterline.output import FloatInReport, json_text
+
+    @dataclass
+    class Line:
+        amount: Decimal
+        at: datetime
+
+    doc = json_text({"line": Line(Decimal("12.345"), datetime(2026, 10, 1, tzinfo=UTC))})
+    assert doc == '{"line": {"amount": "12.345", "at": "2026-10-01T00:00:00+00:00"}}'
+    with pytest.raises(FloatInReport, match="0.1"):
+        json_text({"nested": [Decimal(1), 0.1]})
