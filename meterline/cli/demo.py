@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import click
 
+from meterline.cli.options import Day
 from meterline.demo.run import DemoConfig
 
 
@@ -22,7 +23,7 @@ from meterline.demo.run import DemoConfig
     "--start",
     default=DemoConfig.start.isoformat(),
     show_default=True,
-    type=click.DateTime(["%Y-%m-%d"]),
+    type=Day(),
     help="First UTC day of generated usage (YYYY-MM-DD).",
 )
 @click.option(
@@ -47,15 +48,15 @@ from meterline.demo.run import DemoConfig
     type=click.Path(path_type=Path),
     help="Folder for everything the demo writes; emptied first.",
 )
-def demo(customers: int, start: datetime, days: int, seed: int, folder: Path) -> None:
+def demo(customers: int, start: date, days: int, seed: int, folder: Path) -> None:
     """Run the whole job on generated data in a fresh folder (embedded; no server needed)."""
+    from meterline.cli.options import console
     from meterline.demo.run import run_demo
-    from meterline.output import console
 
     config = DemoConfig(
         folder=folder,
         customers=customers,
-        start=date.fromordinal(start.toordinal()),
+        start=start,
         days=days,
         seed=seed,
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 
 import click
 
+from meterline.cli.options import Day
 from meterline.demo.synthetic import GeneratorConfig, Manifest
 from meterline.demo.synthetic import generate as generate_data
 from meterline.output import format_count, progress
@@ -17,7 +18,7 @@ from meterline.output import format_count, progress
 @click.option("--customers", type=click.IntRange(min=1), required=True, help="Number of customers.")
 @click.option(
     "--start",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=Day(),
     required=True,
     help="First UTC day of the range (YYYY-MM-DD).",
 )
@@ -74,7 +75,7 @@ from meterline.output import format_count, progress
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def generate(
     customers: int,
-    start: datetime,
+    start: date,
     days: int,
     seed: int,
     out: Path,
@@ -95,7 +96,7 @@ def generate(
     try:
         config = GeneratorConfig(
             customers=customers,
-            start=start.date(),
+            start=start,
             days=days,
             seed=seed,
             out=out,

@@ -10,7 +10,7 @@ does not balance (a bug).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,29 +18,13 @@ from typing import TYPE_CHECKING
 import click
 
 from meterline.cli.exits import ExitCode, NotFound, echo_error
+from meterline.cli.options import AS_OF_HELP, Timestamp
 
 if TYPE_CHECKING:
     from meters.ingest.ingestor import IngestSummary, SourceCounts
 
 # The file types ingest reads (meters.ingest.readers.FORMATS), for walking folders.
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".pq")
-
-
-class Timestamp(click.ParamType):
-    """An ISO 8601 instant; a date means its midnight UTC; a naive time is UTC."""
-
-    name = "timestamp"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 date or time", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @click.command("init")
@@ -108,7 +92,8 @@ def rejected_share_problem(total: SourceCounts, max_share: Decimal) -> str | Non
 
 
 def print_summary(summary: IngestSummary) -> None:
-    from meterline.output import Column, console, format_count, print_table
+    from meterline.cli.options import console
+    from meterline.output import Column, format_count, print_table
 
     out = console()
     total = summary.total
@@ -182,7 +167,7 @@ def _files(paths: tuple[Path, ...]) -> tuple[list[Path], dict[str, str]]:
     "--as-of",
     type=Timestamp(),
     help="Judge event age against this time instead of now (backfills): events up to "
-    "METERLINE_MAX_EVENT_AGE_DAYS before it are accepted.",
+    f"METERLINE_MAX_EVENT_AGE_DAYS before it are accepted. {AS_OF_HELP}.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -240,8 +225,9 @@ def ingest(paths: tuple[Path, ...], as_of: datetime | None, as_json: bool, quiet
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per row.")
 def rejected(ingest_id: str | None, reason: str | None, limit: int, as_json: bool) -> None:
     """Show rejected rows: where they came from, why, and their raw payload."""
+    from meterline.cli.options import console
     from meterline.connections import init_warehouse, open_warehouse
-    from meterline.output import Column, console, print_table
+    from meterline.output import Column, print_table
     from meters.ingest.ingestor import REASONS
 
     if reason is not None and reason not in REASONS:

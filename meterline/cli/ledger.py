@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,12 @@ import click
 import billing
 from billing import migrate
 from billing.customers import FORMATS
-from billing.views import customers_load_text, month_bounds, totals_by_currency
+from billing.views import customers_load_text, totals_by_currency
 from meterline.cli.catalog import catalog
+from meterline.cli.options import AS_OF_HELP, Month, Timestamp, console
 from meterline.connections import ledger_session
 from meterline.output import (
     Column,
-    console,
     format_minor,
     format_money,
     format_quantity,
@@ -35,34 +35,11 @@ from meterline.settings import settings
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhms]?)\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds", "": "hours"}
-AS_OF_HELP = "Logical time (ISO 8601 with offset, or a date)."
 
 
 def _ledger(*, write: bool) -> Any:
     """A session on the configured ledger (meterline.connections.ledger_session)."""
     return ledger_session(write=write)
-
-
-def _month(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None:
-        try:
-            month_bounds(value)
-        except ValueError:
-            raise click.BadParameter(f"{value!r} is not a month YYYY-MM") from None
-    return value
-
-
-def _instant(value: str) -> datetime:
-    """An ISO 8601 instant with its offset, or a date (midnight UTC)."""
-    try:
-        if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or date-time") from None
-    if parsed.utcoffset() is None:
-        raise click.BadParameter(f"{value!r} has no UTC offset (add Z or +HH:MM)")
-    return parsed
 
 
 def _duration(value: str) -> timedelta:
@@ -118,7 +95,7 @@ def invoices() -> None:
 
 @invoices.command("list")
 @click.option(
-    "--period", callback=_month, help="Month YYYY-MM (by the period's local start date)."
+    "--period", type=Month(), help="Month YYYY-MM (by the period's local start date)."
 )
 @click.option("--customer", help="Customer external id.")
 @click.option(
@@ -262,24 +239,25 @@ def _decimal_text(value: Any, show: Any) -> str:
 @invoices.command("finalize")
 @click.argument("invoice_ids", nargs=-1, type=int)
 @click.option("--due", is_flag=True, help="Finalize every draft whose grace period is over.")
-@click.option("--as-of", "as_of", required=True, help=AS_OF_HELP)
+@click.option(
+    "--as-of", "as_of", required=True, type=Timestamp(), help=f"Logical time: {AS_OF_HELP}."
+)
 @click.option(
     "--grace",
     help="Wait after period end (e.g. 72h, 3d); default METERLINE_FINALIZE_GRACE_HOURS, as close.",
 )
 def invoices_finalize(
-    invoice_ids: tuple[int, ...], due: bool, as_of: str, grace: str | None
+    invoice_ids: tuple[int, ...], due: bool, as_of: datetime, grace: str | None
 ) -> None:
     """Finalize INVOICE_IDS (or --due): totals are frozen, the invoice never changes again."""
     if bool(invoice_ids) == due:
         raise click.UsageError("give invoice ids or --due (not both)")
-    instant = _instant(as_of)
     wait = _duration(grace) if grace else timedelta(hours=settings().finalize_grace_hours)
     with _ledger(write=True) as session:
         if due:
-            done = billing.finalize_due(session, as_of=instant, grace=wait)
+            done = billing.finalize_due(session, as_of=as_of, grace=wait)
         else:
-            done = [billing.finalize(session, i, as_of=instant, grace=wait).id for i in invoice_ids]
+            done = [billing.finalize(session, i, as_of=as_of, grace=wait).id for i in invoice_ids]
     click.echo(
         f"finalized {len(done)} invoice(s)" + (f": {', '.join(map(str, done))}" if done else "")
     )
@@ -287,11 +265,13 @@ def invoices_finalize(
 
 @invoices.command("void")
 @click.argument("invoice_id", type=int)
-@click.option("--as-of", "as_of", required=True, help=AS_OF_HELP)
-def invoices_void(invoice_id: int, as_of: str) -> None:
+@click.option(
+    "--as-of", "as_of", required=True, type=Timestamp(), help=f"Logical time: {AS_OF_HELP}."
+)
+def invoices_void(invoice_id: int, as_of: datetime) -> None:
     """Void INVOICE_ID. Posting its period again issues a new invoice linked to it."""
     with _ledger(write=True) as session:
-        invoice = billing.void(session, invoice_id, as_of=_instant(as_of))
+        invoice = billing.void(session, invoice_id, as_of=as_of)
     click.echo(f"invoice {invoice.id} is void")
 
 

@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date
 
 import click
 
+from meterline.cli.options import Day
 from meterline.jobs.rollup import RollupReport, backfill, days_between, rollup_day
 from meterline.output import format_count, progress
 
-DAY = click.DateTime(["%Y-%m-%d"])
-
-
-def _day(value: datetime) -> date:
-    return value.date()
-
 
 @click.command("rollup")
-@click.option("--day", required=True, type=DAY, help="The UTC day to rebuild (YYYY-MM-DD).")
+@click.option("--day", required=True, type=Day(), help="The UTC day to rebuild (YYYY-MM-DD).")
 @click.option("--no-late", is_flag=True, help="Do not rebuild earlier days that got late events.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def rollup(day: datetime, no_late: bool, as_json: bool, quiet: bool) -> None:
+def rollup(day: date, no_late: bool, as_json: bool, quiet: bool) -> None:
     """Rebuild one day's usage rollup (and earlier days with late events), atomically."""
     with progress("rollup: days rebuilt", quiet=quiet or as_json) as tick:
-        report = rollup_day(_day(day), late=not no_late, on_progress=tick)
+        report = rollup_day(day, late=not no_late, on_progress=tick)
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
@@ -44,17 +39,17 @@ def rollup_lines(report: RollupReport) -> list[str]:
 
 
 @click.command("backfill")
-@click.option("--from", "first", required=True, type=DAY, help="First UTC day (YYYY-MM-DD).")
-@click.option("--to", "last", required=True, type=DAY, help="Last UTC day, included.")
+@click.option("--from", "first", required=True, type=Day(), help="First UTC day (YYYY-MM-DD).")
+@click.option("--to", "last", required=True, type=Day(), help="Last UTC day, included.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def backfill_command(first: datetime, last: datetime, quiet: bool) -> None:
+def backfill_command(first: date, last: date, quiet: bool) -> None:
     """Run the nightly rollup for every day in a range, in order, in this process.
 
     The same task code as the usage_rollup DAG, for users without a scheduler; with
     one, `airflow backfill create --dag-id usage_rollup --from-date ... --to-date ...`.
     """
     try:
-        days = days_between(_day(first), _day(last))
+        days = days_between(first, last)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--to'") from None
     with progress("backfill: days", total=len(days), quiet=quiet) as tick:

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from billing import yamlio
+from meterline.cli.options import console as make_console
 from rating import PriceError, RatedCharge, RoundingMode, parse_price, rate
 from rating.decimals import fmt
 
@@ -83,7 +83,7 @@ def _item(kind: str, tier: int | None, blocks: str | None) -> str:
 
 
 def _print_table(charge: RatedCharge) -> None:
-    console = Console(highlight=False)
+    console = make_console()
     with_versions = bool(charge.versions)
     table = Table(
         title=f"{charge.model} price in {charge.currency}, quantity {fmt(charge.quantity, True)}",

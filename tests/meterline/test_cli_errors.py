@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -23,6 +24,7 @@ from click.testing import CliRunner
 
 from meterline.cli import COMMANDS, load_command, main
 from meterline.cli.exits import EXIT_CODES, ExitCode
+from meterline.cli.options import Timestamp
 from meterline.settings import settings
 from tests.billing.factories import write_customers
 
@@ -306,6 +308,44 @@ def test_a_bad_option_value_checked_by_the_command_is_refused(
 ) -> None:
     code, output = invoke(args)
     assert_one_error(code, output, ExitCode.REFUSED)
+
+
+# --- the one timestamp rule, on every --as-of and --at ------------------------------------------
+
+TIME_OPTIONS = [
+    (path, param)
+    for path, command in LEAVES
+    for param in command.params
+    if isinstance(param, click.Option) and {"--as-of", "--at"} & set(param.opts)
+]
+
+
+def test_every_time_option_has_the_one_timestamp_type() -> None:
+    assert len(TIME_OPTIONS) >= 5, [" ".join(p) for p, _ in TIME_OPTIONS]
+    other = [f"{' '.join(path)} {param.opts[0]}" for path, param in TIME_OPTIONS
+             if not isinstance(param.type, Timestamp)]
+    assert not other, f"time options of another type: {other}"
+
+
+@pytest.mark.parametrize(("path", "param"), TIME_OPTIONS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.opts[0])
+def test_every_time_option_reads_the_same_instant(path: tuple[str, ...], param: click.Option) -> None:
+    midnight = datetime(2026, 11, 4, tzinfo=UTC)
+    ctx = click.Context(dict(LEAVES)[path])
+    for text in ("2026-11-04", "2026-11-04T00:00:00Z", "2026-11-04T09:00:00+09:00"):
+        assert param.type_cast_value(ctx, text) == midnight, (path, text)
+
+
+@pytest.mark.parametrize(("path", "param"), TIME_OPTIONS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.opts[0])
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("2026-11-04T00:00", "has no UTC offset"), ("2026-11-04T00:00:00", "has no UTC offset"),
+     ("04/11/2026", "is not a timestamp")],
+)
+def test_every_time_option_refuses_a_time_without_offset(
+    path: tuple[str, ...], param: click.Option, value: str, fragment: str, place: dict[str, str]
+) -> None:
+    code, output = invoke([*path, param.opts[0], value])
+    assert_one_error(code, output, ExitCode.REFUSED, param.opts[0], fragment)
 
 
 # --- missing files ----------------------------------------------------------------------------

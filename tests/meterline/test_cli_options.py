@@ -1,0 +1,96 @@
+"""The one rule for each kind of option value (meterline.cli.options), value by value."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import click
+import pytest
+
+from meterline.cli.options import Day, Month, Timestamp, parse_day, parse_month, parse_timestamp
+
+MIDNIGHT = datetime(2026, 11, 4, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "instant"),
+    [
+        ("2026-11-04", MIDNIGHT),
+        ("2026-11-04T00:00:00Z", MIDNIGHT),
+        ("2026-11-04t00:00:00z", MIDNIGHT),
+        ("2026-11-04 00:00:00+00:00", MIDNIGHT),
+        ("2026-11-04T00:00:00-00:00", MIDNIGHT),
+        ("2026-11-04T09:00:00+09:00", MIDNIGHT),
+        ("2026-11-03T19:30:00-04:30", MIDNIGHT),
+        ("2026-11-04T00:00:00.250Z", MIDNIGHT + timedelta(milliseconds=250)),
+        # Digits past the microsecond are dropped, never rounded up into the next one.
+        ("2026-11-04T00:00:00.0000019Z", MIDNIGHT + timedelta(microseconds=1)),
+        (" 2026-11-04T00:00:00Z ", MIDNIGHT),
+        ("2024-02-29", datetime(2024, 2, 29, tzinfo=UTC)),
+    ],
+)
+def test_a_timestamp_is_rfc3339_with_an_offset_or_a_date_at_midnight_utc(
+    text: str, instant: datetime
+) -> None:
+    parsed = parse_timestamp(text)
+    assert parsed == instant
+    assert parsed.tzinfo is UTC  # always given back in UTC, whatever offset was written
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("2026-11-04T00:00", "has no UTC offset"),
+        ("2026-11-04T00:00:00", "has no UTC offset"),
+        ("2026-11-04 00:00:00.5", "has no UTC offset"),
+        ("2026-11-04T00:00Z", "is not a timestamp"),  # RFC 3339 has seconds
+        ("2026-11-04T00Z", "is not a timestamp"),
+        ("20261104T000000Z", "is not a timestamp"),  # ISO 8601 basic form
+        ("2026-W45-3", "is not a timestamp"),
+        ("04/11/2026", "is not a timestamp"),
+        ("1762214400", "is not a timestamp"),
+        ("now", "is not a timestamp"),
+        ("", "is not a timestamp"),
+        ("2026-02-30", "is not a calendar date"),
+        ("2026-11-04T24:00:00Z", "is not a real date and time"),
+        ("2026-11-04T00:00:00+24:00", "is not a real date and time"),
+    ],
+)
+def test_anything_else_is_refused_saying_what_to_write(text: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_timestamp(text)
+    assert fragment in str(info.value)
+    assert "2026-11-04T00:00:00Z" in str(info.value) or "date" in str(info.value)
+
+
+def test_the_timestamp_type_takes_an_aware_datetime_and_refuses_a_naive_one() -> None:
+    kind = Timestamp()
+    tokyo = datetime(2026, 11, 4, 9, tzinfo=timezone(timedelta(hours=9)))
+    assert kind.convert(tokyo, None, None) == MIDNIGHT
+    with pytest.raises(click.BadParameter, match="UTC offset"):
+        kind.convert(datetime(2026, 11, 4), None, None)
+    with pytest.raises(click.BadParameter, match="UTC offset"):
+        kind.convert("2026-11-04T00:00", None, None)
+
+
+@pytest.mark.parametrize("text", ["2026-01", "2026-12", "1999-10"])
+def test_a_month_is_yyyy_mm(text: str) -> None:
+    assert parse_month(text) == text
+    assert Month().convert(text, None, None) == text
+
+
+@pytest.mark.parametrize("text", ["2026-13", "2026-00", "2026-3", "2026/03", "26-03", "2026-03-01", "oct"])
+def test_anything_else_is_not_a_month(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a month YYYY-MM"):
+        parse_month(text)
+    with pytest.raises(click.BadParameter, match="YYYY-MM"):
+        Month().convert(text, None, None)
+
+
+def test_a_day_is_yyyy_mm_dd() -> None:
+    assert parse_day("2026-10-01") == date(2026, 10, 1)
+    assert Day().convert("2024-02-29", None, None) == date(2024, 2, 29)
+    assert Day().convert(datetime(2026, 10, 1, 23, tzinfo=UTC), None, None) == date(2026, 10, 1)
+    for bad in ("2026-10-32", "2026-10-1", "20261001", "2026-10-01T00:00:00Z", "tomorrow"):
+        with pytest.raises(ValueError, match="is not a day YYYY-MM-DD"):
+            parse_day(bad)
