@@ -1,7 +1,11 @@
 """Invoice lifecycle: draft -> finalized -> void, and re-issuing a void period.
 
 Finalizing waits for the period's end plus a grace period (late events still count),
-measured against the caller's ``as_of`` instant, never the clock. It freezes the
+measured against the caller's ``as_of`` instant, never the clock, and for the period to
+have been rated: a draft that so far holds only adjustment lines (corrections of an
+earlier period, carried forward) stays open until close posts the period's own charges,
+or its period begins after the subscription ended (a carrier of corrections only). It
+freezes the
 totals; from then on the invoice and its lines never change (ORM hooks in
 billing.guards and database triggers refuse it). Voiding keeps the invoice for audit;
 posting that period again issues a new draft linked to it (``reissue_of_id``).
@@ -18,7 +22,8 @@ from sqlalchemy.orm import Session, aliased
 from billing import bulk
 from billing.bulk import refresh_totals
 from billing.errors import FinalizeTooEarly, InvoiceImmutable, LedgerError, NotFound
-from billing.models import Invoice, InvoiceLine
+from billing.models import Invoice, InvoiceLine, Subscription
+from billing.periods import local_midnight
 
 #: Default wait after a period ends before its invoice may be finalized.
 DEFAULT_GRACE = timedelta(days=3)
@@ -28,6 +33,34 @@ def _aware(value: datetime, name: str) -> datetime:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
     return value
+
+
+class PeriodNotRated(LedgerError):
+    """A draft whose period close has not rated yet: finalizing it would bill the period
+    with its corrections only, and its own usage never."""
+
+
+def unrated(session: Session, invoice_ids: Collection[int]) -> set[int]:
+    """The drafts among ``invoice_ids`` whose period has not been rated: they hold no line
+    of their own period (only adjustments) and the subscription was still active when
+    the period began."""
+    rated = (
+        select(InvoiceLine.id)
+        .where(InvoiceLine.invoice_id == Invoice.id, InvoiceLine.kind != "adjustment")
+        .exists()
+    )
+    found: set[int] = set()
+    for part in bulk.chunks(list(invoice_ids)):
+        rows = session.execute(
+            select(Invoice.id, Invoice.period_start, Subscription.end_date, Subscription.timezone)
+            .join(Subscription, Subscription.id == Invoice.subscription_id)
+            .where(Invoice.id.in_(part), ~rated)
+        ).all()
+        for invoice_id, period_start, end_date, tz in rows:
+            ended = end_date is not None and local_midnight(end_date, tz) <= period_start
+            if not ended:
+                found.add(invoice_id)
+    return found
 
 
 def _locked(session: Session, invoice_id: int) -> Invoice:
@@ -63,6 +96,12 @@ def finalize(
             f"invoice {invoice_id}: its period ends {invoice.period_end.isoformat()} and the"
             f" grace period ({grace}) runs until {due.isoformat()}; as_of is {as_of.isoformat()}"
         )
+    if unrated(session, [invoice.id]):
+        raise PeriodNotRated(
+            f"invoice {invoice_id} holds only adjustment lines: its own period "
+            f"({invoice.period_start.isoformat()}) has not been rated yet; run `meterline "
+            "close` for it, which rates, posts and finalizes it"
+        )
     refresh_totals(session, [invoice.id])
     session.refresh(invoice)
     invoice.status = "finalized"
@@ -83,7 +122,8 @@ def finalize_due(
     Set-based, for a close of many periods at once: the drafts are locked in id order
     (PostgreSQL), their totals recomputed from their lines in bulk, then frozen with
     ``finalized_at = as_of``, exactly as :func:`finalize` does one by one. Drafts in
-    ``keep_open`` stay drafts (a close that could not rate their period).
+    ``keep_open`` stay drafts (a close that could not rate their period), and so do
+    drafts whose period has not been rated yet (:func:`unrated`).
     """
     _aware(as_of, "as_of")
     if grace < timedelta(0):
@@ -98,6 +138,8 @@ def finalize_due(
         ).all()
         if invoice_id not in keep_open
     ]
+    waiting = unrated(session, ids)
+    ids = [invoice_id for invoice_id in ids if invoice_id not in waiting]
     if not ids:
         return []
     for part in bulk.chunks(ids):

@@ -197,3 +197,28 @@ def test_an_adjusted_invoice_cannot_be_voided_under_its_adjustments(loaded: Ledg
     with loaded.Session.begin() as session:
         billing.void(session, result.invoice_id, as_of=APRIL.start)
         billing.void(session, march, as_of=APRIL.start)
+
+
+def test_a_draft_holding_only_corrections_waits_for_its_period_to_be_rated(loaded: Ledger) -> None:
+    """April's draft exists only to carry March's correction: finalizing it before close
+    rated April would bill April with the correction alone and April's usage never."""
+    post_and_finalize(loaded, MARCH)
+    with loaded.Session() as session:
+        corrected = standard_charges(session, resolutions=130)
+    carrier = adjust(loaded, MARCH, corrected).invoice_id
+    after_april = APRIL.end + GRACE
+    with loaded.Session.begin() as session:
+        assert billing.finalize_due(session, as_of=after_april, grace=GRACE) == []
+    with (
+        pytest.raises(billing.LedgerError, match="only adjustment lines"),
+        loaded.Session.begin() as session,
+    ):
+        billing.finalize(session, carrier, as_of=after_april, grace=GRACE)
+    # Close rates April onto the same draft; now it is finalized with both.
+    with loaded.Session.begin() as session:
+        posted = billing.post_charges(session, "sub_00001", APRIL, standard_charges(session))
+    assert list(posted.invoice_ids.values()) == [carrier]
+    with loaded.Session.begin() as session:
+        assert billing.finalize_due(session, as_of=after_april, grace=GRACE) == [carrier]
+    with loaded.Session() as session:
+        assert invoice(session, carrier).total_minor == 39600 + 2970
