@@ -226,7 +226,14 @@ def repair(warehouse: Warehouse, *, lease_s: int = DEFAULT_LEASE_S) -> list[Inte
         rolled.append(run)
     with _active_lock:
         live |= _active
+    exclusive = getattr(warehouse, "exclusive", False)
     for (name,) in warehouse.query_rows(query("ingest/scratch_tables")):
+        # The engine's own temporary table of a `CREATE TABLE ... AS SELECT` cut short by
+        # a kill: removable only where no other process can be creating one right now.
+        if name.startswith("_tmp_replace_"):
+            if exclusive:
+                warehouse.command(f"DROP TABLE IF EXISTS {check_identifier(name)}")
+            continue
         match = _SCRATCH.match(name)
         if match is None:
             continue

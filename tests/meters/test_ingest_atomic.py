@@ -121,7 +121,14 @@ def test_repair_rolls_back_a_dead_run(
         {"id": summary.ingest_id},
     )
     warehouse.command("CREATE TABLE _ingest_" + summary.ingest_id + "_0_staging (x UInt8) ENGINE = Memory")
+    warehouse.command("CREATE TABLE _tmp_replace_0a1b_2c3d (x UInt8) ENGINE = Memory")
     rolled = repair(warehouse, lease_s=60)
+    left = warehouse.query_rows(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() "
+        "AND startsWith(name, '_tmp_replace_')"
+    )
+    # The engine's leftover is removed only where no other process can be making one.
+    assert left == ([] if warehouse.exclusive else [("_tmp_replace_0a1b_2c3d",)])
     assert [r.ingest_id for r in rolled] == [summary.ingest_id]
     assert books(warehouse) == (0, 0, 0, 0)
     assert repair(warehouse, lease_s=60) == []

@@ -1,5 +1,7 @@
 -- Scratch tables of ingest batches (`_ingest_<run>_<batch>_staging|classified`) in this
--- database, to remove those of runs that are no longer alive.
+-- database, and the engine's temporary tables of a CREATE ... AS SELECT that a kill cut
+-- short (`_tmp_replace_...`), to remove those no live run uses.
 SELECT name FROM system.tables
-WHERE database = currentDatabase() AND startsWith(name, '_ingest_')
+WHERE database = currentDatabase()
+  AND (startsWith(name, '_ingest_') OR startsWith(name, '_tmp_replace_'))
 ORDER BY name
