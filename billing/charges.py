@@ -1,4 +1,5 @@
-"""What the pipeline posts: ChargeLine, and the deterministic keys and hashes of lines."""
+"""What the pipeline posts: ChargeLine (and `charge_line`, the ledger line of a rated
+line), and the deterministic keys and hashes of lines."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, Literal
 
 from billing.money import canonical, exponent, minor_unit, require_decimal, to_minor
 from billing.periods import Period, iso_utc
+from rating.period import RatedLine
 
 ChargeKind = Literal["usage", "flat", "minimum_true_up", "discount", "adjustment"]
 POSTABLE_KINDS: frozenset[str] = frozenset({"usage", "flat", "minimum_true_up", "discount"})
@@ -170,6 +172,26 @@ class ChargeLine:
         """sha256 of :meth:`content` (same content, same hash, whatever the spelling of
         the decimals)."""
         return self._content_hash
+
+
+def charge_line(rated: RatedLine) -> ChargeLine:
+    """The ledger line a rated line posts as (the same key parts, amounts and
+    explanation; its breakdown as JSON). Raises what ChargeLine raises for a line the
+    ledger's rules refuse (ValueError, TypeError)."""
+    return ChargeLine(
+        price_id=rated.price_id,
+        price_version=rated.price_version,
+        kind=rated.kind,
+        quantity=rated.quantity,
+        amount=rated.amount,
+        amount_precise=rated.amount_precise,
+        currency=rated.currency,
+        meter=rated.meter,
+        unit_amount=rated.unit_amount,
+        breakdown=rated.breakdown(),
+        description=rated.description,
+        group=rated.group,
+    )
 
 
 def period_token(period: Period) -> str:

@@ -1,4 +1,5 @@
-"""Exact money helpers for the ledger: Decimal only, minor units from ISO 4217.
+"""Exact money helpers for the ledger: Decimal only, minor units from ISO 4217 (the
+table is rating.money's).
 
 Amounts arrive in major units, already rounded once per line by the rating engine
 (invariant 4); the ledger only checks that and converts them to integer minor units.
@@ -10,7 +11,7 @@ from decimal import Context, Decimal
 from functools import cache
 from typing import Any
 
-import iso4217
+from rating.money import minor_unit_exponent
 
 
 class CurrencyError(ValueError):
@@ -19,20 +20,17 @@ class CurrencyError(ValueError):
 
 @cache
 def exponent(currency: str) -> int:
-    """Digits after the decimal point of the currency's minor unit (JPY 0, USD 2, KWD 3)."""
+    """Digits after the decimal point of the currency's minor unit (JPY 0, USD 2, KWD 3),
+    from rating's one ISO 4217 table. The ledger takes a code only as stored: three
+    upper-case letters (rating also reads "usd"). Raises CurrencyError."""
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
         raise CurrencyError(
             f"currency must be a 3-letter upper-case ISO 4217 code, got {currency!r}"
         )
     try:
-        found = iso4217.Currency(currency)
-    except (ValueError, KeyError):
-        raise CurrencyError(f"unknown ISO 4217 currency {currency!r}") from None
-    exp = found.exponent
-    # Funds and metals (XAU, XDR...) have no minor unit; they are not billing currencies.
-    if exp is None:
-        raise CurrencyError(f"{currency} has no minor unit and cannot be billed")
-    return int(exp)
+        return minor_unit_exponent(currency)
+    except ValueError as exc:
+        raise CurrencyError(str(exc)) from None
 
 
 def require_decimal(value: Any, what: str, *, allow_int: bool = True) -> Decimal:

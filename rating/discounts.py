@@ -23,7 +23,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
 from rating.decimals import EXACT_CONTEXT, ZERO, JsonDecimal, fmt, to_decimal
 from rating.errors import CurrencyMismatchError
-from rating.money import Money, RoundingMode, normalize_currency, round_money
+from rating.money import ROUNDING, Money, RoundingMode, normalize_currency, round_money
 from rating.result import RatedCharge
 
 
@@ -179,7 +179,7 @@ def _validity(discount: Discount) -> str:
 def minimum_commitment_true_up(
     lines_total: Money,
     commitment: Money,
-    rounding: RoundingMode | str = RoundingMode.HALF_UP,
+    rounding: RoundingMode | str = ROUNDING,
 ) -> Money | None:
     """The true-up line of a plan's minimum commitment: commitment - lines_total,
     rounded once, when the period's lines total less than the commitment; None

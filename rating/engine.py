@@ -24,8 +24,7 @@ from rating.errors import (
 )
 from rating.models import Flat, Graduated, Package, Percentage, PerUnit, Volume
 from rating.models.base import ChargeModel, PeriodState, Window
-from rating.money import DECIMAL_ROUNDING as _ROUNDING
-from rating.money import ROUNDING_CONTEXT, RoundingMode
+from rating.money import DECIMAL_ROUNDING, ROUNDING, ROUNDING_CONTEXT, RoundingMode
 from rating.price import Price, PriceModel
 from rating.result import EntryData, RatedCharge
 
@@ -47,7 +46,7 @@ def rate(
     price: Price,
     quantity: Decimal | int | str,
     *,
-    rounding: RoundingMode | str = RoundingMode.HALF_UP,
+    rounding: RoundingMode | str = ROUNDING,
 ) -> RatedCharge:
     """Rate a billable quantity for one period against one price."""
     mode = rounding if type(rounding) is RoundingMode else RoundingMode(rounding)
@@ -67,7 +66,7 @@ def rate(
 def rate_windows(
     windows: Sequence[tuple[str, Price, Decimal | int | str]],
     *,
-    rounding: RoundingMode | str = RoundingMode.HALF_UP,
+    rounding: RoundingMode | str = ROUNDING,
 ) -> RatedCharge:
     """Rate a period that spans price versions, as ONE charge.
 
@@ -259,7 +258,7 @@ def _charge(
             "maximum_adjustment": maximum_adjustment,
             "amount_precise": amount_precise,
             "amount": amount_precise.quantize(
-                last_price.minor_unit, rounding=_ROUNDING[mode], context=ROUNDING_CONTEXT
+                last_price.minor_unit, rounding=DECIMAL_ROUNDING[mode], context=ROUNDING_CONTEXT
             ),
             "rounding": mode,
             "breakdown": entries,

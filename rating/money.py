@@ -39,6 +39,11 @@ class RoundingMode(StrEnum):
         return None
 
 
+#: The rounding mode of every charge: each line's precise amount is rounded half-up to
+#: the currency's minor unit (DESIGN.md invariant 4; the catalog refuses any other
+#: rounding_mode at load). Close, adjustments and the audit all rate with this one.
+ROUNDING: Final = RoundingMode.HALF_UP
+
 DECIMAL_ROUNDING: Final = {
     RoundingMode.HALF_UP: ROUND_HALF_UP,
     RoundingMode.HALF_EVEN: ROUND_HALF_EVEN,
@@ -63,12 +68,12 @@ def _currency(currency: object) -> tuple[str, Decimal]:
     try:
         entry = iso4217.Currency(code)
     except ValueError:
-        raise ValueError(f"currency {currency!r} is not an ISO 4217 currency code") from None
+        raise ValueError(f"unknown ISO 4217 currency {currency!r}") from None
     exponent = entry.exponent
     if exponent is None:
         raise ValueError(
-            f"currency {code!r} ({entry.currency_name}) has no minor unit in ISO 4217 "
-            "and cannot be invoiced"
+            f"currency {code!r} ({entry.currency_name}) has no minor unit in ISO 4217"
+            " and cannot be invoiced"
         )
     info = (code, Decimal(1).scaleb(-exponent))
     _CURRENCIES[currency] = info
@@ -92,9 +97,7 @@ def minor_unit_exponent(currency: str) -> int:
     return -exponent
 
 
-def round_money(
-    amount: Decimal, currency: str, mode: RoundingMode | str = RoundingMode.HALF_UP
-) -> Decimal:
+def round_money(amount: Decimal, currency: str, mode: RoundingMode | str = ROUNDING) -> Decimal:
     """Round a precise amount to the currency's minor unit: Decimal('1.005'), 'USD' ->
     Decimal('1.01') (half-up). The result always carries exactly the minor-unit
     exponent, so 5 USD reads '5.00'."""
@@ -213,7 +216,7 @@ class Money:
     def __ge__(self, other: object) -> bool:
         return self.amount >= self._other(other)
 
-    def round(self, mode: RoundingMode | str = RoundingMode.HALF_UP) -> Money:
+    def round(self, mode: RoundingMode | str = ROUNDING) -> Money:
         """The amount rounded to the currency's minor unit."""
         return Money(round_money(self.amount, self.currency, mode), self.currency)
 

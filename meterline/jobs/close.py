@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from billing import bulk, finalize_due
 from billing.adjustments import post_adjustments
-from billing.charges import ChargeLine, line_key
+from billing.charges import ChargeLine, charge_line, line_key
 from billing.db import create_ledger_engine, session_factory
 from billing.errors import LedgerError
 from billing.migrate import upgrade
@@ -45,14 +45,6 @@ from billing.posting import (
     record_rating_run,
 )
 from meterline.connections import meter_catalog, open_warehouse
-from meterline.jobs.period_charges import (
-    PriceSpec,
-    PriceVersionSpec,
-    QuantityKey,
-    rate_period,
-    version_windows,
-    windows_needed,
-)
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
 from meters.quantities import QuantityRow, WindowRequest, batch_quantities
@@ -60,11 +52,17 @@ from meters.rollup import dirty_days
 from meters.sql_files import query
 from meters.warehouse.base import Warehouse
 from rating import Discount, Money, RoundingMode, parse_price
+from rating.money import ROUNDING
+from rating.period import (
+    PriceSpec,
+    PriceVersionSpec,
+    QuantityKey,
+    rate_period,
+    version_windows,
+    windows_needed,
+)
 
 CODE_VERSION = "meterline-0.1"
-# Charges are rounded half-up (the catalog's default; its rounding_mode key is not read
-# yet). The audit rates with this same mode.
-ROUNDING = RoundingMode.HALF_UP
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -469,7 +467,7 @@ def rate_periods(rater: Rater, due: Sequence[Due], *, raw: bool = False) -> dict
         lines: list[ChargeLine] = []
         if error is None:
             try:
-                lines = rate_period(
+                rated = rate_period(
                     specs,
                     start=item.period.start,
                     end=item.period.end,
@@ -478,6 +476,7 @@ def rate_periods(rater: Rater, due: Sequence[Due], *, raw: bool = False) -> dict
                     minimum_commitment=rater.minimum(sub.plan_id, sub.currency),
                     rounding=rater.rounding,
                 )
+                lines = [charge_line(r) for r in rated]
             except RATING_ERRORS as exc:
                 error = f"cannot be rated: {exc}"
         out[item] = PeriodRating(

@@ -9,7 +9,7 @@ pro-rated by window.
 from __future__ import annotations
 
 from rating.decimals import ONE
-from rating.models.base import PeriodState, Window
+from rating.models.base import ChargeModel, PeriodState, Window
 from rating.price import Price, PriceModel
 from rating.result import EntryData
 
@@ -31,3 +31,6 @@ class Flat:
                 "amount": amount,
             }
         ]
+
+
+_: ChargeModel = Flat()

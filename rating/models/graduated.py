@@ -14,7 +14,8 @@ fixed fee with included usage, which must not vanish in a quiet month (docs/rati
 from __future__ import annotations
 
 from rating.decimals import ZERO
-from rating.models.base import PeriodState, Window
+from rating.models.base import ChargeModel, PeriodState, Window
+from rating.models.tiers import tier_slices
 from rating.price import Price, PriceModel
 from rating.result import EntryData
 
@@ -23,15 +24,11 @@ class Graduated:
     model = PriceModel.GRADUATED
 
     def rate(self, price: Price, window: Window, state: PeriodState) -> list[EntryData]:
-        start, end = window.start, window.end
         charged = state.charged_flat_tiers
         entries: list[EntryData] = []
-        for index, (lower, upper, unit_amount, flat_amount) in enumerate(price.ladder):
-            # Tiers after the first are reached only by units above their lower bound.
-            if index and end <= lower:
-                break
-            top = end if upper is None or end < upper else upper
-            bottom = start if start > lower else lower
+        for index, bottom, top, unit_amount, flat_amount in tier_slices(
+            price.ladder, window.start, window.end
+        ):
             units = top - bottom if top > bottom else ZERO
             # Earlier windows of the period may already have reached this tier (and paid
             # its flat fee); the fee is due once per period.
@@ -57,3 +54,6 @@ class Graduated:
                 }
             )
         return entries
+
+
+_: ChargeModel = Graduated()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from rating.models.base import PeriodState, Window
+from rating.models.base import ChargeModel, PeriodState, Window
 from rating.price import Price, PriceModel
 from rating.result import EntryData
 
@@ -49,3 +49,6 @@ class Package:
                 "range_to": end,
             }
         ]
+
+
+_: ChargeModel = Package()

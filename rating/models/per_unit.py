@@ -3,7 +3,7 @@ standard model)."""
 
 from __future__ import annotations
 
-from rating.models.base import PeriodState, Window
+from rating.models.base import ChargeModel, PeriodState, Window
 from rating.price import Price, PriceModel
 from rating.result import EntryData
 
@@ -26,3 +26,6 @@ class PerUnit:
                 "range_to": window.end,
             }
         ]
+
+
+_: ChargeModel = PerUnit()

@@ -5,7 +5,7 @@ free_units of the period's total are not charged."""
 
 from __future__ import annotations
 
-from rating.models.base import PeriodState, Window
+from rating.models.base import ChargeModel, PeriodState, Window
 from rating.price import Price, PriceModel
 from rating.result import EntryData
 
@@ -27,3 +27,6 @@ class Percentage:
                 "range_to": window.end,
             }
         ]
+
+
+_: ChargeModel = Percentage()

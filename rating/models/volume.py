@@ -15,28 +15,18 @@ window), since the tier is only known once the period is complete.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from rating.decimals import ZERO
-from rating.models.base import PeriodState, Window
+from rating.models.base import ChargeModel, PeriodState, Window
+from rating.models.tiers import tier_holding
 from rating.price import Price, PriceModel
 from rating.result import EntryData
-
-
-def _tier_index(price: Price, total: Decimal) -> int:
-    ladder = price.ladder
-    for index, (_lower, upper, _unit, _flat) in enumerate(ladder):
-        if upper is None or total <= upper:
-            return index
-    return len(ladder) - 1  # unreachable: parse_price makes the last tier unbounded
 
 
 class Volume:
     model = PriceModel.VOLUME
 
     def rate(self, price: Price, window: Window, state: PeriodState) -> list[EntryData]:
-        index = _tier_index(price, window.total)
-        _lower, _upper, unit_amount, flat_amount = price.ladder[index]
+        index, _bottom, _top, unit_amount, flat_amount = tier_holding(price.ladder, window.total)
         units = window.units
         flat = flat_amount if window.last else ZERO
         return [
@@ -52,3 +42,6 @@ class Volume:
                 "range_to": window.end,
             }
         ]
+
+
+_: ChargeModel = Volume()

@@ -1,18 +1,19 @@
-"""Rating one subscription's period from quantities: the business rules, by hand."""
+"""Rating one subscription's period from quantities (rating/period.py): the business
+rules, by hand."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from meterline.jobs.period_charges import (
+from rating import Discount, Money, parse_price
+from rating.period import (
     PriceSpec,
     PriceVersionSpec,
     rate_period,
     version_windows,
     windows_needed,
 )
-from rating import Discount, Money, parse_price
 
 NOV = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
 MID = datetime(2026, 11, 15, tzinfo=UTC)
@@ -49,6 +50,12 @@ def test_price_change_mid_period_is_rated_per_window_continuing_tiers() -> None:
     # 1000 x 1 + 200 x 0.5 in the first window; the second continues in tier 2: 800 x 0.25.
     assert line.amount == Decimal("1300.00")
     assert line.price_version == "v2"
+    # The tier breakdown, per version window: positions in the period's cumulative units.
+    assert [(e.version, e.tier, e.range_from, e.range_to, e.amount) for e in line.detail.breakdown] == [
+        ("v1", 1, 0, 1000, Decimal(1000)),
+        ("v1", 2, 1000, 1200, Decimal(100)),
+        ("v2", 2, 1200, 2000, Decimal(200)),
+    ]
 
 
 def test_discount_and_minimum_commitment() -> None:
