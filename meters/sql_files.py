@@ -6,12 +6,11 @@ import re
 from functools import cache
 from pathlib import Path
 
+from meters.warehouse.base import LEADING_COMMENTS as LEADING_COMMENTS  # migrations read it here
 from meters.warehouse.base import check_identifier
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _TABLE_SLOT = re.compile(r"\{\{(\w+)\}\}")
-# The comments (and blank space) before a statement's first keyword.
-LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))*\s*", re.DOTALL)
 # `{{> name}}` stands for the text of sql/queries/<name>.sql: a fragment several queries
 # share (its comment lines are dropped, so it can sit inside an expression).
 _INCLUDE = re.compile(r"\{\{> *([\w/]+) *\}\}")

@@ -7,8 +7,9 @@ parameters (`{name:Type}` placeholders), never formatted into the statement.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Self
 
 import pyarrow as pa
 
@@ -17,6 +18,8 @@ import pyarrow as pa
 _TOKEN = re.compile(r"^[0-9a-f]{8,128}(-[a-z_]{1,32})?$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 SERVER_SCHEMES = ("clickhouse", "clickhouses", "http", "https")
+# The comments (and blank space) before a statement's first keyword.
+LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))*\s*", re.DOTALL)
 
 
 class WarehouseError(RuntimeError):
@@ -31,13 +34,22 @@ class WarehouseLockTimeout(WarehouseUnavailable):
     """Another process kept the embedded warehouse folder locked for too long."""
 
 
-class Warehouse(Protocol):
-    """What meterline needs from ClickHouse, and nothing more."""
+class Warehouse(ABC):
+    """What meterline needs from ClickHouse, and nothing more.
+
+    The two backends (meters.warehouse.chdb, meters.warehouse.clickhouse) subclass it and
+    run the statements (`_command`, `_query_arrow`, `_insert_arrow`, `_close`); the checks
+    both must make alike live here once: a closed connection, table and column names,
+    per-statement settings and tokens, an Arrow result.
+    """
 
     database: str
     # True when no other process can use this warehouse while it is open (the embedded
     # chDB folder lock): work left unfinished by another process is then certainly dead.
     exclusive: bool
+    # The engine's name in messages.
+    engine_name: str
+    _closed: bool = False
 
     def command(
         self,
@@ -49,25 +61,69 @@ class Warehouse(Protocol):
         """Run a statement that returns nothing (DDL, INSERT ... SELECT, ALTER).
 
         `settings` are ClickHouse query settings for this statement only (for example
-        insert_deduplication_token); string values must pass `check_token`.
+        insert_deduplication_token); string values must pass `check_token` (ValueError).
+        Raises WarehouseError (WarehouseUnavailable: try again later).
         """
+        self._live()
+        self._command(sql, params, check_settings(settings))
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        """Run a query and return its result as an Arrow table."""
+        """Run a query and return its result as an Arrow table. Raises WarehouseError."""
+        self._live()
+        result = self._query_arrow(sql, params)
+        if not isinstance(result, pa.Table):
+            raise WarehouseError(
+                f"expected an Arrow table from {self.engine_name}, got {type(result)!r}"
+            )
+        return result
 
     def query_rows(
         self, sql: str, params: Mapping[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
-        """Run a query and return its rows as tuples."""
+        """Run a query and return its rows as tuples. Raises WarehouseError."""
+        return table_rows(self.query_arrow(sql, params))
 
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
         """Insert an Arrow table whose column names match the table's columns.
 
-        With a dedup_token, a retried insert of the same block is a no-op.
+        With a dedup_token, a retried insert of the same block is a no-op. Names that
+        are not identifiers and malformed tokens raise ValueError.
         """
+        self._live()
+        check_identifier(table)
+        for name in data.column_names:
+            check_identifier(name)
+        self._insert_arrow(table, data, check_token(dedup_token) if dedup_token else None)
 
     def close(self) -> None:
-        """Release the connection."""
+        """Release the connection (a second close does nothing)."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _live(self) -> None:
+        if self._closed:
+            raise WarehouseError("warehouse connection is closed")
+
+    @abstractmethod
+    def _command(
+        self, sql: str, params: Mapping[str, Any] | None, settings: dict[str, str | int]
+    ) -> None: ...
+
+    @abstractmethod
+    def _query_arrow(self, sql: str, params: Mapping[str, Any] | None) -> Any: ...
+
+    @abstractmethod
+    def _insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None) -> None: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
 
 
 def table_rows(table: pa.Table) -> list[tuple[Any, ...]]:
@@ -108,3 +164,17 @@ def settings_clause(settings: Mapping[str, str | int] | None) -> str:
         for name, value in checked.items()
     ]
     return " SETTINGS " + ", ".join(parts)
+
+
+def short_text(text: str, limit: int = 300) -> str:
+    """`text` on one line (white space folded), cut after `limit` characters (" ...")."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + " ..."
+
+
+def statement_note(sql: str | None) -> str:
+    """The second line of a warehouse error naming its statement ("\\n  in: SELECT ..."),
+    without the statement's leading comments, at most 300 characters; "" for none."""
+    if not sql:
+        return ""
+    return "\n  in: " + short_text(LEADING_COMMENTS.sub("", sql))

@@ -18,11 +18,13 @@ import chdb
 import pyarrow as pa
 
 from meters.warehouse.base import (
+    Warehouse,
     WarehouseError,
     WarehouseLockTimeout,
     check_identifier,
     settings_clause,
-    table_rows,
+    short_text,
+    statement_note,
 )
 from meters.warehouse.chdb_params import format_params
 
@@ -96,24 +98,22 @@ def _release_engine() -> None:
             _engine_users = 0
 
 
-class ChdbWarehouse:
+class ChdbWarehouse(Warehouse):
     """Warehouse backend on chDB. All statements run in `database` (created if missing)."""
 
     exclusive = True
+    engine_name = "chDB"
 
     def __init__(self, path: str, *, database: str = "meterline", lock_timeout_s: float = 300.0):
         self.path = str(Path(path).resolve())
         self.database = check_identifier(database)
         self._conn = _open_engine(self.path, lock_timeout_s)
-        self._closed = False
         with _engine_lock:
             self._conn.query(f"CREATE DATABASE IF NOT EXISTS {self.database}")
 
     # chDB keeps `USE` per connection; the engine is shared, so every call names its
     # database first. Both run under one lock so threads cannot interleave them.
     def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
-        if self._closed:
-            raise WarehouseError("warehouse connection is closed")
         with _engine_lock:
             try:
                 self._conn.query(f"USE {self.database}")
@@ -123,31 +123,18 @@ class ChdbWarehouse:
             except Exception as exc:
                 # The engine repeats the whole query in its message: keep the head.
                 message = str(exc).split(" In scope ")[0]
-                raise WarehouseError(f"{_short(message, 600)}\n  in: {_short(sql)}") from None
+                raise WarehouseError(short_text(message, 600) + statement_note(sql)) from None
 
-    def command(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        settings: Mapping[str, str | int] | None = None,
+    def _command(
+        self, sql: str, params: Mapping[str, Any] | None, settings: dict[str, str | int]
     ) -> None:
         self._run(sql.rstrip().rstrip(";") + settings_clause(settings), "CSV", params)
 
-    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        result = self._run(sql, "ArrowTable", params)
-        if not isinstance(result, pa.Table):
-            raise WarehouseError(f"expected an Arrow table from chDB, got {type(result)!r}")
-        return result
+    def _query_arrow(self, sql: str, params: Mapping[str, Any] | None) -> Any:
+        return self._run(sql, "ArrowTable", params)
 
-    def query_rows(
-        self, sql: str, params: Mapping[str, Any] | None = None
-    ) -> list[tuple[Any, ...]]:
-        return table_rows(self.query_arrow(sql, params))
-
-    def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
-        check_identifier(table)
-        names = ", ".join(check_identifier(n) for n in data.column_names)
+    def _insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
+        names = ", ".join(data.column_names)
         settings = settings_clause(
             {"insert_deduplication_token": dedup_token} if dedup_token else None
         )
@@ -157,18 +144,5 @@ class ChdbWarehouse:
             f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_batch){settings}"
         )
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            _release_engine()
-
-    def __enter__(self) -> ChdbWarehouse:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _short(sql: str, limit: int = 300) -> str:
-    flat = " ".join(sql.split())
-    return flat if len(flat) <= limit else flat[:limit] + " ..."
+    def _close(self) -> None:
+        _release_engine()

@@ -6,204 +6,64 @@ Same interface and same SQL as the embedded chDB backend. Where the connection c
   `?airflow_conn_id=` in the URL), through apache-airflow-providers-clickhousedb's hook,
   when that Connection exists: host, port, login, password, schema (the database) and its
   extra (secure, verify, timeouts) come from Airflow, never from meterline's settings;
-* everywhere else, the `clickhouse://user:pass@host:8123/db` URL (METERLINE_WAREHOUSE_URL).
+* everywhere else, the `clickhouse://user:pass@host:8123/db` URL (METERLINE_WAREHOUSE_URL),
+  with the options of meters.warehouse.clickhouse_options.ServerOptions.
 
 Statements are stateless: every request names its database, and the per-batch staging
 tables of ingest and rollup are ordinary tables with unique names, so no server session
 is needed (`?session=1` opts into one, for a proxy that routes by session id).
 
-Failures and retries. A statement is retried (up to `retries` times, backing off) when the
-server certainly did not run it (connection refused, "too many simultaneous queries", a
-locked session, a read-only replica), or when its outcome is unknown (a dropped
-connection, a timeout, an HTTP 5xx from a proxy or a keeper hiccup) and running it twice
-has the effect of running it once: reads, inserts carrying an insert-deduplication
-token, `IF [NOT] EXISTS` DDL, `REPLACE`/`DROP PARTITION`. Anything else with an unknown
-outcome is reported, not repeated: the caller's own step is idempotent and is retried as
-a whole (an Airflow task retry, a re-run of the command). Every failure becomes a
-`WarehouseError` that says where, what and why, and never carries a password.
+Failures and retries. A statement is sent again (up to `retries` times, backing off
+exponentially, by tenacity) only when that is safe: the server certainly did not run it,
+or running it twice has the effect of running it once (meters.warehouse.
+clickhouse_failures). Anything else with an unknown outcome is reported, not repeated:
+the caller's own step is idempotent and is retried as a whole (an Airflow task retry, a
+re-run of the command). Every failure becomes a `WarehouseError` that says where, what
+and why, and never carries a password.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import re
 import sys
-import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pyarrow as pa
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
-from meters.sql_files import LEADING_COMMENTS
 from meters.warehouse.base import (
+    Warehouse,
     WarehouseError,
     WarehouseUnavailable,
     check_identifier,
-    check_settings,
-    check_token,
-    table_rows,
+    statement_note,
 )
 from meters.warehouse.chdb_params import format_value
+from meters.warehouse.clickhouse_failures import UNKNOWN_DATABASE, classify, is_repeatable, message
+from meters.warehouse.clickhouse_options import (
+    DEFAULT_DATABASE,
+    MAX_BACKOFF_S,
+    Endpoint,
+    ServerOptions,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 DEFAULT_AIRFLOW_CONN_ID = "clickhouse_default"
-DEFAULT_DATABASE = "meterline"
-
-# ClickHouse error codes (src/Common/ErrorCodes.cpp) that this backend treats specially.
-UNKNOWN_DATABASE = 81
-# UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTHENTICATION_FAILED
-_AUTH_FAILED = {192, 193, 194, 516}
-_READONLY = {164, 497}  # READONLY, ACCESS_DENIED
-TIMEOUT_EXCEEDED = 159
-# Refused before the statement ran: safe to send again whatever it is.
-_NOT_EXECUTED = {
-    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
-    203,  # NO_FREE_CONNECTION
-    242,  # TABLE_IS_READ_ONLY (a replica lost its keeper session)
-    252,  # TOO_MANY_PARTS (an insert refused before it wrote anything)
-    373,  # SESSION_IS_LOCKED
-}
-# The server gave up part way: the statement may or may not have taken effect.
-_OUTCOME_UNKNOWN = {
-    209,  # SOCKET_TIMEOUT
-    210,  # NETWORK_ERROR
-    225,  # NO_ZOOKEEPER
-    236,  # ABORTED
-    319,  # UNKNOWN_STATUS_OF_INSERT
-    999,  # KEEPER_EXCEPTION
-}
-
-# Statements whose repetition changes nothing after the first run.
-_REPEATABLE = re.compile(
-    r"""^\s*(?:
-        SELECT | WITH | SHOW | DESCRIBE | DESC | EXISTS | EXPLAIN
-      | CREATE \s+ (?:TABLE|DATABASE|VIEW|DICTIONARY) \s+ IF \s+ NOT \s+ EXISTS
-      | DROP \s+ (?:TABLE|DATABASE|VIEW|DICTIONARY) \s+ IF \s+ EXISTS
-      | TRUNCATE
-      | DELETE \s+ FROM
-      | ALTER \s+ TABLE \s+ [\w.`]+ (?:\s+ ON \s+ CLUSTER \s+ \S+)?
-        \s+ (?:REPLACE|DROP) \s+ PARTITION
-    )\b""",
-    re.IGNORECASE | re.VERBOSE,
-)
 _DEDUP_WINDOW = re.compile(r"non_replicated_deduplication_window\s*=\s*[1-9]")
-
-
-# URL query keys -> ServerOptions fields.
-_URL_OPTIONS = {
-    "connect_timeout": "connect_timeout_s",
-    "query_timeout": "query_timeout_s",
-    "retries": "retries",
-    "retry_backoff": "retry_backoff_s",
-    "cluster": "cluster",
-    "session": "session",
-    "secure": "secure",
-    "verify": "verify",
-    "compress": "compress",
-}
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """How to talk to the server. Each can be set in the URL's query string
-    (`?query_timeout=600&retries=5&cluster=main`) or passed to `connect()`."""
-
-    connect_timeout_s: float = 10.0
-    """Seconds to establish a TCP/TLS connection."""
-    query_timeout_s: float = 300.0
-    """Seconds a statement may run: sent as max_execution_time, and the client waits this
-    long plus a margin for the answer, so the server's own timeout error arrives first."""
-    retries: int = 3
-    """Extra attempts for a statement that may be retried (see the module docstring)."""
-    retry_backoff_s: float = 0.5
-    """First pause between attempts; doubles each time, at most 8 s."""
-    cluster: str | None = None
-    """Cluster mode: migrations use Replicated engines and `ON CLUSTER <cluster>`."""
-    session: bool = False
-    """Send a session id (one per connection) with every statement."""
-    secure: bool = False
-    verify: bool = True
-    compress: bool = True
-
-    @classmethod
-    def from_query(
-        cls, query: Mapping[str, str], base: ServerOptions | None = None
-    ) -> ServerOptions:
-        """Options from a URL's query string; unknown keys are an error (a typo would
-        otherwise silently keep a default)."""
-        values: dict[str, Any] = {}
-        for key, raw in query.items():
-            if key in ("database", "airflow_conn_id"):
-                continue
-            if key not in _URL_OPTIONS:
-                raise WarehouseError(
-                    f"unknown warehouse URL option {key!r}; known: "
-                    + ", ".join(sorted([*_URL_OPTIONS, "database", "airflow_conn_id"]))
-                )
-            field_name = _URL_OPTIONS[key]
-            try:
-                values[field_name] = _coerce(field_name, raw)
-            except ValueError:
-                raise WarehouseError(f"warehouse URL option {key}={raw!r} is not valid") from None
-        return replace(base or cls(), **values)
-
-    def check(self) -> ServerOptions:
-        if self.connect_timeout_s <= 0 or self.query_timeout_s <= 0:
-            raise WarehouseError("warehouse timeouts must be positive")
-        if self.retries < 0 or self.retry_backoff_s < 0:
-            raise WarehouseError("warehouse retries and backoff must not be negative")
-        if self.cluster is not None:
-            try:
-                check_identifier(self.cluster)
-            except ValueError:
-                raise WarehouseError(
-                    f"warehouse URL option cluster={self.cluster!r} is not a cluster name"
-                ) from None
-        return self
-
-
-def _coerce(field_name: str, raw: str) -> Any:
-    if field_name in ("session", "secure", "verify", "compress"):
-        lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off", ""):
-            return False
-        raise ValueError(raw)
-    if field_name == "retries":
-        return int(raw)
-    if field_name == "cluster":
-        return raw or None
-    return float(raw)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the server is, for messages and for opening clients. The password is kept
-    out of repr() so that it cannot reach a log line or a traceback."""
-
-    host: str
-    port: int
-    username: str
-    password: str
-    database: str
-    secure: bool = False
-
-    def __repr__(self) -> str:
-        return f"Endpoint({self.label})"
-
-    @property
-    def label(self) -> str:
-        scheme = "https" if self.secure else "http"
-        return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}"
 
 
 def content_token(data: pa.Table) -> str:
@@ -215,11 +75,12 @@ def content_token(data: pa.Table) -> str:
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
-class ClickHouseWarehouse:
+class ClickHouseWarehouse(Warehouse):
     """Warehouse backend on a ClickHouse server. All statements run in `database`."""
 
     # Other processes may use the same server at the same time.
     exclusive = False
+    engine_name = "ClickHouse"
 
     def __init__(
         self,
@@ -236,7 +97,6 @@ class ClickHouseWarehouse:
         self.source = source
         """Where the connection settings came from: 'url' or 'airflow:<conn_id>'."""
         self._open_client = open_client
-        self._closed = False
         self._client = self._connect()
 
     # --- connecting ---------------------------------------------------------------------
@@ -272,57 +132,39 @@ class ClickHouseWarehouse:
 
     # --- the Warehouse interface ------------------------------------------------------
 
-    def command(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        settings: Mapping[str, str | int] | None = None,
+    def _command(
+        self, sql: str, params: Mapping[str, Any] | None, settings: dict[str, str | int]
     ) -> None:
-        checked = check_settings(settings)
-        repeatable = "insert_deduplication_token" in checked or is_repeatable(sql)
-        client = self._live()
+        repeatable = "insert_deduplication_token" in settings or is_repeatable(sql)
         self._attempts(
             "statement",
             sql,
-            lambda: client.command(sql, parameters=_bindable(params), settings=checked or None),
+            lambda: self._client.command(
+                sql, parameters=_bindable(params), settings=settings or None
+            ),
             repeatable=repeatable,
         )
 
-    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        client = self._live()
-        result = self._attempts(
+    def _query_arrow(self, sql: str, params: Mapping[str, Any] | None) -> Any:
+        return self._attempts(
             "query",
             sql,
-            lambda: client.query_arrow(sql, parameters=_bindable(params)),
+            lambda: self._client.query_arrow(sql, parameters=_bindable(params)),
             repeatable=True,
         )
-        if not isinstance(result, pa.Table):
-            raise WarehouseError(f"expected an Arrow table from ClickHouse, got {type(result)!r}")
-        return result
 
-    def query_rows(
-        self, sql: str, params: Mapping[str, Any] | None = None
-    ) -> list[tuple[Any, ...]]:
-        return table_rows(self.query_arrow(sql, params))
-
-    def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
+    def _insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
         """Insert in the Arrow format with an insert-deduplication token (the caller's, or
         one derived from the content). A table that does not deduplicate inserts (Memory
         staging tables, MergeTree without a deduplication window) is guarded by its row
         count instead: before a retry, rows already there mean the first attempt landed."""
-        check_identifier(table)
-        for name in data.column_names:
-            check_identifier(name)
-        client = self._live()
         deduplicates = self._deduplicates(table)
         rows_before = None if deduplicates else self._count(table)
         # The token only matters where the table deduplicates; hashing a batch's content
         # (0.25 s per 2M rows) is skipped where the row count guards the retry instead.
         settings: dict[str, str] = {}
         if dedup_token or deduplicates:
-            token = check_token(dedup_token) if dedup_token else content_token(data)
-            settings["insert_deduplication_token"] = token
+            settings["insert_deduplication_token"] = dedup_token or content_token(data)
         first = True
 
         def call() -> None:
@@ -334,7 +176,7 @@ class ClickHouseWarehouse:
                 if landed:
                     raise _Partial(landed)
             first = False
-            client.insert_arrow(table, data, settings=settings)
+            self._client.insert_arrow(table, data, settings=settings)
 
         self._attempts(
             "insert",
@@ -343,29 +185,16 @@ class ClickHouseWarehouse:
             repeatable=True,
         )
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            try:
-                self._client.close()
-            except Exception:  # closing a pool that is already gone is not a failure
-                log.debug("warehouse: closing the client failed", exc_info=True)
-
-    def __enter__(self) -> ClickHouseWarehouse:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # closing a pool that is already gone is not a failure
+            log.debug("warehouse: closing the client failed", exc_info=True)
 
     def __repr__(self) -> str:
         return f"ClickHouseWarehouse({self.endpoint.label}, source={self.source})"
 
     # --- helpers ------------------------------------------------------------------------
-
-    def _live(self) -> Any:
-        if self._closed:
-            raise WarehouseError("warehouse connection is closed")
-        return self._client
 
     def _deduplicates(self, table: str) -> bool:
         rows = self.query_rows(
@@ -386,162 +215,58 @@ class ClickHouseWarehouse:
     def _attempts(
         self, what: str, sql: str | None, call: Callable[[], T], *, repeatable: bool
     ) -> T:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return call()
-            except _Partial as partial:
-                raise WarehouseError(
-                    f"an insert into {self.endpoint.label} was interrupted and left "
-                    f"{partial.rows} rows of a batch behind; the table must be rebuilt"
-                    + _in(sql)
-                ) from None
-            except Exception as exc:
-                failure = classify(exc)
-                retry = attempt <= self.options.retries and (
-                    failure.kind == "not_executed" or (failure.kind == "unknown" and repeatable)
-                )
-                if not retry:
-                    # Unreachable, busy, timed out or cut off: a later attempt may succeed.
-                    later = failure.kind in ("not_executed", "unknown") or failure.timeout
-                    kind = WarehouseUnavailable if later else WarehouseError
-                    raise kind(self._message(what, failure, sql, attempt)) from None
-                pause = min(self.options.retry_backoff_s * 2 ** (attempt - 1), 8.0)
-                log.warning(
-                    "warehouse %s: %s failed (%s); retrying in %.1fs, attempt %d of %d",
-                    self.endpoint.label,
-                    what,
-                    failure.summary,
-                    pause,
-                    attempt + 1,
-                    self.options.retries + 1,
-                )
-                time.sleep(pause)
+        """`call()`, sent again while its failure may be retried (clickhouse_failures),
+        at most `options.retries` more times, pausing `retry_backoff_s` doubling up to
+        MAX_BACKOFF_S. Raises WarehouseUnavailable when a later attempt may succeed,
+        WarehouseError otherwise."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.options.retries + 1),
+            wait=wait_exponential(multiplier=self.options.retry_backoff_s, max=MAX_BACKOFF_S),
+            retry=retry_if_exception(
+                lambda exc: not isinstance(exc, _Partial) and classify(exc).may_retry(repeatable)
+            ),
+            before_sleep=lambda state: self._log_retry(what, state),
+            reraise=True,
+        )
+        try:
+            return retrying(call)
+        except _Partial as partial:
+            raise WarehouseError(
+                f"an insert into {self.endpoint.label} was interrupted and left "
+                f"{partial.rows} rows of a batch behind; the table must be rebuilt"
+                + statement_note(sql)
+            ) from None
+        except Exception as exc:
+            failure = classify(exc)
+            kind = WarehouseUnavailable if failure.passing else WarehouseError
+            text = message(
+                failure,
+                what,
+                sql,
+                retrying.statistics.get("attempt_number", 1),
+                endpoint=self.endpoint,
+                source=self.source,
+                query_timeout_s=self.options.query_timeout_s,
+            )
+            raise kind(text) from None
 
-    def _message(self, what: str, failure: Failure, sql: str | None, attempts: int) -> str:
-        where = self.endpoint.label
-        tried = f" (after {attempts} attempts)" if attempts > 1 else ""
-        if failure.code in _AUTH_FAILED:
-            origin = (
-                f"the Airflow Connection {self.source.split(':', 1)[1]}"
-                if self.source.startswith("airflow:")
-                else "METERLINE_WAREHOUSE_URL"
-            )
-            return (
-                f"ClickHouse at {where} refused the login of user {self.endpoint.username!r}: "
-                f"check the user and password in {origin}"
-            )
-        if failure.code in _READONLY:
-            return (
-                f"ClickHouse at {where} refused the {what}: user {self.endpoint.username!r} "
-                f"may not write here ({failure.summary})" + _in(sql)
-            )
-        if failure.timeout:
-            return (
-                f"ClickHouse at {where} did not finish the {what} within "
-                f"{self.options.query_timeout_s:g}s{tried}; raise the query timeout "
-                "(?query_timeout=SECONDS in the warehouse URL) or look at the server's load. "
-                "The statement may still have run: re-run the step, which is idempotent"
-                + _in(sql)
-            )
-        if failure.unreachable:
-            return (
-                f"cannot reach ClickHouse at {where}{tried}: {failure.summary}. "
-                "Is the server running, and are host and port right?"
-            )
-        if failure.kind == "unknown":
-            return (
-                f"the connection to ClickHouse at {where} failed during a {what}{tried}: "
-                f"{failure.summary}. Whether it took effect is unknown; re-run the step, "
-                "which is idempotent" + _in(sql)
-            )
-        return f"ClickHouse at {where} failed the {what}{tried}: {failure.summary}" + _in(sql)
+    def _log_retry(self, what: str, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "warehouse %s: %s failed (%s); retrying in %.1fs, attempt %d of %d",
+            self.endpoint.label,
+            what,
+            classify(exc).summary if exc else "?",
+            state.upcoming_sleep,
+            state.attempt_number + 1,
+            self.options.retries + 1,
+        )
 
 
 class _Partial(Exception):
     def __init__(self, rows: int) -> None:
         super().__init__(rows)
         self.rows = rows
-
-
-@dataclass(frozen=True)
-class Failure:
-    kind: str
-    """'not_executed' (safe to send again), 'unknown' (it may have run) or 'permanent'."""
-    summary: str
-    code: int | None = None
-    timeout: bool = False
-    unreachable: bool = False
-
-
-def classify(exc: BaseException) -> Failure:
-    """What a clickhouse-connect exception says about whether the statement ran."""
-    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
-
-    code = getattr(exc, "code", None)
-    text = _clean(str(exc))
-    if isinstance(exc, DatabaseError) and code:
-        if code in _NOT_EXECUTED:
-            return Failure("not_executed", text, code)
-        if code in _OUTCOME_UNKNOWN:
-            return Failure("unknown", text, code)
-        # The server cancelled it at max_execution_time: the same statement would too.
-        return Failure("permanent", text, code, timeout=code == TIMEOUT_EXCEEDED)
-    if isinstance(exc, OperationalError):
-        cause = _root_cause(exc)
-        name = type(cause).__name__
-        if name in ("NewConnectionError", "ConnectionRefusedError", "NameResolutionError"):
-            return Failure("not_executed", _transport(cause), unreachable=True)
-        if name == "ConnectTimeoutError":
-            return Failure("not_executed", "connection timed out", unreachable=True)
-        if name in ("ReadTimeoutError", "TimeoutError", "timeout"):
-            return Failure("unknown", "no answer before the timeout", timeout=True)
-        return Failure("unknown", _transport(cause) if cause is not exc else text)
-    return Failure("permanent", text or type(exc).__name__, code)
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost transport error (urllib3 wraps the socket's, MaxRetryError the rest)."""
-    seen = exc
-    for _ in range(8):
-        reason = getattr(seen, "reason", None)
-        nxt = reason if isinstance(reason, BaseException) else (seen.__cause__ or seen.__context__)
-        if nxt is None:
-            break
-        seen = nxt
-    return seen
-
-
-def _transport(cause: BaseException) -> str:
-    name = type(cause).__name__
-    if name in ("NewConnectionError", "ConnectionRefusedError"):
-        return "connection refused"
-    if name in ("ProtocolError", "RemoteDisconnected", "ConnectionResetError", "BrokenPipeError"):
-        return "the server closed the connection"
-    return name
-
-
-def _clean(message: str) -> str:
-    """A ClickHouse error without the client's URL suffix, version trailer and the
-    query the engine repeats."""
-    message = re.sub(r"\s*\(for url [^)]*\)\s*$", "", message)
-    message = re.sub(r"\s*\(version [^)]*(?:\([^)]*\))?[^)]*\)\s*$", "", message)
-    message = message.split(" In scope ")[0]
-    message = message.replace("Received ClickHouse exception, code: ", "code ")
-    return " ".join(message.split())[:600]
-
-
-def _in(sql: str | None) -> str:
-    if not sql:
-        return ""
-    flat = " ".join(LEADING_COMMENTS.sub("", sql).split())
-    return "\n  in: " + (flat if len(flat) <= 300 else flat[:300] + " ...")
-
-
-def is_repeatable(sql: str) -> bool:
-    """Whether running the statement twice has the effect of running it once."""
-    return bool(_REPEATABLE.match(LEADING_COMMENTS.sub("", sql)))
 
 
 class _ParamText:
@@ -610,27 +335,6 @@ def connect_server(
     )
 
 
-def _common_client_kwargs(options: ServerOptions) -> dict[str, Any]:
-    # clickhouse-connect takes whole seconds. The server's max_execution_time fires first;
-    # the margin lets its error arrive before the client gives up.
-    margin = min(10.0, max(1.0, options.query_timeout_s / 4))
-    kwargs: dict[str, Any] = {
-        "connect_timeout": math.ceil(options.connect_timeout_s),
-        "send_receive_timeout": math.ceil(options.query_timeout_s + margin),
-        # Retries are this backend's decision (see the module docstring), not the driver's.
-        "query_retries": 0,
-        "autogenerate_session_id": False,
-        "compress": options.compress,
-    }
-    if options.session:
-        kwargs["session_id"] = f"meterline-{uuid.uuid4().hex}"
-    return kwargs
-
-
-def _server_settings(options: ServerOptions) -> dict[str, Any]:
-    return {"max_execution_time": math.ceil(options.query_timeout_s)}
-
-
 def _url_opener(endpoint: Endpoint, options: ServerOptions) -> Callable[[str | None], Any]:
     def open_client(database: str | None) -> Any:
         import clickhouse_connect
@@ -644,8 +348,8 @@ def _url_opener(endpoint: Endpoint, options: ServerOptions) -> Callable[[str | N
             secure=options.secure,
             verify=options.verify,
             client_name="meterline",
-            settings=_server_settings(options),
-            **_common_client_kwargs(options),
+            settings=options.server_settings(),
+            **options.client_kwargs(),
         )
 
     return open_client
@@ -690,13 +394,13 @@ def _from_airflow(
         database=database or DEFAULT_DATABASE,
         secure=secure,
     )
-    client_kwargs = _common_client_kwargs(options)
+    client_kwargs = options.client_kwargs()
 
     def open_client(db: str | None) -> Any:
         hook = ClickHouseHook(
             clickhouse_conn_id=conn_id,
             database=db or "default",
-            session_settings=_server_settings(options),
+            session_settings=options.server_settings(),
             client_kwargs=client_kwargs,
         )
         return hook.get_client()

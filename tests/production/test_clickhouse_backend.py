@@ -14,14 +14,9 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from meters.warehouse import connect
 from meters.warehouse.base import WarehouseError
-from meters.warehouse.clickhouse import (
-    ClickHouseWarehouse,
-    Endpoint,
-    ServerOptions,
-    classify,
-    content_token,
-    is_repeatable,
-)
+from meters.warehouse.clickhouse import ClickHouseWarehouse, content_token
+from meters.warehouse.clickhouse_failures import classify, is_repeatable
+from meters.warehouse.clickhouse_options import Endpoint, ServerOptions
 from tests.support.chdb_http import ChdbHttpServer, User
 
 
@@ -76,6 +71,61 @@ def test_failures_are_classified_by_whether_the_statement_ran() -> None:
     reset = OperationalError("boom")
     reset.__cause__ = ConnectionResetError()
     assert classify(reset).kind == "unknown"
+
+
+class FailingClient:
+    """A client whose statements fail with one ClickHouse error code, counting the sends."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.sent: list[str] = []
+
+    def command(self, sql: str, **_: object) -> None:
+        self.sent.append(sql)
+        raise DatabaseError(f"Code: {self.code}. injected", code=self.code)
+
+    def close(self) -> None:
+        pass
+
+
+AT = "ClickHouse at http://u@h:8123/db"
+
+
+@pytest.mark.parametrize(
+    ("code", "sql", "sends", "error"),
+    [
+        # Not run by the server: sent again whatever it is, then reported as unavailable.
+        (202, "INSERT INTO t SELECT 1", 4,
+         f"WarehouseUnavailable: {AT} failed the statement (after 4 attempts): Code: 202."),
+        # Outcome unknown: sent again only when running it twice changes nothing.
+        (999, "DROP TABLE IF EXISTS t", 4,
+         "WarehouseUnavailable: the connection to ClickHouse at http://u@h:8123/db failed"
+         " during a statement (after 4 attempts): Code: 999."),
+        (999, "INSERT INTO t SELECT 1", 1,
+         "WarehouseUnavailable: the connection to ClickHouse at http://u@h:8123/db failed"
+         " during a statement: Code: 999."),
+        # Refused for good: never sent again.
+        (60, "DROP TABLE IF EXISTS t", 1, f"WarehouseError: {AT} failed the statement: Code: 60."),
+    ],
+)
+def test_how_often_a_failing_statement_is_sent(
+    code: int, sql: str, sends: int, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = FailingClient(code)
+    options = ServerOptions(retries=3, retry_backoff_s=0.01)
+    wh = ClickHouseWarehouse(
+        lambda _database: client, endpoint=Endpoint("h", 8123, "u", "secret", "db"),
+        options=options, source="url",
+    )
+    with pytest.raises(WarehouseError) as failed:
+        wh.command(sql)
+    assert client.sent == [sql] * sends
+    assert f"{type(failed.value).__name__}: {failed.value}".startswith(error)
+    assert str(failed.value).endswith(f"\n  in: {sql}") and "secret" not in str(failed.value)
+    # Pauses double from retry_backoff_s; each retry is announced as a warning.
+    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert [r.args[3] for r in retries] == [0.01, 0.02, 0.04][: sends - 1]  # type: ignore[index]
+    assert [r.args[4] for r in retries] == [2, 3, 4][: sends - 1]  # type: ignore[index]
 
 
 def test_content_tokens_follow_the_content() -> None:
