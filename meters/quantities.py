@@ -74,28 +74,24 @@ def period_quantities(
     end: datetime,
     customer_ids: Sequence[str] | None = None,
     normalize_to: tuple[datetime, datetime] | None = None,
+    raw: bool = False,
 ) -> list[QuantityRow]:
-    """Billable quantities of [start, end) from the hourly rollup.
+    """Billable quantities of [start, end) from the hourly rollup (with `raw`, from the
+    raw events: `raw_period_quantities`).
 
     start and end must be timezone-aware whole UTC hours (a period in any whole-hour
     timezone is). Only the days rolled up so far are seen: see `rollup.dirty_days`.
     """
     request = WindowRequest(start, end, _customer_set(customer_ids), normalize_to)
-    return batch_quantities(warehouse, catalog, [request])[0]
+    return batch_quantities(warehouse, catalog, [request], raw=raw)[0]
 
 
 def raw_period_quantities(
-    warehouse: Warehouse,
-    catalog: MeterCatalog,
-    *,
-    start: datetime,
-    end: datetime,
-    customer_ids: Sequence[str] | None = None,
-    normalize_to: tuple[datetime, datetime] | None = None,
+    warehouse: Warehouse, catalog: MeterCatalog, **window: Any
 ) -> list[QuantityRow]:
-    """The same quantities as `period_quantities`, from the raw events (no rollup)."""
-    request = WindowRequest(start, end, _customer_set(customer_ids), normalize_to)
-    return batch_quantities(warehouse, catalog, [request], raw=True)[0]
+    """The same quantities as `period_quantities`, from the raw events (no rollup);
+    `window` takes its keyword arguments."""
+    return period_quantities(warehouse, catalog, raw=True, **window)
 
 
 def _customer_set(customer_ids: Sequence[str] | None) -> frozenset[str] | None:

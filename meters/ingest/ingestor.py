@@ -32,7 +32,14 @@ from meters.ingest.journal import (
     InterruptedIngest,
     repair,
 )
-from meters.ingest.readers import FIELDS, Batch, UnreadableFile, _numbers, _staging, read_batches
+from meters.ingest.readers import (
+    FIELDS,
+    Batch,
+    UnreadableFile,
+    line_numbers,
+    read_batches,
+    staging_table,
+)
 from meters.sql_files import query
 from meters.warehouse.base import Warehouse, check_identifier
 
@@ -231,9 +238,9 @@ class Ingestor:
             columns = {
                 name: pa.array([t.get(name) for t in texts], pa.string()) for name in FIELDS
             }
-            numbers = _numbers(line + 1, len(chunk))
+            numbers = line_numbers(line + 1, len(chunk))
             line += len(chunk)
-            table = _staging(
+            table = staging_table(
                 source, self._reserve(len(chunk)), numbers, is_json=False, columns=columns
             )
             self._classify_and_store(Batch(source, table))
@@ -254,6 +261,15 @@ class Ingestor:
         # id is random, the batch number counts up in the run): a retry of the same
         # statement is skipped, and no other insert can ever be taken for a retry of it.
         token = f"{run_id}{batch_no:08x}"
+
+        def store(statement: str, part: str) -> None:
+            wh.command(
+                query(statement, classified=classified),
+                times,
+                settings={"insert_deduplication_token": f"{token}-{part}"},
+            )
+            crash_point(f"ingest.after_{part}")
+
         try:
             wh.command(query("ingest/create_staging", staging=staging))
             wh.insert_arrow(staging, batch.table)
@@ -270,26 +286,11 @@ class Ingestor:
             self._journal.extend([batch.source], low, high)
             crash_point("ingest.after_classify")
             if counts.accepted:
-                wh.command(
-                    query("ingest/insert_accepted", classified=classified),
-                    times,
-                    settings={"insert_deduplication_token": token + "-events"},
-                )
-                crash_point("ingest.after_events")
-                wh.command(
-                    query("ingest/insert_ids", classified=classified),
-                    times,
-                    settings={"insert_deduplication_token": token + "-ids"},
-                )
-                crash_point("ingest.after_ids")
+                store("ingest/insert_accepted", "events")
+                store("ingest/insert_ids", "ids")
                 self._verify_stored(classified, counts.accepted)
             if counts.rejected:
-                wh.command(
-                    query("ingest/insert_rejected", classified=classified),
-                    times,
-                    settings={"insert_deduplication_token": token + "-rejected"},
-                )
-                crash_point("ingest.after_rejected")
+                store("ingest/insert_rejected", "rejected")
             self._log(batch.source, counts)
             crash_point("ingest.after_log")
         finally:

@@ -126,9 +126,9 @@ def test_line_numbers_are_physical_across_blocks(
 ) -> None:
     """Lines are split in blocks of bytes; a line cut by a block boundary, blank lines and
     CRLF endings keep every row's physical line number (tiny blocks force the cuts)."""
-    import meters.ingest.readers
+    import meters.ingest.text_formats
 
-    monkeypatch.setattr(meters.ingest.readers, "BLOCK_BYTES", 37)
+    monkeypatch.setattr(meters.ingest.text_formats, "BLOCK_BYTES", 37)
     path = tmp_path / "blocks.csv"
     lines = ["event_id,customer_id,meter,timestamp"]
     for i in range(1, 40):
