@@ -1,0 +1,337 @@
+"""Reading and validating a catalog file: the whole of it, every problem named by its
+path in the file and its field, raised together as one LoadError (docs/catalog.md).
+
+Meters through meters.catalog.parse_meters; prices on meters the catalog defines,
+filtered only on those meters' dimensions with values they allow; price bodies through
+the rating engine (validate_price_body); YAML through billing.yamlio (no aliases, exact
+numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from billing import yamlio
+from billing.catalog.model import (
+    SUPPORTED_ROUNDING,
+    CatalogPlan,
+    CatalogPriceVersion,
+    ParsedCatalog,
+    content_hash,
+    validate_price_body,
+)
+from billing.charges import KEY_SEP, to_json_doc
+from billing.errors import LoadError
+from billing.money import CurrencyError, exponent
+from meters.catalog import MeterCatalog, parse_meters
+from rating import RoundingMode
+from rating.decimals import to_nonnegative
+
+TOP_LEVEL_KEYS = ("rounding_mode", "meters", "plans")
+PLAN_KEYS = ("id", "name", "minimum_commitment", "prices")
+PRICE_KEYS = ("id", "meter", "filter", "versions")
+VERSION_KEYS = ("effective_from", "prices")
+
+
+def parse_catalog(data: Any, source: str = "catalog", text: str = "") -> ParsedCatalog:
+    """Validate a whole catalog document: every problem names its path in the file and
+    the field (``meters[0] (seats).aggregation: 'summ' is not an aggregation (...)``,
+    ``plans[0] (standard).prices[3] (fin).meter: 'fin' is not a meter of this catalog``).
+    Raises LoadError listing them all."""
+    problems: list[str] = []
+    if not isinstance(data, Mapping):
+        raise LoadError(source, ["the catalog must be a mapping with `meters` and `plans` lists"])
+    problems += _unknown_keys(data, TOP_LEVEL_KEYS, "catalog")
+    parsed = ParsedCatalog(source=source, text=text)
+    _check_rounding(data.get("rounding_mode", SUPPORTED_ROUNDING.value), problems)
+    raw_meters = data.get("meters")
+    meters, meter_problems = parse_meters(raw_meters)
+    problems += meter_problems
+    parsed.meters = MeterCatalog(meters=meters)
+    # Meters that are defined but refused (already reported): prices on them are not
+    # checked further.
+    invalid = {
+        m["name"]
+        for m in (raw_meters if isinstance(raw_meters, list) else [])
+        if isinstance(m, Mapping) and isinstance(m.get("name"), str) and m["name"] not in meters
+    }
+
+    plans = data.get("plans")
+    if not isinstance(plans, list) or not plans:
+        problems.append("plans: must be a non-empty list")
+        plans = []
+    for plan, plan_id, where in _entries(plans, "plans", "plan id", problems):
+        problems += _unknown_keys(plan, PLAN_KEYS, where)
+        parsed.plans.append(_plan(plan, plan_id, where, problems))
+        prices = plan.get("prices")
+        if not isinstance(prices, list) or not prices:
+            problems.append(f"{where}.prices: must be a non-empty list")
+            continue
+        for price, price_id, pwhere in _entries(
+            prices, f"{where}.prices", f"price id in plan {plan_id}", problems
+        ):
+            problems += _unknown_keys(price, PRICE_KEYS, pwhere)
+            ok, meter, filt_doc = _price_meter(price, pwhere, parsed.meters, invalid, problems)
+            if ok:
+                parsed.versions += _versions(
+                    price, (plan_id, price_id), meter, filt_doc, pwhere, problems
+                )
+    if problems:
+        raise LoadError(source, problems)
+    return parsed
+
+
+def parse_catalog_text(text: str, source: str = "catalog") -> ParsedCatalog:
+    """Validate a catalog's YAML text (billing.yamlio: no aliases, exact numbers)."""
+    try:
+        data = yamlio.load(text)
+    except yamlio.InputError as exc:
+        raise LoadError(source, [f"invalid YAML: {exc}"]) from None
+    return parse_catalog(data, source, text)
+
+
+def read_catalog(path: str | Path) -> ParsedCatalog:
+    """Read and validate a catalog file. Raises LoadError naming every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise LoadError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise LoadError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from None
+    return parse_catalog_text(text, str(path))
+
+
+def _check_rounding(raw: Any, problems: list[str]) -> None:
+    try:
+        rounding = RoundingMode(raw)
+    except ValueError:
+        problems.append(
+            f"rounding_mode: {raw!r} is not a rounding mode"
+            f" ({', '.join(m.value for m in RoundingMode)})"
+        )
+        return
+    if rounding is not SUPPORTED_ROUNDING:
+        problems.append(
+            f"rounding_mode: {rounding.value}: close rounds every line"
+            f" {SUPPORTED_ROUNDING.value} today; write {SUPPORTED_ROUNDING.value} (or omit it)"
+        )
+
+
+def _plan(plan: Mapping[str, Any], plan_id: str, where: str, problems: list[str]) -> CatalogPlan:
+    """A plan's name and minimum commitments (currency -> amount as decimal text)."""
+    name = plan.get("name", plan_id)
+    if not isinstance(name, str):
+        problems.append(f"{where}.name: must be a string")
+        name = plan_id
+    minimums: dict[str, str] = {}
+    raw_min = plan.get("minimum_commitment") or {}
+    if not isinstance(raw_min, Mapping):
+        problems.append(f"{where}.minimum_commitment: must map currency to amount")
+        raw_min = {}
+    for cur, amount in raw_min.items():
+        currency = _currency(cur, f"{where}.minimum_commitment.{cur}", problems)
+        text_amount = _decimal_text(amount, f"{where}.minimum_commitment.{cur}", problems)
+        if currency and text_amount is not None:
+            minimums[currency] = text_amount
+    return CatalogPlan(plan_id, name, minimums)
+
+
+def _versions(
+    price: Mapping[str, Any],
+    ids: tuple[str, str],
+    meter: str | None,
+    filt_doc: dict[str, Any] | None,
+    where: str,
+    problems: list[str],
+) -> list[CatalogPriceVersion]:
+    """The versions of one price (`ids`: plan id, price id), one per effective date and
+    currency; each date once, each body valid for the rating engine."""
+    plan_id, price_id = ids
+    found: list[CatalogPriceVersion] = []
+    versions = price.get("versions")
+    if not isinstance(versions, list) or not versions:
+        problems.append(f"{where}.versions: must be a non-empty list")
+        return found
+    seen_from: set[date] = set()
+    for version, vwhere in _mappings(versions, f"{where}.versions", problems):
+        problems += _unknown_keys(version, VERSION_KEYS, vwhere)
+        effective = _date(version.get("effective_from"), f"{vwhere}.effective_from", problems)
+        if effective is None:
+            continue
+        if effective in seen_from:
+            problems.append(f"{vwhere}.effective_from: {effective} appears twice")
+            continue
+        seen_from.add(effective)
+        bodies = version.get("prices")
+        if not isinstance(bodies, Mapping) or not bodies:
+            problems.append(f"{vwhere}.prices: must map currency to a price body")
+            continue
+        for cur, body in bodies.items():
+            bwhere = f"{vwhere}.prices.{cur}"
+            currency = _currency(cur, bwhere, problems)
+            if currency is None:
+                continue
+            if not isinstance(body, Mapping) or not isinstance(body.get("model"), str):
+                problems.append(f"{bwhere}: must be a price body with a `model`")
+                continue
+            try:
+                body_doc = to_json_doc(body, bwhere)
+                checked = validate_price_body(
+                    body_doc, currency=currency, name=f"{plan_id}/{price_id}/{currency}"
+                )
+            except Exception as exc:  # the rating engine's message, with our path
+                problems.append(f"{bwhere}: {exc}")
+                continue
+            found.append(
+                CatalogPriceVersion(
+                    plan_id=plan_id,
+                    price_id=price_id,
+                    currency=currency,
+                    effective_from=effective,
+                    meter=meter,
+                    filter=filt_doc,
+                    body=body_doc,
+                    content_hash=content_hash(body_doc, meter, filt_doc),
+                    price=checked,
+                )
+            )
+    return found
+
+
+def _ident(value: Any, where: str, problems: list[str]) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f"{where}: must be a non-empty string")
+        return None
+    if KEY_SEP in value:
+        problems.append(f"{where}: must not contain {KEY_SEP!r}")
+        return None
+    return value
+
+
+def _date(value: Any, where: str, problems: list[str]) -> date | None:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    problems.append(f"{where}: must be a date YYYY-MM-DD, got {value!r}")
+    return None
+
+
+def _currency(value: Any, where: str, problems: list[str]) -> str | None:
+    try:
+        exponent(value)
+    except CurrencyError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    return str(value)
+
+
+def _decimal_text(value: Any, where: str, problems: list[str]) -> str | None:
+    try:
+        number = to_nonnegative(value, "amount")
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    return format(number, "f")
+
+
+def _unknown_keys(item: Mapping[str, Any], known: tuple[str, ...], where: str) -> list[str]:
+    return [
+        f"{where}.{key}: unknown field (fields: {', '.join(known)})"
+        for key in item
+        if key not in known
+    ]
+
+
+def _mappings(
+    items: list[Any], path: str, problems: list[str]
+) -> Iterator[tuple[Mapping[str, Any], str]]:
+    """(entry, where) of each mapping in `items`, `where` its path; a problem for every
+    other entry."""
+    for index, item in enumerate(items):
+        where = f"{path}[{index}]"
+        if isinstance(item, Mapping):
+            yield item, where
+        else:
+            problems.append(f"{where}: must be a mapping")
+
+
+def _entries(
+    items: list[Any], path: str, what: str, problems: list[str]
+) -> Iterator[tuple[Mapping[str, Any], str, str]]:
+    """(entry, id, where) of each mapping in `items` with a valid id not seen before in
+    the list; a problem for every other entry. `where` names the entry by path and id."""
+    seen: set[str] = set()
+    for item, where in _mappings(items, path, problems):
+        ident = _ident(item.get("id"), f"{where}.id", problems)
+        if ident is None:
+            continue
+        where = f"{where} ({ident})"
+        if ident in seen:
+            problems.append(f"{where}.id: duplicate {what}")
+            continue
+        seen.add(ident)
+        yield item, ident, where
+
+
+def _price_meter(
+    price: Mapping[str, Any],
+    where: str,
+    meters: MeterCatalog,
+    invalid: set[str],
+    problems: list[str],
+) -> tuple[bool, str | None, dict[str, Any] | None]:
+    """(ok, meter, filter) of a price: a meter the catalog defines, filtered only on that
+    meter's dimensions with values it allows; a flat fee (no meter) takes no filter. A
+    price on a meter in `invalid` (defined, but refused: already reported) is not checked
+    further."""
+    meter = price.get("meter")
+    if meter is not None and not isinstance(meter, str):
+        problems.append(f"{where}.meter: must be a meter name")
+        return False, None, None
+    filt = price.get("filter")
+    if filt is not None and not isinstance(filt, Mapping):
+        problems.append(f"{where}.filter: must be a mapping of dimension to value")
+        return False, None, None
+    try:
+        filt_doc = to_json_doc(filt, f"{where}.filter")
+    except (TypeError, ValueError) as exc:
+        problems.append(str(exc))
+        return False, None, None
+    ok = True
+    if meter is None:
+        if filt_doc:
+            problems.append(f"{where}.filter: a price without a meter (a flat fee) has no filter")
+            ok = False
+    elif meter in invalid:
+        return False, None, None
+    else:
+        definition = meters.meters.get(meter)
+        if definition is None:
+            known = ", ".join(sorted({*meters.meters, *invalid})) or "none"
+            problems.append(f"{where}.meter: {meter!r} is not a meter of this catalog ({known})")
+            return False, None, None
+        for key, value in (filt_doc or {}).items():
+            if key not in definition.dimensions:
+                problems.append(
+                    f"{where}.filter.{key}: {key!r} is not a dimension of meter {meter}"
+                    f" (dimensions: {', '.join(definition.dimensions) or 'none'})"
+                )
+                ok = False
+            elif not isinstance(value, str):
+                problems.append(f"{where}.filter.{key}: must be a text value, got {value!r}")
+                ok = False
+            elif (allowed := definition.allowed_values(key)) and value not in allowed:
+                problems.append(
+                    f"{where}.filter.{key}: {value!r} is not an allowed value of {key}"
+                    f" ({', '.join(allowed)}): the price would never match"
+                )
+                ok = False
+    return ok, meter, filt_doc
