@@ -1,25 +1,33 @@
-"""`meterline audit explain|reconcile|rerate` and `meterline statement`: why a customer was
-charged what they were, whether the books balance, and what a re-rating would change.
+"""`meterline audit explain|reconcile|acknowledge|rerate` and `meterline statement`: why a
+customer was charged what they were, whether the books balance, and what a re-rating
+would change.
 
-Registered on the main group by `register(main)` (as meterline/cli/ledger.py does). The
-commands read `settings()`; errors a user can fix (a missing line, a bad month) end with
-one line and exit code 2, through the main group. `reconcile` exits 1 when anything
-does not reconcile, so it can run as a DAG task or a cron check.
+Registered on the main group by `register(main)`. The commands read `settings()` and
+print the audit's typed reports (meterline.audit.*): as text, or with --json through
+meterline.output.json_text. `reconcile` exits 1 when a finding fails the month, so it
+can run as a DAG task or a cron check; a missing line, customer or period exits 3.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
-from meterline.cli.ingest import Timestamp
+from meterline.cli.options import Month, Timestamp, console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from meterline.audit.explain import Explanation
+    from meterline.audit.explain.report import QuantityChain, RatingView
+    from meterline.audit.reconcile import ReconcileReport
+    from meterline.audit.rerate import RerateReport
+    from meterline.audit.values import Amount
 
 
 def register(main: click.Group) -> None:
@@ -28,27 +36,25 @@ def register(main: click.Group) -> None:
     main.add_command(statement)
 
 
-def _console() -> Console:
-    """The terminal's width, or 80 columns (COLUMNS if set) for a file, pipe or log."""
-    from meterline.output import console
+def _echo_json(report: object) -> None:
+    from meterline.output import json_text
 
-    return console()
-
-
-def _echo_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    click.echo(json_text(report, indent=2))
 
 
-def _month(value: str | None) -> str | None:
-    if value is None:
-        return None
-    from billing.views import month_bounds
+def _when(moment: datetime | None) -> str:
+    """An instant as UTC text, seconds dropped when zero ("2026-11-01T00:00Z")."""
+    from meterline.audit.values import iso
 
-    try:
-        month_bounds(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not YYYY-MM", param_hint="--period") from None
-    return value
+    text = iso(moment)
+    return text.replace(":00Z", "Z") if text else "-"
+
+
+def _n(value: Decimal | None) -> str:
+    """A number as the reports spell it (canonical text)."""
+    from meterline.audit.values import text
+
+    return text(value) if value is not None else "None"
 
 
 @click.group("audit")
@@ -65,158 +71,164 @@ def audit() -> None:
 @click.option("--samples", default=5, show_default=True, help="Sample event ids to show.")
 def explain(line_id: int, as_json: bool, samples: int) -> None:
     """The chain from invoice line LINE_ID down to the raw events, recomputed."""
-    from meterline.audit.gather import explain_line
+    from meterline.audit.explain import explain_line
 
-    doc = explain_line(line_id, samples=samples)
+    found = explain_line(line_id, samples=samples)
     if as_json:
-        _echo_json(doc)
+        _echo_json(found)
         return
-    for line in render_explain(doc):
+    for line in render_explain(found):
         click.echo(line)
 
 
-def _when(value: str | None) -> str:
-    return value.replace(":00Z", "Z") if value else "-"
-
-
-def render_explain(doc: dict[str, Any]) -> list[str]:
+def render_explain(doc: Explanation) -> list[str]:
     """The explanation as text lines, top (invoice) to bottom (raw events)."""
-    line, inv = doc["line"], doc["invoice"]
-    cur = line["currency"]
-    period = inv["period"]
+    out = _explain_head(doc)
+    if doc.quantity is not None:
+        out += _explain_quantity(doc.quantity)
+    out += _explain_rating(doc.rating, doc.line.currency)
+    out += _explain_result(doc)
+    return out
+
+
+def _explain_head(doc: Explanation) -> list[str]:
+    line, inv = doc.line, doc.invoice
+    period = inv.period
     out = [
-        f"line {line['id']}: {line['kind']} {line['price_id']}"
-        + (f" [{line['group']}]" if line["group"] else "")
-        + f" on invoice {inv['id']} ({inv['status']}"
-        + (f" {_when(inv['finalized_at'])}" if inv["finalized_at"] else "")
+        f"line {line.id}: {line.kind} {line.price_id}"
+        + (f" [{line.group}]" if line.group else "")
+        + f" on invoice {inv.id} ({inv.status}"
+        + (f" {_when(inv.finalized_at)}" if inv.finalized_at else "")
         + ")",
-        f"  customer  {inv['customer']} {inv['customer_name']!r}, subscription"
-        f" {inv['subscription']}, plan {inv['plan']}, {inv['currency']}",
-        f"  period    {period['start_local']} -> {period['end_local']} ({period['timezone']})",
-        f"            UTC {_when(period['start_utc'])} -> {_when(period['end_utc'])};"
-        f" billing cycle {inv['billing_cycle']['hours']} h",
-        f"  posted    {cur} {line['amount']} (precise {line['amount_precise']}), quantity"
-        f" {line['quantity']}, rating run {line['rating_run_id'] or '-'}"
-        f" as of {_when(line['posted_at'])}",
+        f"  customer  {inv.customer} {inv.customer_name!r}, subscription"
+        f" {inv.subscription}, plan {inv.plan}, {inv.currency}",
+        f"  period    {period.start_local.isoformat()} -> {period.end_local.isoformat()}"
+        f" ({period.timezone})",
+        f"            UTC {_when(period.start_utc)} -> {_when(period.end_utc)};"
+        f" billing cycle {_n(inv.billing_cycle.hours)} h",
+        f"  posted    {line.currency} {line.amount} (precise {_n(line.amount_precise)}),"
+        f" quantity {_n(line.quantity)}, rating run {line.rating_run_id or '-'}"
+        f" as of {_when(line.posted_at)}",
     ]
-    if "corrects" in doc:
-        corrects = doc["corrects"]
-        source = corrects["invoice"]
+    if doc.corrects is not None:
+        corrects, source = doc.corrects, doc.corrects.invoice
         out.append(
-            f"  corrects  line {corrects['line_id'] or '-'} (key {corrects['key']}) of invoice"
-            f" {source['id']}, period {_when(source['period']['start_utc'])}"
+            f"  corrects  line {corrects.line_id or '-'} (key {corrects.key}) of invoice"
+            f" {source.id}, period {_when(source.period.start_utc)}"
         )
-    price = doc["price"]
+    price = doc.price
     out.append(
-        f"price {price['price_id']} @ {price['version']}"
-        + (f", meter {price['meter']}" if price["meter"] else "")
-        + (f", filter {price['filter']}" if price["filter"] else "")
+        f"price {price.price_id} @ {price.version}"
+        + (f", meter {price.meter}" if price.meter else "")
+        + (f", filter {price.filter}" if price.filter else "")
     )
-    for w in price["windows"]:
-        body = w["body"]
-        detail = ", ".join(f"{k} {v}" for k, v in body.items() if k not in ("currency",))
-        out.append(f"  {_when(w['from'])} -> {_when(w['to'])}  {w['version']}: {detail}")
-    chain = doc.get("quantity")
-    if chain:
+    for w in price.windows:
+        detail = ", ".join(f"{k} {v}" for k, v in w.body.items() if k != "currency")
+        out.append(f"  {_when(w.start)} -> {_when(w.end)}  {w.version}: {detail}")
+    return out
+
+
+def _explain_quantity(chain: QuantityChain) -> list[str]:
+    out = [f"quantity  {chain.aggregation} of {chain.meter} ({chain.unit}): {chain.how}"]
+    for w in chain.windows:
+        groups = ", ".join(f"{g.group} {_n(g.quantity)} ({g.events} events)" for g in w.groups)
         out.append(
-            f"quantity  {chain['aggregation']} of {chain['meter']} ({chain['unit']}):"
-            f" {chain['how']}"
+            f"  window {_when(w.start)} -> {_when(w.end)}"
+            + (f" [{w.version}]" if w.version else "")
+            + f": raw {_n(w.raw_quantity)}, rollup {_n(w.rollup_quantity)}"
+            + (f"  <- {groups}" if groups else "")
         )
-        for w in chain["windows"]:
-            groups = ", ".join(
-                f"{g['group']} {g['quantity']} ({g['events']} events)" for g in w["groups"]
-            )
-            out.append(
-                f"  window {_when(w['from'])} -> {_when(w['to'])}"
-                + (f" [{w['version']}]" if w["version"] else "")
-                + f": raw {w['raw_quantity']}, rollup {w['rollup_quantity']}"
-                + (f"  <- {groups}" if groups else "")
-            )
-        for level in chain.get("levels", []):
-            out.append(
-                f"  level {level['group']}: {level['value']} from {_when(level['from'])} to"
-                f" {_when(level['to'])} ({level['hours']} h) = {level['share_of_cycle']} of the"
-                f" cycle  [{', '.join(level['events'][:3])}"
-                + (" ..." if len(level["events"]) > 3 else "")
-                + "]"
-            )
-        if "from_events" in chain:
-            out.append(f"  from the events by the meter's rule: {chain['from_events']}")
-        raw, rollup = chain["raw_events"], chain["rollup"]
+    for level in chain.levels:
         out.append(
-            f"  raw events (usage_events FINAL): {raw['events']:,} events, sum"
-            f" {raw['value_sum']}, last ingested {_when(raw['last_ingested_at'])}"
+            f"  level {level.group}: {_n(level.value)} from {_when(level.start)} to"
+            f" {_when(level.end)} ({_n(level.hours)} h) = {_n(level.share_of_cycle)} of the"
+            f" cycle  [{', '.join(level.events[:3])}"
+            + (" ..." if len(level.events) > 3 else "")
+            + "]"
         )
-        out.append(
-            f"  rollup: {rollup['rows']:,} hourly rows over {len(rollup['days'])} day(s),"
-            f" {rollup['events']:,} events, sum {rollup['value_sum']}; raw - rollup:"
-            f" {chain['raw_vs_rollup']['events']} events, {chain['raw_vs_rollup']['value_sum']}"
-        )
-    rating = doc.get("rating")
-    if rating and "entries" in rating:
-        out.append(
-            f"rating    {rating['model']}: quantity {rating['quantity']}, free"
-            f" {rating['free_units']}, billable {rating['billable_quantity']}"
-        )
-        for e in rating["entries"]:
-            what = f"tier {e['tier']}" if e.get("tier") else e["kind"]
-            version = f" [{e['version']}]" if e.get("version") else ""
-            out.append(
-                f"  {what}{version}: {e.get('units')} x {e.get('unit_amount')}"
-                + (f" + flat {e['flat_amount']}" if e.get("flat_amount", "0") != "0" else "")
-                + f" = {e.get('amount')}"
-            )
-        if rating.get("minimum_adjustment") not in (None, "0"):
-            out.append(f"  raised to the price's minimum by {rating['minimum_adjustment']}")
-        out.append(f"  = {cur} {rating['amount']} (precise {rating['amount_precise']})")
-    elif rating:
-        out.append(f"rating    {rating}")
-    for rel in doc["related_lines"]:
-        out.append(
-            f"related   line {rel['id']} {rel['kind']} {rel['price_id']}: {cur} {rel['amount']}"
-            f"  ({rel['description']})"
-        )
-    rec = doc["recomputed"]
+    if chain.from_events is not None:
+        out.append(f"  from the events by the meter's rule: {_n(chain.from_events)}")
+    raw, rollup, diff = chain.raw_events, chain.rollup, chain.raw_vs_rollup
     out.append(
-        f"recomputed from raw events: quantity {rec['quantity']}, {cur} {rec['amount']}"
-        f" (precise {rec['amount_precise']}) at {rec['price_version'] or '-'}"
+        f"  raw events (usage_events FINAL): {raw.events:,} events, sum"
+        f" {_n(raw.value_sum)}, last ingested {_when(raw.last_ingested_at)}"
     )
-    diff = doc["difference"]
     out.append(
-        f"difference: quantity {diff['quantity']}, {cur} {diff['amount']}, precise"
-        f" {diff['amount_precise']}  ->  {doc['status'].upper()}"
+        f"  rollup: {rollup.rows:,} hourly rows over {len(rollup.days)} day(s),"
+        f" {rollup.events:,} events, sum {_n(rollup.value_sum)}; raw - rollup:"
+        f" {diff.events} events, {_n(diff.value_sum)}"
     )
-    for adj in doc["adjustments"]:
+    return out
+
+
+def _explain_rating(rating: RatingView | dict[str, object] | None, currency: str) -> list[str]:
+    if rating is None:
+        return []
+    if isinstance(rating, dict):
+        return [f"rating    {rating}"]
+    out = [
+        f"rating    {rating.model}: quantity {_n(rating.quantity)}, free"
+        f" {_n(rating.free_units)}, billable {_n(rating.billable_quantity)}"
+    ]
+    for e in rating.entries:
+        what = f"tier {e.tier}" if e.tier else e.kind
+        version = f" [{e.version}]" if e.version else ""
         out.append(
-            f"adjusted by line {adj['id']} on invoice {adj['invoice_id']}"
-            f" ({adj['invoice_status']}): quantity {adj['quantity']}, {cur} {adj['amount']}"
+            f"  {what}{version}: {_n(e.units)} x {_n(e.unit_amount)}"
+            + (f" + flat {_n(e.flat_amount)}" if e.flat_amount else "")
+            + f" = {_n(e.amount)}"
         )
-    if doc["adjustments"]:
-        net = doc["net"]
+    if rating.minimum_adjustment:
+        out.append(f"  raised to the price's minimum by {_n(rating.minimum_adjustment)}")
+    out.append(f"  = {currency} {_n(rating.amount)} (precise {_n(rating.amount_precise)})")
+    return out
+
+
+def _explain_result(doc: Explanation) -> list[str]:
+    cur = doc.line.currency
+    out = [
+        f"related   line {rel.id} {rel.kind} {rel.price_id}: {cur} {rel.amount}"
+        f"  ({rel.description})"
+        for rel in doc.related_lines
+    ]
+    rec, diff = doc.recomputed, doc.difference
+    out.append(
+        f"recomputed from raw events: quantity {_n(rec.quantity)}, {cur} {rec.amount}"
+        f" (precise {_n(rec.amount_precise)}) at {rec.price_version or '-'}"
+    )
+    out.append(
+        f"difference: quantity {_n(diff.quantity)}, {cur} {diff.amount}, precise"
+        f" {_n(diff.amount_precise)}  ->  {doc.status.upper()}"
+    )
+    for adj in doc.adjustments:
         out.append(
-            f"net billed {net['billed']['quantity']} / {cur} {net['billed']['amount']};"
-            f" net difference {net['difference']['quantity']} / {cur} {net['difference']['amount']}"
+            f"adjusted by line {adj.id} on invoice {adj.invoice_id}"
+            f" ({adj.invoice_status}): quantity {_n(adj.quantity)}, {cur} {adj.amount}"
         )
-    late = doc["late_events"]
-    if late["since"]:
-        run = f"rating run {late['rating_run_id']}" if late["rating_run_id"] else "the rating"
-        stale = late["stale_days"]
+    if doc.adjustments:
+        net = doc.net
         out.append(
-            f"late events (not seen by {run}: it saw events ingested up to"
-            f" {_when(late['since'])}"
+            f"net billed {_n(net.billed.quantity)} / {cur} {net.billed.amount};"
+            f" net difference {_n(net.difference.quantity)} / {cur} {net.difference.amount}"
+        )
+    late = doc.late_events
+    if late.since is not None:
+        run = f"rating run {late.rating_run_id}" if late.rating_run_id else "the rating"
+        stale = late.stale_days
+        out.append(
+            f"late events (not seen by {run}: it saw events ingested up to {_when(late.since)}"
             + (f", and on {len(stale)} stale rollup day(s) less" if stale else "")
-            + f"): {late['count']}"
-            + (f", sum {late['value_sum']}" if late["count"] else "")
+            + f"): {late.count}"
+            + (f", sum {_n(late.value_sum)}" if late.count else "")
         )
-        for e in late["events"]:
+        for e in late.events:
             out.append(
-                f"  {e['event_id']} at {_when(e['timestamp'])} value {e['value']} {e['group']},"
-                f" ingested {_when(e['ingested_at'])} from {e['source']}"
+                f"  {e.event_id} at {_when(e.timestamp)} value {_n(e.value)} {e.group},"
+                f" ingested {_when(e.ingested_at)} from {e.source}"
             )
-    if doc["sample_events"]:
-        out.append("sample events: " + ", ".join(e["event_id"] for e in doc["sample_events"]))
-    for note in doc["notes"]:
-        out.append(f"note: {note}")
+    if doc.sample_events:
+        out.append("sample events: " + ", ".join(e.event_id for e in doc.sample_events))
+    out += [f"note: {note}" for note in doc.notes]
     return out
 
 
@@ -224,7 +236,9 @@ def render_explain(doc: dict[str, Any]) -> list[str]:
 
 
 @audit.command("reconcile")
-@click.option("--period", help="YYYY-MM: the invoices whose period starts in that month.")
+@click.option(
+    "--period", type=Month(), help="YYYY-MM: the invoices whose period starts in that month."
+)
 @click.option("--customer", help="One customer (external id).")
 @click.option(
     "--as-of",
@@ -240,56 +254,73 @@ def reconcile(
     """Check the chain for a month: intake, raw events, rollup, rated and posted lines.
 
     Exit code 1 when anything does not reconcile."""
-    from meterline.audit.gather import months_to_reconcile, reconcile_period
+    from meterline.audit.reconcile import reconcile_after_close, reconcile_period
 
     if period is not None:
-        months = [_month(period) or period]
+        reports = [reconcile_period(period, customer=customer, as_of=as_of)]
     elif as_of is not None:
-        months = months_to_reconcile(as_of)
+        reports = reconcile_after_close(as_of, customer=customer)
     else:
         raise click.UsageError("give --period YYYY-MM, --as-of TIME, or both")
-    reports = [reconcile_period(m, customer=customer, as_of=as_of) for m in months]
     ok = all(r.ok for r in reports)
     if as_json:
-        docs = [r.to_json() for r in reports]
-        _echo_json(docs[0] if period else {"ok": ok, "months": docs})
+        _echo_json(reports[0] if period else {"ok": ok, "months": reports})
     else:
-        console = _console()
+        out = console()
         if not reports:
-            console.print("nothing to reconcile: no invoice period ended in the lookback")
+            out.print("nothing to reconcile: no invoice period ended in the lookback")
         for report in reports:
-            render_reconcile(console, report.to_json())
+            render_reconcile(out, report)
     if not ok:
         sys.exit(1)
 
 
-def render_reconcile(console: Console, doc: dict[str, Any]) -> None:
+def render_reconcile(out: Console, report: ReconcileReport) -> None:
     """One month's reconciliation as text: the verdict, the intake, the chain per meter
     and currency, the totals per kind, late usage, and the findings. Tables fit the
     console (meterline.output.print_table: money and counts are never cut)."""
-    from meterline.output import Column, format_amount, format_quantity, print_table
-
-    def amount(text: str, currency: str) -> str:
-        return format_amount(Decimal(text), currency)
-
-    invoices = doc["invoices"]
-    verdict = "[green]RECONCILED[/green]" if doc["ok"] else "[red]NOT RECONCILED[/red]"
-    scope = doc["period"] + (f" customer {doc['customer']}" if doc["customer"] else "")
-    console.print(
-        f"[bold]reconcile {scope}[/bold]: {verdict}: {invoices['checked']} finalized invoices"
-        f" checked, {invoices['open']} open, {invoices['void']} void"
+    invoices = report.invoices
+    verdict = "[green]RECONCILED[/green]" if report.ok else "[red]NOT RECONCILED[/red]"
+    scope = report.period + (f" customer {report.customer}" if report.customer else "")
+    out.print(
+        f"[bold]reconcile {scope}[/bold]: {verdict}: {invoices.checked} finalized invoices"
+        f" checked, {invoices.open} open, {invoices.void} void"
     )
-    intake = doc["intake"]
-    balance = "balanced" if intake["balanced"] else "[red]NOT balanced[/red]"
-    console.print(
-        f"intake ({intake['scope']} {intake['window'][0]} .. {intake['window'][1]}):"
-        f" {intake['ingests']} ingests, received {intake['received']:,} = accepted"
-        f" {intake['accepted']:,} + duplicates {intake['duplicates']:,} + rejected"
-        f" {intake['rejected']:,}: {balance}"
+    _print_intake(out, report)
+    _print_chain(out, report)
+    adjusted = sum(1 for d in report.drift if d.adjusted)
+    if report.drift:
+        out.print(
+            f"late usage: {len(report.drift)} finalized invoice(s) have"
+            f" {sum(d.late_events for d in report.drift):,} event(s) the run that rated them"
+            f" did not see; {adjusted} fully adjusted"
+        )
+    for d in report.drift:
+        if not d.adjusted:
+            out.print(
+                f"  [red]not adjusted[/red]: invoice {d.invoice_id} ({d.customer}):"
+                f" {d.late_events} late event(s); adjustments so far {d.adjustments}"
+            )
+    if not report.unattributed:
+        out.print("unattributed usage: none")
+    render_findings(out, report)
+
+
+def _print_intake(out: Console, report: ReconcileReport) -> None:
+    from meterline.audit.values import iso
+    from meterline.output import Column, print_table
+
+    intake = report.intake
+    balance = "balanced" if intake.balanced else "[red]NOT balanced[/red]"
+    out.print(
+        f"intake ({intake.scope} {iso(intake.window[0])} .. {iso(intake.window[1])}):"
+        f" {intake.ingests} ingests, received {intake.received:,} = accepted"
+        f" {intake.accepted:,} + duplicates {intake.duplicates:,} + rejected"
+        f" {intake.rejected:,}: {balance}"
     )
-    if intake["by_meter_currency"]:
+    if intake.by_meter_currency:
         print_table(
-            console,
+            out,
             [
                 "meter",
                 "currency",
@@ -299,124 +330,101 @@ def render_reconcile(console: Console, doc: dict[str, Any]) -> None:
             ],
             [
                 [
-                    row["meter"],
-                    row["currency"],
-                    f"{row['accepted']:,}",
-                    f"{row['rejected']:,}",
-                    ", ".join(f"{k} {v:,}" for k, v in row["rejected_by_reason"].items()),
+                    row.meter,
+                    row.currency,
+                    f"{row.accepted:,}",
+                    f"{row.rejected:,}",
+                    ", ".join(f"{k} {v:,}" for k, v in row.rejected_by_reason.items()),
                 ]
-                for row in intake["by_meter_currency"]
+                for row in intake.by_meter_currency
             ],
         )
-    if doc["meters"]:
+
+
+def _print_chain(out: Console, report: ReconcileReport) -> None:
+    from meterline.output import Column, format_amount, format_quantity, print_table
+
+    def amount(value: Amount) -> str:
+        return format_amount(value.major, value.currency)
+
+    if report.meters:
+        quantities = ("raw qty", "rollup qty", "rated qty", "posted qty")
         print_table(
-            console,
+            out,
             [
                 "meter",
                 "currency",
-                Column("invoices", "number"),
-                Column("raw events", "number"),
-                Column("rollup events", "number"),
-                Column("raw qty", "number"),
-                Column("rollup qty", "number"),
-                Column("rated qty", "number"),
-                Column("posted qty", "number"),
-                Column("rated", "money"),
-                Column("posted", "money"),
-                Column("difference", "money"),
+                *(
+                    Column(h, "number")
+                    for h in ("invoices", "raw events", "rollup events", *quantities)
+                ),
+                *(Column(h, "money") for h in ("rated", "posted", "difference")),
             ],
             [
                 [
-                    r["meter"],
-                    r["currency"],
-                    f"{r['invoices']:,}",
-                    f"{r['raw_events']:,}",
-                    f"{r['rollup_events']:,}",
-                    format_quantity(r["raw_quantity"]),
-                    format_quantity(r["rollup_quantity"]),
-                    format_quantity(r["rated_quantity"]),
-                    format_quantity(r["posted_quantity"]),
-                    amount(r["rated_amount"], r["currency"]),
-                    amount(r["posted_amount"], r["currency"]),
-                    amount(r["difference"], r["currency"]),
+                    r.meter,
+                    r.currency,
+                    *(f"{n:,}" for n in (r.invoices, r.raw_events, r.rollup_events)),
+                    *(
+                        format_quantity(q)
+                        for q in (
+                            r.raw_quantity,
+                            r.rollup_quantity,
+                            r.rated_quantity,
+                            r.posted_quantity,
+                        )
+                    ),
+                    *(amount(a) for a in (r.rated_amount, r.posted_amount, r.difference)),
                 ]
-                for r in doc["meters"]
+                for r in report.meters
             ],
             title="raw events -> rollup -> rated -> posted (lines + adjustments)",
         )
-    if doc["charges"]:
+    if report.charges:
         print_table(
-            console,
+            out,
             [
                 "currency",
                 "kind",
-                Column("re-rated", "money"),
-                Column("posted", "money"),
-                Column("difference", "money"),
+                *(Column(h, "money") for h in ("re-rated", "posted", "difference")),
             ],
             [
-                [
-                    r["currency"],
-                    r["kind"],
-                    amount(r["rerated"], r["currency"]),
-                    amount(r["posted"], r["currency"]),
-                    amount(r["difference"], r["currency"]),
-                ]
-                for r in doc["charges"]
+                [r.currency, r.kind, *(amount(a) for a in (r.rerated, r.posted, r.difference))]
+                for r in report.charges
             ],
             title="all lines",
         )
-    drift = doc["drift"]
-    if drift:
-        adjusted = sum(1 for d in drift if d["adjusted"])
-        events = sum(d["late_events"] for d in drift)
-        console.print(
-            f"late usage: {len(drift)} finalized invoice(s) have {events:,} event(s) the run"
-            f" that rated them did not see; {adjusted} fully adjusted"
-        )
-    for d in drift:
-        if not d["adjusted"]:
-            console.print(
-                f"  [red]not adjusted[/red]: invoice {d['invoice_id']} ({d['customer']}):"
-                f" {d['late_events']} late event(s); adjustments so far {d['adjustments']}"
-            )
-    if not doc["unattributed"]:
-        console.print("unattributed usage: none")
-    render_findings(console, doc)
 
 
-def render_findings(console: Console, doc: dict[str, Any]) -> None:
+def render_findings(out: Console, report: ReconcileReport) -> None:
     """The findings as one table: id (for `meterline audit acknowledge`), severity,
     whether it fails the run (or who acknowledged it, and why), what and where."""
     from meterline.output import Column, print_table
 
-    findings = doc["findings"]
-    if not findings:
-        console.print("findings: none")
+    if not report.findings:
+        out.print("findings: none")
         return
-    counts = doc["counts"]
-    console.print(
+    counts = report.counts
+    out.print(
         f"findings: {counts['error']} error(s), {counts['warning']} warning(s),"
         f" {counts['acknowledged']} acknowledged; the run fails on unacknowledged"
-        f" {'errors' if doc['fail_on'] == 'error' else 'errors and warnings'}"
+        f" {'errors' if report.fail_on == 'error' else 'errors and warnings'}"
         " (METERLINE_RECONCILE_FAIL_ON)"
     )
     rows = []
-    for f in findings:
-        ack = f["acknowledged"]
-        if ack:
-            status = f"acknowledged by {ack['by']} {ack['at'][:10]}: {ack['reason']}"
+    for f in report.findings:
+        ack = f.acknowledged
+        if ack is not None:
+            status = f"acknowledged by {ack.by} {ack.at:%Y-%m-%d}: {ack.reason}"
         else:
-            status = "FAILS" if f["fails"] else "passes"
+            status = "FAILS" if f.fails else "passes"
         where = " ".join(
-            p
-            for p in (f["customer"] or "", f"invoice {f['invoice_id']}" if f["invoice_id"] else "")
-            if p
+            p for p in (f.customer or "", f"invoice {f.invoice_id}" if f.invoice_id else "") if p
         )
-        rows.append([f["id"], f["severity"], status, f["check"], where or "-", f["detail"]])
+        rows.append([f.id, f.severity, status, f.check, where or "-", f.detail])
     # The id is what `meterline audit acknowledge` takes: never cut or folded.
     print_table(
-        console,
+        out,
         [Column("id", "number"), "severity", "status", "check", "where", "detail"],
         rows,
     )
@@ -440,15 +448,13 @@ def acknowledge(finding_id: str, reason: str, by: str | None) -> None:
     import getpass
     from datetime import UTC
 
-    from meterline.audit.gather import FINDING_ID
-    from meterline.audit.gather import acknowledge as record
+    from meterline.audit.findings import acknowledge as record
+    from meterline.audit.findings import check_finding_id
 
-    if not FINDING_ID.match(finding_id.strip().lower()):
-        raise click.BadParameter(
-            f"{finding_id!r} is not a finding id (f- and 12 hex digits, as"
-            " `meterline audit reconcile` lists them)",
-            param_hint="FINDING_ID",
-        )
+    try:
+        check_finding_id(finding_id)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="FINDING_ID") from None
     if not reason.strip():
         raise click.BadParameter("must say why", param_hint="--reason")
     who = by or getpass.getuser()
@@ -462,7 +468,12 @@ def acknowledge(finding_id: str, reason: str, by: str | None) -> None:
 
 
 @audit.command("rerate")
-@click.option("--period", required=True, help="YYYY-MM: the invoices whose period starts then.")
+@click.option(
+    "--period",
+    type=Month(),
+    required=True,
+    help="YYYY-MM: the invoices whose period starts then.",
+)
 @click.option("--customer", help="One customer (external id).")
 @click.option("--apply", "apply_", is_flag=True, help="Post the differences as adjustment lines.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
@@ -472,49 +483,53 @@ def rerate_command(period: str, customer: str | None, apply_: bool, as_json: boo
     Without --apply: the differences, line by line; nothing is written. With --apply:
     posted as adjustment lines on the next open invoices (a finalized invoice is never
     edited)."""
-    from meterline.audit.gather import rerate
+    from meterline.audit.rerate import rerate
 
-    report = rerate(_month(period) or period, customer=customer, apply=apply_)
-    doc = report.to_json()
+    report = rerate(period, customer=customer, apply=apply_)
     if as_json:
-        _echo_json(doc)
+        _echo_json(report)
         return
-    for line in render_rerate(doc):
+    for line in render_rerate(report):
         click.echo(line)
 
 
-def render_rerate(doc: dict[str, Any]) -> list[str]:
-    scope = doc["period"] + (f" customer {doc['customer']}" if doc["customer"] else "")
+def render_rerate(report: RerateReport) -> list[str]:
+    scope = report.period + (f" customer {report.customer}" if report.customer else "")
     out = [
-        f"rerate {scope} against events ingested up to {_when(doc['run_at'])}:"
-        f" {doc['periods_checked']} finalized period(s) checked, {doc['periods_differing']}"
-        f" differ ({doc['lines_differing']} line(s))"
-        + ("" if doc["applied"] else "; dry run, nothing posted (--apply posts adjustments)")
+        f"rerate {scope} against events ingested up to {_when(report.run_at)}:"
+        f" {report.periods_checked} finalized period(s) checked, {report.periods_differing}"
+        f" differ ({report.lines_differing} line(s))"
+        + ("" if report.applied else "; dry run, nothing posted (--apply posts adjustments)")
     ]
-    for p in doc["periods"]:
-        cur = p["currency"]
+    for p in report.periods:
+        cur = p.currency
         out.append(
-            f"invoice {p['invoice_id']} {p['customer']} {p['subscription']}"
-            f" {_when(p['period'][0])} -> {_when(p['period'][1])}: difference {cur}"
-            f" {p['difference']}"
+            f"invoice {p.invoice_id} {p.customer} {p.subscription}"
+            f" {_when(p.period[0])} -> {_when(p.period[1])}: difference {cur}"
+            f" {p.difference}"
         )
-        for d in p["lines"]:
-            b, r, x = d["billed"], d["rerated"], d["difference"]
+        for d in p.lines:
+            b, r, x = d.billed, d.rerated, d.difference
             out.append(
-                f"  {'line ' + str(d['line_id']) if d['line_id'] else 'new'} {d['price_id']}"
-                f" {d['kind']}{' ' + d['group'] if d['group'] else ''}: billed"
-                f" {b['quantity']} / {b['amount']} -> re-rated {r['quantity']} / {r['amount']}"
-                f" (difference {x['quantity']} / {cur} {x['amount']})"
+                f"  {'line ' + str(d.line_id) if d.line_id else 'new'} {d.price_id}"
+                f" {d.kind}{' ' + d.group if d.group else ''}: billed"
+                f" {_n(b.quantity)} / {b.amount} -> re-rated {_n(r.quantity)} / {r.amount}"
+                f" (difference {_n(x.quantity)} / {cur} {x.amount})"
             )
-    for s in doc["skipped"]:
-        out.append(f"skipped: {s}")
-    if doc["applied"] and doc["posted"]:
-        out.append(f"posted with rating run {doc['rating_run_id']}:")
-        for p in doc["posted"]:
+    for s in report.skipped:
+        out.append(
+            f"skipped: {s.reason}: "
+            + ", ".join(
+                f"{k} {v}" for k, v in s.model_dump(exclude={"reason"}, exclude_none=True).items()
+            )
+        )
+    if report.applied and report.posted:
+        out.append(f"posted with rating run {report.rating_run_id}:")
+        for c in report.posted:
             out.append(
-                f"  invoice {p['carrier_invoice_id']} ({p['customer']}) carries the correction"
-                f" of invoice {p['corrected_invoice_id']}: {p['created']} new,"
-                f" {p['replaced']} replaced adjustment line(s) {p['line_ids']}"
+                f"  invoice {c.carrier_invoice_id} ({c.customer}) carries the correction"
+                f" of invoice {c.corrected_invoice_id}: {c.created} new,"
+                f" {c.replaced} replaced adjustment line(s) {c.line_ids}"
             )
     return out
 
@@ -549,20 +564,13 @@ def render_rerate(doc: dict[str, Any]) -> list[str]:
 def statement(customer: str, period: str, view: str, out: Path) -> None:
     """A self-contained HTML usage statement: lines, daily usage, tiers (and the audit
     chain in the internal view). Exit 3 when the customer or period does not exist."""
-    from meterline.audit.statement import StatementNotFound, parse_period, render, statement_data
+    from meterline.audit.statement import parse_period, render, statement_data
 
     try:
         parse_period(period)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--period") from None
-    try:
-        page = render(statement_data(customer, period, view=view))  # type: ignore[arg-type]
-    except StatementNotFound as exc:
-
-        class NotFound(click.ClickException):
-            exit_code = 3  # not found: one line, listing the periods that do exist
-
-        raise NotFound(str(exc)) from None
+    page = render(statement_data(customer, period, view=view))  # type: ignore[arg-type]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(page, encoding="utf-8")

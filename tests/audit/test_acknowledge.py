@@ -10,8 +10,7 @@ import pytest
 
 from billing.db import create_ledger_engine, session_factory
 from billing.migrate import upgrade
-from meterline.audit.checks import Acknowledgement
-from meterline.audit.gather import acknowledge, acknowledgements
+from meterline.audit.findings import Acknowledgement, acknowledge, acknowledgements
 from meterline.settings import load_settings
 from tests.billing.conftest import ledger_url  # noqa: F401  (SQLite, and PostgreSQL when set)
 
@@ -24,7 +23,9 @@ def test_acknowledgements_are_recorded_and_read_back(ledger_url: str) -> None:  
     first = acknowledge(
         "f-0123456789ab", reason="  prospect test traffic ", by="ana", at=AT, config=config
     )
-    assert first == Acknowledgement("f-0123456789ab", "prospect test traffic", "ana", AT)
+    assert first == Acknowledgement(
+        finding_id="f-0123456789ab", reason="prospect test traffic", by="ana", at=AT
+    )
     later = datetime(2026, 12, 6, tzinfo=UTC)
     acknowledge("F-0123456789AB", reason="still known", by="bo", at=later, config=config)
     acknowledge("f-ba9876543210", reason="other", by="ana", at=AT, config=config)
@@ -37,8 +38,12 @@ def test_acknowledgements_are_recorded_and_read_back(ledger_url: str) -> None:  
     finally:
         engine.dispose()
     assert found == {
-        "f-0123456789ab": Acknowledgement("f-0123456789ab", "still known", "bo", later),
-        "f-ba9876543210": Acknowledgement("f-ba9876543210", "other", "ana", AT),
+        "f-0123456789ab": Acknowledgement(
+            finding_id="f-0123456789ab", reason="still known", by="bo", at=later
+        ),
+        "f-ba9876543210": Acknowledgement(
+            finding_id="f-ba9876543210", reason="other", by="ana", at=AT
+        ),
     }
 
 

@@ -7,13 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from billing.charges import ChargeLine
-from meterline.audit import checks as audit
-from meterline.audit.checks import (
-    ADJUSTED,
-    AGREES,
-    DRIFT,
-    MISMATCH,
-    Billed,
+from meterline.audit.compare import ADJUSTED, AGREES, DRIFT, MISMATCH, compare_period, verdict
+from meterline.audit.facts import (
     IngestFacts,
     InvoiceInfo,
     PeriodFacts,
@@ -21,11 +16,14 @@ from meterline.audit.checks import (
     ReconcileFacts,
     Span,
     StoredCount,
-    compare_period,
-    levels,
-    time_weighted_quantities,
-    verdict,
+    UsageTotals,
 )
+from meterline.audit.findings import WARNING, Acknowledgement, Finding
+from meterline.audit.levels import HeldLevel, levels, time_weighted_quantities
+from meterline.audit.reconcile.checks import reconcile
+from meterline.audit.reconcile.report import failure_message
+from meterline.audit.values import Billed
+from meterline.output import jsonable
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, tzinfo=UTC)
@@ -48,13 +46,24 @@ def test_levels_merge_repeated_reports_and_weigh_by_the_cycle() -> None:
     ]
     spans.append(span("e20", 3, NOV + timedelta(days=20), DEC))
     found = levels(spans)
-    assert [(lv.value, lv.hours, len(lv.event_ids)) for lv in found] == [
+    cycle = 30 * DAY_MS
+    held = [HeldLevel.of(lv, cycle) for lv in found]
+    assert [(h.value, h.hours, len(h.events)) for h in held] == [
         (Decimal(2), Decimal(480), 20),
         (Decimal(3), Decimal(240), 1),
     ]
-    cycle = 30 * DAY_MS
     assert time_weighted_quantities(found, cycle) == {SEATS: Decimal("2.333333333")}
-    assert found[0].to_json(cycle)["share_of_cycle"] == "1.333333333"
+    # 2 seats x 480 h / 720 h; in JSON under its own names, "from" and "to" included.
+    assert jsonable(held[0]) == {
+        "group": "seat_type=advanced",
+        "value": "2",
+        "from": "2026-11-01T00:00:00Z",
+        "to": "2026-11-21T00:00:00Z",
+        "hours": "480",
+        "held_ms": 480 * 3_600_000,
+        "share_of_cycle": "1.333333333",
+        "events": [f"e{d}" for d in range(20)],
+    }
 
 
 def test_levels_skip_empty_spans_and_keep_groups_apart() -> None:
@@ -71,7 +80,10 @@ def test_levels_skip_empty_spans_and_keep_groups_apart() -> None:
 
 def b(quantity: str, minor: int, precise: str | None = None) -> Billed:
     return Billed(
-        Decimal(quantity), minor, Decimal(precise if precise is not None else minor) / 100
+        quantity=Decimal(quantity),
+        amount_minor=minor,
+        amount_precise=Decimal(precise if precise is not None else minor) / 100,
+        currency="USD",
     )
 
 
@@ -137,8 +149,15 @@ def test_compare_period_by_key() -> None:
     diffs = {d.key: d for d in compare_period(originals, [adjustment], rerated, "USD")}
     # k1: line + adjustment = re-rated; k2: no longer charged; k3: never posted.
     assert set(diffs) == {k2, k3}
-    assert diffs[k2].what == "no_longer_charged" and diffs[k2].delta.amount_minor == 99
-    assert diffs[k3].what == "missing" and diffs[k3].delta.amount_minor == 25000
+    assert diffs[k2].what == "no_longer_charged" and diffs[k2].difference.amount_minor == 99
+    assert diffs[k3].what == "missing" and diffs[k3].difference.amount_minor == 25000
+    # In JSON: each amount with its text in the currency's minor unit.
+    assert jsonable(diffs[k3])["difference"] == {
+        "quantity": "1",
+        "amount_minor": 25000,
+        "amount_precise": "250",
+        "amount": "250.00",
+    }
     assert compare_period(originals[:1], [], {k1: charge("10", "9.90")}, "USD") == []
 
 
@@ -173,8 +192,8 @@ def facts(**overrides: object) -> ReconcileFacts:
         adjustments=[],
         raw={1: PeriodFacts({key: charge("10", "9.90")}, {("fin_resolution", ()): Decimal(10)})},
         rollup={1: PeriodFacts({key: charge("10", "9.90")}, {("fin_resolution", ()): Decimal(10)})},
-        raw_totals={1: {("fin_resolution", ()): audit.UsageTotals(10, Decimal(10))}},
-        rollup_totals={1: {("fin_resolution", ()): audit.UsageTotals(10, Decimal(10), None, 7)}},
+        raw_totals={1: {("fin_resolution", ()): UsageTotals(10, Decimal(10))}},
+        rollup_totals={1: {("fin_resolution", ()): UsageTotals(10, Decimal(10), None, 7)}},
         late={},
         ingests=[IngestFacts("i1", NOV, ["day.parquet"], 12, 10, 1, 1, {"bad_timestamp": 1})],
         stored=[
@@ -189,23 +208,23 @@ def facts(**overrides: object) -> ReconcileFacts:
 
 
 def test_reconcile_clean_facts() -> None:
-    report = audit.reconcile(facts())
+    report = reconcile(facts())
     assert report.ok and report.findings == []
     (row,) = report.meters
-    assert (
-        row["raw_events"],
-        row["rollup_events"],
-        row["rated_quantity"],
-        row["posted_quantity"],
-    ) == (10, 10, "10", "10")
-    assert report.intake["balanced"] and report.intake["by_meter_currency"][0][
-        "rejected_by_reason"
-    ] == {"bad_timestamp": 1}
+    assert (row.raw_events, row.rollup_events, row.rated_quantity, row.posted_quantity) == (
+        10,
+        10,
+        Decimal(10),
+        Decimal(10),
+    )
+    assert row.rated_amount.minor == row.posted_amount.minor == 990 and row.difference.minor == 0
+    assert report.intake.balanced
+    assert report.intake.by_meter_currency[0].rejected_by_reason == {"bad_timestamp": 1}
 
 
 def test_reconcile_ingest_accounting_and_totals() -> None:
     unbalanced = IngestFacts("i1", NOV, ["day.parquet"], 13, 10, 1, 1, {"bad_timestamp": 1})
-    report = audit.reconcile(facts(ingests=[unbalanced], stored=[], invoices=[info(total=1000)]))
+    report = reconcile(facts(ingests=[unbalanced], stored=[], invoices=[info(total=1000)]))
     assert {f.check for f in report.failures} == {
         "ingest_unbalanced",
         "ingest_log_vs_stored",
@@ -220,23 +239,23 @@ def test_unpriced_usage_is_reported_but_does_not_fail() -> None:
         {("fin_resolution", ()): Decimal(10)},
         unpriced=[("seats", (("seat_type", "essential"),), Decimal(2))],
     )
-    report = audit.reconcile(facts(raw={1: raw}))
+    report = reconcile(facts(raw={1: raw}))
     assert report.ok and [f.check for f in report.findings] == ["unpriced_usage"]
 
 
 def test_stale_rollup_is_named_as_such() -> None:
-    stale = {1: {("fin_resolution", ()): audit.UsageTotals(9, Decimal(9), None, 7)}}
-    report = audit.reconcile(facts(rollup_totals=stale, dirty_days=[date(2026, 11, 7)]))
+    stale = {1: {("fin_resolution", ()): UsageTotals(9, Decimal(9), None, 7)}}
+    report = reconcile(facts(rollup_totals=stale, dirty_days=[date(2026, 11, 7)]))
     (finding,) = report.failures
     assert finding.check == "rollup_vs_raw" and "rollup stale: days 2026-11-07" in finding.detail
 
 
 def test_finding_ids_are_stable_and_change_with_their_values() -> None:
-    def unattributed(events: int, value: str, detail: str = "billed to nobody") -> audit.Finding:
-        return audit.Finding(
-            "unattributed_usage",
-            detail,
-            severity=audit.WARNING,
+    def unattributed(events: int, value: str, detail: str = "billed to nobody") -> Finding:
+        return Finding(
+            check="unattributed_usage",
+            detail=detail,
+            severity=WARNING,
             customer="cus_stray",
             subject={"meter": "fin_resolution", "month": "2026-11"},
             values={"events": events, "value_sum": Decimal(value)},
@@ -247,10 +266,10 @@ def test_finding_ids_are_stable_and_change_with_their_values() -> None:
     assert first.id == unattributed(3, "3.000", "worded otherwise").id  # spelling, wording
     assert first.id.startswith("f-") and len(first.id) == 14
     assert unattributed(4, "4").id != first.id  # a value changed: a new finding
-    other = audit.Finding(
-        "unattributed_usage",
-        "billed to nobody",
-        severity=audit.WARNING,
+    other = Finding(
+        check="unattributed_usage",
+        detail="billed to nobody",
+        severity=WARNING,
         customer="cus_other",
         subject={"meter": "fin_resolution", "month": "2026-11"},
         values={"events": 3, "value_sum": Decimal(3)},
@@ -259,24 +278,25 @@ def test_finding_ids_are_stable_and_change_with_their_values() -> None:
 
 
 def test_a_report_fails_on_unacknowledged_findings_of_its_severity() -> None:
-    warning = audit.Finding("unattributed_usage", "w", severity=audit.WARNING, customer="c")
-    error = audit.Finding("line_differs", "e", customer="c", invoice_id=1, key="k")
-    report = audit.reconcile(facts())
-    report.findings = [warning, error]
+    warning = Finding(check="unattributed_usage", detail="w", severity=WARNING, customer="c")
+    error = Finding(check="line_differs", detail="e", customer="c", invoice_id=1, key="k")
+    report = reconcile(facts()).model_copy(update={"findings": [warning, error]})
+    report = report.judged("error", {})
     assert [f.check for f in report.failures] == ["line_differs"]  # fail_on error
-    assert report.counts() == {"error": 1, "warning": 1, "acknowledged": 0}
-    report.fail_on = audit.WARNING
+    assert report.counts == {"error": 1, "warning": 1, "acknowledged": 0}
+    report = report.judged(WARNING, {})
     assert [f.check for f in report.failures] == ["unattributed_usage", "line_differs"]
-    ack = audit.Acknowledgement(error.id, "known", "ops", NOV)
-    report.acknowledgements = {error.id: ack}
+    ack = Acknowledgement(finding_id=error.id, reason="known", by="ops", at=NOV)
+    report = report.judged(WARNING, {error.id: ack})
     assert [f.check for f in report.failures] == ["unattributed_usage"]
-    assert report.counts() == {"error": 0, "warning": 1, "acknowledged": 1}
-    doc = report.to_json()
+    assert report.counts == {"error": 0, "warning": 1, "acknowledged": 1}
+    doc = jsonable(report)
     assert [(f["check"], f["fails"], f["acknowledged"]) for f in doc["findings"]] == [
         ("unattributed_usage", True, None),
         ("line_differs", False, {"by": "ops", "at": "2026-11-01T00:00:00Z", "reason": "known"}),
     ]
-    assert audit.failure_message([report], DEC) == (
+    assert doc["findings"][1]["id"] == error.id and "subject" not in doc["findings"][1]
+    assert failure_message([report], DEC) == (
         "reconcile as of 2026-12-01T00:00:00Z: 1 failing finding(s): 1 warning; 1"
         f" acknowledged. First: {warning.id} (unattributed_usage, 2026-11). List them:"
         " meterline audit reconcile --as-of 2026-12-01T00:00:00Z; acknowledge one:"
@@ -286,7 +306,7 @@ def test_a_report_fails_on_unacknowledged_findings_of_its_severity() -> None:
 
 def test_a_period_that_cannot_be_rerated_is_one_finding() -> None:
     raw = PeriodFacts({}, {}, error="plan 'basci' is not in the catalog (its plans: basic)")
-    report = audit.reconcile(facts(raw={1: raw}))
+    report = reconcile(facts(raw={1: raw}))
     (finding,) = report.failures
     assert (finding.check, finding.severity, finding.invoice_id) == ("cannot_rerate", "error", 1)
     assert finding.detail == (

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from meterline.audit.gather import acknowledge, reconcile_after_close
+from meterline.audit.findings import acknowledge
+from meterline.audit.reconcile import reconcile_after_close
 from meterline.settings import settings
 from meters.ingest.ingestor import ingest_events
 from tests.audit.conftest import AS_OF, START, World
@@ -116,7 +117,7 @@ def test_warnings_pass_errors_fail_acknowledged_pass_changed_fail_again(
     assert summary["months"]["2026-11"] == "2026-11: reconciled (26 invoices; 1 warning(s))"
     (nov,) = [r for r in reconcile_after_close(AS_OF) if r.period == "2026-11"]
     (warning,) = nov.findings
-    assert (warning.check, warning.severity, nov.fails(warning)) == (
+    assert (warning.check, warning.severity, warning.fails) == (
         "unattributed_usage",
         "warning",
         False,
@@ -142,7 +143,7 @@ def test_warnings_pass_errors_fail_acknowledged_pass_changed_fail_again(
     (nov,) = [r for r in reconcile_after_close(AS_OF) if r.period == "2026-11"]
     (changed,) = nov.findings
     assert changed.check == "unattributed_usage" and changed.id != warning.id
-    assert nov.acknowledged(changed) is None and nov.fails(changed)
+    assert changed.acknowledged is None and changed.fails
     with pytest.raises(AirflowFailException, match=changed.id):
         reconcile(AS_OF.isoformat(), {"periods_closed": 0})
 

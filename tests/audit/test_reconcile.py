@@ -5,11 +5,11 @@ without an invoice; and warns of usage nobody is billed for."""
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 
 from billing import void
 from billing.db import create_ledger_engine, session_factory
-from meterline.audit.gather import months_to_reconcile, reconcile_after_close, reconcile_period
+from meterline.audit.reconcile import months_to_reconcile, reconcile_after_close, reconcile_period
+from meterline.output import jsonable
 from meters.ingest.ingestor import ingest_events
 from tests.audit.conftest import AS_OF, START, World
 
@@ -18,30 +18,27 @@ def test_the_generated_month_reconciles(month: World) -> None:
     assert months_to_reconcile(AS_OF, config=month.config) == ["2026-10", "2026-11"]
     reports = reconcile_after_close(AS_OF, config=month.config)
     for report in reports:
-        assert report.ok, [f.to_json() for f in report.failures]
+        assert report.ok, [jsonable(f) for f in report.failures]
     nov = next(r for r in reports if r.period == "2026-11")
-    assert nov.invoices["checked"] > 15
+    assert nov.invoices.checked > 15
     for row in nov.meters:
-        assert row["raw_events"] == row["rollup_events"]
-        assert row["raw_quantity"] == row["rollup_quantity"]
-        assert Decimal(row["rated_amount"]) == Decimal(row["posted_amount"])
-        assert Decimal(row["difference"]) == 0
-    fin = [r for r in nov.meters if r["meter"] == "fin_resolution"]
-    assert {r["currency"] for r in fin} == {"USD", "EUR", "GBP"}
-    assert all(
-        Decimal(r["rated_quantity"]) == Decimal(r["posted_quantity"]) == Decimal(r["raw_quantity"])
-        for r in fin
-    )
+        assert row.raw_events == row.rollup_events
+        assert row.raw_quantity == row.rollup_quantity
+        assert row.rated_amount == row.posted_amount
+        assert row.difference.minor == 0
+    fin = [r for r in nov.meters if r.meter == "fin_resolution"]
+    assert {r.currency for r in fin} == {"USD", "EUR", "GBP"}
+    assert all(r.rated_quantity == r.posted_quantity == r.raw_quantity for r in fin)
     intake = nov.intake
-    assert intake["balanced"] and intake["ingests"] >= 29
-    assert intake["received"] == intake["accepted"] + intake["duplicates"] + intake["rejected"]
-    assert intake["duplicates"] > 0 and intake["rejected"] > 0
-    assert sum(intake["rejected_by_reason"].values()) == intake["rejected"]
+    assert intake.balanced and intake.ingests >= 29
+    assert intake.received == intake.accepted + intake.duplicates + intake.rejected
+    assert intake.duplicates > 0 and intake.rejected > 0
+    assert sum(intake.rejected_by_reason.values()) == intake.rejected
     assert nov.unattributed == [] and nov.drift == []
     # One customer only: the same checks, on its invoice.
-    customer = nov.customers[0]["customer"]
+    customer = nov.customers[0].customer
     one = reconcile_period("2026-11", customer=customer, config=month.config)
-    assert one.ok and [c["customer"] for c in one.customers] == [customer]
+    assert one.ok and [c.customer for c in one.customers] == [customer]
 
 
 def test_reconcile_fails_on_a_corrupted_rollup_row(copy_of_month: World) -> None:
@@ -88,9 +85,10 @@ def test_reconcile_fails_on_a_deleted_line_item(copy_of_month: World) -> None:
     assert ("invoice_total", invoice_id) in failing
     assert ("line_missing", invoice_id) in failing
     (missing,) = [f for f in report.failures if f.check == "line_missing"]
-    assert missing.customer == customer and missing.data["line_id"] is None
-    row = next(c for c in report.customers if c["invoice_id"] == invoice_id)
-    assert Decimal(row["difference"]) > 0
+    assert missing.customer == customer
+    assert missing.data is not None and missing.data.line_id is None
+    row = next(c for c in report.customers if c.invoice_id == invoice_id)
+    assert row.difference is not None and row.difference.minor > 0
 
 
 def test_usage_no_subscription_covers_is_a_warning(copy_of_month: World) -> None:
@@ -122,7 +120,7 @@ def test_usage_no_subscription_covers_is_a_warning(copy_of_month: World) -> None
     )
     assert finding.id.startswith("f-") and len(finding.id) == 14
     (row,) = report.unattributed
-    assert row["events"] == 3 and row["known_customer"] is False
+    assert row.events == 3 and row.known_customer is False
     # ...and does when the run fails on warnings.
     strict = world.config.model_copy(update={"reconcile_fail_on": "warning"})
     report = reconcile_period("2026-11", config=strict)
@@ -145,4 +143,4 @@ def test_reconcile_fails_on_a_due_period_without_invoice(copy_of_month: World) -
     assert reconcile_period("2026-11", config=world.config).ok  # without as_of: not checked
     report = reconcile_period("2026-11", as_of=AS_OF, config=world.config)
     assert [(f.check, f.customer) for f in report.failures] == [("missing_invoice", customer)]
-    assert report.invoices["void"] == 1
+    assert report.invoices.void == 1

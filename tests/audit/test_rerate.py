@@ -7,9 +7,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from meterline.audit.gather import explain_line, reconcile_period, rerate
+from meterline.audit.explain import explain_line
+from meterline.audit.reconcile import reconcile_period
+from meterline.audit.rerate import rerate
 from meterline.jobs.close import close_periods
 from meterline.jobs.rollup import rollup_day
+from meterline.output import jsonable
 from meters.ingest.ingestor import ingest_events
 from tests.audit.conftest import AS_OF, World
 
@@ -43,36 +46,34 @@ def test_late_event_drift_then_rerate_adjusts(copy_of_month: World) -> None:
     )
 
     doc = explain_line(line_id, config=world.config)
-    assert doc["status"] == "drift"
-    assert Decimal(doc["difference"]["quantity"]) == 1
-    assert doc["difference"]["amount_minor"] > 0
-    assert doc["late_events"]["count"] == 1
-    (late,) = doc["late_events"]["events"]
-    assert late["event_id"] == "late-1" and late["ingested_at"] == late_at.isoformat().replace(
-        "+00:00", "Z"
-    )
+    assert doc.status == "drift"
+    assert doc.difference.quantity == 1
+    assert doc.difference.amount_minor > 0
+    assert doc.late_events.count == 1
+    (late,) = doc.late_events.events
+    assert late.event_id == "late-1" and late.ingested_at == late_at
     # Late: not seen by the close's rating run, which saw every event ingested up to the
-    # last delivery before it (the Nov 30 file, delivered Dec 1 00:30).
-    assert doc["late_events"]["since"] == "2026-12-01T00:30:00Z"
-    assert doc["late_events"]["rating_run_id"] == doc["line"]["rating_run_id"]
+    # last delivery before it (the Nov 30 file, delivered Dec 1 00:30); in JSON as UTC text.
+    assert jsonable(doc.late_events)["since"] == "2026-12-01T00:30:00Z"
+    assert doc.late_events.rating_run_id == doc.line.rating_run_id
 
     # Reconcile fails: the finalized invoice no longer matches its events.
     report = reconcile_period(month, config=world.config)
     assert not report.ok
     checks = {(f.check, f.customer) for f in report.failures}
     assert ("unadjusted_drift", customer) in checks
-    drift = [d for d in report.drift if d["invoice_id"] == invoice_id]
-    assert drift and drift[0]["late_events"] == 1 and not drift[0]["adjusted"]
+    drift = [d for d in report.drift if d.invoice_id == invoice_id]
+    assert drift and drift[0].late_events == 1 and not drift[0].adjusted
 
     # Dry run: the differences line by line, nothing written.
     dry = rerate(month, customer=customer, config=world.config)
     assert not dry.applied and len(dry.periods) == 1
     (period,) = dry.periods
-    usage = [d for d in period.diffs if d.kind == "usage"]
+    usage = [d for d in period.lines if d.kind == "usage"]
     assert [d.line_id for d in usage] == [line_id]
     assert (
-        usage[0].delta.quantity == 1
-        and usage[0].delta.amount_minor == doc["difference"]["amount_minor"]
+        usage[0].difference.quantity == 1
+        and usage[0].difference.amount_minor == doc.difference.amount_minor
     )
     assert world.sql("SELECT count(*) FROM invoice_lines WHERE kind = 'adjustment'") == [(0,)]
 
@@ -81,13 +82,13 @@ def test_late_event_drift_then_rerate_adjusts(copy_of_month: World) -> None:
     assert applied.applied and applied.rating_run_id is not None
     assert applied.run_at == late_at
     (posted,) = applied.posted
-    assert posted["carrier_invoice_id"] != invoice_id and posted["created"] >= 1
+    assert posted.carrier_invoice_id != invoice_id and posted.created >= 1
     adjustments = world.sql(
         "SELECT id, adjusts_line_id, quantity, amount_minor, invoice_id FROM invoice_lines WHERE kind = 'adjustment'"
     )
     by_line = {row[1]: row for row in adjustments}
     assert Decimal(by_line[line_id][2]) == 1
-    assert by_line[line_id][3] == usage[0].delta.amount_minor
+    assert by_line[line_id][3] == usage[0].difference.amount_minor
     assert world.sql(
         "SELECT total_minor, quantity FROM invoices i JOIN invoice_lines l ON l.invoice_id = i.id"
         " WHERE l.id = ?",
@@ -96,19 +97,19 @@ def test_late_event_drift_then_rerate_adjusts(copy_of_month: World) -> None:
 
     # The line differs but is adjusted; the adjustment agrees and names the late event.
     again = explain_line(line_id, config=world.config)
-    assert again["status"] == "adjusted" and again["net"]["difference"]["amount_minor"] == 0
-    assert [a["id"] for a in again["adjustments"]] == [by_line[line_id][0]]
+    assert again.status == "adjusted" and again.net.difference.amount_minor == 0
+    assert [a.id for a in again.adjustments] == [by_line[line_id][0]]
     adj = explain_line(by_line[line_id][0], config=world.config)
-    assert adj["status"] == "agrees"
-    assert adj["corrects"]["line_id"] == line_id
-    assert [e["event_id"] for e in adj["late_events"]["events"]] == ["late-1"]
+    assert adj.status == "agrees"
+    assert adj.corrects is not None and adj.corrects.line_id == line_id
+    assert [e.event_id for e in adj.late_events.events] == ["late-1"]
 
     # Re-rating again finds nothing; the nightly rollup rebuilds the day; the books balance.
     assert rerate(month, customer=customer, config=world.config).periods == []
     rollup_day(at.date(), config=world.config)
     report = reconcile_period(month, config=world.config)
-    assert report.ok, [f.to_json() for f in report.failures]
-    assert [d["adjusted"] for d in report.drift if d["invoice_id"] == invoice_id] == [True]
+    assert report.ok, [jsonable(f) for f in report.failures]
+    assert [d.adjusted for d in report.drift if d.invoice_id == invoice_id] == [True]
 
     # The next close sees the same late usage and posts nothing new: rerate posted what
     # close would have.

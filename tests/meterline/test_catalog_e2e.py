@@ -24,11 +24,12 @@ from billing.catalog import CatalogChangeRefused, CatalogNotLoaded
 from billing.db import create_ledger_engine, session_factory
 from billing.models import CatalogVersion, Invoice, InvoiceLine, Subscription
 from meterline import settings as settings_module
-from meterline.audit.gather import reconcile_period
+from meterline.audit.reconcile import reconcile_period
 from meterline.connections import meter_catalog
 from meterline.jobs.catalog import load_catalog_file
 from meterline.jobs.close import close_periods
 from meterline.jobs.rollup import rollup_day
+from meterline.output import json_text
 from meterline.settings import Settings, load_settings
 from meters.warehouse.base import Warehouse
 from tests.billing.conftest import BACKENDS, PG_ENV, pg_url_with_schema
@@ -175,7 +176,7 @@ class World:
 
     def findings(self, *months: str) -> list[str]:
         return [
-            f"{month}: {json.dumps(f.to_json(), default=str)}"
+            f"{month}: {json_text(f)}"
             for month in months
             for f in reconcile_period(month, config=self.config).findings
         ]

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from meterline.audit.gather import explain_line, reconcile_after_close
+from meterline.audit.explain import explain_line
+from meterline.audit.reconcile import reconcile_after_close
 from meterline.audit.statement import render, statement_data
 from meters.ingest.ingestor import ingest_events
 from tests.scenarios.harness import Sub, World, event, resolutions, utc
@@ -76,12 +77,12 @@ def test_history_ingested_today_and_closed_earlier_has_no_late_events(
     assert len(lines) == 4
     for line in lines:
         doc = explain_line(line["id"], config=world.config)
-        assert (doc["status"], doc["late_events"]["count"]) == ("agrees", 0), line
+        assert (doc.status, doc.late_events.count) == ("agrees", 0), line
     reports = reconcile_after_close(AS_OF, config=world.config)
     assert [r.period for r in reports] == ["2026-10", "2026-11"]
     for r in reports:
         assert r.ok and r.drift == [] and r.findings == [], r.summary()
-        assert [c["late_events"] for c in r.customers] == [0]
+        assert [c.late_events for c in r.customers] == [0]
     page = render(statement_data("c_hist", "2026-11", view="internal", config=world.config))
     assert "Events not seen by the rating run" not in page
 
@@ -104,26 +105,26 @@ def test_history_ingested_today_and_closed_earlier_has_no_late_events(
         and ln["service_period_start"].startswith("2026-11-01")
     ]
     doc = explain_line(usage["id"], config=world.config)
-    assert doc["status"] == "adjusted"
-    assert doc["late_events"]["count"] == 1
-    assert [e["event_id"] for e in doc["late_events"]["events"]] == ["nov-late"]
-    (adjustment,) = doc["adjustments"]
+    assert doc.status == "adjusted"
+    assert doc.late_events.count == 1
+    assert [e.event_id for e in doc.late_events.events] == ["nov-late"]
+    (adjustment,) = doc.adjustments
     # 21 resolutions instead of 20, all in tier 1: + 1 x 1.00
-    assert (adjustment["quantity"], adjustment["amount"]) == ("1", "1.00")
+    assert (adjustment.quantity, adjustment.amount) == (1, "1.00")
     october = [
         ln
         for ln in lines_of(world)
         if ln["service_period_start"].startswith("2026-10-01") and ln["kind"] == "usage"
     ]
     for line in october:
-        assert explain_line(line["id"], config=world.config)["late_events"]["count"] == 0
+        assert explain_line(line["id"], config=world.config).late_events.count == 0
     (nov,) = [
         r
         for r in reconcile_after_close(utc("2026-12-05 00:00"), config=world.config)
         if r.period == "2026-11"
     ]
     assert nov.ok
-    assert [(d["late_events"], d["adjusted"]) for d in nov.drift] == [(1, True)]
+    assert [(d.late_events, d.adjusted) for d in nov.drift] == [(1, True)]
     page = render(statement_data("c_hist", "2026-11", view="internal", config=world.config))
     assert "Events not seen by the rating run that produced the line: 1:" in page
 
@@ -150,13 +151,13 @@ def test_a_stale_rollup_day_makes_its_later_events_late(ledger_world: World) -> 
     (usage,) = [ln for ln in lines_of(world) if ln["price_id"] == "resolution"]
     assert Decimal(usage["quantity"]) == 5
     doc = explain_line(usage["id"], config=world.config)
-    assert (doc["status"], doc["late_events"]["count"]) == ("drift", 2)
+    assert (doc.status, doc.late_events.count) == ("drift", 2)
 
     world.rollup(utc("2026-11-10 00:00").date())
     again = world.close(utc("2026-12-05 00:00"))
     assert again.adjustment_lines == 1
     doc = explain_line(usage["id"], config=world.config)
-    assert (doc["status"], doc["late_events"]["count"]) == ("adjusted", 2)
+    assert (doc.status, doc.late_events.count) == ("adjusted", 2)
 
 
 @pytest.mark.single_warehouse
@@ -182,8 +183,8 @@ def test_events_ingested_with_the_builds_own_clock_after_it_are_late(
     assert report.watermark.stale == {utc("2026-11-10 00:00").date(): utc("1970-01-01 00:00")}
     (usage,) = [ln for ln in lines_of(world) if ln["price_id"] == "resolution"]
     doc = explain_line(usage["id"], config=world.config)
-    assert (Decimal(usage["quantity"]), doc["status"]) == (5, "drift")
-    assert doc["late_events"]["count"] == 7  # none of the day's events can be told seen
+    assert (Decimal(usage["quantity"]), doc.status) == (5, "drift")
+    assert doc.late_events.count == 7  # none of the day's events can be told seen
     world.rollup(utc("2026-11-10 00:00").date())
     assert world.close(utc("2026-12-05 00:00")).adjustment_lines == 1
-    assert explain_line(usage["id"], config=world.config)["status"] == "adjusted"
+    assert explain_line(usage["id"], config=world.config).status == "adjusted"

@@ -1,0 +1,282 @@
+"""Explain's I/O: read what one line needs from the ledger and the warehouse into
+``ExplainFacts``, and hand them to the pure ``meterline.audit.explain.chain.explain``.
+
+Explaining many lines (the statement explains every line of its invoices) reads what
+they share once: each period is re-rated once (raw events and rollup), and per
+(customer, period) the raw usage totals, per (customer, period, meter) the rollup days
+and the gauge spans, per invoice its lines, per rating run its watermark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from billing.models import Invoice, InvoiceLine, PriceVersion
+from billing.periods import Period
+from meterline.audit import ledger
+from meterline.audit.errors import AuditError
+from meterline.audit.explain.chain import explain
+from meterline.audit.explain.report import Explanation
+from meterline.audit.facts import (
+    NO_EVENTS,
+    EventList,
+    ExplainFacts,
+    MeterFacts,
+    PostedLine,
+    PriceWindow,
+    QuantityFact,
+    Span,
+    UsageTotals,
+    WindowQuantities,
+)
+from meterline.audit.rerating import Rerater
+from meterline.audit.values import Dims, dims_of
+from meterline.audit.warehouse import gauge_spans, line_events, rollup_days, usage_totals
+from meterline.connections import ledger_session, meter_catalog, open_warehouse
+from meterline.jobs.close import Due, PeriodRating, Watermark, as_utc, run_watermarks
+from meterline.settings import Settings, settings
+from meters.catalog import MeterCatalog
+from meters.warehouse.base import Warehouse
+from rating.period import ADDITIVE, PriceSpec, version_windows
+
+GAUGES = ("time_weighted", "latest")
+
+
+def explain_lines(
+    line_ids: Sequence[int],
+    *,
+    config: Settings | None = None,
+    samples: int = 5,
+    late_limit: int = 20,
+) -> list[Explanation]:
+    """The explanation of each line, in the order given: `samples` sample events and up
+    to `late_limit` late events each. AuditError for a line that does not exist."""
+    config = config or settings()
+    meters = meter_catalog(config)
+    with ledger_session(config) as session, open_warehouse(config) as warehouse:
+        explainer = LineExplainer(session, warehouse, meters)
+        return [explainer.explain(i, samples=samples, late_limit=late_limit) for i in line_ids]
+
+
+def explain_line(
+    line_id: int, *, config: Settings | None = None, samples: int = 5, late_limit: int = 20
+) -> Explanation:
+    """One line explained (explain_lines)."""
+    return explain_lines([line_id], config=config, samples=samples, late_limit=late_limit)[0]
+
+
+class LineExplainer:
+    """Explains lines of one ledger and warehouse, reading what lines share once."""
+
+    def __init__(self, session: Session, warehouse: Warehouse, meters: MeterCatalog) -> None:
+        self.session = session
+        self.warehouse = warehouse
+        self.meters = meters
+        self.rerater = Rerater(session, warehouse, meters)
+        self.usage = cache(self._usage)
+        self.meter_rows = cache(self._meter_rows)
+        self.invoice_lines = cache(self._invoice_lines)
+
+    def explain(self, line_id: int, *, samples: int, late_limit: int) -> Explanation:
+        row = self.session.get(InvoiceLine, line_id)
+        if row is None:
+            raise AuditError(f"no invoice line {line_id}")
+        (line,) = ledger.lines(self.session, InvoiceLine.id == line_id)
+        inv = row.invoice
+        period = Period(line.service_start, line.service_end)
+        source = (
+            inv
+            if line.kind != "adjustment"
+            else ledger.live_invoice(self.session, inv.subscription.id, period.start)
+        )
+        due = Due(inv.subscription, inv.customer.external_id, period)
+        raw = self.rerater.rate_one(due, raw=True)
+        original = self._original(line, source)
+        spec = next((s for s in raw.specs if s.price_id == line.price_id), None)
+        price_filter: Mapping[str, str] = dict(spec.filter) if spec else {}
+        meter = self._meter(line, spec, due)
+        late, sample = NO_EVENTS, NO_EVENTS
+        if meter is not None:
+            run_id = original.rating_run_id if original is not None else None
+            seen = self._seen(run_id, source)
+
+            def events(watermark: Watermark | None, limit: int) -> EventList:
+                return line_events(
+                    self.warehouse,
+                    self.meters,
+                    customer=due.customer,
+                    meter=str(line.meter),
+                    start=period.start,
+                    end=period.end,
+                    price_filter=price_filter,
+                    seen=watermark,
+                    limit=limit,
+                    rating_run_id=run_id,
+                )
+
+            late = events(seen, late_limit) if seen is not None else NO_EVENTS
+            sample = events(None, samples)
+        return explain(
+            ExplainFacts(
+                line=line,
+                invoice=ledger.invoice_info(inv),
+                source_invoice=ledger.invoice_info(source) if source is not None else None,
+                original=original,
+                adjustments=ledger.adjustments_of(self.session, [line.corrects]),
+                related=self._related(source, line, original),
+                recomputed=raw.charges.get(line.corrects),
+                recomputed_key=line.corrects,
+                price_filter=price_filter,
+                price_body=self._body(row.price_version_id),
+                price_windows=_price_windows(spec, line, period),
+                meter=meter,
+                late=late,
+                samples=sample,
+                notes=_notes(raw, inv),
+            )
+        )
+
+    def _original(self, line: PostedLine, source: Invoice | None) -> PostedLine | None:
+        """The line whose key an adjustment corrects (the line itself otherwise)."""
+        if line.kind != "adjustment":
+            return line
+        if source is None:
+            return None
+        found = [ln for ln in self.invoice_lines(source.id) if ln.key == line.corrects]
+        return found[0] if found else None
+
+    def _body(self, price_version_id: int | None) -> dict[str, Any] | None:
+        if price_version_id is None:
+            return None
+        version = self.session.get(PriceVersion, price_version_id)
+        return dict(version.body) if version is not None else None
+
+    def _seen(self, run_id: int | None, source: Invoice | None) -> Watermark | None:
+        """What the run that produced the line saw: its watermark, or for a run that
+        recorded none, the finalization of the line's invoice."""
+        seen = run_watermarks(self.session, [run_id]).get(run_id) if run_id else None
+        if seen is None and source is not None and source.finalized_at is not None:
+            seen = Watermark(as_utc(source.finalized_at))
+        return seen
+
+    def _meter(self, line: PostedLine, spec: PriceSpec | None, due: Due) -> MeterFacts | None:
+        """The line's meter over its period (None for a flat fee, a minimum true-up, or a
+        meter the catalog no longer has)."""
+        if line.kind == "minimum_true_up" or line.meter not in self.meters.meters:
+            return None
+        definition = self.meters.get(line.meter)
+        period = due.period
+        totals = self.usage(due.customer, period.start, period.end)
+        days, spans = self.meter_rows(due.customer, period.start, period.end, line.meter)
+        return MeterFacts(
+            aggregation=definition.aggregation.value,
+            unit=definition.unit,
+            meter_filter=dict(definition.filter),
+            windows=_windows(
+                spec,
+                period,
+                self.rerater.rate_one(due, raw=True),
+                self.rerater.rate_one(due, raw=False),
+                line.meter,
+            ),
+            raw_totals={dims: t for (m, dims), t in totals.items() if m == line.meter},
+            rollup_days=days,
+            spans=spans,
+        )
+
+    def _usage(
+        self, customer: str, start: datetime, end: datetime
+    ) -> dict[tuple[str, Dims], UsageTotals]:
+        window = [(0, customer, start, end)]
+        return usage_totals(self.warehouse, self.meters, window, rollup=False).get(0, {})
+
+    def _meter_rows(
+        self, customer: str, start: datetime, end: datetime, meter: str
+    ) -> tuple[list[tuple[date, Dims, UsageTotals]], list[Span]]:
+        days = rollup_days(self.warehouse, customer=customer, meter=meter, start=start, end=end)
+        spans: list[Span] = []
+        if self.meters.get(meter).aggregation.value in GAUGES:
+            spans = gauge_spans(
+                self.warehouse, self.meters, customer=customer, meter=meter, start=start, end=end
+            )
+        return days, spans
+
+    def _invoice_lines(self, invoice_id: int) -> list[PostedLine]:
+        return ledger.lines(self.session, InvoiceLine.invoice_id == invoice_id)
+
+    def _related(
+        self, source: Invoice | None, line: PostedLine, original: PostedLine | None
+    ) -> list[PostedLine]:
+        """Lines of the corrected period that bear on this one: a price's discount and
+        usage lines, and the minimum commitment true-up."""
+        if source is None:
+            return []
+        own = [
+            ln
+            for ln in self.invoice_lines(source.id)
+            if ln.kind != "adjustment" and (original is None or ln.id != original.id)
+        ]
+        kind = original.kind if original is not None else line.kind
+        if kind == "minimum_true_up":
+            return own
+        return [
+            ln
+            for ln in own
+            if ln.kind == "minimum_true_up"
+            or (ln.price_id == line.price_id and ln.group == line.group)
+        ]
+
+
+def _notes(raw: PeriodRating, inv: Invoice) -> list[str]:
+    notes = []
+    if raw.error is not None:
+        notes.append(f"the period cannot be re-rated from its raw events: {raw.error}")
+    if inv.status == "void":
+        notes.append("the line's invoice is void: it is not part of what the customer owes")
+    return notes
+
+
+def _price_windows(spec: PriceSpec | None, line: PostedLine, period: Period) -> list[PriceWindow]:
+    """The price's versions in effect over the period (none for a minimum true-up)."""
+    if spec is None or line.kind == "minimum_true_up":
+        return []
+    return [
+        PriceWindow(w.label, w.start, w.end, w.price.model_dump(mode="json", exclude_none=True))
+        for w in version_windows(spec, period.start, period.end)
+    ]
+
+
+def _windows(
+    spec: PriceSpec | None,
+    period: Period,
+    raw: PeriodRating,
+    rollup: PeriodRating,
+    meter: str,
+) -> list[WindowQuantities]:
+    """The quantity windows the rating used: one per price version for an additive
+    meter whose price changed in the period, else the whole period."""
+    versions = version_windows(spec, period.start, period.end) if spec else []
+    if spec is not None and len(versions) > 1 and spec.aggregation in ADDITIVE:
+        bounds: list[tuple[datetime, datetime, str | None]] = [
+            (w.start, w.end, w.label) for w in versions
+        ]
+    else:
+        label = versions[-1].label if versions else None
+        bounds = [(period.start, period.end, label)]
+
+    def facts(rating: PeriodRating, start: datetime, end: datetime) -> list[QuantityFact]:
+        return [
+            QuantityFact(dims_of(r.dimensions), r.quantity, r.events)
+            for r in rating.windows.get((start, end), [])
+            if r.meter == meter
+        ]
+
+    return [
+        WindowQuantities(s, e, label, facts(raw, s, e), facts(rollup, s, e))
+        for s, e, label in bounds
+    ]

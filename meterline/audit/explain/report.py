@@ -1,0 +1,312 @@
+"""The explanation of one line, as typed values: what `meterline audit explain` prints,
+its --json (docs/audit.md lists the keys) and the statement's audit chain.
+
+Sections that do not apply to a line are null: `corrects` (only an adjustment corrects
+a line), `quantity` (only lines with a meter), `quantity.from_events` (a rule the
+events give directly: count, sum, time_weighted, latest).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import Field, SerializerFunctionWrapHandler, computed_field, model_serializer
+
+from billing.money import minor_text
+from billing.periods import zone
+from meterline.audit.compare import Verdict
+from meterline.audit.facts import EventList, EventRow, InvoiceInfo, PostedLine
+from meterline.audit.levels import HeldLevel
+from meterline.audit.values import Amount, Billed, Exact, Instant, Report
+
+JsonObject = dict[str, Any]
+"""A document the ledger stores as JSON (a price body, a stored breakdown), as stored."""
+
+
+class LineView(Report):
+    """A ledger line as posted."""
+
+    id: int
+    invoice_id: int
+    invoice_status: str
+    kind: str
+    price_id: str
+    price_version: str
+    meter: str | None
+    group: str | None
+    quantity: Exact
+    unit_amount: Exact | None
+    amount_minor: int
+    amount_precise: Exact
+    currency: str
+    description: str
+    idempotency_key: str
+    adjusts_key: str | None
+    adjusts_line_id: int | None
+    service_period: tuple[Instant, Instant]
+    rating_run_id: int | None
+    posted_at: Instant | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def amount(self) -> str:
+        return minor_text(self.amount_minor, self.currency)
+
+    @classmethod
+    def of(cls, line: PostedLine) -> LineView:
+        return cls(
+            id=line.id,
+            invoice_id=line.invoice_id,
+            invoice_status=line.invoice_status,
+            kind=line.kind,
+            price_id=line.price_id,
+            price_version=line.price_version,
+            meter=line.meter,
+            group=line.group,
+            quantity=line.quantity,
+            unit_amount=line.unit_amount,
+            amount_minor=line.amount_minor,
+            amount_precise=line.amount_precise,
+            currency=line.currency,
+            description=line.description,
+            idempotency_key=line.key,
+            adjusts_key=line.adjusts_key,
+            adjusts_line_id=line.adjusts_line_id,
+            service_period=(line.service_start, line.service_end),
+            rating_run_id=line.rating_run_id,
+            posted_at=line.posted_at,
+        )
+
+
+class PeriodView(Report):
+    """An invoice's period: local (the subscription's timezone) and UTC."""
+
+    timezone: str
+    start_local: datetime
+    end_local: datetime
+    start_utc: Instant
+    end_utc: Instant
+
+
+class CycleView(Report):
+    """The billing cycle the period lies in: what time-weighted quantities divide by."""
+
+    start_utc: Instant
+    end_utc: Instant
+    hours: Exact
+
+
+class InvoiceView(Report):
+    id: int
+    status: str
+    customer: str
+    customer_name: str
+    subscription: str
+    plan: str
+    currency: str
+    finalized_at: Instant | None
+    total: Amount
+    period: PeriodView
+    billing_cycle: CycleView
+
+
+class Corrects(Report):
+    """What an adjustment corrects: the key, its line and invoice, and the adjustment's
+    own breakdown (billed before, corrected)."""
+
+    key: str | None
+    line_id: int | None
+    invoice: InvoiceView
+    breakdown: JsonObject | None
+
+
+class PriceWindowView(Report):
+    version: str
+    start: Instant = Field(serialization_alias="from")
+    end: Instant = Field(serialization_alias="to")
+    body: JsonObject
+
+
+class PriceView(Report):
+    price_id: str
+    version: str
+    meter: str | None
+    filter: dict[str, str]
+    body: JsonObject | None
+    windows: list[PriceWindowView]
+
+
+class RatingEntry(Report):
+    """One entry of a rating (a tier, the units, a package...): only the fields its kind
+    has are written."""
+
+    kind: str
+    version: str | None = None
+    tier: int | None = None
+    range_from: Exact | None = None
+    range_to: Exact | None = None
+    units: Exact | None = None
+    unit_amount: Exact | None = None
+    flat_amount: Exact | None = None
+    amount: Exact | None = None
+
+    @model_serializer(mode="wrap")
+    def _present(self, handler: SerializerFunctionWrapHandler) -> JsonObject:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class RatingView(Report):
+    """The rating of a charge (rating.RatedCharge) with what an auditor checks."""
+
+    model: str
+    versions: list[str]
+    quantity: Exact
+    free_units: Exact
+    billable_quantity: Exact
+    entries: list[RatingEntry]
+    subtotal_precise: Exact
+    minimum_adjustment: Exact
+    maximum_adjustment: Exact
+    amount_precise: Exact
+    amount: Exact
+    rounding: str
+    explanation: str
+
+
+class GroupQuantity(Report):
+    group: str
+    quantity: Exact
+    events: int
+    rollup_quantity: Exact
+
+
+class WindowView(Report):
+    """A version window: the quantity from raw events and from the rollup, per group."""
+
+    version: str | None
+    start: Instant = Field(serialization_alias="from")
+    end: Instant = Field(serialization_alias="to")
+    raw_quantity: Exact
+    rollup_quantity: Exact
+    groups: list[GroupQuantity]
+
+
+class GroupTotals(Report):
+    group: str
+    events: int
+    value_sum: Exact
+    last_ingested_at: Instant | None
+
+
+class RawEvents(Report):
+    events: int
+    value_sum: Exact
+    last_ingested_at: Instant | None
+    by_group: list[GroupTotals]
+
+
+class RollupDay(Report):
+    day: date
+    rows: int
+    events: int
+    value_sum: Exact
+
+
+class RollupView(Report):
+    rows: int
+    events: int
+    value_sum: Exact
+    last_ingested_at: Instant | None
+    days: list[RollupDay]
+
+
+class RawVsRollup(Report):
+    events: int
+    value_sum: Exact
+
+
+class QuantityChain(Report):
+    """How the meter computed the billable quantity, window by window, with the raw
+    events and rollup rows behind it; `from_events` is the quantity straight from the
+    events by the meter's rule, a third opinion."""
+
+    meter: str | None
+    aggregation: str
+    unit: str
+    how: str
+    meter_filter: dict[str, str]
+    price_filter: dict[str, str]
+    windows: list[WindowView]
+    raw_events: RawEvents
+    rollup: RollupView
+    raw_vs_rollup: RawVsRollup
+    from_events: Exact | None
+    levels: list[HeldLevel]
+
+
+class Recomputed(Billed):
+    """The re-rated charge of the line's key (zero when the re-rating has none)."""
+
+    key: str
+    price_version: str | None
+    rating: RatingView | JsonObject | None
+    description: str
+
+
+class Net(Report):
+    """The line plus its adjustments, and re-rated minus that."""
+
+    billed: Billed
+    difference: Billed
+
+
+class Explanation(Report):
+    """One line explained, from its invoice down to the raw events."""
+
+    line: LineView
+    invoice: InvoiceView
+    status: Verdict
+    corrects: Corrects | None
+    price: PriceView
+    rating: RatingView | JsonObject | None
+    related_lines: list[LineView]
+    quantity: QuantityChain | None
+    recomputed: Recomputed
+    difference: Billed
+    """Re-rated minus the line (for an adjustment: minus the net)."""
+    adjustments: list[LineView]
+    net: Net
+    late_events: EventList
+    sample_events: list[EventRow]
+    notes: list[str]
+
+
+def invoice_view(inv: InvoiceInfo) -> InvoiceView:
+    """The invoice with its period in local time and UTC, and its billing cycle."""
+    tz = zone(inv.timezone)
+    seconds = Decimal((inv.cycle_end - inv.cycle_start) // timedelta(seconds=1))
+    return InvoiceView(
+        id=inv.id,
+        status=inv.status,
+        customer=inv.customer,
+        customer_name=inv.customer_name,
+        subscription=inv.subscription,
+        plan=inv.plan,
+        currency=inv.currency,
+        finalized_at=inv.finalized_at,
+        total=Amount(minor=inv.total_minor, currency=inv.currency),
+        period=PeriodView(
+            timezone=inv.timezone,
+            start_local=inv.period_start.astimezone(tz),
+            end_local=inv.period_end.astimezone(tz),
+            start_utc=inv.period_start,
+            end_utc=inv.period_end,
+        ),
+        billing_cycle=CycleView(
+            start_utc=inv.cycle_start,
+            end_utc=inv.cycle_end,
+            hours=seconds / 3600,
+        ),
+    )

@@ -1,0 +1,68 @@
+"""Re-rating periods the way close rates them, from raw events or from the rollup.
+
+The audit rates with close's own pieces (the price book read from the ledger, version
+windows, discounts, the minimum commitment, one rounding mode) so that a difference is
+always in the data, never in a second implementation: from the rollup it gives exactly
+the lines close posted (tests/audit/test_explain.py), from the raw events what they
+should be now (`meters.quantities.batch_quantities(..., raw=True)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from meterline.audit.facts import PeriodFacts
+from meterline.audit.values import Dims, dims_of
+from meterline.jobs.close import ROUNDING, Due, PeriodRating, Rater, rate_periods
+from meters.catalog import MeterCatalog
+from meters.warehouse.base import Warehouse
+from rating.period import matches_filter
+
+
+class Rerater:
+    """Rates periods from raw events or the rollup; each (period, source) once."""
+
+    def __init__(self, session: Session, warehouse: Warehouse, meters: MeterCatalog) -> None:
+        self.prices = Rater(session, warehouse, meters, ROUNDING)
+        self._done: dict[tuple[int, datetime, bool], PeriodRating] = {}
+
+    def rate(self, dues: Sequence[Due], *, raw: bool) -> dict[Due, PeriodRating]:
+        """Each period's rating (`raw`: quantities from usage_events, else the rollup);
+        the periods not rated yet are read together in one batch."""
+        todo = [d for d in dues if self._key(d, raw) not in self._done]
+        if todo:
+            for due, rating in rate_periods(self.prices, todo, raw=raw).items():
+                self._done[self._key(due, raw)] = rating
+        return {d: self._done[self._key(d, raw)] for d in dues}
+
+    def rate_one(self, due: Due, *, raw: bool) -> PeriodRating:
+        return self.rate([due], raw=raw)[due]
+
+    @staticmethod
+    def _key(due: Due, raw: bool) -> tuple[int, datetime, bool]:
+        return (due.subscription.id, due.period.start, raw)
+
+
+def unpriced(rating: PeriodRating) -> list[tuple[str, Dims, Decimal]]:
+    """Dimension groups with usage that no price of the plan counts."""
+    out = []
+    for row in rating.whole():
+        dims = dims_of(row.dimensions)
+        priced = any(s.meter == row.meter and matches_filter(dims, s.filter) for s in rating.specs)
+        if not priced and row.quantity:
+            out.append((row.meter, dims, row.quantity))
+    return out
+
+
+def period_facts(rating: PeriodRating, *, with_unpriced: bool) -> PeriodFacts:
+    """A rating as reconcile compares it: charges by key, whole-period quantities."""
+    return PeriodFacts(
+        charges=rating.charges,
+        quantities={(r.meter, dims_of(r.dimensions)): r.quantity for r in rating.whole()},
+        unpriced=unpriced(rating) if with_unpriced else (),
+        error=rating.error,
+    )
