@@ -7,10 +7,16 @@
 Each accepts a URL or an Engine (an Engine keeps its connect options, e.g. the
 PostgreSQL schema of a test). The version table is ``meterline_ledger_version``, not
 ``alembic_version``, so the ledger can share a database with Airflow's metadata.
+
+Only `meterline init` and `meterline ledger migrate` upgrade. Every other path opens the
+ledger through meterline.connections.ledger_session, which calls ``require_head``: it
+reads the revision and raises SchemaNotReady, naming what to run, unless the ledger is at
+exactly the revision this code ships.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -57,11 +63,17 @@ def downgrade(target: str | Engine, revision: str) -> None:
     _run(target, "downgrade", revision)
 
 
+@cache
 def head() -> str:
-    """The latest revision id shipped with this code."""
+    """The latest revision id shipped with this code (read once per process)."""
     rev = ScriptDirectory.from_config(config()).get_current_head()
     assert rev is not None
     return rev
+
+
+@cache
+def _shipped() -> frozenset[str]:
+    return frozenset(r.revision for r in ScriptDirectory.from_config(config()).walk_revisions())
 
 
 def current(target: str | Engine) -> str | None:
@@ -77,10 +89,23 @@ def current(target: str | Engine) -> str | None:
 
 
 def require_head(target: str | Engine) -> None:
-    """Raise SchemaNotReady unless the ledger is migrated to the latest revision."""
+    """Raise SchemaNotReady unless the ledger is at the latest revision this code ships:
+    one line saying what to run (never created, behind, or ahead of this code)."""
     at = current(target)
-    if at != head():
+    latest = head()
+    if at == latest:
+        return
+    if at is None:
         raise SchemaNotReady(
-            f"ledger schema is at revision {at or 'none'}, this code needs {head()}:"
-            " run `meterline ledger migrate`"
+            "the ledger has no meterline schema yet: run `meterline init` (it creates the"
+            " warehouse and ledger schemas)"
         )
+    if at in _shipped():
+        raise SchemaNotReady(
+            f"the ledger schema is at revision {at}, this code needs {latest}: run"
+            " `meterline init` (or `meterline ledger migrate`)"
+        )
+    raise SchemaNotReady(
+        f"the ledger schema is at revision {at}, which this code does not ship (it needs"
+        f" {latest}): run the meterline version that migrated it"
+    )

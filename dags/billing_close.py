@@ -13,7 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-from meterline.jobs.dag_defaults import DEFAULT_ARGS, USAGE_ROLLUP, WAREHOUSE_POOL
+from meterline.jobs.dag_defaults import DEFAULT_ARGS, USAGE_ROLLUP, WAREHOUSE_POOL, schema_checked
 
 DOC = """
 ### billing_close
@@ -68,7 +68,8 @@ def billing_close() -> None:
 
         from meterline.jobs.close import close_periods
 
-        return close_periods(datetime.fromisoformat(as_of)).to_json()
+        with schema_checked():
+            return close_periods(datetime.fromisoformat(as_of)).to_json()
 
     @task(pool=WAREHOUSE_POOL)
     def reconcile(as_of: str, closed: dict[str, object]) -> dict[str, object]:
@@ -83,7 +84,8 @@ def billing_close() -> None:
         from meterline.audit.gather import reconcile_after_close
 
         moment = datetime.fromisoformat(as_of)
-        reports = reconcile_after_close(moment)
+        with schema_checked():
+            reports = reconcile_after_close(moment)
         summary: dict[str, object] = {
             "as_of": as_of,
             "closed": closed,

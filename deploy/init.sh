@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The compose stack's one-shot init service: Airflow's metadata database, the Airflow
-# Connections and pool meterline's tasks use, then both meterline migrations. Idempotent:
+# Connections and pool meterline's tasks use, then `meterline init` (both schemas: the
+# tasks only check them). Idempotent:
 # `docker compose up` runs it on every start. Credentials come from the environment and
 # are never printed (no `set -x`).
 set -euo pipefail
@@ -31,10 +32,8 @@ airflow pools set meterline_warehouse "${METERLINE_WAREHOUSE_POOL_SLOTS:-4}" \
     "meterline warehouse tasks (ClickHouse server)" >/dev/null
 echo "init: pool meterline_warehouse"
 
-echo "init: meterline init (warehouse schema)"
+echo "init: meterline init (warehouse and ledger schemas)"
 meterline init
-echo "init: meterline ledger migrate"
-meterline ledger migrate
 # Every task reads the catalog loaded in the ledger. The first start loads
 # METERLINE_CATALOG_PATH; later changes are loaded on purpose (`meterline catalog load
 # FILE`), never by a restart, since a change may be refused (docs/catalog.md).

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         description="`meterline ingest` exits 1 when more than this share of its rows is "
         "rejected (and always when every row is)",
     )
+    delivery_path: str = Field(
+        default="deliveries/{date}",
+        description="Where the nightly ingest (the usage_ingest DAG, `meterline ingest"
+        " --delivery DAY`) finds a UTC day's usage files: a folder (read recursively), a"
+        " file or a glob, local or any fsspec URL (file://, s3://...), naming the day with"
+        " {date} (YYYY-MM-DD) or {year}, {month} and {day}",
+    )
     reconcile_fail_on: Literal["error", "warning"] = Field(
         default="error",
         description="Reconcile fails (exit 1, the billing_close DAG's reconcile task) on"
@@ -83,6 +90,33 @@ class Settings(BaseSettings):
         no older period needs an adjustment; 2 days of margin for a period or day that
         straddles the window's edge. The nightly rollup, close and the audit use it."""
         return timedelta(days=self.max_event_age_days + 2)
+
+    def delivery_location(self, day: date) -> str:
+        """The delivery path for a UTC day: METERLINE_DELIVERY_PATH with its fields
+        filled ({date} = 2026-11-01; {year} 2026, {month} 11, {day} 01)."""
+        return _fill_delivery(self.delivery_path, day)
+
+    @field_validator("delivery_path")
+    @classmethod
+    def _check_delivery_path(cls, value: str) -> str:
+        probe = date(2001, 2, 3)
+        try:
+            shown = _fill_delivery(value, probe)
+        except (KeyError, IndexError, ValueError) as exc:
+            why = f"unknown field {{{exc.args[0]}}}" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(
+                f"{value!r} is not a path template ({why}): use {{date}}, or {{year}},"
+                " {month} and {day}, e.g. deliveries/{date}"
+            ) from None
+        # Each day its own delivery: a template that leaves out the year, month or day
+        # would read one delivery on several days.
+        others = (date(2001, 2, 4), date(2001, 3, 3), date(2002, 2, 3))
+        if any(_fill_delivery(value, other) == shown for other in others):
+            raise ValueError(
+                f"{value!r} does not name the whole day: use {{date}}, or {{year}}, {{month}}"
+                " and {day}, e.g. deliveries/{date}"
+            )
+        return value
 
     @field_validator("warehouse_url")
     @classmethod
@@ -107,6 +141,17 @@ class Settings(BaseSettings):
         if scheme not in ("sqlite", "postgresql"):
             raise ValueError("use sqlite:///PATH or postgresql+psycopg://user:pass@host:5432/db")
         return value
+
+
+def _fill_delivery(template: str, day: date) -> str:
+    return template.format_map(
+        {
+            "date": day.isoformat(),
+            "year": f"{day.year:04d}",
+            "month": f"{day.month:02d}",
+            "day": f"{day.day:02d}",
+        }
+    )
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -13,6 +13,11 @@ Replicated twin with the server's default replica path and name
 retried insert stays a no-op. Statements that are not DDL (INSERT) run once, as
 replication carries their rows. The checksums are the files', so a schema migrated in
 one mode is recognised in the other.
+
+Only `meterline init` migrates (`migrate`). Every other path opens the warehouse
+through meterline.connections.open_warehouse, which calls `require_current`: a read-only
+look at `schema_migrations` that raises SchemaNotReady, naming what to run, when the
+schema is not exactly the one this code ships.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ CREATE TABLE IF NOT EXISTS schema_migrations
 ENGINE = MergeTree
 ORDER BY version
 """
+
+
+class SchemaNotReady(WarehouseError):
+    """The warehouse schema is not the one this code needs (not created, behind, ahead,
+    or an applied migration was edited). The message says what to run (exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,47 @@ def applied(warehouse: Warehouse, *, cluster: str | None = None) -> dict[int, st
     warehouse.command(log_table_statement(_cluster_of(warehouse, cluster)))
     rows = warehouse.query_rows("SELECT version, checksum FROM schema_migrations ORDER BY version")
     return {int(v): str(c) for v, c in rows}
+
+
+def applied_versions(warehouse: Warehouse) -> dict[int, str] | None:
+    """{version: checksum} of the applied migrations, read without writing anything (a
+    read-only user can call it); None when `schema_migrations` does not exist."""
+    ((exists,),) = warehouse.query_rows("EXISTS TABLE schema_migrations")
+    if not int(exists):
+        return None
+    rows = warehouse.query_rows("SELECT version, checksum FROM schema_migrations ORDER BY version")
+    return {int(v): str(c) for v, c in rows}
+
+
+def require_current(warehouse: Warehouse, directory: Path = MIGRATIONS_DIR) -> None:
+    """Raise SchemaNotReady unless every migration this code ships is applied, unedited,
+    and no other: one line saying what to run. Reads only."""
+    done = applied_versions(warehouse)
+    shipped = available(directory)
+    if not done:
+        raise SchemaNotReady(
+            "the warehouse has no meterline schema yet: run `meterline init` (it creates"
+            " the warehouse and ledger schemas)"
+        )
+    missing = [m.name for m in shipped if m.version not in done]
+    if missing:
+        raise SchemaNotReady(
+            f"the warehouse schema is behind this code ({len(missing)} migration(s) to"
+            f" apply, first {missing[0]}): run `meterline init`"
+        )
+    known = {m.version for m in shipped}
+    unknown = sorted(v for v in done if v not in known)
+    if unknown:
+        raise SchemaNotReady(
+            f"the warehouse schema is ahead of this code (migration {unknown[0]:04d} is"
+            " applied but not shipped with it): run the meterline version that applied it"
+        )
+    edited = [m.name for m in shipped if done[m.version] != m.checksum]
+    if edited:
+        raise SchemaNotReady(
+            f"migration {edited[0]} changed after it was applied to the warehouse; restore"
+            " the file and add a new migration instead"
+        )
 
 
 def migrate(

@@ -147,6 +147,19 @@ def warehouse(chdb_folder: Path) -> Iterator[Warehouse]:
         yield wh
 
 
+@pytest.fixture
+def bare_warehouse(chdb_folder: Path) -> Iterator[Warehouse]:
+    """A database of its own with no schema at all (`meterline init` never ran on it),
+    opened with the running test's backend."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    wh = open_test_warehouse(chdb_folder, database)
+    try:
+        yield wh
+    finally:
+        wh.command(f"DROP DATABASE IF EXISTS {database}")
+        wh.close()
+
+
 @pytest.fixture(scope="session")
 def catalog() -> MeterCatalog:
     return read_catalog(DEMO_CATALOG).meters

@@ -33,7 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "meterline.cli.demo:demo",
         "Run the whole job on generated data in a fresh folder (embedded; no server needed).",
     ),
-    "init": ("meterline.cli.ingest:init", "Create or upgrade the warehouse schema (idempotent)."),
+    "init": (
+        "meterline.cli.init:init",
+        "Create or upgrade the warehouse and ledger schemas (idempotent).",
+    ),
     "generate": (
         "meterline.cli.generate:generate",
         "Write deterministic synthetic usage (customers, daily event files, late file, truth).",

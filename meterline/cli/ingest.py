@@ -1,94 +1,27 @@
-"""`meterline init`, `meterline ingest`, `meterline rejected`.
+"""`meterline ingest`, `meterline rejected`.
 
-Exit codes of `ingest` (the README's table): 0 when every file was read and the
-rejected share is within METERLINE_INGEST_MAX_REJECTED_SHARE; 1 when more rows were
-rejected than that, or every row received was; 2 when a file could not be read (the
-other files are still ingested and the summary printed first); 5 if the accounting
-does not balance (a bug).
+`ingest` runs the ingest job (meterline.jobs.ingest), the usage_ingest DAG's task. Exit
+codes (the README's table): 0 when every file was read and the rejected share is within
+METERLINE_INGEST_MAX_REJECTED_SHARE; 1 when more rows were rejected than that, or every
+row received was; 2 when a file could not be read (the other files are still ingested
+and the summary printed first) or a delivery is not there; 5 if the accounting does not
+balance (a bug).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from decimal import Decimal
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from meterline.cli.exits import ExitCode, NotFound, echo_error
-from meterline.cli.options import AS_OF_HELP, Timestamp
+from meterline.cli.options import AS_OF_HELP, Day, Timestamp
 
 if TYPE_CHECKING:
-    from meters.ingest.ingestor import IngestSummary, SourceCounts
-
-# The file types ingest reads (meters.ingest.readers.FORMATS), for walking folders.
-SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".pq")
-
-
-@click.command("init")
-def init() -> None:
-    """Create or upgrade the warehouse schema (idempotent)."""
-    from meterline.connections import init_warehouse, open_warehouse
-
-    with open_warehouse() as warehouse:
-        applied = init_warehouse(warehouse)
-    if applied:
-        click.echo("applied migrations: " + ", ".join(applied))
-    else:
-        click.echo("warehouse schema is up to date")
-
-
-def ingest_with_progress(
-    paths: list[Path],
-    *,
-    as_of: datetime | None = None,
-    quiet: bool = False,
-) -> IngestSummary:
-    """Ingest the files as one run, with a progress bar on stderr. A file that cannot be
-    read is named in the summary's file_errors; the others are ingested."""
-    from meterline import connections as app
-    from meterline.output import progress
-    from meterline.settings import settings
-    from meters.ingest.ingestor import Ingestor
-    from meters.ingest.readers import count_rows
-
-    config = settings()
-    options = app.ingest_options(config)
-    catalog = app.meter_catalog(config)
-    known = [count_rows(p) for p in paths]
-    total = sum(n for n in known if n is not None) if all(n is not None for n in known) else None
-    with app.open_warehouse(config) as warehouse, progress("ingest", total, quiet=quiet) as tick:
-        app.init_warehouse(warehouse)
-        ingestor = Ingestor(
-            warehouse,
-            catalog,
-            as_of=as_of,
-            options=options,
-            progress=lambda _source, rows: tick.advance(rows),
-        )
-        return ingestor.ingest_files(paths)
-
-
-def rejected_share_problem(total: SourceCounts, max_share: Decimal) -> str | None:
-    """Why an ingest's rejections need a person (exit code 1), or None.
-
-    Every row rejected is always a problem (a nightly job must not go green on a file it
-    could not use); otherwise rejected / received above `max_share`, compared exactly
-    (rejected > max_share x received, in Decimal)."""
-    received, rejected = total.received, total.rejected
-    if not received:
-        return None
-    share = (Decimal(rejected) * 100 / received).quantize(Decimal("0.1"))
-    if rejected == received:
-        return f"every row was rejected ({rejected:,} of {received:,})"
-    if Decimal(rejected) > max_share * received:
-        return (
-            f"{rejected:,} of {received:,} rows were rejected ({share}%), more than "
-            f"METERLINE_INGEST_MAX_REJECTED_SHARE allows ({max_share})"
-        )
-    return None
+    from meters.ingest.ingestor import IngestSummary
 
 
 def print_summary(summary: IngestSummary) -> None:
@@ -141,28 +74,14 @@ def print_summary(summary: IngestSummary) -> None:
     )
 
 
-def _files(paths: tuple[Path, ...]) -> tuple[list[Path], dict[str, str]]:
-    """The files to ingest, folders walked recursively, and a refusal for each folder
-    that holds none."""
-    files: list[Path] = []
-    problems: dict[str, str] = {}
-    for path in paths:
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-            )
-            if not found:
-                problems[str(path)] = (
-                    f"{path}: the folder holds no usage files ({', '.join(SUFFIXES)})"
-                )
-            files.extend(found)
-        else:
-            files.append(path)
-    return files, problems
-
-
 @click.command("ingest")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--delivery",
+    type=Day(),
+    help="Ingest this UTC day's delivery (YYYY-MM-DD) from METERLINE_DELIVERY_PATH, as the"
+    " usage_ingest DAG does; --as-of then defaults to the day's end.",
+)
 @click.option(
     "--as-of",
     type=Timestamp(),
@@ -171,44 +90,53 @@ def _files(paths: tuple[Path, ...]) -> tuple[list[Path], dict[str, str]]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest(paths: tuple[Path, ...], as_of: datetime | None, as_json: bool, quiet: bool) -> None:
+def ingest(
+    paths: tuple[Path, ...],
+    delivery: date | None,
+    as_of: datetime | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Ingest usage files (.jsonl, .csv, .parquet; folders are read recursively).
 
     Every row is accepted, a duplicate, or rejected with a reason; nothing is dropped.
     Exit code 1 when more rows were rejected than METERLINE_INGEST_MAX_REJECTED_SHARE
     allows (or all of them), 2 when a file could not be read (the others are ingested).
     """
-    from meterline.settings import settings
+    from meterline.jobs.ingest import expected_rows, ingest_delivery, ingest_paths
+    from meterline.output import progress
 
-    max_share = settings().ingest_max_rejected_share
-    files, folder_problems = _files(paths)
-    summary = ingest_with_progress(files, as_of=as_of, quiet=quiet or as_json)
+    if bool(paths) == (delivery is not None):
+        raise click.UsageError("give PATHS or --delivery DAY (one of them)")
+    total = expected_rows(list(paths)) if paths else None
+    with progress("ingest", total, quiet=quiet or as_json) as tick:
+        if delivery is not None:
+            report = ingest_delivery(delivery, as_of=as_of, on_rows=tick.advance)
+        else:
+            report = ingest_paths(list(paths), as_of=as_of, on_rows=tick.advance)
     if as_json:
-        doc = summary.to_json()
-        doc["file_errors"] = {**folder_problems, **doc.get("file_errors", {})}
-        click.echo(json.dumps(doc))
+        click.echo(json.dumps(report.to_json()))
     else:
-        print_summary(summary)
-    total = summary.total
-    if not total.balanced:
+        print_summary(report.summary)
+    total_counts = report.total
+    if not report.balanced:
         echo_error(
-            f"internal error (a bug): ingest {summary.ingest_id} does not balance (received "
-            f"{total.received} != accepted {total.accepted} + duplicates {total.duplicates} "
-            f"+ rejected {total.rejected}); please report it"
+            f"internal error (a bug): ingest {report.ingest_id} does not balance (received "
+            f"{total_counts.received} != accepted {total_counts.accepted} + duplicates "
+            f"{total_counts.duplicates} + rejected {total_counts.rejected}); please report it"
         )
         raise SystemExit(ExitCode.INTERNAL)
-    unreadable = {**folder_problems, **summary.file_errors}
-    for message in unreadable.values():
+    for message in report.file_errors.values():
         echo_error(message)
-    problem = rejected_share_problem(total, max_share)
-    if problem:
+    if report.problem:
         click.echo(
-            f"meterline: {problem}; see them with: meterline rejected --ingest {summary.ingest_id}",
+            f"meterline: {report.problem}; see them with: meterline rejected --ingest"
+            f" {report.ingest_id}",
             err=True,
         )
-    if unreadable:
+    if report.file_errors:
         raise SystemExit(ExitCode.REFUSED)
-    if problem:
+    if report.problem:
         raise SystemExit(ExitCode.FINDINGS)
 
 
@@ -226,7 +154,7 @@ def ingest(paths: tuple[Path, ...], as_of: datetime | None, as_json: bool, quiet
 def rejected(ingest_id: str | None, reason: str | None, limit: int, as_json: bool) -> None:
     """Show rejected rows: where they came from, why, and their raw payload."""
     from meterline.cli.options import console
-    from meterline.connections import init_warehouse, open_warehouse
+    from meterline.connections import open_warehouse
     from meterline.output import Column, print_table
     from meters.ingest.ingestor import REASONS
 
@@ -236,7 +164,6 @@ def rejected(ingest_id: str | None, reason: str | None, limit: int, as_json: boo
             param_hint="'--reason'",
         )
     with open_warehouse() as warehouse:
-        init_warehouse(warehouse)
         if ingest_id is not None:
             ((known,),) = warehouse.query_rows(
                 "SELECT count() FROM ingest_log WHERE ingest_id = {ingest:String}",

@@ -1,9 +1,9 @@
 """`meterline customers|catalog|invoices|ledger ...`: the billing ledger by hand.
 
-The lead registers these groups on the main `meterline` group (see ``register``). They
-read the ledger URL from ``settings().ledger_url``; `catalog load` (meterline.cli.catalog)
-takes the catalog file into the ledger. An embedded SQLite ledger is migrated on first
-use; a PostgreSQL ledger must be migrated explicitly (``meterline ledger migrate``).
+They read the ledger URL from ``settings().ledger_url``; `catalog load`
+(meterline.cli.catalog) takes the catalog file into the ledger. The ledger must be at
+this code's schema revision, SQLite or PostgreSQL: `meterline init` (or `meterline
+ledger migrate`) creates or upgrades it; the other commands only check it.
 """
 
 from __future__ import annotations
@@ -289,8 +289,10 @@ def ledger() -> None:
 )
 def ledger_migrate(revision: str) -> None:
     """Upgrade the ledger schema (Alembic) to REVISION."""
-    migrate.upgrade(settings().ledger_url, revision)
-    click.echo(f"ledger schema at {migrate.current(settings().ledger_url)}")
+    from meterline.jobs.init import migrate_ledger
+
+    _, after = migrate_ledger(revision=revision)
+    click.echo(f"ledger schema at {after}")
 
 
 @ledger.command("current")

@@ -27,7 +27,7 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import func, select
 
-from meterline.connections import ingest_options, init_warehouse, meter_catalog, open_warehouse
+from meterline.connections import ingest_options, meter_catalog, open_warehouse
 from meterline.demo.synthetic import GeneratorConfig, Manifest, generate
 from meterline.output import (
     Column,
@@ -95,6 +95,9 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     )
     manifest = _generate(config, data, console)
     from meterline.jobs.catalog import load_catalog_file
+    from meterline.jobs.init import init_schemas
+
+    init_schemas(config_settings)  # `meterline init`: both schemas, before any other step
 
     console.print(load_catalog_file(config_settings.catalog_path, config=config_settings).text())
     daily = [
@@ -182,7 +185,6 @@ def _ingest(
     catalog = meter_catalog(config)
     options = ingest_options(config)
     with open_warehouse(config) as warehouse, progress(label, len(deliveries)) as tick:
-        init_warehouse(warehouse)
         for path, at in deliveries:
             ingestor = Ingestor(warehouse, catalog, ingested_at=at, options=options)
             counts.add(ingestor.ingest_files([path]).total)
@@ -193,9 +195,7 @@ def _ingest(
 def _load_ledger(config: Settings, data: Path, console: Console) -> None:
     from billing.customers import load_customers_file
     from billing.db import create_ledger_engine, session_factory
-    from billing.migrate import upgrade
 
-    upgrade(config.ledger_url)
     engine = create_ledger_engine(config.ledger_url)
     try:
         with session_factory(engine).begin() as session:

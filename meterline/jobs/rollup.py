@@ -7,12 +7,12 @@ Time comes from the data interval the caller passes, never from the clock
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from meterline.connections import init_warehouse, meter_catalog, open_warehouse
+from meterline.connections import meter_catalog, open_warehouse
 from meterline.settings import Settings, settings
 from meters.ingest.journal import repair
 from meters.rollup import RollupResult, dirty_days, rebuild_day
@@ -60,7 +60,6 @@ def rollup_day(
     tick = on_progress or (lambda _done, _total: None)
     config = config or settings()
     with open_warehouse(config) as warehouse:
-        init_warehouse(warehouse)
         # An interrupted ingest's rows must not be rolled up: remove them first (the days
         # they touched then differ from their recorded row counts and are rebuilt).
         report.rolled_back_ingests = [run.ingest_id for run in repair(warehouse)]
@@ -102,3 +101,42 @@ def backfill(
         if on_day:
             on_day(report)
     return reports
+
+
+def day_end(day: date) -> datetime:
+    """The end of a UTC day (00:00 UTC the next day): its data interval's end."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def days_to_roll_up(
+    *,
+    conf_day: object = None,
+    ingest_events: Sequence[Mapping[str, object]] = (),
+    interval: tuple[datetime, datetime] | None = None,
+) -> tuple[list[date], datetime]:
+    """The UTC day(s) a usage_rollup run rolls up, in order, and its "as of" time (the
+    end of the last one), from what triggered it: a day named in the run's conf
+    (``{"day": "YYYY-MM-DD"}``); else the days the triggering usage_ingest events name
+    (their extra's "day"; each once); else the data interval's first day (a backfill
+    or a manual run of the daily timetable).
+
+    Raises ValueError for a conf day that is not YYYY-MM-DD, or asset events that name
+    no day (an event not published by usage_ingest)."""
+    if conf_day is not None:
+        try:
+            days = [date.fromisoformat(str(conf_day))]
+        except ValueError:
+            raise ValueError(f"conf day {conf_day!r} is not a day YYYY-MM-DD") from None
+    elif ingest_events:
+        named = {str(extra["day"]) for extra in ingest_events if extra.get("day")}
+        if not named:
+            raise ValueError(
+                "the triggering usage_events asset events name no day; trigger with conf"
+                " {'day': 'YYYY-MM-DD'}"
+            )
+        days = sorted(date.fromisoformat(day) for day in named)
+    elif interval is not None:
+        days = [interval[0].astimezone(UTC).date()]
+    else:
+        raise ValueError("nothing names a day to roll up")
+    return days, day_end(days[-1])

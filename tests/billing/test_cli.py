@@ -107,19 +107,19 @@ def test_finalize_and_void(invoiced: int) -> None:
     assert [i["id"] for i in listed["invoices"]] == [invoiced] and listed["totals"] == {}
 
 
-def test_postgres_ledger_must_be_migrated(ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_ledger_must_be_migrated(ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite and PostgreSQL alike: commands check the schema, only `meterline init` or
+    `meterline ledger migrate` create it."""
     monkeypatch.setenv("METERLINE_LEDGER_URL", ledger_url)
     settings.cache_clear()
     try:
         result = CliRunner().invoke(main, ["invoices", "list"])
-        if ledger_url.startswith("sqlite"):
-            assert result.exit_code == 0, result.output  # embedded: migrated on first use
-            head = migrate.head()
-            assert run("ledger", "current").output.strip() == f"at {head}; latest {head}"
-        else:
-            assert result.exit_code == 2 and "meterline ledger migrate" in result.output
-            assert f"ledger schema at {migrate.head()}" in run("ledger", "migrate").output
-            assert run("invoices", "list").exit_code == 0
+        assert result.exit_code == 2 and "run `meterline init`" in result.output
+        head = migrate.head()
+        assert run("ledger", "current").output.strip() == f"at none; latest {head}"
+        assert f"ledger schema at {head}" in run("ledger", "migrate").output
+        assert run("ledger", "current").output.strip() == f"at {head}; latest {head}"
+        assert run("invoices", "list").exit_code == 0
     finally:
         settings.cache_clear()
 

@@ -78,9 +78,12 @@ def test_the_guide_runs_as_written(tmp_path: Path) -> None:
             " ORDER BY dag_id, data_interval_start"
         ).fetchall()
         (pool,) = db.execute("SELECT slots FROM slot_pool WHERE pool = ?", (WAREHOUSE_POOL,))
-    # Step 6 rolled up 2026-11-01, step 7 the next two days, step 8 closed.
+    # Step 6 ingested and rolled up 2026-11-01, step 7 the next two days, step 8 closed.
     assert runs == [
         ("billing_close", "2026-12-04", "success"),
+        ("usage_ingest", "2026-11-01", "success"),
+        ("usage_ingest", "2026-11-02", "success"),
+        ("usage_ingest", "2026-11-03", "success"),
         ("usage_rollup", "2026-11-01", "success"),
         ("usage_rollup", "2026-11-02", "success"),
         ("usage_rollup", "2026-11-03", "success"),

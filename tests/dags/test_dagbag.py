@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-EXPECTED = {"usage_rollup", "billing_close"}
+EXPECTED = {"usage_ingest", "usage_rollup", "billing_close", "meterline_init"}
 
 
 def test_no_import_errors(dagbag) -> None:  # type: ignore[no-untyped-def]
@@ -27,8 +27,30 @@ def test_every_task_retries_and_every_dag_is_documented(dagbag) -> None:  # type
 
 
 def test_warehouse_tasks_share_the_pool(dagbag) -> None:  # type: ignore[no-untyped-def]
-    rollup = dagbag.get_dag("usage_rollup").get_task("rollup")
-    assert rollup.pool == "meterline_warehouse"
+    for dag_id, task_id in (("usage_ingest", "ingest"), ("usage_rollup", "rollup"),
+                            ("billing_close", "close"), ("meterline_init", "init")):
+        assert dagbag.get_dag(dag_id).get_task(task_id).pool == "meterline_warehouse", dag_id
+
+
+def test_the_nightly_chain_follows_assets(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """usage_ingest runs by the clock and publishes usage_events; usage_rollup follows
+    that asset (its daily timetable serves backfills and manual runs only: the clock never
+    starts it, so no day is rolled up before its delivery is stored); billing_close
+    follows usage_rollup's asset. (Backfills: test_airflow_backfill_plans_one_run_per_day.)"""
+    from airflow.sdk import Asset, AssetOrTimeSchedule, CronDataIntervalTimetable
+
+    from meterline.jobs.dag_defaults import USAGE_EVENTS, USAGE_ROLLUP
+
+    ingest, rollup, close = (dagbag.dags[d] for d in ("usage_ingest", "usage_rollup", "billing_close"))
+    assert isinstance(ingest.timetable, CronDataIntervalTimetable) and ingest.allowed_run_types is None
+    assert ingest.get_task("ingest").outlets == [USAGE_EVENTS]
+    assert isinstance(rollup.timetable, AssetOrTimeSchedule)
+    assert isinstance(rollup.timetable.timetable, CronDataIntervalTimetable)
+    assert list(rollup.timetable.asset_condition.objects) == [USAGE_EVENTS]
+    assert {t.value for t in rollup.allowed_run_types} == {"asset_triggered", "backfill", "manual"}
+    assert rollup.get_task("rollup").outlets == [USAGE_ROLLUP]
+    assert isinstance(close.timetable.asset_condition.objects[0], Asset)
+    assert list(close.timetable.asset_condition.objects) == [USAGE_ROLLUP]
 
 
 def test_dag_files_import_nothing_heavy_at_parse_time() -> None:
@@ -67,3 +89,11 @@ def test_airflow_backfill_plans_one_run_per_day(airflow_db) -> None:  # type: ig
     )
     planned = [line for line in out.stdout.splitlines() if line.startswith("| 2026-")]
     assert [p.split("|")[1].strip()[:10] for p in planned] == ["2026-10-01", "2026-10-02", "2026-10-03"]
+    # The nightly ingest backfills the same way (one delivery per day).
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", "usage_ingest",
+         "--from-date", "2026-10-01", "--to-date", "2026-10-02", "--dry-run"],
+        env=env, check=True, capture_output=True, text=True, timeout=300,
+    )
+    planned = [line for line in out.stdout.splitlines() if line.startswith("| 2026-")]
+    assert [p.split("|")[1].strip()[:10] for p in planned] == ["2026-10-01", "2026-10-02"]

@@ -23,10 +23,12 @@ def pointed_at(
     """Settings that point the DAG's tasks at this test's database, and a ledger holding
     the demo catalog (the one catalog the rollup reads)."""
     from meterline.jobs.catalog import load_catalog_file
+    from meterline.jobs.init import migrate_ledger
 
     monkeypatch.setenv("METERLINE_WAREHOUSE_URL", f"chdb://{chdb_folder}?database={warehouse.database}")
     monkeypatch.setenv("METERLINE_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     settings_module.settings.cache_clear()
+    migrate_ledger()  # the warehouse fixture is migrated; `meterline init` for the ledger
     load_catalog_file()
     yield warehouse
     settings_module.settings.cache_clear()

@@ -187,7 +187,9 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated ledger of this test's own: SQLite, and PostgreSQL (a fresh schema) when
     METERLINE_TEST_POSTGRES_URL is set, as in tests/billing/conftest.py."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+        billing.migrate.upgrade(url)  # what `meterline init` does for the ledger
+        yield url
         return
     base = os.environ.get(PG_ENV)
     if not base:

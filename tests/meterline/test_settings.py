@@ -49,3 +49,39 @@ def test_cli_reports_bad_settings_without_a_traceback(
     assert result.exit_code == 2
     assert "METERLINE_WAREHOUSE_URL" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("deliveries/{date}", "deliveries/2026-11-01"),
+        ("/data/usage/{date}.parquet", "/data/usage/2026-11-01.parquet"),
+        ("s3://bucket/usage/{year}/{month}/{day}/*.parquet", "s3://bucket/usage/2026/11/01/*.parquet"),
+        ("file:///srv/dt={date}", "file:///srv/dt=2026-11-01"),
+    ],
+)
+def test_the_delivery_path_names_a_day(template: str, expected: str) -> None:
+    from datetime import date
+
+    assert load_settings(delivery_path=template).delivery_location(date(2026, 11, 1)) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("deliveries", "does not name the whole day"),
+        ("deliveries/{month}-{day}", "does not name the whole day"),
+        ("deliveries/{year}/{day}", "does not name the whole day"),
+        ("deliveries/{dat}", "unknown field {dat}"),
+        ("deliveries/{date", "is not a path template"),
+        ("deliveries/{0}", "is not a path template"),
+    ],
+)
+def test_a_delivery_path_that_cannot_tell_the_days_apart_is_refused(
+    monkeypatch: pytest.MonkeyPatch, template: str, message: str
+) -> None:
+    monkeypatch.setenv("METERLINE_DELIVERY_PATH", template)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value).startswith("invalid setting METERLINE_DELIVERY_PATH: ")
+    assert message in str(info.value)

@@ -224,7 +224,7 @@ def test_init_creates_what_the_code_uses() -> None:
     assert f"add_connection {DEFAULT_AIRFLOW_CONN_ID} " in script
     assert "add_connection clickhouse_auditor auditor " in script
     assert "airflow db migrate" in script
-    for command in (["init"], ["ledger", "migrate"], ["catalog", "load"], ["catalog", "show"]):
+    for command in (["init"], ["catalog", "load"], ["catalog", "show"]):
         assert f"meterline {' '.join(command)}" in script
         with pytest.raises(SystemExit) as done:
             cli_main([*command, "--help"])
