@@ -20,8 +20,10 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/meterline demo
 
+# ruff, then the layer rules of DESIGN.md (import-linter, contracts in pyproject.toml).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

@@ -154,39 +154,21 @@ def ingest(
 def rejected(ingest_id: str | None, reason: str | None, limit: int, as_json: bool) -> None:
     """Show rejected rows: where they came from, why, and their raw payload."""
     from meterline.cli.options import console
-    from meterline.connections import open_warehouse
+    from meterline.jobs.ingest import REASONS, UnknownIngest, rejected_rows
     from meterline.output import Column, print_table
-    from meters.ingest.ingestor import REASONS
 
     if reason is not None and reason not in REASONS:
         raise click.BadParameter(
             f"{reason!r} is not a rejection reason (reasons: {', '.join(REASONS)})",
             param_hint="'--reason'",
         )
-    with open_warehouse() as warehouse:
-        if ingest_id is not None:
-            ((known,),) = warehouse.query_rows(
-                "SELECT count() FROM ingest_log WHERE ingest_id = {ingest:String}",
-                {"ingest": ingest_id},
-            )
-            if not int(known):
-                raise NotFound(
-                    f"no ingest {ingest_id!r}: ingest ids are printed by `meterline ingest`"
-                )
-        rows = warehouse.query_rows(
-            "SELECT ingest_id, ingested_at, source, source_line, reason, detail, raw "
-            "FROM usage_events_rejected "
-            "WHERE ({ingest:String} = '' OR ingest_id = {ingest:String}) "
-            "AND ({reason:String} = '' OR reason = {reason:String}) "
-            "ORDER BY ingested_at DESC, source, source_line LIMIT {limit:UInt32}",
-            {"ingest": ingest_id or "", "reason": reason or "", "limit": limit},
-        )
-    names = ("ingest_id", "ingested_at", "source", "line", "reason", "detail", "raw")
+    try:
+        rows = rejected_rows(ingest_id=ingest_id, reason=reason, limit=limit)
+    except UnknownIngest as exc:
+        raise NotFound(str(exc)) from None
     if as_json:
         for row in rows:
-            record = dict(zip(names, row, strict=True))
-            record["ingested_at"] = record["ingested_at"].isoformat()
-            click.echo(json.dumps(record, ensure_ascii=False))
+            click.echo(json.dumps(row.to_json(), ensure_ascii=False))
         return
     print_table(
         console(),
@@ -197,7 +179,7 @@ def rejected(ingest_id: str | None, reason: str | None, limit: int, as_json: boo
             Column("detail"),
             Column("raw"),
         ],
-        [[row[2], str(row[3]), row[4], row[5], _shown(row[6])] for row in rows],
+        [[row.source, str(row.line), row.reason, row.detail, _shown(row.raw)] for row in rows],
     )
 
 

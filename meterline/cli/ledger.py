@@ -1,6 +1,6 @@
 """`meterline customers|catalog|invoices|ledger ...`: the billing ledger by hand.
 
-They read the ledger URL from ``settings().ledger_url``; `catalog load`
+They call meterline.jobs.ledger (the ledger of ``settings().ledger_url``); `catalog load`
 (meterline.cli.catalog) takes the catalog file into the ledger. The ledger must be at
 this code's schema revision, SQLite or PostgreSQL: `meterline init` (or `meterline
 ledger migrate`) creates or upgrades it; the other commands only check it.
@@ -17,13 +17,9 @@ from typing import Any
 
 import click
 
-import billing
-from billing import migrate
-from billing.customers import FORMATS
-from billing.views import customers_load_text, totals_by_currency
 from meterline.cli.catalog import catalog
 from meterline.cli.options import AS_OF_HELP, Month, Timestamp, console
-from meterline.connections import ledger_session
+from meterline.jobs import ledger as jobs
 from meterline.output import (
     Column,
     format_minor,
@@ -31,15 +27,9 @@ from meterline.output import (
     format_quantity,
     print_table,
 )
-from meterline.settings import settings
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhms]?)\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds", "": "hours"}
-
-
-def _ledger(*, write: bool) -> Any:
-    """A session on the configured ledger (meterline.connections.ledger_session)."""
-    return ledger_session(write=write)
 
 
 def _duration(value: str) -> timedelta:
@@ -72,14 +62,13 @@ def customers() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(sorted(set(FORMATS.values()))),
+    type=click.Choice(jobs.CUSTOMER_FORMATS),
     help="File format (default: from the extension: .jsonl, .yaml/.yml, .csv).",
 )
 def customers_load(file: Path, fmt: str | None) -> None:
     """Load (insert or update in place) the customers file FILE. All or nothing."""
-    with _ledger(write=True) as session:
-        result = billing.load_customers_file(session, file, fmt)  # type: ignore[arg-type]
-    click.echo(f"{file}: {customers_load_text(result)}")
+    result = jobs.load_customers(file, fmt)  # type: ignore[arg-type]
+    click.echo(f"{file}: {jobs.customers_load_text(result)}")
 
 
 # --- catalog: meterline.cli.catalog (the one catalog, loaded into the ledger) ----------
@@ -94,21 +83,15 @@ def invoices() -> None:
 
 
 @invoices.command("list")
-@click.option(
-    "--period", type=Month(), help="Month YYYY-MM (by the period's local start date)."
-)
+@click.option("--period", type=Month(), help="Month YYYY-MM (by the period's local start date).")
 @click.option("--customer", help="Customer external id.")
-@click.option(
-    "--status", type=click.Choice(billing.models.INVOICE_STATUSES), help="Only this status."
-)
+@click.option("--status", type=click.Choice(jobs.INVOICE_STATUSES), help="Only this status.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def invoices_list(
     period: str | None, customer: str | None, status: str | None, as_json: bool
 ) -> None:
     """List invoices with their totals, and the totals per currency."""
-    with _ledger(write=False) as session:
-        rows = billing.list_invoices(session, period=period, customer=customer, status=status)
-    totals = totals_by_currency(rows)
+    rows, totals = jobs.list_invoices(period=period, customer=customer, status=status)
     if as_json:
         _echo_json({"invoices": rows, "totals": totals})
         return
@@ -150,8 +133,7 @@ def invoices_list(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def invoices_show(invoice_id: int, as_json: bool) -> None:
     """Show invoice INVOICE_ID: its lines, tier breakdowns and totals."""
-    with _ledger(write=False) as session:
-        detail = billing.invoice_detail(session, invoice_id)
+    detail = jobs.invoice_detail(invoice_id)
     if as_json:
         _echo_json(detail)
         return
@@ -252,12 +234,9 @@ def invoices_finalize(
     """Finalize INVOICE_IDS (or --due): totals are frozen, the invoice never changes again."""
     if bool(invoice_ids) == due:
         raise click.UsageError("give invoice ids or --due (not both)")
-    wait = _duration(grace) if grace else timedelta(hours=settings().finalize_grace_hours)
-    with _ledger(write=True) as session:
-        if due:
-            done = billing.finalize_due(session, as_of=as_of, grace=wait)
-        else:
-            done = [billing.finalize(session, i, as_of=as_of, grace=wait).id for i in invoice_ids]
+    done = jobs.finalize_invoices(
+        invoice_ids, due=due, as_of=as_of, grace=_duration(grace) if grace else None
+    )
     click.echo(
         f"finalized {len(done)} invoice(s)" + (f": {', '.join(map(str, done))}" if done else "")
     )
@@ -270,9 +249,7 @@ def invoices_finalize(
 )
 def invoices_void(invoice_id: int, as_of: datetime) -> None:
     """Void INVOICE_ID. Posting its period again issues a new invoice linked to it."""
-    with _ledger(write=True) as session:
-        invoice = billing.void(session, invoice_id, as_of=as_of)
-    click.echo(f"invoice {invoice.id} is void")
+    click.echo(f"invoice {jobs.void_invoice(invoice_id, as_of=as_of)} is void")
 
 
 # --- ledger (schema) ----------------------------------------------------------------
@@ -298,4 +275,5 @@ def ledger_migrate(revision: str) -> None:
 @ledger.command("current")
 def ledger_current() -> None:
     """Print the ledger schema revision (and the latest one this code ships)."""
-    click.echo(f"at {migrate.current(settings().ledger_url) or 'none'}; latest {migrate.head()}")
+    at, latest = jobs.ledger_revision()
+    click.echo(f"at {at or 'none'}; latest {latest}")

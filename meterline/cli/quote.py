@@ -15,18 +15,27 @@ invalid price or quantity exits with code 2 and a message that names the field.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from billing import yamlio
 from meterline.cli.options import console as make_console
-from rating import PriceError, RatedCharge, RoundingMode, parse_price, rate
-from rating.decimals import fmt
+from meterline.jobs.quote import (
+    DEFAULT_ROUNDING,
+    ROUNDING_MODES,
+    PriceInputError,
+    QuantityError,
+    read_price,
+)
+from meterline.jobs.quote import decimal_text as fmt
+from meterline.jobs.quote import (
+    quote as rate_quote,
+)
+
+if TYPE_CHECKING:
+    from rating import RatedCharge
 
 _ITEM = {
     "unit": "per unit",
@@ -40,38 +49,6 @@ _ITEM = {
 
 def _bad_price(message: str) -> click.BadParameter:
     return click.BadParameter(message, param_hint="'--price'")
-
-
-def _load_price_data(value: str) -> tuple[Mapping[str, Any], str]:
-    text = value.strip()
-    if text.startswith("{"):
-        try:
-            data = yamlio.load_json(text)
-        except yamlio.InputError as exc:
-            raise _bad_price(f"inline JSON is invalid: {exc}") from None
-        name = "inline"
-    else:
-        path = Path(value)
-        if not path.is_file():
-            raise _bad_price(f"{value!r} is neither a file nor an inline JSON object ({{...}})")
-        try:
-            content = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _bad_price(f"cannot read {value}: {exc}") from None
-        try:
-            if path.suffix.lower() == ".json":
-                data = yamlio.load_json(content)
-            else:
-                data = yamlio.load(content)
-        except yamlio.InputError as exc:
-            raise _bad_price(f"cannot parse {value}: {exc}") from None
-        name = path.name
-    if not isinstance(data, Mapping):
-        raise _bad_price(
-            f"expected an object with the price fields (currency, model, ...), "
-            f"got {type(data).__name__}"
-        )
-    return data, name
 
 
 def _item(kind: str, tier: int | None, blocks: str | None) -> str:
@@ -137,25 +114,24 @@ def _print_table(charge: RatedCharge) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
 @click.option(
     "--rounding",
-    type=click.Choice([mode.value for mode in RoundingMode]),
-    default=RoundingMode.HALF_UP.value,
+    type=click.Choice(ROUNDING_MODES),
+    default=DEFAULT_ROUNDING,
     show_default=True,
     help="Rounding to the currency's minor unit, once per line.",
 )
 def quote(price_arg: str, quantity: str, as_json: bool, rounding: str) -> None:
     """Rate a quantity against a price and show the breakdown."""
-    data, name = _load_price_data(price_arg)
     try:
-        price = parse_price(data, name=name)
-    except PriceError as exc:
+        data, name = read_price(price_arg)
+        result = rate_quote(data, quantity, name=name, rounding=rounding)
+    except PriceInputError as exc:
         raise _bad_price(str(exc)) from None
-    try:
-        charge = rate(price, quantity, rounding=RoundingMode(rounding))
-    except ValueError as exc:
+    except QuantityError as exc:
         raise click.BadParameter(str(exc), param_hint="'--quantity'") from None
+    charge = result.charge
     if as_json:
         payload = charge.model_dump(mode="json")
-        payload["price"] = price.model_dump(mode="json", exclude_none=True)
+        payload["price"] = result.price.model_dump(mode="json", exclude_none=True)
         click.echo(json.dumps(payload))
     else:
         _print_table(charge)

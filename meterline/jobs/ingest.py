@@ -31,16 +31,60 @@ from typing import Any
 from meterline import connections
 from meterline.jobs.rollup import day_end
 from meterline.settings import Settings, settings
-from meters.ingest.ingestor import Ingestor, IngestSummary, SourceCounts
+from meters.ingest.ingestor import REASONS, Ingestor, IngestSummary, SourceCounts
 from meters.ingest.readers import FORMATS, count_rows
 
 # The file types ingest reads (meters.ingest.readers.FORMATS), for walking folders.
 SUFFIXES = tuple(FORMATS)
 
 
+__all__ = [
+    "REASONS",
+    "DeliveryNotFound",
+    "IngestReport",
+    "RejectedRow",
+    "UnknownIngest",
+    "expected_rows",
+    "ingest_delivery",
+    "ingest_paths",
+    "rejected_rows",
+    "rejected_share_problem",
+    "usage_files",
+]
+
+
 class DeliveryNotFound(FileNotFoundError):
     """A day's delivery is not there (yet): its location does not exist or holds no
     usage file. A scheduled run retries (the delivery may be late); by hand, exit code 2."""
+
+
+class UnknownIngest(LookupError):
+    """No ingest has this id (exit code 3)."""
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A row an ingest refused: where it came from (file and physical line, or batch),
+    why (one of REASONS, and the detail), and its raw payload as it arrived."""
+
+    ingest_id: str
+    ingested_at: datetime
+    source: str
+    line: int
+    reason: str
+    detail: str
+    raw: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ingest_id": self.ingest_id,
+            "ingested_at": self.ingested_at.isoformat(),
+            "source": self.source,
+            "line": self.line,
+            "reason": self.reason,
+            "detail": self.detail,
+            "raw": self.raw,
+        }
 
 
 @dataclass(frozen=True)
@@ -226,3 +270,39 @@ def _fetched(location: str) -> Iterator[list[Path]]:
             fs.get_file(remote, str(target))
             local.append(target)
         yield local
+
+
+def rejected_rows(
+    *,
+    ingest_id: str | None = None,
+    reason: str | None = None,
+    limit: int = 20,
+    config: Settings | None = None,
+) -> list[RejectedRow]:
+    """The rejected rows, newest first, of one ingest and/or one reason (at most
+    `limit`). Raises UnknownIngest for an ingest id no ingest has, ValueError for a
+    reason not in REASONS."""
+    if reason is not None and reason not in REASONS:
+        raise ValueError(f"{reason!r} is not a rejection reason (reasons: {', '.join(REASONS)})")
+    with connections.open_warehouse(config or settings()) as warehouse:
+        if ingest_id is not None:
+            ((known,),) = warehouse.query_rows(
+                "SELECT count() FROM ingest_log WHERE ingest_id = {ingest:String}",
+                {"ingest": ingest_id},
+            )
+            if not int(known):
+                raise UnknownIngest(
+                    f"no ingest {ingest_id!r}: ingest ids are printed by `meterline ingest`"
+                )
+        rows = warehouse.query_rows(
+            "SELECT ingest_id, ingested_at, source, source_line, reason, detail, raw "
+            "FROM usage_events_rejected "
+            "WHERE ({ingest:String} = '' OR ingest_id = {ingest:String}) "
+            "AND ({reason:String} = '' OR reason = {reason:String}) "
+            "ORDER BY ingested_at DESC, source, source_line LIMIT {limit:UInt32}",
+            {"ingest": ingest_id or "", "reason": reason or "", "limit": limit},
+        )
+    return [
+        RejectedRow(str(i), at, str(src), int(line), str(why), str(detail), str(raw))
+        for i, at, src, line, why, detail, raw in rows
+    ]
