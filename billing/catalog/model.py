@@ -48,9 +48,12 @@ class CatalogPriceVersion:
     price_id: str
     currency: str
     effective_from: date
+    """A local date: the version prices from midnight of it in the subscription's zone."""
     meter: str | None
+    """None for a flat fee."""
     filter: dict[str, Any] | None
     body: dict[str, Any]
+    """The price body as written in the file (decimals as text), without its currency."""
     content_hash: str
     # The body validated by the rating engine (decides equality of content).
     price: Price | None = field(default=None, compare=False)
@@ -152,12 +155,15 @@ class Catalog:
     versions of the loaded file, with the catalog version that holds them."""
 
     version: int
+    """The catalog version's id in the ledger (catalog_versions.id)."""
     content_hash: str
     source: str
+    """The file it was loaded from, as given to `catalog load`."""
     loaded_at: datetime
     meters: MeterCatalog
     plans: tuple[CatalogPlan, ...]
     prices: tuple[CatalogPriceVersion, ...]
+    """Every price version of the file, in file order."""
     rounding_mode: RoundingMode
 
 
@@ -186,14 +192,15 @@ class CatalogLoadResult:
 
     @property
     def changed(self) -> bool:
-        return bool(
-            self.plans_created
-            or self.plans_updated
-            or self.versions_created
-            or self.versions_superseded
-            or self.versions_restored
-            or self.catalog_version_created
+        """Whether the load stored anything (versions left unchanged do not count)."""
+        counts = (
+            self.plans_created,
+            self.plans_updated,
+            self.versions_created,
+            self.versions_superseded,
+            self.versions_restored,
         )
+        return self.catalog_version_created or any(counts)
 
 
 def version_label(effective_from: date, content_hash: str) -> str:

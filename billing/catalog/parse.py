@@ -186,19 +186,9 @@ def _versions(
             except Exception as exc:  # the rating engine's message, with our path
                 problems.append(f"{bwhere}: {exc}")
                 continue
-            found.append(
-                CatalogPriceVersion(
-                    plan_id=plan_id,
-                    price_id=price_id,
-                    currency=currency,
-                    effective_from=effective,
-                    meter=meter,
-                    filter=filt_doc,
-                    body=body_doc,
-                    content_hash=content_hash(body_doc, meter, filt_doc),
-                    price=checked,
-                )
-            )
+            slot = (plan_id, price_id, currency, effective)
+            terms = (meter, filt_doc, body_doc, content_hash(body_doc, meter, filt_doc))
+            found.append(CatalogPriceVersion(*slot, *terms, price=checked))
     return found
 
 

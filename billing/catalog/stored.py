@@ -53,15 +53,9 @@ def current_catalog(session: Session) -> Catalog:
             exc.source,
             [*exc.problems, f"fix the file and run `{LOAD_COMMAND}` again"],
         ) from None
+    stored = (row.id, row.content_hash, row.source, row.loaded_at)
     return Catalog(
-        version=row.id,
-        content_hash=row.content_hash,
-        source=row.source,
-        loaded_at=row.loaded_at,
-        meters=parsed.meters,
-        plans=tuple(parsed.plans),
-        prices=tuple(parsed.versions),
-        rounding_mode=parsed.rounding_mode,
+        *stored, parsed.meters, tuple(parsed.plans), tuple(parsed.versions), parsed.rounding_mode
     )
 
 

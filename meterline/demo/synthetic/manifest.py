@@ -21,24 +21,32 @@ class MeterTotal:
         return {"events": self.events, "value_sum": str(self.value_sum)}
 
 
+# The plain counts of a FileCounts, in manifest order.
+_COUNTS = ("rows", "valid_events", "exact_duplicates", "conflicting_duplicates")
+
+
 @dataclass
 class FileCounts:
     """Counts of a set of rows read in file order (days in order, rows in order)."""
 
     rows: int = 0
+    """Rows written, of every kind."""
     valid_events: int = 0
+    """First copies of valid events: what an ingest accepts."""
     exact_duplicates: int = 0
+    """Re-sent copies with the first copy's content: an ingest's duplicates."""
     conflicting_duplicates: int = 0
+    """Re-sent ids with other content: rejected as conflicting_duplicate."""
     malformed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MALFORMED_REASONS, 0))
+    """Malformed rows by the rejection reason each one has."""
     totals_by_meter: dict[str, MeterTotal] = field(
         default_factory=lambda: {m: MeterTotal(0, 0) for m in METERS}
     )
+    """Valid events and their value sum, by meter."""
 
     def add(self, other: FileCounts) -> None:
-        self.rows += other.rows
-        self.valid_events += other.valid_events
-        self.exact_duplicates += other.exact_duplicates
-        self.conflicting_duplicates += other.conflicting_duplicates
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, n in other.malformed.items():
             self.malformed[reason] += n
         for meter, total in other.totals_by_meter.items():
@@ -49,13 +57,21 @@ class FileCounts:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "rows": self.rows,
-            "valid_events": self.valid_events,
-            "exact_duplicates": self.exact_duplicates,
-            "conflicting_duplicates": self.conflicting_duplicates,
+            **{name: getattr(self, name) for name in _COUNTS},
             "malformed": dict(self.malformed),
             "totals_by_meter": {m: t.to_dict() for m, t in self.totals_by_meter.items()},
         }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> FileCounts:
+        return cls(
+            **{name: doc[name] for name in _COUNTS},
+            malformed=dict(doc["malformed"]),
+            totals_by_meter={
+                m: MeterTotal(t["events"], int(t["value_sum"]))
+                for m, t in doc["totals_by_meter"].items()
+            },
+        )
 
 
 @dataclass
@@ -85,7 +101,8 @@ class Manifest:
         return self.daily.valid_events
 
     def to_dict(self) -> dict[str, Any]:
-        daily = self.daily.to_dict()
+        # The daily counts at the top level, its rows as rows_written.
+        daily = {("rows_written" if k == "rows" else k): v for k, v in self.daily.to_dict().items()}
         return {
             "seed": self.seed,
             "customers": self.customers,
@@ -97,32 +114,14 @@ class Manifest:
             "truth_file": self.truth_file,
             "files": list(self.files),
             "late_files": list(self.late_files),
-            "rows_written": daily["rows"],
-            "valid_events": daily["valid_events"],
-            "exact_duplicates": daily["exact_duplicates"],
-            "conflicting_duplicates": daily["conflicting_duplicates"],
-            "malformed": daily["malformed"],
-            "totals_by_meter": daily["totals_by_meter"],
+            **daily,
             "late": self.late.to_dict(),
             "file_stats": {path: c.to_dict() for path, c in self.file_stats.items()},
         }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Manifest:
-        def counts(d: dict[str, Any]) -> FileCounts:
-            return FileCounts(
-                rows=d["rows"],
-                valid_events=d["valid_events"],
-                exact_duplicates=d["exact_duplicates"],
-                conflicting_duplicates=d["conflicting_duplicates"],
-                malformed=dict(d["malformed"]),
-                totals_by_meter={
-                    m: MeterTotal(t["events"], int(t["value_sum"]))
-                    for m, t in d["totals_by_meter"].items()
-                },
-            )
-
-        daily = counts({**doc, "rows": doc["rows_written"]})
+        daily = FileCounts.from_dict({**doc, "rows": doc["rows_written"]})
         return cls(
             seed=doc["seed"],
             customers=doc["customers"],
@@ -133,8 +132,8 @@ class Manifest:
             files=list(doc["files"]),
             late_files=list(doc["late_files"]),
             daily=daily,
-            late=counts(doc["late"]),
-            file_stats={p: counts(c) for p, c in doc["file_stats"].items()},
+            late=FileCounts.from_dict(doc["late"]),
+            file_stats={p: FileCounts.from_dict(c) for p, c in doc["file_stats"].items()},
             truth_file=doc["truth_file"],
             customers_file=doc["customers_file"],
         )
