@@ -47,9 +47,15 @@ def billing_close() -> None:
     @task
     def resolve_as_of(**context: object) -> str:
         """The logical time of this close: from the run's conf or the triggering rollup."""
+        from datetime import datetime
+
         conf = getattr(context.get("dag_run"), "conf", None) or {}
         if conf.get("as_of"):
-            return str(conf["as_of"])
+            given = str(conf["as_of"])
+            # The command line's rule (meterline.cli.options): a time names its offset.
+            if datetime.fromisoformat(given.replace("Z", "+00:00")).utcoffset() is None:
+                raise ValueError(f"conf as_of {given!r} has no UTC offset: add Z or +HH:MM")
+            return given
         events = context.get("triggering_asset_events") or {}
         times = [
             str(event.extra["as_of"])
@@ -80,8 +86,7 @@ def billing_close() -> None:
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        from meterline.audit.checks import failure_message
-        from meterline.audit.gather import reconcile_after_close
+        from meterline.audit.reconcile import failure_message, reconcile_after_close
 
         moment = datetime.fromisoformat(as_of)
         with schema_checked():

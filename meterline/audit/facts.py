@@ -10,46 +10,57 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import Field, computed_field
 
 from billing.charges import ChargeLine
-from meterline.audit.values import Billed, Dims, Exact, Instant, Report, dims_label
+from billing.money import minor_text
+from billing.periods import zone
+from meterline.audit.values import Amount, Billed, Dims, Exact, Instant, Report, dims_label
 
 # --- the ledger -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PostedLine:
-    """A ledger line as the audit sees it."""
+class PostedLine(Report):
+    """A ledger line as the audit sees it; in JSON as `explain` shows a line."""
 
     id: int
     invoice_id: int
     invoice_status: str
     kind: str
-    key: str
+    key: str = Field(serialization_alias="idempotency_key")
     price_id: str
     price_version: str
     meter: str | None
     group: str | None
-    quantity: Decimal
-    unit_amount: Decimal | None
+    quantity: Exact
+    unit_amount: Exact | None
     amount_minor: int
-    amount_precise: Decimal
+    amount_precise: Exact
     currency: str
     description: str
-    breakdown: Any
-    service_start: datetime
-    service_end: datetime
+    breakdown: Any = Field(exclude=True)
+    service_start: Instant = Field(exclude=True)
+    service_end: Instant = Field(exclude=True)
     adjusts_key: str | None = None
     adjusts_line_id: int | None = None
     rating_run_id: int | None = None
-    posted_at: datetime | None = None
+    posted_at: Instant | None = None
     """The logical time of the rating run that posted it (its invoice's finalization
     when the run is not recorded)."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def amount(self) -> str:
+        return minor_text(self.amount_minor, self.currency)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def service_period(self) -> tuple[Instant, Instant]:
+        return (self.service_start, self.service_end)
 
     @property
     def billed(self) -> Billed:
@@ -66,9 +77,27 @@ class PostedLine:
         return self.adjusts_key if self.kind == "adjustment" and self.adjusts_key else self.key
 
 
-@dataclass(frozen=True)
-class InvoiceInfo:
-    """An invoice, its subscription's terms and the billing cycle its period lies in."""
+class LocalSpan(Report):
+    """A period in its subscription's timezone and in UTC."""
+
+    timezone: str
+    start_local: datetime
+    end_local: datetime
+    start_utc: Instant
+    end_utc: Instant
+
+
+class Cycle(Report):
+    """The billing cycle a period lies in: what time-weighted quantities divide by."""
+
+    start_utc: Instant
+    end_utc: Instant
+    hours: Exact
+
+
+class InvoiceInfo(Report):
+    """An invoice, its subscription's terms and the billing cycle its period lies in; in
+    JSON as `explain` shows an invoice (the period local and UTC, the cycle's hours)."""
 
     id: int
     status: str
@@ -77,15 +106,38 @@ class InvoiceInfo:
     subscription: str
     plan: str
     currency: str
-    timezone: str
-    period_start: datetime
-    period_end: datetime
-    period_start_local: date
-    cycle_start: datetime
-    cycle_end: datetime
-    finalized_at: datetime | None
-    total_minor: int
-    line_count: int
+    timezone: str = Field(exclude=True)
+    period_start: Instant = Field(exclude=True)
+    period_end: Instant = Field(exclude=True)
+    period_start_local: date = Field(exclude=True)
+    cycle_start: Instant = Field(exclude=True)
+    cycle_end: Instant = Field(exclude=True)
+    finalized_at: Instant | None
+    total_minor: int = Field(exclude=True)
+    line_count: int = Field(exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total(self) -> Amount:
+        return Amount(minor=self.total_minor, currency=self.currency)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def period(self) -> LocalSpan:
+        tz = zone(self.timezone)
+        return LocalSpan(
+            timezone=self.timezone,
+            start_local=self.period_start.astimezone(tz),
+            end_local=self.period_end.astimezone(tz),
+            start_utc=self.period_start,
+            end_utc=self.period_end,
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def billing_cycle(self) -> Cycle:
+        seconds = Decimal((self.cycle_end - self.cycle_start) // timedelta(seconds=1))
+        return Cycle(start_utc=self.cycle_start, end_utc=self.cycle_end, hours=seconds / 3600)
 
 
 # --- the warehouse ----------------------------------------------------------------------

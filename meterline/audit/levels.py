@@ -22,6 +22,8 @@ from pydantic import Field
 from meterline.audit.facts import Span
 from meterline.audit.values import Dims, Exact, Instant, Report, dims_label
 
+# The aggregations whose events report a level held until the next one (a gauge).
+GAUGES = ("time_weighted", "latest")
 # Quantities are rounded once to 9 decimal places (meters/quantities.py QUANTUM).
 QUANTUM = Decimal("1e-9")
 _DIVISION = Context(prec=100, rounding=ROUND_HALF_EVEN)

@@ -51,8 +51,9 @@ class PeriodDiff(Report):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def difference(self) -> Amount:
-        minor = sum(d.difference.amount_minor for d in self.lines)
-        return Amount(minor=minor, currency=self.currency)
+        return Amount(
+            minor=sum(d.difference.amount_minor for d in self.lines), currency=self.currency
+        )
 
 
 class Skipped(Report):

@@ -136,6 +136,11 @@ class Amount(Report):
     minor: int
     currency: str
 
+    def __sub__(self, other: Amount) -> Amount:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot combine {self.currency} and {other.currency} amounts")
+        return Amount(minor=self.minor - other.minor, currency=self.currency)
+
     @property
     def major(self) -> Decimal:
         """The amount in major units, with exactly the currency's decimals."""

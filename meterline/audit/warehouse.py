@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from meterline.audit.facts import EventList, EventRow, Span, UsageTotals
 from meterline.audit.values import Dims, dims_of
@@ -23,11 +23,28 @@ from meters.warehouse.base import Warehouse
 UsageWindow = tuple[int, str, datetime, datetime]
 
 
+class MeterWindow(NamedTuple):
+    """One customer's meter over [start, end)."""
+
+    customer: str
+    meter: str
+    start: datetime
+    end: datetime
+
+
 def meter_rules(meters: MeterCatalog) -> dict[str, Any]:
     """The meters' dimensions and filters as the bound parameters that the shared SQL
     fragments (shared/meter_dimensions, shared/matches_meter_filter) read."""
     params = definition_params(meters)
     return {"dimensions": params["dimensions"], "filters": params["filters"]}
+
+
+def _params(
+    meters: MeterCatalog, window: MeterWindow, price_filter: Mapping[str, str]
+) -> dict[str, Any]:
+    """The bound parameters of a window, for the dimension groups of a price."""
+    meters.get(window.meter)  # an unknown meter is an error here, not an empty answer
+    return {**window._asdict(), **meter_rules(meters), "price_filter": dict(price_filter)}
 
 
 def usage_totals(
@@ -66,15 +83,12 @@ def usage_totals(
     return out
 
 
-def rollup_days(
-    warehouse: Warehouse, *, customer: str, meter: str, start: datetime, end: datetime
-) -> list[tuple[date, Dims, UsageTotals]]:
-    """The rollup rows of one customer's meter over [start, end), per UTC day and group."""
+def rollup_days(warehouse: Warehouse, window: MeterWindow) -> list[tuple[date, Dims, UsageTotals]]:
+    """The rollup rows of one customer's meter over the window, per UTC day and group."""
     return [
         (day, dims_of(dims), UsageTotals(int(events), Decimal(value_sum), latest, int(rows)))
         for day, dims, rows, events, value_sum, latest in warehouse.query_rows(
-            query("audit/rollup_days"),
-            {"customer": customer, "meter": meter, "start": start, "end": end},
+            query("audit/rollup_days"), window._asdict()
         )
     ]
 
@@ -82,11 +96,8 @@ def rollup_days(
 def line_events(
     warehouse: Warehouse,
     meters: MeterCatalog,
+    window: MeterWindow,
     *,
-    customer: str,
-    meter: str,
-    start: datetime,
-    end: datetime,
     price_filter: Mapping[str, str],
     seen: Watermark | None,
     limit: int,
@@ -94,18 +105,12 @@ def line_events(
 ) -> EventList:
     """Events of a line's window: all of them (`seen` None, a sample), or those the
     rating run with watermark `seen` did not see (the late ones), oldest first."""
-    meters.get(meter)  # an unknown meter is an error here, not an empty answer
     rows = warehouse.query_rows(
         query("audit/line_events"),
         {
-            "customer": customer,
-            "meter": meter,
-            "start": start,
-            "end": end,
+            **_params(meters, window, price_filter),
             "since": seen.events if seen else EPOCH,
             "stale": dict(seen.stale) if seen else {},
-            **meter_rules(meters),
-            "price_filter": dict(price_filter),
             "order_by_time": seen is not None,
             "limit": max(limit, 1),
         },
@@ -135,29 +140,10 @@ def line_events(
     )
 
 
-def gauge_spans(
-    warehouse: Warehouse,
-    meters: MeterCatalog,
-    *,
-    customer: str,
-    meter: str,
-    start: datetime,
-    end: datetime,
-) -> list[Span]:
+def gauge_spans(warehouse: Warehouse, meters: MeterCatalog, window: MeterWindow) -> list[Span]:
     """Every dimension group's gauge spans of one customer's meter over [start, end)
     (the level carried in at `start` included)."""
-    meters.get(meter)  # an unknown meter is an error here, not an empty answer
-    rows = warehouse.query_rows(
-        query("audit/gauge_spans"),
-        {
-            "customer": customer,
-            "meter": meter,
-            "start": start,
-            "end": end,
-            **meter_rules(meters),
-            "price_filter": {},
-        },
-    )
+    rows = warehouse.query_rows(query("audit/gauge_spans"), _params(meters, window, {}))
     return [
         Span(dims_of(dims), str(eid), ts, Decimal(value), int(from_ms), int(to_ms))
         for dims, eid, ts, value, _ingested, from_ms, to_ms in rows

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, time, timedelta
 
 import click
 
-from meterline.cli.ingest import Timestamp
-from meterline.jobs.close import close_periods
+from billing.periods import iso_utc
+from billing.views import month_bounds
+from meterline.cli.options import AS_OF_HELP, Month, Timestamp
+from meterline.jobs.close import CloseReport, close_periods
+from meterline.output import json_text
 from meterline.settings import settings
 
 
-def month_end(period: str) -> datetime:
-    try:
-        first = datetime.strptime(period, "%Y-%m").date()
-    except ValueError:
-        raise click.BadParameter(f"{period!r} is not YYYY-MM", param_hint="--period") from None
-    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return datetime.combine(following, datetime.min.time(), tzinfo=UTC)
-
-
 @click.command("close")
-@click.option("--as-of", "as_of", type=Timestamp(), help="Close periods due at this time.")
-@click.option("--period", help="YYYY-MM: close as of that month's end plus the grace period.")
+@click.option(
+    "--as-of", "as_of", type=Timestamp(), help=f"Close periods due at this time: {AS_OF_HELP}."
+)
+@click.option("--period", type=Month(), help="Close as of that month's end plus the grace period.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def close(as_of: datetime | None, period: str | None, as_json: bool) -> None:
     """Close due billing periods: rate, post, finalize; adjust late usage.
@@ -36,40 +30,40 @@ def close(as_of: datetime | None, period: str | None, as_json: bool) -> None:
     if (as_of is None) == (period is None):
         raise click.UsageError("give exactly one of --as-of or --period")
     if period:
-        as_of = month_end(period) + timedelta(hours=settings().finalize_grace_hours)
+        month_end = datetime.combine(month_bounds(period)[1], time(0), tzinfo=UTC)
+        as_of = month_end + timedelta(hours=settings().finalize_grace_hours)
     assert as_of is not None
     report = close_periods(as_of)
-    doc = report.to_json()
     if as_json:
-        click.echo(json.dumps(doc))
+        click.echo(json_text(report))
     else:
-        for line in render_close(doc):
+        for line in render_close(report):
             click.echo(line)
     if not report.ok:
         sys.exit(1)
 
 
-def render_close(doc: dict[str, Any]) -> list[str]:
+def render_close(report: CloseReport) -> list[str]:
     """The close report as text: one summary line, then one line per subscription that
     could not be billed, with what is missing."""
     out = [
-        f"as of {doc['as_of']}: closed {doc['periods_closed']:,} periods, "
-        f"{doc['lines_created']:,} new lines ({doc['lines_unchanged']:,} unchanged), "
-        f"finalized {doc['invoices_finalized']:,} invoices; "
-        f"{doc['adjustment_lines']:,} adjustment lines for late usage"
+        f"as of {report.as_of.isoformat()}: closed {report.periods_closed:,} periods, "
+        f"{report.lines_created:,} new lines ({report.lines_unchanged:,} unchanged), "
+        f"finalized {len(report.invoices_finalized):,} invoices; "
+        f"{report.adjustment_lines:,} adjustment lines for late usage"
     ]
-    failed = doc["not_billed"]
+    failed = report.not_billed
     if failed:
-        periods = sum(len(f["periods"]) for f in failed)
+        periods = sum(len(f.periods) for f in failed)
         out.append(
-            f"NOT billed: {periods:,} period(s) of {len({f['subscription'] for f in failed}):,}"
+            f"NOT billed: {periods:,} period(s) of {len({f.subscription for f in failed}):,}"
             " subscription(s); nothing was posted or finalized for them:"
         )
         for f in failed:
-            first, last = f["periods"][0][0], f["periods"][-1][1]
-            what = "late usage not adjusted" if f["what"] == "adjustment" else "not invoiced"
+            first, last = iso_utc(f.periods[0][0]), iso_utc(f.periods[-1][1])
+            what = "late usage not adjusted" if f.what == "adjustment" else "not invoiced"
             out.append(
-                f"  {f['subscription']} ({f['customer']}): {len(f['periods'])} period(s)"
-                f" {first[:10]}..{last[:10]} {what}: {f['reason']}"
+                f"  {f.subscription} ({f.customer}): {len(f.periods)} period(s)"
+                f" {first[:10]}..{last[:10]} {what}: {f.reason}"
             )
     return out

@@ -27,7 +27,7 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import func, select
 
-from meterline.connections import ingest_options, meter_catalog, open_warehouse
+from meterline.connections import ingest_options, ledger_session, meter_catalog, open_warehouse
 from meterline.demo.synthetic import GeneratorConfig, Manifest, generate
 from meterline.output import (
     Column,
@@ -194,15 +194,10 @@ def _ingest(
 
 def _load_ledger(config: Settings, data: Path, console: Console) -> None:
     from billing.customers import load_customers_file
-    from billing.db import create_ledger_engine, session_factory
-
-    engine = create_ledger_engine(config.ledger_url)
-    try:
-        with session_factory(engine).begin() as session:
-            loaded = load_customers_file(session, data / "customers.jsonl")
-    finally:
-        engine.dispose()
     from billing.views import customers_load_text
+
+    with ledger_session(config, write=True) as session:
+        loaded = load_customers_file(session, data / "customers.jsonl")
 
     console.print(f"ledger: catalog loaded; customers file: {customers_load_text(loaded)}")
 
@@ -267,60 +262,55 @@ def _write_statements(
 def _print_invoices(
     config: Settings, console: Console, top: int, *, adjustments: bool
 ) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
-    from billing.db import create_ledger_engine, session_factory
     from billing.models import Customer, Invoice, InvoiceLine
 
-    engine = create_ledger_engine(config.ledger_url)
     summary: dict[str, dict[str, Any]] = {}
     top_customers: list[tuple[str, str]] = []
-    try:
-        with session_factory(engine)() as session:
-            rows = session.execute(
-                select(
-                    Invoice.currency, Invoice.status, func.count(), func.sum(Invoice.total_minor)
-                )
-                .group_by(Invoice.currency, Invoice.status)
-                .order_by(Invoice.currency, Invoice.status)
+    with ledger_session(config) as session:
+        rows = session.execute(
+            select(
+                Invoice.currency, Invoice.status, func.count(), func.sum(Invoice.total_minor)
+            )
+            .group_by(Invoice.currency, Invoice.status)
+            .order_by(Invoice.currency, Invoice.status)
+        ).all()
+        for currency, status, count, total in rows:
+            summary.setdefault(currency, {})[status] = {
+                "invoices": count,
+                "total_minor": int(total or 0),
+            }
+        print_table(
+            console,
+            ["currency", "status", Column("invoices", "number"), Column("total", "money")],
+            [
+                (currency, status, format_count(count), format_minor(int(total or 0), currency))
+                for currency, status, count, total in rows
+            ],
+            title="invoices per currency",
+        )
+        biggest = session.execute(
+            select(Invoice, Customer.external_id, Customer.name)
+            .join(Customer, Customer.id == Invoice.customer_id)
+            .where(Invoice.status == "finalized")
+            .order_by(Invoice.total_minor.desc())
+            .limit(top)
+        ).all()
+        for invoice, external_id, name in biggest:
+            top_customers.append((external_id, f"{invoice.period_start_local:%Y-%m}"))
+            lines = session.scalars(
+                select(InvoiceLine)
+                .where(InvoiceLine.invoice_id == invoice.id)
+                .order_by(InvoiceLine.id)
             ).all()
-            for currency, status, count, total in rows:
-                summary.setdefault(currency, {})[status] = {
-                    "invoices": count,
-                    "total_minor": int(total or 0),
-                }
+            console.print("")
             print_table(
                 console,
-                ["currency", "status", Column("invoices", "number"), Column("total", "money")],
-                [
-                    (currency, status, format_count(count), format_minor(int(total or 0), currency))
-                    for currency, status, count, total in rows
-                ],
-                title="invoices per currency",
+                LINE_COLUMNS,
+                [line_row(line) for line in lines if line.amount_minor or line.kind != "usage"],
+                title=f"{name} ({external_id}), invoice {invoice.id} for the period from"
+                f" {invoice.period_start_local:%Y-%m-%d}:"
+                f" {format_minor(invoice.total_minor, invoice.currency)}",
             )
-            biggest = session.execute(
-                select(Invoice, Customer.external_id, Customer.name)
-                .join(Customer, Customer.id == Invoice.customer_id)
-                .where(Invoice.status == "finalized")
-                .order_by(Invoice.total_minor.desc())
-                .limit(top)
-            ).all()
-            for invoice, external_id, name in biggest:
-                top_customers.append((external_id, f"{invoice.period_start_local:%Y-%m}"))
-                lines = session.scalars(
-                    select(InvoiceLine)
-                    .where(InvoiceLine.invoice_id == invoice.id)
-                    .order_by(InvoiceLine.id)
-                ).all()
-                console.print("")
-                print_table(
-                    console,
-                    LINE_COLUMNS,
-                    [line_row(line) for line in lines if line.amount_minor or line.kind != "usage"],
-                    title=f"{name} ({external_id}), invoice {invoice.id} for the period from"
-                    f" {invoice.period_start_local:%Y-%m-%d}:"
-                    f" {format_minor(invoice.total_minor, invoice.currency)}",
-                )
-    finally:
-        engine.dispose()
     return summary, top_customers
 
 
@@ -371,43 +361,38 @@ def tiers_text(breakdown: Any, currency: str) -> str:
 
 
 def _print_adjustments(config: Settings, console: Console) -> int:
-    from billing.db import create_ledger_engine, session_factory
     from billing.models import Customer, Invoice, InvoiceLine
 
-    engine = create_ledger_engine(config.ledger_url)
-    try:
-        with session_factory(engine)() as session:
-            rows = session.execute(
-                select(InvoiceLine, Customer.external_id)
-                .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-                .join(Customer, Customer.id == Invoice.customer_id)
-                .where(InvoiceLine.kind == "adjustment")
-                .order_by(InvoiceLine.id)
-            ).all()
-            console.print("")
-            print_table(
-                console,
-                [
-                    "customer",
-                    "price",
-                    Column("quantity", "number"),
-                    Column("amount", "money"),
-                    Column("adjusts line", "number"),
-                ],
-                [
-                    (
-                        customer,
-                        line.price_id,
-                        format_quantity(line.quantity, 2),
-                        format_minor(line.amount_minor, line.currency),
-                        str(line.adjusts_line_id or ""),
-                    )
-                    for line, customer in rows[:10]
-                ],
-                title=f"late usage after finalization: {format_count(len(rows))} adjustment"
-                " lines on the next open invoices"
-                + (" (the first 10)" if len(rows) > 10 else ""),
-            )
-            return len(rows)
-    finally:
-        engine.dispose()
+    with ledger_session(config) as session:
+        rows = session.execute(
+            select(InvoiceLine, Customer.external_id)
+            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .join(Customer, Customer.id == Invoice.customer_id)
+            .where(InvoiceLine.kind == "adjustment")
+            .order_by(InvoiceLine.id)
+        ).all()
+        console.print("")
+        print_table(
+            console,
+            [
+                "customer",
+                "price",
+                Column("quantity", "number"),
+                Column("amount", "money"),
+                Column("adjusts line", "number"),
+            ],
+            [
+                (
+                    customer,
+                    line.price_id,
+                    format_quantity(line.quantity, 2),
+                    format_minor(line.amount_minor, line.currency),
+                    str(line.adjusts_line_id or ""),
+                )
+                for line, customer in rows[:10]
+            ],
+            title=f"late usage after finalization: {format_count(len(rows))} adjustment"
+            " lines on the next open invoices"
+            + (" (the first 10)" if len(rows) > 10 else ""),
+        )
+        return len(rows)

@@ -172,7 +172,7 @@ def test_explain_agrees_on_every_line_of_the_month(month: World) -> None:
     for f in found:
         line = f.line
         assert f.difference.is_exactly_zero and f.net.difference.is_zero
-        assert f.recomputed.key == line.idempotency_key
+        assert f.recomputed.key == line.key
         assert f.recomputed.amount_minor == line.amount_minor
         assert f.late_events.count == 0
         if line.kind != "usage":

@@ -47,7 +47,7 @@ def test_every_step_run_twice_changes_nothing(world: World) -> None:
 
     second = world.close(scenario.as_of)
     assert (second.periods_closed, second.lines_created, second.lines_unchanged) == (0, 0, 0)
-    assert (second.invoices_finalized, second.adjustment_lines) == ([], 0)
+    assert (second.invoices_finalized, second.adjustment_lines) == ((), 0)
     # Identical ledger: same invoices, same line ids, same amounts and totals.
     assert world.invoices() == ledger
 

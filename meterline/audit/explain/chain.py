@@ -28,7 +28,6 @@ from meterline.audit.explain.report import (
     Explanation,
     GroupQuantity,
     GroupTotals,
-    LineView,
     Net,
     PriceView,
     PriceWindowView,
@@ -41,7 +40,6 @@ from meterline.audit.explain.report import (
     RollupDay,
     RollupView,
     WindowView,
-    invoice_view,
 )
 from meterline.audit.facts import (
     NO_USAGE,
@@ -50,7 +48,13 @@ from meterline.audit.facts import (
     QuantityFact,
     UsageTotals,
 )
-from meterline.audit.levels import HeldLevel, last_levels, levels, time_weighted_quantities
+from meterline.audit.levels import (
+    GAUGES,
+    HeldLevel,
+    last_levels,
+    levels,
+    time_weighted_quantities,
+)
 from meterline.audit.values import Dims, dims_label
 from rating import RatedCharge
 from rating.period import matches_filter
@@ -80,20 +84,20 @@ def explain(facts: ExplainFacts) -> Explanation:
     status = verdict(own, net, recomputed, facts.late.count)
     posted_rating = (facts.original.breakdown if facts.original else None) or line.breakdown
     return Explanation(
-        line=LineView.of(line),
-        invoice=invoice_view(facts.invoice),
+        line=line,
+        invoice=facts.invoice,
         status=status,
         corrects=Corrects(
             key=line.adjusts_key,
             line_id=line.adjusts_line_id,
-            invoice=invoice_view(source),
+            invoice=source,
             breakdown=line.breakdown if isinstance(line.breakdown, dict) else None,
         )
         if line.kind == "adjustment"
         else None,
         price=_price(facts),
         rating=rating_view(posted_rating),
-        related_lines=[LineView.of(r) for r in facts.related],
+        related_lines=list(facts.related),
         quantity=quantity_chain(facts)
         if facts.meter is not None and line.kind in ("usage", "adjustment", "discount")
         else None,
@@ -108,7 +112,7 @@ def explain(facts: ExplainFacts) -> Explanation:
             description=charge.description if charge is not None else "not charged any more",
         ),
         difference=recomputed - (own if own is not None else net),
-        adjustments=[LineView.of(a) for a in facts.adjustments],
+        adjustments=list(facts.adjustments),
         net=Net(billed=net, difference=recomputed - net),
         late_events=facts.late,
         sample_events=list(facts.samples.events),
@@ -286,7 +290,7 @@ def _levels_and_rule(
         return [], Decimal(raw.events)
     if meter.aggregation == "sum":
         return [], raw.value_sum
-    if meter.aggregation not in ("time_weighted", "latest"):
+    if meter.aggregation not in GAUGES:
         return [], None
     found = levels(s for s in meter.spans if matches_filter(s.dims, flt))
     held = [HeldLevel.of(lv, cycle_ms) for lv in found]

@@ -14,8 +14,10 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
+from billing import bulk
 from billing.models import Invoice, InvoiceLine, PriceVersion
 from billing.periods import Period
 from meterline.audit import ledger
@@ -34,17 +36,22 @@ from meterline.audit.facts import (
     UsageTotals,
     WindowQuantities,
 )
+from meterline.audit.levels import GAUGES
 from meterline.audit.rerating import Rerater
 from meterline.audit.values import Dims, dims_of
-from meterline.audit.warehouse import gauge_spans, line_events, rollup_days, usage_totals
+from meterline.audit.warehouse import (
+    MeterWindow,
+    gauge_spans,
+    line_events,
+    rollup_days,
+    usage_totals,
+)
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
 from meterline.jobs.close import Due, PeriodRating, Watermark, as_utc, run_watermarks
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
 from meters.warehouse.base import Warehouse
 from rating.period import ADDITIVE, PriceSpec, version_windows
-
-GAUGES = ("time_weighted", "latest")
 
 
 def explain_lines(
@@ -60,6 +67,7 @@ def explain_lines(
     meters = meter_catalog(config)
     with ledger_session(config) as session, open_warehouse(config) as warehouse:
         explainer = LineExplainer(session, warehouse, meters)
+        explainer.rate_periods_of(line_ids)
         return [explainer.explain(i, samples=samples, late_limit=late_limit) for i in line_ids]
 
 
@@ -81,6 +89,27 @@ class LineExplainer:
         self.usage = cache(self._usage)
         self.meter_rows = cache(self._meter_rows)
         self.invoice_lines = cache(self._invoice_lines)
+        self.watermark = cache(self._watermark)
+        self.events = cache(self._events)
+
+    def rate_periods_of(self, line_ids: Sequence[int]) -> None:
+        """Re-rate the periods of these lines (from raw events and from the rollup) in one
+        batch each, before they are explained one by one."""
+        dues = []
+        for part in bulk.chunks(sorted(set(line_ids))):
+            for row in self.session.scalars(
+                select(InvoiceLine)
+                .where(InvoiceLine.id.in_(part))
+                .options(
+                    selectinload(InvoiceLine.invoice).selectinload(Invoice.subscription),
+                    selectinload(InvoiceLine.invoice).selectinload(Invoice.customer),
+                )
+            ):
+                inv = row.invoice
+                period = Period(as_utc(row.service_period_start), as_utc(row.service_period_end))
+                dues.append(Due(inv.subscription, inv.customer.external_id, period))
+        self.rerater.rate(dues, raw=True)
+        self.rerater.rate(dues, raw=False)
 
     def explain(self, line_id: int, *, samples: int, late_limit: int) -> Explanation:
         row = self.session.get(InvoiceLine, line_id)
@@ -104,23 +133,11 @@ class LineExplainer:
         if meter is not None:
             run_id = original.rating_run_id if original is not None else None
             seen = self._seen(run_id, source)
-
-            def events(watermark: Watermark | None, limit: int) -> EventList:
-                return line_events(
-                    self.warehouse,
-                    self.meters,
-                    customer=due.customer,
-                    meter=str(line.meter),
-                    start=period.start,
-                    end=period.end,
-                    price_filter=price_filter,
-                    seen=watermark,
-                    limit=limit,
-                    rating_run_id=run_id,
-                )
-
-            late = events(seen, late_limit) if seen is not None else NO_EVENTS
-            sample = events(None, samples)
+            window = MeterWindow(due.customer, str(line.meter), period.start, period.end)
+            price = tuple(sorted(price_filter.items()))
+            if seen is not None:
+                late = self.events(window, price, seen, late_limit, run_id)
+            sample = self.events(window, price, None, samples, None)
         return explain(
             ExplainFacts(
                 line=line,
@@ -159,10 +176,33 @@ class LineExplainer:
     def _seen(self, run_id: int | None, source: Invoice | None) -> Watermark | None:
         """What the run that produced the line saw: its watermark, or for a run that
         recorded none, the finalization of the line's invoice."""
-        seen = run_watermarks(self.session, [run_id]).get(run_id) if run_id else None
+        seen = self.watermark(run_id) if run_id else None
         if seen is None and source is not None and source.finalized_at is not None:
             seen = Watermark(as_utc(source.finalized_at))
         return seen
+
+    def _watermark(self, run_id: int) -> Watermark | None:
+        return run_watermarks(self.session, [run_id]).get(run_id)
+
+    def _events(
+        self,
+        window: MeterWindow,
+        price_filter: tuple[tuple[str, str], ...],
+        seen: Watermark | None,
+        limit: int,
+        run_id: int | None,
+    ) -> EventList:
+        """A window's events of a price's groups: a sample (`seen` None), or those the
+        run with watermark `seen` did not see (a line and its discount share them)."""
+        return line_events(
+            self.warehouse,
+            self.meters,
+            window,
+            price_filter=dict(price_filter),
+            seen=seen,
+            limit=limit,
+            rating_run_id=run_id,
+        )
 
     def _meter(self, line: PostedLine, spec: PriceSpec | None, due: Due) -> MeterFacts | None:
         """The line's meter over its period (None for a flat fee, a minimum true-up, or a
@@ -198,12 +238,11 @@ class LineExplainer:
     def _meter_rows(
         self, customer: str, start: datetime, end: datetime, meter: str
     ) -> tuple[list[tuple[date, Dims, UsageTotals]], list[Span]]:
-        days = rollup_days(self.warehouse, customer=customer, meter=meter, start=start, end=end)
+        window = MeterWindow(customer, meter, start, end)
+        days = rollup_days(self.warehouse, window)
         spans: list[Span] = []
         if self.meters.get(meter).aggregation.value in GAUGES:
-            spans = gauge_spans(
-                self.warehouse, self.meters, customer=customer, meter=meter, start=start, end=end
-            )
+            spans = gauge_spans(self.warehouse, self.meters, window)
         return days, spans
 
     def _invoice_lines(self, invoice_id: int) -> list[PostedLine]:

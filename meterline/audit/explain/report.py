@@ -8,108 +8,18 @@ events give directly: count, sum, time_weighted, latest).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import date
 from typing import Any
 
-from pydantic import Field, SerializerFunctionWrapHandler, computed_field, model_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
-from billing.money import minor_text
-from billing.periods import zone
 from meterline.audit.compare import Verdict
 from meterline.audit.facts import EventList, EventRow, InvoiceInfo, PostedLine
 from meterline.audit.levels import HeldLevel
-from meterline.audit.values import Amount, Billed, Exact, Instant, Report
+from meterline.audit.values import Billed, Exact, Instant, Report
 
 JsonObject = dict[str, Any]
 """A document the ledger stores as JSON (a price body, a stored breakdown), as stored."""
-
-
-class LineView(Report):
-    """A ledger line as posted."""
-
-    id: int
-    invoice_id: int
-    invoice_status: str
-    kind: str
-    price_id: str
-    price_version: str
-    meter: str | None
-    group: str | None
-    quantity: Exact
-    unit_amount: Exact | None
-    amount_minor: int
-    amount_precise: Exact
-    currency: str
-    description: str
-    idempotency_key: str
-    adjusts_key: str | None
-    adjusts_line_id: int | None
-    service_period: tuple[Instant, Instant]
-    rating_run_id: int | None
-    posted_at: Instant | None
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def amount(self) -> str:
-        return minor_text(self.amount_minor, self.currency)
-
-    @classmethod
-    def of(cls, line: PostedLine) -> LineView:
-        return cls(
-            id=line.id,
-            invoice_id=line.invoice_id,
-            invoice_status=line.invoice_status,
-            kind=line.kind,
-            price_id=line.price_id,
-            price_version=line.price_version,
-            meter=line.meter,
-            group=line.group,
-            quantity=line.quantity,
-            unit_amount=line.unit_amount,
-            amount_minor=line.amount_minor,
-            amount_precise=line.amount_precise,
-            currency=line.currency,
-            description=line.description,
-            idempotency_key=line.key,
-            adjusts_key=line.adjusts_key,
-            adjusts_line_id=line.adjusts_line_id,
-            service_period=(line.service_start, line.service_end),
-            rating_run_id=line.rating_run_id,
-            posted_at=line.posted_at,
-        )
-
-
-class PeriodView(Report):
-    """An invoice's period: local (the subscription's timezone) and UTC."""
-
-    timezone: str
-    start_local: datetime
-    end_local: datetime
-    start_utc: Instant
-    end_utc: Instant
-
-
-class CycleView(Report):
-    """The billing cycle the period lies in: what time-weighted quantities divide by."""
-
-    start_utc: Instant
-    end_utc: Instant
-    hours: Exact
-
-
-class InvoiceView(Report):
-    id: int
-    status: str
-    customer: str
-    customer_name: str
-    subscription: str
-    plan: str
-    currency: str
-    finalized_at: Instant | None
-    total: Amount
-    period: PeriodView
-    billing_cycle: CycleView
 
 
 class Corrects(Report):
@@ -118,7 +28,7 @@ class Corrects(Report):
 
     key: str | None
     line_id: int | None
-    invoice: InvoiceView
+    invoice: InvoiceInfo
     breakdown: JsonObject | None
 
 
@@ -265,48 +175,19 @@ class Net(Report):
 class Explanation(Report):
     """One line explained, from its invoice down to the raw events."""
 
-    line: LineView
-    invoice: InvoiceView
+    line: PostedLine
+    invoice: InvoiceInfo
     status: Verdict
     corrects: Corrects | None
     price: PriceView
     rating: RatingView | JsonObject | None
-    related_lines: list[LineView]
+    related_lines: list[PostedLine]
     quantity: QuantityChain | None
     recomputed: Recomputed
     difference: Billed
     """Re-rated minus the line (for an adjustment: minus the net)."""
-    adjustments: list[LineView]
+    adjustments: list[PostedLine]
     net: Net
     late_events: EventList
     sample_events: list[EventRow]
     notes: list[str]
-
-
-def invoice_view(inv: InvoiceInfo) -> InvoiceView:
-    """The invoice with its period in local time and UTC, and its billing cycle."""
-    tz = zone(inv.timezone)
-    seconds = Decimal((inv.cycle_end - inv.cycle_start) // timedelta(seconds=1))
-    return InvoiceView(
-        id=inv.id,
-        status=inv.status,
-        customer=inv.customer,
-        customer_name=inv.customer_name,
-        subscription=inv.subscription,
-        plan=inv.plan,
-        currency=inv.currency,
-        finalized_at=inv.finalized_at,
-        total=Amount(minor=inv.total_minor, currency=inv.currency),
-        period=PeriodView(
-            timezone=inv.timezone,
-            start_local=inv.period_start.astimezone(tz),
-            end_local=inv.period_end.astimezone(tz),
-            start_utc=inv.period_start,
-            end_utc=inv.period_end,
-        ),
-        billing_cycle=CycleView(
-            start_utc=inv.cycle_start,
-            end_utc=inv.cycle_end,
-            hours=seconds / 3600,
-        ),
-    )

@@ -77,9 +77,7 @@ class MeterRow(Report):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def difference(self) -> Amount:
-        return Amount(
-            minor=self.rated_amount.minor - self.posted_amount.minor, currency=self.currency
-        )
+        return self.rated_amount - self.posted_amount
 
 
 class ChargeRow(Report):
@@ -93,7 +91,7 @@ class ChargeRow(Report):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def difference(self) -> Amount:
-        return Amount(minor=self.rerated.minor - self.posted.minor, currency=self.currency)
+        return self.rerated - self.posted
 
 
 class CustomerRow(Report):

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from billing.periods import local_midnight
-from meterline.audit.levels import HeldLevel
+from meterline.audit.levels import GAUGES, HeldLevel
 from meterline.audit.values import Dims, dims_label
 
 if TYPE_CHECKING:
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from meters.catalog import MeterCatalog
 
 COLORS = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#0ea5e9", "#84cc16")
-GAUGES = ("time_weighted", "latest")
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,10 @@ class Chart:
     billed: Decimal
     days: tuple[date, ...]
     bars: Mapping[date, Mapping[str, Decimal]]
+
+    @property
+    def gauge(self) -> bool:
+        return self.aggregation in GAUGES
 
     @property
     def groups(self) -> list[str]:

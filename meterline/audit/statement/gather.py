@@ -16,9 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from billing.errors import UnknownPriceVersion
-from billing.models import Customer, Invoice, InvoiceLine, Plan, PriceVersion
+from billing.models import Customer, Invoice, Plan, PriceVersion
+from meterline.audit import ledger
 from meterline.audit.explain import LineExplainer
-from meterline.audit.statement.chart import GAUGES, DailyUsage, charts
+from meterline.audit.facts import PostedLine
+from meterline.audit.levels import GAUGES
+from meterline.audit.statement.chart import DailyUsage, charts
 from meterline.audit.statement.model import (
     DEFAULT_VIEW,
     VIEWS,
@@ -107,7 +110,7 @@ def _invoices(
     found = session.scalars(
         select(Invoice)
         .where(Invoice.customer_id == who.id, Invoice.status != "void")
-        .options(selectinload(Invoice.lines), selectinload(Invoice.subscription))
+        .options(selectinload(Invoice.subscription))
         .order_by(Invoice.period_start, Invoice.id)
     ).all()
     periods = [
@@ -117,6 +120,7 @@ def _invoices(
     chosen = [(i, p) for i, p in zip(found, periods, strict=True) if asked.matches(p)]
     if not chosen:
         raise StatementNotFound(not_found_message(who.external_id, asked, periods))
+    lines = ledger.lines_of_invoices(session, [inv.id for inv, _ in chosen])
     plans = {
         p.id: p.name
         for p in session.scalars(
@@ -137,14 +141,14 @@ def _invoices(
             total_minor=inv.total_minor,
             lines=tuple(
                 _line(session, ln, inv.subscription.plan_id, local.timezone, meters)
-                for ln in inv.lines
+                for ln in lines[inv.id]
             ),
         )
         for inv, local in chosen
     ]
 
 
-def _ladder(session: Session, plan: str, line: InvoiceLine, version: str) -> Ladder:
+def _ladder(session: Session, plan: str, line: PostedLine, version: str) -> Ladder:
     """The tiers of the price version that rated a line, as (lower, upper, unit amount,
     flat amount)."""
     row = session.scalars(
@@ -164,7 +168,7 @@ def _ladder(session: Session, plan: str, line: InvoiceLine, version: str) -> Lad
     return parse_price({**row.body, "currency": line.currency}, name=line.price_id).ladder
 
 
-def _charge(line: InvoiceLine) -> RatedCharge | None:
+def _charge(line: PostedLine) -> RatedCharge | None:
     """The line's typed rating result, as close stored it (usage and flat lines)."""
     doc = line.breakdown
     if line.kind not in ("usage", "flat") or not isinstance(doc, Mapping) or "model" not in doc:
@@ -173,7 +177,7 @@ def _charge(line: InvoiceLine) -> RatedCharge | None:
 
 
 def _line(
-    session: Session, line: InvoiceLine, plan: str, tz: str, meters: MeterCatalog
+    session: Session, line: PostedLine, plan: str, tz: str, meters: MeterCatalog
 ) -> StatementLine:
     charge = _charge(line)
     tiers = None
@@ -183,21 +187,9 @@ def _line(
         tiers = tier_table(charge, _ladder(session, plan, line, last))
     meter = meters.meters.get(line.meter) if line.meter else None
     return StatementLine(
-        id=line.id,
-        kind=line.kind,
-        price_id=line.price_id,
-        price_version=line.price_version,
-        meter=line.meter,
+        **dict(line),
         unit=meter.unit if meter is not None else None,
-        group=line.dimension_group,
-        quantity=line.quantity,
-        amount_minor=line.amount_minor,
-        amount_precise=line.amount_precise,
-        currency=line.currency,
-        description=line.description,
-        service_period=LocalPeriod(
-            as_utc(line.service_period_start), as_utc(line.service_period_end), tz
-        ),
+        local_period=LocalPeriod(line.service_start, line.service_end, tz),
         charge=charge,
         tiers=tiers,
     )
@@ -209,8 +201,8 @@ def _with_chains(
     """Attach the audit chain: every line's in the internal view; in the customer view
     only the gauge lines', whose levels draw the daily chart."""
     meters = explainer.meters.meters
-    chains = {
-        ln.id: explainer.explain(ln.id, samples=5, late_limit=20)
+    wanted = [
+        ln.id
         for inv in invoices
         for ln in inv.lines
         if view == "internal"
@@ -219,9 +211,14 @@ def _with_chains(
             and ln.meter in meters
             and meters[ln.meter].aggregation.value in GAUGES
         )
-    }
+    ]
+    explainer.rate_periods_of(wanted)
+    chains = {i: explainer.explain(i, samples=5, late_limit=20) for i in wanted}
     return [
-        replace(inv, lines=tuple(replace(ln, chain=chains.get(ln.id)) for ln in inv.lines))
+        replace(
+            inv,
+            lines=tuple(ln.model_copy(update={"chain": chains.get(ln.id)}) for ln in inv.lines),
+        )
         for inv in invoices
     ]
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Literal
 
 from meterline.audit.explain.report import Explanation
+from meterline.audit.facts import PostedLine
 from meterline.audit.statement.chart import Chart
 from meterline.audit.statement.periods import LocalPeriod, PeriodQuery
 from meterline.audit.statement.text import money_text, quantity_text, working
@@ -136,23 +137,13 @@ def single_unit_amount(charge: RatedCharge) -> Decimal | None:
     return found.pop()
 
 
-@dataclass(frozen=True)
-class StatementLine:
-    """One invoice line, as the statement shows it."""
+class StatementLine(PostedLine):
+    """One invoice line as the statement shows it: the posted line, its meter's unit,
+    its service period in the subscription's timezone, and its typed rating result
+    (usage and flat lines), tier table (graduated and volume) and audit chain."""
 
-    id: int
-    kind: str
-    price_id: str
-    price_version: str
-    meter: str | None
     unit: str | None
-    group: str | None
-    quantity: Decimal
-    amount_minor: int
-    amount_precise: Decimal
-    currency: str
-    description: str
-    service_period: LocalPeriod
+    local_period: LocalPeriod
     charge: RatedCharge | None = None
     tiers: TierTable | None = None
     chain: Explanation | None = None
@@ -168,7 +159,7 @@ class StatementLine:
         if self.kind == "minimum_true_up":
             return "Minimum commitment true-up"
         if self.kind == "adjustment":
-            return f"Correction to {self.price_id}{group} for {self.service_period.local_text}"
+            return f"Correction to {self.price_id}{group} for {self.local_period.local_text}"
         return f"{self.price_id}{group}"
 
     @property
@@ -178,7 +169,8 @@ class StatementLine:
         return working(self.charge) if self.charge is not None else self.description
 
     @property
-    def unit_amount(self) -> Decimal | None:
+    def unit_price(self) -> Decimal | None:
+        """The one price every billable unit was charged at, when there is one."""
         return single_unit_amount(self.charge) if self.charge is not None else None
 
     @property

@@ -72,25 +72,28 @@ class CatalogShape:
 
 
 def read_catalog_shape(path: Path) -> CatalogShape:
-    """The shape of the catalog file at `path`. Raises ValueError when it lacks a meter or
-    plan the generator writes for."""
-    from billing import yamlio  # the one reader of user YAML (no aliases, exact numbers)
+    """The shape of the catalog file at `path`, read by the one catalog reader
+    (billing.catalog.read_catalog: LoadError when the file is invalid). Raises
+    ValueError when it lacks a meter, its values, or a plan the generator writes for."""
+    from billing.catalog import read_catalog
 
-    doc = yamlio.load(Path(path).read_text(encoding="utf-8"))
-    meters = {m["name"]: m for m in doc.get("meters", [])}
+    parsed = read_catalog(path)
+    meters = parsed.meters.meters
     for name in METERS:
         if name not in meters:
             raise ValueError(f"catalog {path} has no meter {name!r}")
-    channels = tuple(meters[FIN]["properties"]["channel"])
-    seat_types = tuple(meters[SEATS]["properties"]["seat_type"])
+    channels = tuple(meters[FIN].properties.get("channel") or ())
+    seat_types = tuple(meters[SEATS].properties.get("seat_type") or ())
+    if not channels or not seat_types:
+        raise ValueError(f"catalog {path} lists no channels of {FIN} or seat types of {SEATS}")
     plans: dict[str, tuple[str, ...]] = {}
-    for plan in doc.get("plans", []):
+    for plan in parsed.plans:
         priced = {
-            (price.get("filter") or {}).get("seat_type")
-            for price in plan.get("prices", [])
-            if price.get("meter") == SEATS
+            (v.filter or {}).get("seat_type")
+            for v in parsed.versions
+            if v.plan_id == plan.id and v.meter == SEATS
         }
-        plans[plan["id"]] = tuple(t for t in seat_types if t in priced)
+        plans[plan.id] = tuple(t for t in seat_types if t in priced)
     for plan_id in _PLANS:
         if plan_id not in plans:
             raise ValueError(f"catalog {path} has no plan {plan_id!r}")

@@ -1,0 +1,173 @@
+"""The price book: the catalog loaded in the ledger, as rating's inputs.
+
+Ledger rows -> rating values: the current price versions of each plan and currency as
+`rating.PriceSpec`s (each version taking effect at local midnight of its date in the
+subscription's timezone), a subscription's discounts as `rating.Discount`s, and a plan's
+minimum commitment as `rating.Money`. Read once per run (`PriceBook.read`); no warehouse,
+no rating: the close job (meterline/jobs/rate.py) rates with it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.models import Plan, PriceVersion, Subscription, SubscriptionDiscount
+from billing.periods import Period, iso_utc, local_midnight
+from rating import Discount, Money, PriceError, PriceSpec, PriceVersionSpec, parse_price
+from rating.period import version_windows
+
+
+class VersionRow(NamedTuple):
+    """One current price version as the ledger holds it."""
+
+    price_id: str
+    version: str
+    effective_from: date
+    meter: str | None
+    filter: Mapping[str, Any] | None
+    body: Mapping[str, Any]
+
+
+class PriceBook:
+    """The current prices, minimums and meter aggregations of the loaded catalog.
+
+    `aggregations` maps each meter of the catalog to its aggregation ("sum", "count",
+    "max", "unique_count", "latest", "time_weighted"), which says whether a price's
+    quantity can be split per version window (rating.period.ADDITIVE)."""
+
+    def __init__(
+        self,
+        versions: Mapping[tuple[str, str], Sequence[VersionRow]],
+        minimums: Mapping[str, Mapping[str, str]],
+        aggregations: Mapping[str, str],
+    ) -> None:
+        self._versions = versions  # (plan, currency) -> rows by (price_id, effective_from)
+        self._minimums = minimums  # plan -> {currency: amount in major units}
+        self._aggregations = aggregations
+        self._priced: dict[str, set[str]] = defaultdict(set)
+        for plan, currency in versions:
+            self._priced[plan].add(currency)
+        self._specs: dict[tuple[str, str, str], list[PriceSpec]] = {}
+
+    @classmethod
+    def read(cls, session: Session, aggregations: Mapping[str, str]) -> PriceBook:
+        """The price book of the catalog loaded in the ledger (two queries)."""
+        versions: dict[tuple[str, str], list[VersionRow]] = defaultdict(list)
+        rows = session.execute(
+            select(
+                PriceVersion.plan_id,
+                PriceVersion.currency,
+                PriceVersion.price_id,
+                PriceVersion.version,
+                PriceVersion.effective_from,
+                PriceVersion.meter,
+                PriceVersion.filter,
+                PriceVersion.body,
+            )
+            .where(PriceVersion.is_current.is_(True))
+            .order_by(PriceVersion.price_id, PriceVersion.effective_from)
+        )
+        for plan, currency, *row in rows:
+            versions[(plan, currency)].append(VersionRow(*row))
+        minimums = {
+            plan: dict(minimum or {})
+            for plan, minimum in session.execute(select(Plan.id, Plan.minimum_commitment))
+        }
+        return cls(versions, minimums, aggregations)
+
+    def specs(self, plan: str, currency: str, tz: str) -> list[PriceSpec]:
+        """The plan's prices in `currency`, versions in effect from local midnight in `tz`;
+        empty when the plan has none there. Raises PriceError (a ValueError) for a stored
+        body rating refuses or a price on a meter the catalog does not define."""
+        key = (plan, currency, tz)
+        if key not in self._specs:
+            by_price: dict[str, list[VersionRow]] = defaultdict(list)
+            for row in self._versions.get((plan, currency), ()):
+                by_price[row.price_id].append(row)
+            self._specs[key] = [
+                self._spec(plan, currency, tz, price_id, rows)
+                for price_id, rows in by_price.items()
+            ]
+        return self._specs[key]
+
+    def _spec(
+        self, plan: str, currency: str, tz: str, price_id: str, rows: Sequence[VersionRow]
+    ) -> PriceSpec:
+        first = rows[0]
+        aggregation = None
+        if first.meter is not None:
+            if first.meter not in self._aggregations:
+                known = ", ".join(sorted(self._aggregations)) or "none"
+                raise PriceError(
+                    f"price {price_id} of plan {plan} is on meter {first.meter!r}, which the"
+                    f" loaded catalog does not define (its meters: {known})"
+                )
+            aggregation = self._aggregations[first.meter]
+        return PriceSpec(
+            price_id=price_id,
+            meter=first.meter,
+            filter={str(k): str(v) for k, v in (first.filter or {}).items()},
+            versions=[
+                PriceVersionSpec(
+                    row.version,
+                    local_midnight(row.effective_from, tz),
+                    parse_price(
+                        {**row.body, "currency": currency},
+                        name=f"{plan}/{price_id}@{row.version}",
+                    ),
+                )
+                for row in rows
+            ],
+            aggregation=aggregation,
+        )
+
+    def price_gap(
+        self, sub: Subscription, specs: Sequence[PriceSpec], period: Period
+    ) -> str | None:
+        """Why the subscription's period has no price to rate (None when it has one): an
+        unknown plan, no price in its currency, or no price version in effect then.
+        Invariant 10: such a period is an error, never a 0.00 invoice."""
+        plan, currency = sub.plan_id, sub.currency
+        if plan not in self._minimums and plan not in self._priced:
+            known = ", ".join(sorted(set(self._minimums) | set(self._priced))) or "none"
+            return f"plan {plan!r} is not in the catalog (its plans: {known})"
+        if not specs:
+            priced = ", ".join(sorted(self._priced.get(plan, ()))) or "no currency"
+            return f"plan {plan} has no price in {currency} (it is priced in {priced})"
+        if not any(version_windows(s, period.start, period.end) for s in specs):
+            first = min(v.starts for s in specs for v in s.versions)
+            return (
+                f"no price of plan {plan} ({currency}) is in effect in the period (the"
+                f" earliest takes effect {iso_utc(first)})"
+            )
+        return None
+
+    def minimum(self, plan: str, currency: str) -> Money | None:
+        """The plan's minimum commitment per period in `currency` (None: it has none)."""
+        amount = (self._minimums.get(plan) or {}).get(currency)
+        return Money(Decimal(amount), currency) if amount else None
+
+    @staticmethod
+    def discounts(sub: Subscription) -> list[Discount]:
+        """The subscription's discounts, valid from local midnight of their dates in its
+        timezone (an amount off is in its currency)."""
+        return [discount(sub, row) for row in sub.discounts]
+
+
+def discount(sub: Subscription, row: SubscriptionDiscount) -> Discount:
+    """One discount row of the subscription as rating's Discount."""
+    return Discount(
+        price_id=row.price_id,
+        percent_off=row.percent_off,
+        amount_off=row.amount_off,
+        currency=sub.currency if row.amount_off is not None else None,
+        valid_from=local_midnight(row.valid_from, sub.timezone),
+        valid_to=local_midnight(row.valid_to, sub.timezone) if row.valid_to else None,
+    )
