@@ -35,7 +35,7 @@ from billing.money import canonical
 from meterline.audit.compare import KeyDiff
 from meterline.audit.values import Instant, Report, iso
 from meterline.connections import ledger_session
-from meterline.jobs.close import as_utc
+from meterline.jobs.watermarks import as_utc
 from meterline.settings import Settings, settings
 
 Severity = Literal["warning", "error"]

@@ -17,7 +17,8 @@ from billing.models import Customer, Invoice, InvoiceLine, RatingRun, Subscripti
 from billing.periods import Period, period_containing
 from billing.views import month_bounds
 from meterline.audit.facts import InvoiceInfo, PostedLine
-from meterline.jobs.close import Due, as_utc
+from meterline.jobs.due import Due
+from meterline.jobs.watermarks import as_utc
 
 
 def invoice_info(inv: Invoice) -> InvoiceInfo:

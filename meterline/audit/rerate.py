@@ -30,9 +30,12 @@ from meterline.audit import ledger
 from meterline.audit.compare import KeyDiff, compare_period
 from meterline.audit.facts import PostedLine
 from meterline.audit.rerating import Rerater
+from meterline.audit.scope import require_customer
 from meterline.audit.values import Amount, Instant, Report
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
-from meterline.jobs.close import CODE_VERSION, EPOCH, PeriodRating, events_watermark, inputs_hash
+from meterline.jobs.post import CODE_VERSION
+from meterline.jobs.rate import PeriodRating, inputs_hash
+from meterline.jobs.watermarks import EPOCH, events_watermark
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
 from meters.warehouse.base import Warehouse
@@ -159,7 +162,8 @@ def rerate(
     the catalog loaded in the ledger. Without `apply` nothing is written; with it, the
     differences are posted as adjustment lines on the next open invoices
     (post_adjustments), never by editing a finalized invoice, in one transaction.
-    ValueError for a month that is not YYYY-MM."""
+    ValueError for a month that is not YYYY-MM; AuditError (exit code 3) for a customer
+    the ledger does not hold."""
     config = config or settings()
     month_bounds(period)
     meters = meter_catalog(config)
@@ -175,6 +179,7 @@ def _rerate(
     customer: str | None,
     apply: bool,
 ) -> RerateReport:
+    require_customer(session, customer)
     invoices, void = ledger.month_invoices(session, period, customer)
     skipped = [Skipped(reason="void", invoices=void)] if void else []
     drafts = [inv.id for inv in invoices if inv.status != "finalized"]

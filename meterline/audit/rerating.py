@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from meterline.audit.facts import PeriodFacts
 from meterline.audit.values import Dims, dims_of
-from meterline.jobs.close import ROUNDING, Due, PeriodRating, Rater, rate_periods
+from meterline.jobs.due import Due
+from meterline.jobs.rate import PeriodRating, WarehouseQuantities, rate_periods, read_pricebook
 from meters.catalog import MeterCatalog
 from meters.warehouse.base import Warehouse
 from rating.period import matches_filter
@@ -27,7 +28,9 @@ class Rerater:
     """Rates periods from raw events or the rollup; each (period, source) once."""
 
     def __init__(self, session: Session, warehouse: Warehouse, meters: MeterCatalog) -> None:
-        self.prices = Rater(session, warehouse, meters, ROUNDING)
+        self.prices = read_pricebook(session, meters)
+        self._warehouse = warehouse
+        self._meters = meters
         self._done: dict[tuple[int, datetime, bool], PeriodRating] = {}
 
     def rate(self, dues: Sequence[Due], *, raw: bool) -> dict[Due, PeriodRating]:
@@ -35,7 +38,8 @@ class Rerater:
         the periods not rated yet are read together in one batch."""
         todo = [d for d in dues if self._key(d, raw) not in self._done]
         if todo:
-            for due, rating in rate_periods(self.prices, todo, raw=raw).items():
+            quantities = WarehouseQuantities(self._warehouse, self._meters, raw=raw)
+            for due, rating in rate_periods(self.prices, todo, quantities).items():
                 self._done[self._key(due, raw)] = rating
         return {d: self._done[self._key(d, raw)] for d in dues}
 

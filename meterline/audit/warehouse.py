@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from meterline.audit.facts import EventList, EventRow, Span, UsageTotals
 from meterline.audit.values import Dims, dims_of
-from meterline.jobs.close import EPOCH, Watermark
+from meterline.jobs.watermarks import EPOCH, Watermark
 from meters.catalog import MeterCatalog
 from meters.rollup import definition_params
 from meters.sql_files import query

@@ -71,7 +71,6 @@ EXIT_CODES: dict[str, ExitCode] = {
     "builtins.UnicodeDecodeError": ExitCode.REFUSED,
     # not found: a named thing does not exist
     "billing.errors.NotFound": ExitCode.NOT_FOUND,
-    "meterline.audit.gather.AuditError": ExitCode.NOT_FOUND,
     "meterline.cli.exits.NotFound": ExitCode.NOT_FOUND,
     # unavailable: try again later
     "meters.warehouse.base.WarehouseUnavailable": ExitCode.UNAVAILABLE,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -34,6 +34,9 @@ from billing.models import Customer, Subscription
 from billing.posting import record_rating_run
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
+
+if TYPE_CHECKING:
+    from meterline.jobs.due import Due
 
 
 @dataclass(frozen=True)
@@ -137,34 +140,25 @@ def _post_repricing(
     """Re-rate each re-priced finalized period with the catalog just stored (in this
     session) and post its difference as adjustment lines. (lines posted, rating run id)"""
     from meterline.connections import open_warehouse
-    from meterline.jobs.close import (
-        CODE_VERSION,
-        ROUNDING,
-        Due,
-        Rater,
+    from meterline.jobs.post import CODE_VERSION
+    from meterline.jobs.rate import (
+        WarehouseQuantities,
         inputs_hash,
         rate_periods,
-        rollup_watermark,
+        read_pricebook,
     )
+    from meterline.jobs.watermarks import rollup_watermark
 
-    external = sorted({p.subscription for p in periods})
-    subs = {
-        sub.external_id: (sub, customer)
-        for sub, customer in session.execute(
-            select(Subscription, Customer.external_id)
-            .join(Customer)
-            .where(Subscription.external_id.in_(external))
-            .options(selectinload(Subscription.discounts))
-        )
-    }
-    due = [Due(subs[p.subscription][0], subs[p.subscription][1], p.period) for p in periods]
+    due = _due(session, periods)
     first = min(d.period.start for d in due)
     last = max(d.period.end for d in due)
     with open_warehouse(config) as warehouse:
         # What this run sees of the warehouse, read before the quantities, so that events
         # its rollup did not hold yet are late for the next close (DESIGN.md invariant 7).
         seen = rollup_watermark(warehouse, first.date(), last.date())
-        ratings = rate_periods(Rater(session, warehouse, meters, ROUNDING), due)
+        ratings = rate_periods(
+            read_pricebook(session, meters), due, WarehouseQuantities(warehouse, meters)
+        )
     failed = [
         f"{d.subscription.external_id} {d.period.label()}: {r.error}"
         for d, r in ratings.items()
@@ -195,3 +189,20 @@ def _post_repricing(
         )
         posted += result.created + result.replaced + result.removed
     return posted, run_id
+
+
+def _due(session: Session, periods: Sequence[RepricedPeriod]) -> list[Due]:
+    """The re-priced periods as close's due periods (subscription, discounts, customer)."""
+    from meterline.jobs.due import Due
+
+    external = sorted({p.subscription for p in periods})
+    subs = {
+        sub.external_id: (sub, customer)
+        for sub, customer in session.execute(
+            select(Subscription, Customer.external_id)
+            .join(Customer)
+            .where(Subscription.external_id.in_(external))
+            .options(selectinload(Subscription.discounts))
+        )
+    }
+    return [Due(subs[p.subscription][0], subs[p.subscription][1], p.period) for p in periods]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from meterline.audit.gather import reconcile_after_close
+from meterline.audit.reconcile import reconcile_after_close
 from meterline.cli import main
 from meterline.settings import settings
 from tests.scenarios.harness import (

@@ -47,7 +47,9 @@ from meterline.audit.warehouse import (
     usage_totals,
 )
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
-from meterline.jobs.close import Due, PeriodRating, Watermark, as_utc, run_watermarks
+from meterline.jobs.due import Due
+from meterline.jobs.rate import PeriodRating
+from meterline.jobs.watermarks import Watermark, as_utc, run_watermarks
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
 from meters.warehouse.base import Warehouse

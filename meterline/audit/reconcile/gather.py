@@ -23,6 +23,7 @@ from billing.models import Customer, Invoice, Subscription
 from billing.periods import local_midnight
 from billing.views import month_bounds
 from meterline.audit import ledger
+from meterline.audit.errors import AuditError
 from meterline.audit.facts import (
     IngestFacts,
     MissingPeriod,
@@ -36,17 +37,12 @@ from meterline.audit.findings import acknowledgements
 from meterline.audit.reconcile.checks import reconcile
 from meterline.audit.reconcile.report import ReconcileReport
 from meterline.audit.rerating import Rerater, period_facts
+from meterline.audit.scope import unknown_customer
 from meterline.audit.warehouse import UsageWindow, usage_totals
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
-from meterline.jobs.close import (
-    RATING_ERRORS,
-    LateWindow,
-    Watermark,
-    as_utc,
-    billable_periods,
-    late_events,
-    run_watermarks,
-)
+from meterline.jobs.due import billable_periods
+from meterline.jobs.rate import RATING_ERRORS
+from meterline.jobs.watermarks import LateWindow, Watermark, as_utc, late_events, run_watermarks
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
 from meters.rollup import dirty_days
@@ -70,7 +66,9 @@ def reconcile_period(
     ValueError for a month that is not YYYY-MM."""
     month_bounds(period)  # a clear ValueError for a bad month, before any I/O
     with _reader(config or settings()) as reader:
-        return reader.report(period, customer, as_of)
+        report = reader.report(period, customer, as_of)
+        reader.require_customer(customer, [report], period)
+        return report
 
 
 def reconcile_after_close(
@@ -78,9 +76,13 @@ def reconcile_after_close(
 ) -> list[ReconcileReport]:
     """The billing_close DAG's last task: reconcile every month a close as of `as_of`
     could touch (months_to_reconcile), checking also that no due period was left
-    without an invoice."""
+    without an invoice. AuditError (exit code 3) for a customer that neither the ledger
+    holds nor has usage in those months."""
     with _reader(config or settings()) as reader:
-        return [reader.report(m, customer, as_of) for m in reader.months(as_of)]
+        months = reader.months(as_of)
+        reports = [reader.report(m, customer, as_of) for m in months]
+        reader.require_customer(customer, reports, ", ".join(months) or "no month")
+        return reports
 
 
 def months_to_reconcile(as_of: datetime, *, config: Settings | None = None) -> list[str]:
@@ -140,6 +142,17 @@ class _Month:
 
     def months(self, as_of: datetime) -> list[str]:
         return _months(self.session, self.subscriptions, as_of, self.config)
+
+    def require_customer(
+        self, customer: str | None, reports: Sequence[ReconcileReport], months: str
+    ) -> None:
+        """AuditError (exit code 3) for a customer the ledger does not hold and that has
+        no usage in the months reconciled: it does not exist. One the ledger does not
+        hold but with events is reported: its usage is unattributed."""
+        if customer is None or customer in self.currencies:
+            return
+        if not any(r.unattributed for r in reports):
+            raise AuditError(unknown_customer(customer, months))
 
     def report(self, period: str, customer: str | None, as_of: datetime | None) -> ReconcileReport:
         """One month reconciled and judged (METERLINE_RECONCILE_FAIL_ON, acknowledgements)."""

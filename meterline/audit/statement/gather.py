@@ -43,7 +43,7 @@ from meterline.audit.statement.render import render
 from meterline.audit.values import dims_of
 from meterline.audit.warehouse import meter_rules
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
-from meterline.jobs.close import as_utc
+from meterline.jobs.watermarks import as_utc
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
 from meters.sql_files import query
