@@ -2,9 +2,11 @@
 catalog. The one warehouse opener (`open_warehouse`) and the one ledger opener
 (`ledger_session`).
 
-Migrations are explicit: only `meterline init` (meterline.jobs.init) creates or upgrades
-a schema. Both openers check the schema version first and stop, with one line saying
-what to run, when it is not the one this code ships: meters.migrations.SchemaNotReady
+Migrations are explicit: only `meterline init` (meterline.jobs.init) creates a store or
+creates or upgrades a schema. Both openers check first that the store exists (an
+embedded store: its chDB folder or SQLite file; StoreMissing, exit code 2, names the URL
+and says to run `meterline init`, so a misspelt path never becomes a new empty store)
+and that its schema version is the one this code ships: meters.migrations.SchemaNotReady
 (warehouse) or billing.errors.SchemaNotReady (ledger), exit code 2 on the command line.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meterline.settings import Settings, SettingsError, settings
@@ -27,16 +30,68 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
+class StoreMissing(SettingsError):
+    """An embedded store named by a setting does not exist: the chDB folder of
+    METERLINE_WAREHOUSE_URL or the SQLite file of METERLINE_LEDGER_URL. Only `meterline
+    init` (and `meterline ledger migrate`) create one; every other command stops (exit
+    code 2) rather than create an empty store at a misspelt path."""
+
+
+def embedded_path(url: str) -> Path | None:
+    """The local file or folder an embedded store's URL names: ``chdb://PATH`` (relative,
+    or ``chdb:///absolute``) is a folder, ``sqlite:///PATH`` a file; None for a server
+    URL, an in-memory SQLite database or a ``file:`` URI (which SQLite resolves itself)."""
+    if url.startswith("chdb://"):
+        return Path(url[len("chdb://") :].split("?", 1)[0])
+    if url.split(":", 1)[0].split("+", 1)[0] == "sqlite":
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            return Path(database)
+    return None
+
+
+def require_warehouse_store(config: Settings | None = None) -> None:
+    """StoreMissing when METERLINE_WAREHOUSE_URL names a chDB folder that does not exist
+    (a server's database is checked by the schema check instead)."""
+    url = (config or settings()).warehouse_url
+    path = embedded_path(url)
+    if path is not None and not path.is_dir():
+        raise StoreMissing(
+            f"METERLINE_WAREHOUSE_URL {url}: no embedded warehouse at {path}"
+            + (" (it is a file)" if path.exists() else "")
+            + ": check the URL, or run `meterline init` to create it there"
+        )
+
+
+def require_ledger_store(config: Settings | None = None) -> None:
+    """StoreMissing when METERLINE_LEDGER_URL names a SQLite file that does not exist
+    (a PostgreSQL database is checked by the schema check instead)."""
+    url = (config or settings()).ledger_url
+    path = embedded_path(url)
+    if path is not None and not path.is_file():
+        raise StoreMissing(
+            f"METERLINE_LEDGER_URL {url}: no ledger database at {path}"
+            + (" (it is a folder)" if path.exists() else "")
+            + ": check the URL, or run `meterline init` to create it there"
+        )
+
+
 @contextmanager
 def open_warehouse(
     config: Settings | None = None, *, check_schema: bool = True
 ) -> Iterator[Warehouse]:
-    """The configured warehouse, closed on exit. Its schema must be the one this code
-    ships (meters.migrations.require_current: SchemaNotReady, exit code 2, says to run
-    `meterline init`); only the init job opens it with ``check_schema=False``.
+    """The configured warehouse, closed on exit. It must exist (an embedded folder:
+    StoreMissing, exit code 2) and its schema must be the one this code ships
+    (meters.migrations.require_current: SchemaNotReady, exit code 2, says to run
+    `meterline init`); only the init job opens it with ``check_schema=False``, which
+    creates an embedded folder that does not exist.
 
     Raises WarehouseUnavailable / WarehouseLockTimeout when it cannot be reached (4)."""
     config = config or settings()
+    if check_schema:
+        require_warehouse_store(config)
     warehouse = connect(config.warehouse_url, lock_timeout_s=config.warehouse_lock_timeout_s)
     try:
         if check_schema:
@@ -72,8 +127,9 @@ def meter_catalog(config: Settings | None = None) -> MeterCatalog:
 
 @contextmanager
 def ledger_engine(config: Settings | None = None) -> Iterator[Engine]:
-    """An engine on the configured ledger, disposed on exit; no schema check (the init
-    job's; every other path uses ``ledger_session``).
+    """An engine on the configured ledger, disposed on exit; no schema check, and a
+    SQLite file that does not exist is created (the init job's; every other path uses
+    ``ledger_session``, or ``require_ledger_store`` first).
 
     Raises SettingsError when the SQLite ledger's folder cannot be created (exit code 2)."""
     from billing.db import create_ledger_engine
@@ -97,13 +153,14 @@ def ledger_session(config: Settings | None = None, *, write: bool = False) -> It
     success (rolled back on error). The ledger must be at the schema revision this code
     ships, SQLite and PostgreSQL alike (`meterline init` creates or upgrades it).
 
-    Raises SettingsError when the SQLite ledger's folder cannot be created (exit code 2),
-    billing.errors.SchemaNotReady when its schema is not this code's (2, the message
+    Raises StoreMissing when the SQLite file does not exist (exit code 2: run `meterline
+    init`), billing.errors.SchemaNotReady when its schema is not this code's (2, the message
     says what to run); a ledger that cannot be reached raises SQLAlchemy's
     OperationalError (4, meterline.cli.exits)."""
     from billing.db import session_factory
     from billing.migrate import require_head
 
+    require_ledger_store(config)
     with ledger_engine(config) as engine:
         require_head(engine)
         make = session_factory(engine)

@@ -4,7 +4,9 @@
   KWD ``12.345``: digits grouped, the currency's ISO 4217 minor unit, never cut
   (``billing.money``). ``format_minor(366780, "USD")`` from ledger minor units.
 - Quantities: ``format_quantity(Decimal("12226.000000000"))`` -> ``12,226``; without
-  trailing zeros; ``places`` rounds for display and marks it (``≈ 10.333``).
+  trailing zeros; ``places`` rounds for display and marks it (``≈ 10.333``). Text the
+  rating stored (a line's description) through ``plain_numbers``: its long decimals
+  without trailing zeros.
 - Tables: ``print_table(console, columns, rows)`` fits the console (80 columns when the
   output is not a terminal and COLUMNS is unset): text columns fold or are ellipsized,
   money and number columns are never cut; a table that cannot fit that way is printed
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import threading
 import time
@@ -52,6 +55,7 @@ __all__ = [
     "format_money",
     "format_quantity",
     "json_text",
+    "plain_numbers",
     "print_table",
     "progress",
 ]
@@ -93,6 +97,8 @@ def jsonable(value: Any) -> Any:
 def json_text(value: Any, *, indent: int | None = None) -> str:
     """One JSON document for a command's --json output (see `jsonable`)."""
     return json.dumps(jsonable(value), indent=indent, ensure_ascii=False)
+
+
 # The narrowest a folding text column gets before the table is shown as blocks instead.
 MIN_TEXT_WIDTH = 8
 
@@ -118,6 +124,25 @@ def format_quantity(value: Decimal | int | str, places: int | None = None) -> st
     if isinstance(tail, int) and tail > 0:
         shown = shown.quantize(Decimal(1), context=_WIDE)
     return prefix + format(shown, ",f")
+
+
+# A decimal number written with 4 or more decimal places (a stored quantity or precise
+# amount: never a money amount in minor units, which has at most 3).
+_LONG_DECIMAL = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)\.(\d{4,})(?![\w.])")
+
+
+def plain_numbers(text: str) -> str:
+    """Text written by the rating or the ledger (a line's stored description) with the
+    trailing zeros of its long decimals taken off: "quantity 343.000000000 × 0.99 =
+    339.57000000000 → USD 339.57" -> "quantity 343 × 0.99 = 339.57 → USD 339.57".
+    Only numbers with 4 or more decimal places change, so money written with its
+    currency's minor unit ("USD 250.00") stays as it is."""
+
+    def shorter(match: re.Match[str]) -> str:
+        fraction = match[2].rstrip("0")
+        return f"{match[1]}.{fraction}" if fraction else match[1]
+
+    return _LONG_DECIMAL.sub(shorter, text)
 
 
 def format_count(n: int) -> str:
@@ -235,9 +260,7 @@ def print_table(
     )
     for i, spec in enumerate(specs):
         if spec.fixed:
-            table.add_column(
-                spec.header, justify="right", no_wrap=True, width=natural[i]
-            )
+            table.add_column(spec.header, justify="right", no_wrap=True, width=natural[i])
         else:
             table.add_column(
                 spec.header,

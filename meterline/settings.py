@@ -1,6 +1,11 @@
 """Settings, read from the environment (prefix METERLINE_) or a .env file.
 
-Invalid settings fail at start with a message that names the setting.
+Invalid settings fail at start with a message that names the setting. Every number has
+a range (its field's bounds, the README's settings table): a value outside it is refused there,
+rather than overflowing a date or a batch later. The ranges are wide enough for any real
+use and small enough that every computation with them stays in range: the event age and
+grace period are added to or subtracted from dates of 1900-2299 (the event timestamps'
+range) and 2000-2200 (the command line's dates, meterline.cli.options).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ class SettingsError(ValueError):
     """A setting is invalid; the message names the environment variable."""
 
 
+# The days METERLINE_BILLING_GO_LIVE may name (the command line's dates are 2000-2200).
+GO_LIVE_RANGE = (date(2000, 1, 1), date(2199, 12, 31))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="METERLINE_", env_file=".env", extra="ignore", frozen=True
@@ -40,25 +49,40 @@ class Settings(BaseSettings):
         description="Default file of `meterline catalog load` (commands read the loaded catalog)",
     )
     warehouse_lock_timeout_s: float = Field(
-        default=300.0, gt=0, description="How long to wait for another process's chDB folder lock"
+        default=300.0,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="How long to wait for another process's chDB folder lock (at most a day)",
     )
     max_event_age_days: int = Field(
-        default=45, ge=1, description="Events older than this (vs. ingest time) are rejected"
+        default=45,
+        ge=1,
+        le=3_660,
+        description="Events older than this (vs. ingest time) are rejected (1 to 3660 days)",
     )
     future_tolerance_s: int = Field(
         default=300,
         ge=0,
-        description="Events this far in the future (vs. ingest time) are accepted",
+        le=86_400,
+        description="Events this far in the future (vs. ingest time) are accepted (at most a day)",
     )
     billing_go_live: date | None = Field(
         default=None,
         description="Only periods ending after this date (UTC) are billed (metering go-live)",
     )
     finalize_grace_hours: int = Field(
-        default=72, ge=0, description="Hours after a period ends before its invoice is finalized"
+        default=72,
+        ge=0,
+        le=8_784,
+        description="Hours after a period ends before its invoice is finalized (0 to 8784, a"
+        " leap year)",
     )
     ingest_batch_rows: int = Field(
-        default=2_000_000, ge=1, description="Rows validated and inserted per ingest batch"
+        default=2_000_000,
+        ge=1,
+        le=100_000_000,
+        description="Rows validated and inserted per ingest batch (1 to 100,000,000)",
     )
     # Read exactly as a Decimal from its text ("0.05"), never through a float.
     ingest_max_rejected_share: Decimal = Field(
@@ -82,6 +106,14 @@ class Settings(BaseSettings):
         " unacknowledged findings of this severity or worse: error (money differs) or"
         " warning (also usage billed to no one)",
     )
+
+    @field_validator("billing_go_live")
+    @classmethod
+    def _check_go_live(cls, value: date | None) -> date | None:
+        low, high = GO_LIVE_RANGE
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{value} is outside {low}..{high} (a day YYYY-MM-DD)")
+        return value
 
     @property
     def late_lookback(self) -> timedelta:

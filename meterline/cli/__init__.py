@@ -182,9 +182,7 @@ class _Prefixed(logging.Formatter):
 
 
 @click.group(PROG, cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(
-    package_name="meterline", prog_name=PROG, message="%(prog)s %(version)s"
-)
+@click.version_option(package_name="meterline", prog_name=PROG, message="%(prog)s %(version)s")
 def main() -> None:
     """meterline: usage metering and rating (events -> rollups -> rated invoice lines).
 

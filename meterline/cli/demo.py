@@ -16,8 +16,8 @@ from meterline.demo.run import DemoConfig
     "--customers",
     default=DemoConfig.customers,
     show_default=True,
-    type=click.IntRange(1),
-    help="Number of generated customers.",
+    type=click.IntRange(1, 1_000_000),
+    help="Number of generated customers (at most 1,000,000).",
 )
 @click.option(
     "--start",
@@ -37,7 +37,7 @@ from meterline.demo.run import DemoConfig
     "--seed",
     default=DemoConfig.seed,
     show_default=True,
-    type=click.IntRange(0),
+    type=click.IntRange(0, 2**32 - 1),
     help="Random seed of the generator (same seed, same data).",
 )
 @click.option(

@@ -15,17 +15,27 @@ from meterline.output import format_count, progress
 
 
 @click.command("generate")
-@click.option("--customers", type=click.IntRange(min=1), required=True, help="Number of customers.")
+@click.option(
+    "--customers",
+    type=click.IntRange(1, 10_000_000),
+    required=True,
+    help="Number of customers (at most 10,000,000).",
+)
 @click.option(
     "--start",
     type=Day(),
     required=True,
     help="First UTC day of the range (YYYY-MM-DD).",
 )
-@click.option("--days", type=click.IntRange(min=1), required=True, help="Days in the range.")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3_660),
+    required=True,
+    help="Days in the range (at most 3660).",
+)
 @click.option(
     "--seed",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 2**32 - 1),
     default=1,
     show_default=True,
     help="Random seed: the same seed and options write the same files.",
@@ -67,9 +77,9 @@ from meterline.output import format_count, progress
 )
 @click.option(
     "--events-per-day",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 1_000_000_000),
     default=None,
-    help="Scale resolution volume to about this many events per day (e.g. 10000000).",
+    help="Scale resolution volume to about this many events per day (e.g. 10000000; at most 10^9).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace earlier generated files in --out.")
 @click.option("--quiet", is_flag=True, help="No progress display.")

@@ -147,8 +147,8 @@ def ingest(
     "--limit",
     default=20,
     show_default=True,
-    type=click.IntRange(min=1),
-    help="Show at most this many rows, newest first.",
+    type=click.IntRange(1, 1_000_000),
+    help="Show at most this many rows, newest first (1 to 1,000,000).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per row.")
 def rejected(ingest_id: str | None, reason: str | None, limit: int, as_json: bool) -> None:

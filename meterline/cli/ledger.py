@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,13 +19,14 @@ from typing import Any
 import click
 
 from meterline.cli.catalog import catalog
-from meterline.cli.options import AS_OF_HELP, Month, Timestamp, console
+from meterline.cli.options import AS_OF_HELP, Id, Month, Timestamp, console
 from meterline.jobs import ledger as jobs
 from meterline.output import (
     Column,
     format_minor,
     format_money,
     format_quantity,
+    plain_numbers,
     print_table,
 )
 
@@ -129,7 +131,7 @@ def invoices_list(
 
 
 @invoices.command("show")
-@click.argument("invoice_id", type=int)
+@click.argument("invoice_id", type=Id("an invoice id"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def invoices_show(invoice_id: int, as_json: bool) -> None:
     """Show invoice INVOICE_ID: its lines, tier breakdowns and totals."""
@@ -147,13 +149,25 @@ def invoices_show(invoice_id: int, as_json: bool) -> None:
     width = max(len(text) for text in shown)
     for label, text in zip(labels, shown, strict=True):
         out.print(f"{label:>12} {text:>{width}}")
+    notes = invoice_notes(detail)
+    if notes:
+        out.print("how each line was computed:")
+        for note in notes:
+            for part in textwrap.wrap(
+                note,
+                min(out.width, 100),
+                subsequent_indent="      ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            ):
+                out.print(part, markup=False, highlight=False, soft_wrap=True)
 
 
 INVOICE_COLUMNS: list[Column | str] = [
     Column("#", "number"),
     "kind",
-    "description",
     "price",
+    Column("version", "number"),
     Column("quantity", "number"),
     Column("unit price", "money"),
     Column("amount", "money"),
@@ -176,12 +190,15 @@ def invoice_header(detail: dict[str, Any]) -> list[str]:
 
 
 def invoice_rows(detail: dict[str, Any]) -> list[tuple[str, ...]]:
-    """One row per line, then one per tier it reached: quantities without trailing
-    zeros, money with the currency's minor unit."""
+    """One row per line, then one per tier it reached: the price with its dimension
+    group, the version's effective date (the whole version id is in --json and `audit
+    explain`), quantities without trailing zeros (at most 4 decimals, "≈" when rounded),
+    money through the one money formatter. A tiered line's unit price is left blank:
+    it is an average, and its tier rows carry the unit prices charged."""
     cur = detail["currency"]
     rows: list[tuple[str, ...]] = []
     for line in detail["lines"]:
-        price = f"{line['price_id']}@{line['price_version']}"
+        price = line["price_id"]
         if line["group"]:
             price += f" [{line['group']}]"
         unit = line["unit_amount"]
@@ -189,10 +206,10 @@ def invoice_rows(detail: dict[str, Any]) -> list[tuple[str, ...]]:
             (
                 str(line["id"]),
                 line["kind"],
-                line["description"],
                 price,
+                str(line["price_version"] or "").split("#", 1)[0],
                 format_quantity(Decimal(line["quantity"]), 4),
-                format_money(Decimal(unit), cur) if unit is not None else "",
+                format_money(Decimal(unit), cur) if unit is not None and not line["tiers"] else "",
                 format_money(Decimal(line["amount"]), cur),
             )
         )
@@ -211,6 +228,16 @@ def invoice_rows(detail: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
+def invoice_notes(detail: dict[str, Any]) -> list[str]:
+    """Each line's stored description (how the rating computed it), prefixed with the
+    line's id, its long decimals without trailing zeros (meterline.output.plain_numbers)."""
+    return [
+        f"  {line['id']}: {plain_numbers(line['description'])}"
+        for line in detail["lines"]
+        if line.get("description")
+    ]
+
+
 def _decimal_text(value: Any, show: Any) -> str:
     """A stored breakdown number (decimal text) through ``show``; blank when absent."""
     if value is None or value == "":
@@ -219,7 +246,7 @@ def _decimal_text(value: Any, show: Any) -> str:
 
 
 @invoices.command("finalize")
-@click.argument("invoice_ids", nargs=-1, type=int)
+@click.argument("invoice_ids", nargs=-1, type=Id("an invoice id"))
 @click.option("--due", is_flag=True, help="Finalize every draft whose grace period is over.")
 @click.option(
     "--as-of", "as_of", required=True, type=Timestamp(), help=f"Logical time: {AS_OF_HELP}."
@@ -243,7 +270,7 @@ def invoices_finalize(
 
 
 @invoices.command("void")
-@click.argument("invoice_id", type=int)
+@click.argument("invoice_id", type=Id("an invoice id"))
 @click.option(
     "--as-of", "as_of", required=True, type=Timestamp(), help=f"Logical time: {AS_OF_HELP}."
 )

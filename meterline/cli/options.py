@@ -8,7 +8,16 @@
 - ``Month`` (every ``--period`` that names a month): ``YYYY-MM``, as that text.
 - ``Day`` (``--day``, ``--from``, ``--to``, ``--start``): ``YYYY-MM-DD``, a UTC day, as a
   ``date``.
+- ``Id`` (invoice and line ids): a whole number from 1 to 2^63-1, the range of the
+  ledger's ids (a 64-bit signed integer); anything else is refused (exit code 2), as a
+  value that cannot be an id, rather than looked up.
 - ``console()``: the console a command prints to (meterline.output.console).
+
+Every date and instant must lie from 2000-01-01 to 2199-12-31 (UTC; ``FIRST_DAY``,
+``LAST_DAY``): a month, a day, or an instant in that range. Nothing meterline bills lies
+outside it, and with it every computation on a date given on the command line (a month's
+end plus the grace period, an instant less the late-event lookback) stays within the
+calendar; outside it a value is refused (exit code 2) naming the range.
 
 The types are click parameter types (a bad value is a usage error: exit code 2, one
 line naming the option); ``parse_timestamp``, ``parse_month`` and ``parse_day`` are the
@@ -29,7 +38,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AS_OF_HELP",
+    "FIRST_DAY",
+    "LAST_DAY",
+    "MAX_ID",
     "Day",
+    "Id",
     "Month",
     "Timestamp",
     "console",
@@ -50,6 +63,18 @@ _RFC3339 = re.compile(
 _NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
 _MONTH = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])")
 
+# The calendar range of every date, month and instant on the command line (module doc).
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2199, 12, 31)
+_RANGE = f"from {FIRST_DAY} to {LAST_DAY}"
+# The largest ledger id: a 64-bit signed integer.
+MAX_ID = 2**63 - 1
+
+
+def _in_range(text: str, day: date, what: str) -> None:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"{text!r} is outside the {what}s meterline accepts ({_RANGE}, UTC)")
+
 
 def parse_timestamp(text: str) -> datetime:
     """The instant ``text`` names, in UTC (module docstring: RFC 3339 with an offset, or
@@ -57,9 +82,11 @@ def parse_timestamp(text: str) -> datetime:
     value = text.strip()
     if _DATE.fullmatch(value):
         try:
-            return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
+            day = date.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{text!r} is not a calendar date") from None
+        _in_range(text, day, "date")
+        return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
     match = _RFC3339.fullmatch(value)
     if match is None:
         if _NAIVE.fullmatch(value):
@@ -79,7 +106,22 @@ def parse_timestamp(text: str) -> datetime:
         moment = datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}{offset}")
     except ValueError:
         raise ValueError(f"{text!r} is not a real date and time") from None
-    return moment.astimezone(UTC)
+    return check_instant(moment, text)
+
+
+def check_instant(moment: datetime, text: str | None = None) -> datetime:
+    """An aware instant in UTC, when it lies in the range (module docstring); ValueError
+    naming the range otherwise. Near the calendar's ends the UTC date is compared
+    without converting (a conversion there would overflow)."""
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValueError(f"{text or moment.isoformat()!r} has no UTC offset")
+    shown = text if text is not None else moment.isoformat()
+    if not date(FIRST_DAY.year - 1, 1, 2) <= moment.date() <= date(LAST_DAY.year + 1, 12, 30):
+        _in_range(shown, moment.date(), "time")
+    utc = moment.astimezone(UTC)
+    _in_range(shown, utc.date(), "time")
+    return utc
 
 
 def parse_month(text: str) -> str:
@@ -87,6 +129,7 @@ def parse_month(text: str) -> str:
     value = text.strip()
     if not _MONTH.fullmatch(value):
         raise ValueError(f"{text!r} is not a month YYYY-MM (e.g. 2026-10)")
+    _in_range(text, date(int(value[:4]), int(value[5:7]), 1), "month")
     return value
 
 
@@ -96,9 +139,11 @@ def parse_day(text: str) -> date:
     try:
         if not _DATE.fullmatch(value):
             raise ValueError
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{text!r} is not a day YYYY-MM-DD (e.g. 2026-10-01)") from None
+    _in_range(text, day, "day")
+    return day
 
 
 class Timestamp(click.ParamType):
@@ -112,11 +157,9 @@ class Timestamp(click.ParamType):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> datetime:
-        if isinstance(value, datetime):
-            if value.utcoffset() is None:
-                self.fail(f"{value.isoformat()!r} has no UTC offset", param, ctx)
-            return value.astimezone(UTC)
         try:
+            if isinstance(value, datetime):
+                return check_instant(value)
             return parse_timestamp(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
@@ -150,14 +193,45 @@ class Day(click.ParamType):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> date:
-        if isinstance(value, datetime):
-            return value.date()
-        if isinstance(value, date):
-            return value
         try:
+            if isinstance(value, date):
+                day = value.date() if isinstance(value, datetime) else value
+                _in_range(day.isoformat(), day, "day")
+                return day
             return parse_day(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class Id(click.ParamType):
+    """A ledger id (an invoice's, a line's): a whole number from 1 to 2^63-1. Anything
+    else cannot name a stored row and is refused (exit code 2), never looked up."""
+
+    name = "id"
+
+    def __init__(self, what: str = "id") -> None:
+        self.what = what
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return (param.name or "ID").upper()
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip()
+            if not text.isascii() or not text.isdigit():
+                self.fail(f"{value!r} is not {self.what} (a whole number)", param, ctx)
+            number = MAX_ID + 1 if len(text) > len(str(MAX_ID)) else int(text)
+        if not 1 <= number <= MAX_ID:
+            self.fail(
+                f"{value!r} cannot be {self.what}: ids are whole numbers from 1 to {MAX_ID}",
+                param,
+                ctx,
+            )
+        return number
 
 
 def console(*, stderr: bool = False, wrap: bool = False) -> Console:

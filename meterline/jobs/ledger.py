@@ -13,12 +13,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 import billing
 from billing import migrate
 from billing.customers import FORMATS, CustomersLoadResult, FileFormat
-from billing.models import INVOICE_STATUSES
+from billing.errors import NotFound
+from billing.models import INVOICE_STATUSES, Customer
 from billing.views import customers_load_text, totals_by_currency
-from meterline.connections import ledger_session
+from meterline.connections import ledger_session, require_ledger_store
 from meterline.settings import Settings, settings
 
 __all__ = [
@@ -54,8 +57,18 @@ def list_invoices(
     config: Settings | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """The invoices (of a month YYYY-MM by their period's local start, a customer, a
-    status) with their totals, and the totals per currency over the non-void ones."""
+    status) with their totals, and the totals per currency over the non-void ones.
+    Raises billing.errors.NotFound (exit code 3) for a customer the ledger does not hold."""
     with ledger_session(config) as session:
+        if (
+            customer is not None
+            and session.scalar(select(Customer.id).where(Customer.external_id == customer).limit(1))
+            is None
+        ):
+            raise NotFound(
+                f"no customer {customer!r} in the ledger: check the id (`meterline invoices"
+                " list` shows the customers that have invoices)"
+            )
         rows = billing.list_invoices(session, period=period, customer=customer, status=status)
     return rows, totals_by_currency(rows)
 
@@ -93,5 +106,8 @@ def void_invoice(invoice_id: int, *, as_of: datetime, config: Settings | None = 
 
 
 def ledger_revision(config: Settings | None = None) -> tuple[str | None, str]:
-    """(the ledger's schema revision, None when it has none; the latest this code ships)."""
-    return migrate.current((config or settings()).ledger_url), migrate.head()
+    """(the ledger's schema revision, None when it has none; the latest this code ships).
+    Raises StoreMissing for a SQLite file that does not exist (it is not created)."""
+    config = config or settings()
+    require_ledger_store(config)
+    return migrate.current(config.ledger_url), migrate.head()

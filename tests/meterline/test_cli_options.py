@@ -7,7 +7,15 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import click
 import pytest
 
-from meterline.cli.options import Day, Month, Timestamp, parse_day, parse_month, parse_timestamp
+from meterline.cli.options import (
+    Day,
+    Id,
+    Month,
+    Timestamp,
+    parse_day,
+    parse_month,
+    parse_timestamp,
+)
 
 MIDNIGHT = datetime(2026, 11, 4, tzinfo=UTC)
 
@@ -73,7 +81,7 @@ def test_the_timestamp_type_takes_an_aware_datetime_and_refuses_a_naive_one() ->
         kind.convert("2026-11-04T00:00", None, None)
 
 
-@pytest.mark.parametrize("text", ["2026-01", "2026-12", "1999-10"])
+@pytest.mark.parametrize("text", ["2026-01", "2026-12", "2000-01", "2199-12"])
 def test_a_month_is_yyyy_mm(text: str) -> None:
     assert parse_month(text) == text
     assert Month().convert(text, None, None) == text
@@ -94,3 +102,69 @@ def test_a_day_is_yyyy_mm_dd() -> None:
     for bad in ("2026-10-32", "2026-10-1", "20261001", "2026-10-01T00:00:00Z", "tomorrow"):
         with pytest.raises(ValueError, match="is not a day YYYY-MM-DD"):
             parse_day(bad)
+
+
+# --- the one calendar range (2000-01-01 .. 2199-12-31, UTC) --------------------------------------
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (parse_timestamp, "9999-12-31T23:59:59Z"),
+        (parse_timestamp, "0001-01-01"),
+        (parse_timestamp, "0001-01-01T00:00:00+14:00"),  # before year 1 in UTC: no overflow
+        (parse_timestamp, "9999-12-31T23:59:59-14:00"),  # after year 9999 in UTC
+        (parse_timestamp, "2200-01-01T00:00:00Z"),
+        (parse_timestamp, "2000-01-01T00:30:00+01:00"),  # 1999-12-31T23:30Z
+        (parse_timestamp, "1999-12-31"),
+        (parse_month, "9999-12"),
+        (parse_month, "0001-01"),
+        (parse_month, "1999-12"),
+        (parse_month, "2200-01"),
+        (parse_day, "0001-01-01"),
+        (parse_day, "9999-12-31"),
+        (parse_day, "2200-01-01"),
+    ],
+)
+def test_dates_outside_the_range_are_refused_naming_it(parse: object, text: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse(text)  # type: ignore[operator]
+    assert "outside" in str(info.value) and "2000-01-01 to 2199-12-31" in str(info.value)
+
+
+def test_the_range_ends_are_accepted() -> None:
+    assert parse_timestamp("2000-01-01") == datetime(2000, 1, 1, tzinfo=UTC)
+    assert parse_timestamp("2199-12-31T23:59:59Z") == datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC)
+    # The offset is applied first: 2200-01-01T00:00+01:00 is 2199-12-31T23:00Z.
+    assert parse_timestamp("2200-01-01T00:00:00+01:00") == datetime(2199, 12, 31, 23, tzinfo=UTC)
+    assert parse_day("2199-12-31") == date(2199, 12, 31)
+    assert parse_month("2000-01") == "2000-01"
+
+
+def test_the_types_refuse_values_outside_the_range_given_as_python_values() -> None:
+    with pytest.raises(click.BadParameter, match="outside"):
+        Timestamp().convert(datetime(9999, 12, 31, 23, tzinfo=UTC), None, None)
+    with pytest.raises(click.BadParameter, match="outside"):
+        Day().convert(date(1, 1, 1), None, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("99999999999999999999999", "ids are whole numbers from 1 to 9223372036854775807"),
+        ("9223372036854775808", "ids are whole numbers from 1"),
+        ("0", "ids are whole numbers from 1"),
+        ("-1", "is not an invoice id"),
+        ("1.0", "is not an invoice id"),
+        ("١٢", "is not an invoice id"),  # Arabic-Indic digits: not ASCII
+        ("9" * 5000, "ids are whole numbers from 1"),  # longer than int() reads
+    ],
+)
+def test_an_id_is_a_whole_number_within_the_ledgers_range(value: str, fragment: str) -> None:
+    with pytest.raises(click.BadParameter, match=fragment):
+        Id("an invoice id").convert(value, None, None)
+
+
+def test_an_id_up_to_2_63_minus_1_is_taken() -> None:
+    assert Id().convert("9223372036854775807", None, None) == 2**63 - 1
+    assert Id().convert(" 42 ", None, None) == 42
+    assert Id().convert(7, None, None) == 7

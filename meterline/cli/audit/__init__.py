@@ -15,11 +15,14 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from meterline.cli.options import Month, Timestamp, console
+from meterline.cli.options import Id, Month, Timestamp, console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 R = TypeVar("R")
 
@@ -36,13 +39,12 @@ def _echo_json(report: object) -> None:
     click.echo(json_text(report, indent=2))
 
 
-def _show(report: R, render: Callable[[R], list[str]], *, as_json: bool) -> None:
-    """A report as JSON, or as the text lines `render` makes of it."""
+def _show(report: R, render: Callable[[Console, R], None], *, as_json: bool) -> None:
+    """A report as JSON, or as the text `render` prints of it to the command's console."""
     if as_json:
         _echo_json(report)
         return
-    for line in render(report):
-        click.echo(line)
+    render(console(), report)
 
 
 @click.group("audit")
@@ -54,9 +56,15 @@ def audit() -> None:
 
 
 @audit.command("explain")
-@click.argument("line_id", type=int)
+@click.argument("line_id", type=Id("a line id"))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-@click.option("--samples", default=5, show_default=True, help="Sample event ids to show.")
+@click.option(
+    "--samples",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 1_000),
+    help="Sample event ids to show (0 to 1000).",
+)
 def explain(line_id: int, as_json: bool, samples: int) -> None:
     """The chain from invoice line LINE_ID down to the raw events, recomputed."""
     from meterline.audit.explain import explain_line
