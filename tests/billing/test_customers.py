@@ -140,7 +140,7 @@ def bad(tmp_path: Path, index: int, **changes: Any) -> Path:
         (0, {"currency": "usd"}, "line 1: currency: .*ISO 4217"),
         (2, {"timezone": "Mars/Base"}, "line 3: timezone: unknown IANA timezone"),
         (0, {"start": "2026-02-30"}, "line 1: start: "),
-        (0, {"end": "2025-12-01"}, r"line 1: row: end \(2025-12-01\) must be after start"),
+        (0, {"end": "2025-12-01"}, r"line 1: end: 2025-12-01 is not after start \(2026-01-01\)"),
         (1, {"plan": ""}, "line 2: plan: must not be empty"),
         (1, {"colour": "blue"}, "line 2: colour: unknown field"),
         (
@@ -151,12 +151,12 @@ def bad(tmp_path: Path, index: int, **changes: Any) -> Path:
         (
             0,
             {"discounts": [{"price": "x", "percent_off": "150", "valid_from": "2026-01-01"}]},
-            r"line 1: discounts.0: percent_off must be in \(0, 100\]",
+            "line 1: discounts.0.percent_off: must be above 0 and at most 100, got 150",
         ),
         (
             0,
             {"discounts": [{"price": "x", "amount_off": "1.234", "valid_from": "2026-01-01"}]},
-            "line 1: row: discounts.amount_off 1.234 has more than 2 decimal",
+            "line 1: discounts.0.amount_off: amount_off 1.234 has more than 2 decimal",
         ),
         (
             2,
@@ -224,7 +224,7 @@ def test_billed_subscription_keeps_its_terms(loaded: Ledger, tmp_path: Path) -> 
         loaded.Session.begin() as session,
         pytest.raises(
             billing.LoadError,
-            match="line 1: billing_anchor_day: subscription sub_00001 already has invoices",
+            match="line 1: billing_anchor_day: subscription sub_00001 has draft invoice",
         ),
     ):
         billing.load_customers_file(session, write_customers(tmp_path / "c.jsonl", rows))

@@ -1,0 +1,249 @@
+"""Reading a customers file (JSONL, YAML or CSV) into rows, with every problem found.
+
+Nothing here stops at the first problem: each record is checked on its own, then the
+rows together (a customer's rows agree on name, currency and timezone; a subscription
+is on one row), and every problem is kept as a Problem naming its line and field. The
+caller (billing.customers.load) adds the ledger's problems and refuses the file once,
+with all of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from billing import yamlio
+from billing.customers.errors import CustomersFileInvalid, Problem
+from billing.customers.rows import CustomerRow, DiscountRow
+
+FileFormat = Literal["jsonl", "yaml", "csv"]
+FORMATS: dict[str, FileFormat] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".csv": "csv",
+}
+FIELDS: tuple[str, ...] = tuple(CustomerRow.model_fields)
+REQUIRED: tuple[str, ...] = tuple(n for n, f in CustomerRow.model_fields.items() if f.is_required())
+DISCOUNT_FIELDS: tuple[str, ...] = tuple(DiscountRow.model_fields)
+
+# A problem a model validator raises names its field first ("end: ...").
+_FIELD_FIRST = re.compile(r"([a-z_]+(?:\.[0-9a-z_]+)*): (.*)\Z", re.DOTALL)
+
+
+@dataclass
+class ParsedFile:
+    """The valid rows of a file (line number, row) and the problems of the others."""
+
+    rows: list[tuple[int, CustomerRow]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def detect_format(path: Path) -> FileFormat:
+    """The format of a file by its extension. Raises CustomersFileInvalid."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise CustomersFileInvalid(
+            str(path),
+            [Problem(0, "file", f"unknown file type {path.suffix!r}: use .jsonl, .yaml or .csv")],
+        )
+    return fmt
+
+
+def _jsonl_records(text: str) -> Iterator[tuple[int, Any]]:
+    # Lines end at "\n" only: str.splitlines() would also cut at U+2028, U+0085 and
+    # others, which JSON allows inside a string, and number the lines wrongly after them.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        try:
+            yield number, yamlio.load_json(line)
+        except yamlio.InputError as exc:
+            at = f" (column {exc.column})" if exc.column is not None else ""
+            yield number, Problem(number, "row", f"invalid JSON: {exc.problem}{at}")
+
+
+def _header_problem(names: list[str]) -> Problem | None:
+    """The header row's problem: a column given twice, an unknown column (with the
+    nearest known name), a required column missing."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return Problem(1, "header", f"column {name!r} is given twice")
+        seen.add(name)
+    unknown = [n for n in names if n not in FIELDS]
+    if unknown:
+        return Problem(1, "header", f"unknown column {unknown[0]!r}{_suggest(unknown[0])}")
+    missing = [n for n in REQUIRED if n not in seen]
+    if missing:
+        return Problem(1, "header", f"missing column {missing[0]!r} (required)")
+    return None
+
+
+def _csv_records(text: str) -> Iterator[tuple[int, Any]]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        problem = _header_problem(header)
+        if problem is not None:
+            # Every row would repeat it: the header is the one problem.
+            yield 1, problem
+            return
+        number = reader.line_num + 1
+        for cells in reader:
+            start, number = number, reader.line_num + 1
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                yield (
+                    start,
+                    Problem(start, "row", f"has {len(cells)} values, the header has {len(header)}"),
+                )
+                continue
+            row: dict[str, Any] = {
+                k: (v if v != "" else None) for k, v in zip(header, cells, strict=True)
+            }
+            raw = row.get("discounts")
+            if raw is not None:
+                try:
+                    row["discounts"] = yamlio.load_json(raw)
+                except yamlio.InputError as exc:
+                    yield start, Problem(start, "discounts", f"invalid JSON ({exc.problem})")
+                    continue
+            yield start, row
+    except csv.Error as exc:
+        line = reader.line_num
+        yield line, Problem(line, "row", f"not valid CSV ({exc}); nothing after it was read")
+
+
+def _yaml_records(text: str) -> Iterator[tuple[int, Any]]:
+    try:
+        yield from yamlio.iter_sequence(text)
+    except Exception as exc:
+        line = getattr(exc, "line", None) or 0
+        yield line, Problem(line, "file" if not line else "row", f"invalid YAML: {exc}")
+
+
+READERS = {"jsonl": _jsonl_records, "yaml": _yaml_records, "csv": _csv_records}
+
+
+def _suggest(name: str, known: Iterable[str] = FIELDS) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (the fields are {', '.join(known)})"
+
+
+def _problems(number: int, exc: ValidationError, record: Mapping[str, Any]) -> list[Problem]:
+    """One Problem per field pydantic refused, in the file's words."""
+    out: list[Problem] = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        msg = str(err["msg"])
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        if err["type"] == "extra_forbidden":
+            known = DISCOUNT_FIELDS if loc[:1] == ["discounts"] else FIELDS
+            msg = f"unknown field{_suggest(loc[-1], known)}"
+        elif err["type"] == "missing":
+            msg = "Field required"
+        if not loc and (found := _FIELD_FIRST.match(msg)):
+            loc, msg = [found.group(1)], found.group(2)
+        out.append(Problem(number, ".".join(loc) or "row", msg))
+    return out
+
+
+def parse_records(records: Iterable[tuple[int, Any]]) -> ParsedFile:
+    """Validate records (line number, mapping, or the Problem of an unreadable record):
+    the valid rows and every problem, each row checked against the others (a customer's
+    rows agree on its name, currency and timezone; each subscription is on one row)."""
+    parsed = ParsedFile()
+    for number, record in records:
+        if isinstance(record, Problem):
+            parsed.problems.append(record)
+            continue
+        if not isinstance(record, Mapping):
+            parsed.problems.append(
+                Problem(number, "row", "must be an object with the customer fields")
+            )
+            continue
+        try:
+            parsed.rows.append((number, CustomerRow.model_validate(dict(record))))
+        except ValidationError as exc:
+            parsed.problems.extend(_problems(number, exc, record))
+    customers: dict[str, tuple[int, CustomerRow]] = {}
+    subscriptions: dict[str, int] = {}
+    for number, row in parsed.rows:
+        first = customers.setdefault(row.customer_id, (number, row))
+        for name in ("name", "currency", "timezone"):
+            if getattr(first[1], name) != getattr(row, name):
+                parsed.problems.append(
+                    Problem(
+                        number,
+                        name,
+                        f"customer {row.customer_id} has {getattr(first[1], name)!r} on line"
+                        f" {first[0]}; a customer's rows agree on its name, currency and"
+                        " timezone",
+                    )
+                )
+        if row.subscription_id in subscriptions:
+            parsed.problems.append(
+                Problem(
+                    number,
+                    "subscription_id",
+                    f"{row.subscription_id} already on line {subscriptions[row.subscription_id]}",
+                )
+            )
+        subscriptions.setdefault(row.subscription_id, number)
+    if not parsed.rows and not parsed.problems:
+        parsed.problems.append(Problem(0, "file", "no rows"))
+    return parsed
+
+
+def read_text(path: Path) -> str:
+    """The file's text (UTF-8, a byte-order mark allowed). Raises CustomersFileInvalid
+    when it cannot be read or is not UTF-8, naming the line of the first bad byte."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CustomersFileInvalid(
+            str(path), [Problem(0, "file", f"cannot read: {exc.strerror}")]
+        ) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise CustomersFileInvalid(
+            str(path), [Problem(line, "row", "is not UTF-8 text: save the file as UTF-8")]
+        ) from None
+
+
+def read_file(path: str | Path, fmt: FileFormat | None = None) -> ParsedFile:
+    """The rows and problems of a customers file, without the ledger. Raises
+    CustomersFileInvalid only when the file cannot be read at all."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    return parse_records(READERS[fmt](read_text(path)))
+
+
+def read_customers(
+    path: str | Path, fmt: FileFormat | None = None
+) -> list[tuple[int, CustomerRow]]:
+    """The rows of a customers file (line number, row). Raises CustomersFileInvalid
+    listing every problem of the file itself (not the ledger's: billing.customers.load)."""
+    parsed = read_file(path, fmt)
+    if parsed.problems:
+        raise CustomersFileInvalid(str(path), parsed.problems)
+    return parsed.rows
