@@ -29,7 +29,7 @@ one) pass unless METERLINE_RECONCILE_FAIL_ON=warning.
 
 By hand: `meterline close --as-of 2026-11-04T00:00:00Z` (or `--period 2026-10`), then
 `meterline audit reconcile --as-of 2026-11-04T00:00:00Z`; a known finding:
-`meterline audit acknowledge FINDING_ID --reason TEXT`.
+`meterline audit acknowledge FINDING_ID --as-of 2026-11-04T00:00:00Z --reason TEXT`.
 """
 
 

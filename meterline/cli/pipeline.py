@@ -29,12 +29,26 @@ def rollup(day: date, no_late: bool, as_json: bool, quiet: bool) -> None:
 
 
 def rollup_lines(report: RollupReport) -> list[str]:
-    """One line per rebuilt day: its events and rollup rows; late days marked."""
+    """One line per rebuilt day: its events and rollup rows; late days marked. Then one
+    line per interrupted ingest the rollup rolled back first (rolled_back_lines)."""
     return [
-        f"{result['day']}: {format_count(result['events'])} events ->"
-        f" {format_count(result['rollup_rows'])} rollup rows"
-        + ("  (late events)" if result["day"] != report.day.isoformat() else "")
-        for result in report.rebuilt
+        *(
+            f"{result['day']}: {format_count(result['events'])} events ->"
+            f" {format_count(result['rollup_rows'])} rollup rows"
+            + ("  (late events)" if result["day"] != report.day.isoformat() else "")
+            for result in report.rebuilt
+        ),
+        *rolled_back_lines(report.rolled_back_ingests),
+    ]
+
+
+def rolled_back_lines(ingest_ids: list[str]) -> list[str]:
+    """One line per ingest whose process died before it committed: the rollup removed
+    its rows before building, so its files must be ingested again."""
+    return [
+        f"rolled back interrupted ingest {ingest_id}: its rows were removed; re-run that"
+        " ingest (`meterline ingest` with its files)"
+        for ingest_id in ingest_ids
     ]
 
 
@@ -66,3 +80,5 @@ def backfill_command(first: date, last: date, quiet: bool) -> None:
         f"rolled up {format_count(len(reports))} days ({format_count(events)} events)"
         + (f"; rebuilt late days: {', '.join(late)}" if late else "")
     )
+    for line in rolled_back_lines([i for rep in reports for i in rep.rolled_back_ingests]):
+        click.echo(line)

@@ -300,7 +300,7 @@ def test_a_report_fails_on_unacknowledged_findings_of_its_severity() -> None:
         "reconcile as of 2026-12-01T00:00:00Z: 1 failing finding(s): 1 warning; 1"
         f" acknowledged. First: {warning.id} (unattributed_usage, 2026-11). List them:"
         " meterline audit reconcile --as-of 2026-12-01T00:00:00Z; acknowledge one:"
-        " meterline audit acknowledge FINDING_ID --reason TEXT"
+        " meterline audit acknowledge FINDING_ID --as-of 2026-12-01T00:00:00Z --reason TEXT"
     )
 
 

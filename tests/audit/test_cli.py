@@ -112,8 +112,12 @@ def test_reconcile_exits_1_when_the_books_do_not_balance(  # type: ignore[no-unt
 
     # A person acknowledges them: listed as acknowledged, and the run passes.
     for f in failing:
-        ack = run("audit", "acknowledge", f["id"], "--reason", "rollup test", "--by", "auditor")
-        assert ack.exit_code == 0 and f"acknowledged {f['id']} by auditor" in ack.output
+        ack = run(
+            "audit", "acknowledge", f["id"], "--period", "2026-11", "--reason", "rollup test",
+            "--by", "auditor",
+        )
+        assert ack.exit_code == 0 and f"acknowledged {f['id']} (error {f['check']}" in ack.output
+        assert "by auditor" in ack.output
     monkeypatch.setenv("COLUMNS", "250")
     again = run("audit", "reconcile", "--period", "2026-11")
     assert again.exit_code == 0 and "RECONCILED" in again.output and "NOT" not in again.output
@@ -129,3 +133,12 @@ def test_reconcile_exits_1_when_the_books_do_not_balance(  # type: ignore[no-unt
     assert bad.exit_code == 2 and "is not a finding id" in bad.output
     empty = CliRunner().invoke(main, ["audit", "acknowledge", failing[0]["id"], "--reason", " "])
     assert empty.exit_code == 2 and "must say why" in empty.output
+    # An id this month's reconcile does not list is not found, and nothing is recorded.
+    unknown = CliRunner().invoke(
+        main, ["audit", "acknowledge", "f-0123456789ab", "--period", "2026-11", "--reason", "x"]
+    )
+    assert unknown.exit_code == 3 and "no finding f-0123456789ab in the reconcile of 2026-11" in (
+        unknown.output
+    )
+    unscoped = CliRunner().invoke(main, ["audit", "acknowledge", failing[0]["id"], "--reason", "x"])
+    assert unscoped.exit_code == 2 and "give --period YYYY-MM or --as-of TIME" in unscoped.output

@@ -8,6 +8,7 @@
 """
 
 from meterline.audit.reconcile.gather import (
+    find_finding,
     months_to_reconcile,
     reconcile_after_close,
     reconcile_period,
@@ -17,6 +18,7 @@ from meterline.audit.reconcile.report import ReconcileReport, failure_message
 __all__ = [
     "ReconcileReport",
     "failure_message",
+    "find_finding",
     "months_to_reconcile",
     "reconcile_after_close",
     "reconcile_period",

@@ -33,7 +33,7 @@ from meterline.audit.facts import (
     Unattributed,
     UsageTotals,
 )
-from meterline.audit.findings import acknowledgements
+from meterline.audit.findings import JudgedFinding, acknowledgements
 from meterline.audit.reconcile.checks import reconcile
 from meterline.audit.reconcile.report import ReconcileReport
 from meterline.audit.rerating import Rerater, period_facts
@@ -83,6 +83,42 @@ def reconcile_after_close(
         reports = [reader.report(m, customer, as_of) for m in months]
         reader.require_customer(customer, reports, ", ".join(months) or "no month")
         return reports
+
+
+def find_finding(
+    finding_id: str,
+    *,
+    period: str | None = None,
+    as_of: datetime | None = None,
+    customer: str | None = None,
+    config: Settings | None = None,
+) -> JudgedFinding:
+    """The finding with this id among those `meterline audit reconcile` lists with the
+    same scope: the month `period` (with `as_of`, also its periods due by then without
+    an invoice), or without `period` every month a close as of `as_of` can touch.
+    AuditError (exit code 3) when no finding of that reconcile has the id: a finding
+    that does not exist (or no longer does: its values changed) is never acknowledged.
+    ValueError when neither `period` nor `as_of` is given."""
+    if period is None and as_of is None:
+        raise ValueError("give the month (or the close time) whose reconcile lists the finding")
+    if period is not None:
+        reports = [reconcile_period(period, customer=customer, as_of=as_of, config=config)]
+        scope = period
+    else:
+        assert as_of is not None
+        reports = reconcile_after_close(as_of, customer=customer, config=config)
+        scope = f"the months a close as of {as_of.isoformat().replace('+00:00', 'Z')} can change"
+    scope += f" for customer {customer}" if customer else ""
+    findings = [f for r in reports for f in r.findings]
+    for found in findings:
+        if found.id == finding_id:
+            return found
+    listed = ", ".join(f.id for f in findings[:5]) + (" ..." if len(findings) > 5 else "")
+    raise AuditError(
+        f"no finding {finding_id} in the reconcile of {scope}"
+        + (f" (its findings: {listed})" if findings else " (it has none)")
+        + ": acknowledge an id as `meterline audit reconcile` lists it with the same scope"
+    )
 
 
 def months_to_reconcile(as_of: datetime, *, config: Settings | None = None) -> list[str]:

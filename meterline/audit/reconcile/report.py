@@ -228,5 +228,5 @@ def failure_message(reports: Sequence[ReconcileReport], as_of: datetime, shown: 
         + (f"; {acknowledged} acknowledged" if acknowledged else "")
         + f". First: {first}{more}."
         f" List them: meterline audit reconcile --as-of {iso(as_of)}; acknowledge one:"
-        " meterline audit acknowledge FINDING_ID --reason TEXT"
+        f" meterline audit acknowledge FINDING_ID --as-of {iso(as_of)} --reason TEXT"
     )

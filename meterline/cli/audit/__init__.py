@@ -122,32 +122,65 @@ def reconcile(
 
 @audit.command("acknowledge")
 @click.argument("finding_id")
+@click.option(
+    "--period",
+    type=Month(),
+    help="YYYY-MM: the month whose `audit reconcile --period` lists the finding.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=Timestamp(),
+    help="As `audit reconcile --as-of`: with --period, also that month's periods due by"
+    " then; alone, every month a close as of then can change (the billing_close DAG's"
+    " reconcile).",
+)
+@click.option("--customer", help="As `audit reconcile --customer`: one customer's findings.")
 @click.option("--reason", required=True, help="Why the finding is known and may pass.")
 @click.option(
     "--by",
     "by",
     help="Who acknowledges it (default: the user running the command).",
 )
-def acknowledge(finding_id: str, reason: str, by: str | None) -> None:
-    """Acknowledge reconcile finding FINDING_ID (as `audit reconcile` lists it): it stays
-    listed, marked acknowledged, and no longer fails a run. A finding whose values change
-    gets a new id and needs a new acknowledgement."""
+def acknowledge(
+    finding_id: str,
+    period: str | None,
+    as_of: datetime | None,
+    customer: str | None,
+    reason: str,
+    by: str | None,
+) -> None:
+    """Acknowledge reconcile finding FINDING_ID, as `audit reconcile` with the same
+    --period / --as-of / --customer lists it: it stays listed, marked acknowledged, and
+    no longer fails a run. The reconcile runs again first; an id it does not list exits
+    3. A finding whose values change gets a new id and needs a new acknowledgement."""
     import getpass
     from datetime import UTC
 
     from meterline.audit.findings import acknowledge as record
     from meterline.audit.findings import check_finding_id
+    from meterline.audit.reconcile import find_finding
 
     try:
-        check_finding_id(finding_id)
+        wanted = check_finding_id(finding_id)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="FINDING_ID") from None
     if not reason.strip():
         raise click.BadParameter("must say why", param_hint="--reason")
+    if period is None and as_of is None:
+        raise click.UsageError(
+            "give --period YYYY-MM or --as-of TIME: the reconcile that lists the finding"
+        )
+    found = find_finding(wanted, period=period, as_of=as_of, customer=customer)
     who = by or getpass.getuser()
-    ack = record(finding_id, reason=reason, by=who, at=datetime.now(UTC))
+    ack = record(wanted, reason=reason, by=who, at=datetime.now(UTC))
+    where = " ".join(
+        p for p in (found.customer, f"invoice {found.invoice_id}" if found.invoice_id else "") if p
+    )
     click.echo(
-        f"acknowledged {ack.finding_id} by {ack.by} at {ack.at:%Y-%m-%d %H:%M} UTC: {ack.reason}"
+        f"acknowledged {ack.finding_id} ({found.severity} {found.check}"
+        + (f", {where}" if where else "")
+        + f") by {ack.by} at {ack.at:%Y-%m-%d %H:%M} UTC: {ack.reason}"
     )
 
 
