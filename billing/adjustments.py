@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from billing import bulk
 from billing.charges import ChargeLine, adjustment_key, canonical_json, sha256_hex
 from billing.errors import LedgerError, PostingConflict
-from billing.models import InvoiceLine
+from billing.models import InvoiceLine, Subscription
 from billing.money import canonical
 from billing.periods import Period, iter_periods, period_containing
 from billing.posting import (
@@ -281,3 +281,185 @@ def _doc(billed: _Billed) -> dict[str, Any]:
         "amount_minor": billed.amount_minor,
         "amount_precise": canonical(billed.amount_precise),
     }
+
+
+@dataclass(slots=True)
+class VoidCarryOver:
+    """What voiding an invoice did to corrections (``restore_after_void``): the draft of
+    the voided invoice's period that now carries them (None when nothing had to be
+    carried), the adjustment lines moved there from the void invoice, the reversal lines
+    posted, and the correction lines removed from drafts."""
+
+    invoice_id: int | None = None
+    moved: int = 0
+    reversals: int = 0
+    removed: int = 0
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# The columns of an adjustment line that moving or reversing it carries over.
+_COPIED = (
+    "kind",
+    "price_id",
+    "price_version",
+    "price_version_id",
+    "meter",
+    "dimension_group",
+    "description",
+    "quantity",
+    "unit_amount",
+    "currency",
+    "amount_minor",
+    "amount_precise",
+    "breakdown",
+    "service_period_start",
+    "service_period_end",
+    "adjusts_line_id",
+    "adjusts_key",
+    "rating_run_id",
+)
+_ROW = ("invoice_id", "idempotency_key", "content_hash", *_COPIED)
+
+
+class _Drafts:
+    """The live draft of each period of one subscription, created on first use (a new
+    draft of a voided period is its re-issue: ``reissue_of_id``)."""
+
+    def __init__(self, session: Session, sub: SubRow) -> None:
+        self.session = session
+        self.sub = sub
+        self.ids: dict[datetime, int] = {}
+
+    def of(self, period: Period) -> int:
+        if period.start not in self.ids:
+            found, _ = ensure_invoices(self.session, [(self.sub, period, None)])
+            self.ids[period.start] = found[(self.sub.id, period.start)].id
+        return self.ids[period.start]
+
+
+def restore_after_void(session: Session, voided_id: int) -> VoidCarryOver:
+    """Keep every correction billed exactly once after invoice ``voided_id`` was voided
+    (its status already void and flushed; billing.lifecycle.void calls this).
+
+    A void invoice bills nothing: it is kept for the record and counts as zero (Stripe's
+    rule for a voided invoice), and the next close bills its period again in full, on a
+    new draft linked to it (``reissue_of_id``), rated from the events then. So:
+
+    - the adjustment lines it carried for EARLIER periods that are still finalized
+      would be lost: they move, same amounts, to the draft of its period (created here,
+      the re-issue), which close then completes with the period's own charges;
+    - corrections of ITS OWN period, and of any other period it carried corrections for
+      that has no finalized invoice either (voided before), would be billed twice: once
+      as corrections and once inside that period's re-rated charges. Those on drafts are
+      removed; those on finalized invoices (billed, immutable) are reversed by one line
+      per key on that period's own draft. Each such period then totals exactly what
+      close re-rates it to.
+
+    Runs in the caller's transaction. docs/ledger.md, "Voiding"."""
+    lines, invoices = bulk.LINES, bulk.INVOICES
+    sub_id, start, end = session.execute(
+        select(invoices.c.subscription_id, invoices.c.period_start, invoices.c.period_end).where(
+            invoices.c.id == voided_id
+        )
+    ).one()
+    external_id = session.scalars(
+        select(Subscription.external_id).where(Subscription.id == sub_id)
+    ).one()
+    sub = subscriptions(session, [external_id])[external_id]
+    period = Period(_utc(start), _utc(end))
+    copied = [lines.c[c] for c in _COPIED]
+    finalized = {
+        _utc(s)
+        for s in session.scalars(
+            select(invoices.c.period_start).where(
+                invoices.c.subscription_id == sub.id, invoices.c.status == "finalized"
+            )
+        )
+    }
+    drafts = _Drafts(session, sub)
+    out = VoidCarryOver()
+    rows: list[dict[str, Any]] = []
+    # The periods whose corrections on live invoices must net to zero per key: the void
+    # invoice's own, and any it carried corrections for that is not finalized.
+    unbilled = {period.start: period}
+    for line in session.execute(
+        select(*copied).where(lines.c.invoice_id == voided_id, lines.c.kind == "adjustment")
+    ):
+        corrected = Period(_utc(line.service_period_start), _utc(line.service_period_end))
+        if corrected.start in finalized:
+            row = {c: getattr(line, c) for c in _COPIED}
+            row["invoice_id"] = drafts.of(period)
+            row["idempotency_key"] = adjustment_key(line.adjusts_key, period)
+            rows.append(row)
+            out.moved += 1
+        else:
+            unbilled[corrected.start] = corrected
+
+    touched: set[int] = set()
+    for corrected in sorted(unbilled.values()):
+        found = session.execute(
+            select(lines.c.id, lines.c.invoice_id, invoices.c.status, *copied)
+            .join(invoices, invoices.c.id == lines.c.invoice_id)
+            .where(
+                invoices.c.subscription_id == sub.id,
+                invoices.c.status != "void",
+                lines.c.kind == "adjustment",
+                lines.c.service_period_start == corrected.start,
+            )
+            .order_by(lines.c.id)
+        ).all()
+        on_drafts = [c for c in found if c.status == "draft"]
+        bulk.delete_lines(session, [c.id for c in on_drafts])
+        touched.update(c.invoice_id for c in on_drafts)
+        out.removed += len(on_drafts)
+        by_key: dict[str, list[Any]] = defaultdict(list)
+        for c in found:
+            if c.status == "finalized":
+                by_key[c.adjusts_key].append(c)
+        for key, billed_lines in sorted(by_key.items()):
+            billed = ZERO
+            for c in billed_lines:
+                billed = billed + _Billed(c.quantity, c.amount_minor, c.amount_precise)
+            if billed == ZERO:
+                continue
+            since = corrected.local_start(sub.timezone)
+            carriers = ", ".join(str(i) for i in sorted({c.invoice_id for c in billed_lines}))
+            row = {c: getattr(billed_lines[0], c) for c in _COPIED}
+            row.update(
+                invoice_id=drafts.of(corrected),
+                idempotency_key=adjustment_key(key, corrected),
+                quantity=-billed.quantity,
+                amount_minor=-billed.amount_minor,
+                amount_precise=-billed.amount_precise,
+                unit_amount=None,
+                rating_run_id=None,
+                description=f"Reversal of the corrections of the period from {since} billed"
+                f" on invoice(s) {carriers}: invoice {voided_id} was voided, and the period"
+                " is billed again in full",
+                breakdown={
+                    "adjusts": key,
+                    "corrected_period": corrected.label(),
+                    "reverses": [c.id for c in billed_lines],
+                    "voided_invoice": voided_id,
+                    "billed": _doc(billed),
+                },
+            )
+            rows.append(row)
+            out.reversals += 1
+
+    ordered = []
+    for row in rows:
+        row["service_period_start"] = _utc(row["service_period_start"])
+        row["service_period_end"] = _utc(row["service_period_end"])
+        row["content_hash"] = _row_hash(row)
+        ordered.append({c: row[c] for c in _ROW})
+        touched.add(row["invoice_id"])
+    bulk.insert_lines(session, ordered)
+    if touched:
+        bulk.refresh_totals(session, touched)
+    out.invoice_id = drafts.ids.get(period.start)
+    session.expire_all()
+    return out

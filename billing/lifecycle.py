@@ -8,7 +8,9 @@ or its period begins after the subscription ended (a carrier of corrections only
 freezes the
 totals; from then on the invoice and its lines never change (ORM hooks in
 billing.guards and database triggers refuse it). Voiding keeps the invoice for audit;
-posting that period again issues a new draft linked to it (``reissue_of_id``).
+posting that period again issues a new draft linked to it (``reissue_of_id``), and the
+corrections the void invoice carried or that corrected it are re-balanced so that each
+is billed exactly once (``void``; docs/ledger.md, "Voiding").
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from billing import bulk
+from billing.adjustments import restore_after_void
 from billing.bulk import refresh_totals
 from billing.errors import FinalizeTooEarly, InvoiceImmutable, LedgerError, NotFound
 from billing.models import Invoice, InvoiceLine, Subscription
@@ -162,32 +165,38 @@ def finalize_due(
     return ids
 
 
+class VoidBeforeFinalized(LedgerError):
+    """``void`` was given an ``as_of`` before the invoice was finalized: an invoice cannot
+    be voided before it existed as issued (the command line's exit code 2)."""
+
+
 def void(session: Session, invoice_id: int, *, as_of: datetime) -> Invoice:
     """Void an invoice (draft or finalized). Voiding a void invoice is a no-op.
 
-    Refused while a live invoice carries adjustments of this invoice's lines: void
-    those first, or the corrections would point at lines no longer billed.
+    A void invoice bills nothing (Stripe: voided, kept for the record, counting as zero).
+    Its period is billed again in full by the next close, on a new draft linked to it
+    (``reissue_of_id``). No correction is lost or billed twice
+    (billing.adjustments.restore_after_void): the corrections of earlier periods it
+    carried move to that draft; the corrections of its own period are removed from
+    drafts, and those already billed on finalized invoices are reversed on that draft.
+
+    ``voided_at`` is ``as_of``, the logical time of the void; an ``as_of`` before the
+    invoice's ``finalized_at`` raises VoidBeforeFinalized.
     """
     _aware(as_of, "as_of")
     bulk.lock_ledger_writes(session)
     invoice = _locked(session, invoice_id)
     if invoice.status == "void":
         return invoice
-    adjusted = aliased(InvoiceLine)
-    carrier = aliased(Invoice)
-    blocking = session.scalars(
-        select(carrier.id)
-        .join(adjusted, adjusted.invoice_id == carrier.id)
-        .join(InvoiceLine, InvoiceLine.id == adjusted.adjusts_line_id)
-        .where(InvoiceLine.invoice_id == invoice_id, carrier.status != "void")
-        .distinct()
-    ).all()
-    if blocking:
-        raise LedgerError(
-            f"invoice {invoice_id} has lines corrected by adjustments on invoice(s)"
-            f" {', '.join(map(str, sorted(blocking)))}: void those first"
+    if invoice.finalized_at is not None and as_of < invoice.finalized_at:
+        raise VoidBeforeFinalized(
+            f"invoice {invoice_id} was finalized at {invoice.finalized_at.isoformat()}:"
+            f" it cannot be void as of {as_of.isoformat()}, before that; give an as-of"
+            " at or after its finalization"
         )
     invoice.status = "void"
     invoice.voided_at = as_of
     session.flush()
+    restore_after_void(session, invoice_id)
+    session.refresh(invoice)
     return invoice

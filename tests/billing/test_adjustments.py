@@ -184,21 +184,6 @@ def test_adjustments_only_correct_finalized_periods(loaded: Ledger) -> None:
         adjust(loaded, MARCH, charges)
 
 
-def test_an_adjusted_invoice_cannot_be_voided_under_its_adjustments(loaded: Ledger) -> None:
-    march = post_and_finalize(loaded, MARCH)
-    with loaded.Session() as session:
-        corrected = standard_charges(session, resolutions=130)
-    result = adjust(loaded, MARCH, corrected)
-    with (
-        pytest.raises(billing.LedgerError, match="void those first"),
-        loaded.Session.begin() as session,
-    ):
-        billing.void(session, march, as_of=APRIL.start)
-    with loaded.Session.begin() as session:
-        billing.void(session, result.invoice_id, as_of=APRIL.start)
-        billing.void(session, march, as_of=APRIL.start)
-
-
 def test_a_draft_holding_only_corrections_waits_for_its_period_to_be_rated(loaded: Ledger) -> None:
     """April's draft exists only to carry March's correction: finalizing it before close
     rated April would bill April with the correction alone and April's usage never."""
