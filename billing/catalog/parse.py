@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
 from billing import yamlio
+from billing.bulk import MAX_AMOUNT_MINOR
 from billing.catalog.model import (
     SUPPORTED_ROUNDING,
     CatalogPlan,
@@ -25,10 +27,10 @@ from billing.catalog.model import (
 )
 from billing.charges import KEY_SEP, to_json_doc
 from billing.errors import LoadError
-from billing.money import CurrencyError, exponent
+from billing.money import CurrencyError, exponent, from_minor
 from meters.catalog import MeterCatalog, parse_meters
 from rating import RoundingMode
-from rating.decimals import to_nonnegative
+from rating.decimals import to_decimal, to_nonnegative
 
 TOP_LEVEL_KEYS = ("rounding_mode", "meters", "plans")
 PLAN_KEYS = ("id", "name", "minimum_commitment", "prices")
@@ -134,7 +136,7 @@ def _plan(plan: Mapping[str, Any], plan_id: str, where: str, problems: list[str]
         raw_min = {}
     for cur, amount in raw_min.items():
         currency = _currency(cur, f"{where}.minimum_commitment.{cur}", problems)
-        text_amount = _decimal_text(amount, f"{where}.minimum_commitment.{cur}", problems)
+        text_amount = _decimal_text(amount, f"{where}.minimum_commitment.{cur}", problems, currency)
         if currency and text_amount is not None:
             minimums[currency] = text_amount
     return CatalogPlan(plan_id, name, minimums)
@@ -177,6 +179,10 @@ def _versions(
                 continue
             if not isinstance(body, Mapping) or not isinstance(body.get("model"), str):
                 problems.append(f"{bwhere}: must be a price body with a `model`")
+                continue
+            beyond = _beyond_limits(body, currency, bwhere)
+            if beyond:
+                problems += beyond
                 continue
             try:
                 body_doc = to_json_doc(body, bwhere)
@@ -223,13 +229,85 @@ def _currency(value: Any, where: str, problems: list[str]) -> str | None:
     return str(value)
 
 
-def _decimal_text(value: Any, where: str, problems: list[str]) -> str | None:
+def _decimal_text(
+    value: Any, where: str, problems: list[str], currency: str | None = None
+) -> str | None:
     try:
         number = to_nonnegative(value, "amount")
     except ValueError as exc:
         problems.append(f"{where}: {exc}")
         return None
+    if currency is not None:
+        beyond = _amount_beyond(number, currency, where)
+        if beyond:
+            problems.append(beyond)
+            return None
     return format(number, "f")
+
+
+# The numbers of a catalog, bounded so that every sum and product of the rating stays
+# exact and every amount fits the ledger (docs/catalog.md, "Limits"):
+# - an amount (a field ending in `amount`, a minimum commitment): at most the largest
+#   amount the ledger holds, 2^63-1 minor units of its currency (billing.bulk
+#   .MAX_AMOUNT_MINOR: USD 92,233,720,368,547,758.07), with at most 12 decimal places;
+# - any other number (tier bounds, free units, a package size, a rate): below 10^29 with
+#   at most 9 decimal places, the range of the warehouse's quantities (Decimal(38, 9)).
+AMOUNT_PLACES = 12
+QUANTITY_LIMIT = Decimal(10) ** 29
+QUANTITY_PLACES = 9
+
+
+def _places(number: Decimal) -> int:
+    """Decimal places of a number once written out (trailing zeros do not count)."""
+    tail = number.normalize(Context(prec=200)).as_tuple().exponent
+    return max(0, -tail) if isinstance(tail, int) else 0
+
+
+def _amount_beyond(number: Decimal, currency: str, where: str) -> str | None:
+    """The problem with an amount beyond the ledger's limit or too precise; None."""
+    limit = from_minor(MAX_AMOUNT_MINOR, currency)
+    if abs(number) > limit:
+        return (
+            f"{where}: {format(number, 'f')} is beyond the largest amount the ledger holds,"
+            f" {currency} {format(limit, ',f')} (2^63-1 minor units)"
+        )
+    if _places(number) > AMOUNT_PLACES:
+        return f"{where}: {format(number, 'f')} has more than {AMOUNT_PLACES} decimal places"
+    return None
+
+
+def _beyond_limits(body: Any, currency: str, where: str) -> list[str]:
+    """Every number of a price body beyond its limit (above), each named by its path in
+    the body; numbers that are not valid at all are left to the rating's validation."""
+    problems: list[str] = []
+    if isinstance(body, Mapping):
+        for key, value in body.items():
+            path = f"{where}.{key}"
+            if isinstance(value, Mapping | list):
+                problems += _beyond_limits(value, currency, path)
+                continue
+            try:
+                number = to_decimal(value, path)
+            except ValueError:
+                continue
+            if str(key).endswith("amount"):
+                beyond = _amount_beyond(number, currency, path)
+                if beyond:
+                    problems.append(beyond)
+            elif abs(number) >= QUANTITY_LIMIT:
+                problems.append(
+                    f"{path}: {format(number, 'f')} is beyond the largest quantity meterline"
+                    " bills (below 10^29)"
+                )
+            elif _places(number) > QUANTITY_PLACES:
+                problems.append(
+                    f"{path}: {format(number, 'f')} has more than {QUANTITY_PLACES} decimal"
+                    " places (quantities are stored with 9)"
+                )
+    elif isinstance(body, list):
+        for index, item in enumerate(body):
+            problems += _beyond_limits(item, currency, f"{where}[{index}]")
+    return problems
 
 
 def _unknown_keys(item: Mapping[str, Any], known: tuple[str, ...], where: str) -> list[str]:

@@ -218,16 +218,17 @@ class Id(click.ParamType):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> int:
+        number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
         else:
             text = str(value).strip()
-            if not text.isascii() or not text.isdigit():
-                self.fail(f"{value!r} is not {self.what} (a whole number)", param, ctx)
-            number = MAX_ID + 1 if len(text) > len(str(MAX_ID)) else int(text)
-        if not 1 <= number <= MAX_ID:
+            if text.isascii() and text.isdigit():
+                # More digits than the largest id has: out of range, without reading it.
+                number = MAX_ID + 1 if len(text) > len(str(MAX_ID)) else int(text)
+        if number is None or not 1 <= number <= MAX_ID:
             self.fail(
-                f"{value!r} cannot be {self.what}: ids are whole numbers from 1 to {MAX_ID}",
+                f"{value!r} is not {self.what}: ids are whole numbers from 1 to {MAX_ID}",
                 param,
                 ctx,
             )

@@ -24,8 +24,8 @@ from click.testing import CliRunner
 
 from meterline.cli import COMMANDS, load_command, main
 from meterline.cli.exits import EXIT_CODES, ExitCode
-from meterline.cli.options import Timestamp
-from meterline.settings import settings
+from meterline.cli.options import Day, Id, Month, Timestamp
+from meterline.settings import Settings, settings
 from tests.billing.factories import write_customers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,10 @@ INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
     ("audit", "explain"): (["1"], "WL"),
     ("audit", "reconcile"): (["--period", "2026-10"], "WL"),
     ("audit", "rerate"): (["--period", "2026-10"], "WL"),
-    ("audit", "acknowledge"): (["f-0123456789ab", "--reason", "known stray usage"], "L"),
+    ("audit", "acknowledge"): (
+        ["f-0123456789ab", "--period", "2026-10", "--reason", "known stray usage"],
+        "WL",
+    ),
     ("statement",): (
         ["--customer", "cus_00001", "--period", "2026-10", "--out", "{tmp}/s.html"],
         "WL",
@@ -475,10 +478,264 @@ def test_unknown_ids_with_a_warehouse_are_not_found(tmp_path: Path) -> None:
     cases = [
         (["audit", "explain", "999999"], "999999"),
         (["statement", "--customer", "nobody", "--period", "2026-10", "--out", "s.html"], "nobody"),
+        # A customer nobody has is not an empty report that passes.
+        (["audit", "reconcile", "--period", "2026-10", "--customer", "nobody"], "no customer 'nobody'"),
+        (["audit", "reconcile", "--as-of", AS_OF, "--customer", "nobody"], "no customer 'nobody'"),
+        (["audit", "rerate", "--period", "2026-10", "--customer", "nobody"], "no customer 'nobody'"),
+        # A finding the reconcile of that scope does not list is not acknowledged.
+        (
+            ["audit", "acknowledge", "f-0123456789ab", "--period", "2026-10", "--reason", "r"],
+            "no finding f-0123456789ab in the reconcile of 2026-10",
+        ),
+        (["rejected", "--ingest", "no-such-ingest"], "no-such-ingest"),
     ]
     for args, fragment in cases:
         code, output = run_process(args, tmp_path, env)
         assert_one_error(code, output, ExitCode.NOT_FOUND, fragment)
+    assert not list(tmp_path.glob("**/*.html"))
+    # Nothing was recorded for the unknown finding.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        assert conn.execute("SELECT count(*) FROM finding_acknowledgements").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["invoices", "list", "--customer", "nobody"],
+        ["invoices", "list", "--customer", "nobody", "--json"],
+        ["invoices", "list", "--period", "2026-10", "--customer", "nobody"],
+    ],
+    ids=" ".join,
+)
+def test_an_unknown_customer_is_not_found(args: list[str], place: dict[str, str]) -> None:
+    code, output = invoke(args)
+    assert_one_error(code, output, ExitCode.NOT_FOUND, "no customer 'nobody' in the ledger")
+
+
+# --- stores that do not exist are never created by a command that reads them ---------------------
+
+STORE_COMMANDS = [
+    path for path in RUNNABLE if INVOCATIONS[path] and INVOCATIONS[path][1]  # type: ignore[index]
+]
+# The two that create stores (tests/meterline/test_schema.py runs them).
+CREATORS = {("init",), ("ledger", "migrate")}
+
+
+@pytest.mark.parametrize("path", [p for p in STORE_COMMANDS if p not in CREATORS], ids=" ".join)
+def test_a_misspelt_store_path_is_refused_and_nothing_is_created(
+    path: tuple[str, ...], place: dict[str, str]
+) -> None:
+    tmp = Path(place["tmp"])
+    env = {
+        "METERLINE_LEDGER_URL": f"sqlite:///{tmp}/nodir/typo.db",
+        "METERLINE_WAREHOUSE_URL": f"chdb://{tmp}/typo",
+    }
+    code, output = invoke(args_of(path, place), env)
+    assert_one_error(code, output, ExitCode.REFUSED, "run `meterline init`")
+    line = error_lines(output)[0]
+    assert any(f"{name} {env[name]}" in line for name in env), line
+    assert not (tmp / "nodir").exists() and not (tmp / "typo").exists()
+
+
+def test_a_relative_chdb_folder_that_does_not_exist_is_named(place: dict[str, str]) -> None:
+    code, output = invoke(["rejected"], {"METERLINE_WAREHOUSE_URL": "chdb://typo"})
+    assert_one_error(code, output, ExitCode.REFUSED, "METERLINE_WAREHOUSE_URL chdb://typo", "typo")
+    assert not (Path(place["tmp"]) / "typo").exists()
+
+
+def test_ledger_current_does_not_create_a_sqlite_file(place: dict[str, str]) -> None:
+    url = f"sqlite:///{place['tmp']}/other.db"
+    code, output = invoke(["ledger", "current"], {"METERLINE_LEDGER_URL": url})
+    assert_one_error(code, output, ExitCode.REFUSED, url, "run `meterline init`")
+    assert not (Path(place["tmp"]) / "other.db").exists()
+
+
+# --- values beyond their range: settings, dates, ids, counts ---------------------------------------
+
+NUMERIC_SETTINGS = [
+    name
+    for name, field in Settings.model_fields.items()
+    if field.annotation in (int, float) or name == "ingest_max_rejected_share"
+]
+
+
+def _upper_bound(name: str) -> object:
+    for rule in Settings.model_fields[name].metadata:
+        for attribute in ("le", "lt"):
+            if getattr(rule, attribute, None) is not None:
+                return getattr(rule, attribute)
+    return None
+
+
+def test_every_numeric_setting_has_an_upper_bound_listed_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(NUMERIC_SETTINGS) >= 6, NUMERIC_SETTINGS
+    for name in NUMERIC_SETTINGS:
+        bound = _upper_bound(name)
+        assert bound is not None, f"METERLINE_{name.upper()} has no upper bound"
+        row = next(
+            (ln for ln in readme.splitlines() if ln.startswith(f"| `METERLINE_{name.upper()}`")),
+            "",
+        )
+        assert f"{bound:,}" in row or str(bound) in row, (name, bound, row)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("METERLINE_FINALIZE_GRACE_HOURS", str(10**12)),
+        ("METERLINE_INGEST_BATCH_ROWS", str(10**15)),
+        ("METERLINE_MAX_EVENT_AGE_DAYS", str(10**9)),
+        ("METERLINE_FUTURE_TOLERANCE_S", str(10**30)),
+        ("METERLINE_WAREHOUSE_LOCK_TIMEOUT_S", "1e300"),
+        ("METERLINE_WAREHOUSE_LOCK_TIMEOUT_S", "inf"),
+        ("METERLINE_INGEST_MAX_REJECTED_SHARE", "2"),
+        ("METERLINE_BILLING_GO_LIVE", "9999-12-31"),
+        ("METERLINE_BILLING_GO_LIVE", "0001-01-01"),
+    ],
+)
+@pytest.mark.parametrize("args", [["invoices", "list"], ["close", "--period", "2026-10"]], ids=" ".join)
+def test_a_setting_beyond_its_range_is_refused_naming_it(
+    name: str, value: str, args: list[str], place: dict[str, str]
+) -> None:
+    code, output = invoke(args, {name: value})
+    assert_one_error(code, output, ExitCode.REFUSED, name)
+
+
+DATE_OPTIONS = [
+    (path, param)
+    for path, command in LEAVES
+    if INVOCATIONS.get(path) is not None
+    for param in command.params
+    if isinstance(param.type, Timestamp | Month | Day)
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    DATE_OPTIONS,
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.opts[0],
+)
+def test_every_date_option_refuses_dates_outside_the_range(
+    path: tuple[str, ...], param: click.Option, place: dict[str, str]
+) -> None:
+    values = {
+        Timestamp: ["9999-12-31T23:59:59Z", "0001-01-01", "0001-01-01T00:00:00+14:00"],
+        Month: ["9999-12", "0001-01"],
+        Day: ["0001-01-01", "9999-12-31"],
+    }[type(param.type)]
+    for value in values:
+        code, output = invoke([*path, param.opts[0], value])
+        assert_one_error(code, output, ExitCode.REFUSED, param.opts[0], "2000-01-01 to 2199-12-31")
+
+
+def test_the_date_options_are_checked() -> None:
+    names = {(" ".join(path), param.opts[0]) for path, param in DATE_OPTIONS}
+    assert {("close", "--as-of"), ("close", "--period"), ("rollup", "--day")} <= names
+    assert ("audit rerate", "--period") in names and ("backfill", "--from") in names
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["close", "--as-of", "9999-12-31T23:59:59Z"],
+        ["close", "--as-of", "0001-01-01"],
+        ["close", "--period", "9999-12"],
+        ["rollup", "--day", "0001-01-01"],
+        ["audit", "reconcile", "--as-of", "9999-12-31T23:59:59Z"],
+        ["invoices", "list", "--period", "9999-12"],
+    ],
+    ids=" ".join,
+)
+def test_the_extreme_dates_issue_11_found_are_refused(args: list[str], place: dict[str, str]) -> None:
+    code, output = invoke(args)
+    assert_one_error(code, output, ExitCode.REFUSED, "outside", "2000-01-01 to 2199-12-31")
+
+
+ID_PARAMS = [
+    (path, param) for path, command in LEAVES for param in command.params if isinstance(param.type, Id)
+]
+
+
+def test_every_id_parameter_has_the_one_id_type() -> None:
+    names = {(" ".join(path), param.name) for path, param in ID_PARAMS}
+    assert {
+        ("invoices show", "invoice_id"),
+        ("invoices void", "invoice_id"),
+        ("invoices finalize", "invoice_ids"),
+        ("audit explain", "line_id"),
+    } <= names
+    plain_ints = [
+        f"{' '.join(path)} {param.name}"
+        for path, command in LEAVES
+        for param in command.params
+        if param.type is click.INT
+    ]
+    assert not plain_ints, f"whole numbers without bounds: {plain_ints}"
+
+
+@pytest.mark.parametrize(("path", "param"), ID_PARAMS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.name)
+@pytest.mark.parametrize("value", ["99999999999999999999999", "9223372036854775808", "0", "-5"])
+def test_an_id_outside_the_ledgers_range_is_refused(
+    path: tuple[str, ...], param: click.Argument, value: str, place: dict[str, str]
+) -> None:
+    entry = INVOCATIONS[path]
+    assert entry is not None
+    options = [fill(a, place) for a in entry[0] if not a.isdigit()]
+    code, output = invoke([*path, "--", value] if not options else [*path, *options, "--", value])
+    assert_one_error(code, output, ExitCode.REFUSED, "ids are whole numbers from 1 to")
+
+
+def test_every_whole_number_option_has_an_upper_bound() -> None:
+    unbounded = [
+        f"{' '.join(path)} {param.opts[0]}"
+        for path, command in LEAVES
+        for param in command.params
+        if isinstance(param.type, click.IntRange) and param.type.max is None
+    ]
+    assert not unbounded, f"whole-number options without an upper bound: {unbounded}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rejected", "--limit", str(10**30)],
+        ["audit", "explain", "1", "--samples", str(10**30)],
+        ["generate", "--customers", str(10**30), "--start", "2026-10-01", "--days", "1", "--out", "g"],
+        ["generate", "--customers", "1", "--start", "2026-10-01", "--days", str(10**30), "--out", "g"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_a_huge_count_is_refused(args: list[str], place: dict[str, str]) -> None:
+    code, output = invoke(args)
+    assert_one_error(code, output, ExitCode.REFUSED)
+
+
+# --- catalog numbers beyond the ledger's limit -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("1e28", "is beyond the largest amount the ledger holds, USD 92,233,720,368,547,758.07"),
+        ('"123456789012345678901234567890"', "is beyond the largest amount the ledger holds"),
+        ('"0.0000000000001"', "has more than 12 decimal places"),
+    ],
+)
+def test_a_catalog_price_beyond_the_ledgers_limit_is_refused(
+    value: str, fragment: str, place: dict[str, str]
+) -> None:
+    source = (ROOT / "catalog" / "intercom.yaml").read_text()
+    plain = 'USD: {model: per_unit, unit_amount: "39"}'
+    assert plain in source
+    path = Path(place["tmp"]) / "big.yaml"
+    path.write_text(source.replace(plain, f"USD: {{model: per_unit, unit_amount: {value}}}", 1))
+    code, output = invoke(["catalog", "load", str(path)])
+    assert code == ExitCode.REFUSED and "Traceback" not in output, output
+    assert error_lines(output)[0].startswith(f"meterline: error: {path}: 1 problem(s)")
+    assert "prices.USD.unit_amount: " in output and fragment in output, output
 
 
 # --- bugs ---------------------------------------------------------------------------------------

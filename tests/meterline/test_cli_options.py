@@ -152,10 +152,10 @@ def test_the_types_refuse_values_outside_the_range_given_as_python_values() -> N
     [
         ("99999999999999999999999", "ids are whole numbers from 1 to 9223372036854775807"),
         ("9223372036854775808", "ids are whole numbers from 1"),
-        ("0", "ids are whole numbers from 1"),
-        ("-1", "is not an invoice id"),
-        ("1.0", "is not an invoice id"),
-        ("١٢", "is not an invoice id"),  # Arabic-Indic digits: not ASCII
+        ("0", "is not an invoice id: ids are whole numbers from 1"),
+        ("-1", "is not an invoice id: ids"),
+        ("1.0", "is not an invoice id: ids"),
+        ("١٢", "is not an invoice id: ids"),  # Arabic-Indic digits: not ASCII
         ("9" * 5000, "ids are whole numbers from 1"),  # longer than int() reads
     ],
 )
