@@ -1,7 +1,19 @@
 """Reading Parquet files into staging batches: columns by name (the header rule of
 meters.ingest.readers), text columns as they are, typed columns as a person would type
 them (integers, decimals, timestamps with a zone; map or struct properties as JSON), and
-anything else refused for the whole file, naming the column and what it must hold."""
+anything else refused for the whole file, naming the column and what it must hold.
+
+Numbers in a `value` column: integer and decimal columns are exact, and are written out
+digit for digit (a decimal(38, 20) holding 1.5 is the text 1.50000000000000000000, which
+the engine reads as 1.5). A float or double column holds binary fractions, not decimals:
+each value is read as the shortest decimal that converts back to the same float (what
+Python's repr and Arrow's cast print: the double nearest 0.1 is 0.1). Any decimal of at
+most 15 significant digits (6 for a float) comes back this way unchanged (DBL_DIG and
+FLT_DIG, C11 section 5.2.4.2.2); a value that needs more cannot be told from the other
+decimals that became the same double (123456789012.123456789 and 123456789012.12346 are
+one double), so its row is rejected as value_out_of_range, never stored rounded. A half
+float column (3 digits) is refused for the whole file.
+"""
 
 from __future__ import annotations
 
@@ -55,9 +67,12 @@ _TYPED: dict[str, tuple[Callable[[pa.DataType], bool], str]] = {
     ),
     "value": (
         lambda kind: (
-            pa.types.is_integer(kind) or pa.types.is_decimal(kind) or pa.types.is_floating(kind)
+            pa.types.is_integer(kind)
+            or pa.types.is_decimal(kind)
+            or pa.types.is_float32(kind)
+            or pa.types.is_float64(kind)
         ),
-        "text or numbers",
+        "text or numbers (integers, decimals, float or double)",
     ),
     "properties": (
         lambda kind: pa.types.is_map(kind) or pa.types.is_struct(kind),
@@ -89,6 +104,37 @@ def _as_text(array: pa.Array) -> pa.Array:
         fmt = "%Y-%m-%dT%H:%M:%SZ"
         return pc.strftime(utc, format=fmt)
     return array.cast(pa.string())
+
+
+# The significant digits each float type gives back unchanged (module docstring).
+_FLOAT_DIGITS = {pa.float32(): (6, "float"), pa.float64(): (15, "double")}
+
+
+def _float_values(array: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """A float or double `value` column as text, and per row why it is refused ('' when
+    it is not): a value whose shortest decimal has more significant digits than the
+    type gives back unchanged (module docstring). Both arrays have the column's length."""
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    limit, name = _FLOAT_DIGITS[array.type]
+    text = array.cast(pa.string())
+    mantissa = pc.replace_substring_regex(text, r"[eE].*$", "")
+    digits = pc.utf8_length(pc.utf8_trim(pc.replace_substring_regex(mantissa, "[^0-9]", ""), "0"))
+    error = pc.if_else(
+        pc.greater(digits, limit),
+        pc.binary_join_element_wise(
+            "value ",
+            text,
+            f" comes from a {name} column and has ",
+            digits.cast(pa.string()),
+            f" significant digits; a {name} keeps {limit} exactly, so the number written "
+            "into it is not known (values are never rounded): write the value column as "
+            "decimal or text",
+            "",
+        ),
+        "",
+    )
+    return text, error.fill_null("")
 
 
 def _json_text(value: Any) -> str:
@@ -186,7 +232,7 @@ def read_parquet(
             return
         n = record_batch.num_rows
         columns: dict[str, pa.Array] = {}
-        properties_error = None
+        properties_error = value_error = None
         for field, name in names.items():
             array = record_batch.column(name)
             kind = _value_type(array.type)
@@ -194,6 +240,8 @@ def read_parquet(
                 if pa.types.is_dictionary(array.type):
                     array = array.cast(kind)
                 columns[field], properties_error = _typed_properties(array)
+            elif field == "value" and pa.types.is_floating(kind):
+                columns[field], value_error = _float_values(array)
             else:
                 columns[field] = _as_text(array)
         numbers = line_numbers(row + 1, n)
@@ -207,5 +255,6 @@ def read_parquet(
                 is_json=False,
                 columns=columns,
                 properties_error=properties_error,
+                value_error=value_error,
             ),
         )

@@ -48,6 +48,8 @@ STAGING_SCHEMA = pa.schema(
         ("raw", pa.string()),
         ("parse_error", pa.string()),
         ("properties_error", pa.string()),
+        # Why a typed value cannot be read exactly (a Parquet double); '' otherwise.
+        ("value_error", pa.string()),
         ("event_id", pa.string()),
         ("customer_id", pa.string()),
         ("meter", pa.string()),
@@ -112,6 +114,7 @@ def staging_table(
     columns: dict[str, pa.Array] | None = None,
     csv_header: str = "",
     properties_error: pa.Array | None = None,
+    value_error: pa.Array | None = None,
 ) -> pa.Table:
     """A staging batch (STAGING_SCHEMA) of `len(lines)` rows of `source`, numbered from
     `first_seq`: `lines` are their physical line (or row) numbers; a text format gives
@@ -133,6 +136,7 @@ def staging_table(
             "properties_error": (
                 properties_error if properties_error is not None else _constant("", n)
             ),
+            "value_error": value_error if value_error is not None else _constant("", n),
             # `source` (the event's own) is staged as event_source, beside the file's.
             **{
                 ("event_source" if field == "source" else field): columns.get(field, empty_text)

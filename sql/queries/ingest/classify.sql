@@ -18,7 +18,8 @@
 --    no leap second. Stored in UTC; digits past milliseconds are dropped.
 --  * value: [+-]digits[.digits][e[+-]digits], |value| <= 10^12 with at most 9 decimal
 --    places once written out (trailing zeros do not count): neither is ever rounded, so
---    no period sum of Decimal(38, 9) can overflow. No value means 1.
+--    no period sum of Decimal(38, 9) can overflow. No value means 1. A value is read from
+--    its text, digit by digit: a bare JSON number too (never through a double).
 --  * a JSON line is an object whose keys are event fields, each at most once.
 CREATE TABLE {{classified}} ENGINE = Memory AS
 WITH
@@ -33,23 +34,34 @@ WITH
     toDecimal128(1000000000000, 9) AS max_abs_value,
     concat('; use RFC 3339 with an offset, e.g. 2026-10-01T12:00:00Z or ',
            '2026-10-01T12:00:00.123+02:00') AS ts_hint,
-    -- Why a value text is refused: 1 not a decimal number, 2 out of range (|value| <= 10^12),
-    -- 3 more than 9 decimal places once written out; 0 when it is accepted. From its parts
-    -- [sign, integer digits, fraction digits, exponent]: the significant digits without
-    -- leading and trailing zeros, and the power of ten of the last of them.
+    -- How a value text reads: (why it is refused, its number written plainly). Refused: 1 not
+    -- a decimal number, 2 out of range (|value| <= 10^12), 3 more than 9 decimal places
+    -- once written out; 0 when it is accepted. From its parts [sign, integer digits,
+    -- fraction digits, exponent]: the significant digits without leading and trailing zeros
+    -- (`digits`) and the power of ten of the last of them (`last`), so the number is
+    -- digits * 10^last exactly; an accepted one is written out as [-]digits[.digits] (at
+    -- most 22 digits), which the engine reads into Decimal(38, 9) exactly, whatever the
+    -- length of the text or its exponent (1 followed by 50 zeros, then e-50, is 1).
     (v -> arrayMap(g -> arrayMap(fraction -> arrayMap(lead -> arrayMap(digits -> arrayMap(last ->
-            multiIf(empty(g), 1,
-                    digits = '', 0,
-                    length(trim(LEADING '0' FROM replaceOne(replaceOne(g[4], '+', ''), '-', ''))) > 6,
-                        if(startsWith(g[4], '-'), 3, 2),
-                    NOT (length(digits) + last <= 12 OR (digits = '1' AND last = 12)), 2,
-                    last < -9, 3,
-                    0),
+            (multiIf(empty(g), 1,
+                     digits = '', 0,
+                     length(trim(LEADING '0' FROM replaceOne(replaceOne(g[4], '+', ''), '-', ''))) > 6,
+                         if(startsWith(g[4], '-'), 3, 2),
+                     NOT (length(digits) + last <= 12 OR (digits = '1' AND last = 12)), 2,
+                     last < -9, 3,
+                     0),
+             multiIf(empty(g) OR digits = '' OR last > 12 OR last < -9, '0',
+                     concat(if(g[1] = '-', '-', ''),
+                            multiIf(last >= 0, concat(digits, repeat('0', toUInt64(least(last, 12)))),
+                                    length(digits) + last > 0,
+                                        concat(substring(digits, 1, length(digits) + last), '.',
+                                               substring(digits, length(digits) + last + 1)),
+                                    concat('0.', repeat('0', toUInt64(least(-(length(digits) + last), 9))), digits))))),
             [toInt64OrZero(g[4]) - length(fraction) + (length(lead) - length(digits))])[1],
             [trim(TRAILING '0' FROM lead)])[1],
             [trim(LEADING '0' FROM concat(g[2], fraction))])[1],
             [trim(TRAILING '0' FROM g[3])])[1],
-            [extractGroups(v, '^([+-]?)([0-9]+)(?:\\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$')])[1]) AS value_problem,
+            [extractGroups(v, '^([+-]?)([0-9]+)(?:\\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$')])[1]) AS value_read,
     -- The characters an id may not hold: control, format (bidirectional, zero-width,
     -- byte-order mark), private-use, separators and every space but U+0020.
     '[\\p{C}\\p{Zl}\\p{Zp}\\x{00A0}\\x{1680}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}]' AS not_printable,
@@ -69,12 +81,42 @@ WITH
                           'starts or ends with a space')) AS id_problem,
     fields AS (
         SELECT
-            seq, source, source_line, is_json, csv_header != '' AS is_csv, raw, parse_error, properties_error,
+            seq, source, source_line, is_json, csv_header != '' AS is_csv, raw, parse_error, properties_error, value_error,
+            -- A bare JSON number reaches the engine's JSON functions through a double: 15 to
+            -- 17 significant digits, so 123456789012.123456789 would read 123456789012.12346,
+            -- 999999999999.999999999 as 10^12, 1e-400 as 0, event_id 1.0 as 1, and 1e400 not at
+            -- all. So every top-level number of a line that may hold such a one (a key followed
+            -- by a number with a fraction, an exponent, 16 or more digits, or a minus zero) is
+            -- taken from the line's text instead. The line is cut into JSON strings and what
+            -- lies between them (j_tokens); a top-level key is a string at bracket depth 1
+            -- followed by a colon, and the number after it is kept as written (j_numbers, one
+            -- per top-level key, '' for a value that is not a number). The JSON functions read
+            -- the line with those numbers written 0 (j_text): they check its shape, list its
+            -- keys in order and give the values that are not numbers. Other lines are read as
+            -- they are (their numbers are small integers, exact in a double).
+            is_json AND match(raw, '"[ \\t\\r]*:[ \\t\\r]*(-?[0-9]+[.eE]|-?[0-9]{16}|-0)') AS j_exact,
+            if(j_exact, extractAll(raw, '"(?:[^"\\\\]|\\\\.)*"|[^"]+'), []) AS j_tokens,
+            arraySum(arrayMap(t -> length(t), j_tokens)) = length(raw) AS j_tokens_whole,
+            arrayCumSum(arrayMap(t -> if(startsWith(t, '"'), 0, countMatches(t, '[{\\[]') - countMatches(t, '[}\\]]')),
+                                 j_tokens)) AS j_depth,
+            arrayMap((t, d, i) -> d = 1 AND startsWith(t, '"') AND match(j_tokens[i + 1], '^[ \\t\\r]*:'),
+                     j_tokens, j_depth, arrayEnumerate(j_tokens)) AS j_is_key,
+            arrayMap(i -> extract(j_tokens[i + 1], '^[ \\t\\r]*:[ \\t\\r]*(-?[0-9][0-9.eE+-]*)'),
+                     arrayFilter((i, k) -> k, arrayEnumerate(j_tokens), j_is_key)) AS j_numbers,
+            if(j_exact AND j_tokens_whole,
+               arrayStringConcat(arrayMap((t, after_key) -> if(after_key,
+                   replaceRegexpOne(t, '^([ \\t\\r]*:[ \\t\\r]*)-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][+-]?[0-9]+)?([ \\t\\r,}]|$)',
+                                    '\\10\\2'), t),
+                   j_tokens, arrayPushFront(arrayPopBack(j_is_key), 0))),
+               raw) AS j_text,
             -- A JSON line is parsed once: every key with its value as written; then each
             -- event field's value as written (NULL when absent), in the order of event_fields.
-            if(is_json, JSONExtractKeysAndValuesRaw(raw), []) AS j_kv,
+            if(is_json, JSONExtractKeysAndValuesRaw(j_text), []) AS j_kv,
             arrayMap(kv -> kv.1, j_kv) AS j_keys,
-            if(is_json, arrayMap(name -> if(has(j_keys, name), j_kv[indexOf(j_keys, name)].2, NULL), event_fields),
+            if(is_json, arrayMap(name -> if(has(j_keys, name),
+                                            if(notEmpty(j_numbers[indexOf(j_keys, name)]), j_numbers[indexOf(j_keys, name)],
+                                               j_kv[indexOf(j_keys, name)].2),
+                                            NULL), event_fields),
                CAST([], 'Array(Nullable(String))')) AS j_raw,
             -- A CSV line is split into cells (each followed by the comma appended here); a
             -- cell's text has its quotes removed and "" unescaped; an empty unquoted cell is NULL.
@@ -95,7 +137,7 @@ WITH
             indexOf([
                 parse_error != '',
                 (is_json OR is_csv) AND NOT isValidUTF8(raw),
-                is_json AND NOT (isValidJSON(raw) AND JSONType(raw) = 'Object'),
+                is_json AND NOT (isValidJSON(j_text) AND JSONType(j_text) = 'Object'),
                 is_json AND length(arrayDistinct(j_keys)) != length(j_keys),
                 is_json AND NOT hasAll(event_fields, j_keys),
                 is_csv AND NOT match(raw, '^("(?:[^"]|"")*"|[^,"]*)(,("(?:[^"]|"")*"|[^,"]*))*$'),
@@ -103,7 +145,10 @@ WITH
                 NOT is_json AND NOT is_csv
                     AND NOT (isValidUTF8(ifNull(meter, '')) AND isValidUTF8(ifNull(timestamp, ''))
                              AND isValidUTF8(ifNull(value, '')) AND isValidUTF8(ifNull(properties, ''))
-                             AND isValidUTF8(ifNull(event_source, '')))
+                             AND isValidUTF8(ifNull(event_source, ''))),
+                -- never on a JSON object (each of its keys is a string at depth 1 followed by
+                -- a colon): refused rather than read through a double
+                j_exact AND NOT (j_tokens_whole AND length(j_numbers) = length(j_kv))
             ], 1) AS row_code,
             -- In JSON an id is a string or an integer.
             is_json AND NOT (j_raw[1] IS NULL OR j_raw[1] = 'null' OR startsWith(j_raw[1], '"') OR match(j_raw[1], '^-?[0-9]+$')) AS id_type_bad,
@@ -142,9 +187,11 @@ WITH
             -- value: the common plain forms are read at once; others are checked digit by
             -- digit (only those rows: multiIf evaluates a branch for the rows that reach it).
             f_value IS NULL OR f_value = '' AS val_default,
-            multiIf(val_default OR match(f_value, '^-?[0-9]{1,12}(\\.[0-9]{1,9})?$'), 0,
-                    value_problem(f_value)) AS val_problem,
-            multiIf(val_default, toDecimal128(1, 9), val_problem = 0, toDecimal128OrNull(f_value, 9), NULL) AS val,
+            val_default OR match(f_value, '^-?[0-9]{1,12}(\\.[0-9]{1,9})?$') AS val_plain,
+            if(val_plain, (0, ''), value_read(f_value)) AS val_read,
+            val_read.1 AS val_problem,
+            multiIf(val_default, toDecimal128(1, 9), val_plain, toDecimal128OrNull(f_value, 9),
+                    val_problem = 0, toDecimal128OrNull(val_read.2, 9), NULL) AS val,
             ifNull(nullIf(f_properties, ''), '{}') AS props_json,
             isValidJSON(props_json) AND JSONType(props_json) = 'Object' AS props_is_object,
             arrayAll(kv -> startsWith(kv.2, '"'), JSONExtractKeysAndValuesRaw(props_json)) AS props_all_strings,
@@ -186,7 +233,7 @@ WITH
                 NOT has(meter_names, f_meter),
                 val_problem = 1,
                 val_problem = 2,
-                val_problem = 3 OR val IS NULL,
+                val_problem = 3 OR val IS NULL OR value_error != '',
                 val < 0 AND has(counter_meters, f_meter),
                 properties_error != '',
                 NOT props_is_object,
@@ -216,6 +263,7 @@ WITH
                 row_code = 6, 'the line is not valid CSV (a quote inside an unquoted field, or a quoted field not closed on its line)',
                 row_code = 7, concat('the line has ', toString(length(c_cells)), ' fields, the header has ',
                                        toString(length(c_names))),
+                row_code = 9, 'the numbers of the line could not be read from its text (a fault of meterline: please report it)',
                 concat('field ', arrayFilter(f -> NOT isValidUTF8(f.2),
                                              [('meter', ifNull(f_meter, '')), ('timestamp', ifNull(f_timestamp, '')),
                                               ('value', ifNull(f_value, '')), ('properties', ifNull(f_properties, '')),
@@ -255,8 +303,10 @@ WITH
                                        'decimal point and exponent: 12, -0.5, 1.5e3)'),
             defect_code = 18, concat('value ', f_value, ' is out of range: at most 1000000000000 (10^12) ',
                                        'in absolute value'),
-            defect_code = 19, concat('value ', f_value, ' has more than 9 decimal places; values are ',
-                                       'kept exactly to 9, never rounded: round it before sending'),
+            defect_code = 19, if(val_problem = 3 OR val IS NULL,
+                                 concat('value ', f_value, ' has more than 9 decimal places; values are ',
+                                        'kept exactly to 9, never rounded: round it before sending'),
+                                 value_error),
             defect_code = 20, concat('value ', f_value, ' is negative; meter ', f_meter,
                                        ' is a counter and only counts up'),
             defect_code = 21, properties_error,

@@ -12,6 +12,7 @@ CREATE TABLE {{staging}}
     raw              String,
     parse_error      String,
     properties_error String,
+    value_error      String,
     event_id         Nullable(String),
     customer_id      Nullable(String),
     meter            Nullable(String),
