@@ -121,14 +121,15 @@ class Stored:
         base = select(subs_t, Customer.external_id.label("customer_ext")).join(
             Customer, Customer.id == subs_t.c.customer_id
         )
-        for column, ids in (
-            (subs_t.c.external_id, sorted({r.subscription_id for _, r in rows})),
-            (Customer.external_id, sorted({r.customer_id for _, r in rows})),
-        ):
-            for part in bulk.in_chunks(session, ids):
-                for sub in session.execute(base.where(bulk.where_in(session, column, part))):
-                    stored.subscriptions[sub.external_id] = sub
-                    stored.customer_of[sub.external_id] = sub.customer_ext
+        # The subscriptions of the file's customers, then those of its subscriptions that
+        # belong to other customers (a reload finds them all in the first query).
+        stored._add(session, base, Customer.external_id, {r.customer_id for _, r in rows})
+        stored._add(
+            session,
+            base,
+            subs_t.c.external_id,
+            {r.subscription_id for _, r in rows} - set(stored.subscriptions),
+        )
         ids = [s.id for s in stored.subscriptions.values()]
         for part in bulk.in_chunks(session, ids):
             for d in session.execute(
@@ -142,6 +143,12 @@ class Stored:
                     )
                 )
         return stored
+
+    def _add(self, session: Session, query: Any, column: Any, ids: set[str]) -> None:
+        for part in bulk.in_chunks(session, sorted(ids)):
+            for sub in session.execute(query.where(bulk.where_in(session, column, part))):
+                self.subscriptions[sub.external_id] = sub
+                self.customer_of[sub.external_id] = sub.customer_ext
 
     def read_invoices(self, session: Session, ids: Iterable[int]) -> None:
         """Read the live invoices of these stored subscriptions (only the subscriptions a

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -675,3 +676,72 @@ def test_the_command_exits_2_with_every_bad_line(configured: Loader) -> None:
     assert out[2].startswith("  line 3: timezone: 'Factory' is not a place's timezone")
     assert "Traceback" not in result.output
     assert snapshot(configured.ledger) == []
+
+
+@pytest.mark.single_warehouse
+def test_a_plan_change_bills_each_event_once(
+    warehouse: Any, chdb_folder: Path, tmp_path: Path
+) -> None:
+    """The way rule 2 leaves to change plans, end to end: basic until Nov 16 (the first
+    day not billed), by_channel from then on. Each resolution is billed on exactly one of
+    the two invoices: 3 before Nov 16 on basic's, 4 after on by_channel's."""
+    from tests.scenarios.harness import World, day, resolutions
+    from tests.scenarios.harness import utc as at
+
+    class Row:
+        def __init__(self, **fields: Any) -> None:
+            self.fields = fields
+
+        def row(self) -> dict[str, Any]:
+            return self.fields
+
+    common = {
+        "customer_id": "switcher",
+        "name": "Switcher",
+        "currency": "USD",
+        "timezone": "UTC",
+        "billing_anchor_day": 1,
+        "discounts": [],
+    }
+    world = World(warehouse, chdb_folder, tmp_path / "world")
+    world.load_customers(
+        [
+            Row(
+                **common,
+                subscription_id="sub_basic",
+                plan="basic",
+                start="2026-11-01",
+                end="2026-11-16",
+            ),
+            Row(
+                **common,
+                subscription_id="sub_channel",
+                plan="by_channel",
+                start="2026-11-16",
+                end=None,
+            ),
+        ]  # type: ignore[list-item]
+    )
+    world.deliver(
+        [
+            *resolutions("switcher", "before", 3, "2026-11-10 08:00", channel="chat"),
+            *resolutions("switcher", "after", 4, "2026-11-20 08:00", channel="chat"),
+        ]
+    )
+    world.nightly(day("2026-11-10"), day("2026-11-20"))
+    world.close(at("2026-12-04 00:00"))
+    billed = {
+        (inv["period_start_local"], line["price_id"]): (
+            Decimal(line["quantity"]),
+            Decimal(line["amount"]),
+        )
+        for inv in world.invoices()
+        for line in inv["lines"]
+        if line["price_id"].startswith("resolution")
+    }
+    assert billed == {
+        ("2026-11-01", "resolution"): (3, Decimal("3.00")),
+        ("2026-11-16", "resolution_chat"): (4, Decimal("4.00")),
+        ("2026-11-16", "resolution_email"): (0, 0),
+        ("2026-11-16", "resolution_phone"): (0, 0),
+    }
