@@ -297,7 +297,11 @@ def overlap_problems(
     for customer, listed in spans.items():
         for i, a in enumerate(listed):
             for b in listed[i + 1 :]:
-                if not (a.line or b.line) or (common := a.overlap(b)) is None:
+                if (
+                    not (a.line or b.line)
+                    or a.subscription == b.subscription  # on two lines: reported as such
+                    or (common := a.overlap(b)) is None
+                ):
                     continue
                 shared = _shared_meters(catalog, a, b)
                 if not shared:

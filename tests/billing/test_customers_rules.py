@@ -143,6 +143,12 @@ def test_consecutive_subscriptions_are_accepted(loader: Loader) -> None:
     )
 
 
+def test_a_subscription_on_two_lines_is_one_problem(loader: Loader) -> None:
+    records = rows()
+    records.append({**records[0], "start": "2026-02-01"})
+    assert loader.refused(records) == ["line 4: subscription_id: sub_00001 already on line 1"]
+
+
 def test_prices_share_usage_only_on_the_same_meter_and_groups() -> None:
     seats = MeteredPrice("seat", "seats", {})
     advanced = MeteredPrice("seat_advanced", "seats", {"seat_type": "advanced"})
@@ -745,3 +751,16 @@ def test_a_plan_change_bills_each_event_once(
         ("2026-11-16", "resolution_email"): (0, 0),
         ("2026-11-16", "resolution_phone"): (0, 0),
     }
+
+
+def test_a_broken_csv_line_is_named(loader: Loader) -> None:
+    path = loader.tmp / "broken.csv"
+    path.write_text(
+        "customer_id,name,currency,timezone,subscription_id,plan,billing_anchor_day,start\n"
+        '"cus_1"x,Acme,USD,UTC,sub_1,standard,1,2026-01-01\n'
+    )
+    with loader.ledger.Session.begin() as session, pytest.raises(CustomersFileInvalid) as info:
+        billing.load_customers_file(session, path)
+    assert info.value.problems == [
+        "line 2: not valid CSV (',' expected after '\"'); nothing after it was read"
+    ]
