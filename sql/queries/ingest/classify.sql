@@ -62,6 +62,9 @@ WITH
             [trim(LEADING '0' FROM concat(g[2], fraction))])[1],
             [trim(TRAILING '0' FROM g[3])])[1],
             [extractGroups(v, '^([+-]?)([0-9]+)(?:\\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$')])[1]) AS value_read,
+    -- Nested objects and lists (one level, from the inside) written @, in a text whose
+    -- strings are all "".
+    (t -> if(match(t, '[\\[{]'), replaceRegexpAll(t, '\\{[^{}\\[\\]]*\\}|\\[[^{}\\[\\]]*\\]', '@'), t)) AS flat_nested,
     -- The characters an id may not hold: control, format (bidirectional, zero-width,
     -- byte-order mark), private-use, separators and every space but U+0020.
     '[\\p{C}\\p{Zl}\\p{Zp}\\x{00A0}\\x{1680}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}]' AS not_printable,
@@ -82,41 +85,43 @@ WITH
     fields AS (
         SELECT
             seq, source, source_line, is_json, csv_header != '' AS is_csv, raw, parse_error, properties_error, value_error,
-            -- A bare JSON number reaches the engine's JSON functions through a double: 15 to
-            -- 17 significant digits, so 123456789012.123456789 would read 123456789012.12346,
-            -- 999999999999.999999999 as 10^12, 1e-400 as 0, event_id 1.0 as 1, and 1e400 not at
-            -- all. So every top-level number of a line that may hold such a one (a key followed
-            -- by a number with a fraction, an exponent, 16 or more digits, or a minus zero) is
-            -- taken from the line's text instead. The line is cut into JSON strings and what
-            -- lies between them (j_tokens); a top-level key is a string at bracket depth 1
-            -- followed by a colon, and the number after it is kept as written (j_numbers, one
-            -- per top-level key, '' for a value that is not a number). The JSON functions read
-            -- the line with those numbers written 0 (j_text): they check its shape, list its
-            -- keys in order and give the values that are not numbers. Other lines are read as
-            -- they are (their numbers are small integers, exact in a double).
-            is_json AND match(raw, '"[ \\t\\r]*:[ \\t\\r]*(-?[0-9]+[.eE]|-?[0-9]{16}|-0)') AS j_exact,
-            if(j_exact, extractAll(raw, '"(?:[^"\\\\]|\\\\.)*"|[^"]+'), []) AS j_tokens,
-            arraySum(arrayMap(t -> length(t), j_tokens)) = length(raw) AS j_tokens_whole,
-            arrayCumSum(arrayMap(t -> if(startsWith(t, '"'), 0, countMatches(t, '[{\\[]') - countMatches(t, '[}\\]]')),
-                                 j_tokens)) AS j_depth,
-            arrayMap((t, d, i) -> d = 1 AND startsWith(t, '"') AND match(j_tokens[i + 1], '^[ \\t\\r]*:'),
-                     j_tokens, j_depth, arrayEnumerate(j_tokens)) AS j_is_key,
-            arrayMap(i -> extract(j_tokens[i + 1], '^[ \\t\\r]*:[ \\t\\r]*(-?[0-9][0-9.eE+-]*)'),
-                     arrayFilter((i, k) -> k, arrayEnumerate(j_tokens), j_is_key)) AS j_numbers,
-            if(j_exact AND j_tokens_whole,
-               arrayStringConcat(arrayMap((t, after_key) -> if(after_key,
-                   replaceRegexpOne(t, '^([ \\t\\r]*:[ \\t\\r]*)-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][+-]?[0-9]+)?([ \\t\\r,}]|$)',
-                                    '\\10\\2'), t),
-                   j_tokens, arrayPushFront(arrayPopBack(j_is_key), 0))),
-               raw) AS j_text,
             -- A JSON line is parsed once: every key with its value as written; then each
             -- event field's value as written (NULL when absent), in the order of event_fields.
-            if(is_json, JSONExtractKeysAndValuesRaw(j_text), []) AS j_kv,
+            -- But a bare number reaches the JSON functions through a double: 15 to 17
+            -- significant digits, so 123456789012.123456789 would read 123456789012.12346,
+            -- 999999999999.999999999 as 10^12, 1e-400 as 0, event_id 1.0 as 1, and 1e400 makes
+            -- them refuse the line. So a line that may hold such a number (a key followed by
+            -- a number with a fraction, an exponent, 16 or more digits, or a minus zero) has
+            -- its top-level numbers taken from its text (j_numbers: one per top-level member,
+            -- in order, '' for a value that is not a number). Other lines' numbers are small
+            -- integers, exact in a double.
+            if(is_json, JSONExtractKeysAndValuesRaw(raw), []) AS j_kv_read,
+            is_json AND match(raw, '"[ \\t\\r]*:[ \\t\\r]*(-?[0-9]+[.eE]|-?[0-9]{16}|-0)') AS j_exact,
+            -- The line with every string written "" (numbers and brackets stay as written),
+            -- its outer braces off and nested objects and lists written @: its members, one
+            -- per comma, each `"": value`.
+            if(j_exact, splitByChar(',', flat_nested(flat_nested(flat_nested(flat_nested(
+                replaceRegexpAll(replaceRegexpAll(raw, '"(?:[^"\\\\]|\\\\.)*"', '""'),
+                                 '^[ \\t\\r]*\\{|\\}[ \\t\\r]*$', '')))))), []) AS j_members,
+            arrayMap(m -> extract(m, '^[ \\t\\r]*""[ \\t\\r]*:[ \\t\\r]*(-?[0-9][0-9.eE+-]*)[ \\t\\r]*$'),
+                     j_members) AS j_numbers,
+            -- A number beyond a double (1e400) makes the JSON functions refuse the line: such a
+            -- line is read with the exponents of long-exponent numbers dropped (1e400 as 1;
+            -- a number is changed only between delimiters, so a line that is not JSON stays
+            -- so), its numbers' text still taken from j_numbers.
+            j_exact AND empty(j_kv_read) AS j_beyond_double,
+            if(j_beyond_double,
+               replaceRegexpAll(raw, '("(?:[^"\\\\]|\\\\.)*")|([ \\t\\r,:\\[])(-?[0-9.]+)[eE][+-]?[0-9]{3,}([ \\t\\r,}\\]])',
+                                '\\1\\2\\3\\4'),
+               raw) AS j_text,
+            if(j_beyond_double, JSONExtractKeysAndValuesRaw(j_text), j_kv_read) AS j_kv,
             arrayMap(kv -> kv.1, j_kv) AS j_keys,
-            if(is_json, arrayMap(name -> if(has(j_keys, name),
-                                            if(notEmpty(j_numbers[indexOf(j_keys, name)]), j_numbers[indexOf(j_keys, name)],
-                                               j_kv[indexOf(j_keys, name)].2),
-                                            NULL), event_fields),
+            if(is_json, if(j_exact,
+                           arrayMap(name -> if(has(j_keys, name),
+                                               if(notEmpty(j_numbers[indexOf(j_keys, name)]), j_numbers[indexOf(j_keys, name)],
+                                                  j_kv[indexOf(j_keys, name)].2),
+                                               NULL), event_fields),
+                           arrayMap(name -> if(has(j_keys, name), j_kv[indexOf(j_keys, name)].2, NULL), event_fields)),
                CAST([], 'Array(Nullable(String))')) AS j_raw,
             -- A CSV line is split into cells (each followed by the comma appended here); a
             -- cell's text has its quotes removed and "" unescaped; an empty unquoted cell is NULL.
@@ -137,7 +142,9 @@ WITH
             indexOf([
                 parse_error != '',
                 (is_json OR is_csv) AND NOT isValidUTF8(raw),
-                is_json AND NOT (isValidJSON(j_text) AND JSONType(j_text) = 'Object'),
+                -- (an object with members is what the JSON functions list: only a line they
+                -- list nothing of is checked again)
+                is_json AND empty(j_kv) AND NOT (isValidJSON(j_text) AND JSONType(j_text) = 'Object'),
                 is_json AND length(arrayDistinct(j_keys)) != length(j_keys),
                 is_json AND NOT hasAll(event_fields, j_keys),
                 is_csv AND NOT match(raw, '^("(?:[^"]|"")*"|[^,"]*)(,("(?:[^"]|"")*"|[^,"]*))*$'),
@@ -146,9 +153,9 @@ WITH
                     AND NOT (isValidUTF8(ifNull(meter, '')) AND isValidUTF8(ifNull(timestamp, ''))
                              AND isValidUTF8(ifNull(value, '')) AND isValidUTF8(ifNull(properties, ''))
                              AND isValidUTF8(ifNull(event_source, ''))),
-                -- never on a JSON object (each of its keys is a string at depth 1 followed by
-                -- a colon): refused rather than read through a double
-                j_exact AND NOT (j_tokens_whole AND length(j_numbers) = length(j_kv))
+                -- members nested deeper than flat_nested reaches hold commas: the line is
+                -- refused rather than read through a double
+                j_exact AND length(j_numbers) != length(j_kv)
             ], 1) AS row_code,
             -- In JSON an id is a string or an integer.
             is_json AND NOT (j_raw[1] IS NULL OR j_raw[1] = 'null' OR startsWith(j_raw[1], '"') OR match(j_raw[1], '^-?[0-9]+$')) AS id_type_bad,
@@ -263,7 +270,8 @@ WITH
                 row_code = 6, 'the line is not valid CSV (a quote inside an unquoted field, or a quoted field not closed on its line)',
                 row_code = 7, concat('the line has ', toString(length(c_cells)), ' fields, the header has ',
                                        toString(length(c_names))),
-                row_code = 9, 'the numbers of the line could not be read from its text (a fault of meterline: please report it)',
+                row_code = 9, concat('the line nests objects or lists more than 5 deep beside a number that is ',
+                                     'read from its text; write its numbers as strings, or send a flatter line'),
                 concat('field ', arrayFilter(f -> NOT isValidUTF8(f.2),
                                              [('meter', ifNull(f_meter, '')), ('timestamp', ifNull(f_timestamp, '')),
                                               ('value', ifNull(f_value, '')), ('properties', ifNull(f_properties, '')),
