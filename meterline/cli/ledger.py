@@ -30,15 +30,26 @@ from meterline.output import (
     print_table,
 )
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([dhms]?)\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,12})\s*([dhms]?)\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds", "": "hours"}
+# The longest grace period: METERLINE_FINALIZE_GRACE_HOURS's upper bound (a leap year).
+MAX_GRACE = timedelta(hours=8_784)
 
 
 def _duration(value: str) -> timedelta:
+    """A grace period such as 72h or 3d (hours when no unit), at most MAX_GRACE."""
     match = _DURATION.match(value)
     if not match:
-        raise click.BadParameter(f"{value!r}: use a number with d, h, m or s (e.g. 72h, 3d)")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        raise click.BadParameter(
+            f"{value!r}: use a number with d, h, m or s (e.g. 72h, 3d)", param_hint="'--grace'"
+        )
+    grace = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if grace > MAX_GRACE:
+        raise click.BadParameter(
+            f"{value!r} is longer than {MAX_GRACE.days} days (8784h), the longest grace period",
+            param_hint="'--grace'",
+        )
+    return grace
 
 
 def _echo_json(data: Any) -> None:
@@ -253,7 +264,8 @@ def _decimal_text(value: Any, show: Any) -> str:
 )
 @click.option(
     "--grace",
-    help="Wait after period end (e.g. 72h, 3d); default METERLINE_FINALIZE_GRACE_HOURS, as close.",
+    help="Wait after period end (e.g. 72h, 3d; at most 8784h); default"
+    " METERLINE_FINALIZE_GRACE_HOURS, as close.",
 )
 def invoices_finalize(
     invoice_ids: tuple[int, ...], due: bool, as_of: datetime, grace: str | None

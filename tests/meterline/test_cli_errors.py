@@ -302,6 +302,10 @@ def test_a_bad_value_of_a_typed_parameter_is_refused(
         ["statement", "--customer", "c", "--period", "oct", "--out", "x.html"],
         ["invoices", "finalize", "1", "--as-of", "2026-04-05T00:00:00"],
         ["invoices", "finalize", "1", "--as-of", AS_OF, "--grace", "forever"],
+        # A grace beyond METERLINE_FINALIZE_GRACE_HOURS's range overflowed the date (exit 5).
+        ["invoices", "finalize", "--due", "--as-of", AS_OF, "--grace", "999999999h"],
+        ["invoices", "finalize", "--due", "--as-of", AS_OF, "--grace", "99999999999999999999d"],
+        ["invoices", "finalize", "--due", "--as-of", AS_OF, "--grace", "8785h"],
         ["invoices", "finalize", "--as-of", AS_OF],
         ["backfill", "--from", "2026-10-02", "--to", "2026-10-01"],
         ["quote", "--price", "{not json", "--quantity", "1"],

@@ -21,6 +21,7 @@ from meterline.output import (
     format_minor,
     format_money,
     format_quantity,
+    plain_numbers,
 )
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ def _explain_result(doc: Explanation) -> list[str]:
     cur = doc.line.currency
     out = [
         f"related   line {rel.id} {rel.kind} {rel.price_id}:"
-        f" {format_minor(rel.amount_minor, cur)} ({rel.description})"
+        f" {format_minor(rel.amount_minor, cur)} ({plain_numbers(rel.description)})"
         for rel in doc.related_lines
     ]
     rec, diff = doc.recomputed, doc.difference
@@ -303,7 +304,7 @@ def _explain_events(out: Console, doc: Explanation) -> None:
             lines.append(f"    ingested {_when(e.ingested_at)} from {e.source}")
     if doc.sample_events:
         lines.append("sample events: " + ", ".join(e.event_id for e in doc.sample_events))
-    lines += [f"note: {note}" for note in doc.notes]
+    lines += [f"note: {plain_numbers(note)}" for note in doc.notes]
     for line in lines:
         for part in folded(line, width):
             out.print(part, markup=False, highlight=False, soft_wrap=True)
