@@ -5,7 +5,8 @@ invoice and finalize it. Late usage of finalized periods becomes adjustment line
 the next open invoice. Re-running posts nothing new. Last, reconcile the months the close
 could touch: the run fails on unacknowledged findings of the severity it fails on
 (METERLINE_RECONCILE_FAIL_ON, errors by default), which includes a period close could
-not bill.
+not bill; and it fails when close held back a period holding a day whose events changed
+since that day was rolled up (the message names the days and the command to run).
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ Triggered by the `usage_rollup` asset. "As of" time: the rollup's data interval 
 (carried in the asset event), or `as_of` in the run's conf for a manual run; never the
 clock. Closes due periods and posts adjustments for late usage (a period that cannot be
 billed, e.g. its plan has no price in its currency, is left unbilled and reported; the
-others are billed), then reconciles every month whose invoices the close could still
-change (raw events, rollup, re-rated and posted lines, invoice totals, unattributed
-usage, periods due without an invoice). The run fails, without retrying, on findings of
-severity error (money differs) that nobody acknowledged; warnings (usage billed to no
-one) pass unless METERLINE_RECONCILE_FAIL_ON=warning.
+others are billed; a period with a day whose events changed since it was rolled up is
+neither posted nor finalized, and fails the run after reconcile, naming the days and the
+`meterline rollup --day D` / `meterline backfill` to run), then reconciles every month
+whose invoices the close could still change (raw events, rollup, re-rated and posted
+lines, invoice totals, unattributed usage, periods due without an invoice). The run
+fails, without retrying, on findings of severity error (money differs) that nobody
+acknowledged; warnings (usage billed to no one) pass unless
+METERLINE_RECONCILE_FAIL_ON=warning.
 
 By hand: `meterline close --as-of 2026-11-04T00:00:00Z` (or `--period 2026-10`), then
 `meterline audit reconcile --as-of 2026-11-04T00:00:00Z`; a known finding:
@@ -87,6 +91,7 @@ def billing_close() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from meterline.audit.reconcile import failure_message, reconcile_after_close
+        from meterline.jobs.close import not_rolled_up_message
 
         moment = datetime.fromisoformat(as_of)
         with schema_checked():
@@ -99,6 +104,10 @@ def billing_close() -> None:
         if not all(r.ok for r in reports):
             # Not a transient failure: retrying cannot make the books balance.
             raise AirflowFailException(failure_message(reports, moment))
+        held = not_rolled_up_message(closed)
+        if held:
+            # A rollup must run first: retrying this run alone reads the same stale days.
+            raise AirflowFailException(held)
         return summary
 
     as_of = resolve_as_of()

@@ -4,14 +4,17 @@ A day is built beside the live table (a staging table with its structure) from
 `usage_events FINAL`, then swapped in with one `REPLACE PARTITION`, so a crash leaves
 the old or the new state of the day, never a half (DESIGN.md invariant 3). Re-running a
 day gives the same rows. Each build records what it read in `rollup_state`; a day whose
-events changed since (late events: watermark on `ingested_at`) is dirty. See
-docs/rollups.md for the table design.
+events changed since (late events: watermark on `ingested_at`) is dirty. A nightly run
+finds its dirty days by a scan (`plan_scan`, `scan_dirty_days`, `record_scan`) of the
+late-event lookback plus every day the ingests since the previous scan wrote, however
+old (the ingest journal's event timestamps). See docs/rollups.md for the table design.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -27,6 +30,11 @@ _PLAIN = (Aggregation.SUM, Aggregation.COUNT, Aggregation.MAX)
 _INSERT_THREADS = 2
 # The first day rollups can exist for: the lower bound of a dirty_days scan by default.
 _EPOCH = date(1970, 1, 1)
+# An ingest's journal entry is read by a scan that starts at least this long after it was
+# written: a run committing while the previous scan read the journal (or whose entry had
+# not reached the replica it read) is read again. Re-reading a run costs one more look at
+# its days, never a wrong result.
+SCAN_MARGIN = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -209,3 +217,117 @@ def dirty_days(
         },
     )
     return [row[0] for row in rows]
+
+
+DayRange = tuple[date, date]
+
+
+def merge_ranges(ranges: Iterable[DayRange]) -> tuple[DayRange, ...]:
+    """Inclusive day ranges merged where they overlap or touch, oldest first; a range
+    whose end is before its start is dropped."""
+    merged: list[list[date]] = []
+    for first, last in sorted(r for r in ranges if r[0] <= r[1]):
+        if merged and first <= merged[-1][1] + timedelta(days=1):
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return tuple((first, last) for first, last in merged)
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """The days a nightly rollup's dirty-day scan reads (`ranges`, inclusive, merged,
+    oldest first, none after `up_to`), and what it hands to the next scan: `scanned_at`
+    (the warehouse's clock before the journal was read: the next scan reads the ingests
+    journaled since, minus SCAN_MARGIN) and `carried` (days after `up_to` those ingests
+    wrote, for a later scan to cover). `first` is True when no scan was ever recorded:
+    the scan then covers every day up to `up_to` once."""
+
+    scanned_at: datetime
+    up_to: date
+    lookback_from: date
+    ranges: tuple[DayRange, ...]
+    carried: DayRange | None
+    first: bool
+
+    @property
+    def days(self) -> int:
+        """How many days the scan covers."""
+        return sum((last - first).days + 1 for first, last in self.ranges)
+
+
+def plan_scan(warehouse: Warehouse, *, up_to: date, lookback_from: date) -> ScanPlan:
+    """What a nightly run's dirty-day scan must read: the lookback days
+    [lookback_from, up_to] (late events of the normal delivery), plus every event day
+    of the ingests committed or rolled back since the previous scan (ingest_runs: the
+    range of their accepted events' timestamps), however old: `ingest --as-of` history
+    or a day older than the lookback is then rebuilt by the next nightly run, and the
+    scan still reads only the days something was written to. Days after `up_to` are
+    carried to a later scan. Before the first recorded scan, every day up to `up_to`.
+    Reads the journal; writes nothing (record_scan does, after the rebuilds)."""
+    ((now, scans, previous, carried_from, carried_to),) = warehouse.query_rows(
+        query("rollup/scan_cursor")
+    )
+    first = int(scans) == 0
+    journal_since = datetime(1970, 1, 1, tzinfo=UTC) if first else previous - SCAN_MARGIN
+    touched: list[DayRange] = [
+        (first_day, last_day)
+        for _run, first_day, last_day in warehouse.query_rows(
+            query("rollup/changed_by_ingests"), {"since": journal_since}
+        )
+    ]
+    if not first and carried_to > _EPOCH:
+        touched.append((carried_from, carried_to))
+    wanted = [(_EPOCH if first else lookback_from, up_to)]
+    later: list[DayRange] = []
+    for first_day, last_day in touched:
+        wanted.append((first_day, min(last_day, up_to)))
+        if last_day > up_to:
+            later.append((max(first_day, up_to + timedelta(days=1)), last_day))
+    carry = (min(r[0] for r in later), max(r[1] for r in later)) if later else None
+    return ScanPlan(now, up_to, lookback_from, merge_ranges(wanted), carry, first)
+
+
+def scan_dirty_days(
+    warehouse: Warehouse, plan: ScanPlan, catalog: MeterCatalog | None = None
+) -> list[date]:
+    """dirty_days over each range of the plan, oldest first. With `catalog`, the lookback
+    days built with other meter definitions are dirty too; older days only when their
+    events changed (rebuilding history for a catalog change is a backfill decision)."""
+    found: set[date] = set()
+    lookback = plan.lookback_from
+    for first, last in plan.ranges:
+        if first < lookback:
+            older_last = min(last, lookback - timedelta(days=1))
+            found.update(dirty_days(warehouse, up_to=older_last, since=first))
+            first = lookback
+        if first <= last:
+            found.update(dirty_days(warehouse, up_to=last, since=first, catalog=catalog))
+    return sorted(found)
+
+
+def record_scan(warehouse: Warehouse, plan: ScanPlan, *, day: date, dirty: int) -> None:
+    """Record a completed scan (every dirty day it found rebuilt): the cursor of the next."""
+    carried = plan.carried or (_EPOCH, _EPOCH)
+    warehouse.command(
+        query("rollup/record_scan"),
+        {
+            "scanned_at": plan.scanned_at,
+            "day": day,
+            "since": plan.ranges[0][0] if plan.ranges else plan.up_to,
+            "up_to": plan.up_to,
+            "carried_from": carried[0],
+            "carried_to": carried[1],
+            "dirty_days": dirty,
+        },
+    )
+
+
+def earliest_event_ingested_after(warehouse: Warehouse, after: datetime) -> datetime | None:
+    """The earliest event timestamp of the committed ingests with an ingest time after
+    `after` (the ingest journal): how old the events a reader that saw everything
+    ingested up to `after` has not seen may be. None when no such ingest wrote events."""
+    ((earliest, runs),) = warehouse.query_rows(
+        query("rollup/earliest_event_ingested_after"), {"after": after}
+    )
+    return earliest if int(runs) else None

@@ -10,7 +10,7 @@ import click
 from billing.periods import iso_utc
 from billing.views import month_bounds
 from meterline.cli.options import AS_OF_HELP, Month, Timestamp
-from meterline.jobs.close import CloseReport, close_periods
+from meterline.jobs.close import CloseReport, NotRolledUp, close_periods
 from meterline.output import json_text
 from meterline.settings import settings
 
@@ -25,8 +25,10 @@ def close(as_of: datetime | None, period: str | None, as_json: bool) -> None:
     """Close due billing periods: rate, post, finalize; adjust late usage.
 
     Exit code 1 when some subscription period could not be billed (listed with the
-    reason: no price for its plan or currency, an amount beyond the ledger's limits);
-    every other period is billed."""
+    reason: no price for its plan or currency, an amount beyond the ledger's limits),
+    or holds a day whose events changed since it was rolled up (listed with the days and
+    the `meterline rollup` / `backfill` command to run; nothing of it is posted or
+    finalized until then); every other period is billed."""
     if (as_of is None) == (period is None):
         raise click.UsageError("give exactly one of --as-of or --period")
     if period:
@@ -43,15 +45,39 @@ def close(as_of: datetime | None, period: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+# Periods listed per group of stale days in the text; --json lists them all.
+SHOWN_PER_GROUP = 20
+
+
 def render_close(report: CloseReport) -> list[str]:
-    """The close report as text: one summary line, then one line per subscription that
-    could not be billed, with what is missing."""
+    """The close report as text: one summary line, then the periods held back for days
+    not rolled up (per group of days: the command to run, then the periods), then one
+    line per subscription that could not be billed, with what is missing."""
     out = [
         f"as of {report.as_of.isoformat()}: closed {report.periods_closed:,} periods, "
         f"{report.lines_created:,} new lines ({report.lines_unchanged:,} unchanged), "
         f"finalized {len(report.invoices_finalized):,} invoices; "
         f"{report.adjustment_lines:,} adjustment lines for late usage"
     ]
+    held = report.not_rolled_up
+    if held:
+        out.append(
+            f"NOT closed: {len(held):,} period(s) of {len({h.subscription for h in held}):,}"
+            " subscription(s) hold days whose events changed since they were rolled up;"
+            " nothing was posted, finalized or adjusted for them. Roll the days up, then"
+            " close again:"
+        )
+        groups: dict[tuple[str, ...], list[NotRolledUp]] = {}
+        for h in held:
+            groups.setdefault(tuple(d.isoformat() for d in h.days), []).append(h)
+        for days, items in groups.items():
+            out.append(f"  days {', '.join(days)}: run `{items[0].command}`")
+            for h in items[:SHOWN_PER_GROUP]:
+                start, end = iso_utc(h.period[0])[:10], iso_utc(h.period[1])[:10]
+                what = "late usage not adjusted" if h.what == "adjustment" else "not invoiced"
+                out.append(f"    {h.subscription} ({h.customer}): period {start}..{end} {what}")
+            if len(items) > SHOWN_PER_GROUP:
+                out.append(f"    ... and {len(items) - SHOWN_PER_GROUP:,} more (--json lists all)")
     failed = report.not_billed
     if failed:
         periods = sum(len(f.periods) for f in failed)

@@ -1,6 +1,9 @@
 """Closing billing periods, the billing_close DAG's task (`meterline close` by hand):
 
   due      the periods due as of a moment (due.py)
+  held     the due periods with a day whose events changed since its rollup was built
+           (never rolled up, or rolled up before its last ingest): not rated, posted,
+           finalized or adjusted; reported with the days and the command to run
   rate     quantities + the ledger's price book -> rated lines (rate.py)
   post     the rated periods -> the ledger, under one rating run (post.py)
   late     finalized periods with late usage: re-rated, adjusted (late.py)
@@ -13,8 +16,8 @@ Time is the `as_of` the caller passes (the rollup's data interval end), never no
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,9 +29,10 @@ from pydantic import (
     computed_field,
     field_serializer,
 )
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.models import Subscription, SubscriptionDiscount
+from billing.models import RatingRun, Subscription, SubscriptionDiscount
 from billing.periods import Period, iso_utc
 from billing.pricebook import PriceBook, discount
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
@@ -61,6 +65,7 @@ from meterline.jobs.watermarks import (
 )
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
+from meters.rollup import earliest_event_ingested_after
 from meters.warehouse.base import Warehouse
 from rating import Discount, Money, PriceSpec, RoundingMode
 from rating.money import ROUNDING
@@ -76,6 +81,7 @@ __all__ = [
     "Due",  # meterline.jobs.due
     "LateWindow",  # meterline.jobs.watermarks
     "NotBilled",
+    "NotRolledUp",
     "PeriodRating",  # meterline.jobs.rate
     "Rater",  # billing.pricebook.PriceBook (meterline.jobs.rate.read_pricebook)
     "Watermark",  # meterline.jobs.watermarks
@@ -85,6 +91,7 @@ __all__ = [
     "events_watermark",  # meterline.jobs.watermarks
     "inputs_hash",  # meterline.jobs.rate
     "late_events",  # meterline.jobs.watermarks
+    "not_rolled_up_message",
     "rate_periods",  # meterline.jobs.rate.rate_periods(pricebook, due, quantities)
     "rollup_watermark",  # meterline.jobs.watermarks
     "run_watermarks",  # meterline.jobs.watermarks
@@ -108,12 +115,39 @@ class NotBilled(BaseModel):
     periods: tuple[tuple[UtcTime, UtcTime], ...]
 
 
+def rollup_command(days: Sequence[date]) -> str:
+    """The command that rebuilds `days` (sorted): `meterline rollup --day D` for one day,
+    `meterline backfill --from FIRST --to LAST` for several."""
+    if len(days) == 1:
+        return f"meterline rollup --day {days[0].isoformat()}"
+    return f"meterline backfill --from {days[0].isoformat()} --to {days[-1].isoformat()}"
+
+
+class NotRolledUp(BaseModel):
+    """A due period close did not bill (`what`: invoice; nothing posted, its draft if
+    any left open) or whose late usage it did not adjust (`what`: adjustment), because
+    the UTC `days` of it hold events their rollup has not read: never rolled up, or
+    rolled up before their last ingest (meters.rollup.dirty_days). An invoice is never
+    finalized from a rollup that misses days (DESIGN.md invariant 10). `command` rebuilds
+    them; the next close then bills the period."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subscription: str
+    customer: str
+    what: Literal["invoice", "adjustment"]
+    period: tuple[UtcTime, UtcTime]
+    days: tuple[date, ...]
+    command: str
+
+
 class CloseReport(BaseModel):
     """What a close did. `ok`: every due period was billed and every late usage adjusted
-    (the command exits 1 otherwise). `invoices_finalized` holds the ids (JSON: their
-    count); `watermark` is what the rating run saw of the warehouse (JSON:
-    events_ingested_up_to and stale_days, UTC instants). Printed as JSON through
-    meterline.output.json_text."""
+    (the command exits 1 otherwise). `not_rolled_up` holds the periods held back for
+    days whose rollup is stale, `not_billed` those that cannot be billed.
+    `invoices_finalized` holds the ids (JSON: their count); `watermark` is what the
+    rating run saw of the warehouse (JSON: events_ingested_up_to and stale_days, UTC
+    instants). Printed as JSON through meterline.output.json_text."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -127,11 +161,12 @@ class CloseReport(BaseModel):
     rating_run_id: int | None
     watermark: InstanceOf[Watermark] | None
     not_billed: tuple[NotBilled, ...]
+    not_rolled_up: tuple[NotRolledUp, ...] = ()
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
-        return not self.not_billed
+        return not self.not_billed and not self.not_rolled_up
 
     @field_serializer("invoices_finalized")
     def _count(self, ids: tuple[int, ...]) -> int:
@@ -156,8 +191,13 @@ class CloseReport(BaseModel):
 
 def close_periods(as_of: datetime, *, config: Settings | None = None) -> CloseReport:
     """Close every period that ended the grace period (METERLINE_FINALIZE_GRACE_HOURS)
-    before `as_of`; then adjust recent finalized periods whose usage changed (events
-    their rating run did not see, within the settings' late_lookback).
+    before `as_of`; then adjust finalized periods whose usage changed (events their
+    rating run did not see): those that ended within the settings' late_lookback, and
+    older ones holding events of the ingests since the previous close (_late_since).
+
+    A period with a UTC day whose events changed since its rollup was built (or that was
+    never rolled up) is neither rated, posted, finalized nor adjusted: it is reported in
+    `not_rolled_up` with the days and the command that rebuilds them.
 
     A period that cannot be billed (its plan or currency has no price, a quantity or
     amount no rating or ledger column can take) is reported in `not_billed` with the
@@ -175,7 +215,7 @@ def close_periods(as_of: datetime, *, config: Settings | None = None) -> CloseRe
 def _close(
     session: Session, warehouse: Warehouse, meters: MeterCatalog, as_of: datetime, config: Settings
 ) -> CloseReport:
-    due = due_periods(session, as_of, config)
+    due = due_periods(session, as_of, config, late_since=_late_since(session, warehouse))
     late = periods_with_late_usage(session, warehouse, due.finalized)
     periods = [d.period for d in (*due.open, *late)]
     seen = None
@@ -184,34 +224,41 @@ def _close(
         # then at worst called late, never called seen.
         first, last = min(p.start for p in periods), max(p.end for p in periods)
         seen = rollup_watermark(warehouse, first.date(), last.date())
+    stale = set(seen.stale) if seen is not None else set()
+    held = {d: days for d in (*due.open, *late) if (days := _stale_days(d.period, stale))}
+    to_bill = [d for d in due.open if d not in held]
+    to_adjust = [d for d in late if d not in held]
     pricebook = read_pricebook(session, meters)
     ratings = rate_with_pricebook(
-        pricebook, [*due.open, *late], WarehouseQuantities(warehouse, meters)
+        pricebook, [*to_bill, *to_adjust], WarehouseQuantities(warehouse, meters)
     )
-    billing = {d: ratings[d] for d in due.open}
+    billing = {d: ratings[d] for d in to_bill}
     check_limits(billing)
     run_id = None
-    if seen is not None:
+    if seen is not None and ratings:
         run_id = record_run(
             session,
             at=as_of,
-            periods=periods,
+            periods=[d.period for d in ratings],
             ratings=ratings.values(),
             seen=seen,
             note="billing close",
         )
     posted = post_periods(session, billing, run_id)
-    adjusted = post_late_adjustments(session, {d: ratings[d] for d in late}, run_id)
+    adjusted = post_late_adjustments(session, {d: ratings[d] for d in to_adjust}, run_id)
+    open_periods = set(due.open)
+    # A draft whose period waits for the rollup stays open, like one that failed.
+    keep_open = [*posted.failed, *(d for d in held if d in open_periods)]
     finalized = finalize_periods(
-        session, as_of, timedelta(hours=config.finalize_grace_hours), list(posted.failed)
+        session, as_of, timedelta(hours=config.finalize_grace_hours), keep_open
     )
     return CloseReport(
         as_of=as_of,
-        periods_closed=len(due.open) - len(posted.failed),
+        periods_closed=len(to_bill) - len(posted.failed),
         lines_created=posted.result.created + posted.result.replaced,
         lines_unchanged=posted.result.unchanged,
         invoices_finalized=tuple(finalized),
-        periods_checked_for_late_usage=len(late),
+        periods_checked_for_late_usage=len(to_adjust),
         adjustment_lines=adjusted.lines,
         rating_run_id=run_id,
         watermark=seen,
@@ -222,7 +269,63 @@ def _close(
                 for d, reason in adjusted.failed.items()
             ]
         ),
+        not_rolled_up=tuple(
+            NotRolledUp(
+                subscription=d.subscription.external_id,
+                customer=d.customer,
+                what="invoice" if d in open_periods else "adjustment",
+                period=(d.period.start, d.period.end),
+                days=tuple(days),
+                command=rollup_command(days),
+            )
+            for d, days in sorted(
+                held.items(), key=lambda kv: (kv[0].subscription.external_id, kv[0].period)
+            )
+        ),
     )
+
+
+def not_rolled_up_message(report: Mapping[str, Any]) -> str | None:
+    """One line for a close report's JSON (`CloseReport.to_json`, what the billing_close
+    DAG's close task returns) whose `not_rolled_up` is not empty: how many periods wait
+    for which days, and the commands to run; None when every period could be read."""
+    held = report.get("not_rolled_up") or []
+    if not held:
+        return None
+    commands = sorted({str(h["command"]) for h in held})
+    days = sorted({str(d) for h in held for d in h["days"]})
+    subs = len({h["subscription"] for h in held})
+    return (
+        f"{len(held)} period(s) of {subs} subscription(s) were not closed: days"
+        f" {', '.join(days[:5])}{' ...' if len(days) > 5 else ''} hold events their rollup"
+        f" has not read; run {'; '.join(f'`{c}`' for c in commands[:3])}"
+        f"{' ...' if len(commands) > 3 else ''}, then close again"
+    )
+
+
+def _stale_days(period: Period, stale: set[date]) -> list[date]:
+    """The UTC days of `period` [start, end) among `stale`, sorted."""
+    first = period.start.astimezone(UTC).date()
+    last = (period.end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    return sorted(day for day in stale if first <= day <= last)
+
+
+def _late_since(session: Session, warehouse: Warehouse) -> datetime | None:
+    """The earliest event time of the ingests the previous billing close may not have
+    seen (ingested after its watermark's earliest instant, less a day for an ingest
+    still running when it read the warehouse): finalized periods ending after it are
+    checked for late usage, however long ago they ended. None when no ingest since."""
+    previous = session.scalar(
+        select(RatingRun.id)
+        .where(RatingRun.note == "billing close")
+        .order_by(RatingRun.id.desc())
+        .limit(1)
+    )
+    after = EPOCH
+    if previous is not None:
+        mark = run_watermarks(session, [previous])[previous]
+        after = max(EPOCH, mark.earliest() - timedelta(days=1))
+    return earliest_event_ingested_after(warehouse, after)
 
 
 def _not_billed(failed: Iterable[tuple[Due, str, bool]]) -> tuple[NotBilled, ...]:

@@ -33,9 +33,10 @@ class Due:
 @dataclass(frozen=True)
 class DuePeriods:
     """`open`: due periods without a finalized invoice (to rate, post and finalize);
-    `finalized`: finalized due periods, with the time of finalization, that ended within
-    the late-usage lookback (Settings.late_lookback: the maximum event age plus 2 days)
-    before `as_of` (to check for late usage)."""
+    `finalized`: finalized due periods, with the time of finalization, to check for late
+    usage: those that ended within the late-usage lookback (Settings.late_lookback: the
+    maximum event age plus 2 days) before `as_of`, or after `late_since` (the earliest
+    event of the ingests since the previous close: a backfill of older history)."""
 
     open: list[Due]
     finalized: list[tuple[Due, datetime]]
@@ -53,11 +54,16 @@ def billable_periods(sub: Subscription, as_of: datetime, config: Settings) -> It
             yield period
 
 
-def due_periods(session: Session, as_of: datetime, config: Settings) -> DuePeriods:
+def due_periods(
+    session: Session, as_of: datetime, config: Settings, *, late_since: datetime | None = None
+) -> DuePeriods:
     """Every subscription's billable periods as of `as_of`, split by whether the period's
-    live (not void) invoice is finalized."""
+    live (not void) invoice is finalized. Finalized periods are kept (to check for late
+    usage) when they ended after `as_of` less the late lookback, or after `late_since`."""
     finalized_at = _finalized(session)
-    lookback = config.late_lookback
+    check_from = as_of - config.late_lookback
+    if late_since is not None:
+        check_from = min(check_from, late_since)
     out = DuePeriods([], [])
     subs = session.execute(
         select(Subscription, Customer.external_id)
@@ -71,7 +77,7 @@ def due_periods(session: Session, as_of: datetime, config: Settings) -> DuePerio
                 out.open.append(Due(sub, customer, period))
                 continue
             done = finalized_at[key]
-            if period.end >= as_of - lookback and done is not None:
+            if period.end >= check_from and done is not None:
                 out.finalized.append((Due(sub, customer, period), done))
     return out
 

@@ -15,7 +15,13 @@ from typing import Any
 from meterline.connections import meter_catalog, open_warehouse
 from meterline.settings import Settings, settings
 from meters.ingest.journal import repair
-from meters.rollup import RollupResult, dirty_days, rebuild_day
+from meters.rollup import (
+    RollupResult,
+    plan_scan,
+    rebuild_day,
+    record_scan,
+    scan_dirty_days,
+)
 
 
 @dataclass
@@ -24,6 +30,8 @@ class RollupReport:
     rebuilt: list[dict[str, Any]] = field(default_factory=list)
     # Ingests whose process died before they committed, rolled back before the build.
     rolled_back_ingests: list[str] = field(default_factory=list)
+    # The day ranges [first, last] the scan for changed days read (none without `late`).
+    scanned: list[tuple[date, date]] = field(default_factory=list)
 
     @property
     def late_days(self) -> list[str]:
@@ -35,6 +43,7 @@ class RollupReport:
             "rebuilt": self.rebuilt,
             "late_days": self.late_days,
             "rolled_back_ingests": self.rolled_back_ingests,
+            "scanned": [[first.isoformat(), last.isoformat()] for first, last in self.scanned],
         }
 
 
@@ -52,7 +61,11 @@ def rollup_day(
     late: bool = True,
     on_progress: Callable[[int, int | None], None] | None = None,
 ) -> RollupReport:
-    """Rebuild `day`'s rollup; with `late`, then every earlier day that got late events.
+    """Rebuild `day`'s rollup; with `late`, then every earlier day whose events changed
+    since its last build, however old: the days of the late-event lookback
+    (Settings.late_lookback) and every day an ingest committed or rolled back since the
+    previous scan wrote (meters.rollup.plan_scan: a history ingested with `--as-of`, a
+    day older than the lookback). The scan is recorded once every day it found is rebuilt.
 
     `on_progress(days_rebuilt, days_to_rebuild)` is called after each day (the total is
     None until the late days are known), e.g. with a meterline.output.progress tracker."""
@@ -67,16 +80,16 @@ def rollup_day(
         report.rebuilt.append(_result(rebuild_day(warehouse, catalog, day)))
         tick(1, None if late else 1)
         if late:
-            earlier_days = dirty_days(
-                warehouse,
-                up_to=day - timedelta(days=1),
-                since=day - config.late_lookback,
-                catalog=catalog,
+            plan = plan_scan(
+                warehouse, up_to=day - timedelta(days=1), lookback_from=day - config.late_lookback
             )
+            report.scanned = list(plan.ranges)
+            earlier_days = scan_dirty_days(warehouse, plan, catalog)
             tick(1, 1 + len(earlier_days))
             for earlier in earlier_days:
                 report.rebuilt.append(_result(rebuild_day(warehouse, catalog, earlier)))
                 tick(len(report.rebuilt), 1 + len(earlier_days))
+            record_scan(warehouse, plan, day=day, dirty=len(earlier_days))
     return report
 
 

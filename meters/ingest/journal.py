@@ -8,6 +8,10 @@ recorded in `ingest_runs` (sql/migrations/0003_ingest_runs.sql):
   (refreshed, with a heartbeat, before each batch's inserts);
 - `committed` after every batch is stored, verified against what it reports, and logged.
 
+The range of a run's accepted event timestamps (`min_ts`, `max_ts`) also tells the
+nightly rollup which days a committed or rolled-back run changed, however old
+(meters.rollup.plan_scan), and a close how old the events it has not seen may be.
+
 A run that stays `started` after its process died (SIGKILL, a lost machine) is rolled
 back by the next ingest or rollup: its rows are deleted from the four tables, its
 scratch tables dropped, and it is marked `rolled_back`. Its files were never reported

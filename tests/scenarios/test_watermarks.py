@@ -130,10 +130,11 @@ def test_history_ingested_today_and_closed_earlier_has_no_late_events(
 
 
 @pytest.mark.single_warehouse
-def test_a_stale_rollup_day_makes_its_later_events_late(ledger_world: World) -> None:
+def test_a_stale_rollup_day_holds_its_period_until_the_rollup(ledger_world: World) -> None:
     """A close that reads a day whose rollup missed events records that day's own
-    watermark: the events it did not see are late, and the next close (after the
-    rollup) adjusts them, although they were ingested before the first close."""
+    watermark and bills nothing of a period holding it (nothing is finalized from a
+    rollup that misses days): the period is reported with the day; after the rollup,
+    the next close bills every event."""
     world = ledger_world
     load(world, [Sub("c_stale", "basic", start="2026-11-01")])
     world.deliver(resolutions("c_stale", "r-", 5, "2026-11-10 10:00", channel="chat"))
@@ -148,26 +149,29 @@ def test_a_stale_rollup_day_makes_its_later_events_late(ledger_world: World) -> 
     assert report.watermark is not None
     assert report.watermark.events == utc("2026-12-02 00:30")
     assert report.watermark.stale == {utc("2026-11-10 00:00").date(): utc("2026-11-11 00:30")}
-    (usage,) = [ln for ln in lines_of(world) if ln["price_id"] == "resolution"]
-    assert Decimal(usage["quantity"]) == 5
-    doc = explain_line(usage["id"], config=world.config)
-    assert (doc.status, doc.late_events.count) == ("drift", 2)
+    assert not report.ok and report.invoices_finalized == ()
+    assert [(h.subscription, h.days) for h in report.not_rolled_up] == [
+        ("sub_c_stale", (utc("2026-11-10 00:00").date(),))
+    ]
+    assert lines_of(world) == []
 
     world.rollup(utc("2026-11-10 00:00").date())
     again = world.close(utc("2026-12-05 00:00"))
-    assert again.adjustment_lines == 1
+    assert again.ok and again.adjustment_lines == 0
+    (usage,) = [ln for ln in lines_of(world) if ln["price_id"] == "resolution"]
+    assert (Decimal(usage["quantity"]), usage["amount"]) == (7, "7.00")
     doc = explain_line(usage["id"], config=world.config)
-    assert (doc.status, doc.late_events.count) == ("adjusted", 2)
+    assert (doc.status, doc.late_events.count) == ("agrees", 0)
 
 
 @pytest.mark.single_warehouse
-def test_events_ingested_with_the_builds_own_clock_after_it_are_late(
+def test_events_ingested_with_the_builds_own_clock_after_it_hold_the_period(
     ledger_world: World,
 ) -> None:
     """A delivery stamped with the same ingest time as the one a day's rollup was built
     from, but stored after the build: the watermark cannot tell its events from those the
-    build read, so the close counts none of that day's events as seen; the next close,
-    after the rollup, bills the difference."""
+    build read (the day's mark is the epoch), so the close bills nothing of the period;
+    after the rollup, the next close bills all 7 events."""
     world = ledger_world
     load(world, [Sub("c_clock", "basic", start="2026-11-01")])
     world.deliver(resolutions("c_clock", "r-", 5, "2026-11-10 10:00", channel="chat"))
@@ -181,10 +185,10 @@ def test_events_ingested_with_the_builds_own_clock_after_it_are_late(
     report = world.close(AS_OF)
     assert report.watermark is not None
     assert report.watermark.stale == {utc("2026-11-10 00:00").date(): utc("1970-01-01 00:00")}
-    (usage,) = [ln for ln in lines_of(world) if ln["price_id"] == "resolution"]
-    doc = explain_line(usage["id"], config=world.config)
-    assert (Decimal(usage["quantity"]), doc.status) == (5, "drift")
-    assert doc.late_events.count == 7  # none of the day's events can be told seen
+    assert [h.command for h in report.not_rolled_up] == ["meterline rollup --day 2026-11-10"]
+    assert lines_of(world) == []
     world.rollup(utc("2026-11-10 00:00").date())
-    assert world.close(utc("2026-12-05 00:00")).adjustment_lines == 1
-    assert explain_line(usage["id"], config=world.config).status == "adjusted"
+    assert world.close(utc("2026-12-05 00:00")).ok
+    (usage,) = [ln for ln in lines_of(world) if ln["price_id"] == "resolution"]
+    assert (Decimal(usage["quantity"]), usage["amount"]) == (7, "7.00")
+    assert explain_line(usage["id"], config=world.config).status == "agrees"

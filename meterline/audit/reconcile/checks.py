@@ -229,7 +229,15 @@ def _stale_hint(dirty: Sequence[date], start: datetime, end: datetime) -> str:
     days = [d for d in dirty if start.date() <= d <= end.date()]
     if days:
         listed = ", ".join(d.isoformat() for d in days[:5]) + (" ..." if len(days) > 5 else "")
-        return f" (rollup stale: days {listed} received events since they were rolled up)"
+        run = (
+            f"meterline rollup --day {days[0].isoformat()}"
+            if len(days) == 1
+            else f"meterline backfill --from {days[0].isoformat()} --to {days[-1].isoformat()}"
+        )
+        return (
+            f" (rollup stale: days {listed} received events since they were rolled up;"
+            f" run `{run}`)"
+        )
     return " (no day is dirty: the rollup rows do not match the events they were built from)"
 
 
