@@ -13,16 +13,11 @@ that a file is refused once with all of them (billing.customers.load):
    filter lets both count) would each bill the same events. Such a pair is refused; a
    customer changing plans ends one subscription on the day the next starts. Flat fees
    (prices without a meter) never overlap.
-3. **Finalized terms stay** (`terms_problems`): the rule the catalog applies to past
-   prices (billing/catalog/edit_rule.py) applied to a subscription's terms. Close, late
-   usage corrections and the audit re-rate a finalized period with the subscription's
-   terms as the ledger holds them, so the terms that priced a finalized invoice never
-   change in place: its plan, currency, billing anchor day, timezone and start date
-   (currency, anchor, timezone and start neither once it has any live invoice: they move
-   its periods), and the discounts that applied to a finalized period. Its end date may
-   move as long as every finalized invoice's period stays exactly what it was: ending a
-   subscription after its last finalized period is the way to change its terms (then a
-   new subscription starts where it ends).
+3. **Finalized terms stay** (billing/customers/terms.py): the rule the catalog applies
+   to past prices (billing/catalog/edit_rule.py), for a subscription's terms: the terms
+   that priced a finalized invoice never change in place; ending a subscription after
+   its last finalized period, then a new subscription from that day, is the way to
+   change them.
 """
 
 from __future__ import annotations
@@ -30,8 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from decimal import Decimal
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Table, select
@@ -41,8 +35,20 @@ from billing import bulk
 from billing.customers.errors import Problem
 from billing.customers.rows import CustomerRow, DiscountIdentity, discount_identity
 from billing.models import Customer, Invoice, Plan, PriceVersion, Subscription, SubscriptionDiscount
-from billing.periods import Period, Terms, iter_periods, local_midnight, zone
-from rating import Discount
+from billing.periods import Period
+
+# The terms that price every period of a subscription: (file field, ledger column).
+PRICING = (
+    ("plan", "plan_id"),
+    ("currency", "currency"),
+    ("billing_anchor_day", "billing_anchor_day"),
+    ("timezone", "timezone"),
+    ("start", "start_date"),
+)
+# Every term a row gives its subscription.
+TERMS = (*PRICING, ("end", "end_date"))
+# Of those, the terms that place its periods: fixed once it has any live invoice.
+PLACING = frozenset({"currency", "billing_anchor_day", "timezone", "start"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +184,7 @@ class Stored:
             if old is None:
                 continue
             if (
-                any(getattr(old, column) != getattr(row, name) for name, column in _TERMS)
+                any(getattr(old, column) != getattr(row, name) for name, column in TERMS)
                 or self.customer_of[row.subscription_id] != row.customer_id
                 or not same_discounts(row, self.discounts.get(old.id, []))
             ):
@@ -255,7 +261,7 @@ class _Span:
         return f"line {self.line}" if self.line else "in the ledger"
 
 
-def _days(start: date, end: date | None) -> str:
+def days_text(start: date, end: date | None) -> str:
     return f"{start} to {end}" if end is not None else f"{start}, open-ended"
 
 
@@ -338,228 +344,9 @@ def _overlap(
         row.line,
         "start" if starts_later else "end",
         f"subscription {row.subscription} overlaps subscription {other.subscription} of"
-        f" customer {customer} ({other.where()}: {_days(other.start, other.end)}) from"
-        f" {_days(*common)}, and both plans ({row.plan}, {other.plan}) price the usage of"
+        f" customer {customer} ({other.where()}: {days_text(other.start, other.end)}) from"
+        f" {days_text(*common)}, and both plans ({row.plan}, {other.plan}) price the usage of"
         f" meter{'s' if len(meters) > 1 else ''} {', '.join(meters)}:"
         " usage is billed by customer and meter, so both would bill the same events;"
         f" {fix}",
     )
-
-
-# The terms that price every period of a subscription: (file field, ledger column).
-_PRICING = (
-    ("plan", "plan_id"),
-    ("currency", "currency"),
-    ("billing_anchor_day", "billing_anchor_day"),
-    ("timezone", "timezone"),
-    ("start", "start_date"),
-)
-# Every term a row gives its subscription.
-_TERMS = (*_PRICING, ("end", "end_date"))
-# Of those, the terms that place its periods: fixed once it has any live invoice.
-_PLACING = frozenset({"currency", "billing_anchor_day", "timezone", "start"})
-
-
-def terms_problems(rows: Iterable[tuple[int, CustomerRow]], stored: Stored) -> list[Problem]:
-    """What each row would change of the terms that priced its subscription's invoices
-    (module docstring, rule 3), and a subscription moving to another customer."""
-    problems: list[Problem] = []
-    for number, row in rows:
-        old = stored.subscriptions.get(row.subscription_id)
-        if old is None:
-            continue
-        ext = row.subscription_id
-        if stored.customer_of[ext] != row.customer_id:
-            problems.append(
-                Problem(
-                    number,
-                    "customer_id",
-                    f"subscription {ext} belongs to customer {stored.customer_of[ext]}; a"
-                    " subscription never moves to another customer: give the new one its own"
-                    " subscription_id",
-                )
-            )
-        invoices = stored.invoices.get(old.id, [])
-        if not invoices:
-            continue
-        finalized = [i for i in invoices if i.status == "finalized"]
-        old_terms = Terms(old.billing_anchor_day, old.timezone, old.start_date, old.end_date)
-        # The finalized invoices of its own periods (not carriers of corrections only).
-        own = [i for i in finalized if _overlapping(old_terms, i.period) == [i.period]]
-        changed = False
-        for name, column in _PRICING:
-            before, after = getattr(old, column), getattr(row, name)
-            if before == after:
-                continue
-            changed = True
-            if finalized:
-                problems.append(_frozen(number, ext, name, before, after, finalized[-1], own, old))
-            elif name in _PLACING:
-                problems.append(_frozen(number, ext, name, before, after, invoices[-1], own, old))
-        if changed or not finalized:
-            continue
-        if row.end != old.end_date:
-            problem = _end_problem(number, ext, old_terms, row.end, finalized, own)
-            if problem is not None:
-                problems.append(problem)
-        if not same_discounts(row, stored.discounts.get(old.id, [])):
-            wanted = [d.identity() for d in row.discounts]
-            problem = _discount_problem(
-                number, ext, old, stored.discounts.get(old.id, []), wanted, own
-            )
-            if problem is not None:
-                problems.append(problem)
-    return problems
-
-
-def _local(period: Period, tz: str) -> str:
-    local = zone(tz)
-    return f"{period.start.astimezone(local).date()} to {period.end.astimezone(local).date()}"
-
-
-def _last_end(own: Sequence[StoredInvoice], tz: str) -> date | None:
-    if not own:
-        return None
-    return max(i.period.end for i in own).astimezone(zone(tz)).date()
-
-
-def _frozen(
-    number: int,
-    ext: str,
-    name: str,
-    before: Any,
-    after: Any,
-    invoice: StoredInvoice,
-    own: Sequence[StoredInvoice],
-    old: Any,
-) -> Problem:
-    last = _last_end(own, old.timezone)
-    end = f"{last} or later" if last is not None else "after its last invoiced period"
-    return Problem(
-        number,
-        name,
-        f"subscription {ext} has {invoice.status} invoice {invoice.id}"
-        f" ({_local(invoice.period, old.timezone)}) billed with {name} {_shown(before)};"
-        f" the terms that priced an invoice never change in place ({name} cannot become"
-        f" {_shown(after)}): keep it, end the subscription (end: {end}) and add a new"
-        " subscription with the new terms starting on that day",
-    )
-
-
-def _shown(value: Any) -> str:
-    return str(value) if isinstance(value, (int, date)) else repr(value)
-
-
-def _overlapping(terms: Terms, period: Period) -> list[Period]:
-    """The subscription's periods under `terms` that share an instant with `period`."""
-    # A period is at most 31 days long: one that starts 40 days before `period` ends
-    # before it.
-    after = period.start - timedelta(days=40)
-    found: list[Period] = []
-    for candidate in iter_periods(terms, after=after):
-        if candidate.start >= period.end:
-            break
-        if candidate.end > period.start:
-            found.append(candidate)
-    return found
-
-
-def _end_problem(
-    number: int,
-    ext: str,
-    old: Terms,
-    end: date | None,
-    finalized: Sequence[StoredInvoice],
-    own: Sequence[StoredInvoice],
-) -> Problem | None:
-    """Why moving the end to `end` changes a finalized invoice's period (None if none
-    changes): each must stay a period of the subscription, or stay outside its periods
-    (an invoice after the end carrying corrections)."""
-    new = Terms(old.billing_anchor_day, old.timezone, old.start_date, end)
-    shown = str(end) if end is not None else "none (open-ended)"
-    for invoice in finalized:
-        before = _overlapping(old, invoice.period)
-        if _overlapping(new, invoice.period) == before:
-            continue
-        span = _local(invoice.period, old.timezone)
-        if before:
-            last = _last_end(own, old.timezone)
-            return Problem(
-                number,
-                "end",
-                f"subscription {ext} has finalized invoice {invoice.id} ({span}); an end of"
-                f" {shown} would change that period: the end can move to {last} or later"
-                " (the end of its last finalized period), never into a finalized period",
-            )
-        return Problem(
-            number,
-            "end",
-            f"subscription {ext} ended on {old.end_date}, and finalized invoice {invoice.id}"
-            f" ({span}) carries corrections after its end; an end of {shown} would make that"
-            " a billed period: keep the end, or add a new subscription for the new days",
-        )
-    return None
-
-
-def _applying(
-    identities: Iterable[DiscountIdentity], currency: str, tz: str, period: Period
-) -> list[DiscountIdentity]:
-    """The discounts that apply to `period`: valid at its end (rating.Discount's rule,
-    each date at local midnight in the subscription's timezone), in a stable order."""
-    out: list[DiscountIdentity] = []
-    for identity in identities:
-        price, percent, amount, valid_from, valid_to = identity
-        rated = Discount(
-            price_id=price,
-            percent_off=None if percent is None else Decimal(percent),
-            amount_off=None if amount is None else Decimal(amount),
-            currency=currency if amount is not None else None,
-            valid_from=local_midnight(valid_from, tz),
-            valid_to=local_midnight(valid_to, tz) if valid_to is not None else None,
-        )
-        if rated.valid_for_period(period.start, period.end):
-            out.append(identity)
-    return sorted(out, key=repr)
-
-
-def _effects(discounts: Sequence[DiscountIdentity]) -> list[tuple[Any, ...]]:
-    """What the discounts do to a period they apply to: price and amount, not validity
-    (ending a discount after a period leaves what it did to that period as it was)."""
-    return sorted((d[:3] for d in discounts), key=repr)
-
-
-def _discount_problem(
-    number: int,
-    ext: str,
-    old: Any,
-    before: Sequence[DiscountIdentity],
-    after: Sequence[DiscountIdentity],
-    own: Sequence[StoredInvoice],
-) -> Problem | None:
-    """Why the new discounts change what a finalized period was charged (None if they
-    change no finalized period)."""
-    for invoice in own:
-        was = _applying(before, old.currency, old.timezone, invoice.period)
-        now = _applying(after, old.currency, old.timezone, invoice.period)
-        if _effects(was) == _effects(now):
-            continue
-        gone = ", ".join(_discount_text(d) for d in was if d[:3] not in _effects(now))
-        new = ", ".join(_discount_text(d) for d in now if d[:3] not in _effects(was))
-        change = " and ".join([f"removes {gone}"] * bool(gone) + [f"adds {new}"] * bool(new))
-        last = _last_end(own, old.timezone)
-        return Problem(
-            number,
-            "discounts",
-            f"subscription {ext}: this file {change or 'changes the discounts'} for finalized"
-            f" invoice {invoice.id} ({_local(invoice.period, old.timezone)}); a discount that"
-            " priced a finalized invoice never changes in place: keep it (with valid_to"
-            f" {last} or later it still applies to every finalized period) and give a change"
-            f" its own discount with valid_from {last} or later",
-        )
-    return None
-
-
-def _discount_text(identity: DiscountIdentity) -> str:
-    price, percent, amount, valid_from, valid_to = identity
-    off = f"{percent}% off" if percent is not None else f"{amount} off"
-    return f"{off} {price} ({_days(valid_from, valid_to)})"

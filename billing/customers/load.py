@@ -24,11 +24,11 @@ from billing.customers.checks import (
     overlap_problems,
     priced_problems,
     same_discounts,
-    terms_problems,
 )
 from billing.customers.errors import CustomersFileInvalid, Problem
 from billing.customers.read import FileFormat, read_file
 from billing.customers.rows import CustomerRow
+from billing.customers.terms import terms_problems
 from billing.models import Customer, Subscription, SubscriptionDiscount
 
 
