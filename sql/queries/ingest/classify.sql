@@ -64,7 +64,7 @@ WITH
             [extractGroups(v, '^([+-]?)([0-9]+)(?:\\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$')])[1]) AS value_read,
     -- Nested objects and lists (one level, from the inside) written @, in a text whose
     -- strings are all "".
-    (t -> if(match(t, '[\\[{]'), replaceRegexpAll(t, '\\{[^{}\\[\\]]*\\}|\\[[^{}\\[\\]]*\\]', '@'), t)) AS flat_nested,
+    (t -> replaceRegexpAll(t, '\\{[^{}\\[\\]]*\\}|\\[[^{}\\[\\]]*\\]', '@')) AS flat_nested,
     -- The characters an id may not hold: control, format (bidirectional, zero-width,
     -- byte-order mark), private-use, separators and every space but U+0020.
     '[\\p{C}\\p{Zl}\\p{Zp}\\x{00A0}\\x{1680}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}]' AS not_printable,
@@ -99,10 +99,11 @@ WITH
             is_json AND match(raw, '"[ \\t\\r]*:[ \\t\\r]*(-?[0-9]+[.eE]|-?[0-9]{16}|-0)') AS j_exact,
             -- The line with every string written "" (numbers and brackets stay as written),
             -- its outer braces off and nested objects and lists written @: its members, one
-            -- per comma, each `"": value`.
-            if(j_exact, splitByChar(',', flat_nested(flat_nested(flat_nested(flat_nested(
-                replaceRegexpAll(replaceRegexpAll(raw, '"(?:[^"\\\\]|\\\\.)*"', '""'),
-                                 '^[ \\t\\r]*\\{|\\}[ \\t\\r]*$', '')))))), []) AS j_members,
+            -- per comma, each `"": value` (no branch of an `if` here: the engine would
+            -- evaluate each nested step again for every use of it).
+            splitByChar(',', flat_nested(flat_nested(flat_nested(flat_nested(
+                replaceRegexpAll(replaceRegexpAll(if(j_exact, raw, ''), '"(?:[^"\\\\]|\\\\.)*"', '""'),
+                                 '^[ \\t\\r]*\\{|\\}[ \\t\\r]*$', '')))))) AS j_members,
             arrayMap(m -> extract(m, '^[ \\t\\r]*""[ \\t\\r]*:[ \\t\\r]*(-?[0-9][0-9.eE+-]*)[ \\t\\r]*$'),
                      j_members) AS j_numbers,
             -- A number beyond a double (1e400) makes the JSON functions refuse the line: such a
@@ -116,12 +117,9 @@ WITH
                raw) AS j_text,
             if(j_beyond_double, JSONExtractKeysAndValuesRaw(j_text), j_kv_read) AS j_kv,
             arrayMap(kv -> kv.1, j_kv) AS j_keys,
-            if(is_json, if(j_exact,
-                           arrayMap(name -> if(has(j_keys, name),
-                                               if(notEmpty(j_numbers[indexOf(j_keys, name)]), j_numbers[indexOf(j_keys, name)],
-                                                  j_kv[indexOf(j_keys, name)].2),
-                                               NULL), event_fields),
-                           arrayMap(name -> if(has(j_keys, name), j_kv[indexOf(j_keys, name)].2, NULL), event_fields)),
+            -- each member's value as written: its number's text, or what the JSON functions give
+            arrayMap((kv, number) -> if(number = '', kv.2, number), j_kv, arrayResize(j_numbers, length(j_kv), '')) AS j_values,
+            if(is_json, arrayMap(name -> if(has(j_keys, name), j_values[indexOf(j_keys, name)], NULL), event_fields),
                CAST([], 'Array(Nullable(String))')) AS j_raw,
             -- A CSV line is split into cells (each followed by the comma appended here); a
             -- cell's text has its quotes removed and "" unescaped; an empty unquoted cell is NULL.
@@ -155,7 +153,7 @@ WITH
                              AND isValidUTF8(ifNull(event_source, ''))),
                 -- members nested deeper than flat_nested reaches hold commas: the line is
                 -- refused rather than read through a double
-                j_exact AND length(j_numbers) != length(j_kv)
+                j_exact AND length(j_members) != length(j_kv)
             ], 1) AS row_code,
             -- In JSON an id is a string or an integer.
             is_json AND NOT (j_raw[1] IS NULL OR j_raw[1] = 'null' OR startsWith(j_raw[1], '"') OR match(j_raw[1], '^-?[0-9]+$')) AS id_type_bad,
