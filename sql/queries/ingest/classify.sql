@@ -104,8 +104,8 @@ WITH
             if(j_exact, splitByChar(',', flat_nested(flat_nested(flat_nested(flat_nested(
                 replaceRegexpAll(replaceRegexpAll(raw, '"(?:[^"\\\\]|\\\\.)*"', '""'),
                                  '^[ \\t\\r]*\\{|\\}[ \\t\\r]*$', '')))))), ['']) AS j_members,
-            arrayMap(m -> extract(m, '^[ \\t\\r]*""[ \\t\\r]*:[ \\t\\r]*(-?[0-9][0-9.eE+-]*)[ \\t\\r]*$'),
-                     j_members) AS j_numbers,
+            if(j_exact, arrayMap(m -> extract(m, '^[ \\t\\r]*""[ \\t\\r]*:[ \\t\\r]*(-?[0-9][0-9.eE+-]*)[ \\t\\r]*$'),
+                                 j_members), ['']) AS j_numbers,
             -- A number beyond a double (1e400) makes the JSON functions refuse the line: such a
             -- line is read with the exponents of long-exponent numbers dropped (1e400 as 1;
             -- a number is changed only between delimiters, so a line that is not JSON stays
