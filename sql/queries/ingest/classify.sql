@@ -85,9 +85,9 @@ WITH
     fields AS (
         SELECT
             seq, source, source_line, is_json, csv_header != '' AS is_csv, raw, parse_error, properties_error, value_error,
-            -- A JSON line is parsed once: every key with its value as written; then each
-            -- event field's value as written (NULL when absent), in the order of event_fields.
-            -- But a bare number reaches the JSON functions through a double: 15 to 17
+            -- A JSON line is parsed once (twice with a number beyond a double, below): every
+            -- key with its value as written; then each event field's value as written (NULL
+            -- when absent), in the order of event_fields. But a bare number reaches the JSON functions through a double: 15 to 17
             -- significant digits, so 123456789012.123456789 would read 123456789012.12346,
             -- 999999999999.999999999 as 10^12, 1e-400 as 0, event_id 1.0 as 1, and 1e400 makes
             -- them refuse the line. So a line that may hold such a number (a key followed by
