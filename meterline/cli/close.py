@@ -19,7 +19,12 @@ from meterline.settings import settings
 @click.option(
     "--as-of", "as_of", type=Timestamp(), help=f"Close periods due at this time: {AS_OF_HELP}."
 )
-@click.option("--period", type=Month(), help="Close as of that month's end plus the grace period.")
+@click.option(
+    "--period",
+    type=Month(),
+    help="Close as of the time every period ending in that month is due, in any timezone: "
+    "the month's end (UTC) + 12 h (the latest local midnight, UTC-12) + the grace period.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def close(as_of: datetime | None, period: str | None, as_json: bool) -> None:
     """Close due billing periods: rate, post, finalize; adjust late usage.
@@ -32,8 +37,7 @@ def close(as_of: datetime | None, period: str | None, as_json: bool) -> None:
     if (as_of is None) == (period is None):
         raise click.UsageError("give exactly one of --as-of or --period")
     if period:
-        month_end = datetime.combine(month_bounds(period)[1], time(0), tzinfo=UTC)
-        as_of = month_end + timedelta(hours=settings().finalize_grace_hours)
+        as_of = period_due(period, settings().finalize_grace_hours)
     assert as_of is not None
     report = close_periods(as_of)
     if as_json:
@@ -43,6 +47,20 @@ def close(as_of: datetime | None, period: str | None, as_json: bool) -> None:
             click.echo(line)
     if not report.ok:
         sys.exit(1)
+
+
+# A period ends at local midnight; the last local midnight of a month is in the
+# westernmost zone, UTC-12 (tz database: Etc/GMT+12), 12 hours after the UTC one.
+LATEST_MIDNIGHT_AFTER_UTC = timedelta(hours=12)
+
+
+def period_due(month: str, grace_hours: int) -> datetime:
+    """The instant (UTC) by which every billing period that ends in `month` (YYYY-MM),
+    in its subscription's timezone, has ended the grace period: `close --period`'s as-of.
+    Found by the new-user trial: the month's UTC end + grace left an America/Los_Angeles
+    customer's period unclosed, silently."""
+    month_end = datetime.combine(month_bounds(month)[1], time(0), tzinfo=UTC)
+    return month_end + LATEST_MIDNIGHT_AFTER_UTC + timedelta(hours=grace_hours)
 
 
 # Periods listed per group of stale days in the text; --json lists them all.

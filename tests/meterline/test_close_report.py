@@ -5,7 +5,7 @@ and the text the command prints is read from the same model."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from meterline.cli.close import render_close
 from meterline.jobs.close import CloseReport, NotBilled, NotRolledUp, not_rolled_up_message
@@ -121,3 +121,22 @@ def test_the_dag_message_names_the_days_and_the_commands() -> None:
         " `meterline rollup --day 2026-11-10`, then close again"
     )
     assert not_rolled_up_message(report(not_rolled_up=()).to_json()) is None
+
+
+def test_close_period_waits_for_every_timezone_end_of_month() -> None:
+    """`close --period 2026-11` closes as of the moment the last local midnight of the
+    month (in any zone of the tz database) is `grace` hours past: the America/Los_Angeles
+    November period (ends 2026-12-01T08:00Z) was left unclosed by the UTC month end."""
+    from zoneinfo import ZoneInfo, available_timezones
+
+    from meterline.cli.close import period_due
+
+    due = period_due("2026-11", 72)
+    ends = {
+        zone: datetime(2026, 12, 1, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+        for zone in available_timezones()
+    }
+    latest = max(ends.values())
+    assert latest == datetime(2026, 12, 1, 12, tzinfo=UTC)  # Etc/GMT+12
+    assert due == latest + timedelta(hours=72)
+    assert ends["America/Los_Angeles"] + timedelta(hours=72) <= due
