@@ -32,34 +32,21 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.models import RatingRun, Subscription, SubscriptionDiscount
+from billing.models import RatingRun
 from billing.periods import Period, iso_utc
-from billing.pricebook import PriceBook, discount
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
-from meterline.jobs.due import Due, billable_periods, due_periods
+from meterline.jobs.due import Due, due_periods
 from meterline.jobs.late import periods_with_late_usage, post_late_adjustments
 from meterline.jobs.post import (
-    CODE_VERSION,
     check_limits,
     finalize_periods,
     post_periods,
     record_run,
 )
-from meterline.jobs.rate import (
-    RATING_ERRORS,
-    PeriodRating,
-    WarehouseQuantities,
-    inputs_hash,
-    read_pricebook,
-)
-from meterline.jobs.rate import rate_periods as rate_with_pricebook
+from meterline.jobs.rate import WarehouseQuantities, rate_periods, read_pricebook
 from meterline.jobs.watermarks import (
     EPOCH,
-    LateWindow,
     Watermark,
-    as_utc,
-    events_watermark,
-    late_events,
     rollup_watermark,
     run_watermarks,
 )
@@ -67,35 +54,8 @@ from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
 from meters.rollup import earliest_event_ingested_after
 from meters.warehouse.base import Warehouse
-from rating import Discount, Money, PriceSpec, RoundingMode
-from rating.money import ROUNDING
 
-# Besides close_periods and its report, the names the audit and the catalog job import
-# from here, until they switch (issue 12); each lives in the module named beside it.
-__all__ = [
-    "CODE_VERSION",  # meterline.jobs.post
-    "EPOCH",  # meterline.jobs.watermarks
-    "RATING_ERRORS",  # meterline.jobs.rate
-    "ROUNDING",  # rating.ROUNDING
-    "CloseReport",
-    "Due",  # meterline.jobs.due
-    "LateWindow",  # meterline.jobs.watermarks
-    "NotBilled",
-    "NotRolledUp",
-    "PeriodRating",  # meterline.jobs.rate
-    "Rater",  # billing.pricebook.PriceBook (meterline.jobs.rate.read_pricebook)
-    "Watermark",  # meterline.jobs.watermarks
-    "as_utc",  # meterline.jobs.watermarks
-    "billable_periods",  # meterline.jobs.due
-    "close_periods",
-    "events_watermark",  # meterline.jobs.watermarks
-    "inputs_hash",  # meterline.jobs.rate
-    "late_events",  # meterline.jobs.watermarks
-    "not_rolled_up_message",
-    "rate_periods",  # meterline.jobs.rate.rate_periods(pricebook, due, quantities)
-    "rollup_watermark",  # meterline.jobs.watermarks
-    "run_watermarks",  # meterline.jobs.watermarks
-]
+__all__ = ["CloseReport", "NotBilled", "NotRolledUp", "close_periods", "not_rolled_up_message"]
 
 # An instant as the report shows it: UTC to the second ("2026-11-04T00:00:00Z").
 UtcTime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str)]
@@ -217,19 +177,11 @@ def _close(
 ) -> CloseReport:
     due = due_periods(session, as_of, config, late_since=_late_since(session, warehouse))
     late = periods_with_late_usage(session, warehouse, due.finalized)
-    periods = [d.period for d in (*due.open, *late)]
-    seen = None
-    if periods:
-        # What this run sees, read before the quantities: an event ingested meanwhile is
-        # then at worst called late, never called seen.
-        first, last = min(p.start for p in periods), max(p.end for p in periods)
-        seen = rollup_watermark(warehouse, first.date(), last.date())
-    stale = set(seen.stale) if seen is not None else set()
-    held = {d: days for d in (*due.open, *late) if (days := _stale_days(d.period, stale))}
+    seen, held = _rollup_readiness(warehouse, [*due.open, *late])
     to_bill = [d for d in due.open if d not in held]
     to_adjust = [d for d in late if d not in held]
     pricebook = read_pricebook(session, meters)
-    ratings = rate_with_pricebook(
+    ratings = rate_periods(
         pricebook, [*to_bill, *to_adjust], WarehouseQuantities(warehouse, meters)
     )
     billing = {d: ratings[d] for d in to_bill}
@@ -269,19 +221,43 @@ def _close(
                 for d, reason in adjusted.failed.items()
             ]
         ),
-        not_rolled_up=tuple(
-            NotRolledUp(
-                subscription=d.subscription.external_id,
-                customer=d.customer,
-                what="invoice" if d in open_periods else "adjustment",
-                period=(d.period.start, d.period.end),
-                days=tuple(days),
-                command=rollup_command(days),
-            )
-            for d, days in sorted(
-                held.items(), key=lambda kv: (kv[0].subscription.external_id, kv[0].period)
-            )
-        ),
+        not_rolled_up=_not_rolled_up(held, open_periods),
+    )
+
+
+def _rollup_readiness(
+    warehouse: Warehouse, periods: Sequence[Due]
+) -> tuple[Watermark | None, dict[Due, list[date]]]:
+    """What this run sees of the rollup (None when no period is rated), and the periods
+    holding days whose events changed since their rollup: those are neither posted nor
+    finalized nor adjusted until the days are rolled up (an invoice is never finalized
+    from a rollup that misses events). Read before the quantities: an event ingested
+    meanwhile is then at worst called late, never called seen."""
+    if not periods:
+        return None, {}
+    first = min(d.period.start for d in periods)
+    last = max(d.period.end for d in periods)
+    seen = rollup_watermark(warehouse, first.date(), last.date())
+    stale = set(seen.stale)
+    return seen, {d: days for d in periods if (days := _stale_days(d.period, stale))}
+
+
+def _not_rolled_up(
+    held: Mapping[Due, list[date]], open_periods: set[Due]
+) -> tuple[NotRolledUp, ...]:
+    """The held periods as the report lists them, by subscription then period."""
+    return tuple(
+        NotRolledUp(
+            subscription=d.subscription.external_id,
+            customer=d.customer,
+            what="invoice" if d in open_periods else "adjustment",
+            period=(d.period.start, d.period.end),
+            days=tuple(days),
+            command=rollup_command(days),
+        )
+        for d, days in sorted(
+            held.items(), key=lambda kv: (kv[0].subscription.external_id, kv[0].period)
+        )
     )
 
 
@@ -344,49 +320,3 @@ def _not_billed(failed: Iterable[tuple[Due, str, bool]]) -> tuple[NotBilled, ...
         )
         for (sub, customer, reason, adjustment), periods in sorted(grouped.items())
     )
-
-
-# --- until the audit and the catalog job switch -------------------------------------------
-
-
-class Rater:
-    """The price book and the warehouse's quantities, as the audit still asks for them:
-    `Rater(session, warehouse, meters, ROUNDING)` is `read_pricebook(session, meters)`
-    with `WarehouseQuantities(warehouse, meters)`."""
-
-    def __init__(
-        self,
-        session: Session,
-        warehouse: Warehouse,
-        meters: MeterCatalog,
-        rounding: RoundingMode = ROUNDING,
-    ) -> None:
-        if RoundingMode(rounding) is not ROUNDING:
-            raise ValueError(f"charges are rounded {ROUNDING} (rating.ROUNDING), not {rounding}")
-        self.session = session
-        self.warehouse = warehouse
-        self.meters = meters
-        self.rounding = rounding
-        self.pricebook: PriceBook = read_pricebook(session, meters)
-
-    def specs(self, plan: str, currency: str, tz: str) -> list[PriceSpec]:
-        return self.pricebook.specs(plan, currency, tz)
-
-    def price_gap(
-        self, sub: Subscription, specs: Sequence[PriceSpec], period: Period
-    ) -> str | None:
-        return self.pricebook.price_gap(sub, specs, period)
-
-    def minimum(self, plan: str, currency: str) -> Money | None:
-        return self.pricebook.minimum(plan, currency)
-
-    @staticmethod
-    def discount(sub: Subscription, row: SubscriptionDiscount) -> Discount:
-        return discount(sub, row)
-
-
-def rate_periods(rater: Rater, due: Sequence[Due], *, raw: bool = False) -> dict[Due, PeriodRating]:
-    """`meterline.jobs.rate.rate_periods` with the rater's price book, quantities from
-    the rollup or, with `raw`, from the raw events."""
-    quantities = WarehouseQuantities(rater.warehouse, rater.meters, raw=raw)
-    return rate_with_pricebook(rater.pricebook, due, quantities)
