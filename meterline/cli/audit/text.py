@@ -366,13 +366,16 @@ def _print_intake(out: Console, report: ReconcileReport) -> None:
     from meterline.output import Column, print_table
 
     intake = report.intake
-    balance = "balanced" if intake.balanced else "[red]NOT balanced[/red]"
-    out.print(f"intake ({intake.scope} {iso(intake.window[0])} .. {iso(intake.window[1])}):")
-    out.print(
+    balance = "balanced" if intake.balanced else "NOT balanced"
+    lines = [
+        f"intake ({intake.scope} {_when(intake.window[0])} .. {_when(intake.window[1])}):",
         f"  {intake.ingests:,} ingests, received {intake.received:,} = accepted"
         f" {intake.accepted:,} + duplicates {intake.duplicates:,} + rejected"
-        f" {intake.rejected:,}: {balance}"
-    )
+        f" {intake.rejected:,}: {balance}",
+    ]
+    for line in lines:
+        for part in folded(line, min(out.width, MAX_WIDTH)):
+            out.print(part, markup=False, highlight=False, soft_wrap=True)
     if intake.by_meter_currency:
         print_table(
             out,
