@@ -96,7 +96,7 @@ def reconcile(
 
     Exit code 1 when anything does not reconcile."""
     from meterline.audit.reconcile import reconcile_after_close, reconcile_period
-    from meterline.cli.audit.text import render_reconcile
+    from meterline.cli.audit.reconcile_text import render_reconcile
 
     if period is not None:
         reports = [reconcile_period(period, customer=customer, as_of=as_of)]
@@ -204,7 +204,7 @@ def rerate_command(period: str, customer: str | None, apply_: bool, as_json: boo
     posted as adjustment lines on the next open invoices (a finalized invoice is never
     edited)."""
     from meterline.audit.rerate import rerate
-    from meterline.cli.audit.text import render_rerate
+    from meterline.cli.audit.reconcile_text import render_rerate
 
     _show(rerate(period, customer=customer, apply=apply_), render_rerate, as_json=as_json)
 
