@@ -37,6 +37,20 @@ class StoreMissing(SettingsError):
     code 2) rather than create an empty store at a misspelt path."""
 
 
+class NotAStore(SettingsError):
+    """A setting names a file or folder that holds something else than a store of ours:
+    a SQLite ledger URL naming a file that is not a SQLite database, a chDB warehouse URL
+    naming a folder that holds files but no chDB store (exit code 2). Found by the breaker:
+    `sqlite:////etc/passwd` ended in an internal error, and a command pointed at a delivery
+    folder left the engine's metadata/ and tmp/ folders in it."""
+
+
+# The first 16 bytes of every SQLite 3 database file (sqlite.org/fileformat.html, 1.3).
+SQLITE_HEADER = b"SQLite format 3\x00"
+# What the chDB engine keeps in a store folder from its first open on.
+CHDB_STORE_MARK = "metadata"
+
+
 def embedded_path(url: str) -> Path | None:
     """The local file or folder an embedded store's URL names: ``chdb://PATH`` (relative,
     or ``chdb:///absolute``) is a folder, ``sqlite:///PATH`` a file; None for a server
@@ -57,11 +71,47 @@ def require_warehouse_store(config: Settings | None = None) -> None:
     (a server's database is checked by the schema check instead)."""
     url = (config or settings()).warehouse_url
     path = embedded_path(url)
-    if path is not None and not path.is_dir():
+    if path is not None and not (path / CHDB_STORE_MARK).is_dir():
+        if path.is_dir() and any(path.iterdir()):
+            raise NotAStore(
+                f"METERLINE_WAREHOUSE_URL {url}: the folder {path} holds no chDB warehouse"
+                " (other files are there): check the URL"
+            )
         raise StoreMissing(
             f"METERLINE_WAREHOUSE_URL {url}: no embedded warehouse at {path}"
-            + (" (it is a file)" if path.exists() else "")
+            + (" (it is a file)" if path.exists() and not path.is_dir() else "")
             + ": check the URL, or run `meterline init` to create it there"
+        )
+
+
+def refuse_foreign_folder(config: Settings | None = None) -> None:
+    """NotAStore when the chDB folder `meterline init` would create the warehouse in
+    already holds files but no chDB store: init never scatters the engine's files into
+    a folder of something else (a delivery folder, a home folder)."""
+    url = (config or settings()).warehouse_url
+    path = embedded_path(url)
+    if path is None or (path / CHDB_STORE_MARK).is_dir():
+        return
+    if path.is_dir() and any(path.iterdir()):
+        raise NotAStore(
+            f"METERLINE_WAREHOUSE_URL {url}: the folder {path} is not empty and holds no"
+            " chDB warehouse: choose an empty or new folder"
+        )
+    if path.exists() and not path.is_dir():
+        raise NotAStore(f"METERLINE_WAREHOUSE_URL {url}: {path} is a file, not a folder")
+
+
+def refuse_foreign_file(url: str) -> None:
+    """NotAStore when a SQLite ledger URL names a file that is not a SQLite database
+    (an empty file is one: SQLite makes it a database on first write)."""
+    path = embedded_path(url)
+    if path is None or not path.is_file():
+        return
+    with path.open("rb") as file:
+        head = file.read(len(SQLITE_HEADER))
+    if head and head != SQLITE_HEADER:
+        raise NotAStore(
+            f"METERLINE_LEDGER_URL {url}: {path} is not a SQLite database: check the URL"
         )
 
 
@@ -69,6 +119,7 @@ def require_ledger_store(config: Settings | None = None) -> None:
     """StoreMissing when METERLINE_LEDGER_URL names a SQLite file that does not exist
     (a PostgreSQL database is checked by the schema check instead)."""
     url = (config or settings()).ledger_url
+    refuse_foreign_file(url)
     path = embedded_path(url)
     if path is not None and not path.is_file():
         raise StoreMissing(
@@ -92,6 +143,8 @@ def open_warehouse(
     config = config or settings()
     if check_schema:
         require_warehouse_store(config)
+    else:
+        refuse_foreign_folder(config)
     warehouse = connect(config.warehouse_url, lock_timeout_s=config.warehouse_lock_timeout_s)
     try:
         if check_schema:
@@ -131,11 +184,14 @@ def ledger_engine(config: Settings | None = None) -> Iterator[Engine]:
     SQLite file that does not exist is created (the init job's; every other path uses
     ``ledger_session``, or ``require_ledger_store`` first).
 
-    Raises SettingsError when the SQLite ledger's folder cannot be created (exit code 2)."""
+    Raises SettingsError when the SQLite ledger's folder cannot be created, NotAStore when
+    its file is not a SQLite database (exit code 2)."""
     from billing.db import create_ledger_engine
 
+    url = (config or settings()).ledger_url
+    refuse_foreign_file(url)
     try:
-        engine = create_ledger_engine((config or settings()).ledger_url)
+        engine = create_ledger_engine(url)
     except OSError as exc:
         raise SettingsError(
             f"METERLINE_LEDGER_URL: cannot create the ledger's folder {exc.filename}:"

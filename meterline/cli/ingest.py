@@ -129,10 +129,8 @@ def ingest(
     for message in report.file_errors.values():
         echo_error(message)
     if report.problem:
-        click.echo(
-            f"meterline: {report.problem}; see them with: meterline rejected --ingest"
-            f" {report.ingest_id}",
-            err=True,
+        echo_error(
+            f"{report.problem}; see them with: meterline rejected --ingest {report.ingest_id}"
         )
     if report.file_errors:
         raise SystemExit(ExitCode.REFUSED)

@@ -73,7 +73,9 @@ INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
 }
 
 
-def walk(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+def walk(
+    group: click.Group, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     """Every command of the tree, groups included, depth first."""
     ctx = click.Context(group)
     for name in group.list_commands(ctx):
@@ -157,12 +159,18 @@ def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str
 
 def run_process(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     """`meterline ARGS` in its own process (for commands that open an embedded warehouse)."""
-    full = {
-        k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")
-    } | env | {"PYTHONPATH": str(ROOT), "COLUMNS": "80"}
+    full = (
+        {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
+        | env
+        | {"PYTHONPATH": str(ROOT), "COLUMNS": "80"}
+    )
     done = subprocess.run(
         [sys.executable, "-m", "meterline.cli", *args],
-        cwd=cwd, env=full, capture_output=True, text=True, timeout=300,
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return done.returncode, done.stdout + done.stderr
 
@@ -217,7 +225,11 @@ def test_importing_the_cli_and_its_help_import_nothing_heavy() -> None:
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env=os.environ | {"COLUMNS": "80"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"COLUMNS": "80"},
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
@@ -241,7 +253,9 @@ def typed_params(command: click.Command) -> Iterator[click.Parameter]:
             continue
         if isinstance(kind, click.Path) and not kind.exists:
             continue
-        if kind in (click.STRING, click.UNPROCESSED) or isinstance(kind, click.types.StringParamType):
+        if kind in (click.STRING, click.UNPROCESSED) or isinstance(
+            kind, click.types.StringParamType
+        ):
             continue
         yield param
 
@@ -254,7 +268,9 @@ BAD_TYPED = [
 ]
 
 
-@pytest.mark.parametrize(("path", "name"), BAD_TYPED, ids=lambda v: v if isinstance(v, str) else " ".join(v))
+@pytest.mark.parametrize(
+    ("path", "name"), BAD_TYPED, ids=lambda v: v if isinstance(v, str) else " ".join(v)
+)
 def test_a_bad_value_of_a_typed_parameter_is_refused(
     path: tuple[str, ...], name: str, place: dict[str, str]
 ) -> None:
@@ -332,24 +348,40 @@ TIME_OPTIONS = [
 
 def test_every_time_option_has_the_one_timestamp_type() -> None:
     assert len(TIME_OPTIONS) >= 5, [" ".join(p) for p, _ in TIME_OPTIONS]
-    other = [f"{' '.join(path)} {param.opts[0]}" for path, param in TIME_OPTIONS
-             if not isinstance(param.type, Timestamp)]
+    other = [
+        f"{' '.join(path)} {param.opts[0]}"
+        for path, param in TIME_OPTIONS
+        if not isinstance(param.type, Timestamp)
+    ]
     assert not other, f"time options of another type: {other}"
 
 
-@pytest.mark.parametrize(("path", "param"), TIME_OPTIONS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.opts[0])
-def test_every_time_option_reads_the_same_instant(path: tuple[str, ...], param: click.Option) -> None:
+@pytest.mark.parametrize(
+    ("path", "param"),
+    TIME_OPTIONS,
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.opts[0],
+)
+def test_every_time_option_reads_the_same_instant(
+    path: tuple[str, ...], param: click.Option
+) -> None:
     midnight = datetime(2026, 11, 4, tzinfo=UTC)
     ctx = click.Context(dict(LEAVES)[path])
     for text in ("2026-11-04", "2026-11-04T00:00:00Z", "2026-11-04T09:00:00+09:00"):
         assert param.type_cast_value(ctx, text) == midnight, (path, text)
 
 
-@pytest.mark.parametrize(("path", "param"), TIME_OPTIONS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.opts[0])
+@pytest.mark.parametrize(
+    ("path", "param"),
+    TIME_OPTIONS,
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.opts[0],
+)
 @pytest.mark.parametrize(
     ("value", "fragment"),
-    [("2026-11-04T00:00", "has no UTC offset"), ("2026-11-04T00:00:00", "has no UTC offset"),
-     ("04/11/2026", "is not a timestamp")],
+    [
+        ("2026-11-04T00:00", "has no UTC offset"),
+        ("2026-11-04T00:00:00", "has no UTC offset"),
+        ("04/11/2026", "is not a timestamp"),
+    ],
 )
 def test_every_time_option_refuses_a_time_without_offset(
     path: tuple[str, ...], param: click.Option, value: str, fragment: str, place: dict[str, str]
@@ -483,9 +515,15 @@ def test_unknown_ids_with_a_warehouse_are_not_found(tmp_path: Path) -> None:
         (["audit", "explain", "999999"], "999999"),
         (["statement", "--customer", "nobody", "--period", "2026-10", "--out", "s.html"], "nobody"),
         # A customer nobody has is not an empty report that passes.
-        (["audit", "reconcile", "--period", "2026-10", "--customer", "nobody"], "no customer 'nobody'"),
+        (
+            ["audit", "reconcile", "--period", "2026-10", "--customer", "nobody"],
+            "no customer 'nobody'",
+        ),
         (["audit", "reconcile", "--as-of", AS_OF, "--customer", "nobody"], "no customer 'nobody'"),
-        (["audit", "rerate", "--period", "2026-10", "--customer", "nobody"], "no customer 'nobody'"),
+        (
+            ["audit", "rerate", "--period", "2026-10", "--customer", "nobody"],
+            "no customer 'nobody'",
+        ),
         # A finding the reconcile of that scope does not list is not acknowledged.
         (
             ["audit", "acknowledge", "f-0123456789ab", "--period", "2026-10", "--reason", "r"],
@@ -521,7 +559,9 @@ def test_an_unknown_customer_is_not_found(args: list[str], place: dict[str, str]
 # --- stores that do not exist are never created by a command that reads them ---------------------
 
 STORE_COMMANDS = [
-    path for path in RUNNABLE if INVOCATIONS[path] and INVOCATIONS[path][1]  # type: ignore[index]
+    path
+    for path in RUNNABLE
+    if INVOCATIONS[path] and INVOCATIONS[path][1]  # type: ignore[index]
 ]
 # The two that create stores (tests/meterline/test_schema.py runs them).
 CREATORS = {("init",), ("ledger", "migrate")}
@@ -554,6 +594,38 @@ def test_ledger_current_does_not_create_a_sqlite_file(place: dict[str, str]) -> 
     code, output = invoke(["ledger", "current"], {"METERLINE_LEDGER_URL": url})
     assert_one_error(code, output, ExitCode.REFUSED, url, "run `meterline init`")
     assert not (Path(place["tmp"]) / "other.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["init"], ["ledger", "migrate"], ["invoices", "list"], ["ledger", "current"]],
+    ids=" ".join,
+)
+def test_a_ledger_url_naming_a_file_that_is_not_sqlite_is_refused(
+    args: list[str], place: dict[str, str]
+) -> None:
+    """Found by the breaker: `sqlite:////etc/passwd` ended in an internal error (exit 5)."""
+    garbage = Path(place["tmp"]) / "garbage.db"
+    garbage.write_text("hello\n")
+    url = f"sqlite:///{garbage}"
+    code, output = invoke(args, {"METERLINE_LEDGER_URL": url})
+    assert_one_error(code, output, ExitCode.REFUSED, url, "is not a SQLite database")
+    assert garbage.read_text() == "hello\n"
+
+
+@pytest.mark.parametrize("args", [["init"], ["rollup", "--day", "2026-10-01"]], ids=" ".join)
+def test_a_chdb_folder_holding_other_files_is_refused_and_left_alone(
+    args: list[str], place: dict[str, str]
+) -> None:
+    """Found by the breaker: a command pointed at a delivery folder left the engine's
+    metadata/ and tmp/ in it."""
+    folder = Path(place["tmp"]) / "deliveries"
+    folder.mkdir()
+    (folder / "events.jsonl").write_text("{}\n")
+    url = f"chdb://{folder}"
+    code, output = invoke(args, {"METERLINE_WAREHOUSE_URL": url})
+    assert_one_error(code, output, ExitCode.REFUSED, url, "no chDB warehouse")
+    assert sorted(p.name for p in folder.iterdir()) == ["events.jsonl"]
 
 
 # --- values beyond their range: settings, dates, ids, counts ---------------------------------------
@@ -600,7 +672,9 @@ def test_every_numeric_setting_has_an_upper_bound_listed_in_the_readme() -> None
         ("METERLINE_BILLING_GO_LIVE", "0001-01-01"),
     ],
 )
-@pytest.mark.parametrize("args", [["invoices", "list"], ["close", "--period", "2026-10"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "args", [["invoices", "list"], ["close", "--period", "2026-10"]], ids=" ".join
+)
 def test_a_setting_beyond_its_range_is_refused_naming_it(
     name: str, value: str, args: list[str], place: dict[str, str]
 ) -> None:
@@ -653,13 +727,18 @@ def test_the_date_options_are_checked() -> None:
     ],
     ids=" ".join,
 )
-def test_the_extreme_dates_issue_11_found_are_refused(args: list[str], place: dict[str, str]) -> None:
+def test_the_extreme_dates_issue_11_found_are_refused(
+    args: list[str], place: dict[str, str]
+) -> None:
     code, output = invoke(args)
     assert_one_error(code, output, ExitCode.REFUSED, "outside", "2000-01-01 to 2199-12-31")
 
 
 ID_PARAMS = [
-    (path, param) for path, command in LEAVES for param in command.params if isinstance(param.type, Id)
+    (path, param)
+    for path, command in LEAVES
+    for param in command.params
+    if isinstance(param.type, Id)
 ]
 
 
@@ -680,7 +759,9 @@ def test_every_id_parameter_has_the_one_id_type() -> None:
     assert not plain_ints, f"whole numbers without bounds: {plain_ints}"
 
 
-@pytest.mark.parametrize(("path", "param"), ID_PARAMS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.name)
+@pytest.mark.parametrize(
+    ("path", "param"), ID_PARAMS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.name
+)
 @pytest.mark.parametrize("value", ["99999999999999999999999", "9223372036854775808", "0", "-5"])
 def test_an_id_outside_the_ledgers_range_is_refused(
     path: tuple[str, ...], param: click.Argument, value: str, place: dict[str, str]
@@ -707,8 +788,28 @@ def test_every_whole_number_option_has_an_upper_bound() -> None:
     [
         ["rejected", "--limit", str(10**30)],
         ["audit", "explain", "1", "--samples", str(10**30)],
-        ["generate", "--customers", str(10**30), "--start", "2026-10-01", "--days", "1", "--out", "g"],
-        ["generate", "--customers", "1", "--start", "2026-10-01", "--days", str(10**30), "--out", "g"],
+        [
+            "generate",
+            "--customers",
+            str(10**30),
+            "--start",
+            "2026-10-01",
+            "--days",
+            "1",
+            "--out",
+            "g",
+        ],
+        [
+            "generate",
+            "--customers",
+            "1",
+            "--start",
+            "2026-10-01",
+            "--days",
+            str(10**30),
+            "--out",
+            "g",
+        ],
     ],
     ids=lambda a: " ".join(a[:2]),
 )

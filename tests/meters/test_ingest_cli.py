@@ -102,8 +102,10 @@ def test_ingest_exit_code_follows_the_rejected_share(
         result.stdout
     )
     if message:
-        assert message in result.stderr
-        assert "meterline rejected --ingest " in result.stderr
+        # One error line, as every error (README: exit codes and errors).
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("meterline: error: ") and message in line, line
+        assert "meterline rejected --ingest " in line
     else:
         assert result.stderr == ""
 
