@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 
 import click
 
-from billing.periods import iso_utc
-from billing.views import month_bounds
 from meterline.cli.options import AS_OF_HELP, Month, Timestamp
-from meterline.jobs.close import CloseReport, NotRolledUp, close_periods
+from meterline.jobs.close import CloseReport, NotRolledUp, close_periods, iso_utc, period_due
 from meterline.output import json_text
 from meterline.settings import settings
 
@@ -47,20 +45,6 @@ def close(as_of: datetime | None, period: str | None, as_json: bool) -> None:
             click.echo(line)
     if not report.ok:
         sys.exit(1)
-
-
-# A period ends at local midnight; the last local midnight of a month is in the
-# westernmost zone, UTC-12 (tz database: Etc/GMT+12), 12 hours after the UTC one.
-LATEST_MIDNIGHT_AFTER_UTC = timedelta(hours=12)
-
-
-def period_due(month: str, grace_hours: int) -> datetime:
-    """The instant (UTC) by which every billing period that ends in `month` (YYYY-MM),
-    in its subscription's timezone, has ended the grace period: `close --period`'s as-of.
-    Found by the new-user trial: the month's UTC end + grace left an America/Los_Angeles
-    customer's period unclosed, silently."""
-    month_end = datetime.combine(month_bounds(month)[1], time(0), tzinfo=UTC)
-    return month_end + LATEST_MIDNIGHT_AFTER_UTC + timedelta(hours=grace_hours)
 
 
 # Periods listed per group of stale days in the text; --json lists them all.

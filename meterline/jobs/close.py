@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from billing.models import RatingRun
 from billing.periods import Period, iso_utc
+from billing.views import month_bounds
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
 from meterline.jobs.due import Due, due_periods
 from meterline.jobs.late import periods_with_late_usage, post_late_adjustments
@@ -55,7 +56,15 @@ from meters.catalog import MeterCatalog
 from meters.rollup import earliest_event_ingested_after
 from meters.warehouse.base import Warehouse
 
-__all__ = ["CloseReport", "NotBilled", "NotRolledUp", "close_periods", "not_rolled_up_message"]
+__all__ = [
+    "CloseReport",
+    "NotBilled",
+    "NotRolledUp",
+    "close_periods",
+    "iso_utc",  # billing.periods: how the report shows an instant
+    "not_rolled_up_message",
+    "period_due",
+]
 
 # An instant as the report shows it: UTC to the second ("2026-11-04T00:00:00Z").
 UtcTime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str)]
@@ -320,3 +329,17 @@ def _not_billed(failed: Iterable[tuple[Due, str, bool]]) -> tuple[NotBilled, ...
         )
         for (sub, customer, reason, adjustment), periods in sorted(grouped.items())
     )
+
+
+# A period ends at local midnight; the last local midnight of a month is in the
+# westernmost zone, UTC-12 (tz database: Etc/GMT+12), 12 hours after the UTC one.
+LATEST_MIDNIGHT_AFTER_UTC = timedelta(hours=12)
+
+
+def period_due(month: str, grace_hours: int) -> datetime:
+    """The instant (UTC) by which every billing period that ends in `month` (YYYY-MM),
+    in its subscription's timezone, has ended the grace period: `close --period`'s as-of.
+    Found by the new-user trial: the month's UTC end + grace left an America/Los_Angeles
+    customer's period unclosed, silently."""
+    month_end = datetime.combine(month_bounds(month)[1], time(0), tzinfo=UTC)
+    return month_end + LATEST_MIDNIGHT_AFTER_UTC + timedelta(hours=grace_hours)

@@ -129,7 +129,7 @@ def test_close_period_waits_for_every_timezone_end_of_month() -> None:
     November period (ends 2026-12-01T08:00Z) was left unclosed by the UTC month end."""
     from zoneinfo import ZoneInfo, available_timezones
 
-    from meterline.cli.close import period_due
+    from meterline.jobs.close import period_due
 
     due = period_due("2026-11", 72)
     ends = {
