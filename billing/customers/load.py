@@ -25,6 +25,7 @@ from billing.customers.checks import (
     priced_problems,
     same_discounts,
 )
+from billing.customers.drafts import align_drafts
 from billing.customers.errors import CustomersFileInvalid, Problem
 from billing.customers.read import FileFormat, read_file
 from billing.customers.rows import CustomerRow
@@ -156,6 +157,7 @@ def _write(
     }
 
     new_s, changed_s = [], []
+    ended: list[int] = []  # stored subscriptions whose end moves
     for _, row in rows:
         values = {
             "customer_id": customer_ids[row.customer_id],
@@ -171,10 +173,14 @@ def _write(
             new_s.append({"external_id": row.subscription_id, **values})
         elif any(getattr(old, k) != v for k, v in values.items()):
             changed_s.append({"b_id": old.id, **values})
+            if old.end_date != row.end:
+                ended.append(old.id)
     if new_s:
         bulk.insert_rows(session, subs_t, new_s)
     if changed_s:
         session.execute(update(subs_t).where(subs_t.c.id == bindparam("b_id")), changed_s)
+        # A draft's period is the subscription's period under the new end (drafts.py).
+        align_drafts(session, ended)
     sub_ids = {
         ext: r.id
         for ext, r in _by_external_id(

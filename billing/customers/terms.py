@@ -27,7 +27,14 @@ from billing.customers.checks import (
 )
 from billing.customers.errors import Problem
 from billing.customers.rows import CustomerRow, DiscountIdentity
-from billing.periods import Period, Terms, iter_periods, local_midnight, zone
+from billing.periods import (
+    Period,
+    Terms,
+    iter_periods,
+    local_midnight,
+    period_containing,
+    zone,
+)
 from rating import Discount
 
 
@@ -135,6 +142,49 @@ def _overlapping(terms: Terms, period: Period) -> list[Period]:
     return found
 
 
+def allowed_ends(
+    old: Terms, finalized: Sequence[StoredInvoice]
+) -> tuple[date | None, date | None, bool]:
+    """Exactly the end dates that leave every finalized invoice's period as it is, as
+    (first, last, open_ended): every date from `first` (None: any after the start) to
+    `last` (None: no limit), and None (open-ended) too when `open_ended`. The current end
+    is always among them.
+
+    Each finalized invoice sets one bound, with X its last anchor cycle's end (all in the
+    subscription's timezone, ends exclusive): one outside the periods (a carrier of
+    corrections after the end) needs an end on or before its start; one of the periods
+    needs an end on or after X, unless the current end cuts it (before X): then that end
+    is the only one (any other changes its period)."""
+    tz = old.timezone
+    first: date | None = None
+    last: date | None = None
+    open_ended = True
+    for invoice in finalized:
+        if not _overlapping(old, invoice.period):
+            begins = invoice.period.start.astimezone(zone(tz)).date()
+            last = begins if last is None else min(last, begins)
+            open_ended = False
+            continue
+        before_end = invoice.period.end - timedelta(microseconds=1)
+        cycle_end = period_containing(old.billing_anchor_day, tz, before_end).end
+        x = cycle_end.astimezone(zone(tz)).date()
+        if old.end_date is not None and old.end_date < x:
+            return old.end_date, old.end_date, False
+        first = x if first is None else max(first, x)
+    return first, last, open_ended
+
+
+def allowed_text(first: date | None, last: date | None, open_ended: bool) -> str:
+    """`allowed_ends` in words: "2026-04-01 or later, or none (open-ended)"."""
+    if first is not None and first == last:
+        return f"only {first} (where it is now)"
+    if last is not None:
+        return f"from {first} to {last}" if first is not None else f"{last} or earlier"
+    if first is None:
+        return "any date, or none (open-ended)"
+    return f"{first} or later" + (", or none (open-ended)" if open_ended else "")
+
+
 def _end_problem(
     number: int,
     ext: str,
@@ -145,7 +195,8 @@ def _end_problem(
 ) -> Problem | None:
     """Why moving the end to `end` changes a finalized invoice's period (None if none
     changes): each must stay a period of the subscription, or stay outside its periods
-    (an invoice after the end carrying corrections)."""
+    (an invoice after the end carrying corrections). The refusal names exactly the ends
+    allowed (allowed_ends)."""
     new = Terms(old.billing_anchor_day, old.timezone, old.start_date, end)
     shown = str(end) if end is not None else "none (open-ended)"
     for invoice in finalized:
@@ -153,21 +204,22 @@ def _end_problem(
         if _overlapping(new, invoice.period) == before:
             continue
         span = _local(invoice.period, old.timezone)
+        allowed = allowed_text(*allowed_ends(old, finalized))
         if before:
-            last = _last_end(own, old.timezone)
             return Problem(
                 number,
                 "end",
                 f"subscription {ext} has finalized invoice {invoice.id} ({span}); an end of"
-                f" {shown} would change that period: the end can move to {last} or later"
-                " (the end of its last finalized period), never into a finalized period",
+                f" {shown} would change that period, and a finalized period never changes:"
+                f" the end can be {allowed}",
             )
         return Problem(
             number,
             "end",
             f"subscription {ext} ended on {old.end_date}, and finalized invoice {invoice.id}"
             f" ({span}) carries corrections after its end; an end of {shown} would make that"
-            " a billed period: keep the end, or add a new subscription for the new days",
+            f" a billed period: the end can be {allowed}; add a new subscription for later"
+            " days",
         )
     return None
 

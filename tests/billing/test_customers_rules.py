@@ -304,9 +304,8 @@ def test_ending_after_the_last_finalized_period_then_a_new_subscription(
     inside[0]["end"] = "2026-03-15"
     assert loader.refused(inside) == [
         f"line 1: end: subscription sub_00001 has finalized invoice {invoice} (2026-03-01 to"
-        " 2026-04-01); an end of 2026-03-15 would change that period: the end can move to"
-        " 2026-04-01 or later (the end of its last finalized period), never into a"
-        " finalized period"
+        " 2026-04-01); an end of 2026-03-15 would change that period, and a finalized period"
+        " never changes: the end can be 2026-04-01 or later, or none (open-ended)"
     ]
     ended = copy.deepcopy(keep)
     ended[0]["end"] = "2026-04-01"
