@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from meters.catalog import MeterCatalog
-from meters.ingest.ingestor import IngestSummary, ingest_files
+from meters.catalog import Aggregation, MeterCatalog, MeterDefinition
+from meters.ingest.ingestor import IngestSummary, ingest_events, ingest_files
 from meters.warehouse.base import Warehouse
 
 AS_OF = datetime(2026, 11, 25, tzinfo=UTC)
@@ -283,3 +283,95 @@ def test_a_half_float_value_column_refuses_the_file(
         in (summary.file_errors[str(path)])
     )
     assert summary.total.received == 0
+
+
+# A sum meter's values as each format writes them: (event, its value as written, what a
+# period's sum gets from it). Only an absent value counts its default 1; an empty or
+# blank text was stored as 1 too (one unit billed for nothing) and is now refused.
+SUM_CASES = [
+    ("given", "5", D(5)),
+    ("absent", None, D(1)),
+    ("empty", "", None),
+    ("blank", " ", None),
+    ("tab", "\t", None),
+]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "api", "parquet_int"])
+def test_a_sum_meter_bills_no_unit_for_an_empty_value(
+    warehouse: Warehouse, tmp_path: Path, fmt: str
+) -> None:
+    """The stored total of a sum meter counts 1 for an absent value (JSON: no key or null;
+    CSV: an empty unquoted cell; Parquet: a null) and nothing for an empty or blank text,
+    which is non_numeric_value (README, event format)."""
+    tokens = MeterCatalog(
+        meters={"tokens": MeterDefinition(name="tokens", aggregation=Aggregation.SUM)}
+    )
+    base = {"customer_id": "c2", "meter": "tokens", "timestamp": TS}
+    cases = [(f"{name}", text) for name, text, _ in SUM_CASES] + [("null", None)]
+    want = {name: total for name, _, total in SUM_CASES} | {"null": D(1)}
+    if fmt == "jsonl":
+        lines = [json.dumps({"event_id": "absent", **base})]
+        lines += [
+            json.dumps({"event_id": name, **base, "value": text})
+            for name, text in cases
+            if name != "absent"
+        ]
+        path = tmp_path / "tokens.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+    elif fmt == "csv":
+        # null has no CSV spelling of its own: an empty unquoted cell, as absent.
+        cell = {None: "", "": '""', " ": '" "', "\t": "\t", "5": "5"}
+        path = tmp_path / "tokens.csv"
+        path.write_text(
+            "event_id,customer_id,meter,timestamp,value\n"
+            + "".join(f"{name},c2,tokens,{TS},{cell[text]}\n" for name, text in cases)
+        )
+    elif fmt == "parquet":
+        path = tmp_path / "tokens.parquet"
+        pq.write_table(
+            pa.table(
+                {
+                    "event_id": [name for name, _ in cases],
+                    "customer_id": ["c2"] * len(cases),
+                    "meter": ["tokens"] * len(cases),
+                    "timestamp": [TS] * len(cases),
+                    "value": pa.array([text for _, text in cases], pa.string()),
+                }
+            ),
+            path,
+        )
+    elif fmt == "parquet_int":
+        # A null in a number column is absent too.
+        path = tmp_path / "tokens_int.parquet"
+        pq.write_table(
+            pa.table(
+                {
+                    "event_id": ["given", "null"],
+                    "customer_id": ["c2"] * 2,
+                    "meter": ["tokens"] * 2,
+                    "timestamp": [TS] * 2,
+                    "value": pa.array([5, None], pa.int64()),
+                }
+            ),
+            path,
+        )
+        want = {"given": D(5), "null": D(1)}
+    if fmt == "api":
+        rows: list[dict[str, Any]] = [
+            {"event_id": name, **base, **({} if name == "absent" else {"value": text})}
+            for name, text in cases
+        ]
+        summary = ingest_events(warehouse, tokens, rows, ingested_at=AS_OF)
+    else:
+        summary = ingest(warehouse, tokens, path)
+    assert summary.file_errors == {}
+    got = outcome(warehouse)
+    for name, total in want.items():
+        if total is None:
+            assert got[name][0] == "non_numeric_value", (fmt, name, got[name])
+            assert "empty or blank text" in got[name][1], got[name]
+        else:
+            assert got[name] == ("accepted", total), (fmt, name, got[name])
+    stored = warehouse.query_rows("SELECT sum(value) FROM usage_events WHERE meter = 'tokens'")
+    assert stored[0][0] == sum(t for t in want.values() if t is not None)

@@ -53,6 +53,18 @@ def _text(value: Any) -> str | None:
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
+def _csv_cell(text: str | None) -> str:
+    """A CSV cell as the README reads it: an absent field (None) is an empty unquoted
+    cell, an empty text a quoted one (`""`), so a row means the same in every format."""
+    if text is None:
+        return ""
+    if text == "":
+        return '""'
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([text])
+    return out.getvalue()
+
+
 def _bytes(escaped: str) -> bytes:
     r"""ASCII text where \xNN stands for the byte NN."""
     return escaped.encode("ascii").decode("unicode_escape").encode("latin-1")
@@ -89,9 +101,7 @@ def write_cases(
         if k == "row" and fmt == "jsonl":
             data = json.dumps(case["row"], ensure_ascii=False).encode()
         elif k == "row":
-            text = io.StringIO()
-            csv.writer(text, lineterminator="").writerow(_text(case["row"].get(f)) for f in FIELDS)
-            data = text.getvalue().encode()
+            data = ",".join(_csv_cell(_text(case["row"].get(f))) for f in FIELDS).encode()
         elif k.endswith("_bytes"):
             data = _bytes(case[k])
         else:

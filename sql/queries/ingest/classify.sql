@@ -18,7 +18,8 @@
 --    no leap second. Stored in UTC; digits past milliseconds are dropped.
 --  * value: [+-]digits[.digits][e[+-]digits], |value| <= 10^12 with at most 9 decimal
 --    places once written out (trailing zeros do not count): neither is ever rounded, so
---    no period sum of Decimal(38, 9) can overflow. No value means 1. A value is read from
+--    no period sum of Decimal(38, 9) can overflow. No value (absent or null) means 1; an
+--    empty or blank text is not a number. A value is read from
 --    its text, digit by digit: a bare JSON number too (never through a double).
 --  * a JSON line is an object whose keys are event fields, each at most once.
 CREATE TABLE {{classified}} ENGINE = Memory AS
@@ -191,7 +192,10 @@ WITH
             if(ts_real, ts_parsed, NULL) AS ts,
             -- value: the common plain forms are read at once; others are checked digit by
             -- digit (only those rows: multiIf evaluates a branch for the rows that reach it).
-            f_value IS NULL OR f_value = '' AS val_default,
+            -- Only an absent value (no JSON key, JSON null, an empty unquoted CSV cell, a
+            -- Parquet null: f_value IS NULL) means 1; an empty or blank text ("" in JSON, a
+            -- quoted "" in CSV, '' in Parquet) is not a number: non_numeric_value.
+            f_value IS NULL AS val_default,
             val_default OR match(f_value, '^-?[0-9]{1,12}(\\.[0-9]{1,9})?$') AS val_plain,
             if(val_plain, (0, ''), value_read(f_value)) AS val_read,
             val_read.1 AS val_problem,
@@ -305,8 +309,10 @@ WITH
                                        ' UTC, later than the ingest time allows (METERLINE_FUTURE_TOLERANCE_S)'),
             defect_code = 16, concat('meter ', f_meter, ' is not in the catalog (known: ',
                                        arrayStringConcat(arraySort(meter_names), ', '), ')'),
-            defect_code = 17, concat('value ', f_value, ' is not a decimal number (digits, an optional sign, ',
-                                       'decimal point and exponent: 12, -0.5, 1.5e3)'),
+            defect_code = 17, concat('value ', if(match(f_value, '^\\s*$'), concat('"', f_value, '" (empty or blank text)'), f_value),
+                                     ' is not a decimal number (digits, an optional sign, ',
+                                     'decimal point and exponent: 12, -0.5, 1.5e3)',
+                                     if(match(f_value, '^\\s*$'), '; leave the value out (JSON: no key or null, CSV: an empty unquoted cell) for the default 1', '')),
             defect_code = 18, concat('value ', f_value, ' is out of range: at most 1000000000000 (10^12) ',
                                        'in absolute value'),
             defect_code = 19, if(val_problem = 3 OR val IS NULL,
