@@ -157,7 +157,9 @@ def _write(
     }
 
     new_s, changed_s = [], []
-    ended: list[int] = []  # stored subscriptions whose end moves
+    # Stored subscriptions whose end moves, or that have one: their drafts are re-placed
+    # (a ledger written before drafts followed the end heals on its next load).
+    ended: list[int] = []
     for _, row in rows:
         values = {
             "customer_id": customer_ids[row.customer_id],
@@ -173,14 +175,14 @@ def _write(
             new_s.append({"external_id": row.subscription_id, **values})
         elif any(getattr(old, k) != v for k, v in values.items()):
             changed_s.append({"b_id": old.id, **values})
-            if old.end_date != row.end:
-                ended.append(old.id)
+        if old is not None and (old.end_date != row.end or row.end is not None):
+            ended.append(old.id)
     if new_s:
         bulk.insert_rows(session, subs_t, new_s)
     if changed_s:
         session.execute(update(subs_t).where(subs_t.c.id == bindparam("b_id")), changed_s)
-        # A draft's period is the subscription's period under the new end (drafts.py).
-        align_drafts(session, ended)
+    # A draft's period is the subscription's period under its end (drafts.py).
+    align_drafts(session, ended)
     sub_ids = {
         ext: r.id
         for ext, r in _by_external_id(
