@@ -80,6 +80,10 @@ def finalize(
 ) -> Invoice:
     """Finalize a draft invoice whose period ended at least ``grace`` before ``as_of``.
 
+    The period is the draft's stored one, which a customers load keeps equal to the
+    subscription's period (cut by its end: billing/customers/drafts.py), so an ended
+    subscription's last draft is due at its end plus ``grace``.
+
     Totals are recomputed from the lines one last time, then frozen. Finalizing an
     already finalized invoice is a no-op (a re-run task); a void one is an error.
     ``finalized_at`` is ``as_of``: the logical time of the run that closed it.
