@@ -45,10 +45,21 @@ def query(name: str, **tables: str) -> str:
 
 
 def split_statements(text: str) -> list[str]:
-    """Split a file into statements at semicolons that end a line; drop comment-only parts."""
-    statements = []
-    for chunk in re.split(r";\s*(?:\n|$)", text):
-        lines = [ln for ln in chunk.splitlines() if ln.strip() and not ln.strip().startswith("--")]
-        if lines:
-            statements.append(chunk.strip())
-    return statements
+    """Split a file into statements at semicolons that end a line of SQL (a `;` ending a
+    comment line is the comment's); drop comment-only parts."""
+    statements: list[str] = []
+    chunk: list[str] = []
+    for line in text.splitlines():
+        code = line.strip()
+        if code.endswith(";") and not code.startswith("--"):
+            chunk.append(line.rstrip()[:-1])
+            statements.append("\n".join(chunk))
+            chunk = []
+        else:
+            chunk.append(line)
+    statements.append("\n".join(chunk))
+    return [
+        part.strip()
+        for part in statements
+        if any(ln.strip() and not ln.strip().startswith("--") for ln in part.splitlines())
+    ]

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meterline.connections import init_warehouse, ledger_engine, open_warehouse
+from meterline.connections import (
+    init_warehouse,
+    ledger_engine,
+    open_warehouse,
+    refuse_foreign_file,
+    refuse_foreign_folder,
+)
 from meterline.settings import Settings, settings
 
 
@@ -59,8 +65,11 @@ def migrate_ledger(
 def init_schemas(config: Settings | None = None) -> InitReport:
     """Create or upgrade the warehouse schema, then the ledger schema, to what this code
     ships. Raises WarehouseError / SQLAlchemy errors as the openers do (a store that
-    cannot be reached: exit code 4)."""
+    cannot be reached: exit code 4), NotAStore (exit code 2) before changing anything
+    when either URL names something else than a store."""
     config = config or settings()
+    refuse_foreign_folder(config)
+    refuse_foreign_file(config.ledger_url)
     with open_warehouse(config, check_schema=False) as warehouse:
         applied = init_warehouse(warehouse)
     before, after = migrate_ledger(config)

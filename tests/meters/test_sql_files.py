@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meters.sql_files import SQL_DIR, query, query_text
+from meters.sql_files import SQL_DIR, query, query_text, split_statements
 
 
 def test_fragments_are_included_without_their_comments() -> None:
@@ -29,3 +29,17 @@ def test_table_slots_take_identifiers_only() -> None:
         query("rollup/drop_staging", staging="x; DROP TABLE usage_events")
     with pytest.raises(KeyError, match="needs a table name"):
         query("rollup/drop_staging")
+
+
+def test_statements_split_at_a_semicolon_ending_sql_not_a_comment() -> None:
+    """A comment line ending in `;` stays in its statement's comment (migration 0004's
+    first comment lines were dropped from the statement as a part of their own)."""
+    text = (
+        "-- One row per scan;\n-- the cursor.\nCREATE TABLE t (a UInt8)\nENGINE = Log;\n"
+        "-- only a comment;\n\nINSERT INTO t VALUES (1);\nSELECT 2"
+    )
+    assert split_statements(text) == [
+        "-- One row per scan;\n-- the cursor.\nCREATE TABLE t (a UInt8)\nENGINE = Log",
+        "-- only a comment;\n\nINSERT INTO t VALUES (1)",
+        "SELECT 2",
+    ]

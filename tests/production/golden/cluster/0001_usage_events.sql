@@ -1,3 +1,7 @@
+-- Raw usage events: the facts every amount is derived from.
+-- One partition per UTC day: rollups rebuild one day at a time and read exactly that
+-- partition. ReplacingMergeTree on a sort key that ends in event_id folds an exact
+-- re-insert (a crash between two inserts of one batch) when merged or read with FINAL;
 -- the insert-deduplication window makes a retried batch a no-op at insert time.
 CREATE TABLE IF NOT EXISTS usage_events ON CLUSTER meterline_cluster
 (
