@@ -26,6 +26,7 @@ from billing.charges import ChargeLine, adjustment_key, canonical_json, sha256_h
 from billing.errors import LedgerError, PostingConflict
 from billing.models import InvoiceLine, Subscription
 from billing.money import canonical
+from billing.outbox.record import record_adjustments
 from billing.periods import Period, iter_periods, period_containing
 from billing.posting import (
     ChargeBatch,
@@ -271,6 +272,10 @@ def post_adjustments(
     )
     lines = bulk.existing_lines(session, [carrier_id], adjustments=True, service_start=period.start)
     result.lines = {key: line_id for key, (line_id, _) in lines.get(carrier_id, {}).items()}
+    if result.changed:
+        # The draft's adjustment lines go to the outside world as they now are
+        # (DESIGN.md invariant 8), in this transaction.
+        record_adjustments(session, carrier_id)
     session.expire_all()
     return result
 

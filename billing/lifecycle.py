@@ -26,6 +26,7 @@ from billing.adjustments import restore_after_void
 from billing.bulk import refresh_totals
 from billing.errors import FinalizeTooEarly, InvoiceImmutable, LedgerError, NotFound
 from billing.models import Invoice, InvoiceLine, Subscription
+from billing.outbox.record import record_finalized, record_voided
 from billing.periods import local_midnight
 
 #: Default wait after a period ends before its invoice may be finalized.
@@ -114,6 +115,7 @@ def finalize(
     invoice.status = "finalized"
     invoice.finalized_at = as_of
     session.flush()
+    record_finalized(session, [invoice.id])
     return invoice
 
 
@@ -165,6 +167,7 @@ def finalize_due(
             .values(status="finalized", finalized_at=as_of)
             .execution_options(synchronize_session=False)
         )
+    record_finalized(session, ids)
     session.expire_all()
     return ids
 
@@ -201,6 +204,7 @@ def void(session: Session, invoice_id: int, *, as_of: datetime) -> Invoice:
     invoice.status = "void"
     invoice.voided_at = as_of
     session.flush()
+    record_voided(session, invoice_id)
     restore_after_void(session, invoice_id)
     session.refresh(invoice)
     return invoice

@@ -38,6 +38,12 @@ NAMING = {
 }
 
 INVOICE_STATUSES = ("draft", "finalized", "void")
+#: What the outside world hears from the ledger (billing/outbox): one outbox event each.
+OUTBOX_KINDS = ("invoice.finalized", "invoice.voided", "invoice.adjustments_posted")
+#: A delivery is pending until a sink delivered it, or parked after too many failures.
+DELIVERY_STATUSES = ("pending", "delivered", "parked")
+#: Stripe's invoice collection methods (Invoice.collection_method).
+COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 LINE_KINDS = ("usage", "flat", "minimum_true_up", "discount", "adjustment")
 
 
@@ -57,6 +63,12 @@ class Customer(Base):
     name: Mapped[str] = mapped_column(String(200))
     currency: Mapped[str] = mapped_column(String(3))
     timezone: Mapped[str] = mapped_column(String(64))
+    # The customer's id in Stripe, from the customers file (optional: without one, the
+    # Stripe sink creates the customer once and records it in external_refs).
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(64))
+    # The customer's invoice terms in Stripe; NULL means the settings' default.
+    collection_method: Mapped[str | None] = mapped_column(String(32))
+    days_until_due: Mapped[int | None] = mapped_column(Integer)
 
     subscriptions: Mapped[list[Subscription]] = relationship(back_populates="customer")
 
@@ -351,3 +363,83 @@ class InvoiceLine(Base):
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
     adjusts_line: Mapped[InvoiceLine | None] = relationship(remote_side="InvoiceLine.id")
+
+
+class OutboxEvent(Base):
+    """A fact another system must hear (DESIGN.md invariant 8), written in the same
+    transaction as the change it reports (billing/outbox.py). Rows are never updated;
+    their delivery state per sink lives in ``outbox_deliveries``.
+
+    ``payload`` is the whole state of the subject at that moment (a finalized invoice
+    with all its lines; a draft's adjustment lines), amounts as integer minor units with
+    their currency, so a sink can apply it again and reach the same state.
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        CheckConstraint(_in("kind", OUTBOX_KINDS), name="kind"),
+        Index("ix_outbox_events_customer_id", "customer", "id"),
+        # Ids order the events (per customer: delivery order) and are never reused.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(40))
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    # Our customer id (customers.external_id): a customer's events are delivered in order.
+    customer: Mapped[str] = mapped_column(String(64))
+    # Stable across retries and replays: the sinks derive their own idempotency keys
+    # from it (docs/stripe.md).
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    # The logical time of the change (the as_of of the run that made it).
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OutboxDelivery(Base):
+    """The delivery state of one outbox event to one sink. Times here are wall-clock:
+    they record when this process talked to another system (not billing times)."""
+
+    __tablename__ = "outbox_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+        Index("ix_outbox_deliveries_sink_status", "sink", "status", "event_id"),
+    )
+
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("outbox_events.id"),
+        primary_key=True,
+    )
+    sink: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Not before this instant (backoff after a failed attempt); NULL: now.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A deliverer's claim: others skip the event until the lease ends (a crashed
+    # deliverer's claims expire; delivering again is harmless: the sinks look first).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the delivery produced in the other system (e.g. a Stripe invoice id).
+    external_id: Mapped[str | None] = mapped_column(String(200))
+
+
+class ExternalRef(Base):
+    """Our object's id in another system: a customer's Stripe customer, an invoice's
+    Stripe invoice, a line's Stripe invoice item (``kind``: customer, invoice, line).
+    Written by a sink after the other system confirmed the object; the sinks still look
+    the object up by its metadata before creating one (a crash can fall between)."""
+
+    __tablename__ = "external_refs"
+
+    sink: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    local_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    # The object it belongs to there (a line item's invoice), when there is one.
+    parent_external_id: Mapped[str | None] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())

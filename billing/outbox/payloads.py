@@ -1,0 +1,102 @@
+"""The documents outbox events carry: an invoice and its lines, as the ledger holds them.
+
+Amounts are integers in the currency's minor unit (ISO 4217 exponent) with the
+currency's code; quantities and unit prices are exact decimal strings; instants are
+ISO 8601 UTC strings; local dates ``YYYY-MM-DD`` in the subscription's timezone. A
+payload is the whole state of its subject when the event was written, so applying it
+again reaches the same state (what makes redelivery harmless).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LineDoc:
+    """One invoice line (billing.models.InvoiceLine)."""
+
+    line_id: int
+    key: str
+    kind: str
+    description: str
+    quantity: str
+    unit_amount: str | None
+    amount_minor: int
+    currency: str
+    meter: str | None
+    price_id: str
+    price_version: str
+    dimension_group: str | None
+    service_period_start: str
+    service_period_end: str
+    breakdown: Any
+    adjusts_line_id: int | None
+    adjusts_key: str | None
+
+    @property
+    def quantity_decimal(self) -> Decimal:
+        return Decimal(self.quantity)
+
+
+@dataclass(frozen=True)
+class InvoiceDoc:
+    """One invoice (billing.models.Invoice) with the lines the event is about: all of a
+    finalized invoice's lines; a draft's adjustment lines for ``adjustments_posted``;
+    none for ``voided``."""
+
+    invoice_id: int
+    customer: str
+    customer_name: str
+    subscription: str
+    currency: str
+    status: str
+    period_start: str
+    period_end: str
+    period_start_local: str
+    period_end_local: str
+    timezone: str
+    subtotal_minor: int
+    discount_minor: int
+    adjustment_minor: int
+    total_minor: int
+    finalized_at: str | None
+    voided_at: str | None
+    reissue_of: int | None
+    lines: tuple[LineDoc, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["lines"] = [asdict(line) for line in self.lines]
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> InvoiceDoc:
+        fields = dict(doc)
+        lines = tuple(LineDoc(**line) for line in fields.pop("lines", ()))
+        return cls(**fields, lines=lines)
+
+    @property
+    def period_start_at(self) -> datetime:
+        return datetime.fromisoformat(self.period_start)
+
+    @property
+    def period_end_at(self) -> datetime:
+        return datetime.fromisoformat(self.period_end)
+
+
+@dataclass(frozen=True)
+class EventDoc:
+    """An outbox event as a sink receives it: ``kind`` is one of
+    billing.models.OUTBOX_KINDS; ``idempotency_key`` is stable across retries and
+    replays."""
+
+    event_id: int
+    kind: str
+    customer: str
+    idempotency_key: str
+    created_at: datetime
+    invoice: InvoiceDoc
