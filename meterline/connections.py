@@ -26,8 +26,11 @@ from meters.warehouse import connect
 from meters.warehouse.base import Warehouse
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
+
+    from meterline.sinks.stripe import StripeConfig
 
 
 class StoreMissing(SettingsError):
@@ -222,3 +225,57 @@ def ledger_session(config: Settings | None = None, *, write: bool = False) -> It
         make = session_factory(engine)
         with make.begin() if write else make() as session:
             yield session
+
+
+#: The Airflow Connection holding Stripe's key (password) and API base (host), used when
+#: METERLINE_STRIPE_API_KEY is not set (docs/production.md).
+STRIPE_CONNECTION = "stripe_default"
+
+
+def stripe_config(config: Settings | None = None) -> StripeConfig | None:
+    """How to reach Stripe: METERLINE_STRIPE_* settings, else Airflow's
+    ``stripe_default`` Connection (inside an Airflow task, or when
+    AIRFLOW_CONN_STRIPE_DEFAULT is set); None when neither names a key."""
+    from pydantic import SecretStr
+
+    from meterline.sinks.stripe import StripeConfig
+
+    cfg = config or settings()
+    key = cfg.stripe_api_key
+    base = cfg.stripe_api_base
+    if key is None:
+        found = _airflow_stripe_connection()
+        if found is None:
+            return None
+        key, host = found
+        if host:
+            base = host if "://" in host else f"https://{host}"
+    if not key.get_secret_value().strip():
+        return None
+    return StripeConfig(
+        api_key=SecretStr(key.get_secret_value().strip()),
+        api_base=base.rstrip("/"),
+        timeout_s=cfg.stripe_timeout_s,
+        request_attempts=cfg.stripe_request_attempts,
+        concurrency=cfg.stripe_concurrency,
+        collection_method=cfg.stripe_collection_method,
+        days_until_due=cfg.stripe_days_until_due,
+    )
+
+
+def _airflow_stripe_connection() -> tuple[SecretStr, str | None] | None:
+    import os
+
+    from pydantic import SecretStr
+
+    if not ("AIRFLOW_CTX_DAG_ID" in os.environ or "AIRFLOW_CONN_STRIPE_DEFAULT" in os.environ):
+        return None
+    try:
+        from airflow.sdk import Connection
+
+        conn = Connection.get(STRIPE_CONNECTION)
+    except Exception:  # no such Connection, or not inside Airflow: not configured
+        return None
+    if not conn.password:
+        return None
+    return SecretStr(conn.password), conn.host

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "catalog" / "intercom.yaml"
@@ -106,6 +106,65 @@ class Settings(BaseSettings):
         " unacknowledged findings of this severity or worse: error (money differs) or"
         " warning (also usage billed to no one)",
     )
+
+    # Stripe (meterline/sinks/stripe, docs/stripe.md). The key is a secret: never printed
+    # or logged. Inside Airflow, the `stripe_default` Connection (password: the key; host:
+    # the API base) is used when METERLINE_STRIPE_API_KEY is not set.
+    stripe_api_key: SecretStr | None = Field(
+        default=None,
+        description="Stripe secret key (sk_live_... or sk_test_...); unset: the"
+        " stripe_default Airflow Connection, else the Stripe sink is not configured",
+    )
+    stripe_api_base: str = Field(
+        default="https://api.stripe.com",
+        description="Stripe's API base URL (a test server's in tests and the demo)",
+    )
+    stripe_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Seconds to wait for one Stripe request (at most 600)",
+    )
+    stripe_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Customers delivered to Stripe at once (1 to 64; Stripe's live-mode"
+        " limit is 100 requests per second)",
+    )
+    stripe_request_attempts: int = Field(
+        default=4,
+        ge=1,
+        le=10,
+        description="Tries of one Stripe request on a connection error, 5xx or 429 (1 to 10)",
+    )
+    outbox_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Failed deliveries of one outbox event before it is parked (1 to 100)",
+    )
+    stripe_collection_method: Literal["charge_automatically", "send_invoice"] = Field(
+        default="charge_automatically",
+        description="Stripe invoices' collection method for customers whose customers-file"
+        " row names none",
+    )
+    stripe_days_until_due: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="Days until due of send_invoice Stripe invoices for customers whose"
+        " row names none (1 to 365)",
+    )
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _check_stripe_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL, e.g. https://api.stripe.com")
+        return value.rstrip("/")
 
     @field_validator("billing_go_live")
     @classmethod

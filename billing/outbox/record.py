@@ -136,9 +136,9 @@ def _write(session: Session, kind: str, docs: Sequence[tuple[str, InvoiceDoc]]) 
             session.execute(
                 insert(DELIVERIES).from_select(
                     ["event_id", "sink", "status", "attempts"],
-                    select(
-                        EVENTS.c.id, literal(sink), literal("pending"), literal(0)
-                    ).where(EVENTS.c.idempotency_key.in_(part)),
+                    select(EVENTS.c.id, literal(sink), literal("pending"), literal(0)).where(
+                        EVENTS.c.idempotency_key.in_(part)
+                    ),
                 )
             )
     return len(docs)

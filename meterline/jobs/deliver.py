@@ -1,0 +1,271 @@
+"""Deliver the outbox: what `meterline outbox deliver` and the billing_close DAG's
+``deliver`` task run (docs/stripe.md).
+
+Rounds until nothing is deliverable: claim (at most one event per customer, the
+earliest undelivered: billing.outbox.delivery), deliver the claims in parallel (the
+configured concurrency; a customer's events stay in order because a customer has at
+most one claim at a time), record each outcome in its own short transaction. Delivering
+twice changes nothing: the sink looks before it creates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing.db import session_factory
+from billing.migrate import require_head
+from billing.outbox import (
+    SINKS,
+    Claim,
+    DeliveryRow,
+    claim,
+    list_deliveries,
+    mark_delivered,
+    mark_failed,
+    replay,
+)
+from billing.outbox.refs import customer_terms, external_ids, record_external_ids
+from meterline.connections import ledger_engine, require_ledger_store, stripe_config
+from meterline.settings import Settings, settings
+from meterline.sinks import PermanentSinkError, Sink, SinkError
+from meterline.sinks.stripe import StripeApi, StripeConfig, StripeSink
+from meterline.sinks.stripe.sink import CustomerTerms, Ref
+
+log = logging.getLogger(__name__)
+
+#: How long a claim keeps other deliverers off an event. Longer than one delivery can
+#: take with every retry (a few requests, each at most the timeout times the attempts).
+LEASE = timedelta(minutes=15)
+#: Events claimed per round.
+ROUND = 500
+
+
+class SinkNotConfigured(SinkError):
+    """The sink has no credentials (exit code 4: unavailable)."""
+
+
+@dataclass
+class DeliveryReport:
+    """What one deliver run did."""
+
+    sink: str
+    delivered: int = 0
+    failed: int = 0
+    parked: int = 0
+    invoices_finalized: int = 0
+    items_added: int = 0
+    items_removed: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    #: Deliveries left pending or parked after the run (waiting for a backoff, a lease,
+    #: or an earlier parked event of their customer).
+    left: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.parked
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        requests = sum(self.requests.values())
+        text = (
+            f"{self.sink}: delivered {self.delivered} event(s) ({self.invoices_finalized}"
+            f" invoice(s) finalized, {self.items_added} item(s) added,"
+            f" {self.items_removed} removed) in {requests} request(s)"
+        )
+        if self.failed or self.parked:
+            text += f"; {self.failed} failed (will retry), {self.parked} parked"
+        if self.left:
+            text += f"; {self.left} left undelivered (`meterline outbox list --failed`)"
+        return text
+
+
+class LedgerDirectory:
+    """The sink's view of the ledger: customers' terms and external ids, each read or
+    written in its own short transaction (a delivery holds no transaction open while
+    it talks to Stripe)."""
+
+    def __init__(self, make: sessionmaker[Session], sink: str) -> None:
+        self.make = make
+        self.sink = sink
+        self._lock = threading.Lock()
+        self._terms: dict[str, CustomerTerms] = {}
+
+    def terms(self, customer: str) -> CustomerTerms:
+        with self._lock:
+            if customer in self._terms:
+                return self._terms[customer]
+        with self.make() as session:
+            found = customer_terms(session, [customer]).get(customer)
+        terms = CustomerTerms(*found) if found else CustomerTerms()
+        with self._lock:
+            self._terms[customer] = terms
+        return terms
+
+    def ref(self, kind: str, local_id: str) -> str | None:
+        with self.make() as session:
+            found = external_ids(session, self.sink, kind, [local_id]).get(local_id)
+        return found[0] if found else None
+
+    def record(self, refs: Sequence[Ref]) -> None:
+        if not refs:
+            return
+        with self.make.begin() as session:
+            record_external_ids(
+                session,
+                self.sink,
+                [(r.kind, r.local_id, r.external_id, r.parent_external_id) for r in refs],
+            )
+
+
+@contextmanager
+def _ledger(config: Settings) -> Iterator[sessionmaker[Session]]:
+    require_ledger_store(config)
+    with ledger_engine(config) as engine:
+        require_head(engine)
+        yield session_factory(engine)
+
+
+def _now() -> datetime:
+    # Wall clock: when we talked to another system (delivery state), not a billing time.
+    return datetime.now(UTC)
+
+
+def make_stripe_sink(
+    make: sessionmaker[Session], config: StripeConfig | None
+) -> tuple[StripeSink, StripeApi]:
+    if config is None:
+        raise SinkNotConfigured(
+            "Stripe is not configured: set METERLINE_STRIPE_API_KEY (and"
+            " METERLINE_STRIPE_API_BASE for a test server), or the Airflow Connection"
+            " stripe_default; the events wait in the outbox (`meterline outbox list`)"
+        )
+    api = StripeApi(config)
+    return StripeSink(api, LedgerDirectory(make, "stripe")), api
+
+
+def deliver(
+    sink: str = "stripe",
+    *,
+    config: Settings | None = None,
+    stripe: StripeConfig | None = None,
+    progress: Callable[[DeliveryReport], None] | None = None,
+) -> DeliveryReport:
+    """Deliver every deliverable outbox event to ``sink``. ``stripe`` overrides the
+    Stripe settings (tests, the demo). Raises SinkNotConfigured without credentials."""
+    cfg = config or settings()
+    if sink not in SINKS:
+        raise ValueError(f"unknown sink {sink!r}: one of {', '.join(SINKS)}")
+    report = DeliveryReport(sink=sink)
+    owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    with _ledger(cfg) as make:
+        target, api = make_stripe_sink(make, stripe or stripe_config(cfg))
+        concurrency = api.config.concurrency
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver") as pool:
+            while True:
+                with make.begin() as session:
+                    claims = claim(
+                        session, sink=sink, owner=owner, now=_now(), lease=LEASE, limit=ROUND
+                    )
+                if not claims:
+                    break
+                outcomes = list(pool.map(lambda c: _deliver_one(target, c), claims))
+                with make.begin() as session:
+                    for one, (external_id, error, permanent) in zip(claims, outcomes, strict=True):
+                        _record(session, report, one, external_id, error, permanent, cfg, target)
+                if progress is not None:
+                    progress(report)
+                if all(error is not None for _, error, _ in outcomes):
+                    # Nothing got through this round: leave the rest for the next run
+                    # (they back off) instead of spinning on an unreachable Stripe.
+                    break
+        report.requests = dict(Counter(api.requests))
+        report.items_added = target.counts["items_added"]
+        report.items_removed = target.counts["items_removed"]
+        with make() as session:
+            report.left = sum(
+                1 for row in list_deliveries(session, sink=sink) if row.status != "delivered"
+            )
+    return report
+
+
+def _deliver_one(target: Sink, one: Claim) -> tuple[str | None, str | None, bool]:
+    try:
+        return target.deliver(one.event), None, False
+    except PermanentSinkError as exc:
+        return None, str(exc), True
+    except SinkError as exc:
+        return None, str(exc), False
+
+
+def _record(
+    session: Session,
+    report: DeliveryReport,
+    one: Claim,
+    external_id: str | None,
+    error: str | None,
+    permanent: bool,
+    cfg: Settings,
+    target: Any,
+) -> None:
+    event = one.event
+    if error is None:
+        mark_delivered(
+            session, event_id=event.event_id, sink=one.sink, now=_now(), external_id=external_id
+        )
+        report.delivered += 1
+        if event.kind == "invoice.finalized":
+            report.invoices_finalized += 1
+        return
+    status = mark_failed(
+        session,
+        event_id=event.event_id,
+        sink=one.sink,
+        now=_now(),
+        error=error,
+        max_attempts=cfg.outbox_max_attempts,
+        permanent=permanent,
+    )
+    line = f"event {event.event_id} ({event.kind}, invoice {event.invoice.invoice_id}): {error}"
+    log.warning("%s delivery failed (%s): %s", one.sink, status, line)
+    if len(report.errors) < 20:
+        report.errors.append(line)
+    if status == "parked":
+        report.parked += 1
+    else:
+        report.failed += 1
+
+
+def outbox_rows(
+    *,
+    sink: str | None = None,
+    failed_only: bool = False,
+    limit: int | None = None,
+    config: Settings | None = None,
+) -> list[DeliveryRow]:
+    """The outbox's deliveries (``meterline outbox list``)."""
+    with _ledger(config or settings()) as make, make() as session:
+        return list_deliveries(session, sink=sink, failed_only=failed_only, limit=limit)
+
+
+def replay_from(from_id: int, *, sink: str | None = None, config: Settings | None = None) -> int:
+    """Make events from ``from_id`` on pending again (``meterline outbox replay``)."""
+    if sink is not None and sink not in SINKS:
+        raise ValueError(f"unknown sink {sink!r}: one of {', '.join(SINKS)}")
+    with _ledger(config or settings()) as make, make.begin() as session:
+        return replay(session, from_id=from_id, sink=sink)

@@ -1,0 +1,460 @@
+"""The Stripe sink: brings Stripe to the state an outbox event describes, with the
+effect of one delivery however often it runs (docs/stripe.md, "Exactly once").
+
+- ``invoice.finalized``: the customer (found or created once), one Stripe invoice for the
+  ledger invoice (a draft: no pending items swept in, ``auto_advance`` off while lines
+  are added), one invoice item per ledger line (added in bulk, ``add_lines``), its
+  subtotal checked against the ledger's total, then finalized with ``auto_advance`` on
+  (collection then follows Stripe's settings).
+- ``invoice.adjustments_posted``: the draft's adjustment lines as items of that invoice's
+  Stripe draft (created if needed), stale ones removed.
+- ``invoice.voided``: a Stripe draft is deleted, an open invoice voided, a paid one
+  credited in full by a credit note (Stripe cannot void a paid invoice).
+
+Before creating anything the sink looks the object up by our id in its metadata
+(idempotency keys expire after 24 hours, and a crash can fall between Stripe's answer
+and our record of it); every POST also carries an idempotency key derived from the
+outbox event, so a retried request is replayed by Stripe, never doubled.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import stripe
+
+from billing.outbox import EventDoc, InvoiceDoc, LineDoc
+from meterline.sinks import PermanentSinkError, TransientSinkError
+from meterline.sinks.stripe import mapping
+from meterline.sinks.stripe.client import StripeApi
+
+
+@dataclass(frozen=True)
+class CustomerTerms:
+    """A customer's Stripe id (from the customers file) and invoice terms; None: the
+    settings' default (for the id: find or create the customer)."""
+
+    stripe_customer_id: str | None = None
+    collection_method: str | None = None
+    days_until_due: int | None = None
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An id recorded for one of our objects (``kind``: customer, invoice, line)."""
+
+    kind: str
+    local_id: str
+    external_id: str
+    parent_external_id: str | None = None
+
+
+class Directory(Protocol):
+    """What the sink reads and records in the ledger (meterline.jobs.deliver)."""
+
+    def terms(self, customer: str) -> CustomerTerms: ...
+
+    def ref(self, kind: str, local_id: str) -> str | None: ...
+
+    def record(self, refs: Sequence[Ref]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What one delivery did in Stripe (for logs and the demo's totals)."""
+
+    invoice_id: str | None
+    items_added: int = 0
+    items_removed: int = 0
+    action: str = ""
+
+
+def _meta(obj: Any, key: str) -> str | None:
+    metadata = getattr(obj, "metadata", None) or {}
+    value = metadata.get(key) if hasattr(metadata, "get") else None
+    return None if value is None else str(value)
+
+
+def _invoice_item_id(line_item: Any) -> str:
+    """The invoice item behind a Stripe invoice line item (API 2025+: in ``parent``)."""
+    parent = getattr(line_item, "parent", None)
+    details = getattr(parent, "invoice_item_details", None) if parent else None
+    item = getattr(details, "invoice_item", None) if details else None
+    return str(item or line_item.id)
+
+
+class StripeSink:
+    """Delivers outbox events to Stripe (one Stripe account)."""
+
+    name = "stripe"
+
+    def __init__(self, api: StripeApi, directory: Directory) -> None:
+        self.api = api
+        self.client = api.client
+        self.directory = directory
+        #: Totals over every delivery by this sink (items added and removed, actions).
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    # -- the entry point ---------------------------------------------------------------
+
+    def deliver(self, event: EventDoc) -> str | None:
+        """Apply ``event``; return the Stripe invoice id (None when a void found nothing
+        in Stripe). Raises TransientSinkError or PermanentSinkError."""
+        try:
+            if event.kind == "invoice.voided":
+                done = self._void(event)
+            elif event.kind in ("invoice.finalized", "invoice.adjustments_posted"):
+                done = self._invoice(event)
+            else:
+                raise PermanentSinkError(
+                    f"the Stripe sink does not know events of kind {event.kind}"
+                )
+        except mapping.AmountNotRepresentable as exc:
+            raise PermanentSinkError(f"invoice {event.invoice.invoice_id}: {exc}") from None
+        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+            raise TransientSinkError(
+                f"Stripe unreachable or rate limited: {_message(exc)}"
+            ) from None
+        except stripe.StripeError as exc:
+            if (exc.http_status or 0) >= 500:
+                raise TransientSinkError(f"Stripe failed: {_message(exc)}") from None
+            raise PermanentSinkError(f"Stripe refused: {_message(exc)}") from None
+        with self._lock:
+            self.counts["items_added"] += done.items_added
+            self.counts["items_removed"] += done.items_removed
+            self.counts[done.action] += 1
+        return done.invoice_id
+
+    # -- customers ---------------------------------------------------------------------
+
+    def _customer(self, doc: InvoiceDoc) -> str:
+        """The customer's Stripe id: the customers file's, else the one recorded, else
+        the one Stripe holds with our id in its metadata, else a new one (once)."""
+        terms = self.directory.terms(doc.customer)
+        if terms.stripe_customer_id:
+            return terms.stripe_customer_id
+        known = self.directory.ref("customer", doc.customer)
+        if known:
+            return known
+        query = f"metadata['{mapping.CUSTOMER_KEY}']:'{_quoted(doc.customer)}'"
+        found = self.api.call(
+            "customers.search", self.client.v1.customers.search, params={"query": query}
+        )
+        if found.data:
+            customer_id = str(found.data[0].id)
+        else:
+            params = mapping.customer_create(doc)
+            created = self.api.call(
+                "customers.create",
+                self.client.v1.customers.create,
+                params=params,
+                options={
+                    "idempotency_key": mapping.idempotency_key(
+                        "meterline", "customer", doc.customer, params=params
+                    )
+                },
+            )
+            customer_id = str(created.id)
+        self.directory.record([Ref("customer", doc.customer, customer_id)])
+        return customer_id
+
+    # -- invoices ----------------------------------------------------------------------
+
+    def _find_invoice(self, doc: InvoiceDoc, customer_id: str | None) -> Any | None:
+        """The Stripe invoice of a ledger invoice: by the recorded id, else by our id in
+        the metadata of the customer's invoices."""
+        known = self.directory.ref("invoice", str(doc.invoice_id))
+        if known:
+            try:
+                return self.api.call("invoices.retrieve", self.client.v1.invoices.retrieve, known)
+            except stripe.InvalidRequestError as exc:
+                if exc.http_status != 404:
+                    raise
+        if customer_id is None:
+            return None
+        listed = self.api.call(
+            "invoices.list",
+            self.client.v1.invoices.list,
+            params={"customer": customer_id, "limit": 100},
+        )
+        for invoice in self._pages(listed, "invoices.list"):
+            if _meta(invoice, mapping.INVOICE_KEY) == str(doc.invoice_id):
+                return invoice
+        return None
+
+    def _pages(self, first: Any, what: str) -> Iterable[Any]:
+        page = first
+        while True:
+            yield from page.data
+            if not page.has_more or not page.data:
+                return
+            page = self.api.call(what, page.next_page)
+
+    def _invoice(self, event: EventDoc) -> Delivered:
+        doc = event.invoice
+        customer_id = self._customer(doc)
+        invoice = self._find_invoice(doc, customer_id)
+        if invoice is None:
+            terms = self.directory.terms(doc.customer)
+            params = mapping.invoice_create(
+                doc,
+                customer_id,
+                collection_method=terms.collection_method or self.api.config.collection_method,
+                days_until_due=terms.days_until_due or self.api.config.days_until_due,
+            )
+            invoice = self.api.call(
+                "invoices.create",
+                self.client.v1.invoices.create,
+                params=params,
+                options={
+                    "idempotency_key": mapping.idempotency_key(
+                        "meterline", "invoice", doc.invoice_id, params=params
+                    )
+                },
+            )
+        self.directory.record([Ref("invoice", str(doc.invoice_id), str(invoice.id), customer_id)])
+        finalizing = event.kind == "invoice.finalized"
+        if invoice.status != "draft":
+            if finalizing:
+                # Delivered before (a replay, or the record of it was lost): prove it.
+                differences = self.compare(doc, invoice)
+                if differences:
+                    raise PermanentSinkError(
+                        f"Stripe invoice {invoice.id} is {invoice.status} and differs from"
+                        f" ledger invoice {doc.invoice_id}: {'; '.join(differences[:3])};"
+                        " see `meterline stripe reconcile`"
+                    )
+                self._record_lines(doc, invoice)
+                return Delivered(str(invoice.id), action="already delivered")
+            raise PermanentSinkError(
+                f"Stripe invoice {invoice.id} of ledger draft {doc.invoice_id} is"
+                f" {invoice.status}, not a draft: its adjustment lines cannot be added"
+            )
+        invoice, added, removed = self._sync_lines(event, invoice, only_adjustments=not finalizing)
+        if finalizing:
+            want = mapping.stripe_amount(doc.total_minor, doc.currency)
+            if invoice.subtotal != want:
+                raise PermanentSinkError(
+                    f"Stripe draft {invoice.id} adds up to {invoice.subtotal} but ledger invoice"
+                    f" {doc.invoice_id} totals {want} ({doc.currency}): not finalized; see"
+                    " `meterline stripe reconcile`"
+                )
+            invoice = self.api.call(
+                "invoices.finalize",
+                self.client.v1.invoices.finalize_invoice,
+                str(invoice.id),
+                params={"auto_advance": True},
+                options={
+                    "idempotency_key": mapping.idempotency_key(
+                        mapping.event_scope(event), "finalize"
+                    )
+                },
+            )
+            self._record_lines(doc, invoice)
+        return Delivered(str(invoice.id), added, removed, "finalized" if finalizing else "lines")
+
+    def lines_of(self, invoice: Any) -> list[Any]:
+        """Every line item of a Stripe invoice (all pages)."""
+        listed = self.api.call(
+            "invoices.lines",
+            self.client.v1.invoices.line_items.list,
+            str(invoice.id),
+            params={"limit": 100},
+        )
+        return list(self._pages(listed, "invoices.lines"))
+
+    def _sync_lines(
+        self, event: EventDoc, invoice: Any, *, only_adjustments: bool
+    ) -> tuple[Any, int, int]:
+        """Make the draft's items (ours; only adjustment ones when ``only_adjustments``)
+        exactly the event's lines: add the missing, remove the stale or changed."""
+        doc = event.invoice
+        wanted = {str(line.line_id): line for line in doc.lines}
+        have: dict[str, Any] = {}
+        stale: list[str] = []
+        for item in self.lines_of(invoice):
+            line_id = _meta(item, mapping.LINE_KEY)
+            if line_id is None:
+                continue  # not ours: the subtotal check refuses to finalize over it
+            if only_adjustments and _meta(item, "meterline_kind") != "adjustment":
+                continue
+            line = wanted.get(line_id)
+            if (
+                line is None
+                or line_id in have
+                or item.amount != mapping.stripe_amount(line.amount_minor, line.currency)
+            ):
+                stale.append(str(item.id))
+            else:
+                have[line_id] = item
+        if stale:
+            invoice = self.api.call(
+                "invoices.remove_lines",
+                self.client.v1.invoices.remove_lines,
+                str(invoice.id),
+                params={"lines": [{"id": i, "behavior": "delete"} for i in stale]},
+                options={
+                    "idempotency_key": mapping.idempotency_key(
+                        mapping.event_scope(event), "remove", params=stale
+                    )
+                },
+            )
+        missing = [line for key, line in wanted.items() if key not in have]
+        for start in range(0, len(missing), mapping.ADD_LINES_MAX):
+            chunk = missing[start : start + mapping.ADD_LINES_MAX]
+            lines = [mapping.add_line(line) for line in chunk]
+            invoice = self.api.call(
+                "invoices.add_lines",
+                self.client.v1.invoices.add_lines,
+                str(invoice.id),
+                params={"lines": lines},
+                options={
+                    "idempotency_key": mapping.idempotency_key(
+                        mapping.event_scope(event),
+                        "add",
+                        chunk[0].line_id,
+                        chunk[-1].line_id,
+                        params=lines,
+                    )
+                },
+            )
+        if not stale and not missing and invoice.subtotal is None:
+            invoice = self.api.call(
+                "invoices.retrieve", self.client.v1.invoices.retrieve, str(invoice.id)
+            )
+        return invoice, len(missing), len(stale)
+
+    def _record_lines(self, doc: InvoiceDoc, invoice: Any) -> None:
+        refs = [
+            Ref("line", line_id, _invoice_item_id(item), str(invoice.id))
+            for item in self.lines_of(invoice)
+            if (line_id := _meta(item, mapping.LINE_KEY)) is not None
+        ]
+        self.directory.record(refs)
+
+    # -- comparing (also `meterline stripe reconcile`) --------------------------------
+
+    def compare(self, doc: InvoiceDoc, invoice: Any) -> list[str]:
+        """Differences between a ledger invoice and its Stripe invoice, by our line ids:
+        missing, extra (ours or not), different amount, different subtotal."""
+        return compare_lines(doc, invoice, self.lines_of(invoice))
+
+    # -- voids -------------------------------------------------------------------------
+
+    def _void(self, event: EventDoc) -> Delivered:
+        doc = event.invoice
+        terms = self.directory.terms(doc.customer)
+        customer_id = terms.stripe_customer_id or self.directory.ref("customer", doc.customer)
+        invoice = self._find_invoice(doc, customer_id)
+        if invoice is None:
+            return Delivered(None, action="nothing in Stripe")
+        if invoice.status == "draft":
+            try:
+                self.api.call("invoices.delete", self.client.v1.invoices.delete, str(invoice.id))
+            except stripe.InvalidRequestError as exc:
+                if exc.http_status != 404:
+                    raise
+            return Delivered(str(invoice.id), action="draft deleted")
+        if invoice.status in ("open", "uncollectible"):
+            self.api.call(
+                "invoices.void",
+                self.client.v1.invoices.void_invoice,
+                str(invoice.id),
+                options={
+                    "idempotency_key": mapping.idempotency_key(mapping.event_scope(event), "void")
+                },
+            )
+            return Delivered(str(invoice.id), action="voided")
+        if invoice.status == "paid":
+            return self._credit(event, invoice)
+        return Delivered(str(invoice.id), action=f"already {invoice.status}")
+
+    def _credit(self, event: EventDoc, invoice: Any) -> Delivered:
+        """A paid invoice cannot be voided in Stripe: credit its whole total back to the
+        customer's balance with a credit note, once (looked up by our event key)."""
+        listed = self.api.call(
+            "credit_notes.list",
+            self.client.v1.credit_notes.list,
+            params={"invoice": str(invoice.id), "limit": 100},
+        )
+        credited = 0
+        for note in self._pages(listed, "credit_notes.list"):
+            if _meta(note, "meterline_event") == event.idempotency_key:
+                return Delivered(str(invoice.id), action=f"credited by {note.id}")
+            if note.status != "void":
+                credited += int(note.amount)
+        amount = int(invoice.total) - credited
+        if amount <= 0:
+            return Delivered(str(invoice.id), action="paid, nothing left to credit")
+        params = {
+            "invoice": str(invoice.id),
+            "amount": amount,
+            "credit_amount": amount,
+            "reason": "order_change",
+            "memo": f"Invoice {event.invoice.invoice_id} was voided in our billing",
+            "metadata": {
+                "meterline_event": event.idempotency_key,
+                mapping.INVOICE_KEY: str(event.invoice.invoice_id),
+            },
+        }
+        note = self.api.call(
+            "credit_notes.create",
+            self.client.v1.credit_notes.create,
+            params=params,
+            options={
+                "idempotency_key": mapping.idempotency_key(
+                    mapping.event_scope(event), "credit_note", params=params
+                )
+            },
+        )
+        return Delivered(
+            str(invoice.id), action=f"paid: credited {amount} by credit note {note.id}"
+        )
+
+
+def compare_lines(doc: InvoiceDoc, invoice: Any, items: Sequence[Any]) -> list[str]:
+    """Pure: what differs between the ledger invoice ``doc`` and Stripe's ``invoice`` with
+    its line ``items`` (amounts compared in Stripe's unit)."""
+    differences: list[str] = []
+    by_line: dict[str, list[Any]] = {}
+    for item in items:
+        line_id = _meta(item, mapping.LINE_KEY)
+        if line_id is None:
+            differences.append(f"extra item {item.id} ({item.amount}) not from the ledger")
+            continue
+        by_line.setdefault(line_id, []).append(item)
+    lines: dict[str, LineDoc] = {str(line.line_id): line for line in doc.lines}
+    for line_id, line in lines.items():
+        found = by_line.get(line_id, [])
+        want = mapping.stripe_amount(line.amount_minor, line.currency)
+        if not found:
+            differences.append(f"line {line_id} ({want}) missing")
+        elif len(found) > 1:
+            differences.append(f"line {line_id} delivered {len(found)} times")
+        elif found[0].amount != want:
+            differences.append(f"line {line_id}: Stripe {found[0].amount}, ledger {want}")
+    for line_id, found in by_line.items():
+        if line_id not in lines:
+            differences.append(f"extra item {found[0].id} for line {line_id} not on this invoice")
+    want_total = mapping.stripe_amount(doc.total_minor, doc.currency)
+    if invoice.subtotal != want_total:
+        differences.append(f"subtotal: Stripe {invoice.subtotal}, ledger {want_total}")
+    if str(invoice.currency).upper() != doc.currency.upper():
+        differences.append(f"currency: Stripe {invoice.currency}, ledger {doc.currency}")
+    return differences
+
+
+def _quoted(value: str) -> str:
+    """A value inside single quotes of Stripe's search query language."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _message(exc: stripe.StripeError) -> str:
+    text = exc.user_message or str(exc) or type(exc).__name__
+    status = f" (HTTP {exc.http_status})" if exc.http_status else ""
+    return f"{type(exc).__name__}{status}: {text}"
