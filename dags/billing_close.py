@@ -6,10 +6,14 @@ the next open invoice. Re-running posts nothing new. Last, reconcile the months 
 could touch: the run fails on unacknowledged findings of the severity it fails on
 (METERLINE_RECONCILE_FAIL_ON, errors by default), which includes a period close could
 not bill; and it fails when close held back a period holding a day whose events changed
-since that day was rolled up (the message names the days and the command to run).
+since that day was rolled up (the message names the days and the command to run). Then
+the outbox is delivered to Stripe and every month reconciled against Stripe
+(docs/stripe.md); both are skipped when Stripe is not configured.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
@@ -110,8 +114,49 @@ def billing_close() -> None:
             raise AirflowFailException(held)
         return summary
 
+    @task
+    def deliver(summary: dict[str, Any]) -> dict[str, Any]:
+        """Deliver the outbox to Stripe (finalized and voided invoices, adjustment
+        lines), exactly once in effect; skipped when Stripe is not configured (the
+        events wait in the outbox). Fails when an event is parked or a delivery failed
+        (retried: a failed delivery backs off and is sent again)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from meterline.jobs.deliver import deliver_or_skip
+
+        report = deliver_or_skip()
+        if report is None:
+            raise AirflowSkipException(
+                "Stripe is not configured (METERLINE_STRIPE_API_KEY or the stripe_default"
+                " Connection): the outbox keeps the events"
+            )
+        if not report.ok:
+            raise RuntimeError(report.summary() + "; " + "; ".join(report.errors[:5]))
+        return {"months": sorted(summary.get("months") or {}), **report.to_json()}
+
+    @task
+    def stripe_reconcile(delivered: dict[str, Any]) -> dict[str, Any]:
+        """Compare every month the close touched with Stripe, line by line; fail on any
+        difference (meterline stripe reconcile)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from meterline.audit.stripe import reconcile_stripe
+
+        months = [str(m) for m in delivered.get("months") or []]
+        reports = [reconcile_stripe(month) for month in months]
+        bad = [r for r in reports if not r.ok]
+        if bad:
+            raise AirflowFailException(
+                "; ".join(
+                    f"{r.summary()}: "
+                    + ", ".join(f"invoice {d.invoice_id} {d.what}" for d in r.differences[:5])
+                    for r in bad
+                )
+            )
+        return {r.period: r.to_json() for r in reports}
+
     as_of = resolve_as_of()
-    reconcile(as_of, close(as_of))
+    stripe_reconcile(deliver(reconcile(as_of, close(as_of))))
 
 
 billing_close()

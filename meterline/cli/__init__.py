@@ -79,6 +79,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "meterline.cli.audit:audit",
         "Audit charges: explain a line from its raw events, reconcile a month, re-rate it.",
     ),
+    "outbox": (
+        "meterline.cli.outbox:outbox",
+        "The outbox: list, deliver and replay what the ledger tells Stripe.",
+    ),
+    "stripe": (
+        "meterline.cli.stripe:stripe",
+        "Stripe Billing: reconcile a month's invoices against Stripe.",
+    ),
     "statement": (
         "meterline.cli.audit:statement",
         "A self-contained HTML usage statement: lines, daily usage, tiers (and the audit"

@@ -56,6 +56,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     # refused: fix the input, option or setting, then run again
     "click.exceptions.ClickException": ExitCode.REFUSED,
     "meterline.settings.SettingsError": ExitCode.REFUSED,
+    "meterline.jobs.deliver.SinkNotConfigured": ExitCode.REFUSED,
     "meters.catalog.CatalogError": ExitCode.REFUSED,
     "meters.ingest.readers.UnreadableFile": ExitCode.REFUSED,
     "meters.warehouse.base.WarehouseError": ExitCode.REFUSED,

@@ -134,7 +134,7 @@ class LedgerDirectory:
 
 
 @contextmanager
-def _ledger(config: Settings) -> Iterator[sessionmaker[Session]]:
+def ledger_sessions(config: Settings) -> Iterator[sessionmaker[Session]]:
     require_ledger_store(config)
     with ledger_engine(config) as engine:
         require_head(engine)
@@ -173,7 +173,7 @@ def deliver(
         raise ValueError(f"unknown sink {sink!r}: one of {', '.join(SINKS)}")
     report = DeliveryReport(sink=sink)
     owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    with _ledger(cfg) as make:
+    with ledger_sessions(cfg) as make:
         target, api = make_stripe_sink(make, stripe or stripe_config(cfg))
         concurrency = api.config.concurrency
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver") as pool:
@@ -259,7 +259,7 @@ def outbox_rows(
     config: Settings | None = None,
 ) -> list[DeliveryRow]:
     """The outbox's deliveries (``meterline outbox list``)."""
-    with _ledger(config or settings()) as make, make() as session:
+    with ledger_sessions(config or settings()) as make, make() as session:
         return list_deliveries(session, sink=sink, failed_only=failed_only, limit=limit)
 
 
@@ -267,5 +267,14 @@ def replay_from(from_id: int, *, sink: str | None = None, config: Settings | Non
     """Make events from ``from_id`` on pending again (``meterline outbox replay``)."""
     if sink is not None and sink not in SINKS:
         raise ValueError(f"unknown sink {sink!r}: one of {', '.join(SINKS)}")
-    with _ledger(config or settings()) as make, make.begin() as session:
+    with ledger_sessions(config or settings()) as make, make.begin() as session:
         return replay(session, from_id=from_id, sink=sink)
+
+
+def deliver_or_skip(config: Settings | None = None) -> DeliveryReport | None:
+    """``deliver("stripe")``, or None when Stripe is not configured (the DAG's task
+    is then skipped: the events wait in the outbox)."""
+    cfg = config or settings()
+    if stripe_config(cfg) is None:
+        return None
+    return deliver("stripe", config=cfg)

@@ -165,7 +165,7 @@ class StripeSink:
 
     # -- invoices ----------------------------------------------------------------------
 
-    def _find_invoice(self, doc: InvoiceDoc, customer_id: str | None) -> Any | None:
+    def find_invoice(self, doc: InvoiceDoc, customer_id: str | None) -> Any | None:
         """The Stripe invoice of a ledger invoice: by the recorded id, else by our id in
         the metadata of the customer's invoices."""
         known = self.directory.ref("invoice", str(doc.invoice_id))
@@ -198,7 +198,7 @@ class StripeSink:
     def _invoice(self, event: EventDoc) -> Delivered:
         doc = event.invoice
         customer_id = self._customer(doc)
-        invoice = self._find_invoice(doc, customer_id)
+        invoice = self.find_invoice(doc, customer_id)
         if invoice is None:
             terms = self.directory.terms(doc.customer)
             params = mapping.invoice_create(
@@ -350,7 +350,7 @@ class StripeSink:
         doc = event.invoice
         terms = self.directory.terms(doc.customer)
         customer_id = terms.stripe_customer_id or self.directory.ref("customer", doc.customer)
-        invoice = self._find_invoice(doc, customer_id)
+        invoice = self.find_invoice(doc, customer_id)
         if invoice is None:
             return Delivered(None, action="nothing in Stripe")
         if invoice.status == "draft":

@@ -1,0 +1,54 @@
+"""Which ledger invoices a reconcile against another system covers."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.models import Customer, Invoice, OutboxDelivery, OutboxEvent
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    """``YYYY-MM`` -> (its first day, the next month's first day)."""
+    year, number = (int(part) for part in month.split("-"))
+    first = date(year, number, 1)
+    return first, date(year + number // 12, number % 12 + 1, 1)
+
+
+def invoices_of_month(
+    session: Session, month: str, *, customer: str | None = None
+) -> list[tuple[int, str]]:
+    """(invoice id, status) of the finalized and void invoices whose period starts in
+    ``month`` (local dates, as ``meterline invoices list --period`` counts them)."""
+    first, nxt = month_bounds(month)
+    query = (
+        select(Invoice.id, Invoice.status)
+        .join(Customer, Customer.id == Invoice.customer_id)
+        .where(
+            Invoice.period_start_local >= first,
+            Invoice.period_start_local < nxt,
+            Invoice.status != "draft",
+        )
+        .order_by(Invoice.id)
+    )
+    if customer is not None:
+        query = query.where(Customer.external_id == customer)
+    return [(row[0], row[1]) for row in session.execute(query)]
+
+
+def delivery_states(
+    session: Session, sink: str, invoice_ids: list[int]
+) -> dict[tuple[int, str], tuple[int, str]]:
+    """(event id, status) of each invoice's latest event per kind, for ``sink``."""
+    found: dict[tuple[int, str], tuple[int, str]] = {}
+    rows = session.execute(
+        select(OutboxEvent.invoice_id, OutboxEvent.kind, OutboxEvent.id, OutboxDelivery.status)
+        .join(OutboxDelivery, OutboxDelivery.event_id == OutboxEvent.id)
+        .where(OutboxDelivery.sink == sink, OutboxEvent.invoice_id.in_(invoice_ids))
+        .order_by(OutboxEvent.id)
+    )
+    for invoice_id, kind, event_id, status in rows:
+        found[(invoice_id, kind)] = (event_id, status)
+    return found
