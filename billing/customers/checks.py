@@ -18,6 +18,11 @@ that a file is refused once with all of them (billing.customers.load):
    that priced a finalized invoice never change in place; ending a subscription after
    its last finalized period, then a new subscription from that day, is the way to
    change them.
+4. **One Stripe customer per customer** (`stripe_id_problems`): a file customer's
+   Stripe customer id is not that of a stored customer the file does not list (the
+   file's own customers are checked against each other by billing.customers.read). A
+   customer's Stripe terms (id, collection method, days until due) are delivery terms,
+   not pricing terms: a reload may change them at any time.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from billing import bulk
 from billing.customers.errors import Problem
+from billing.customers.read import shared_stripe_id
 from billing.customers.rows import CustomerRow, DiscountIdentity, discount_identity
 from billing.models import Customer, Invoice, Plan, PriceVersion, Subscription, SubscriptionDiscount
 from billing.periods import Period
@@ -350,3 +356,25 @@ def _overlap(
         " usage is billed by customer and meter, so both would bill the same events;"
         f" {fix}",
     )
+
+
+def stripe_id_problems(session: Session, rows: Sequence[tuple[int, CustomerRow]]) -> list[Problem]:
+    """File customers whose Stripe customer id a stored customer not in the file has
+    (module docstring, rule 4), on each such customer's first line."""
+    first: dict[str, tuple[int, str | None]] = {}
+    for number, row in rows:
+        first.setdefault(row.customer_id, (number, row.stripe_customer_id))
+    wanted = {sid: (number, ext) for ext, (number, sid) in first.items() if sid is not None}
+    problems: list[Problem] = []
+    for part in bulk.in_chunks(session, sorted(wanted)):
+        for owner, sid in session.execute(
+            select(Customer.external_id, Customer.stripe_customer_id).where(
+                bulk.where_in(session, Customer.stripe_customer_id, part)
+            )
+        ):
+            # A stored customer the file lists gets the file's id: read.py compares those.
+            if sid is None or owner in first:
+                continue
+            number, customer = wanted[sid]
+            problems.append(shared_stripe_id(number, customer, sid, owner, "in the ledger"))
+    return problems

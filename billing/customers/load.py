@@ -24,10 +24,11 @@ from billing.customers.checks import (
     overlap_problems,
     priced_problems,
     same_discounts,
+    stripe_id_problems,
 )
 from billing.customers.drafts import align_drafts
 from billing.customers.errors import CustomersFileInvalid, Problem
-from billing.customers.read import FileFormat, read_file
+from billing.customers.read import CUSTOMER_FIELDS, FileFormat, read_file
 from billing.customers.rows import CustomerRow
 from billing.customers.terms import terms_problems
 from billing.models import Customer, Subscription, SubscriptionDiscount
@@ -70,8 +71,8 @@ def ledger_problems(
     session: Session, rows: Sequence[tuple[int, CustomerRow]]
 ) -> tuple[list[Problem], Stored]:
     """Every problem of valid rows against the ledger (billing.customers.checks: priced,
-    no overlapping subscriptions on one meter, finalized terms unchanged), and what the
-    ledger holds about them."""
+    no overlapping subscriptions on one meter, finalized terms unchanged, no Stripe
+    customer id of another stored customer), and what the ledger holds about them."""
     catalog = Catalog.read(session)
     stored = Stored.read(session, rows)
     stored.read_invoices(session, stored.changed(rows))
@@ -79,6 +80,7 @@ def ledger_problems(
         *priced_problems(rows, catalog),
         *overlap_problems(rows, stored, catalog),
         *terms_problems(rows, stored),
+        *stripe_id_problems(session, rows),
     ]
     return problems, stored
 
@@ -137,15 +139,15 @@ def _write(
     existing_c = _by_external_id(session, customers_t, list(first_by_customer))
     new_c, changed_c = [], []
     for ext, row in first_by_customer.items():
-        values: dict[str, Any] = {
-            "name": row.name,
-            "currency": row.currency,
-            "timezone": row.timezone,
-        }
+        # The customer's own fields: the file's rows agree on them (read.CUSTOMER_FIELDS).
+        # Every one may change on a reload (the subscriptions' currency and timezone are
+        # held by the subscriptions, under terms.py's rule); a change of any, the Stripe
+        # terms included, updates the customer.
+        values: dict[str, Any] = {name: getattr(row, name) for name in CUSTOMER_FIELDS}
         old = existing_c.get(ext)
         if old is None:
             new_c.append({"external_id": ext, **values})
-        elif (old.name, old.currency, old.timezone) != (row.name, row.currency, row.timezone):
+        elif any(getattr(old, name) != value for name, value in values.items()):
             changed_c.append({"b_id": old.id, **values})
     if new_c:
         bulk.insert_rows(session, customers_t, new_c)

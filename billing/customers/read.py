@@ -1,10 +1,11 @@
 """Reading a customers file (JSONL, YAML or CSV) into rows, with every problem found.
 
 Nothing here stops at the first problem: each record is checked on its own, then the
-rows together (a customer's rows agree on name, currency and timezone; a subscription
-is on one row), and every problem is kept as a Problem naming its line and field. The
-caller (billing.customers.load) adds the ledger's problems and refuses the file once,
-with all of them.
+rows together (a customer's rows agree on its customer fields, CUSTOMER_FIELDS; two
+customers never share a Stripe customer id; a subscription is on one row), and every
+problem is kept as a Problem naming its line and field. The caller
+(billing.customers.load) adds the ledger's problems and refuses the file once, with all
+of them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ FORMATS: dict[str, FileFormat] = {
 FIELDS: tuple[str, ...] = tuple(CustomerRow.model_fields)
 REQUIRED: tuple[str, ...] = tuple(n for n, f in CustomerRow.model_fields.items() if f.is_required())
 DISCOUNT_FIELDS: tuple[str, ...] = tuple(DiscountRow.model_fields)
+#: The fields that describe the customer, not the row's subscription: stored once on the
+#: customer, so all of a customer's rows give the same values.
+CUSTOMER_FIELDS: tuple[str, ...] = (
+    "name",
+    "currency",
+    "timezone",
+    "stripe_customer_id",
+    "collection_method",
+    "days_until_due",
+)
 
 # A problem a model validator raises names its field first ("end: ...").
 _FIELD_FIRST = re.compile(r"([a-z_]+(?:\.[0-9a-z_]+)*): (.*)\Z", re.DOTALL)
@@ -168,7 +179,8 @@ def _problems(number: int, exc: ValidationError, record: Mapping[str, Any]) -> l
 def parse_records(records: Iterable[tuple[int, Any]]) -> ParsedFile:
     """Validate records (line number, mapping, or the Problem of an unreadable record):
     the valid rows and every problem, each row checked against the others (a customer's
-    rows agree on its name, currency and timezone; each subscription is on one row)."""
+    rows agree on its CUSTOMER_FIELDS; two customers never share a Stripe customer id;
+    each subscription is on one row)."""
     parsed = ParsedFile()
     for number, record in records:
         if isinstance(record, Problem):
@@ -185,18 +197,27 @@ def parse_records(records: Iterable[tuple[int, Any]]) -> ParsedFile:
             parsed.problems.extend(_problems(number, exc, record))
     customers: dict[str, tuple[int, CustomerRow]] = {}
     subscriptions: dict[str, int] = {}
+    # Stripe customer id -> the first customer (and its line) that gives it.
+    stripe_ids: dict[str, tuple[str, int]] = {}
     for number, row in parsed.rows:
         first = customers.setdefault(row.customer_id, (number, row))
-        for name in ("name", "currency", "timezone"):
+        for name in CUSTOMER_FIELDS:
             if getattr(first[1], name) != getattr(row, name):
                 parsed.problems.append(
                     Problem(
                         number,
                         name,
-                        f"customer {row.customer_id} has {getattr(first[1], name)!r} on line"
-                        f" {first[0]}; a customer's rows agree on its name, currency and"
-                        " timezone",
+                        f"customer {row.customer_id} has {_shown(getattr(first[1], name))} on"
+                        f" line {first[0]}; a customer's rows agree on its"
+                        f" {', '.join(CUSTOMER_FIELDS[:-1])} and {CUSTOMER_FIELDS[-1]}",
                     )
+                )
+        stripe_id = row.stripe_customer_id
+        if stripe_id is not None and first[0] == number:
+            owner, line = stripe_ids.setdefault(stripe_id, (row.customer_id, number))
+            if owner != row.customer_id:
+                parsed.problems.append(
+                    shared_stripe_id(number, row.customer_id, stripe_id, owner, f"line {line}")
                 )
         if row.subscription_id in subscriptions:
             parsed.problems.append(
@@ -210,6 +231,21 @@ def parse_records(records: Iterable[tuple[int, Any]]) -> ParsedFile:
     if not parsed.rows and not parsed.problems:
         parsed.problems.append(Problem(0, "file", "no rows"))
     return parsed
+
+
+def _shown(value: Any) -> str:
+    return "none (empty)" if value is None else repr(value)
+
+
+def shared_stripe_id(number: int, customer: str, stripe_id: str, owner: str, where: str) -> Problem:
+    """The problem of a customer given the Stripe customer id another customer has."""
+    return Problem(
+        number,
+        "stripe_customer_id",
+        f"customer {customer} and customer {owner} ({where}) both have Stripe customer"
+        f" {stripe_id}; two customers never share one Stripe customer (each would receive"
+        " the other's invoices): give each its own id",
+    )
 
 
 def read_text(path: Path) -> str:

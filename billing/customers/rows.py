@@ -21,6 +21,14 @@ its line and field, rather than stored and failing later (or never):
   mean no place or the machine's own zone (``Factory``, ``localtime``, ``posixrules``)
   are refused.
 - the billing anchor day is a whole number 1..31.
+- the customer's Stripe terms, each optional (empty: the Stripe sink uses the settings'
+  default, and creates the Stripe customer itself when it has no id):
+  ``stripe_customer_id`` is a Stripe customer id as Stripe writes them, ``cus_``
+  followed by letters and digits, at most 64 characters (the ledger's column);
+  ``collection_method`` is ``charge_automatically`` or ``send_invoice`` (Stripe's
+  Invoice.collection_method); ``days_until_due`` is a whole number 1..365 and needs
+  ``collection_method: send_invoice`` on the row (Stripe accepts days_until_due only for
+  send_invoice invoices).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from billing.charges import KEY_SEP
+from billing.models import COLLECTION_METHODS
 from billing.money import canonical, exponent, to_minor
 from billing.periods import whole_hour_zone, zone
 
@@ -52,6 +61,16 @@ ODD_ZONES = frozenset({"Factory", "localtime", "posixrules"})
 _PRINTABLE_ASCII = re.compile(r"[!-~]([ -~]*[!-~])?\Z")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _DIGITS = re.compile(r"[0-9]{1,2}\Z")
+# Stripe's customer ids: the object prefix "cus_", then letters and digits
+# (cus_NffrFeUfNV2Hib); nothing else (no space, "_" or "-" after the prefix).
+_STRIPE_CUSTOMER = re.compile(r"cus_[A-Za-z0-9]+\Z")
+_DAY_COUNT = re.compile(r"[0-9]{1,3}\Z")
+#: The days a send_invoice invoice may give the customer to pay (both included). Stripe's
+#: API reference (Create an invoice, days_until_due: "The number of days from when the
+#: invoice is created until it is due. Valid only for invoices where
+#: collection_method=send_invoice") types it as an integer and states no range; 1..365 is
+#: this project's bound, the same as the default's (settings: stripe_days_until_due).
+DAYS_UNTIL_DUE = (1, 365)
 
 
 def printable_problem(text: str) -> str | None:
@@ -166,6 +185,17 @@ def timezone_problem(name: str) -> str | None:
     return None
 
 
+def _whole(value: Any, pattern: re.Pattern[str]) -> int | None:
+    """An integer from an int, a whole exact decimal or digits matching ``pattern`` (CSV
+    has only text); None when ``value`` is none of these."""
+    whole = isinstance(value, Decimal) and value.is_finite() and value == value.to_integral()
+    if whole or (isinstance(value, str) and pattern.match(value)):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
 DiscountIdentity = tuple[str, str | None, str | None, date, date | None]
 
 
@@ -255,6 +285,9 @@ class CustomerRow(BaseModel):
     name: str
     currency: str
     timezone: str
+    stripe_customer_id: str | None = None
+    collection_method: str | None = None
+    days_until_due: int | None = None
     subscription_id: str
     plan: str
     billing_anchor_day: int
@@ -282,15 +315,56 @@ class CustomerRow(BaseModel):
     @field_validator("billing_anchor_day", mode="before")
     @classmethod
     def _anchor(cls, value: Any) -> int:
-        whole = isinstance(value, Decimal) and value.is_finite() and value == value.to_integral()
-        if whole or (isinstance(value, str) and _DIGITS.match(value)):
-            value = int(value)
-        elif isinstance(value, bool) or not isinstance(value, int):
+        day = _whole(value, _DIGITS)
+        if day is None:
             shown = repr(value) if isinstance(value, str) else _kind(value)
             raise ValueError(f"must be a whole day of the month 1..31, not {shown}")
-        if not 1 <= value <= 31:
-            raise ValueError(f"must be between 1 and 31, got {value}")
-        return value
+        if not 1 <= day <= 31:
+            raise ValueError(f"must be between 1 and 31, got {day}")
+        return day
+
+    @field_validator("stripe_customer_id", mode="before")
+    @classmethod
+    def _stripe_customer(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = _text(value)
+        if not _STRIPE_CUSTOMER.match(text):
+            raise ValueError(
+                f"{text!r} is not a Stripe customer id: cus_ followed by letters and digits"
+                " (cus_NffrFeUfNV2Hib); leave it empty to let the Stripe sink create the"
+                " customer"
+            )
+        if len(text) > ID_MAX:
+            raise ValueError(f"has {len(text)} characters; at most {ID_MAX}")
+        return text
+
+    @field_validator("collection_method", mode="before")
+    @classmethod
+    def _collection_method(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = _text(value)
+        if text not in COLLECTION_METHODS:
+            raise ValueError(
+                f"must be {' or '.join(COLLECTION_METHODS)} (Stripe's collection methods),"
+                f" not {text!r}; leave it empty for the settings' default"
+            )
+        return text
+
+    @field_validator("days_until_due", mode="before")
+    @classmethod
+    def _days_until_due(cls, value: Any) -> int | None:
+        if value is None:
+            return None
+        first, last = DAYS_UNTIL_DUE
+        days = _whole(value, _DAY_COUNT)
+        if days is None:
+            shown = repr(value) if isinstance(value, str) else _kind(value)
+            raise ValueError(f"must be a whole number of days {first}..{last}, not {shown}")
+        if not first <= days <= last:
+            raise ValueError(f"must be between {first} and {last} days, got {days}")
+        return days
 
     @field_validator("currency")
     @classmethod
@@ -319,6 +393,20 @@ class CustomerRow(BaseModel):
     def _check(self) -> CustomerRow:
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"end: {self.end} is not after start ({self.start})")
+        if self.days_until_due is not None and self.collection_method != "send_invoice":
+            # Stripe's API reference: days_until_due is "valid only for invoices where
+            # collection_method=send_invoice". An empty method is the settings' default,
+            # which the file cannot see: the row must say send_invoice itself.
+            method = (
+                "is empty (the settings' default)"
+                if self.collection_method is None
+                else f"is {self.collection_method}"
+            )
+            raise ValueError(
+                f"days_until_due: Stripe accepts days_until_due only for invoices with"
+                f" collection_method send_invoice, and this row's collection_method {method}:"
+                " set collection_method to send_invoice, or leave days_until_due empty"
+            )
         for i, discount in enumerate(self.discounts):
             if discount.amount_off is not None:
                 try:
