@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from billing import bulk
 from billing.models import Invoice, InvoiceLine, PriceVersion
+from billing.outbox import SINKS
+from billing.outbox.refs import external_ids
 from billing.periods import Period
 from meterline.audit import ledger
 from meterline.audit.errors import AuditError
 from meterline.audit.explain.chain import explain
-from meterline.audit.explain.report import Explanation
+from meterline.audit.explain.report import DeliveredTo, Explanation
 from meterline.audit.facts import (
     NO_EVENTS,
     EventList,
@@ -140,7 +142,7 @@ class LineExplainer:
             if seen is not None:
                 late = self.events(window, price, seen, late_limit, run_id)
             sample = self.events(window, price, None, samples, None)
-        return explain(
+        explained = explain(
             ExplainFacts(
                 line=line,
                 invoice=ledger.invoice_info(inv),
@@ -159,6 +161,24 @@ class LineExplainer:
                 notes=_notes(raw, inv),
             )
         )
+        return explained.model_copy(update={"delivered": self._delivered(line_id, inv.id)})
+
+    def _delivered(self, line_id: int, invoice_id: int) -> list[DeliveredTo]:
+        """The line's Stripe invoice and item, as the sink recorded them."""
+        out = []
+        for sink in SINKS:
+            items = external_ids(self.session, sink, "line", [str(line_id)])
+            invoices = external_ids(self.session, sink, "invoice", [str(invoice_id)])
+            item = items.get(str(line_id))
+            invoice = invoices.get(str(invoice_id))
+            out.append(
+                DeliveredTo(
+                    sink=sink,
+                    invoice=item[1] if item else invoice[0] if invoice else None,
+                    item=item[0] if item else None,
+                )
+            )
+        return out
 
     def _original(self, line: PostedLine, source: Invoice | None) -> PostedLine | None:
         """The line whose key an adjustment corrects (the line itself otherwise)."""

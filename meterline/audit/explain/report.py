@@ -172,6 +172,15 @@ class Net(Report):
     difference: Billed
 
 
+class DeliveredTo(Report):
+    """Where a line went outside the ledger: its invoice and invoice item in a sink's
+    system (Stripe: ``in_...``, ``ii_...``); null ids until delivered."""
+
+    sink: str
+    invoice: str | None
+    item: str | None
+
+
 class Explanation(Report):
     """One line explained, from its invoice down to the raw events."""
 
@@ -191,3 +200,4 @@ class Explanation(Report):
     late_events: EventList
     sample_events: list[EventRow]
     notes: list[str]
+    delivered: list[DeliveredTo] = Field(default_factory=list)

@@ -166,6 +166,13 @@ def _explain_head(doc: Explanation) -> list[str]:
         f" {qty(line.amount_precise)}), quantity {qty(line.quantity)}",
         f"            by rating run {line.rating_run_id or '-'} as of {when(line.posted_at)}",
     ]
+    for sent in doc.delivered:
+        where = (
+            f"invoice {sent.invoice}, item {sent.item or '-'}"
+            if sent.invoice
+            else "not delivered (`meterline outbox list`)"
+        )
+        out.append(f"  {sent.sink:<9} {where}")
     if doc.corrects is not None:
         corrects, source = doc.corrects, doc.corrects.invoice
         out.append(
