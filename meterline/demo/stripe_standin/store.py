@@ -448,8 +448,8 @@ class Store:
         lines: list[dict[str, Any]] = params["lines"]
         self._check_room(invoice, len(lines))
         now = self.now()
-        planned: list[InvoiceItem] = []
-        assigned: list[InvoiceItem] = []
+        # The lines in the request's order: existing pending items and new ones.
+        entries: list[InvoiceItem] = []
         for index, line in enumerate(lines):
             param = f"lines[{index}]"
             if "invoice_item" in line:
@@ -474,7 +474,7 @@ class Store:
                         f"must match the invoice's ({invoice.currency}).",
                         f"{param}[invoice_item]",
                     )
-                assigned.append(item)
+                entries.append(item)
                 continue
             if "amount" not in line:
                 raise invalid(
@@ -486,7 +486,7 @@ class Store:
             check_amount(line["amount"], invoice.currency, f"{param}[amount]")
             period = line.get("period")
             self._check_period(period, f"{param}[period]")
-            planned.append(
+            entries.append(
                 InvoiceItem(
                     id=self.new_id("ii"),
                     customer=invoice.customer,
@@ -500,9 +500,9 @@ class Store:
                     discountable=line["amount"] >= 0,
                 )
             )
-        if len({item.id for item in assigned}) != len(assigned):
+        if len({item.id for item in entries}) != len(entries):
             raise invalid("The same invoice item is listed twice.", "lines")
-        for item in [*assigned, *planned]:
+        for item in entries:
             self.invoice_items[item.id] = item
             self._attach(invoice, item)
         invoice.metadata = _merge_metadata(invoice.metadata, params.get("invoice_metadata"))
