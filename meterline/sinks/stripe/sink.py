@@ -74,8 +74,12 @@ class Delivered:
 
 
 def _meta(obj: Any, key: str) -> str | None:
-    metadata = getattr(obj, "metadata", None) or {}
-    value = metadata.get(key) if hasattr(metadata, "get") else None
+    """A metadata value of a Stripe object (the SDK's objects are not dicts)."""
+    metadata = getattr(obj, "metadata", None)
+    if metadata is None:
+        return None
+    data = metadata.to_dict() if hasattr(metadata, "to_dict") else dict(metadata)
+    value = data.get(key)
     return None if value is None else str(value)
 
 
@@ -231,10 +235,11 @@ class StripeSink:
                     )
                 self._record_lines(doc, invoice)
                 return Delivered(str(invoice.id), action="already delivered")
-            raise PermanentSinkError(
-                f"Stripe invoice {invoice.id} of ledger draft {doc.invoice_id} is"
-                f" {invoice.status}, not a draft: its adjustment lines cannot be added"
-            )
+            # A snapshot of a draft that has been finalized since (this event is
+            # replayed): superseded. Only our finalize advances a Stripe invoice we
+            # created (auto_advance off), and it made the invoice equal to the ledger's
+            # final lines, checked then and by `meterline stripe reconcile`.
+            return Delivered(str(invoice.id), action="superseded by finalization")
         invoice, added, removed = self._sync_lines(event, invoice, only_adjustments=not finalizing)
         if finalizing:
             want = mapping.stripe_amount(doc.total_minor, doc.currency)
