@@ -596,6 +596,8 @@ def test_the_pinned_api_version_only(standin: StripeStandIn) -> None:
     assert answer.status_code == 400 and "2026-10-28.endive" in answer.json()["error"]["message"]
     answer = raw(standin, "POST", "/v1/customers", **{"Stripe-Version": API_VERSION})
     assert answer.status_code == 200 and answer.headers["Stripe-Version"] == API_VERSION
+    answer = raw(standin, "POST", "/v1/customers", **{"Stripe-Account": "acct_1"})
+    assert answer.status_code == 400 and "Connect" in answer.json()["error"]["message"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -256,6 +256,12 @@ class Api:
                         f"The Stripe stand-in speaks API version {API_VERSION} only; the "
                         f"request asked for {version}.",
                     )
+                if "stripe-account" in headers or "stripe-context" in headers:
+                    raise StripeError(
+                        400,
+                        "The Stripe stand-in models one account: it does not model Connect "
+                        "(the Stripe-Account and Stripe-Context headers).",
+                    )
                 if found is None:
                     raise StripeError(
                         404,
