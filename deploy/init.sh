@@ -26,6 +26,20 @@ add_connection() {
 add_connection clickhouse_default "$CLICKHOUSE_USER" "$CLICKHOUSE_PASSWORD"
 add_connection clickhouse_auditor auditor "$CLICKHOUSE_AUDITOR_PASSWORD"
 
+# Stripe (docs/stripe.md): the stripe_default Connection holds the secret key (password)
+# and the API base (host). Without STRIPE_API_KEY, billing_close's deliver task is skipped
+# and the outbox keeps the events.
+if [ -n "${STRIPE_API_KEY:-}" ]; then
+    airflow connections delete stripe_default >/dev/null 2>&1 || true
+    airflow connections add stripe_default \
+        --conn-type generic \
+        --conn-host "${STRIPE_API_BASE:-https://api.stripe.com}" \
+        --conn-password "$STRIPE_API_KEY" >/dev/null
+    echo "init: connection stripe_default"
+else
+    echo "init: no STRIPE_API_KEY: Stripe delivery stays off (the outbox keeps the events)"
+fi
+
 # With a ClickHouse server the warehouse tasks may run side by side (the one-slot pool is
 # for the embedded chDB warehouse, which one process at a time may open).
 airflow pools set meterline_warehouse "${METERLINE_WAREHOUSE_POOL_SLOTS:-4}" \

@@ -52,3 +52,11 @@ def delivery_states(
     for invoice_id, kind, event_id, status in rows:
         found[(invoice_id, kind)] = (event_id, status)
     return found
+
+
+def invoice_months(session: Session) -> list[str]:
+    """The months (YYYY-MM) in which finalized or void invoices' periods start."""
+    days = session.scalars(
+        select(Invoice.period_start_local).where(Invoice.status != "draft").distinct()
+    )
+    return sorted({day.strftime("%Y-%m") for day in days})

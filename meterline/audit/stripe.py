@@ -16,7 +16,7 @@ from typing import Any
 
 from billing.outbox.payloads import InvoiceDoc
 from billing.outbox.record import invoice_docs
-from billing.outbox.scope import delivery_states, invoices_of_month
+from billing.outbox.scope import delivery_states, invoice_months, invoices_of_month
 from meterline.connections import stripe_config
 from meterline.jobs.deliver import ledger_sessions, make_stripe_sink
 from meterline.settings import Settings, settings
@@ -83,6 +83,12 @@ def _check(
     if invoice.status not in ("open", "paid"):
         differences.append(f"Stripe invoice is {invoice.status}, not issued")
     return differences, str(invoice.id), len(items), int(invoice.subtotal or 0)
+
+
+def months_invoiced(config: Settings | None = None) -> list[str]:
+    """The months (YYYY-MM, local period start) holding finalized or void invoices."""
+    with ledger_sessions(config or settings()) as make, make() as session:
+        return invoice_months(session)
 
 
 def reconcile_stripe(

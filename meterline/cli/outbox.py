@@ -8,6 +8,7 @@ from datetime import datetime
 
 import click
 
+from meterline.cli.options import Id
 from meterline.jobs.deliver import DeliveryReport, deliver, outbox_rows, replay_from
 from meterline.output import json_text
 
@@ -16,7 +17,7 @@ SINK_CHOICE = click.Choice(["stripe"])
 
 @click.group("outbox")
 def outbox() -> None:
-    """The outbox: facts the ledger must tell other systems (Stripe), and their delivery.
+    """The outbox: list, deliver and replay what the ledger tells Stripe.
 
     Each finalized or voided invoice, and each change of a draft's adjustment lines, is an
     event written in the same transaction as the change. `deliver` sends what waits;
@@ -65,7 +66,9 @@ def list_command(failed: bool, sink: str | None, limit: int | None, as_json: boo
 
 
 @outbox.command("deliver")
-@click.option("--sink", type=SINK_CHOICE, default="stripe", show_default=True)
+@click.option(
+    "--sink", type=SINK_CHOICE, default="stripe", show_default=True, help="The sink to deliver to."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def deliver_command(sink: str, as_json: bool) -> None:
     """Deliver every event that waits, in order per customer, customers in parallel.
@@ -90,7 +93,7 @@ def deliver_command(sink: str, as_json: bool) -> None:
 
 @outbox.command("replay")
 @click.option(
-    "--from", "from_id", type=click.IntRange(1), required=True, help="First event id to replay."
+    "--from", "from_id", type=Id("an event id"), required=True, help="First event id to replay."
 )
 @click.option("--sink", type=SINK_CHOICE, default=None, help="Only this sink (default: all).")
 def replay_command(from_id: int, sink: str | None) -> None:

@@ -16,7 +16,7 @@ SHOWN = 50
 
 @click.group("stripe")
 def stripe() -> None:
-    """Stripe Billing: compare what Stripe holds with the ledger."""
+    """Stripe Billing: reconcile a month's invoices against Stripe."""
 
 
 @stripe.command("reconcile")

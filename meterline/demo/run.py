@@ -10,6 +10,10 @@
 5. Print the ingest accounting (checked against what the generator injected), the
    invoices per currency and the top customers with their lines.
 6. Ingest the late file, run the next day's DAGs, and show the adjustment lines.
+
+Stripe is the Stripe stand-in (meterline.demo.stripe_standin), started on a loopback
+port for the run: billing_close delivers the outbox to it and reconciles against it, as
+it would against Stripe; the demo prints what Stripe then holds next to the ledger.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 from meterline.connections import ingest_options, ledger_session, meter_catalog, open_warehouse
+from meterline.demo.stripe_standin import StripeStandIn
 from meterline.demo.synthetic import GeneratorConfig, Manifest, generate
 from meterline.output import (
     Column,
@@ -65,6 +70,16 @@ class DemoResult:
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     adjustment_lines: int = 0
     statements: list[Path] = field(default_factory=list)
+    #: What the Stripe stand-in holds after delivery: invoices and items of the month,
+    #: and whether `stripe reconcile` found Stripe equal to the ledger.
+    stripe_invoices: int = 0
+    stripe_items: int = 0
+    stripe_matches: bool = False
+    stripe_adjustment_items: int = 0
+
+
+#: The demo's Stripe key: a test-mode key the stand-in accepts (never a real one).
+DEMO_STRIPE_KEY = "sk_test_meterline_demo"
 
 
 def delivery_time(day: date) -> datetime:
@@ -81,6 +96,42 @@ def demo_settings(config: DemoConfig) -> Settings:
     os.environ["METERLINE_BILLING_GO_LIVE"] = config.start.isoformat()
     settings.cache_clear()
     return settings()
+
+
+def stripe_settings(stripe: StripeStandIn) -> None:
+    """Point the Stripe settings at the stand-in (the DAG tasks read the environment)."""
+    os.environ["METERLINE_STRIPE_API_KEY"] = DEMO_STRIPE_KEY
+    os.environ["METERLINE_STRIPE_API_BASE"] = stripe.base_url
+    settings.cache_clear()
+
+
+def _print_stripe(result: DemoResult, console: Console) -> None:
+    from meterline.audit.stripe import months_invoiced, reconcile_stripe
+
+    reports = [reconcile_stripe(month) for month in months_invoiced()]
+    result.stripe_invoices = sum(r.invoices for r in reports)
+    result.stripe_items = sum(r.items for r in reports)
+    result.stripe_matches = all(r.ok for r in reports)
+    verdict = (
+        "Stripe totals = ledger totals"
+        if result.stripe_matches
+        else "; ".join(r.summary() for r in reports if not r.ok)
+    )
+    console.print(
+        f"delivered {result.stripe_invoices:,} invoices ({result.stripe_items:,} items) to"
+        f" Stripe; {verdict}"
+    )
+
+
+def _stripe_adjustments(stripe: StripeStandIn | None) -> int:
+    """Adjustment items on the stand-in's invoices (the next periods' drafts)."""
+    if stripe is None:
+        return 0
+    return sum(
+        1
+        for item in stripe.store.invoice_items.values()
+        if item.metadata.get("meterline_kind") == "adjustment"
+    )
 
 
 def run_demo(config: DemoConfig, console: Console) -> DemoResult:
@@ -111,8 +162,13 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     end = datetime.combine(config.start + timedelta(days=config.days), clock(0), tzinfo=UTC)
     as_of = end + timedelta(hours=config_settings.finalize_grace_hours)
     runner = None
+    stripe: StripeStandIn | None = None
     if config.billing:
         from meterline.demo.airflow_runner import DagRunner, prepare
+
+        stripe = StripeStandIn().start()
+        stripe_settings(stripe)
+        console.print(f"Stripe: the stand-in at {stripe.base_url} (docs/stripe-standin.md)")
 
         _load_ledger(config_settings, data, console)
         with progress("airflow: usage_rollup days, then billing_close", config.days) as tick:
@@ -128,6 +184,7 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
             f"ran usage_rollup for {config.days} days and billing_close as of "
             f"{as_of.isoformat()} (Airflow dag.test)"
         )
+        _print_stripe(result, console)
 
     # The late file arrives after the invoices were finalized.
     late_at = as_of + timedelta(hours=12) if config.billing else delivery_time(end.date())
@@ -143,9 +200,16 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         runner.rollup_day(late_at.date())
         runner.close(as_of + timedelta(days=1))
         result.adjustment_lines = _print_adjustments(config_settings, console)
+        result.stripe_adjustment_items = _stripe_adjustments(stripe)
+        console.print(
+            f"delivered {result.stripe_adjustment_items:,} adjustment lines to Stripe, as"
+            " items of the next invoices' drafts (billing_close's deliver task)"
+        )
         result.statements = _write_statements(
             config_settings, config.folder / "statements", top, console
         )
+    if stripe is not None:
+        stripe.stop()
     result.seconds = time.perf_counter() - started
     console.print(f"done in {result.seconds:.1f}s")
     return result

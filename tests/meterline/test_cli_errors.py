@@ -70,6 +70,10 @@ INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
         ["--customer", "cus_00001", "--period", "2026-10", "--out", "{tmp}/s.html"],
         "WL",
     ),
+    ("outbox", "list"): ([], "L"),
+    ("outbox", "deliver"): ([], "L"),
+    ("outbox", "replay"): (["--from", "1"], "L"),
+    ("stripe", "reconcile"): (["--period", "2026-10"], "L"),
 }
 
 
@@ -768,6 +772,12 @@ def test_an_id_outside_the_ledgers_range_is_refused(
 ) -> None:
     entry = INVOCATIONS[path]
     assert entry is not None
+    if isinstance(param, click.Option):  # an id given as an option: --from=VALUE
+        flag = param.opts[0]
+        rest = [fill(a, place) for a in entry[0] if a != flag and not a.isdigit()]
+        code, output = invoke([*path, *rest, f"{flag}={value}"])
+        assert_one_error(code, output, ExitCode.REFUSED, "ids are whole numbers from 1 to")
+        return
     options = [fill(a, place) for a in entry[0] if not a.isdigit()]
     code, output = invoke([*path, "--", value] if not options else [*path, *options, "--", value])
     assert_one_error(code, output, ExitCode.REFUSED, "ids are whole numbers from 1 to")

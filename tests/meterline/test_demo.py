@@ -139,6 +139,19 @@ def test_finalized_invoices_and_adjustments_are_the_derived_ones(demo: DemoRun) 
     shown = re.search(r"([\d,]+) adjustment lines", demo.stdout)
     assert shown and int(shown.group(1).replace(",", "")) == len(adjustments) == expected.total()
 
+    # Stripe (the stand-in) got every invoice of the first close with an item per line,
+    # and every adjustment line as an item of the next invoice's draft.
+    sent = re.search(
+        r"delivered ([\d,]+) invoices \(([\d,]+) items\) to Stripe; Stripe totals = ledger"
+        r" totals",
+        demo.stdout,
+    )
+    assert sent, demo.stdout
+    assert int(sent.group(1).replace(",", "")) == sum(per_currency.values())
+    assert int(sent.group(2).replace(",", "")) == ledger.lines_finalized_at(first_close)
+    adjusted = re.search(r"delivered ([\d,]+) adjustment lines to Stripe", demo.stdout)
+    assert adjusted and int(adjusted.group(1).replace(",", "")) == len(adjustments)
+
 
 def test_reconcile_finds_nothing(demo: DemoRun) -> None:
     manifest = Manifest.read(demo.data)
@@ -356,6 +369,13 @@ class Ledger:
 
     def finalized_invoices(self) -> int:
         return len(self._rows(select(Invoice.id).where(Invoice.status == "finalized")))
+
+    def lines_finalized_at(self, as_of: datetime) -> int:
+        """Lines of the invoices a close as of ``as_of`` finalized."""
+        return len(self._rows(
+            select(InvoiceLine.id).join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .where(Invoice.finalized_at == as_of)
+        ))  # fmt: skip
 
     def finalized_lines(self) -> dict[LineKey, tuple[Decimal, Decimal]]:
         """(quantity, amount in major units) of the finalized invoices' own lines."""
