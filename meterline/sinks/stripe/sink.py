@@ -203,6 +203,9 @@ class StripeSink:
         doc = event.invoice
         customer_id = self._customer(doc)
         invoice = self.find_invoice(doc, customer_id)
+        # A draft this call created (not a replayed answer) has no lines yet: no need to
+        # list them before adding.
+        fresh = False
         if invoice is None:
             terms = self.directory.terms(doc.customer)
             params = mapping.invoice_create(
@@ -221,6 +224,7 @@ class StripeSink:
                     )
                 },
             )
+            fresh = not _replayed(invoice)
         self.directory.record([Ref("invoice", str(doc.invoice_id), str(invoice.id), customer_id)])
         finalizing = event.kind == "invoice.finalized"
         if invoice.status != "draft":
@@ -240,7 +244,9 @@ class StripeSink:
             # created (auto_advance off), and it made the invoice equal to the ledger's
             # final lines, checked then and by `meterline stripe reconcile`.
             return Delivered(str(invoice.id), action="superseded by finalization")
-        invoice, added, removed = self._sync_lines(event, invoice, only_adjustments=not finalizing)
+        invoice, added, removed = self._sync_lines(
+            event, invoice, only_adjustments=not finalizing, empty=fresh
+        )
         if finalizing:
             want = mapping.stripe_amount(doc.total_minor, doc.currency)
             if invoice.subtotal != want:
@@ -274,15 +280,16 @@ class StripeSink:
         return list(self._pages(listed, "invoices.lines"))
 
     def _sync_lines(
-        self, event: EventDoc, invoice: Any, *, only_adjustments: bool
+        self, event: EventDoc, invoice: Any, *, only_adjustments: bool, empty: bool = False
     ) -> tuple[Any, int, int]:
         """Make the draft's items (ours; only adjustment ones when ``only_adjustments``)
-        exactly the event's lines: add the missing, remove the stale or changed."""
+        exactly the event's lines: add the missing, remove the stale or changed. ``empty``:
+        the draft is known to have no items (not listed)."""
         doc = event.invoice
         wanted = {str(line.line_id): line for line in doc.lines}
         have: dict[str, Any] = {}
         stale: list[str] = []
-        for item in self.lines_of(invoice):
+        for item in [] if empty else self.lines_of(invoice):
             line_id = _meta(item, mapping.LINE_KEY)
             if line_id is None:
                 continue  # not ours: the subtotal check refuses to finalize over it
@@ -335,9 +342,17 @@ class StripeSink:
         return invoice, len(missing), len(stale)
 
     def _record_lines(self, doc: InvoiceDoc, invoice: Any) -> None:
+        """Record each line's invoice item id; from the invoice's own first page of lines
+        when it holds them all (no request), else by listing them."""
+        embedded = getattr(invoice, "lines", None)
+        items = (
+            list(embedded.data)
+            if embedded is not None and not embedded.has_more
+            else self.lines_of(invoice)
+        )
         refs = [
             Ref("line", line_id, _invoice_item_id(item), str(invoice.id))
-            for item in self.lines_of(invoice)
+            for item in items
             if (line_id := _meta(item, mapping.LINE_KEY)) is not None
         ]
         self.directory.record(refs)
@@ -452,6 +467,13 @@ def compare_lines(doc: InvoiceDoc, invoice: Any, items: Sequence[Any]) -> list[s
     if str(invoice.currency).upper() != doc.currency.upper():
         differences.append(f"currency: Stripe {invoice.currency}, ledger {doc.currency}")
     return differences
+
+
+def _replayed(obj: Any) -> bool:
+    """Whether Stripe answered with a stored response (an idempotency key seen before)."""
+    response = getattr(obj, "last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    return str(headers.get("Idempotent-Replayed", headers.get("idempotent-replayed", ""))) == "true"
 
 
 def _quoted(value: str) -> str:
