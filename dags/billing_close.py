@@ -120,7 +120,7 @@ def billing_close() -> None:
         lines), exactly once in effect; skipped when Stripe is not configured (the
         events wait in the outbox). Fails when an event is parked or a delivery failed
         (retried: a failed delivery backs off and is sent again)."""
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from meterline.jobs.deliver import deliver_or_skip
 
@@ -130,8 +130,12 @@ def billing_close() -> None:
                 "Stripe is not configured (METERLINE_STRIPE_API_KEY or the stripe_default"
                 " Connection): the outbox keeps the events"
             )
+        message = "; ".join([report.summary(), *report.errors[:5]])
+        if report.parked or report.parked_total:
+            # A parked event waits for a person: retrying this task cannot help.
+            raise AirflowFailException(message)
         if not report.ok:
-            raise RuntimeError(report.summary() + "; " + "; ".join(report.errors[:5]))
+            raise RuntimeError(message)  # retried: the failed deliveries back off
         return {"months": sorted(summary.get("months") or {}), **report.to_json()}
 
     @task

@@ -17,7 +17,9 @@ from billing.outbox.delivery import (
     list_deliveries,
     mark_delivered,
     mark_failed,
+    release,
     replay,
+    undelivered,
 )
 from billing.outbox.payloads import EventDoc, InvoiceDoc, LineDoc
 from billing.outbox.record import SINKS
@@ -33,5 +35,7 @@ __all__ = [
     "list_deliveries",
     "mark_delivered",
     "mark_failed",
+    "release",
     "replay",
+    "undelivered",
 ]

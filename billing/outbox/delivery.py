@@ -289,3 +289,31 @@ def replay(session: Session, *, from_id: int, sink: str | None = None) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def release(session: Session, *, event_ids: list[int], sink: str, owner: str) -> None:
+    """Give back claims without counting an attempt (the run stopped before trying them,
+    or for a reason that is not theirs: the sink's credentials were refused)."""
+    for part in bulk.chunks(event_ids):
+        session.execute(
+            update(OutboxDelivery)
+            .where(
+                OutboxDelivery.sink == sink,
+                OutboxDelivery.event_id.in_(part),
+                OutboxDelivery.lease_owner == owner,
+            )
+            .values(lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def undelivered(session: Session, *, sink: str) -> dict[str, int]:
+    """How many deliveries to ``sink`` are pending and parked."""
+    rows = session.execute(
+        select(OutboxDelivery.status, func.count())
+        .where(OutboxDelivery.sink == sink, OutboxDelivery.status != "delivered")
+        .group_by(OutboxDelivery.status)
+    ).all()
+    counts = {"pending": 0, "parked": 0}
+    counts.update({status: int(n) for status, n in rows})
+    return counts

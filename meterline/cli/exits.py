@@ -57,6 +57,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "click.exceptions.ClickException": ExitCode.REFUSED,
     "meterline.settings.SettingsError": ExitCode.REFUSED,
     "meterline.jobs.deliver.SinkNotConfigured": ExitCode.REFUSED,
+    "meterline.sinks.SinkRefusedCredentials": ExitCode.REFUSED,
     "meters.catalog.CatalogError": ExitCode.REFUSED,
     "meters.ingest.readers.UnreadableFile": ExitCode.REFUSED,
     "meters.warehouse.base.WarehouseError": ExitCode.REFUSED,

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import click
 
+from meterline.cli.exits import ExitCode
 from meterline.cli.options import Id
 from meterline.jobs.deliver import DeliveryReport, deliver, outbox_rows, replay_from
 from meterline.output import json_text
@@ -74,7 +75,9 @@ def deliver_command(sink: str, as_json: bool) -> None:
     """Deliver every event that waits, in order per customer, customers in parallel.
 
     Exit code 1 when some delivery failed (retried on the next run, after a backoff) or
-    is parked; 2 when the sink is not configured (METERLINE_STRIPE_API_KEY)."""
+    an event is parked; 2 when the sink is not configured (METERLINE_STRIPE_API_KEY) or
+    refuses the key (nothing is charged an attempt); 4 when Stripe could not be reached
+    at all (every delivery tried failed; they are retried after a backoff)."""
 
     def progress(report: DeliveryReport) -> None:
         if not as_json:
@@ -87,8 +90,10 @@ def deliver_command(sink: str, as_json: bool) -> None:
         click.echo(report.summary())
         for line in report.errors:
             click.echo(f"  {line}")
+    if report.failed and not report.delivered and not report.parked:
+        sys.exit(ExitCode.UNAVAILABLE)
     if not report.ok:
-        sys.exit(1)
+        sys.exit(ExitCode.FINDINGS)
 
 
 @outbox.command("replay")

@@ -35,12 +35,14 @@ from billing.outbox import (
     list_deliveries,
     mark_delivered,
     mark_failed,
+    release,
     replay,
+    undelivered,
 )
 from billing.outbox.refs import customer_terms, external_ids, record_external_ids
 from meterline.connections import ledger_engine, require_ledger_store, stripe_config
 from meterline.settings import Settings, settings
-from meterline.sinks import PermanentSinkError, Sink, SinkError
+from meterline.sinks import PermanentSinkError, Sink, SinkError, SinkRefusedCredentials
 from meterline.sinks.stripe import StripeApi, StripeConfig, StripeSink
 from meterline.sinks.stripe.sink import CustomerTerms, Ref
 
@@ -71,12 +73,14 @@ class DeliveryReport:
     requests: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     #: Deliveries left pending or parked after the run (waiting for a backoff, a lease,
-    #: or an earlier parked event of their customer).
+    #: or an earlier parked event of their customer), and of those the parked ones
+    #: (parked by this run or before: a person must look).
     left: int = 0
+    parked_total: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.parked
+        return not self.failed and not self.parked and not self.parked_total
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +95,12 @@ class DeliveryReport:
         if self.failed or self.parked:
             text += f"; {self.failed} failed (will retry), {self.parked} parked"
         if self.left:
-            text += f"; {self.left} left undelivered (`meterline outbox list --failed`)"
+            text += f"; {self.left} left undelivered"
+        if self.parked_total:
+            text += (
+                f", {self.parked_total} parked: see `meterline outbox list --failed`, fix the"
+                " cause, then `meterline outbox replay --from ID`"
+            )
         return text
 
 
@@ -185,9 +194,24 @@ def deliver(
                 if not claims:
                     break
                 outcomes = list(pool.map(lambda c: _deliver_one(target, c), claims))
+                refused = [e for _, e, _ in outcomes if isinstance(e, SinkRefusedCredentials)]
+                if refused:
+                    # No event's fault: the claims not delivered go back uncounted (those
+                    # delivered before the refusal are recorded) and the run stops.
+                    with make.begin() as session:
+                        for one, (external_id, error, _) in zip(claims, outcomes, strict=True):
+                            if error is None:
+                                _record(session, report, one, external_id, None, False, cfg)
+                        release(
+                            session,
+                            event_ids=[c.event.event_id for c in claims],
+                            sink=sink,
+                            owner=owner,
+                        )
+                    raise refused[0]
                 with make.begin() as session:
                     for one, (external_id, error, permanent) in zip(claims, outcomes, strict=True):
-                        _record(session, report, one, external_id, error, permanent, cfg, target)
+                        _record(session, report, one, external_id, error, permanent, cfg)
                 if progress is not None:
                     progress(report)
                 if all(error is not None for _, error, _ in outcomes):
@@ -198,15 +222,19 @@ def deliver(
         report.items_added = target.counts["items_added"]
         report.items_removed = target.counts["items_removed"]
         with make() as session:
-            report.left = sum(
-                1 for row in list_deliveries(session, sink=sink) if row.status != "delivered"
-            )
+            left = undelivered(session, sink=sink)
+        report.left = left["pending"] + left["parked"]
+        report.parked_total = left["parked"]
     return report
 
 
-def _deliver_one(target: Sink, one: Claim) -> tuple[str | None, str | None, bool]:
+def _deliver_one(target: Sink, one: Claim) -> tuple[str | None, Any, bool]:
+    """(external id, error, permanent); the error is the exception itself when the
+    sink's credentials were refused (the run stops), else its message."""
     try:
         return target.deliver(one.event), None, False
+    except SinkRefusedCredentials as exc:
+        return None, exc, False
     except PermanentSinkError as exc:
         return None, str(exc), True
     except SinkError as exc:
@@ -221,7 +249,6 @@ def _record(
     error: str | None,
     permanent: bool,
     cfg: Settings,
-    target: Any,
 ) -> None:
     event = one.event
     if error is None:

@@ -26,6 +26,11 @@ class PermanentSinkError(SinkError):
     """The other system refused the event, or holds a state we must not overwrite."""
 
 
+class SinkRefusedCredentials(SinkError):
+    """The other system refused our credentials (a wrong, revoked or restricted key):
+    no event is at fault, so none is charged an attempt; the run stops."""
+
+
 class Sink(Protocol):
     """What meterline.jobs.deliver needs of a sink."""
 

@@ -3,7 +3,8 @@
 The SDK's own retries are off (``max_network_retries=0``): each request is retried here
 with tenacity, on what Stripe documents as safe to retry with the same idempotency key
 (https://docs.stripe.com/error-low-level): a connection error or timeout (the request
-may or may not have reached Stripe), a 5xx answer, and 429 rate limiting, after the
+may or may not have reached Stripe), a 5xx answer, a 409 (the same key still in flight),
+and 429 rate limiting, after the
 ``Retry-After`` seconds it names (else exponential backoff with jitter). Every POST
 carries the caller's idempotency key, so a retried create is replayed by Stripe, never
 doubled. Anything else (400, 401, 402, 404) is not retried.
@@ -57,7 +58,8 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
         return True
     if isinstance(exc, stripe.StripeError):
-        return (exc.http_status or 0) >= 500
+        # 409: a request with the same idempotency key is still running at Stripe.
+        return (exc.http_status or 0) >= 500 or exc.http_status == 409
     return False
 
 

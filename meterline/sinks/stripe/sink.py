@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import stripe
 
 from billing.outbox import EventDoc, InvoiceDoc, LineDoc
-from meterline.sinks import PermanentSinkError, TransientSinkError
+from meterline.sinks import PermanentSinkError, SinkRefusedCredentials, TransientSinkError
 from meterline.sinks.stripe import mapping
 from meterline.sinks.stripe.client import StripeApi
 
@@ -120,12 +120,17 @@ class StripeSink:
                 )
         except mapping.AmountNotRepresentable as exc:
             raise PermanentSinkError(f"invoice {event.invoice.invoice_id}: {exc}") from None
+        except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+            raise SinkRefusedCredentials(
+                f"Stripe refused the API key: {_message(exc)}; check METERLINE_STRIPE_API_KEY"
+                " (or the stripe_default Connection)"
+            ) from None
         except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
             raise TransientSinkError(
                 f"Stripe unreachable or rate limited: {_message(exc)}"
             ) from None
         except stripe.StripeError as exc:
-            if (exc.http_status or 0) >= 500:
+            if (exc.http_status or 0) >= 500 or exc.http_status == 409:
                 raise TransientSinkError(f"Stripe failed: {_message(exc)}") from None
             raise PermanentSinkError(f"Stripe refused: {_message(exc)}") from None
         with self._lock:
