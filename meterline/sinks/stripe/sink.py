@@ -139,6 +139,10 @@ class StripeSink:
             self.counts[done.action] += 1
         return done.invoice_id
 
+    def _post(self, what: str, fn: Any, *args: Any, params: Any, key: str) -> Any:
+        """A POST with its idempotency key (every create or change the sink makes)."""
+        return self.api.call(what, fn, *args, params=params, options={"idempotency_key": key})
+
     # -- customers ---------------------------------------------------------------------
 
     def _customer(self, doc: InvoiceDoc) -> str:
@@ -158,15 +162,11 @@ class StripeSink:
             customer_id = str(found.data[0].id)
         else:
             params = mapping.customer_create(doc)
-            created = self.api.call(
+            created = self._post(
                 "customers.create",
                 self.client.v1.customers.create,
                 params=params,
-                options={
-                    "idempotency_key": mapping.idempotency_key(
-                        "meterline", "customer", doc.customer, params=params
-                    )
-                },
+                key=mapping.idempotency_key("meterline", "customer", doc.customer, params=params),
             )
             customer_id = str(created.id)
         self.directory.record([Ref("customer", doc.customer, customer_id)])
@@ -219,15 +219,11 @@ class StripeSink:
                 collection_method=terms.collection_method or self.api.config.collection_method,
                 days_until_due=terms.days_until_due or self.api.config.days_until_due,
             )
-            invoice = self.api.call(
+            invoice = self._post(
                 "invoices.create",
                 self.client.v1.invoices.create,
                 params=params,
-                options={
-                    "idempotency_key": mapping.idempotency_key(
-                        "meterline", "invoice", doc.invoice_id, params=params
-                    )
-                },
+                key=mapping.idempotency_key("meterline", "invoice", doc.invoice_id, params=params),
             )
             fresh = not _replayed(invoice)
         self.directory.record([Ref("invoice", str(doc.invoice_id), str(invoice.id), customer_id)])
@@ -260,16 +256,12 @@ class StripeSink:
                     f" {doc.invoice_id} totals {want} ({doc.currency}): not finalized; see"
                     " `meterline stripe reconcile`"
                 )
-            invoice = self.api.call(
+            invoice = self._post(
                 "invoices.finalize",
                 self.client.v1.invoices.finalize_invoice,
                 str(invoice.id),
                 params={"auto_advance": True},
-                options={
-                    "idempotency_key": mapping.idempotency_key(
-                        mapping.event_scope(event), "finalize"
-                    )
-                },
+                key=mapping.idempotency_key(mapping.event_scope(event), "finalize"),
             )
             self._record_lines(doc, invoice)
         return Delivered(str(invoice.id), added, removed, "finalized" if finalizing else "lines")
@@ -310,35 +302,29 @@ class StripeSink:
             else:
                 have[line_id] = item
         if stale:
-            invoice = self.api.call(
+            invoice = self._post(
                 "invoices.remove_lines",
                 self.client.v1.invoices.remove_lines,
                 str(invoice.id),
                 params={"lines": [{"id": i, "behavior": "delete"} for i in stale]},
-                options={
-                    "idempotency_key": mapping.idempotency_key(
-                        mapping.event_scope(event), "remove", params=stale
-                    )
-                },
+                key=mapping.idempotency_key(mapping.event_scope(event), "remove", params=stale),
             )
         missing = [line for key, line in wanted.items() if key not in have]
         for start in range(0, len(missing), mapping.ADD_LINES_MAX):
             chunk = missing[start : start + mapping.ADD_LINES_MAX]
             lines = [mapping.add_line(line) for line in chunk]
-            invoice = self.api.call(
+            invoice = self._post(
                 "invoices.add_lines",
                 self.client.v1.invoices.add_lines,
                 str(invoice.id),
                 params={"lines": lines},
-                options={
-                    "idempotency_key": mapping.idempotency_key(
-                        mapping.event_scope(event),
-                        "add",
-                        chunk[0].line_id,
-                        chunk[-1].line_id,
-                        params=lines,
-                    )
-                },
+                key=mapping.idempotency_key(
+                    mapping.event_scope(event),
+                    "add",
+                    chunk[0].line_id,
+                    chunk[-1].line_id,
+                    params=lines,
+                ),
             )
         if not stale and not missing and invoice.subtotal is None:
             invoice = self.api.call(
@@ -386,13 +372,12 @@ class StripeSink:
                     raise
             return Delivered(str(invoice.id), action="draft deleted")
         if invoice.status in ("open", "uncollectible"):
-            self.api.call(
+            self._post(
                 "invoices.void",
                 self.client.v1.invoices.void_invoice,
                 str(invoice.id),
-                options={
-                    "idempotency_key": mapping.idempotency_key(mapping.event_scope(event), "void")
-                },
+                params={},
+                key=mapping.idempotency_key(mapping.event_scope(event), "void"),
             )
             return Delivered(str(invoice.id), action="voided")
         if invoice.status == "paid":
@@ -427,15 +412,11 @@ class StripeSink:
                 mapping.INVOICE_KEY: str(event.invoice.invoice_id),
             },
         }
-        note = self.api.call(
+        note = self._post(
             "credit_notes.create",
             self.client.v1.credit_notes.create,
             params=params,
-            options={
-                "idempotency_key": mapping.idempotency_key(
-                    mapping.event_scope(event), "credit_note", params=params
-                )
-            },
+            key=mapping.idempotency_key(mapping.event_scope(event), "credit_note", params=params),
         )
         return Delivered(
             str(invoice.id), action=f"paid: credited {amount} by credit note {note.id}"
