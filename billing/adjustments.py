@@ -275,7 +275,7 @@ def post_adjustments(
     if result.changed:
         # The draft's adjustment lines go to the outside world as they now are
         # (DESIGN.md invariant 8), in this transaction.
-        record_adjustments(session, carrier_id)
+        record_adjustments(session, [carrier_id])
     session.expire_all()
     return result
 
@@ -465,6 +465,9 @@ def restore_after_void(session: Session, voided_id: int) -> VoidCarryOver:
     bulk.insert_lines(session, ordered)
     if touched:
         bulk.refresh_totals(session, touched)
+        # The drafts whose corrections moved or went: the outside world hears their
+        # adjustment lines as they now are (DESIGN.md invariant 8).
+        record_adjustments(session, touched)
     out.invoice_id = drafts.ids.get(period.start)
     session.expire_all()
     return out

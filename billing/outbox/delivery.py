@@ -175,18 +175,23 @@ def mark_failed(
     now: datetime,
     error: str,
     max_attempts: int,
+    owner: str,
     permanent: bool = False,
 ) -> str:
     """Count a failed attempt; park the event after ``max_attempts`` failures (or at
-    once when ``permanent``: retrying cannot help). Returns the new status."""
-    attempts = (
-        session.scalar(
-            select(OutboxDelivery.attempts).where(
-                OutboxDelivery.event_id == event_id, OutboxDelivery.sink == sink
-            )
+    once when ``permanent``: retrying cannot help). Returns the new status.
+
+    Only while ``owner`` still holds the claim: a deliverer whose lease ran out and was
+    taken over (the event maybe delivered since) records nothing, so a late failure
+    never undoes another's delivery ("superseded" is returned)."""
+    current = session.execute(
+        select(OutboxDelivery.attempts, OutboxDelivery.status, OutboxDelivery.lease_owner).where(
+            OutboxDelivery.event_id == event_id, OutboxDelivery.sink == sink
         )
-        or 0
-    ) + 1
+    ).one()
+    if current.status != "pending" or current.lease_owner != owner:
+        return "superseded"
+    attempts = (current.attempts or 0) + 1
     status = "parked" if permanent or attempts >= max_attempts else "pending"
     session.execute(
         update(OutboxDelivery)

@@ -3,9 +3,9 @@ event exists if and only if the change committed (DESIGN.md invariant 8).
 
 One event per fact, keyed so that writing it twice is impossible:
 ``invoice.finalized:{invoice}`` and ``invoice.voided:{invoice}`` (an invoice is
-finalized and voided at most once), ``invoice.adjustments_posted:{invoice}:{hash}``
-(the hash of the draft's adjustment lines after the posting: a posting that changes
-nothing writes nothing). Every event gets one pending delivery per sink in ``SINKS``.
+finalized and voided at most once), ``invoice.adjustments_posted:{invoice}:{n}:{hash}``
+(the n-th state of the draft's adjustment lines: a change that leaves them as last
+announced writes nothing). Every event gets one pending delivery per sink in ``SINKS``.
 """
 
 from __future__ import annotations
@@ -161,15 +161,32 @@ def record_voided(session: Session, invoice_id: int) -> int:
     return _write(session, "invoice.voided", [(f"invoice.voided:{invoice_id}", doc)])
 
 
-def record_adjustments(session: Session, invoice_id: int) -> int:
-    """Write ``invoice.adjustments_posted`` for a draft whose adjustment lines this
-    transaction changed: the payload holds all of them as they now are. The key hashes
-    their ids and content, so the same state is never announced twice."""
-    doc = invoice_docs(session, [invoice_id], kinds=("adjustment",))[invoice_id]
-    digest = hashlib.sha256(
-        "|".join(f"{line.line_id}:{line.amount_minor}" for line in doc.lines).encode()
-    ).hexdigest()[:32]
-    key = f"invoice.adjustments_posted:{invoice_id}:{digest}"
-    if session.scalar(select(EVENTS.c.id).where(EVENTS.c.idempotency_key == key)) is not None:
-        return 0
-    return _write(session, "invoice.adjustments_posted", [(key, doc)])
+def record_adjustments(session: Session, invoice_ids: Collection[int]) -> int:
+    """Write ``invoice.adjustments_posted`` for drafts whose adjustment lines this
+    transaction changed (posted, replaced, moved or removed): the payload holds all of
+    them as they now are. Nothing is written when a draft's lines are what its latest
+    such event announced; the key is ``invoice.adjustments_posted:{id}:{n}:{hash}`` (the
+    n-th announcement, the hash of the lines), so a draft that goes back to an earlier
+    state is announced again."""
+    written = 0
+    docs = invoice_docs(session, invoice_ids, kinds=("adjustment",))
+    for invoice_id in sorted(docs):
+        doc = docs[invoice_id]
+        if doc.status != "draft":
+            continue
+        digest = hashlib.sha256(
+            "|".join(f"{line.line_id}:{line.amount_minor}" for line in doc.lines).encode()
+        ).hexdigest()[:32]
+        earlier = session.scalars(
+            select(EVENTS.c.idempotency_key)
+            .where(
+                EVENTS.c.invoice_id == invoice_id,
+                EVENTS.c.kind == "invoice.adjustments_posted",
+            )
+            .order_by(EVENTS.c.id)
+        ).all()
+        if earlier and earlier[-1].endswith(f":{digest}"):
+            continue
+        key = f"invoice.adjustments_posted:{invoice_id}:{len(earlier) + 1}:{digest}"
+        written += _write(session, "invoice.adjustments_posted", [(key, doc)])
+    return written

@@ -60,3 +60,7 @@ def invoice_months(session: Session) -> list[str]:
         select(Invoice.period_start_local).where(Invoice.status != "draft").distinct()
     )
     return sorted({day.strftime("%Y-%m") for day in days})
+
+
+def has_customer(session: Session, customer: str) -> bool:
+    return session.scalar(select(Customer.id).where(Customer.external_id == customer)) is not None

@@ -14,15 +14,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import stripe as stripe_sdk
+
+from billing.errors import NotFound
 from billing.outbox.payloads import InvoiceDoc
 from billing.outbox.record import invoice_docs
-from billing.outbox.scope import delivery_states, invoice_months, invoices_of_month
+from billing.outbox.scope import (
+    delivery_states,
+    has_customer,
+    invoice_months,
+    invoices_of_month,
+)
 from meterline.connections import stripe_config
 from meterline.jobs.deliver import ledger_sessions, make_stripe_sink
 from meterline.settings import Settings, settings
+from meterline.sinks import SinkError
 from meterline.sinks.stripe import StripeConfig
 from meterline.sinks.stripe.mapping import ledger_minor
-from meterline.sinks.stripe.sink import StripeSink, compare_lines
+from meterline.sinks.stripe.sink import StripeSink, compare_lines, stripe_failure
 
 
 @dataclass(frozen=True)
@@ -62,27 +71,63 @@ class StripeReconcileReport:
 
 
 def _check(
-    sink: StripeSink, doc: InvoiceDoc, state: tuple[int, str] | None
+    sink: StripeSink, doc: InvoiceDoc, state: tuple[int, str] | None, void_event: str | None
 ) -> tuple[list[str], str | None, int, int]:
     """(differences, Stripe invoice id, item count, Stripe subtotal) of one invoice."""
-    customer_id = sink.directory.terms(doc.customer).stripe_customer_id or sink.directory.ref(
-        "customer", doc.customer
-    )
-    invoice = sink.find_invoice(doc, customer_id)
+    terms = sink.directory.terms(doc.customer)
+    customer_id = terms.stripe_customer_id or sink.directory.ref("customer", doc.customer)
+    found = sink.invoices_for(doc, customer_id) if customer_id else []
+    recorded = sink.find_invoice(doc, None)  # by the recorded id only
+    if recorded is not None and all(str(i.id) != str(recorded.id) for i in found):
+        found.append(recorded)  # under another customer
+    live = [i for i in found if i.status != "void"]
     if doc.status == "void":
-        if invoice is None or invoice.status in ("void", "paid", "uncollectible"):
-            return [], None if invoice is None else str(invoice.id), 0, 0
-        return [f"void in the ledger but {invoice.status} in Stripe"], str(invoice.id), 0, 0
-    if invoice is None:
+        return _check_void(sink, doc, live, void_event), None, 0, 0
+    if not found:
         why = "not in Stripe"
         if state is not None and state[1] != "delivered":
             why += f" (outbox event {state[0]} is {state[1]}: `meterline outbox deliver`)"
         return [why], None, 0, 0
+    differences: list[str] = []
+    if len(live) > 1:
+        ids = ", ".join(str(i.id) for i in live)
+        differences.append(f"{len(live)} Stripe invoices carry it ({ids}): billed more than once")
+    invoice = live[0] if live else found[0]
+    if customer_id and str(invoice.customer) != customer_id:
+        differences.append(f"customer: Stripe {invoice.customer}, ledger {customer_id}")
     items = sink.lines_of(invoice)
-    differences = compare_lines(doc, invoice, items)
+    differences += compare_lines(doc, invoice, items)
     if invoice.status not in ("open", "paid"):
         differences.append(f"Stripe invoice is {invoice.status}, not issued")
     return differences, str(invoice.id), len(items), int(invoice.subtotal or 0)
+
+
+def _check_void(
+    sink: StripeSink, doc: InvoiceDoc, live: list[Any], void_event: str | None
+) -> list[str]:
+    """A void ledger invoice bills nothing in Stripe: its Stripe invoice is void or gone,
+    or paid and then credited in full (a positive total) or its balance credit taken
+    back (a negative one)."""
+    differences = []
+    for invoice in live:
+        total = int(invoice.total or 0)
+        if invoice.status == "paid" and total > 0:
+            credited = sink.credited(invoice)
+            if credited < total:
+                differences.append(
+                    f"void in the ledger, paid in Stripe ({invoice.id}) and credited"
+                    f" {credited} of {total}"
+                )
+        elif invoice.status == "paid" and total < 0:
+            taken = void_event and sink.balance_reversal(str(invoice.customer), void_event)
+            if not taken:
+                differences.append(
+                    f"void in the ledger, paid in Stripe ({invoice.id}) with a credit of"
+                    f" {-total} to the customer's balance that was not taken back"
+                )
+        elif invoice.status != "paid":
+            differences.append(f"void in the ledger but {invoice.status} in Stripe ({invoice.id})")
+    return differences
 
 
 def months_invoiced(config: Settings | None = None) -> list[str]:
@@ -105,17 +150,29 @@ def reconcile_stripe(
     with ledger_sessions(cfg) as make:
         sink, api = make_stripe_sink(make, stripe or stripe_config(cfg))
         with make() as session:
+            if customer is not None and not has_customer(session, customer):
+                raise NotFound(f"no customer {customer!r} in the ledger")
             found = invoices_of_month(session, period, customer=customer)
             docs = invoice_docs(session, [i for i, _ in found])
             states = delivery_states(session, "stripe", [i for i, _ in found])
         ordered = [docs[i] for i, _ in found]
-        with ThreadPoolExecutor(max_workers=api.config.concurrency) as pool:
-            results = list(
-                pool.map(
-                    lambda d: _check(sink, d, states.get((d.invoice_id, "invoice.finalized"))),
-                    ordered,
-                )
+
+        def check(doc: InvoiceDoc) -> tuple[list[str], str | None, int, int]:
+            voided = states.get((doc.invoice_id, "invoice.voided"))
+            return _check(
+                sink,
+                doc,
+                states.get((doc.invoice_id, "invoice.finalized")),
+                f"invoice.voided:{doc.invoice_id}" if voided else None,
             )
+
+        with ThreadPoolExecutor(max_workers=api.config.concurrency) as pool:
+            try:
+                results = list(pool.map(check, ordered))
+            except SinkError:
+                raise
+            except stripe_sdk.StripeError as exc:
+                raise stripe_failure(exc) from None
     for doc, (differences, stripe_id, items, subtotal) in zip(ordered, results, strict=True):
         if doc.status != "finalized":
             continue

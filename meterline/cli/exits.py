@@ -58,6 +58,8 @@ EXIT_CODES: dict[str, ExitCode] = {
     "meterline.settings.SettingsError": ExitCode.REFUSED,
     "meterline.jobs.deliver.SinkNotConfigured": ExitCode.REFUSED,
     "meterline.sinks.SinkRefusedCredentials": ExitCode.REFUSED,
+    "meterline.sinks.PermanentSinkError": ExitCode.REFUSED,
+    "meterline.sinks.TransientSinkError": ExitCode.UNAVAILABLE,
     "meters.catalog.CatalogError": ExitCode.REFUSED,
     "meters.ingest.readers.UnreadableFile": ExitCode.REFUSED,
     "meters.warehouse.base.WarehouseError": ExitCode.REFUSED,

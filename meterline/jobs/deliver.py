@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -193,28 +193,34 @@ def deliver(
                     )
                 if not claims:
                     break
-                outcomes = list(pool.map(lambda c: _deliver_one(target, c), claims))
-                refused = [e for _, e, _ in outcomes if isinstance(e, SinkRefusedCredentials)]
-                if refused:
-                    # No event's fault: the claims not delivered go back uncounted (those
-                    # delivered before the refusal are recorded) and the run stops.
+                # Each outcome is recorded as soon as it is known (in its own short
+                # transaction), while the lease still holds.
+                futures = {pool.submit(_deliver_one, target, c): c for c in claims}
+                refused: SinkRefusedCredentials | None = None
+                got_through = False
+                for future in as_completed(futures):
+                    one = futures[future]
+                    external_id, error, permanent = future.result()
+                    if isinstance(error, SinkRefusedCredentials):
+                        refused = refused or error
+                        continue
                     with make.begin() as session:
-                        for one, (external_id, error, _) in zip(claims, outcomes, strict=True):
-                            if error is None:
-                                _record(session, report, one, external_id, None, False, cfg)
+                        _record(session, report, one, external_id, error, permanent, cfg, owner)
+                    got_through = got_through or error is None
+                if refused is not None:
+                    # No event's fault: the claims not recorded go back uncounted, and the
+                    # run stops.
+                    with make.begin() as session:
                         release(
                             session,
                             event_ids=[c.event.event_id for c in claims],
                             sink=sink,
                             owner=owner,
                         )
-                    raise refused[0]
-                with make.begin() as session:
-                    for one, (external_id, error, permanent) in zip(claims, outcomes, strict=True):
-                        _record(session, report, one, external_id, error, permanent, cfg)
+                    raise refused
                 if progress is not None:
                     progress(report)
-                if all(error is not None for _, error, _ in outcomes):
+                if not got_through:
                     # Nothing got through this round: leave the rest for the next run
                     # (they back off) instead of spinning on an unreachable Stripe.
                     break
@@ -249,6 +255,7 @@ def _record(
     error: str | None,
     permanent: bool,
     cfg: Settings,
+    owner: str,
 ) -> None:
     event = one.event
     if error is None:
@@ -267,7 +274,10 @@ def _record(
         error=error,
         max_attempts=cfg.outbox_max_attempts,
         permanent=permanent,
+        owner=owner,
     )
+    if status == "superseded":
+        return  # another deliverer took the event over after our lease ran out
     line = f"event {event.event_id} ({event.kind}, invoice {event.invoice.invoice_id}): {error}"
     log.warning("%s delivery failed (%s): %s", one.sink, status, line)
     if len(report.errors) < 20:

@@ -123,8 +123,18 @@ def test_void_and_adjustments_write_their_events(loaded: Ledger) -> None:
     )
     with loaded.Session.begin() as session:
         billing.void(session, march, as_of=MARCH.end + GRACE + timedelta(days=1))
-    last = events(loaded)[-1]
-    assert (last.kind, last.invoice_id, last.payload["lines"]) == ("invoice.voided", march, [])
+    voided, withdrawn = events(loaded)[-2:]
+    assert (voided.kind, voided.invoice_id, voided.payload["lines"]) == (
+        "invoice.voided",
+        march,
+        [],
+    )
+    # Voiding March withdrew its corrections from April's draft: announced too.
+    assert (withdrawn.kind, withdrawn.invoice_id, withdrawn.payload["lines"]) == (
+        "invoice.adjustments_posted",
+        result.invoice_id,
+        [],
+    )
 
 
 def _three_events(loaded: Ledger) -> tuple[int, int, int]:
@@ -163,7 +173,13 @@ def test_a_parked_event_holds_its_customers_later_events_back(loaded: Ledger) ->
     with loaded.Session.begin() as session:
         assert (
             mark_failed(
-                session, event_id=finalized_1, sink="stripe", now=NOW, error="boom", max_attempts=2
+                session,
+                event_id=finalized_1,
+                sink="stripe",
+                now=NOW,
+                error="boom",
+                max_attempts=2,
+                owner="a",
             )
             == "pending"
         )
@@ -172,7 +188,13 @@ def test_a_parked_event_holds_its_customers_later_events_back(loaded: Ledger) ->
     with loaded.Session.begin() as session:
         assert (
             mark_failed(
-                session, event_id=finalized_1, sink="stripe", now=NOW, error="boom", max_attempts=2
+                session,
+                event_id=finalized_1,
+                sink="stripe",
+                now=NOW,
+                error="boom",
+                max_attempts=2,
+                owner="a",
             )
             == "parked"
         )
@@ -224,3 +246,32 @@ def test_replay_past_the_last_event_resets_nothing(loaded: Ledger) -> None:
     _three_events(loaded)
     with loaded.Session.begin() as session:
         assert replay(session, from_id=10**9) == 0
+
+
+def test_a_late_failure_never_undoes_anothers_delivery(loaded: Ledger) -> None:
+    """A deliverer whose lease ran out records nothing: the event was taken over and
+    delivered, and its customer's next event too (the breaker's case)."""
+    finalized_1, _, voided_1 = _three_events(loaded)
+    assert finalized_1 in take(loaded, "A")
+    later = NOW + LEASE + timedelta(minutes=1)
+    assert finalized_1 in take(loaded, "B", now=later)
+    for event_id in (finalized_1,):
+        with loaded.Session.begin() as session:
+            mark_delivered(session, event_id=event_id, sink="stripe", now=later, external_id="x")
+    assert voided_1 in take(loaded, "B", now=later)
+    with loaded.Session.begin() as session:
+        mark_delivered(session, event_id=voided_1, sink="stripe", now=later, external_id="x")
+    with loaded.Session.begin() as session:
+        status = mark_failed(
+            session,
+            event_id=finalized_1,
+            sink="stripe",
+            now=later,
+            error="timeout",
+            max_attempts=5,
+            owner="A",
+        )
+    assert status == "superseded"
+    with loaded.Session() as session:
+        rows = {r.event_id: r.status for r in list_deliveries(session)}
+    assert rows[finalized_1] == rows[voided_1] == "delivered"

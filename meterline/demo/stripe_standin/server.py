@@ -82,6 +82,20 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/customers/{id}", sp.CustomerRetrieveParams, "retrieve_customer", {}),
     Route(
         "POST",
+        "/v1/customers/{id}/balance_transactions",
+        sp.CustomerCreateBalanceTransactionParams,
+        "create_balance_transaction",
+        {"amount": None, "currency": None, "description": None, "metadata": None},
+    ),
+    Route(
+        "GET",
+        "/v1/customers/{id}/balance_transactions",
+        sp.CustomerListBalanceTransactionsParams,
+        "list_balance_transactions",
+        _LIST,
+    ),
+    Route(
+        "POST",
         "/v1/invoices",
         sp.InvoiceCreateParams,
         "create_invoice",

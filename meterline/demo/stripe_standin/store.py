@@ -95,6 +95,20 @@ class Customer:
 
 
 @dataclass
+class BalanceTransaction:
+    """A change of a customer's balance (Stripe: positive = the customer owes more)."""
+
+    id: str
+    customer: str
+    amount: int
+    currency: str
+    description: str | None
+    metadata: dict[str, str]
+    created: int
+    ending_balance: int
+
+
+@dataclass
 class InvoiceItem:
     id: str
     customer: str
@@ -231,6 +245,7 @@ class Store:
         self.invoices: dict[str, Invoice] = {}
         self.invoice_items: dict[str, InvoiceItem] = {}
         self.credit_notes: dict[str, CreditNote] = {}
+        self.balance_transactions: dict[str, BalanceTransaction] = {}
         # (api key, idempotency key) -> the first request's answer.
         self.idempotency: dict[tuple[str, str], IdempotentResult] = {}
         self.request_counts: Counter[tuple[str, str]] = Counter()
@@ -313,6 +328,70 @@ class Store:
 
     def retrieve_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
         return self.render_customer(self._customer(customer_id, "id", 404))
+
+    def create_balance_transaction(
+        self, customer_id: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Adjust a customer's balance (Stripe's API reference, "Create a customer balance
+        transaction"): a positive amount debits it (the customer owes more), a negative
+        one credits it; in the customer's currency once it has one."""
+        customer = self._customer(customer_id, "id", 404)
+        currency = str(params["currency"]).lower()
+        if customer.currency is not None and customer.currency != currency:
+            raise invalid(
+                f"The currency {currency} does not match the customer's currency"
+                f" {customer.currency}.",
+                "currency",
+            )
+        amount = int(params["amount"])
+        if amount == 0:
+            raise invalid("The amount must not be 0.", "amount")
+        check_amount(amount, currency, "amount")
+        customer.currency = currency
+        customer.balance += amount
+        txn = BalanceTransaction(
+            id=self.new_id("cbtxn"),
+            customer=customer.id,
+            amount=amount,
+            currency=currency,
+            description=params.get("description"),
+            metadata=_merge_metadata({}, params.get("metadata")),
+            created=self.now(),
+            ending_balance=customer.balance,
+        )
+        self.balance_transactions[txn.id] = txn
+        return self.render_balance_transaction(txn)
+
+    def list_balance_transactions(
+        self, customer_id: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._customer(customer_id, "id", 404)
+        newest_first = list(reversed(self.balance_transactions.values()))
+        page, has_more = paginate(
+            newest_first, lambda t: t.customer == customer_id, params, "balance transaction"
+        )
+        return list_object(
+            [self.render_balance_transaction(t) for t in page],
+            has_more,
+            f"/v1/customers/{customer_id}/balance_transactions",
+        )
+
+    def render_balance_transaction(self, txn: BalanceTransaction) -> dict[str, Any]:
+        return {
+            "id": txn.id,
+            "object": "customer_balance_transaction",
+            "amount": txn.amount,
+            "created": txn.created,
+            "credit_note": None,
+            "currency": txn.currency,
+            "customer": txn.customer,
+            "description": txn.description,
+            "ending_balance": txn.ending_balance,
+            "invoice": None,
+            "livemode": False,
+            "metadata": dict(txn.metadata),
+            "type": "adjustment",
+        }
 
     def search_customers(self, params: dict[str, Any]) -> dict[str, Any]:
         clauses = parse_metadata_query(params["query"])
@@ -1141,12 +1220,38 @@ def parse_metadata_query(query: str) -> list[tuple[str, str]]:
                 f"metadata['KEY']:'VALUE' (joined with AND); got: {query}",
                 "query",
             )
-        result.append((match.group(2), match.group(4)))
+        # A quote or backslash inside a quoted value is escaped with a backslash
+        # (Stripe's search query language).
+        result.append((_unescape(match.group(2)), _unescape(match.group(4))))
     return result
 
 
-_CLAUSE = re.compile(r"""^metadata\[(['"])(.+?)\1\]:(['"])(.*?)\3$""")
+_CLAUSE = re.compile(
+    r"""^metadata\[(['"])((?:\\.|(?!\1).)+)\1\]:(['"])((?:\\.|(?!\3).)*)\3$"""
+)
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
 
 
 def _split_and(query: str) -> Iterable[str]:
-    return query.split(" AND ")
+    """The clauses of ``query`` joined by `` AND `` outside quoted values."""
+    parts, start, quote, i = [], 0, "", 0
+    while i < len(query):
+        char = query[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif query.startswith(" AND ", i):
+            parts.append(query[start:i])
+            start = i + len(" AND ")
+            i = start
+            continue
+        i += 1
+    parts.append(query[start:])
+    return parts

@@ -52,8 +52,10 @@ METADATA_VALUE_MAX = 500
 #: Invoice line descriptions are cut to this many characters (the full explanation
 #: stays in our ledger and statement).
 DESCRIPTION_MAX = 500
-#: Lines per add_lines call: Stripe's documented limit for that endpoint.
+#: Lines per add_lines call (requests stay small; Stripe documents no lower limit).
 ADD_LINES_MAX = 50
+#: Invoice items one Stripe invoice may hold (Stripe: "a maximum of 250 items").
+MAX_ITEMS = 250
 
 # Metadata keys: what ties a Stripe object to ours (the sink looks objects up by them).
 CUSTOMER_KEY = "meterline_customer_id"

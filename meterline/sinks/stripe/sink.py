@@ -28,7 +28,12 @@ from typing import Any, Protocol
 import stripe
 
 from billing.outbox import EventDoc, InvoiceDoc, LineDoc
-from meterline.sinks import PermanentSinkError, SinkRefusedCredentials, TransientSinkError
+from meterline.sinks import (
+    PermanentSinkError,
+    SinkError,
+    SinkRefusedCredentials,
+    TransientSinkError,
+)
 from meterline.sinks.stripe import mapping
 from meterline.sinks.stripe.client import StripeApi
 
@@ -120,19 +125,8 @@ class StripeSink:
                 )
         except mapping.AmountNotRepresentable as exc:
             raise PermanentSinkError(f"invoice {event.invoice.invoice_id}: {exc}") from None
-        except (stripe.AuthenticationError, stripe.PermissionError) as exc:
-            raise SinkRefusedCredentials(
-                f"Stripe refused the API key: {_message(exc)}; check METERLINE_STRIPE_API_KEY"
-                " (or the stripe_default Connection)"
-            ) from None
-        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
-            raise TransientSinkError(
-                f"Stripe unreachable or rate limited: {_message(exc)}"
-            ) from None
         except stripe.StripeError as exc:
-            if (exc.http_status or 0) >= 500 or exc.http_status == 409:
-                raise TransientSinkError(f"Stripe failed: {_message(exc)}") from None
-            raise PermanentSinkError(f"Stripe refused: {_message(exc)}") from None
+            raise stripe_failure(exc) from None
         with self._lock:
             self.counts["items_added"] += done.items_added
             self.counts["items_removed"] += done.items_removed
@@ -186,15 +180,35 @@ class StripeSink:
                     raise
         if customer_id is None:
             return None
+        found = self.invoices_for(doc, customer_id)
+        return found[0] if found else None
+
+    def invoices_for(self, doc: InvoiceDoc, customer_id: str) -> list[Any]:
+        """Every Stripe invoice of ``customer_id`` that names ledger invoice ``doc`` in its
+        metadata, newest first (Stripe lists deleted drafts nowhere)."""
         listed = self.api.call(
             "invoices.list",
             self.client.v1.invoices.list,
             params={"customer": customer_id, "limit": 100},
         )
-        for invoice in self._pages(listed, "invoices.list"):
-            if _meta(invoice, mapping.INVOICE_KEY) == str(doc.invoice_id):
-                return invoice
-        return None
+        return [
+            invoice
+            for invoice in self._pages(listed, "invoices.list")
+            if _meta(invoice, mapping.INVOICE_KEY) == str(doc.invoice_id)
+        ]
+
+    def credited(self, invoice: Any) -> int:
+        """What the credit notes of a Stripe invoice (not void) credit, in Stripe's unit."""
+        listed = self.api.call(
+            "credit_notes.list",
+            self.client.v1.credit_notes.list,
+            params={"invoice": str(invoice.id), "limit": 100},
+        )
+        return sum(
+            int(note.amount)
+            for note in self._pages(listed, "credit_notes.list")
+            if note.status != "void"
+        )
 
     def _pages(self, first: Any, what: str) -> Iterable[Any]:
         page = first
@@ -206,8 +220,27 @@ class StripeSink:
 
     def _invoice(self, event: EventDoc) -> Delivered:
         doc = event.invoice
+        # What Stripe cannot take is refused before anything is created there.
+        for line in doc.lines:
+            mapping.add_line(line)
+        mapping.stripe_amount(doc.total_minor, doc.currency)
+        if len(doc.lines) > mapping.MAX_ITEMS:
+            raise PermanentSinkError(
+                f"invoice {doc.invoice_id} has {len(doc.lines)} lines; a Stripe invoice holds"
+                f" at most {mapping.MAX_ITEMS} items"
+            )
         customer_id = self._customer(doc)
         invoice = self.find_invoice(doc, customer_id)
+        if invoice is not None and str(invoice.customer) != customer_id:
+            if invoice.status != "draft":
+                raise PermanentSinkError(
+                    f"Stripe invoice {invoice.id} of ledger invoice {doc.invoice_id} belongs to"
+                    f" Stripe customer {invoice.customer}, but {doc.customer} is now"
+                    f" {customer_id}: see `meterline stripe reconcile`"
+                )
+            # The customer's Stripe id changed (customers file): the draft moves there.
+            self.api.call("invoices.delete", self.client.v1.invoices.delete, str(invoice.id))
+            invoice = None
         # A draft this call created (not a replayed answer) has no lines yet: no need to
         # list them before adding.
         fresh = False
@@ -385,8 +418,14 @@ class StripeSink:
         return Delivered(str(invoice.id), action=f"already {invoice.status}")
 
     def _credit(self, event: EventDoc, invoice: Any) -> Delivered:
-        """A paid invoice cannot be voided in Stripe: credit its whole total back to the
-        customer's balance with a credit note, once (looked up by our event key)."""
+        """A paid invoice cannot be voided in Stripe. Its effect is undone instead, once
+        (looked up by our event key first): a positive total is credited back by a credit
+        note (to the customer's balance); a negative total, which Stripe put on the
+        customer's balance as a credit when it was finalized, is taken back by a balance
+        transaction of the opposite amount."""
+        total = int(invoice.total)
+        if total < 0:
+            return self._reverse_balance(event, invoice, -total)
         listed = self.api.call(
             "credit_notes.list",
             self.client.v1.credit_notes.list,
@@ -394,11 +433,12 @@ class StripeSink:
         )
         credited = 0
         for note in self._pages(listed, "credit_notes.list"):
+            if note.status == "void":
+                continue
             if _meta(note, "meterline_event") == event.idempotency_key:
                 return Delivered(str(invoice.id), action=f"credited by {note.id}")
-            if note.status != "void":
-                credited += int(note.amount)
-        amount = int(invoice.total) - credited
+            credited += int(note.amount)
+        amount = total - credited
         if amount <= 0:
             return Delivered(str(invoice.id), action="paid, nothing left to credit")
         params = {
@@ -420,6 +460,47 @@ class StripeSink:
         )
         return Delivered(
             str(invoice.id), action=f"paid: credited {amount} by credit note {note.id}"
+        )
+
+    def balance_reversal(self, customer_id: str, event_key: str) -> Any | None:
+        """Our balance transaction for a void event, if Stripe holds one."""
+        listed = self.api.call(
+            "balance_transactions.list",
+            self.client.v1.customers.balance_transactions.list,
+            customer_id,
+            params={"limit": 100},
+        )
+        for txn in self._pages(listed, "balance_transactions.list"):
+            if _meta(txn, "meterline_event") == event_key:
+                return txn
+        return None
+
+    def _reverse_balance(self, event: EventDoc, invoice: Any, amount: int) -> Delivered:
+        customer_id = str(invoice.customer)
+        found = self.balance_reversal(customer_id, event.idempotency_key)
+        if found is not None:
+            return Delivered(str(invoice.id), action=f"balance credit taken back by {found.id}")
+        params = {
+            "amount": amount,
+            "currency": str(invoice.currency),
+            "description": (
+                f"Invoice {event.invoice.invoice_id} ({invoice.id}) was voided in our billing:"
+                " its credit is taken back"
+            ),
+            "metadata": {
+                "meterline_event": event.idempotency_key,
+                mapping.INVOICE_KEY: str(event.invoice.invoice_id),
+            },
+        }
+        txn = self._post(
+            "balance_transactions.create",
+            self.client.v1.customers.balance_transactions.create,
+            customer_id,
+            params=params,
+            key=mapping.idempotency_key(mapping.event_scope(event), "balance", params=params),
+        )
+        return Delivered(
+            str(invoice.id), action=f"paid with a credit: {amount} taken back by {txn.id}"
         )
 
 
@@ -455,6 +536,22 @@ def compare_lines(doc: InvoiceDoc, invoice: Any, items: Sequence[Any]) -> list[s
     return differences
 
 
+def stripe_failure(exc: stripe.StripeError) -> SinkError:
+    """What a Stripe error means for us: the key refused (401/403: stop, nobody's
+    fault), Stripe out of reach or busy (connection, timeout, 429, 409, 5xx: try again
+    later), or a refusal retrying cannot change (any other 4xx)."""
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return SinkRefusedCredentials(
+            f"Stripe refused the API key: {_message(exc)}; check METERLINE_STRIPE_API_KEY"
+            " (or the stripe_default Connection)"
+        )
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        return TransientSinkError(f"Stripe unreachable or rate limited: {_message(exc)}")
+    if (exc.http_status or 0) >= 500 or exc.http_status == 409:
+        return TransientSinkError(f"Stripe failed: {_message(exc)}")
+    return PermanentSinkError(f"Stripe refused: {_message(exc)}")
+
+
 def _replayed(obj: Any) -> bool:
     """Whether Stripe answered with a stored response (an idempotency key seen before)."""
     response = getattr(obj, "last_response", None)
@@ -468,6 +565,7 @@ def _quoted(value: str) -> str:
 
 
 def _message(exc: stripe.StripeError) -> str:
-    text = exc.user_message or str(exc) or type(exc).__name__
+    """One line: the SDK's messages may span several."""
+    text = " ".join((exc.user_message or str(exc) or type(exc).__name__).split())
     status = f" (HTTP {exc.http_status})" if exc.http_status else ""
     return f"{type(exc).__name__}{status}: {text}"
