@@ -49,7 +49,10 @@ def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def test_reconcile_runs_after_close(billing_close: Any) -> None:
     task = billing_close.get_task("reconcile")
     assert task.upstream_task_ids == {"resolve_as_of", "close"}
-    assert not task.downstream_task_ids
+    # Then the outbox goes to Stripe, and Stripe is reconciled (docs/stripe.md).
+    assert task.downstream_task_ids == {"deliver"}
+    assert billing_close.get_task("deliver").downstream_task_ids == {"stripe_reconcile"}
+    assert not billing_close.get_task("stripe_reconcile").downstream_task_ids
     assert task.pool == "meterline_warehouse"
 
 

@@ -114,3 +114,24 @@ def test_a_parked_event_fails_list_and_deliver(world: World, env: dict[str, str]
     assert code == 1 and "1 parked" in out and "meterline outbox replay --from ID" in out
     code, out, _ = run("outbox", "list", "--failed")
     assert code == 1 and "parked" in out and "last error: Stripe refused" in out
+
+
+def test_stripe_reconcile_exit_codes(
+    world: World, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The breaker's cases: an unknown customer is not found (3); a refused key is
+    refused (2); Stripe out of reach is unavailable (4); one line each, never a bug (5)."""
+    world.finalize(world.post("sub_00001", MARCH))
+    assert run("outbox", "deliver")[0] == 0
+    code, out, err = run("stripe", "reconcile", "--period", "2026-03", "--customer", "nope")
+    assert code == 3 and "no customer 'nope' in the ledger" in err
+    monkeypatch.setenv("METERLINE_STRIPE_API_KEY", "sk_live_wrongwrongwrong")
+    code, out, err = run("stripe", "reconcile", "--period", "2026-03")
+    assert code == 2 and "Stripe refused the API key" in err and "wrongwrong" not in err
+    monkeypatch.setenv("METERLINE_STRIPE_API_KEY", API_KEY.get_secret_value())
+    world.stripe.stop()
+    code, out, err = run("stripe", "reconcile", "--period", "2026-03")
+    assert code == 4 and "Stripe unreachable" in err
+    for text in (out, err):
+        assert "Traceback" not in text and "internal error" not in text
+    assert len(err.strip().splitlines()) == 1, err

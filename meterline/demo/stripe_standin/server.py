@@ -226,7 +226,8 @@ def _api_key(headers: dict[str, str]) -> str:
             type="authentication_error",
         )
     if not key.startswith("sk_test_"):
-        masked = key[:8] + "*" * max(0, len(key) - 12) + key[-4:]
+        # Never the whole key, however short: its prefix and last 4 characters at most.
+        masked = key[:8] + "*" * max(4, len(key) - 12) + key[-4:] if len(key) > 16 else "****"
         raise StripeError(
             401,
             f"Invalid API Key provided: {masked} (the stand-in accepts test-mode secret "
