@@ -6,12 +6,12 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billing import bulk
-from billing.models import Customer, ExternalRef
+from billing.models import Customer, ExternalRef, Invoice
 
 
 def customer_terms(
@@ -79,3 +79,16 @@ def record_external_ids(
         ),
         rows,
     )
+
+
+def forget_external_id(session: Session, sink: str, kind: str, local_id: str) -> None:
+    """Drop a recorded id the other system no longer knows."""
+    session.execute(
+        delete(ExternalRef).where(
+            ExternalRef.sink == sink, ExternalRef.kind == kind, ExternalRef.local_id == local_id
+        )
+    )
+
+
+def invoice_status(session: Session, invoice_id: int) -> str | None:
+    return session.scalar(select(Invoice.status).where(Invoice.id == invoice_id))

@@ -106,4 +106,5 @@ def replay_command(from_id: int, sink: str | None) -> None:
     `deliver` sends them. Harmless: the sink looks before it creates, and brings the
     other system to each event's state."""
     count = replay_from(from_id, sink=sink)
-    click.echo(f"{count:,} deliveries from event {from_id} on are pending again")
+    noun = "delivery" if count == 1 else "deliveries"
+    click.echo(f"{count:,} {noun} from event {from_id} on pending (again)")

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing.db import session_factory
+from billing.errors import NotFound
 from billing.migrate import require_head
 from billing.outbox import (
     SINKS,
@@ -39,7 +40,13 @@ from billing.outbox import (
     replay,
     undelivered,
 )
-from billing.outbox.refs import customer_terms, external_ids, record_external_ids
+from billing.outbox.refs import (
+    customer_terms,
+    external_ids,
+    forget_external_id,
+    invoice_status,
+    record_external_ids,
+)
 from meterline.connections import ledger_engine, require_ledger_store, stripe_config
 from meterline.settings import Settings, settings
 from meterline.sinks import PermanentSinkError, Sink, SinkError, SinkRefusedCredentials
@@ -130,6 +137,14 @@ class LedgerDirectory:
         with self.make() as session:
             found = external_ids(session, self.sink, kind, [local_id]).get(local_id)
         return found[0] if found else None
+
+    def forget(self, kind: str, local_id: str) -> None:
+        with self.make.begin() as session:
+            forget_external_id(session, self.sink, kind, local_id)
+
+    def is_void(self, invoice_id: int) -> bool:
+        with self.make() as session:
+            return invoice_status(session, invoice_id) == "void"
 
     def record(self, refs: Sequence[Ref]) -> None:
         if not refs:
@@ -227,6 +242,8 @@ def deliver(
         report.requests = dict(Counter(api.requests))
         report.items_added = target.counts["items_added"]
         report.items_removed = target.counts["items_removed"]
+        # Finalized in Stripe by this run (a replay that finds them so counts nothing).
+        report.invoices_finalized = target.counts["finalized"]
         with make() as session:
             left = undelivered(session, sink=sink)
         report.left = left["pending"] + left["parked"]
@@ -263,8 +280,6 @@ def _record(
             session, event_id=event.event_id, sink=one.sink, now=_now(), external_id=external_id
         )
         report.delivered += 1
-        if event.kind == "invoice.finalized":
-            report.invoices_finalized += 1
         return
     status = mark_failed(
         session,
@@ -301,10 +316,15 @@ def outbox_rows(
 
 
 def replay_from(from_id: int, *, sink: str | None = None, config: Settings | None = None) -> int:
-    """Make events from ``from_id`` on pending again (``meterline outbox replay``)."""
+    """Make events from ``from_id`` on pending again (``meterline outbox replay``).
+    Raises billing.errors.NotFound when there is no event ``from_id`` or later (exit 3)."""
     if sink is not None and sink not in SINKS:
         raise ValueError(f"unknown sink {sink!r}: one of {', '.join(SINKS)}")
     with ledger_sessions(config or settings()) as make, make.begin() as session:
+        if not list_deliveries(session, sink=sink, from_id=from_id, limit=1):
+            raise NotFound(
+                f"no outbox event {from_id} or later: `meterline outbox list` shows the events"
+            )
         return replay(session, from_id=from_id, sink=sink)
 
 

@@ -58,7 +58,9 @@ def test_deliver_list_reconcile_and_replay(world: World, env: dict[str, str]) ->
     report = json.loads(out)
     assert code == 0 and report["ok"] and (report["invoices"], report["items"]) == (1, 2)
     code, out, _ = run("outbox", "replay", "--from", "1")
-    assert code == 0 and out.startswith("1 deliveries from event 1 on are pending again")
+    assert code == 0 and out.startswith("1 delivery from event 1 on pending (again)")
+    code, out, err = run("outbox", "replay", "--from", "999")
+    assert code == 3 and "no outbox event 999 or later" in err
     code, out, _ = run("outbox", "deliver")
     assert code == 0 and "0 item(s) added" in out
     assert len(world.stripe.store.invoices) == 1
@@ -113,7 +115,8 @@ def test_a_parked_event_fails_list_and_deliver(world: World, env: dict[str, str]
     code, out, _ = run("outbox", "deliver")
     assert code == 1 and "1 parked" in out and "meterline outbox replay --from ID" in out
     code, out, _ = run("outbox", "list", "--failed")
-    assert code == 1 and "parked" in out and "last error: Stripe refused" in out
+    assert code == 1 and "parked" in out
+    assert "stripe_customer_id is not a customer of this Stripe account" in out
 
 
 def test_stripe_reconcile_exit_codes(

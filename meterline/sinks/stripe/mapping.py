@@ -15,9 +15,11 @@ import hashlib
 import json
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from billing.money import exponent
 from billing.outbox import EventDoc, InvoiceDoc, LineDoc
+from meterline.output import plain_numbers
 
 #: Stripe's zero-decimal currencies (https://docs.stripe.com/currencies#zero-decimal).
 ZERO_DECIMAL = frozenset(
@@ -118,16 +120,28 @@ def _text(value: object, limit: int = METADATA_VALUE_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def line_description(line: LineDoc) -> str:
-    """What the customer reads on the Stripe invoice: the price (and meter), then our
-    one-line explanation, e.g. ``fin_resolutions: 12,088 = 1,000 × 0.99 + ...``."""
-    label = (
-        line.price_id if not line.dimension_group else f"{line.price_id} ({line.dimension_group})"
-    )
+def _local_day(iso: str, timezone: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(ZoneInfo(timezone)).date().isoformat()
+
+
+def line_description(line: LineDoc, timezone: str) -> str:
+    """What the customer reads on the Stripe invoice. A charge: the price (and its
+    dimension group), then our one-line explanation with its numbers written plainly
+    (``fin_resolution: quantity 12,088 = tier 1: 1,000 × 0.99 + ...``). A correction: what
+    it corrects, the corrected period in the subscription's local dates (end exclusive)
+    and the change of quantity; Stripe shows its amount beside it."""
+    label = line.price_id
+    if line.dimension_group:
+        label = f"{label} ({line.dimension_group})"
     if line.kind == "adjustment":
-        period = f"{line.service_period_start[:10]}..{line.service_period_end[:10]}"
-        label = f"Correction of {label}, {period}"
-    description = line.description.strip()
+        start = _local_day(line.service_period_start, timezone)
+        end = _local_day(line.service_period_end, timezone)
+        change = line.quantity_decimal.normalize()
+        if change == change.to_integral_value():
+            change = change.quantize(1)
+        text = f"Correction of {label}, {start} to {end}: {change:+,f} units"
+        return _text(text, DESCRIPTION_MAX)
+    description = plain_numbers(line.description.strip())
     return _text(f"{label}: {description}" if description else label, DESCRIPTION_MAX)
 
 
@@ -150,11 +164,11 @@ def line_metadata(line: LineDoc) -> dict[str, str]:
     return meta
 
 
-def add_line(line: LineDoc) -> dict[str, Any]:
+def add_line(line: LineDoc, timezone: str = "UTC") -> dict[str, Any]:
     """One entry of ``lines`` for POST /v1/invoices/:id/add_lines."""
     return {
         "amount": stripe_amount(line.amount_minor, line.currency),
-        "description": line_description(line),
+        "description": line_description(line, timezone),
         "period": {
             "start": _unix(line.service_period_start),
             "end": _unix(line.service_period_end),

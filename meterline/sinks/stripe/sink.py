@@ -67,6 +67,10 @@ class Directory(Protocol):
 
     def record(self, refs: Sequence[Ref]) -> None: ...
 
+    def forget(self, kind: str, local_id: str) -> None: ...
+
+    def is_void(self, invoice_id: int) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Delivered:
@@ -219,10 +223,28 @@ class StripeSink:
             page = self.api.call(what, page.next_page)
 
     def _invoice(self, event: EventDoc) -> Delivered:
+        try:
+            return self._invoice_once(event)
+        except stripe.InvalidRequestError as exc:
+            if exc.code != "resource_missing" or exc.param != "customer":
+                raise
+            doc = event.invoice
+            if self.directory.terms(doc.customer).stripe_customer_id:
+                raise PermanentSinkError(
+                    f"customer {doc.customer}: the customers file's stripe_customer_id is not"
+                    f" a customer of this Stripe account ({_message(exc)}); correct the file"
+                    " and `meterline customers load` it, then `meterline outbox replay`"
+                ) from None
+            # The recorded id is a shortcut, not the truth (another account or key, or the
+            # customer deleted in Stripe): forget it, and look or create again, once.
+            self.directory.forget("customer", doc.customer)
+            return self._invoice_once(event)
+
+    def _invoice_once(self, event: EventDoc) -> Delivered:
         doc = event.invoice
         # What Stripe cannot take is refused before anything is created there.
         for line in doc.lines:
-            mapping.add_line(line)
+            mapping.add_line(line, doc.timezone)
         mapping.stripe_amount(doc.total_minor, doc.currency)
         if len(doc.lines) > mapping.MAX_ITEMS:
             raise PermanentSinkError(
@@ -261,6 +283,15 @@ class StripeSink:
             fresh = not _replayed(invoice)
         self.directory.record([Ref("invoice", str(doc.invoice_id), str(invoice.id), customer_id)])
         finalizing = event.kind == "invoice.finalized"
+        if invoice.status in ("void", "uncollectible"):
+            if self.directory.is_void(doc.invoice_id):
+                # Voided in the ledger since, and its void delivered: this is a replay.
+                return Delivered(str(invoice.id), action="superseded by the void")
+            raise PermanentSinkError(
+                f"Stripe invoice {invoice.id} of ledger invoice {doc.invoice_id} is"
+                f" {invoice.status} in Stripe, but not in the ledger: someone changed it in"
+                " Stripe; see `meterline stripe reconcile`"
+            )
         if invoice.status != "draft":
             if finalizing:
                 # Delivered before (a replay, or the record of it was lost): prove it.
@@ -345,7 +376,7 @@ class StripeSink:
         missing = [line for key, line in wanted.items() if key not in have]
         for start in range(0, len(missing), mapping.ADD_LINES_MAX):
             chunk = missing[start : start + mapping.ADD_LINES_MAX]
-            lines = [mapping.add_line(line) for line in chunk]
+            lines = [mapping.add_line(line, doc.timezone) for line in chunk]
             invoice = self._post(
                 "invoices.add_lines",
                 self.client.v1.invoices.add_lines,
