@@ -31,10 +31,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from meterline.demo.stripe_standin.server import LoopbackHandler
 
 FAULTS = ("drop_after_forward", "error_500", "rate_limit", "delay")
 _HOP_BY_HOP = {
@@ -188,15 +190,7 @@ def _stripe_error(status: int, error: dict[str, Any]) -> tuple[int, list[tuple[s
     return status, headers, body
 
 
-class _ProxyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in two writes: without NODELAY, Nagle's algorithm and the
-        # peer's delayed ACK hold the body back ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+class _ProxyHandler(LoopbackHandler):
     server: _ProxyServer
 
     def _serve(self) -> None:

@@ -384,7 +384,9 @@ class Api:
             )
 
 
-class _Handler(BaseHTTPRequestHandler):
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, answers sent at once (the stand-in, the tests' fault proxy)."""
+
     protocol_version = "HTTP/1.1"
 
     def setup(self) -> None:
@@ -393,6 +395,8 @@ class _Handler(BaseHTTPRequestHandler):
         # peer's delayed ACK hold the body back ~40 ms.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+
+class _Handler(LoopbackHandler):
     server: _Server
 
     def _serve(self) -> None:
