@@ -47,5 +47,8 @@ test-production: setup
 bench: setup
 	$(BIN)/python bench/bench_ingest.py
 
+bench-stripe: setup
+	$(BIN)/python bench/bench_stripe_delivery.py
+
 clean:
 	rm -rf $(VENV) .meterline
