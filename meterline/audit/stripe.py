@@ -77,9 +77,11 @@ def _check(
     terms = sink.directory.terms(doc.customer)
     customer_id = terms.stripe_customer_id or sink.directory.ref("customer", doc.customer)
     found = sink.invoices_for(doc, customer_id) if customer_id else []
-    recorded = sink.find_invoice(doc, None)  # by the recorded id only
-    if recorded is not None and all(str(i.id) != str(recorded.id) for i in found):
-        found.append(recorded)  # under another customer
+    recorded_id = sink.directory.ref("invoice", str(doc.invoice_id))
+    if recorded_id and all(str(i.id) != recorded_id for i in found):
+        recorded = sink.find_invoice(doc, None)  # by the recorded id only
+        if recorded is not None:
+            found.append(recorded)  # under another customer
     live = [i for i in found if i.status != "void"]
     if doc.status == "void":
         return _check_void(sink, doc, live, void_event), None, 0, 0
