@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup system-deps demo test test-production lint typecheck bench clean
+.PHONY: setup system-deps demo test test-production lint typecheck bench bench-stripe clean
 
 # The virtualenv is rebuilt when the pinned requirements or the project metadata change.
 $(VENV)/.installed: requirements.lock pyproject.toml
