@@ -79,14 +79,6 @@ class InvoiceDoc:
         lines = tuple(LineDoc(**line) for line in fields.pop("lines", ()))
         return cls(**fields, lines=lines)
 
-    @property
-    def period_start_at(self) -> datetime:
-        return datetime.fromisoformat(self.period_start)
-
-    @property
-    def period_end_at(self) -> datetime:
-        return datetime.fromisoformat(self.period_end)
-
 
 @dataclass(frozen=True)
 class EventDoc:

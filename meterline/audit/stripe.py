@@ -28,7 +28,6 @@ from billing.outbox.scope import (
 from meterline.connections import stripe_config
 from meterline.jobs.deliver import ledger_sessions, make_stripe_sink
 from meterline.settings import Settings, settings
-from meterline.sinks import SinkError
 from meterline.sinks.stripe import StripeConfig
 from meterline.sinks.stripe.mapping import ledger_minor
 from meterline.sinks.stripe.sink import StripeSink, compare_lines, stripe_failure
@@ -171,8 +170,6 @@ def reconcile_stripe(
         with ThreadPoolExecutor(max_workers=api.config.concurrency) as pool:
             try:
                 results = list(pool.map(check, ordered))
-            except SinkError:
-                raise
             except stripe_sdk.StripeError as exc:
                 raise stripe_failure(exc) from None
     for doc, (differences, stripe_id, items, subtotal) in zip(ordered, results, strict=True):
