@@ -145,6 +145,14 @@ class Settings(BaseSettings):
         le=100,
         description="Failed deliveries of one outbox event before it is parked (1 to 100)",
     )
+    outbox_lease_seconds: int = Field(
+        default=900,
+        ge=1,
+        le=86_400,
+        description="Seconds a deliverer's claim keeps others off an outbox event (1 to"
+        " 86,400); longer than one delivery can take with every retry. A deliverer that dies"
+        " leaves its claims to be delivered again after this long",
+    )
     stripe_collection_method: Literal["charge_automatically", "send_invoice"] = Field(
         default="charge_automatically",
         description="Stripe invoices' collection method for customers whose customers-file"

@@ -53,6 +53,7 @@ from meterline.jobs.watermarks import (
 )
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
+from meters.crashpoints import crash_point
 from meters.rollup import earliest_event_ingested_after
 from meters.warehouse.base import Warehouse
 
@@ -178,7 +179,10 @@ def close_periods(as_of: datetime, *, config: Settings | None = None) -> CloseRe
         raise ValueError("as_of must be timezone-aware")
     meters = meter_catalog(config)
     with ledger_session(config, write=True) as session, open_warehouse(config) as warehouse:
-        return _close(session, warehouse, meters, as_of, config)
+        report = _close(session, warehouse, meters, as_of, config)
+    # Committed: a close killed here is closed; running it again changes nothing.
+    crash_point("close.after_finalize")
+    return report
 
 
 def _close(
@@ -207,6 +211,8 @@ def _close(
         )
     posted = post_periods(session, billing, run_id)
     adjusted = post_late_adjustments(session, {d: ratings[d] for d in to_adjust}, run_id)
+    # Posted but not committed: the close is one transaction, a kill here loses all of it.
+    crash_point("close.after_post")
     open_periods = set(due.open)
     # A draft whose period waits for the rollup stays open, like one that failed.
     keep_open = [*posted.failed, *(d for d in held if d in open_periods)]

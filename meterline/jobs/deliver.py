@@ -52,12 +52,10 @@ from meterline.settings import Settings, settings
 from meterline.sinks import PermanentSinkError, Sink, SinkError, SinkRefusedCredentials
 from meterline.sinks.stripe import StripeApi, StripeConfig, StripeSink
 from meterline.sinks.stripe.sink import CustomerTerms, Ref
+from meters.crashpoints import crash_point
 
 log = logging.getLogger(__name__)
 
-#: How long a claim keeps other deliverers off an event. Longer than one delivery can
-#: take with every retry (a few requests, each at most the timeout times the attempts).
-LEASE = timedelta(minutes=15)
 #: Events claimed per round.
 ROUND = 500
 
@@ -196,6 +194,8 @@ def deliver(
     if sink not in SINKS:
         raise ValueError(f"unknown sink {sink!r}: one of {', '.join(SINKS)}")
     report = DeliveryReport(sink=sink)
+    # How long a claim keeps other deliverers off an event (METERLINE_OUTBOX_LEASE_SECONDS).
+    lease = timedelta(seconds=cfg.outbox_lease_seconds)
     owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     with ledger_sessions(cfg) as make:
         target, api = make_stripe_sink(make, stripe or stripe_config(cfg))
@@ -204,7 +204,7 @@ def deliver(
             while True:
                 with make.begin() as session:
                     claims = claim(
-                        session, sink=sink, owner=owner, now=_now(), lease=LEASE, limit=ROUND
+                        session, sink=sink, owner=owner, now=_now(), lease=lease, limit=ROUND
                     )
                 if not claims:
                     break
@@ -219,6 +219,9 @@ def deliver(
                     if isinstance(error, SinkRefusedCredentials):
                         refused = refused or error
                         continue
+                    # Stripe has acted; a kill before the record leaves the lease to expire
+                    # and the event to be delivered again (the sink looks first).
+                    crash_point("deliver.after_send")
                     with make.begin() as session:
                         _record(session, report, one, external_id, error, permanent, cfg, owner)
                     got_through = got_through or error is None

@@ -36,6 +36,7 @@ from meterline.sinks import (
 )
 from meterline.sinks.stripe import mapping
 from meterline.sinks.stripe.client import StripeApi
+from meters.crashpoints import crash_point
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,8 @@ class StripeSink:
             event, invoice, only_adjustments=not finalizing, empty=fresh
         )
         if finalizing:
+            # The draft holds the lines; Stripe's invoice is not finalized yet.
+            crash_point("stripe.after_lines")
             want = mapping.stripe_amount(doc.total_minor, doc.currency)
             if invoice.subtotal != want:
                 raise PermanentSinkError(

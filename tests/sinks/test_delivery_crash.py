@@ -1,0 +1,152 @@
+"""Invariant 8 under real crashes: a deliverer killed (SIGKILL) after Stripe acted and
+before the ledger recorded it, or between adding an invoice's lines and finalizing it in
+Stripe, is repaired by the next run once the dead run's leases expire: Stripe then holds
+exactly the ledger (`stripe reconcile` finds no difference), no invoice, customer or item
+twice, and every outbox event is delivered. SQLite and PostgreSQL.
+
+Each run is the real command, `python -m meterline.cli outbox deliver`, in a subprocess
+(METERLINE_CRASH_AT names the crash point, meters/crashpoints.py) against the Stripe
+stand-in serving from this process on a loopback port; the leases are shortened with
+METERLINE_OUTBOX_LEASE_SECONDS and waited out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+import billing
+from billing.models import InvoiceLine, OutboxDelivery
+from meterline.audit.stripe import reconcile_stripe
+from meterline.jobs.deliver import outbox_rows
+from tests.billing.factories import standard_charges
+from tests.sinks.conftest import API_KEY, APRIL, GRACE, MARCH, World
+
+LEASE_S = 1
+
+
+def deliver_cli(world: World, cwd: Path, crash: str | None = None) -> tuple[int, dict[str, Any]]:
+    """`meterline outbox deliver --json` in a subprocess: (exit code, its report)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
+    env.update(
+        {
+            "METERLINE_LEDGER_URL": world.ledger.url,
+            "METERLINE_STRIPE_API_KEY": API_KEY.get_secret_value(),
+            "METERLINE_STRIPE_API_BASE": world.stripe.base_url,
+            "METERLINE_STRIPE_TIMEOUT_S": "5",
+            "METERLINE_OUTBOX_LEASE_SECONDS": str(LEASE_S),
+        }
+    )
+    if crash:
+        env["METERLINE_CRASH_AT"] = crash
+    done = subprocess.run(
+        [sys.executable, "-m", "meterline.cli", "outbox", "deliver", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+    if done.returncode == -signal.SIGKILL:
+        return done.returncode, {}
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def month_of_events(world: World) -> dict[str, int]:
+    """Five outbox events over two customers (one customer's in order, in three rounds):
+    March finalized for both, an adjustment of cus_00001's March onto its April draft,
+    April finalized, cus_00009's March voided. The ledger invoice ids by name."""
+    march = world.post("sub_00001", MARCH)
+    world.finalize(march)
+    other = world.post("sub_00009", MARCH, resolutions=7)
+    world.finalize(other)
+    with world.ledger.Session.begin() as session:
+        corrected = standard_charges(session, resolutions=130)
+        april = billing.post_adjustments(session, "sub_00001", MARCH, corrected).invoice_id
+    assert april is not None
+    world.post("sub_00001", APRIL, resolutions=40)
+    world.finalize(april, APRIL)
+    with world.ledger.Session.begin() as session:
+        billing.void(session, other, as_of=MARCH.end + GRACE + timedelta(days=2))
+    kinds = [(row.kind, row.invoice_id) for row in outbox_rows(config=world.settings)]
+    assert kinds == [
+        ("invoice.finalized", march),
+        ("invoice.finalized", other),
+        ("invoice.adjustments_posted", april),
+        ("invoice.finalized", april),
+        ("invoice.voided", other),
+    ]
+    return {"march": march, "other": other, "april": april}
+
+
+def assert_stripe_holds_the_ledger(world: World, ids: dict[str, int]) -> None:
+    for month in ("2026-03", "2026-04"):
+        check = reconcile_stripe(month, config=world.settings, stripe=world.config())
+        assert check.ok, (month, check.differences)
+    store = world.stripe.store
+    # One Stripe customer per ledger customer, one Stripe invoice per ledger invoice.
+    assert sorted(c.metadata["meterline_customer_id"] for c in store.customers.values()) == [
+        "cus_00001",
+        "cus_00009",
+    ]
+    per_invoice = Counter(i.metadata["meterline_invoice_id"] for i in store.invoices.values())
+    assert per_invoice == {str(ids[name]): 1 for name in ("march", "other", "april")}
+    by_ledger = {i.metadata["meterline_invoice_id"]: i for i in store.invoices.values()}
+    assert by_ledger[str(ids["other"])].status == "void"
+    assert {by_ledger[str(ids[n])].status for n in ("march", "april")} == {"open"}
+    # An item per ledger line, none twice.
+    with world.ledger.Session() as session:
+        lines = Counter(
+            str(invoice_id)
+            for (invoice_id,) in session.query(InvoiceLine.invoice_id).filter(
+                InvoiceLine.invoice_id.in_([ids["march"], ids["april"]])
+            )
+        )
+    for name in ("march", "april"):
+        invoice = by_ledger[str(ids[name])]
+        line_ids = [store.invoice_items[i].metadata["meterline_line_id"] for i in invoice.item_ids]
+        assert len(line_ids) == len(set(line_ids)) == lines[str(ids[name])], name
+    assert {row.status for row in outbox_rows(config=world.settings)} == {"delivered"}
+
+
+# Where the 5 events meet each point (concurrency 8: a round's two claims run at once).
+# deliver.after_send: each outcome as it comes back (round 1: two, round 2: the
+# adjustment and the void, round 3: April); stripe.after_lines: each finalized invoice's
+# draft once its items are added (:3 is April, whose draft already held the adjustment).
+POINTS = ["deliver.after_send", "deliver.after_send:4", "stripe.after_lines:3"]
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_killed_deliverer_is_repaired_by_the_next_run(
+    world: World, tmp_path: Path, point: str
+) -> None:
+    ids = month_of_events(world)
+    code, _ = deliver_cli(world, tmp_path, crash=point)
+    assert code == -signal.SIGKILL
+    left = [row for row in outbox_rows(config=world.settings) if row.status != "delivered"]
+    with world.ledger.Session() as session:
+        leases = [
+            until
+            for until in session.scalars(
+                select(OutboxDelivery.lease_until).where(OutboxDelivery.status == "pending")
+            )
+            if until is not None
+        ]
+    assert left and leases, "the killed run left no claim behind"
+    # Until the dead run's leases expire, its events are skipped: wait them out.
+    time.sleep(max(0.0, (max(leases) - datetime.now(UTC)).total_seconds()) + 0.05)
+    code, report = deliver_cli(world, tmp_path)
+    assert code == 0, report
+    assert report["delivered"] == len(left) and report["left"] == 0
+    assert_stripe_holds_the_ledger(world, ids)
