@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from meters.catalog import Aggregation, MeterCatalog
+from meters.crashpoints import crash_point
 from meters.sql_files import query
 from meters.warehouse.base import Warehouse
 
@@ -173,7 +174,9 @@ def rebuild_day(warehouse: Warehouse, catalog: MeterCatalog, day: date) -> Rollu
             query("rollup/staging_summary", staging=staging)
         )
         rollup_rows, events = int(rollup_rows), int(events or 0)
+        crash_point("rollup.after_staging")
         swap_in(warehouse, day, staging, rollup_rows)
+        crash_point("rollup.after_swap")
         # Recorded after the swap: a crash in between only makes the day dirty again.
         warehouse.command(
             query("rollup/record_state"),
@@ -188,6 +191,7 @@ def rebuild_day(warehouse: Warehouse, catalog: MeterCatalog, day: date) -> Rollu
         )
     finally:
         warehouse.command(query("rollup/drop_staging", staging=staging))
+    crash_point("rollup.after_day")
     return RollupResult(day, watermark, raw_rows, events, rollup_rows, fingerprint)
 
 
