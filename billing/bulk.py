@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from billing.charges import SUBTOTAL_KINDS
@@ -203,9 +205,21 @@ _PG_LIVE = (
 )
 
 
-def _pg_cursor(session: Session) -> Any:
-    dbapi: Any = session.connection().connection.dbapi_connection
-    return dbapi.cursor()
+@contextmanager
+def _pg_cursor(session: Session) -> Iterator[Any]:
+    """A cursor on the session's DBAPI connection (its transaction). A driver error is
+    raised as SQLAlchemy raises it for its own statements (a deadlock or a lost
+    connection: sqlalchemy.exc.OperationalError), so retries and the command line's exit
+    codes see one kind of error whichever way a statement ran (it escaped raw, as a
+    psycopg error: exit code 5 instead of 4, and no retry)."""
+    connection = session.connection()
+    dbapi: Any = connection.connection.dbapi_connection
+    errors = connection.dialect.loaded_dbapi.Error
+    try:
+        with dbapi.cursor() as cursor:
+            yield cursor
+    except errors as exc:
+        raise DBAPIError.instance(None, None, exc, errors) from exc
 
 
 def subscription_rows(

@@ -98,7 +98,13 @@ def load_customers(
     `problems` are those already found in the file (its rows that did not parse); they
     are reported with the ledger's. Raises CustomersFileInvalid listing all of them
     (nothing written) when there is any: the rules are billing.customers.checks'.
+
+    Queues behind any other ledger writer first (billing.bulk.lock_ledger_writes): two
+    loads listing customers in different orders updated their rows in opposite orders
+    and deadlocked (PostgreSQL), and no close may finalize an invoice between the checks
+    of finalized terms and the write.
     """
+    bulk.lock_ledger_writes(session)
     found, stored = ledger_problems(session, rows)
     if problems or found:
         raise CustomersFileInvalid(source, [*problems, *found])

@@ -16,15 +16,26 @@ def post_batches(
     name: str,
     rounds: int = 1,
 ) -> None:
-    """Wait for the others, then post ``batches`` in one transaction (``rounds`` times)."""
+    """Wait for the others, then post ``batches`` in one transaction (``rounds`` times).
+    Each round's result ends with the deadlocks met so far (each retried)."""
     engine = create_ledger_engine(url)
     make = session_factory(engine)
+    deadlocks: list[str] = []
     try:
         barrier.wait(timeout=60)
         for _ in range(rounds):
             try:
-                result = _post_retrying(make, batches)
-                results.put((name, "ok", result.created, result.unchanged, result.invoices_created))
+                result = _post_retrying(make, batches, deadlocks)
+                results.put(
+                    (
+                        name,
+                        "ok",
+                        result.created,
+                        result.unchanged,
+                        result.invoices_created,
+                        len(deadlocks),
+                    )
+                )
             except billing.PostingConflict as exc:
                 results.put((name, "conflict", str(exc), 0, 0))
     except Exception as exc:  # reported to the test, which fails on it
@@ -33,7 +44,9 @@ def post_batches(
         engine.dispose()
 
 
-def _post_retrying(make: Any, batches: list[billing.ChargeBatch], attempts: int = 3) -> Any:
+def _post_retrying(
+    make: Any, batches: list[billing.ChargeBatch], deadlocks: list[str], attempts: int = 3
+) -> Any:
     """A client's transaction, retried when PostgreSQL picks it as a deadlock victim (a
     safety net, as a production caller would have: ledger writers queue on one advisory
     lock, so none is expected); posting is idempotent, so a retry posts what is missing."""
@@ -46,4 +59,5 @@ def _post_retrying(make: Any, batches: list[billing.ChargeBatch], attempts: int 
         except OperationalError as exc:
             if "deadlock detected" not in str(exc) or attempt == attempts - 1:
                 raise
+            deadlocks.append(str(exc))
     raise AssertionError("unreachable")
