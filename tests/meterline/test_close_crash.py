@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import select
 
 from billing.db import create_ledger_engine, session_factory
-from billing.models import OutboxEvent
+from billing.models import OutboxEvent, RatingRun
 from meters.crashpoints import ENV
 from tests.billing.conftest import ledger_url  # noqa: F401  (SQLite, and PostgreSQL when set)
 from tests.conftest import fresh_warehouse
@@ -136,6 +136,15 @@ def outbox(world: World) -> list[tuple[Any, ...]]:
     return out
 
 
+def rating_runs(world: World) -> int:
+    engine = create_ledger_engine(world.config.ledger_url)
+    try:
+        with session_factory(engine)() as session:
+            return len(session.scalars(select(RatingRun.id)).all())
+    finally:
+        engine.dispose()
+
+
 def without_ids(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [(kind, doc) for kind, _, _, doc in events]
 
@@ -161,20 +170,22 @@ def test_a_killed_close_run_again_gives_the_uninterrupted_ledger(
         first = w.close(FIRST_CLOSE)
         assert first.ok and len(first.invoices_finalized) == 6, first
     world.nightly(date(2026, 11, 9))  # ingests the late and November's usage, rolls up
-    before = world.invoices()
+    before, runs = world.invoices(), rating_runs(world)
     expected = reference.close(SECOND_CLOSE)
     assert expected.ok and expected.adjustment_lines == 2, expected
     as_of = SECOND_CLOSE.isoformat()
 
     code, _ = close_cli(world, as_of, crash="close.after_post")
     assert code == -signal.SIGKILL
-    # One transaction: nothing of the killed close stays.
+    # One transaction: nothing of the killed close stays (not even its rating run).
     assert world.invoices() == before and len(outbox(world)) == 6
+    assert rating_runs(world) == runs
 
     code, _ = close_cli(world, as_of, crash="close.after_finalize")
     assert code == -signal.SIGKILL
     # Committed before the kill: the whole close stays, as the uninterrupted one left it.
     assert comparable(world.invoices()) == comparable(reference.invoices())
+    assert rating_runs(world) == runs + 1
 
     code, again = close_cli(world, as_of)
     assert code == 0 and again["ok"], again

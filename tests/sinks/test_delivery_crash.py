@@ -35,7 +35,9 @@ from tests.sinks.conftest import API_KEY, APRIL, GRACE, MARCH, World
 LEASE_S = 1
 
 
-def deliver_cli(world: World, cwd: Path, crash: str | None = None) -> tuple[int, dict[str, Any]]:
+def deliver_cli(
+    world: World, cwd: Path, crash: str | None = None, concurrency: int = 8
+) -> tuple[int, dict[str, Any]]:
     """`meterline outbox deliver --json` in a subprocess: (exit code, its report)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
     env.update(
@@ -45,6 +47,7 @@ def deliver_cli(world: World, cwd: Path, crash: str | None = None) -> tuple[int,
             "METERLINE_STRIPE_API_BASE": world.stripe.base_url,
             "METERLINE_STRIPE_TIMEOUT_S": "5",
             "METERLINE_OUTBOX_LEASE_SECONDS": str(LEASE_S),
+            "METERLINE_STRIPE_CONCURRENCY": str(concurrency),
         }
     )
     if crash:
@@ -120,21 +123,42 @@ def assert_stripe_holds_the_ledger(world: World, ids: dict[str, int]) -> None:
     assert {row.status for row in outbox_rows(config=world.settings)} == {"delivered"}
 
 
-# Where the 5 events meet each point (concurrency 8: a round's two claims run at once).
-# deliver.after_send: each outcome as it comes back (round 1: two, round 2: the
-# adjustment and the void, round 3: April); stripe.after_lines: each finalized invoice's
-# draft once its items are added (:3 is April, whose draft already held the adjustment).
-POINTS = ["deliver.after_send", "deliver.after_send:4", "stripe.after_lines:3"]
+def stripe_status(world: World, invoice_id: int) -> str | None:
+    found = [
+        i.status
+        for i in world.stripe.store.invoices.values()
+        if i.metadata["meterline_invoice_id"] == str(invoice_id)
+    ]
+    return found[0] if len(found) == 1 else None
 
 
-@pytest.mark.parametrize("point", POINTS)
+# The five events meet the points in this order with one customer at a time (rounds:
+# both Marches; the adjustment, the void; April). deliver.after_send: after each outcome
+# comes back; stripe.after_lines: after each finalized invoice's items are added. With 8
+# at a time, both Marches are delivered at once: the other is cut off wherever it was.
+# (point, concurrency, the ledger invoice Stripe has acted on, its Stripe status then)
+CASES = [
+    ("deliver.after_send", 1, "march", "open"),  # finalized in Stripe, not recorded
+    ("deliver.after_send:4", 1, "other", "void"),  # voided in Stripe, not recorded
+    ("stripe.after_lines:3", 1, "april", "draft"),  # items added, not finalized
+    ("stripe.after_lines", 8, "march", "draft"),
+]
+
+
+@pytest.mark.parametrize(
+    ("point", "concurrency", "acted_on", "status"), CASES, ids=[f"{c[0]}-x{c[1]}" for c in CASES]
+)
 def test_a_killed_deliverer_is_repaired_by_the_next_run(
-    world: World, tmp_path: Path, point: str
+    world: World, tmp_path: Path, point: str, concurrency: int, acted_on: str, status: str
 ) -> None:
     ids = month_of_events(world)
-    code, _ = deliver_cli(world, tmp_path, crash=point)
+    code, _ = deliver_cli(world, tmp_path, crash=point, concurrency=concurrency)
     assert code == -signal.SIGKILL
-    left = [row for row in outbox_rows(config=world.settings) if row.status != "delivered"]
+    # Stripe has acted; the ledger does not know.
+    assert stripe_status(world, ids[acted_on]) == status
+    rows = outbox_rows(config=world.settings)
+    assert any(r.invoice_id == ids[acted_on] and r.status == "pending" for r in rows)
+    left = [row for row in rows if row.status != "delivered"]
     with world.ledger.Session() as session:
         leases = [
             until
@@ -143,7 +167,7 @@ def test_a_killed_deliverer_is_repaired_by_the_next_run(
             )
             if until is not None
         ]
-    assert left and leases, "the killed run left no claim behind"
+    assert leases, "the killed run left no claim behind"
     # Until the dead run's leases expire, its events are skipped: wait them out.
     time.sleep(max(0.0, (max(leases) - datetime.now(UTC)).total_seconds()) + 0.05)
     code, report = deliver_cli(world, tmp_path)
