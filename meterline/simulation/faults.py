@@ -1,0 +1,81 @@
+"""The pipeline faults a seed may draw, and where a kill may strike.
+
+Drawn from their own random stream (`random.Random(f"{seed}:pipeline")`) so that
+shrinking the world's input faults does not change the pipeline's.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+PIPELINE_FAULTS = (
+    "kill",  # SIGKILL of a step's process at a crash point, then the retry
+    "overlap",  # two closes of the same moment at once
+    "rerun",  # a step that succeeded run again (a retried task, a second trigger)
+    "backfill",  # a backfill over days already rolled up
+    "stripe",  # Stripe drops answers, fails with 500, limits with 429, times out
+)
+
+#: Crash points per step kind (meters/crashpoints.py lists where each is placed);
+#: ":n" is the n-th time the point is reached.
+CRASH_POINTS = {
+    "ingest": (
+        "ingest.after_begin",
+        "ingest.after_classify",
+        "ingest.after_events",
+        "ingest.after_ids",
+        "ingest.after_rejected",
+        "ingest.after_log",
+        "ingest.before_commit",
+    ),
+    "rollup": ("rollup.after_staging", "rollup.after_swap", "rollup.after_day"),
+    "close": ("close.after_post", "close.after_finalize"),
+    "deliver": (
+        "deliver.after_send",
+        "deliver.after_send:3",
+        "stripe.after_lines",
+        "stripe.after_lines:2",
+    ),
+}
+
+STRIPE_FAULTS = ("drop_after_forward", "error_500", "rate_limit", "delay")
+
+
+@dataclass(frozen=True)
+class Kill:
+    step: str  # "ingest", "rollup", "close" or "deliver"
+    nth: int  # which step of that kind (0 = the first)
+    point: str
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    faults: tuple[str, ...]
+    kill: Kill | None = None
+    #: (fault, path prefix, times)
+    stripe: tuple[tuple[str, str, int], ...] = field(default=())
+
+    def describe(self) -> list[str]:
+        out = [f for f in self.faults if f not in ("kill", "stripe")]
+        if self.kill is not None:
+            out.append(f"kill {self.kill.step}#{self.kill.nth} at {self.kill.point}")
+        out += [f"stripe {fault} x{times} on {path}" for fault, path, times in self.stripe]
+        return out
+
+
+def draw(seed: int, allowed: tuple[str, ...], ingests: int, rollups: int) -> PipelinePlan:
+    rng = random.Random(f"{seed}:pipeline")
+    chosen = tuple(f for f in PIPELINE_FAULTS if f in allowed and rng.random() < 0.4)
+    kill = None
+    if "kill" in chosen:
+        step = rng.choice(("ingest", "rollup", "close", "deliver"))
+        count = {"ingest": ingests, "rollup": rollups}.get(step, 2)
+        kill = Kill(step, rng.randrange(max(count, 1)), rng.choice(CRASH_POINTS[step]))
+    stripe: list[tuple[str, str, int]] = []
+    if "stripe" in chosen:
+        for _ in range(rng.randint(1, 3)):
+            fault = rng.choice(STRIPE_FAULTS)
+            path = rng.choice(("/v1/invoices", "/v1/customers", "/v1/invoices/"))
+            stripe.append((fault, path, 1 if fault == "delay" else rng.randint(1, 2)))
+    return PipelinePlan(chosen, kill, tuple(stripe))

@@ -1,0 +1,230 @@
+"""Run seeds: build each world, play it with its faults, check it, and shrink a failing
+one to the smallest world that still fails.
+
+`simulate_seed(seed, shape, root)` -> Outcome; `shrink(outcome, root)` -> the smallest
+failing Outcome found (fewer customers, then fewer input and pipeline faults, each
+kept only when the seed still fails). Every Outcome names the one command that replays
+it (`meterline simulate --replay SEED ...`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from meterline.simulation.faults import PIPELINE_FAULTS, draw
+from meterline.simulation.world import INPUT_FAULTS, Shape, batch_of, make_world
+
+
+@dataclass
+class Outcome:
+    seed: int
+    shape: Shape
+    customers: int
+    events: int
+    faults: list[str]
+    #: the seeds played with it (its batch, or itself alone)
+    batch: tuple[int, ...] = ()
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def replay(self) -> str:
+        """The one command that plays this world again (alone, with its batch's pipeline
+        faults, shrunk to its shape)."""
+        return " ".join(
+            filter(None, ("meterline simulate --replay", str(self.seed), self.shape.label()))
+        )
+
+    @property
+    def replay_batch(self) -> str:
+        """The command that plays its whole batch again, exactly as it ran."""
+        return f"meterline simulate --start {self.batch[0]} --seeds {len(self.batch)}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "seed": self.seed,
+            "ok": self.ok,
+            "customers": self.customers,
+            "events": self.events,
+            "faults": self.faults,
+            "failures": self.failures,
+            "seconds": round(self.seconds, 2),
+            "replay": self.replay,
+            "replay_batch": self.replay_batch,
+        }
+
+
+def _path_starts(prefix: str) -> Callable[[str, str], bool]:
+    return lambda _method, path: path.startswith(prefix)
+
+
+@contextmanager
+def stripe_endpoint(seed: int, plan_faults: tuple[tuple[str, str, int], ...]) -> Iterator[str]:
+    """A fresh Stripe stand-in behind the fault proxy, with the run's Stripe faults."""
+    from meterline.demo.stripe_standin import StripeStandIn
+    from meterline.demo.stripe_standin.faults import FaultProxy
+
+    with StripeStandIn(seed=seed) as api, FaultProxy(api.base_url, delay=2.0) as proxy:
+        for fault, prefix, times in plan_faults:
+            proxy.plan(fault, times=times, when=_path_starts(prefix))
+        yield proxy.base_url
+
+
+def simulate_batch(seeds: Sequence[int], shape: Shape, root: Path) -> list[Outcome]:
+    """Build the worlds of `seeds` (one batch: batch_of(seed) is the same for all), play
+    them side by side with the batch's pipeline faults, and check each. An exception in
+    the pipeline fails every world of the batch (with its last lines), never the
+    simulator."""
+    from meterline.simulation.checks import check_all
+    from meterline.simulation.play import Player, merged_deliveries, rollup_days
+
+    started = time.perf_counter()
+    worlds = [make_world(seed, shape) for seed in seeds]
+    batch = batch_of(seeds[0])
+    allowed = shape.pipeline_faults if shape.pipeline_faults is not None else PIPELINE_FAULTS
+    deliveries = merged_deliveries(worlds)
+    ingests = sum(not d.after_close for d in deliveries)
+    plan = draw(batch, allowed, ingests, len(rollup_days(worlds[0].month)))
+    outcomes = {
+        w.seed: Outcome(
+            w.seed,
+            shape,
+            len(w.customers),
+            len(w.events),
+            [*w.faults, *plan.describe()],
+            tuple(seeds),
+        )
+        for w in worlds
+    }
+    name = f"run_{batch}_{uuid.uuid4().hex[:8]}"
+    run_failures: list[str] = []
+    try:
+        with stripe_endpoint(batch, plan.stripe) as base:
+            played = Player(worlds, plan, root, name, base).run()
+            t0 = time.perf_counter()
+            found = check_all(played, deliveries)
+            played.notes.append(f"checks {time.perf_counter() - t0:.1f}s")
+            run_failures = found.run
+            for seed, failures in found.worlds.items():
+                if seed in outcomes:
+                    outcomes[seed].failures += failures
+                else:
+                    run_failures += [f"seed {seed} (not played): {f}" for f in failures]
+            for o in outcomes.values():
+                o.notes = played.notes
+                o.faults += [f"killed {k}" for k in played.kills if "killed" in k]
+    except Exception as exc:
+        lines = traceback.format_exception(exc)
+        run_failures = [
+            f"the run raised {type(exc).__name__}: {exc}".strip(),
+            "".join(lines[-3:]).strip(),
+        ]
+    finally:
+        _clean(root, name)
+    seconds = time.perf_counter() - started
+    for o in outcomes.values():
+        o.failures = [*run_failures, *o.failures]
+        o.seconds = seconds
+    return [outcomes[s] for s in seeds]
+
+
+def simulate_seed(seed: int, shape: Shape, root: Path) -> Outcome:
+    """The world of `seed` alone, with its batch's pipeline faults."""
+    return simulate_batch([seed], shape, root)[0]
+
+
+def _clean(root: Path, name: str) -> None:
+    """Drop the run's warehouse database and ledger folder."""
+    from meters.warehouse import connect
+
+    try:
+        warehouse = connect(f"chdb://{root / 'warehouse'}")
+        try:
+            warehouse.command(f"DROP DATABASE IF EXISTS {name}")
+        finally:
+            warehouse.close()
+    except Exception:  # best effort: the next run of the seed starts from scratch anyway
+        pass
+    shutil.rmtree(root / name, ignore_errors=True)
+
+
+def shrink(outcome: Outcome, root: Path, budget: int = 12) -> Outcome:
+    """A smaller world that still fails: the world alone (without its batch), then fewer
+    customers, then each fault kind dropped, keeping a change only when the seed still
+    fails; at most `budget` replays."""
+    seed = outcome.seed
+    alone = simulate_seed(seed, outcome.shape, root)
+    if alone.ok:
+        return outcome  # it fails only beside the other worlds of its batch
+    best = alone
+
+    def still_fails(shape: Shape) -> Outcome | None:
+        nonlocal budget
+        if budget <= 0:
+            return None
+        budget -= 1
+        tried = simulate_seed(seed, shape, root)
+        return None if tried.ok else tried
+
+    count = best.customers
+    while count > 1:
+        count = max(1, count // 2)
+        found = still_fails(replace(best.shape, customers=count))
+        if found is None:
+            break
+        best = found
+    for fault in INPUT_FAULTS:
+        if fault in best.shape.input_faults:
+            kept = tuple(f for f in best.shape.input_faults if f != fault)
+            found = still_fails(replace(best.shape, input_faults=kept))
+            best = found or best
+    pipeline = best.shape.pipeline_faults or PIPELINE_FAULTS
+    for fault in PIPELINE_FAULTS:
+        if fault in pipeline:
+            kept = tuple(f for f in pipeline if f != fault)
+            found = still_fails(replace(best.shape, pipeline_faults=kept))
+            if found is not None:
+                best, pipeline = found, kept
+    return best
+
+
+def _fresh_root(root: Path) -> None:
+    """Lay the simulator's folder out for a run: chDB keeps one folder per process."""
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def simulate(
+    seeds: range,
+    root: Path,
+    *,
+    shape: Shape | None = None,
+    shrink_failures: bool = True,
+    on_seed: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Run every seed, in batches (world.BATCH); each failing one is shrunk (when asked:
+    alone first, then smaller) and reported."""
+    _fresh_root(root)
+    outcomes = []
+    batches: dict[int, list[int]] = {}
+    for seed in seeds:
+        batches.setdefault(batch_of(seed), []).append(seed)
+    for group in batches.values():
+        for outcome in simulate_batch(group, shape or Shape(), root):
+            if not outcome.ok and shrink_failures:
+                outcome = shrink(outcome, root)
+            outcomes.append(outcome)
+            if on_seed is not None:
+                on_seed(outcome)
+    return outcomes
