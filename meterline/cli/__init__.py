@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "meterline.cli.demo:demo",
         "Run the whole job on generated data in a fresh folder (embedded; no server needed).",
     ),
+    "simulate": (
+        "meterline.cli.simulate:simulate_command",
+        "Play seeded worlds through the pipeline with injected faults; check every invariant.",
+    ),
     "init": (
         "meterline.cli.init:init",
         "Create or upgrade the warehouse and ledger schemas (idempotent).",

@@ -47,6 +47,7 @@ def check_all(played: Played, deliveries: list[Delivery]) -> Failures:
     for world in played.worlds:
         out.worlds[world.seed] += check_invoices(played, world, config)
     out.run += check_finalized_unchanged(played)
+    out.run += check_runs(played)
     check_stripe(played, config, out)
     out.run += check_audit(played, config, out)
     return out
@@ -233,6 +234,21 @@ def _sample(seed: int, line_ids: list[int]) -> list[int]:
     """EXPLAINED of a world's lines, drawn from its seed, adjustments first."""
     rng = random.Random(f"{seed}:explain")
     return sorted(rng.sample(line_ids, min(EXPLAINED, len(line_ids))))
+
+
+def check_runs(played: Played) -> list[str]:
+    """Every close billed every due period (none held back for days not rolled up,
+    none refused), and the last delivery left nothing but the invoices Stripe refuses
+    (parked, never retried)."""
+    failures = []
+    for n, close in enumerate(played.closes):
+        if close["not_billed"] or close["not_rolled_up"]:
+            failures.append(f"close #{n + 1} left periods unbilled: {close}")
+    refused = sum(1 for w in played.worlds for c in w.customers if c.currency in NOT_FOR_STRIPE)
+    last = played.deliveries[-1] if played.deliveries else None
+    if last is not None and last["left"] and not refused:
+        failures.append(f"the last delivery left {last['left']} event(s): {last['errors']}")
+    return failures
 
 
 def check_finalized_unchanged(played: Played) -> list[str]:

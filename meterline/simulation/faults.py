@@ -52,30 +52,31 @@ class Kill:
 @dataclass(frozen=True)
 class PipelinePlan:
     faults: tuple[str, ...]
-    kill: Kill | None = None
+    kills: tuple[Kill, ...] = ()
     #: (fault, path prefix, times)
     stripe: tuple[tuple[str, str, int], ...] = field(default=())
 
     def describe(self) -> list[str]:
         out = [f for f in self.faults if f not in ("kill", "stripe")]
-        if self.kill is not None:
-            out.append(f"kill {self.kill.step}#{self.kill.nth} at {self.kill.point}")
+        out += [f"kill {k.step}#{k.nth} at {k.point}" for k in self.kills]
         out += [f"stripe {fault} x{times} on {path}" for fault, path, times in self.stripe]
         return out
 
 
 def draw(seed: int, allowed: tuple[str, ...], ingests: int, rollups: int) -> PipelinePlan:
     rng = random.Random(f"{seed}:pipeline")
-    chosen = tuple(f for f in PIPELINE_FAULTS if f in allowed and rng.random() < 0.4)
-    kill = None
+    chosen = tuple(f for f in PIPELINE_FAULTS if f in allowed and rng.random() < 0.6)
+    kills: dict[tuple[str, int], Kill] = {}
     if "kill" in chosen:
-        step = rng.choice(("ingest", "rollup", "close", "deliver"))
-        count = {"ingest": ingests, "rollup": rollups}.get(step, 2)
-        kill = Kill(step, rng.randrange(max(count, 1)), rng.choice(CRASH_POINTS[step]))
+        # one to three steps die, each at most once (its retry then runs to the end)
+        for step in rng.sample(("ingest", "rollup", "close", "deliver"), rng.randint(1, 3)):
+            count = {"ingest": ingests, "rollup": rollups}.get(step, 2)
+            nth = rng.randrange(max(count, 1))
+            kills[(step, nth)] = Kill(step, nth, rng.choice(CRASH_POINTS[step]))
     stripe: list[tuple[str, str, int]] = []
     if "stripe" in chosen:
-        for _ in range(rng.randint(1, 3)):
+        for _ in range(rng.randint(1, 4)):
             fault = rng.choice(STRIPE_FAULTS)
             path = rng.choice(("/v1/invoices", "/v1/customers", "/v1/invoices/"))
             stripe.append((fault, path, 1 if fault == "delay" else rng.randint(1, 2)))
-    return PipelinePlan(chosen, kill, tuple(stripe))
+    return PipelinePlan(chosen, tuple(kills.values()), tuple(stripe))

@@ -69,7 +69,7 @@ def _anchor_date(year: int, month: int, anchor: int) -> date:
 
 
 def periods(c: Customer, until: date) -> list[Period]:
-    """The subscription's periods that start before `until` (local date)."""
+    """The subscription's periods that end on or before `until` (local date)."""
     bounds = [c.start]
     year, month = c.start.year, c.start.month
     while True:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -50,6 +50,9 @@ class Played:
     #: per ingest that committed: (file name, its counts)
     ingests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     kills: list[str] = field(default_factory=list)
+    #: the summary of each close and delivery that completed, in order
+    closes: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
     #: finalized invoices after the first close: id -> (total_minor, sorted line ids)
     finalized_after_close: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -103,8 +106,15 @@ def merged_deliveries(worlds: Sequence[World]) -> list[Delivery]:
 
 class Player:
     def __init__(
-        self, worlds: Sequence[World], plan: PipelinePlan, root: Path, name: str, stripe_base: str
+        self,
+        worlds: Sequence[World],
+        plan: PipelinePlan,
+        root: Path,
+        name: str,
+        stripe_base: str,
+        on_step: Callable[[str], None] | None = None,
     ):
+        self.on_step = on_step or (lambda _detail: None)
         self.worlds = list(worlds)
         self.month = worlds[0].month
         self.plan = plan
@@ -130,10 +140,11 @@ class Player:
         """Run a step; the one the plan kills dies in a subprocess first, then is retried
         here (as a rescheduled task would be)."""
         step = {"kind": kind, "settings": self.settings, **args}
+        self.on_step(" ".join([kind, *(str(v) for v in args.values() if isinstance(v, str))]))
         nth = self.counts.get(kind, 0)
         self.counts[kind] = nth + 1
-        kill = self.plan.kill
-        if kill is not None and kill.step == kind and kill.nth == nth:
+        kill = next((k for k in self.plan.kills if (k.step, k.nth) == (kind, nth)), None)
+        if kill is not None:
             code = run_killable(step, kill.point)
             self.played.kills.append(
                 f"{kind}#{nth} at {kill.point}: " + ("killed" if code else "point not reached")
@@ -143,6 +154,10 @@ class Player:
         t0 = time.perf_counter()
         result = run_step(step)
         self.timing[kind] = self.timing.get(kind, 0.0) + time.perf_counter() - t0
+        if kind == "close":
+            self.played.closes.append(result)
+        elif kind == "deliver":
+            self.played.deliveries.append(result)
         if "rerun" in self.plan.faults and kind in ("close", "rollup") and nth == 0:
             run_step(step)  # a succeeded task run again gives the same state
         return result

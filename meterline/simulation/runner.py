@@ -82,7 +82,12 @@ def stripe_endpoint(seed: int, plan_faults: tuple[tuple[str, str, int], ...]) ->
         yield proxy.base_url
 
 
-def simulate_batch(seeds: Sequence[int], shape: Shape, root: Path) -> list[Outcome]:
+def simulate_batch(
+    seeds: Sequence[int],
+    shape: Shape,
+    root: Path,
+    on_step: Callable[[str], None] | None = None,
+) -> list[Outcome]:
     """Build the worlds of `seeds` (one batch: batch_of(seed) is the same for all), play
     them side by side with the batch's pipeline faults, and check each. An exception in
     the pipeline fails every world of the batch (with its last lines), never the
@@ -112,7 +117,7 @@ def simulate_batch(seeds: Sequence[int], shape: Shape, root: Path) -> list[Outco
     run_failures: list[str] = []
     try:
         with stripe_endpoint(batch, plan.stripe) as base:
-            played = Player(worlds, plan, root, name, base).run()
+            played = Player(worlds, plan, root, name, base, on_step).run()
             t0 = time.perf_counter()
             found = check_all(played, deliveries)
             played.notes.append(f"checks {time.perf_counter() - t0:.1f}s")
@@ -160,12 +165,18 @@ def _clean(root: Path, name: str) -> None:
     shutil.rmtree(root / name, ignore_errors=True)
 
 
-def shrink(outcome: Outcome, root: Path, budget: int = 12) -> Outcome:
+def shrink(
+    outcome: Outcome,
+    root: Path,
+    budget: int = 12,
+    run: Callable[[int, Shape, Path], Outcome] | None = None,
+) -> Outcome:
     """A smaller world that still fails: the world alone (without its batch), then fewer
     customers, then each fault kind dropped, keeping a change only when the seed still
     fails; at most `budget` replays."""
+    play = run or simulate_seed
     seed = outcome.seed
-    alone = simulate_seed(seed, outcome.shape, root)
+    alone = play(seed, outcome.shape, root)
     if alone.ok:
         return outcome  # it fails only beside the other worlds of its batch
     best = alone
@@ -175,7 +186,7 @@ def shrink(outcome: Outcome, root: Path, budget: int = 12) -> Outcome:
         if budget <= 0:
             return None
         budget -= 1
-        tried = simulate_seed(seed, shape, root)
+        tried = play(seed, shape, root)
         return None if tried.ok else tried
 
     count = best.customers
@@ -212,6 +223,7 @@ def simulate(
     shape: Shape | None = None,
     shrink_failures: bool = True,
     on_seed: Callable[[Outcome], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> list[Outcome]:
     """Run every seed, in batches (world.BATCH); each failing one is shrunk (when asked:
     alone first, then smaller) and reported."""
@@ -221,7 +233,7 @@ def simulate(
     for seed in seeds:
         batches.setdefault(batch_of(seed), []).append(seed)
     for group in batches.values():
-        for outcome in simulate_batch(group, shape or Shape(), root):
+        for outcome in simulate_batch(group, shape or Shape(), root, on_step):
             if not outcome.ok and shrink_failures:
                 outcome = shrink(outcome, root)
             outcomes.append(outcome)

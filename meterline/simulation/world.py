@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -207,7 +207,11 @@ def make_world(seed: int, shape: Shape | None = None) -> World:
     customers = tuple(_customer(rng, f"c{seed}_{n:02d}", month, f"s{seed}_") for n in range(count))
     faults = tuple(f for f in INPUT_FAULTS if f in shape.input_faults and rng.random() < 0.7)
     events = [e for c in customers for e in _usage(rng, c, month, "limits" in faults)]
-    stored, deliveries = _deliveries(rng, seed, events, faults)
+    # The last nightly run (for the day after the month) ingests what was delivered by
+    # its 01:00: a copy sent later would wait, unrolled-up, and hold its period back
+    # from the close (rightly: close reports it); the worlds send nothing that late.
+    last_nightly = datetime.combine(next_month(month) + timedelta(days=2), time(0, 30), UTC)
+    stored, deliveries = _deliveries(rng, seed, events, faults, last_nightly)
     return World(seed, shape, month, price_change, customers, tuple(stored), deliveries, faults)
 
 
@@ -333,7 +337,11 @@ MALFORMED = (
 
 
 def _deliveries(
-    rng: random.Random, seed: int, events: list[Event], faults: tuple[str, ...]
+    rng: random.Random,
+    seed: int,
+    events: list[Event],
+    faults: tuple[str, ...],
+    last: datetime,
 ) -> tuple[list[Event], tuple[Delivery, ...]]:
     """Cut the events into nightly files and apply the input faults. Returns the events
     that will be stored (one per id: the first copy to arrive) and the deliveries."""
@@ -344,7 +352,7 @@ def _deliveries(
     for e in events:
         when, after_close = nightly_delivery(e.at), False
         if "reordered" in faults and rng.random() < 0.05:
-            when += timedelta(days=rng.randint(1, 3))  # late, but before the close
+            when = min(when + timedelta(days=rng.randint(1, 3)), last)  # late, before the close
         if "late_after_close" in faults and rng.random() < 0.03:
             after_close = True
         if "identical_content" in faults and rng.random() < 0.02:
@@ -356,7 +364,7 @@ def _deliveries(
         if "exact_resend" in faults and rng.random() < 0.03:
             rows.append(
                 (
-                    when + timedelta(days=rng.randint(0, 2)),
+                    min(when + timedelta(days=rng.randint(0, 2)), last),
                     after_close,
                     json.dumps(e.doc()),
                     "duplicate",
@@ -367,7 +375,7 @@ def _deliveries(
             changed["value"] = str((e.value or Decimal(1)) + 1)  # no value means 1
             rows.append(
                 (
-                    when + timedelta(days=rng.randint(1, 2)),
+                    min(when + timedelta(days=rng.randint(1, 2)), last),
                     after_close,
                     json.dumps(changed),
                     "rejected",

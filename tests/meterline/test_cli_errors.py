@@ -39,6 +39,7 @@ UNREACHABLE_WAREHOUSE = "clickhouse://u:p@127.0.0.1:1/db"
 # demo runs its own embedded stores; tests/meterline/test_demo.py runs it).
 INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
     ("demo",): None,
+    ("simulate",): None,  # minutes: tests/simulation runs it
     ("init",): ([], "W"),
     ("generate",): (
         ["--customers", "1", "--start", "2026-10-01", "--days", "1", "--out", "{tmp}/gen"],

@@ -31,12 +31,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from meterline.demo.stripe_standin.server import LoopbackHandler
+from meterline.demo.stripe_standin.server import LoopbackHandler, LoopbackServer
 
 FAULTS = ("drop_after_forward", "error_500", "rate_limit", "delay")
 _HOP_BY_HOP = {
@@ -252,9 +251,7 @@ class _ProxyHandler(LoopbackHandler):
         pass
 
 
-class _ProxyServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _ProxyServer(LoopbackServer):
     def __init__(self, proxy: FaultProxy):
         self.proxy = proxy
         super().__init__(("127.0.0.1", 0), _ProxyHandler)

@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import socket
+import sys
 import threading
 import traceback
 from collections import Counter
@@ -420,9 +421,19 @@ class _Handler(LoopbackHandler):
             super().log_message(format, *args)
 
 
-class _Server(ThreadingHTTPServer):
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded loopback server that lets a client hang up: a connection the client
+    closed (what a dropped answer or a client timeout does) is not an error to print."""
+
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Server(LoopbackServer):
     def __init__(self, port: int, api: Api, verbose: bool):
         self.api = api
         self.verbose = verbose
