@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -31,6 +33,9 @@ _PLAIN = (Aggregation.SUM, Aggregation.COUNT, Aggregation.MAX)
 _INSERT_THREADS = 2
 # The first day rollups can exist for: the lower bound of a dirty_days scan by default.
 _EPOCH = date(1970, 1, 1)
+# The staging tables of the builds running in this process (drop_leftover_staging).
+_building: set[str] = set()
+_building_lock = threading.Lock()
 # An ingest's journal entry is read by a scan that starts at least this long after it was
 # written: a run committing while the previous scan read the journal (or whose entry had
 # not reached the replica it read) is read again. Re-reading a run costs one more look at
@@ -64,8 +69,23 @@ def partition_of(day: date) -> int:
     return day.year * 10_000 + day.month * 100 + day.day
 
 
-def staging_table(day: date) -> str:
-    return f"usage_rollup_staging_{partition_of(day)}"
+def staging_table(day: date, build: str) -> str:
+    """The staging table of one build of `day`: two builds of a day at once (a rollup by
+    hand during the nightly one) never write into one table. They did, under one name
+    per day: a day could be swapped in counted twice, and recorded as clean."""
+    return f"usage_rollup_staging_{partition_of(day)}_{build}"
+
+
+def drop_leftover_staging(warehouse: Warehouse, day: date) -> None:
+    """Drop the staging tables of `day` no build of this process is using: those a
+    killed build left (an older version's `usage_rollup_staging_YYYYMMDD` too). A build
+    of the day in another process at that moment fails loudly, and its retry rebuilds."""
+    prefix = f"usage_rollup_staging_{partition_of(day)}"
+    with _building_lock:
+        mine = set(_building)
+    for (name,) in warehouse.query_rows(query("rollup/staging_tables"), {"prefix": prefix}):
+        if name not in mine:
+            warehouse.command(query("rollup/drop_staging", staging=name))
 
 
 def definitions_hash(catalog: MeterCatalog) -> str:
@@ -166,9 +186,12 @@ def rebuild_day(warehouse: Warehouse, catalog: MeterCatalog, day: date) -> Rollu
     (or whose events all fall outside the catalog's meters and filters) ends with an
     empty partition.
     """
-    staging = staging_table(day)
+    staging = staging_table(day, uuid.uuid4().hex[:12])
     fingerprint = definitions_hash(catalog)
+    with _building_lock:
+        _building.add(staging)
     try:
+        drop_leftover_staging(warehouse, day)
         watermark, raw_rows = build_staging(warehouse, catalog, day, staging)
         ((rollup_rows, events),) = warehouse.query_rows(
             query("rollup/staging_summary", staging=staging)
@@ -178,9 +201,13 @@ def rebuild_day(warehouse: Warehouse, catalog: MeterCatalog, day: date) -> Rollu
         swap_in(warehouse, day, staging, rollup_rows)
         crash_point("rollup.after_swap")
         # Recorded after the swap: a crash in between only makes the day dirty again.
+        # Only while the live day is this build's (another build of the day may have
+        # swapped in since): else the day keeps the record of what is live, or reads
+        # as dirty, and is rebuilt by the next run.
         warehouse.command(
             query("rollup/record_state"),
             {
+                "partition": partition_of(day),
                 "day": day,
                 "watermark": watermark or datetime(1970, 1, 1, tzinfo=UTC),
                 "raw_rows": raw_rows,
@@ -190,7 +217,11 @@ def rebuild_day(warehouse: Warehouse, catalog: MeterCatalog, day: date) -> Rollu
             },
         )
     finally:
-        warehouse.command(query("rollup/drop_staging", staging=staging))
+        try:
+            warehouse.command(query("rollup/drop_staging", staging=staging))
+        finally:
+            with _building_lock:
+                _building.discard(staging)
     crash_point("rollup.after_day")
     return RollupResult(day, watermark, raw_rows, events, rollup_rows, fingerprint)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from meterline.jobs.rollup import rollup_day
 from meters.ingest.ingestor import IngestOptions, ingest_events
-from meters.rollup import dirty_days
-from meters.warehouse.base import Warehouse
+from meters.rollup import dirty_days, rebuild_day
+from meters.warehouse.base import Warehouse, WarehouseError
 from tests.concurrency.world import race
 from tests.scenarios.harness import World, event, utc
 
@@ -141,3 +141,50 @@ def test_ingest_during_rollups_never_shows_half_a_day(
     rollup_day(DAYS[-1] + timedelta(days=2), config=world.config)
     assert rollup_totals(warehouse) == final
     assert dirty_days(warehouse, up_to=DAYS[-1]) == []
+
+
+def test_two_rebuilds_of_a_day_at_once_never_count_it_twice(
+    warehouse: Warehouse, chdb_folder: Path, tmp_path: Path
+) -> None:
+    """`meterline rollup --day D` by hand while the nightly run rebuilds D (or two
+    overlapping runs): each rebuild may fail loudly, or both succeed; the day is never
+    swapped in partly built or counted twice, and what is recorded describes what is
+    live (or the day is dirty)."""
+    world = World(warehouse, chdb_folder, tmp_path / "world")
+    old, new = deliveries()
+    ingest_events(warehouse, world.meters, old, source="old", ingested_at=OLD_AT)
+    for d in DAYS:
+        rollup_day(d, config=world.config, late=False)
+    ingest_events(warehouse, world.meters, new, source="new", ingested_at=NEW_AT)
+    before, final = as_totals(counted(old)), as_totals(counted(old + new))
+    day = DAYS[0]
+    done = threading.Event()
+    seen: list[Totals] = []
+    failures: list[str] = []
+
+    def rebuild() -> None:
+        for _ in range(3):
+            try:
+                rebuild_day(warehouse, world.meters, day)
+            except WarehouseError as exc:  # loud: the task fails, its retry rebuilds
+                failures.append(str(exc))
+
+    def read() -> None:
+        while not done.is_set():
+            seen.append(rollup_totals(warehouse))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        race(rebuild, rebuild)
+    finally:
+        done.set()
+        reader.join(timeout=60)
+    assert seen
+    for totals in seen:
+        assert totals[day] in (before[day], final[day]), totals[day]
+    now = rollup_totals(warehouse)
+    assert now[day] == final[day] or day in dirty_days(warehouse, up_to=day)
+    rebuild_day(warehouse, world.meters, day)
+    assert rollup_totals(warehouse)[day] == final[day]
+    assert dirty_days(warehouse, up_to=DAYS[-1]) == [d for d in DAYS if d != day]
