@@ -179,8 +179,15 @@ def test_a_missing_delivery_fails_the_run(  # type: ignore[no-untyped-def]
     monkeypatch.setenv("METERLINE_DELIVERY_PATH", f"{delivered}/{{date}}")
     settings_module.settings.cache_clear()
     before = len(asset_events(USAGE_EVENTS.uri))
+    # A delivery not there yet is retried (3 times, 2 minutes apart in production): the
+    # retries are what this test proves, not the wait between them.
+    task = dagbag.get_dag("usage_ingest").get_task("ingest")
+    assert task.retries == 3
+    monkeypatch.setattr(task, "retry_delay", timedelta(0))
     run = run_ingest(dagbag, date(2026, 10, 3))
     assert run.state == "failed"
+    (ti,) = run.get_task_instances()
+    assert (ti.state, ti.try_number) == ("failed", 4)  # the first try and 3 retries
     assert len(asset_events(USAGE_EVENTS.uri)) == before  # nothing for the rollup to follow
 
 
