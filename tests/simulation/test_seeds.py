@@ -22,7 +22,7 @@ CI_SEEDS = (range(0, 100), range(100, 200))
 
 def run(seeds: range, folder: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "meterline", "simulate", "--start", str(seeds.start),
+        [sys.executable, "-m", "meterline.cli", "simulate", "--start", str(seeds.start),
          "--seeds", str(len(seeds)), "--json", "--no-shrink", "--folder", str(folder)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
