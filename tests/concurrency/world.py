@@ -236,23 +236,32 @@ def same_ledger(world: World, expected: Sequence[tuple[Any, ...]]) -> None:
     assert comparable(world.invoices()) == list(expected)
 
 
-def prepare_in_process(warehouse_url: str, tmp: Path) -> None:
-    """`prepare` in a process of its own, on the warehouse at `warehouse_url` (an embedded
-    folder the test's process cannot open: chDB opens one folder per process)."""
+def prepare_with_reference(warehouse_url: str, reference_url: str, tmp: Path) -> dict[str, Any]:
+    """`prepare` the warehouse at `warehouse_url`, then close CLOSE_AT once on the ledger at
+    `reference_url` (loaded here): the single run a concurrent close is compared with.
+    Its report (`CloseReport.to_json`). In a process of its own for an embedded folder
+    (chDB opens one folder per process, and this one holds the test session's)."""
+    load_ledger(reference_url, tmp / "reference")
+    if not warehouse_url.startswith("chdb://"):
+        return _prepare_here(warehouse_url, reference_url, tmp)
     script = (
-        "import sys; from pathlib import Path; from tests.concurrency.world import _prepare_here;"
-        " _prepare_here(sys.argv[1], Path(sys.argv[2]))"
+        "import json, sys; from pathlib import Path; from tests.concurrency.world import"
+        " _prepare_here; print(json.dumps(_prepare_here(*sys.argv[1:3], Path(sys.argv[3]))))"
     )
-    subprocess.run(
-        [sys.executable, "-c", script, warehouse_url, str(tmp)],
+    done = subprocess.run(
+        [sys.executable, "-c", script, warehouse_url, reference_url, str(tmp)],
         check=True,
         capture_output=True,
+        text=True,
         cwd=ROOT,
         timeout=300,
     )
+    report: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return report
 
 
-def _prepare_here(warehouse_url: str, tmp: Path) -> None:
+def _prepare_here(warehouse_url: str, reference_url: str, tmp: Path) -> dict[str, Any]:
+    from meterline.jobs.close import close_periods
     from meters.migrations import migrate
     from meters.warehouse import connect
 
@@ -262,5 +271,7 @@ def _prepare_here(warehouse_url: str, tmp: Path) -> None:
         world = World(warehouse, tmp, tmp / "prepare")
         world.config = world.config.model_copy(update={"warehouse_url": warehouse_url})
         prepare(world)
+        reference = world.config.model_copy(update={"ledger_url": reference_url})
+        return close_periods(CLOSE_AT, config=reference).to_json()
     finally:
         warehouse.close()
