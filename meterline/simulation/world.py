@@ -245,69 +245,34 @@ def _usage(rng: random.Random, c: Customer, month: date, limits: bool) -> list[E
     span_ms = int((end - start).total_seconds() * 1000)
     events: list[Event] = []
 
-    def at(offset_ms: int) -> datetime:
-        return start + timedelta(milliseconds=offset_ms)
-
-    def new_id() -> str:
-        return f"{c.customer_id}_e{len(events)}"
+    def add(
+        meter: str,
+        offset_ms: int | None = None,
+        value: Decimal | None = None,
+        channel: str | None = None,
+    ) -> None:
+        """An event of the meter at `offset_ms` into the span (random when None)."""
+        ms = rng.randrange(span_ms) if offset_ms is None else offset_ms
+        at = start + timedelta(milliseconds=ms)
+        events.append(
+            Event(f"{c.customer_id}_e{len(events)}", c.customer_id, meter, at, value, channel)
+        )
 
     for _ in range(rng.randint(0, 90)):
-        events.append(
-            Event(
-                new_id(),
-                c.customer_id,
-                "resolution",
-                at(rng.randrange(span_ms)),
-                channel=rng.choice(CHANNELS),
-            )
-        )
+        add("resolution", channel=rng.choice(CHANNELS))
     # seats: a reading at the start, then a few changes (0 removes them all)
-    events.append(Event(new_id(), c.customer_id, "seats", start, Decimal(rng.randint(1, 6))))
+    add("seats", 0, Decimal(rng.randint(1, 6)))
     for _ in range(rng.randint(0, 3)):
-        events.append(
-            Event(
-                new_id(),
-                c.customer_id,
-                "seats",
-                at(rng.randrange(span_ms)),
-                Decimal(rng.randint(0, 9)),
-            )
-        )
+        add("seats", value=Decimal(rng.randint(0, 9)))
     for _ in range(rng.randint(0, 8)):
-        events.append(
-            Event(
-                new_id(),
-                c.customer_id,
-                "tokens",
-                at(rng.randrange(span_ms)),
-                Decimal(rng.randint(0, 5_000_000)),
-            )
-        )
+        add("tokens", value=Decimal(rng.randint(0, 5_000_000)))
     if limits:
-        # 9 decimals, a large value, and resolutions on the first and last ms of the span
-        events.append(
-            Event(
-                new_id(),
-                c.customer_id,
-                "tokens",
-                at(rng.randrange(span_ms)),
-                Decimal(rng.randint(1, 10**18)) / Decimal(10**9),
-            )
-        )
-        events.append(
-            Event(
-                new_id(),
-                c.customer_id,
-                "tokens",
-                at(rng.randrange(span_ms)),
-                Decimal("99999999999"),
-            )
-        )
-        events.append(Event(new_id(), c.customer_id, "resolution", start, channel="chat"))
-        events.append(
-            Event(new_id(), c.customer_id, "resolution", at(span_ms - 1), channel="email")
-        )
-        events.append(Event(new_id(), c.customer_id, "seats", at(span_ms - 1), Decimal(0)))
+        # 9 decimals, a large value; the first and last ms of the span
+        add("tokens", value=Decimal(rng.randint(1, 10**18)) / Decimal(10**9))
+        add("tokens", value=Decimal("99999999999"))
+        add("resolution", 0, channel="chat")
+        add("resolution", span_ms - 1, channel="email")
+        add("seats", span_ms - 1, Decimal(0))
     return events
 
 

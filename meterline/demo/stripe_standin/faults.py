@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from meterline.demo.stripe_standin.server import LoopbackHandler, LoopbackServer
+from meterline.demo.stripe_standin.server import LoopbackHandler, LoopbackServer, ServerThread
 
 FAULTS = ("drop_after_forward", "error_500", "rate_limit", "delay")
 _HOP_BY_HOP = {
@@ -74,8 +74,7 @@ class FaultProxy:
         self.injected: Counter[str] = Counter()
         self.injections: list[tuple[str, str, str]] = []
         self.forwarded = 0
-        self._server: _ProxyServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     # -- the plan -----------------------------------------------------------------------
 
@@ -142,31 +141,20 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         self._stopping.clear()
-        self._server = _ProxyServer(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fault-proxy",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serving = ServerThread(_ProxyServer(self), "fault-proxy")
         return self
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
+        if self._serving is None:
             raise RuntimeError("the proxy is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._serving.port}"
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -194,8 +182,9 @@ class _ProxyHandler(LoopbackHandler):
 
     def _serve(self) -> None:
         proxy = self.server.proxy
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self.read_body()
+        if body is None:
+            return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         path = urlsplit(self.path).path
         plan = proxy._take(self.command, path)

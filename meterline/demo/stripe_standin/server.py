@@ -396,13 +396,26 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         # peer's delayed ACK hold the body back ~40 ms.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def read_body(self) -> bytes | None:
+        """The request's body; None when the client hung up before all of it came (a
+        killed process): no HTTP server acts on a request it did not receive whole, and
+        Stripe neither, so the caller drops it unanswered. (Acting on it saved the
+        idempotency key with the params that came, and the retry was refused.)"""
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            self.close_connection = True
+            return None
+        return body
+
 
 class _Handler(LoopbackHandler):
     server: _Server
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self.read_body()
+        if body is None:
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
         answer = self.server.api.handle(self.command, self.path, headers, body)
         payload = json.dumps(answer.body, indent=2).encode()
@@ -431,6 +444,26 @@ class LoopbackServer(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
         super().handle_error(request, client_address)
+
+
+class ServerThread:
+    """A loopback server served from a daemon thread until `stop`."""
+
+    def __init__(self, server: LoopbackServer, name: str):
+        self.server = server
+        self.thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
 
 
 class _Server(LoopbackServer):
@@ -464,34 +497,23 @@ class StripeStandIn:
         self.store = Store(clock=clock, seed=seed, search_visibility_delay=search_visibility_delay)
         self._port = port
         self._verbose = verbose
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     def start(self) -> StripeStandIn:
-        self._server = _Server(self._port, Api(self.store), self._verbose)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="stripe-standin",
-            daemon=True,
-        )
-        self._thread.start()
+        server = _Server(self._port, Api(self.store), self._verbose)
+        self._serving = ServerThread(server, "stripe-standin")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if self._serving is None:
             raise RuntimeError("the stand-in is not running")
-        return int(self._server.server_address[1])
+        return self._serving.port
 
     @property
     def base_url(self) -> str:
