@@ -6,6 +6,7 @@ the customer, period, line or file concerned; none means the invariant held.
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,8 +35,10 @@ class Failures:
 
 
 def seed_of(customer_id: str) -> int:
-    """The seed of a simulated customer id (`c17_03`) or subscription (`sub_c17_03`)."""
-    return int(customer_id.removeprefix("sub_").removeprefix("c").split("_")[0])
+    """The seed of a simulated customer id (`c17_03`) or subscription (`sub_c17_03`);
+    -1 for an id no world made."""
+    found = re.fullmatch(r"(?:sub_)?c(\d+)_\d+", customer_id)
+    return int(found.group(1)) if found else -1
 
 
 def check_all(played: Played, deliveries: list[Delivery]) -> Failures:
@@ -303,5 +306,9 @@ def check_audit(played: Played, config: Any, out: Failures) -> list[str]:
             )
     for report in reconcile_after_close(played.as_of_late, config=config):
         for finding in report.failures:
-            failures.append(f"audit reconcile {report.period}: {finding}")
+            line = f"audit reconcile {report.period}: {finding.check}: {finding.detail}"
+            if finding.customer is not None and seed_of(finding.customer) >= 0:
+                out.worlds[seed_of(finding.customer)].append(line)
+            else:
+                failures.append(line)
     return failures
