@@ -11,9 +11,11 @@ METERLINE_OUTBOX_LEASE_SECONDS and waited out."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -28,6 +31,8 @@ from sqlalchemy import select
 import billing
 from billing.models import InvoiceLine, OutboxDelivery
 from meterline.audit.stripe import reconcile_stripe
+from meterline.demo.stripe_standin import StripeStandIn
+from meterline.demo.stripe_standin.faults import FaultProxy
 from meterline.jobs.deliver import outbox_rows
 from tests.billing.factories import standard_charges
 from tests.sinks.conftest import API_KEY, APRIL, GRACE, MARCH, World
@@ -135,29 +140,36 @@ def stripe_status(world: World, invoice_id: int) -> str | None:
 # The five events meet the points in this order with one customer at a time (rounds:
 # both Marches; the adjustment, the void; April). deliver.after_send: after each outcome
 # comes back; stripe.after_lines: after each finalized invoice's items are added. With 8
-# at a time, both Marches are delivered at once: the other is cut off wherever it was.
-# (point, concurrency, the ledger invoice Stripe has acted on, its Stripe status then)
+# at a time a round's two events run at once: the kill at the first outcome of the second
+# round cuts the other off wherever it is (found so: test_a_request_cut_off_... below).
+# (point, concurrency, what Stripe has done that the ledger does not know: the ledger
+# invoice and its Stripe status, any one of them)
 CASES = [
-    ("deliver.after_send", 1, "march", "open"),  # finalized in Stripe, not recorded
-    ("deliver.after_send:4", 1, "other", "void"),  # voided in Stripe, not recorded
-    ("stripe.after_lines:3", 1, "april", "draft"),  # items added, not finalized
-    ("stripe.after_lines", 8, "march", "draft"),
+    ("deliver.after_send", 1, (("march", "open"),)),  # finalized in Stripe, not recorded
+    ("deliver.after_send:4", 1, (("other", "void"),)),  # voided in Stripe, not recorded
+    ("stripe.after_lines:3", 1, (("april", "draft"),)),  # items added, not finalized
+    ("deliver.after_send:3", 8, (("other", "void"), ("april", "draft"))),
 ]
 
 
 @pytest.mark.parametrize(
-    ("point", "concurrency", "acted_on", "status"), CASES, ids=[f"{c[0]}-x{c[1]}" for c in CASES]
+    ("point", "concurrency", "acted"), CASES, ids=[f"{c[0]}-x{c[1]}" for c in CASES]
 )
 def test_a_killed_deliverer_is_repaired_by_the_next_run(
-    world: World, tmp_path: Path, point: str, concurrency: int, acted_on: str, status: str
+    world: World,
+    tmp_path: Path,
+    point: str,
+    concurrency: int,
+    acted: tuple[tuple[str, str], ...],
 ) -> None:
     ids = month_of_events(world)
     code, _ = deliver_cli(world, tmp_path, crash=point, concurrency=concurrency)
     assert code == -signal.SIGKILL
     # Stripe has acted; the ledger does not know.
-    assert stripe_status(world, ids[acted_on]) == status
+    acted_on = [name for name, status in acted if stripe_status(world, ids[name]) == status]
+    assert acted_on, [(name, stripe_status(world, ids[name])) for name, _ in acted]
     rows = outbox_rows(config=world.settings)
-    assert any(r.invoice_id == ids[acted_on] and r.status == "pending" for r in rows)
+    assert any(r.invoice_id == ids[acted_on[0]] and r.status == "pending" for r in rows)
     left = [row for row in rows if row.status != "delivered"]
     with world.ledger.Session() as session:
         leases = [
@@ -174,3 +186,46 @@ def test_a_killed_deliverer_is_repaired_by_the_next_run(
     assert code == 0, report
     assert report["delivered"] == len(left) and report["left"] == 0
     assert_stripe_holds_the_ledger(world, ids)
+
+
+def post_cut_off(base_url: str, body: bytes, key: str) -> None:
+    """A POST whose headers announce `body` but whose sender dies after sending its half."""
+    parts = urlsplit(base_url)
+    assert parts.hostname and parts.port
+    with socket.create_connection((parts.hostname, parts.port)) as conn:
+        conn.sendall(
+            b"POST /v1/customers HTTP/1.1\r\nHost: stripe\r\n"
+            b"Authorization: Bearer " + API_KEY.get_secret_value().encode() + b"\r\n"
+            b"Idempotency-Key: " + key.encode() + b"\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[: len(body) // 2]
+        )
+
+
+def test_a_request_cut_off_before_its_whole_body_is_not_acted_on() -> None:
+    """Found by a deliverer killed with two customers in flight (deliver.after_send:3,
+    8 at a time): the killed process had sent a POST's headers, not its body; the
+    stand-in acted on what came (and the fault proxy forwarded it), saving the
+    idempotency key with those params, so the retry's whole request was refused (400:
+    other parameters) and the event parked. Stripe, like any HTTP server, acts only on
+    a request it received whole: the stand-in and the proxy now drop it unanswered."""
+    body = b"name=Acme&metadata[meterline_customer_id]=cus_00001"
+    with StripeStandIn() as stripe, FaultProxy(stripe.base_url) as proxy:
+        for n, base in enumerate((stripe.base_url, proxy.base_url)):
+            post_cut_off(base, body, f"key-{n}")
+            time.sleep(0.2)
+            assert stripe.request_count == Counter(), base
+            assert stripe.store.idempotency == {} and stripe.store.customers == {}
+        # The retry, whole, with the same key: acted on once.
+        for n, base in enumerate((stripe.base_url, proxy.base_url)):
+            parts = urlsplit(base)
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+            headers = {
+                "Authorization": f"Bearer {API_KEY.get_secret_value()}",
+                "Idempotency-Key": f"key-{n}",
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
+            conn.request("POST", "/v1/customers", body=body, headers=headers)
+            assert conn.getresponse().status == 200
+            conn.close()
+        assert len(stripe.store.customers) == 2
