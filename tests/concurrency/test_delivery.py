@@ -1,7 +1,7 @@
 """Delivery to Stripe while invoices are voided: what Stripe holds ends up exactly what
 the ledger says, once.
 
-Sixteen customers have a finalized March invoice; half of them also a correction of
+Twelve customers have a finalized March invoice; half of them also a correction of
 March on their April draft. `meterline outbox deliver` runs as a process of its own
 against the Stripe stand-in (each finalize held back a little by the fault proxy, so
 deliveries are in flight), while this process voids every other March invoice
@@ -40,7 +40,7 @@ from tests.billing.factories import CATALOG, CUSTOMERS, period_of, standard_char
 from tests.concurrency.world import books
 from tests.support.fault_proxy import FaultProxy
 
-N = 16
+N = 12
 KEY = SecretStr("sk_test_meterline_concurrency")
 MARCH = period_of("sub_00001", 2026, 3)
 GRACE = timedelta(days=3)
@@ -105,17 +105,27 @@ def test_delivery_during_voids_leaves_stripe_equal_to_the_ledger(
 ) -> None:
     settings = load_settings(ledger_url=ledger.url)
     config = StripeConfig(api_key=KEY, api_base=stripe.base_url, timeout_s=10.0)
-    voided = march[::2]  # of customers with a correction on April's draft, and without
-    voided += [march[i] for i in range(3, N, 4)]
+    # Voided before the deliverer starts: the first four, claimed first, one of which has
+    # its draft held 2 s before its finalize. Each void waits in the outbox behind its invoice's finalize
+    # (a customer's events go in order): it must never race it to Stripe.
+    early = march[:4]
+    for invoice_id in early:
+        void_invoice(invoice_id, as_of=VOID_AT, config=settings)
+    # Voided while the deliverer runs: customers with a correction on April's draft, and
+    # without.
+    voided = [*early, *march[4::2], *march[7::4]]
     in_flight: list[bool] = []
     met: list[str] = []  # the Stripe state of each invoice when it was voided
 
     with FaultProxy(stripe.base_url) as proxy:
+        finalize = lambda method, path: method == "POST" and path.endswith("/finalize")  # noqa: E731
+        # The first invoice's lines: added, the answer held 2 s, its draft not finalized.
+        proxy.plan("delay", delay=2.0, when=lambda m, p: m == "POST" and p.endswith("/add_lines"))
         proxy.plan(
             "delay",
             times=10 * N,
             delay=0.15,
-            when=lambda method, path: method == "POST" and path.endswith("/finalize"),
+            when=finalize,
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
         env.update(
@@ -145,7 +155,7 @@ def test_delivery_during_voids_leaves_stripe_equal_to_the_ledger(
             assert started.is_set(), deliverer.communicate()
             # Each time the invoice caught mid-delivery if there is one (its Stripe
             # draft made, not yet finalized), else one not delivered yet, else any.
-            todo = list(voided)
+            todo = [i for i in voided if i not in early]
             while todo:
                 states = {i: stripe_status(stripe, i) for i in todo}
                 invoice_id = min(todo, key=lambda i: PREFERRED.index(states[i]))

@@ -129,8 +129,6 @@ def test_ingest_during_rollups_never_shows_half_a_day(
     for totals in seen:
         for d in DAYS:
             assert totals[d] in allowed[d], (d, totals[d])
-    # More than the old state was seen: the rebuilds did read the ingest as it landed.
-    assert any(totals != seen[0] for totals in seen) or seen[0] == final
 
     # Nothing lost: a day whose rollup misses events is dirty (a close holds its periods
     # and says which command rebuilds it), and the next nightly run rebuilds it.
