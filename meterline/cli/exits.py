@@ -148,10 +148,17 @@ def message_of(exc: BaseException) -> str:
     elif any(name in names for name in _LEDGER_UNAVAILABLE):
         orig = getattr(exc, "orig", None)
         detail = _first_line(str(orig) if orig is not None else str(exc))
-        text = (
-            f"the ledger database cannot be reached: {detail}. Is it running, and is"
-            " METERLINE_LEDGER_URL right? Then run the command again"
-        )
+        if str(getattr(orig, "sqlstate", "") or "").startswith("40"):
+            # Transaction rollback (a deadlock, a serialization failure): it was reached.
+            text = (
+                f"the ledger database rolled this command back: {detail} (another program"
+                " held rows it needed); nothing of it was committed: run the command again"
+            )
+        else:
+            text = (
+                f"the ledger database cannot be reached: {detail}. Is it running, and is"
+                " METERLINE_LEDGER_URL right? Then run the command again"
+            )
     elif "sqlalchemy.exc.ArgumentError" in names:
         text = f"METERLINE_LEDGER_URL is not usable: {_first_line(str(exc))}"
     elif isinstance(exc, OSError) and exc.filename is not None:

@@ -2,9 +2,9 @@
 (two bulk posts over overlapping sets, each cut into its own 2,000-period chunks: one
 locked an existing invoice in one chunk while the other waited on it holding a new
 invoice the first needed; fixed by the ledger's advisory write lock, billing.bulk.
-lock_ledger_writes). Here: four posting processes over overlapping sets of 2,100
-periods (two chunks), in rounds, while two processes load customers files listing the
-same customers in opposite orders and one finalizes and voids.
+lock_ledger_writes). Here: three posting processes over overlapping sets of 2,100,
+1,050 and 1,400 periods (the first in two chunks), in rounds, while two processes load customers
+files listing the same customers in opposite orders and one finalizes and voids.
 
 Every writer that PostgreSQL picks as a deadlock victim runs its transaction again
 (tests/billing/_workers.py, tests/concurrency/_workers.py); none must be picked. Then
@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 
 import billing
 from billing.models import Customer, Invoice, InvoiceLine, Subscription
-from meterline.cli.exits import ExitCode, exit_code_for
+from meterline.cli.exits import ExitCode, exit_code_for, message_of
 from tests.billing import _workers as posting
 from tests.billing.conftest import Ledger, ledger, ledger_url  # noqa: F401
 from tests.billing.factories import CATALOG, CUSTOMERS, standard_charges, write_customers
@@ -165,9 +165,10 @@ def test_a_poster_chosen_as_a_deadlock_victim_recovers(pg: Ledger) -> None:
     poster locked first while the poster waits on it: a deadlock, which PostgreSQL breaks
     by failing the poster's transaction (its check comes first: the other program's
     deadlock_timeout is longer). The poster gets SQLAlchemy's OperationalError (the
-    command line's exit code 4: try again; it used to escape as a raw psycopg error from
-    the bulk statements: exit code 5, and no retry caught it); nothing of its
-    transaction stays, and running it again posts every line, once."""
+    command line's exit code 4 and a message that says so and to run it again; it used
+    to escape as a raw psycopg error from the bulk statements: exit code 5, and no retry
+    caught it); nothing of its transaction stays, and running it again posts every line,
+    once."""
     with pg.Session() as session:
         charges = standard_charges(session)
     work = [billing.ChargeBatch(sub(i), period(1), charges) for i in range(4)]
@@ -184,6 +185,9 @@ def test_a_poster_chosen_as_a_deadlock_victim_recovers(pg: Ledger) -> None:
         while True:
             try:
                 with pg.Session.begin() as session:
+                    # Its deadlock check runs once, this long after it starts waiting:
+                    # by then the other program waits too, however loaded the machine.
+                    session.execute(text("SET LOCAL deadlock_timeout = '3s'"))
                     posted.append(billing.post_charges_bulk(session, work))
                 return
             except OperationalError as exc:
@@ -194,7 +198,7 @@ def test_a_poster_chosen_as_a_deadlock_victim_recovers(pg: Ledger) -> None:
     other = pg.engine.connect()
     tx = other.begin()
     other_pid = other.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-    other.exec_driver_sql("SET LOCAL deadlock_timeout = '30s'")
+    other.exec_driver_sql("SET LOCAL deadlock_timeout = '60s'")
     other.execute(text("SELECT id FROM invoices WHERE id = :id FOR UPDATE"), {"id": high})
     thread = threading.Thread(target=poster)
     thread.start()
@@ -222,6 +226,9 @@ def test_a_poster_chosen_as_a_deadlock_victim_recovers(pg: Ledger) -> None:
     (failure,) = failures
     assert getattr(failure.orig, "sqlstate", None) == "40P01"  # type: ignore[attr-defined]
     assert exit_code_for(failure) == ExitCode.UNAVAILABLE
+    assert message_of(failure).startswith(
+        "the ledger database rolled this command back: deadlock detected"
+    )
     (result,) = posted
     assert (result.created, result.unchanged, result.invoices_created) == (
         len(work) * (len(charges) - 1),
