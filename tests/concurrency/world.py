@@ -108,9 +108,6 @@ def late_events() -> list[dict[str, Any]]:
     return out
 
 
-LATE_DAYS = [date(2026, 11, 12), date(2026, 11, 25)]
-
-
 def with_ledger(world: World, ledger_url: str) -> World:
     """The world on the ledger at `ledger_url` (loaded with the catalog and customers)."""
     world.config = world.config.model_copy(update={"ledger_url": ledger_url})
