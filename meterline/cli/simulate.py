@@ -37,7 +37,11 @@ def _faults(allowed: tuple[str, ...]) -> click.ParamType:
     return Faults()
 
 
-@click.command("simulate")
+@click.command(
+    "simulate",
+    short_help="Play seeded worlds through the pipeline with injected faults; check every "
+    "invariant.",
+)
 @click.option(
     "--seeds",
     type=click.IntRange(1, 1_000_000),
