@@ -153,18 +153,27 @@ def simulate_command(
             f"passed, {len(failed):,} failed in {seconds:.0f} s; "
             f"{sum(o.customers for o in outcomes):,} customers, "
             f"{sum(o.events for o in outcomes):,} events; "
-            f"faults: {_fault_counts(outcomes)}"
+            f"worlds per fault: {_fault_counts(outcomes)}"
         )
     if failed:
         raise SystemExit(1)
 
 
 def _fault_counts(outcomes: list[Outcome]) -> str:
+    """How many worlds each kind of fault hit ("killed rollup 100": the worlds of the
+    batches in which a rollup was killed)."""
     counts: dict[str, int] = {}
     for o in outcomes:
+        kinds = set()
         for fault in o.faults:
-            kind = fault.split(" at ")[0].split(" x")[0] if fault.startswith("kill") else fault
-            kind = " ".join(kind.split()[:2]) if kind.startswith(("kill", "stripe")) else kind
+            words = fault.split()
+            if words[0] == "kill":
+                continue  # planned; "killed" says it struck
+            if words[0] in ("killed", "stripe"):
+                kinds.add(f"{words[0]} {words[1].split('#')[0]}")
+            else:
+                kinds.add(fault)
+        for kind in kinds:
             counts[kind] = counts.get(kind, 0) + 1
     return ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none"
 
