@@ -105,6 +105,15 @@ def simulate_command(
     delivery to the Stripe stand-in) with faults drawn from each seed, and check every
     invariant against an independent model. Exit code 1 when a seed fails; each failure
     prints the command that replays it."""
+    ctx = click.get_current_context()
+    if replay is not None:
+        given = [
+            f"--{name}"
+            for name in ("seeds", "start")
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(f"--replay plays one seed: leave out {' and '.join(given)}")
     shape = Shape(
         customers=customers,
         input_faults=INPUT_FAULTS if input_faults is None else input_faults,
@@ -148,8 +157,9 @@ def simulate_command(
         )
     else:
         first, last = chosen[0], chosen[-1]
+        seeds_text = f"seed {first}" if first == last else f"seeds {first}..{last}"
         click.echo(
-            f"{len(outcomes):,} seed(s) ({first}..{last}): {len(outcomes) - len(failed):,} "
+            f"{seeds_text}: {len(outcomes) - len(failed):,} "
             f"passed, {len(failed):,} failed in {seconds:.0f} s; "
             f"{sum(o.customers for o in outcomes):,} customers, "
             f"{sum(o.events for o in outcomes):,} events; "
@@ -167,9 +177,11 @@ def _fault_counts(outcomes: list[Outcome]) -> str:
         kinds = set()
         for fault in o.faults:
             words = fault.split()
-            if words[0] == "kill":
-                continue  # planned; "killed" says it struck
-            if words[0] in ("killed", "stripe"):
+            if words[0] == "kill":  # "kill rollup#4 at P: killed" (or "point not reached")
+                if fault.endswith(": killed"):
+                    kinds.add(f"killed {words[1].split('#')[0]}")
+                continue
+            if words[0] == "stripe":
                 kinds.add(f"{words[0]} {words[1].split('#')[0]}")
             else:
                 kinds.add(fault)
@@ -181,10 +193,19 @@ def _fault_counts(outcomes: list[Outcome]) -> str:
 def _print_failure(outcome: Outcome) -> None:
     click.echo(
         f"seed {outcome.seed} FAILED ({len(outcome.failures)} finding(s); "
-        f"{outcome.customers} customers, faults: {', '.join(outcome.faults) or 'none'}):",
+        f"{outcome.customers} customer(s), faults: {', '.join(outcome.faults) or 'none'}):",
         err=True,
     )
     for line in outcome.failures[:10]:
         click.echo(f"  {line}", err=True)
-    click.echo(f"  replay: {outcome.replay}", err=True)
     click.echo(f"  replay its batch as it ran: {outcome.replay_batch}", err=True)
+    click.echo(f"  replay the world alone: {outcome.replay}", err=True)
+    shrunk = outcome.shrunk
+    if shrunk is not None:
+        click.echo(
+            f"  shrunk: {shrunk.customers} customer(s), faults "
+            f"{', '.join(shrunk.faults) or 'none'}, still failing with "
+            f"{shrunk.failures[0] if shrunk.failures else '?'}",
+            err=True,
+        )
+        click.echo(f"  replay the shrunk world: {shrunk.replay}", err=True)

@@ -64,19 +64,25 @@ class PipelinePlan:
 
 
 def draw(seed: int, allowed: tuple[str, ...], ingests: int, rollups: int) -> PipelinePlan:
+    """The pipeline faults of batch `seed`. Every choice is drawn whatever `allowed` says
+    (then kept only when allowed), and a kill strikes the step at the same share of its
+    kind's steps, so a replay with fewer faults or fewer worlds keeps the others."""
     rng = random.Random(f"{seed}:pipeline")
-    chosen = tuple(f for f in PIPELINE_FAULTS if f in allowed and rng.random() < 0.6)
+    decisions = {f: rng.random() for f in PIPELINE_FAULTS}
+    chosen = tuple(f for f in PIPELINE_FAULTS if f in allowed and decisions[f] < 0.6)
     kills: dict[tuple[str, int], Kill] = {}
-    if "kill" in chosen:
-        # one to three steps die, each at most once (its retry then runs to the end)
-        for step in rng.sample(("ingest", "rollup", "close", "deliver"), rng.randint(1, 3)):
-            count = {"ingest": ingests, "rollup": rollups}.get(step, 2)
-            nth = rng.randrange(max(count, 1))
-            kills[(step, nth)] = Kill(step, nth, rng.choice(CRASH_POINTS[step]))
+    # one to three steps die, each at most once (its retry then runs to the end)
+    for step in rng.sample(("ingest", "rollup", "close", "deliver"), rng.randint(1, 3)):
+        count = {"ingest": ingests, "rollup": rollups}.get(step, 2)
+        nth = min(int(rng.random() * count), max(count - 1, 0))
+        point = rng.choice(CRASH_POINTS[step])
+        if "kill" in chosen:
+            kills[(step, nth)] = Kill(step, nth, point)
     stripe: list[tuple[str, str, int]] = []
-    if "stripe" in chosen:
-        for _ in range(rng.randint(1, 4)):
-            fault = rng.choice(STRIPE_FAULTS)
-            path = rng.choice(("/v1/invoices", "/v1/customers", "/v1/invoices/"))
-            stripe.append((fault, path, 1 if fault == "delay" else rng.randint(1, 2)))
+    for _ in range(rng.randint(1, 4)):
+        fault = rng.choice(STRIPE_FAULTS)
+        path = rng.choice(("/v1/invoices", "/v1/customers", "/v1/invoices/"))
+        times = rng.randint(1, 2)
+        if "stripe" in chosen:
+            stripe.append((fault, path, 1 if fault == "delay" else times))
     return PipelinePlan(chosen, tuple(kills.values()), tuple(stripe))

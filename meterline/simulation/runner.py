@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from meterline.simulation.faults import PIPELINE_FAULTS, draw
-from meterline.simulation.world import INPUT_FAULTS, Shape, batch_of, make_world
+from meterline.simulation.world import Shape, batch_of, make_world
 
 
 @dataclass
@@ -32,8 +32,13 @@ class Outcome:
     #: the seeds played with it (its batch, or itself alone)
     batch: tuple[int, ...] = ()
     failures: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    #: the wall time of its batch's run (every world of a batch shares it)
+    batch_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: the fault kinds its world and its batch drew (what shrinking may drop)
+    drawn: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+    #: a smaller world that fails too, when shrinking found one
+    shrunk: Outcome | None = None
 
     @property
     def ok(self) -> bool:
@@ -50,7 +55,15 @@ class Outcome:
     @property
     def replay_batch(self) -> str:
         """The command that plays its whole batch again, exactly as it ran."""
-        return f"meterline simulate --start {self.batch[0]} --seeds {len(self.batch)}"
+        return " ".join(
+            filter(
+                None,
+                (
+                    f"meterline simulate --start {self.batch[0]} --seeds {len(self.batch)}",
+                    self.shape.label(),
+                ),
+            )
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -60,9 +73,17 @@ class Outcome:
             "events": self.events,
             "faults": self.faults,
             "failures": self.failures,
-            "seconds": round(self.seconds, 2),
-            "replay": self.replay,
+            "batch": [self.batch[0], self.batch[-1]] if self.batch else [],
+            "batch_seconds": round(self.batch_seconds, 2),
+            "replay": (self.shrunk or self).replay,
             "replay_batch": self.replay_batch,
+            "shrunk": None
+            if self.shrunk is None
+            else {
+                "customers": self.shrunk.customers,
+                "faults": self.shrunk.faults,
+                "failures": self.shrunk.failures,
+            },
         }
 
 
@@ -108,8 +129,9 @@ def simulate_batch(
             shape,
             len(w.customers),
             len(w.events),
-            [*w.faults, *plan.describe()],
+            [*w.faults, *(f for f in plan.describe() if not f.startswith("kill "))],
             tuple(seeds),
+            drawn=(w.faults, plan.faults),
         )
         for w in worlds
     }
@@ -129,7 +151,7 @@ def simulate_batch(
                     run_failures += [f"seed {seed} (not played): {f}" for f in failures]
             for o in outcomes.values():
                 o.notes = played.notes
-                o.faults += [f"killed {k}" for k in played.kills if "killed" in k]
+                o.faults += [f"kill {k}" for k in played.kills]
     except Exception as exc:
         lines = traceback.format_exception(exc)
         run_failures = [
@@ -141,7 +163,7 @@ def simulate_batch(
     seconds = time.perf_counter() - started
     for o in outcomes.values():
         o.failures = [*run_failures, *o.failures]
-        o.seconds = seconds
+        o.batch_seconds = seconds
     return [outcomes[s] for s in seeds]
 
 
@@ -168,27 +190,30 @@ def _clean(root: Path, name: str) -> None:
 def shrink(
     outcome: Outcome,
     root: Path,
-    budget: int = 12,
+    budget: int = 8,
     run: Callable[[int, Shape, Path], Outcome] | None = None,
-) -> Outcome:
-    """A smaller world that still fails: the world alone (without its batch), then fewer
-    customers, then each fault kind dropped, keeping a change only when the seed still
-    fails; at most `budget` replays."""
+) -> Outcome | None:
+    """A smaller world that still fails, or None: the world alone (without its batch),
+    then fewer customers, then without each fault kind it drew, keeping a change only
+    while the seed still fails; at most `budget` replays. Worlds draw each part from its
+    own stream (world.stream), so a shrunk world keeps what it still has."""
     play = run or simulate_seed
     seed = outcome.seed
-    alone = play(seed, outcome.shape, root)
-    if alone.ok:
-        return outcome  # it fails only beside the other worlds of its batch
-    best = alone
+    drawn_input, drawn_pipeline = outcome.drawn
+    start = replace(outcome.shape, input_faults=drawn_input, pipeline_faults=drawn_pipeline)
+    left = budget
 
     def still_fails(shape: Shape) -> Outcome | None:
-        nonlocal budget
-        if budget <= 0:
+        nonlocal left
+        if left <= 0:
             return None
-        budget -= 1
+        left -= 1
         tried = play(seed, shape, root)
         return None if tried.ok else tried
 
+    best = still_fails(start)
+    if best is None:
+        return None  # it fails only beside the other worlds of its batch
     count = best.customers
     while count > 1:
         count = max(1, count // 2)
@@ -196,18 +221,12 @@ def shrink(
         if found is None:
             break
         best = found
-    for fault in INPUT_FAULTS:
-        if fault in best.shape.input_faults:
-            kept = tuple(f for f in best.shape.input_faults if f != fault)
-            found = still_fails(replace(best.shape, input_faults=kept))
-            best = found or best
-    pipeline = best.shape.pipeline_faults or PIPELINE_FAULTS
-    for fault in PIPELINE_FAULTS:
-        if fault in pipeline:
-            kept = tuple(f for f in pipeline if f != fault)
-            found = still_fails(replace(best.shape, pipeline_faults=kept))
-            if found is not None:
-                best, pipeline = found, kept
+    for fault in drawn_input:
+        kept = tuple(f for f in best.shape.input_faults if f != fault)
+        best = still_fails(replace(best.shape, input_faults=kept)) or best
+    for fault in drawn_pipeline:
+        kept = tuple(f for f in best.shape.pipeline_faults or () if f != fault)
+        best = still_fails(replace(best.shape, pipeline_faults=kept)) or best
     return best
 
 
@@ -225,17 +244,23 @@ def simulate(
     on_seed: Callable[[Outcome], None] | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> list[Outcome]:
-    """Run every seed, in batches (world.BATCH); each failing one is shrunk (when asked:
-    alone first, then smaller) and reported."""
+    """Run every seed, in batches (world.BATCH); the first failing seed of a batch is
+    shrunk (when asked: alone first, then smaller); every outcome is reported."""
     _fresh_root(root)
     outcomes = []
     batches: dict[int, list[int]] = {}
     for seed in seeds:
         batches.setdefault(batch_of(seed), []).append(seed)
     for group in batches.values():
-        for outcome in simulate_batch(group, shape or Shape(), root, on_step):
-            if not outcome.ok and shrink_failures:
-                outcome = shrink(outcome, root)
+        played = simulate_batch(group, shape or Shape(), root, on_step)
+        failing = [o for o in played if not o.ok]
+        if failing and shrink_failures:
+            # One seed per batch is shrunk: the first that fails (when the run itself
+            # failed, every world did, for one cause).
+            if on_step is not None:
+                on_step(f"shrinking seed {failing[0].seed}")
+            failing[0].shrunk = shrink(failing[0], root)
+        for outcome in played:
             outcomes.append(outcome)
             if on_seed is not None:
                 on_seed(outcome)

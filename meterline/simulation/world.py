@@ -197,21 +197,39 @@ def nightly_delivery(at: datetime) -> datetime:
     return datetime(at.year, at.month, at.day, tzinfo=UTC) + timedelta(days=1, minutes=30)
 
 
+def stream(seed: int, *names: object) -> random.Random:
+    """The random stream of one part of a world. Each part (the size, each customer and
+    its usage, each input fault, each event's faults) draws from its own stream, so a
+    shrunk world (fewer customers, fewer faults) keeps every part it still has exactly
+    as it was."""
+    return random.Random(":".join(map(str, (seed, *names))))
+
+
 def make_world(seed: int, shape: Shape | None = None) -> World:
     """The world of `seed` (shrunk to `shape`)."""
     shape = shape or Shape()
-    rng = random.Random(seed)
     month = MONTHS[batch_of(seed) % len(MONTHS)]
-    price_change = month + timedelta(days=rng.randint(10, 20))
-    count = shape.customers if shape.customers is not None else rng.randint(*shape.size)
-    customers = tuple(_customer(rng, f"c{seed}_{n:02d}", month, f"s{seed}_") for n in range(count))
-    faults = tuple(f for f in INPUT_FAULTS if f in shape.input_faults and rng.random() < 0.7)
-    events = [e for c in customers for e in _usage(rng, c, month, "limits" in faults)]
+    price_change = month + timedelta(days=stream(seed, "prices").randint(10, 20))
+    count = stream(seed, "size").randint(*shape.size)
+    if shape.customers is not None:
+        count = shape.customers  # the first customers are the same whatever the count
+    customers = tuple(
+        _customer(stream(seed, "customer", n), f"c{seed}_{n:02d}", month, f"s{seed}_")
+        for n in range(count)
+    )
+    faults = tuple(
+        f for f in INPUT_FAULTS if f in shape.input_faults and stream(seed, f).random() < 0.7
+    )
+    events = [
+        e
+        for n, c in enumerate(customers)
+        for e in _usage(stream(seed, "usage", n), c, month, "limits" in faults)
+    ]
     # The last nightly run (for the day after the month) ingests what was delivered by
     # its 01:00: a copy sent later would wait, unrolled-up, and hold its period back
     # from the close (rightly: close reports it); the worlds send nothing that late.
     last_nightly = datetime.combine(next_month(month) + timedelta(days=2), time(0, 30), UTC)
-    stored, deliveries = _deliveries(rng, seed, events, faults, last_nightly)
+    stored, deliveries = _deliveries(seed, events, faults, last_nightly)
     return World(seed, shape, month, price_change, customers, tuple(stored), deliveries, faults)
 
 
@@ -302,51 +320,45 @@ MALFORMED = (
 
 
 def _deliveries(
-    rng: random.Random,
-    seed: int,
-    events: list[Event],
-    faults: tuple[str, ...],
-    last: datetime,
+    seed: int, events: list[Event], faults: tuple[str, ...], last: datetime
 ) -> tuple[list[Event], tuple[Delivery, ...]]:
     """Cut the events into nightly files and apply the input faults. Returns the events
-    that will be stored (one per id: the first copy to arrive) and the deliveries."""
+    that will be stored (one per id: the first copy to arrive) and the deliveries.
+    Each event's faults come from its own stream, drawn whether or not the fault is
+    allowed, so allowing fewer faults changes nothing else."""
     events = sorted(events, key=lambda e: (e.at, e.event_id))
     # (delivery time, after_close, row text, kind) per row
     rows: list[tuple[datetime, bool, str, str]] = []
     stored: list[Event] = []
     for e in events:
+        rng = stream(seed, "event", e.event_id)
+        draws = {f: rng.random() for f in INPUT_FAULTS}
+        shift, again, conflict_after = rng.randint(1, 3), rng.randint(0, 2), rng.randint(1, 2)
         when, after_close = nightly_delivery(e.at), False
-        if "reordered" in faults and rng.random() < 0.05:
-            when = min(when + timedelta(days=rng.randint(1, 3)), last)  # late, before the close
-        if "late_after_close" in faults and rng.random() < 0.03:
+        if "reordered" in faults and draws["reordered"] < 0.05:
+            when = min(when + timedelta(days=shift), last)  # late, before the close
+        if "late_after_close" in faults and draws["late_after_close"] < 0.03:
             after_close = True
-        if "identical_content" in faults and rng.random() < 0.02:
+        if "identical_content" in faults and draws["identical_content"] < 0.02:
             twin = replace(e, event_id=e.event_id + "_twin")
             stored.append(twin)
             rows.append((when, after_close, json.dumps(twin.doc()), "accepted"))
         stored.append(e)
         rows.append((when, after_close, json.dumps(e.doc()), "accepted"))
-        if "exact_resend" in faults and rng.random() < 0.03:
-            rows.append(
-                (
-                    min(when + timedelta(days=rng.randint(0, 2)), last),
-                    after_close,
-                    json.dumps(e.doc()),
-                    "duplicate",
-                )
-            )
-        if "conflicting_resend" in faults and not after_close and rng.random() < 0.02:
+        if "exact_resend" in faults and draws["exact_resend"] < 0.03:
+            resent = min(when + timedelta(days=again), last)
+            rows.append((resent, after_close, json.dumps(e.doc()), "duplicate"))
+        if (
+            "conflicting_resend" in faults
+            and not after_close
+            and draws["conflicting_resend"] < 0.02
+        ):
             changed = dict(e.doc())
             changed["value"] = str((e.value or Decimal(1)) + 1)  # no value means 1
-            rows.append(
-                (
-                    min(when + timedelta(days=rng.randint(1, 2)), last),
-                    after_close,
-                    json.dumps(changed),
-                    "rejected",
-                )
-            )
+            resent = min(when + timedelta(days=conflict_after), last)
+            rows.append((resent, after_close, json.dumps(changed), "rejected"))
     if "malformed" in faults:
+        rng = stream(seed, "malformed")
         for n in range(rng.randint(1, 6)):
             when = (
                 rows[rng.randrange(len(rows))][0]
@@ -355,7 +367,7 @@ def _deliveries(
             )
             text = rng.choice(MALFORMED).replace("{n}", f"{seed}_{n}")
             rows.append((when, False, text, "rejected"))
-    return stored, _files(rng, rows)
+    return stored, _files(stream(seed, "files"), rows)
 
 
 def _files(rng: random.Random, rows: list[tuple[datetime, bool, str, str]]) -> tuple[Delivery, ...]:

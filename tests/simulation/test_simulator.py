@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from meterline.cli import main
 from meterline.simulation.faults import PIPELINE_FAULTS, draw
 from meterline.simulation.runner import Outcome, shrink
-from meterline.simulation.world import INPUT_FAULTS, Shape, batch_of, make_world
+from meterline.simulation.world import Shape, batch_of, make_world
 
 
 def test_a_world_is_a_function_of_its_seed() -> None:
@@ -47,15 +47,20 @@ def test_a_shape_without_faults_draws_none() -> None:
 
 def test_shrink_keeps_the_smallest_shape_that_still_fails(tmp_path: Path) -> None:
     """A fake run that fails while the world has 2+ customers and the malformed fault:
-    shrinking ends at 2 customers with only that input fault and no pipeline fault."""
+    shrinking ends at 2 customers with only that input fault and no pipeline fault, and
+    tries only the faults the world drew."""
+    tried: list[Shape] = []
 
     def run(seed: int, shape: Shape, root: Path) -> Outcome:
+        tried.append(shape)
         count = shape.customers if shape.customers is not None else 8
         fails = count >= 2 and "malformed" in shape.input_faults
         return Outcome(seed, shape, count, 0, [], (seed,), ["broken"] if fails else [])
 
-    first = run(4, Shape(), tmp_path)
+    first = Outcome(4, Shape(), 8, 100, [], tuple(range(50)), ["broken"],
+                    drawn=(("malformed", "reordered"), ("kill", "stripe")))
     found = shrink(first, tmp_path, budget=40, run=run)
+    assert found is not None
     assert found.customers == 2
     assert found.shape.input_faults == ("malformed",)
     assert found.shape.pipeline_faults == ()
@@ -63,16 +68,27 @@ def test_shrink_keeps_the_smallest_shape_that_still_fails(tmp_path: Path) -> Non
         "meterline simulate --replay 4 --customers 2 --input-faults malformed "
         "--pipeline-faults none"
     )
-    assert set(INPUT_FAULTS) > set(found.shape.input_faults)
+    # only the drawn faults were ever tried away
+    assert all(set(s.input_faults) <= {"malformed", "reordered"} for s in tried)
+    assert first.replay_batch == "meterline simulate --start 0 --seeds 50"
 
 
-def test_a_seed_that_passes_alone_keeps_its_batch_command(tmp_path: Path) -> None:
+def test_a_seed_that_passes_alone_is_not_shrunk(tmp_path: Path) -> None:
     def run(seed: int, shape: Shape, root: Path) -> Outcome:
         return Outcome(seed, shape, 3, 0, [], (seed,), [])
 
-    failed = Outcome(60, Shape(), 3, 10, [], tuple(range(50, 100)), ["broken"])
-    assert shrink(failed, tmp_path, run=run) is failed
-    assert failed.replay_batch == "meterline simulate --start 50 --seeds 50"
+    failed = Outcome(60, Shape(customers=3), 3, 10, [], tuple(range(50, 100)), ["broken"])
+    assert shrink(failed, tmp_path, run=run) is None
+    assert failed.replay_batch == "meterline simulate --start 50 --seeds 50 --customers 3"
+
+
+def test_a_shrunk_world_keeps_the_parts_it_still_has() -> None:
+    world = make_world(301)
+    fewer = make_world(301, Shape(customers=1))
+    assert fewer.customers[0] == world.customers[0]
+    assert {e.event_id for e in fewer.events} <= {e.event_id for e in world.events}
+    same = make_world(301, Shape(input_faults=world.faults))
+    assert same.events == world.events and same.deliveries == world.deliveries
 
 
 def test_bad_options_are_refused_with_one_line() -> None:
@@ -82,6 +98,7 @@ def test_bad_options_are_refused_with_one_line() -> None:
         ["simulate", "--pipeline-faults", "kill,nope"],
         ["simulate", "--seeds", "0"],
         ["simulate", "--customers", "100000"],
+        ["simulate", "--replay", "3", "--seeds", "5"],
     ):
         result = runner.invoke(main, args)
         assert result.exit_code == 2, (args, result.output)
