@@ -230,6 +230,10 @@ def shrink(
     return best
 
 
+def _labelled(report: Callable[[str], None], label: str) -> Callable[[str], None]:
+    return lambda detail: report(f"{label}: {detail}")
+
+
 def _fresh_root(root: Path) -> None:
     """Lay the simulator's folder out for a run: chDB keeps one folder per process."""
     root.mkdir(parents=True, exist_ok=True)
@@ -251,14 +255,16 @@ def simulate(
     batches: dict[int, list[int]] = {}
     for seed in seeds:
         batches.setdefault(batch_of(seed), []).append(seed)
-    for group in batches.values():
-        played = simulate_batch(group, shape or Shape(), root, on_step)
+    for number, group in enumerate(batches.values(), start=1):
+        label = f"batch {number} of {len(batches)} (seeds {group[0]}..{group[-1]})"
+        step = None if on_step is None else _labelled(on_step, label)
+        played = simulate_batch(group, shape or Shape(), root, step)
         failing = [o for o in played if not o.ok]
         if failing and shrink_failures:
             # One seed per batch is shrunk: the first that fails (when the run itself
             # failed, every world did, for one cause).
-            if on_step is not None:
-                on_step(f"shrinking seed {failing[0].seed}")
+            if step is not None:
+                step(f"shrinking seed {failing[0].seed}")
             failing[0].shrunk = shrink(failing[0], root)
         for outcome in played:
             outcomes.append(outcome)
