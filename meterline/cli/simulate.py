@@ -19,18 +19,28 @@ def _faults(allowed: tuple[str, ...]) -> click.ParamType:
     class Faults(click.ParamType):
         name = "LIST"
 
-        def convert(self, value: object, param: object, ctx: object) -> tuple[str, ...]:
+        def convert(
+            self, value: object, param: click.Parameter | None, ctx: click.Context | None
+        ) -> tuple[str, ...]:
             if isinstance(value, tuple):
                 return value
             text = str(value).strip()
-            chosen = () if text == "none" else tuple(f.strip() for f in text.split(","))
+            names = [] if text == "none" else [f.strip() for f in text.split(",")]
+            if "" in names:
+                self.fail(
+                    f"{text!r} has an empty name; use a comma list of {', '.join(allowed)}, "
+                    "or none",
+                    param,
+                    ctx,
+                )
+            chosen = tuple(dict.fromkeys(names))  # each once, in the order given
             unknown = [f for f in chosen if f not in allowed]
             if unknown:
                 self.fail(
                     f"{', '.join(unknown)}: not a fault; use a comma list of "
                     f"{', '.join(allowed)}, or none",
-                    param,  # type: ignore[arg-type]
-                    ctx,  # type: ignore[arg-type]
+                    param,
+                    ctx,
                 )
             return chosen
 
@@ -114,6 +124,8 @@ def simulate_command(
         ]
         if given:
             raise click.UsageError(f"--replay plays one seed: leave out {' and '.join(given)}")
+    if replay is None and start + seeds - 1 > 2**31 - 1:
+        raise click.UsageError(f"--start {start} --seeds {seeds} goes past seed 2147483647")
     shape = Shape(
         customers=customers,
         input_faults=INPUT_FAULTS if input_faults is None else input_faults,

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from meterline.settings import SettingsError
 from meterline.simulation.faults import PIPELINE_FAULTS, draw
 from meterline.simulation.world import Shape, batch_of, make_world
 
@@ -152,6 +153,8 @@ def simulate_batch(
             for o in outcomes.values():
                 o.notes = played.notes
                 o.faults += [f"kill {k}" for k in played.kills]
+    except SettingsError:
+        raise  # the settings or the folder, not the seed: exit code 2, one line
     except Exception as exc:
         lines = traceback.format_exception(exc)
         run_failures = [
@@ -234,9 +237,41 @@ def _labelled(report: Callable[[str], None], label: str) -> Callable[[str], None
     return lambda detail: report(f"{label}: {detail}")
 
 
-def _fresh_root(root: Path) -> None:
-    """Lay the simulator's folder out for a run: chDB keeps one folder per process."""
-    root.mkdir(parents=True, exist_ok=True)
+class FolderRefused(SettingsError):
+    """The working folder cannot hold the simulator's stores (exit code 2)."""
+
+
+def check_folder(root: Path) -> None:
+    """Refuse, before any run, a working folder the stores cannot live in: a path whose
+    `#`, `?` or `%` a store URL would misread, one that cannot be created or written,
+    and a `warehouse` folder holding something other than a chDB warehouse."""
+    text = str(root)
+    if not text.strip():
+        raise FolderRefused("--folder is empty: name a folder")
+    bad = sorted(set("#?%") & set(text))
+    if bad:
+        raise FolderRefused(
+            f"{root}: a folder whose path holds {' or '.join(bad)} cannot name a store (it "
+            "would be read as part of a URL); choose another --folder"
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise FolderRefused(
+            f"{exc.filename or root}: {exc.strerror or exc}; choose a folder you can write"
+        ) from None
+    warehouse = root / "warehouse"
+    if warehouse.exists() and (
+        not warehouse.is_dir()
+        or (any(warehouse.iterdir()) and not (warehouse / "metadata").is_dir())
+    ):
+        raise FolderRefused(
+            f"{warehouse} is not a chDB warehouse folder (it holds other files); choose "
+            "another --folder"
+        )
 
 
 def simulate(
@@ -250,7 +285,7 @@ def simulate(
 ) -> list[Outcome]:
     """Run every seed, in batches (world.BATCH); the first failing seed of a batch is
     shrunk (when asked: alone first, then smaller); every outcome is reported."""
-    _fresh_root(root)
+    check_folder(root)
     outcomes = []
     batches: dict[int, list[int]] = {}
     for seed in seeds:

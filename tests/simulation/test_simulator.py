@@ -111,3 +111,41 @@ def test_outcome_json_names_the_replay(tmp_path: Path) -> None:
     doc = json.loads(json.dumps(outcome.to_json()))
     assert doc["replay"] == "meterline simulate --replay 7 --customers 3"
     assert doc["ok"] is False
+
+
+def test_folders_no_store_can_live_in_are_refused_before_any_run(tmp_path: Path) -> None:
+    """Found by trying to break the command: a `#` or `%` in the folder sent the stores
+    elsewhere (a later run then failed), a foreign `warehouse` folder got chDB's files
+    written into it, an unwritable folder failed every seed instead of the command."""
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "foreign" / "warehouse").mkdir(parents=True)
+    (tmp_path / "foreign" / "warehouse" / "readme.txt").write_text("mine")
+    cases = {
+        "h#1": "cannot name a store",
+        "p%41": "cannot name a store",
+        "q?x=1": "cannot name a store",
+        "foreign": "is not a chDB warehouse folder",
+        "afile/sub": "Not a directory",
+        "x" * 300: "name too long",
+    }
+    runner = CliRunner()
+    for name, words in cases.items():
+        folder = tmp_path / name
+        result = runner.invoke(main, ["simulate", "--seeds", "1", "--folder", str(folder)])
+        assert result.exit_code == 2, (name, result.output)
+        assert words in result.output, (name, result.output)
+        assert "Traceback" not in result.output
+    assert sorted(p.name for p in (tmp_path / "foreign" / "warehouse").iterdir()) == [
+        "readme.txt"
+    ]
+
+
+def test_fault_lists_refuse_empty_names_and_seed_ranges_stay_replayable() -> None:
+    runner = CliRunner()
+    for args, words in (
+        (["--input-faults", "exact_resend,"], "empty name"),
+        (["--pipeline-faults", "kill,,stripe"], "empty name"),
+        (["--start", str(2**31 - 1), "--seeds", "3"], "goes past seed"),
+    ):
+        result = runner.invoke(main, ["simulate", *args])
+        assert result.exit_code == 2 and words in result.output, (args, result.output)
