@@ -7,7 +7,8 @@ customers file, `quote` price files): every number exact, nothing expanded.
 - YAML scalars are resolved by the YAML 1.2 core schema, not YAML 1.1's: ``017`` is 17
   (not octal 15), ``1_000`` and ``1:30`` are text (not 1000 and 90), ``on``/``no``/``y``
   are text (not booleans), ``2026-01-01`` is text (the field that wants a date parses
-  it). ``.inf`` and ``.nan`` are refused.
+  it). ``.inf`` and ``.nan`` are refused, and so is an explicit tag of a type outside
+  that schema (``!!timestamp``, ``!!binary``, ``!!set``, ``!!omap``, ``!!pairs``).
 - Anchors and aliases (``&name``, ``*name``) are refused: ten lines of nested aliases
   expand to billions of values ("billion laughs"), and a catalog is short enough to
   write out.
@@ -29,7 +30,7 @@ import yaml
 from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.parser import Parser
-from yaml.reader import Reader
+from yaml.reader import Reader, ReaderError
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
@@ -125,8 +126,23 @@ def _decimal(loader: Any, node: yaml.Node) -> Decimal:
         raise ConstructorError(None, None, str(exc), node.start_mark) from None
 
 
+def _not_core(loader: Any, node: yaml.Node) -> Any:
+    tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+    raise ConstructorError(
+        None,
+        None,
+        f"the YAML tag {tag} is not accepted: write the value as text, a number, true,"
+        " false, null, a list or a mapping",
+        node.start_mark,
+    )
+
+
 _Constructor.add_constructor("tag:yaml.org,2002:int", _int)
 _Constructor.add_constructor("tag:yaml.org,2002:float", _decimal)
+# YAML 1.1 types that SafeConstructor builds from an explicit tag only: refused (a date
+# with no such day or a text that is no date even raised an error no caller expects).
+for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
+    _Constructor.add_constructor(f"tag:yaml.org,2002:{_tag}", _not_core)
 
 
 class _Composer(Composer):
@@ -156,33 +172,51 @@ class StrictLoader(Reader, Scanner, Parser, _Composer, _Constructor, _CoreResolv
         _CoreResolver.__init__(self)
 
 
-def _refused(exc: BaseException) -> InputError:
+def _refused(exc: BaseException, text: str, loader: StrictLoader | None) -> InputError:
+    """The InputError of what the YAML reader raised, at the line and column it was
+    reading."""
     if isinstance(exc, yaml.MarkedYAMLError):
         problem = exc.problem or exc.context or "invalid YAML"
         mark = exc.problem_mark or exc.context_mark
         if mark is None:
             return InputError(problem)
         return InputError(problem, line=mark.line + 1, column=mark.column + 1)
+    if isinstance(exc, ReaderError):  # a character YAML does not allow, anywhere in the text
+        at = exc.position
+        return InputError(
+            f"the character U+{exc.character:04X} is not allowed in YAML (a control"
+            " character or a noncharacter): remove it",
+            line=text.count("\n", 0, at) + 1,
+            column=at - text.rfind("\n", 0, at),
+        )
     if isinstance(exc, RecursionError):
-        return InputError("the document is nested too deeply")
+        mark = loader.get_mark() if loader is not None else None
+        if mark is None:
+            return InputError("the document is nested too deeply")
+        return InputError(
+            "the document is nested too deeply", line=mark.line + 1, column=mark.column + 1
+        )
     return InputError(f"invalid YAML: {exc}")
 
 
 def load(text: str) -> Any:
     """The whole YAML document (None when empty). Raises InputError."""
-    loader = StrictLoader(text)
+    loader = None
     try:
+        loader = StrictLoader(text)  # refuses a control character at once
         return loader.get_single_data()
     except (yaml.YAMLError, RecursionError) as exc:
-        raise _refused(exc) from None
+        raise _refused(exc, text, loader) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def iter_sequence(text: str) -> Iterator[tuple[int, Any]]:
     """(line number, item) for each item of a top-level YAML list. Raises InputError."""
-    loader = StrictLoader(text)
+    loader = None
     try:
+        loader = StrictLoader(text)  # refuses a control character at once
         root = loader.get_single_node()
         if root is None:
             return
@@ -191,9 +225,10 @@ def iter_sequence(text: str) -> Iterator[tuple[int, Any]]:
         for node in root.value:
             yield node.start_mark.line + 1, loader.construct_object(node, deep=True)
     except (yaml.YAMLError, RecursionError) as exc:
-        raise _refused(exc) from None
+        raise _refused(exc, text, loader) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _json_number(text: str) -> Decimal:

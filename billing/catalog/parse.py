@@ -99,11 +99,15 @@ def read_catalog(path: str | Path) -> ParsedCatalog:
     """Read and validate a catalog file. Raises LoadError naming every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise LoadError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
-        raise LoadError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from None
+        before = exc.object[: exc.start]
+        line, column = before.count(b"\n") + 1, exc.start - before.rfind(b"\n")
+        raise LoadError(
+            str(path), [f"line {line}, column {column}: not UTF-8 text; save the file as UTF-8"]
+        ) from None
     return parse_catalog_text(text, str(path))
 
 
