@@ -219,17 +219,7 @@ def read_parquet(
         _check_column_type(path, field, schema.field(name).type)
     row = 0
     batches = parquet.iter_batches(batch_size=batch_rows, columns=list(names.values()))
-    while True:
-        try:
-            record_batch = next(batches, None)
-        except (OSError, pa.ArrowException) as exc:
-            raise UnreadableFile(
-                f"{path}: the Parquet file is damaged after row {row} ({exc}); "
-                + (f"rows 1-{row} were ingested; " if row else "")
-                + "re-send the repaired file (rows already accepted count as duplicates)"
-            ) from None
-        if record_batch is None:
-            return
+    for record_batch in _regrouped(path, batches, batch_rows):
         n = record_batch.num_rows
         columns: dict[str, pa.Array] = {}
         properties_error = value_error = None
@@ -258,3 +248,33 @@ def read_parquet(
                 value_error=value_error,
             ),
         )
+
+
+def _regrouped(
+    path: Path, batches: Iterator[pa.RecordBatch], batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """The file's record batches as batches of `batch_rows` rows (the last one smaller).
+    A record batch never spans two row groups: a file written one row group per few rows
+    would otherwise be ingested a few rows per batch (300 rows took minutes)."""
+    held: list[pa.RecordBatch] = []
+    count = given = 0
+    while True:
+        try:
+            batch = next(batches, None)
+        except (OSError, pa.ArrowException) as exc:
+            raise UnreadableFile(
+                f"{path}: the Parquet file is damaged after row {given} ({exc}); "
+                + (f"rows 1-{given} were ingested; " if given else "")
+                + "re-send the repaired file (rows already accepted count as duplicates)"
+            ) from None
+        if batch is not None:
+            held.append(batch)
+            count += batch.num_rows
+        while count >= batch_rows or (batch is None and count):
+            whole = pa.concat_batches(held) if len(held) > 1 else held[0]
+            out, rest = whole.slice(0, batch_rows), whole.slice(batch_rows)
+            held, count = ([rest] if rest.num_rows else []), rest.num_rows
+            given += out.num_rows
+            yield out
+        if batch is None:
+            return

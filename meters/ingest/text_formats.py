@@ -146,7 +146,14 @@ def read_csv(
         raise UnreadableFile(
             f"{path}: the header (line {header_line}) is not UTF-8 text; save the file as UTF-8"
         ) from None
-    names = next(csv.reader([header_text]))
+    try:
+        names = next(csv.reader([header_text]))
+    except csv.Error as exc:  # a CR inside it, or a name past the csv module's limit
+        why = "a carriage return inside it" if "new-line" in str(exc) else str(exc)
+        raise UnreadableFile(
+            f"{path}: the header (line {header_line}) is not one line of column names"
+            f" ({why}); write the names on one line, separated by commas"
+        ) from None
     positions = column_positions(path, names, f"the header (line {header_line})")
     header = ",".join(sorted(positions, key=positions.__getitem__))
 

@@ -99,12 +99,13 @@ WITH
             if(is_json, JSONExtractKeysAndValuesRaw(raw), []) AS j_kv_read,
             is_json AND match(raw, '"[ \\t\\r]*:[ \\t\\r]*(-?[0-9]+[.eE]|-?[0-9]{16}|-0)') AS j_exact,
             -- The line with every string written "" (numbers and brackets stay as written),
-            -- its outer braces off and nested objects and lists written @: its members, one
+            -- its outer braces off (after a byte-order mark, which the JSON functions skip)
+            -- and nested objects and lists written @: its members, one
             -- per comma, each `"": value`. (Each step uses the one before once, and holds no
             -- `if`: in an if-branch the engine evaluates a step again for every use of it.)
             if(j_exact, splitByChar(',', flat_nested(flat_nested(flat_nested(flat_nested(
                 replaceRegexpAll(replaceRegexpAll(raw, '"(?:[^"\\\\]|\\\\.)*"', '""'),
-                                 '^[ \\t\\r]*\\{|\\}[ \\t\\r]*$', '')))))), ['']) AS j_members,
+                                 '^\\x{FEFF}?[ \\t\\r]*\\{|\\}[ \\t\\r]*$', '')))))), ['']) AS j_members,
             if(j_exact, arrayMap(m -> extract(m, '^[ \\t\\r]*""[ \\t\\r]*:[ \\t\\r]*(-?[0-9][0-9.eE+-]*)[ \\t\\r]*$'),
                                  j_members), ['']) AS j_numbers,
             -- A number beyond a double (1e400) makes the JSON functions refuse the line: such a
