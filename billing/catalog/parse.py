@@ -9,6 +9,7 @@ numbers).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Context, Decimal
@@ -26,6 +27,7 @@ from billing.catalog.model import (
     validate_price_body,
 )
 from billing.charges import KEY_SEP, to_json_doc
+from billing.customers.rows import FIRST_DAY, LAST_DAY
 from billing.errors import LoadError
 from billing.money import CurrencyError, exponent, from_minor
 from meters.catalog import MeterCatalog, parse_meters
@@ -213,15 +215,21 @@ def _ident(value: Any, where: str, problems: list[str]) -> str | None:
 
 
 def _date(value: Any, where: str, problems: list[str]) -> date | None:
+    """A date, within the days a subscription can have (billing.customers.rows): a
+    version from 0001-01-01 cannot even be placed in a zone east of UTC."""
+    day: date | None = None
     if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    problems.append(f"{where}: must be a date YYYY-MM-DD, got {value!r}")
-    return None
+        day = value
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            day = date.fromisoformat(value)
+    if day is None:
+        problems.append(f"{where}: must be a date YYYY-MM-DD, got {value!r}")
+        return None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        problems.append(f"{where}: {day.isoformat()} is outside {FIRST_DAY} .. {LAST_DAY}")
+        return None
+    return day
 
 
 def _currency(value: Any, where: str, problems: list[str]) -> str | None:

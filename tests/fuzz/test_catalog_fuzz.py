@@ -16,7 +16,7 @@ import copy
 import re
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from billing.db import create_ledger_engine, session_factory
 from billing.errors import LoadError
 from billing.models import CatalogVersion, Plan, PriceVersion
 from tests.billing.conftest import Ledger
-from tests.billing.factories import CATALOG, period_of, standard_charges, write_customers
+from tests.billing.factories import CATALOG, CUSTOMERS, standard_charges, write_customers
 from tests.fuzz.common import (
     ALIAS_BOMB,
     NASTY_NUMBERS,
@@ -179,21 +179,23 @@ def test_a_catalog_file_is_read_whole_or_refused_naming_where(data: bytes) -> No
 
 # --- loading into a ledger ------------------------------------------------------------------
 
-MARCH = period_of("sub_00001", 2026, 3)
+# sub_00001 in a zone east of UTC: its local dates start before their UTC dates.
+TOKYO = [dict(CUSTOMERS[0], timezone="Asia/Tokyo"), *CUSTOMERS[1:]]
+MARCH = billing.period_containing(1, "Asia/Tokyo", datetime(2026, 3, 20, tzinfo=UTC))
 GRACE = timedelta(days=3)
 
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    """A SQLite ledger with the demo catalog, the demo customers and sub_00001's March
-    invoice finalized (so that the edit rule has something to refuse)."""
+    """A SQLite ledger with the demo catalog, the demo customers (sub_00001 in Tokyo) and
+    sub_00001's March invoice finalized (so that the edit rule has something to refuse)."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     engine = create_ledger_engine(url)
     migrate.upgrade(engine)
     ledger = Ledger(url, engine, session_factory(engine))
     with ledger.Session.begin() as session:
         billing.load_catalog(session, CATALOG)
-        billing.load_customers_file(session, write_customers(tmp_path / "customers.jsonl"))
+        billing.load_customers_file(session, write_customers(tmp_path / "c.jsonl", TOKYO))
     with ledger.Session.begin() as session:
         posted = billing.post_charges(session, "sub_00001", MARCH, standard_charges(session))
     (invoice_id,) = posted.invoice_ids.values()
@@ -217,6 +219,20 @@ def snapshot(ledger: Ledger) -> tuple[Any, ...]:
             ),
             sorted(session.scalars(select(CatalogVersion.id)).all()),
         )
+
+
+def with_version(plan: str, price: str, effective_from: str) -> bytes:
+    """The demo catalog with one more version of a plan's price: its first, at half the
+    USD amount."""
+    doc = copy.deepcopy(SEED_DOC)
+    (found,) = [
+        p for pl in doc["plans"] if pl["id"] == plan for p in pl["prices"] if p["id"] == price
+    ]
+    version = copy.deepcopy(found["versions"][0])
+    version["effective_from"] = effective_from
+    version["prices"]["USD"]["unit_amount"] = "0.5"
+    found["versions"].append(version)
+    return yaml.safe_dump(doc, sort_keys=False).encode()
 
 
 def _prices(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -309,6 +325,7 @@ def edited_catalog(draw: st.DrawFn) -> bytes:
 
 
 @fuzz_settings(max_examples=40, deadline_s=10)
+@example(data=with_version("standard", "fin_resolution", "0001-01-01"))  # found: exit 5
 @given(
     data=st.one_of(edited_catalog(), edited_catalog(), edited_catalog(), hostile_file(SEED, TOKENS))
 )

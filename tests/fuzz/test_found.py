@@ -20,6 +20,10 @@ fixed (the fuzz tests keep them as explicit examples too):
    one row group per batch, each batch a full round of engine queries: 300 rows took
    over four minutes (a hang, for a real file). Its rows are now read in batches of
    METERLINE_INGEST_BATCH_ROWS whatever its row groups.
+7. A catalog price version effective 0001-01-01 on the plan of a subscription in a zone
+   east of UTC with a finalized invoice made the edit rule overflow (its local midnight
+   is before year 1): `catalog load` ended in an internal error. effective_from now lies
+   in the days a subscription can have, 2000-01-01 .. 2099-12-31.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from meters.warehouse.base import Warehouse
 from tests.billing.factories import CATALOG
 from tests.fuzz.common import nested_yaml
 from tests.fuzz.events import CATALOG as METERS
+from tests.fuzz.test_catalog_fuzz import with_version
 
 # --- 1 and 2: the YAML reader -----------------------------------------------------------------
 
@@ -207,3 +212,25 @@ def test_a_parquet_file_of_many_row_groups_is_read_in_whole_batches(tmp_path: Pa
     staged = pa.concat_tables(b.table for b in batches)
     assert staged.column("source_line").to_pylist() == list(range(1, 501))
     assert staged.column("event_id").to_pylist() == ids
+
+
+# --- 7: a price version at the limits of the calendar -------------------------------------------
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "1999-12-31", "2100-01-01", "9999-12-31"])
+def test_a_price_version_outside_the_subscription_days_is_refused(tmp_path: Path, day: str) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_bytes(with_version("standard", "fin_resolution", day))
+    with pytest.raises(LoadError) as refused:
+        read_catalog(path)
+    assert refused.value.problems == [
+        "plans[0] (standard).prices[3] (fin_resolution).versions[1].effective_from:"
+        f" {day} is outside 2000-01-01 .. 2099-12-31"
+    ]
+
+
+@pytest.mark.parametrize("day", ["2000-01-01", "2099-12-31"])
+def test_a_price_version_on_the_first_and_last_day_is_read(tmp_path: Path, day: str) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_bytes(with_version("standard", "fin_resolution", day))
+    assert day in {v.effective_from.isoformat() for v in read_catalog(path).versions}
