@@ -87,6 +87,13 @@ def _check_column_type(path: Path, field: str, kind: pa.DataType) -> None:
     accepts, what = _TYPED[field]
     if not (_is_text(kind) or accepts(kind)):
         raise UnreadableFile(f"{path}: column {field} has type {kind}; it must hold {what}")
+    if pa.types.is_struct(kind):  # a struct may name a field twice (no row could be read)
+        names = [kind.field(i).name for i in range(kind.num_fields)]
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise UnreadableFile(
+                f"{path}: column {field} has the field {twice!r} twice; give each property once"
+            )
 
 
 def _as_text(array: pa.Array) -> pa.Array:

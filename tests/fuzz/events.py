@@ -633,9 +633,11 @@ def _text_column(
     return pa.array(safe, pa.string()), safe
 
 
-def parquet_file(pick: Pick, n: int, path: Path) -> list[Row]:
+def parquet_file(pick: Pick, n: int, path: Path) -> list[Row] | None:
     """A Parquet file of `n` rows with the event fields as text or typed columns; the
-    model's rows (the values as their columns give them)."""
+    model's rows (the values as their columns give them), or None for a file ingest must
+    refuse (a struct of properties naming a field twice)."""
+    refused = False
     columns: dict[str, pa.Array] = {}
     fields: dict[str, list[Any]] = {}
     props_errors = value_errors = [False] * n
@@ -653,6 +655,12 @@ def parquet_file(pick: Pick, n: int, path: Path) -> list[Row]:
             columns[name], fields[name] = _ts_column(pick, n)
         elif name == "value":
             columns[name], fields[name], value_errors = _value_column(pick, n)
+        elif name == "properties" and pick.chance(0.05):
+            twice = pa.StructArray.from_arrays(
+                [pa.array(["x"] * n, pa.string()), pa.array(["eu"] * n, pa.string())],
+                fields=[pa.field("model", pa.string()), pa.field("model", pa.string())],
+            )
+            columns[name], fields[name], refused = twice, [None] * n, True
         elif name == "properties":
             columns[name], fields[name], props_errors = _properties_column(pick, n)
         else:
@@ -676,6 +684,8 @@ def parquet_file(pick: Pick, n: int, path: Path) -> list[Row]:
         compression=pick.choice(["snappy", "none", "zstd"]),
         write_page_checksum=True,
     )
+    if refused:
+        return None
     rows = []
     for i in range(n):
         values = {name: fields[name][i] for name in fields}

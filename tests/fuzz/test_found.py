@@ -24,6 +24,10 @@ fixed (the fuzz tests keep them as explicit examples too):
    east of UTC with a finalized invoice made the edit rule overflow (its local midnight
    is before year 1): `catalog load` ended in an internal error. effective_from now lies
    in the days a subscription can have, 2000-01-01 .. 2099-12-31.
+8. A Parquet file whose struct of properties names a field twice (Arrow allows it) made
+   the reader raise ValueError while converting a batch: an internal error that stopped
+   the whole ingest. The file is now refused at once, naming the column and the field,
+   and the other files are ingested.
 """
 
 from __future__ import annotations
@@ -234,3 +238,38 @@ def test_a_price_version_on_the_first_and_last_day_is_read(tmp_path: Path, day: 
     path = tmp_path / "catalog.yaml"
     path.write_bytes(with_version("standard", "fin_resolution", day))
     assert day in {v.effective_from.isoformat() for v in read_catalog(path).versions}
+
+
+# --- 8: a Parquet struct naming a field twice ---------------------------------------------------
+
+
+def test_a_parquet_struct_naming_a_property_twice_refuses_that_file(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    twice = pa.StructArray.from_arrays(
+        [pa.array(["x", "y"]), pa.array(["eu", "us"])],
+        fields=[pa.field("model", pa.string()), pa.field("model", pa.string())],
+    )
+    bad = tmp_path / "twice.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "event_id": ["p1", "p2"],
+                "customer_id": ["c", "c"],
+                "meter": ["tokens", "tokens"],
+                "timestamp": ["2026-11-20T10:00:00Z"] * 2,
+                "properties": twice,
+            }
+        ),
+        bad,
+    )
+    good = tmp_path / "good.jsonl"
+    good.write_text(
+        '{"event_id":"g1","customer_id":"c","meter":"tokens","timestamp":"2026-11-20T10:00:00Z"}\n'
+    )
+    at = datetime(2026, 11, 25, tzinfo=UTC)
+    summary = ingest_files(warehouse, METERS, [bad, good], ingested_at=at)
+    assert summary.file_errors == {
+        str(bad): f"{bad}: column properties has the field 'model' twice; give each property once"
+    }
+    assert (summary.total.received, summary.total.accepted) == (1, 1)

@@ -355,6 +355,7 @@ def test_the_bounded_fuzzer_holds_for_thousands_of_rows_and_their_resend(
         cases.append(Case(path, csv_rows(path.read_bytes())))
     parquet = tmp_path / "c.parquet"
     cases.append(Case(parquet, parquet_file(pick, 300, parquet)))
+    assert cases[-1].rows is not None
     for path in damaged_copies(parquet, rng, tmp_path):
         cases.append(Case(path, [], checked=False))
     # A line past the limit: the rows before it count, the file is named.
