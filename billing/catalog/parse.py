@@ -27,7 +27,7 @@ from billing.catalog.model import (
     validate_price_body,
 )
 from billing.charges import KEY_SEP, to_json_doc
-from billing.customers.rows import FIRST_DAY, LAST_DAY
+from billing.customers.rows import FIRST_DAY, ID_MAX, LAST_DAY, NAME_MAX, printable_problem
 from billing.errors import LoadError
 from billing.money import CurrencyError, exponent, from_minor
 from meters.catalog import MeterCatalog, parse_meters
@@ -48,6 +48,12 @@ def parse_catalog(data: Any, source: str = "catalog", text: str = "") -> ParsedC
     problems: list[str] = []
     if not isinstance(data, Mapping):
         raise LoadError(source, ["the catalog must be a mapping with `meters` and `plans` lists"])
+    nul = [
+        f"{where}: holds the character U+0000 (\\0), which the ledger cannot store"
+        for where in _nul_paths(data, "catalog")
+    ]
+    if nul:
+        raise LoadError(source, nul)
     problems += _unknown_keys(data, TOP_LEVEL_KEYS, "catalog")
     parsed = ParsedCatalog(source=source, text=text)
     _check_rounding(data.get("rounding_mode", SUPPORTED_ROUNDING.value), problems)
@@ -135,6 +141,12 @@ def _plan(plan: Mapping[str, Any], plan_id: str, where: str, problems: list[str]
     if not isinstance(name, str):
         problems.append(f"{where}.name: must be a string")
         name = plan_id
+    elif (problem := printable_problem(name)) is not None or len(name) > NAME_MAX:
+        problems.append(
+            f"{where}.name: {problem or f'has {len(name)} characters'}"
+            f"; a name is printable text of at most {NAME_MAX} characters"
+        )
+        name = plan_id
     minimums: dict[str, str] = {}
     raw_min = plan.get("minimum_commitment") or {}
     if not isinstance(raw_min, Mapping):
@@ -205,13 +217,41 @@ def _versions(
 
 
 def _ident(value: Any, where: str, problems: list[str]) -> str | None:
+    """A plan or price id: the customers file's rule for the ids it names
+    (billing.customers.rows: printable, at most ID_MAX characters, no KEY_SEP), which is
+    also what the ledger's columns hold."""
     if not isinstance(value, str) or not value.strip():
         problems.append(f"{where}: must be a non-empty string")
         return None
     if KEY_SEP in value:
         problems.append(f"{where}: must not contain {KEY_SEP!r}")
         return None
+    problem = printable_problem(value)
+    if problem is not None:
+        problems.append(f"{where}: {problem}; ids must be printable text")
+        return None
+    if len(value) > ID_MAX:
+        problems.append(f"{where}: has {len(value)} characters; at most {ID_MAX}")
+        return None
     return value
+
+
+def _nul_paths(value: Any, where: str) -> Iterator[str]:
+    """The path of every key or text of a document that holds a NUL character (YAML
+    writes one as \\0): PostgreSQL stores none, in a text column or a JSON document."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield where
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            shown = str(key).replace("\x00", "\\0")
+            path = f"{where}.{shown}"
+            if isinstance(key, str) and "\x00" in key:
+                yield path
+            yield from _nul_paths(item, path)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_paths(item, f"{where}[{index}]")
 
 
 def _date(value: Any, where: str, problems: list[str]) -> date | None:

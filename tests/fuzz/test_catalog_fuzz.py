@@ -153,7 +153,7 @@ def read_bytes_as_catalog(data: bytes) -> tuple[Path, Any]:
 # --- reading ----------------------------------------------------------------------------------
 
 
-@fuzz_settings(max_examples=120, deadline_s=10)
+@fuzz_settings(max_examples=100, deadline_s=10)
 @given(data=hostile_file(SEED, TOKENS))
 @example(data=SEED.replace(b'"2026-01-01"', b"!!timestamp nope", 1))
 @example(data=SEED.replace(b'"2026-01-01"', b"!!timestamp 2026-02-30", 1))
@@ -186,10 +186,11 @@ GRACE = timedelta(days=3)
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    """A SQLite ledger with the demo catalog, the demo customers (sub_00001 in Tokyo) and
-    sub_00001's March invoice finalized (so that the edit rule has something to refuse)."""
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+def ledger(ledger_url: str, tmp_path: Path) -> Iterator[Ledger]:
+    """A ledger (SQLite, and PostgreSQL when METERLINE_TEST_POSTGRES_URL is set) with the
+    demo catalog, the demo customers (sub_00001 in Tokyo) and sub_00001's March invoice
+    finalized (so that the edit rule has something to refuse)."""
+    url = ledger_url
     engine = create_ledger_engine(url)
     migrate.upgrade(engine)
     ledger = Ledger(url, engine, session_factory(engine))
@@ -324,8 +325,10 @@ def edited_catalog(draw: st.DrawFn) -> bytes:
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode()
 
 
-@fuzz_settings(max_examples=40, deadline_s=10)
+@fuzz_settings(max_examples=30, deadline_s=10)
 @example(data=with_version("standard", "fin_resolution", "0001-01-01"))  # found: exit 5
+@example(data=SEED.replace(b"id: standard", b"id: " + b"s" * 65, 1))  # found: PostgreSQL
+@example(data=SEED.replace(b"name: Standard (list prices)", b'name: "Standard\\0"', 1))  # same
 @given(
     data=st.one_of(edited_catalog(), edited_catalog(), edited_catalog(), hostile_file(SEED, TOKENS))
 )

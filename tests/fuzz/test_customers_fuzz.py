@@ -147,7 +147,7 @@ def hostile_customers(draw: st.DrawFn) -> tuple[str, bytes]:
     return fmt, draw(hostile_file(SEEDS[fmt], TOKENS))
 
 
-@fuzz_settings(max_examples=250, deadline_s=10)
+@fuzz_settings(max_examples=200, deadline_s=10)
 @given(case=hostile_customers())
 @example(case=("yaml", SEEDS["yaml"].replace(b"2026-01-01", b"!!timestamp nope", 1)))
 @example(case=("yaml", SEEDS["yaml"].replace(b"Acme 1", b"Acme\x071", 1)))
@@ -177,9 +177,10 @@ def test_a_customers_file_is_read_or_refused_naming_line_and_field(
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    """A SQLite ledger with the demo catalog and the demo customers."""
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+def ledger(ledger_url: str, tmp_path: Path) -> Iterator[Ledger]:
+    """A ledger (SQLite, and PostgreSQL when METERLINE_TEST_POSTGRES_URL is set) with the
+    demo catalog and the demo customers."""
+    url = ledger_url
     engine = create_ledger_engine(url)
     migrate.upgrade(engine)
     ledger = Ledger(url, engine, session_factory(engine))
@@ -290,7 +291,7 @@ def edited_customers(draw: st.DrawFn) -> tuple[str, bytes]:
     return fmt, WRITERS[fmt](rows)
 
 
-@fuzz_settings(max_examples=100, deadline_s=10)
+@fuzz_settings(max_examples=60, deadline_s=10)
 @given(
     case=st.one_of(edited_customers(), edited_customers(), edited_customers(), hostile_customers())
 )

@@ -28,6 +28,12 @@ fixed (the fuzz tests keep them as explicit examples too):
    the reader raise ValueError while converting a batch: an internal error that stopped
    the whole ingest. The file is now refused at once, naming the column and the field,
    and the other files are ingested.
+9. On a PostgreSQL ledger, a catalog whose plan or price id is longer than the ledger's
+   column (64), whose plan name is longer than 200 characters, or that holds a NUL
+   character (YAML writes one "\\0") anywhere, made `catalog load` end in an internal
+   error (psycopg DataError); SQLite stored them (ids no customers file could name).
+   Plan and price ids now follow the customers file's id rule (printable, at most 64
+   characters), plan names its name rule, and a NUL anywhere is refused with its path.
 """
 
 from __future__ import annotations
@@ -273,3 +279,50 @@ def test_a_parquet_struct_naming_a_property_twice_refuses_that_file(
         str(bad): f"{bad}: column properties has the field 'model' twice; give each property once"
     }
     assert (summary.total.received, summary.total.accepted) == (1, 1)
+
+
+# --- 9: what a PostgreSQL ledger cannot store ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (b"id: standard", b"id: " + b"s" * 65, "plans[0].id: has 65 characters; at most 64"),
+        (
+            b"id: seat_essential",
+            b"id: " + b"p" * 65,
+            "plans[0] (standard).prices[0].id: has 65 characters; at most 64",
+        ),
+        (
+            b"name: Standard (list prices)",
+            b"name: " + b"N" * 201,
+            "plans[0] (standard).name: has 201 characters; a name is printable text of at"
+            " most 200 characters",
+        ),
+        (
+            b"id: standard",
+            b'id: "st\\x01andard"',
+            "plans[0].id: contains the character U+0001 (a control, format, invisible or"
+            " special space character); ids must be printable text",
+        ),
+        (
+            b"name: Standard (list prices)",
+            b'name: "Standard\\0"',
+            "catalog.plans[0].name: holds the character U+0000 (\\0), which the ledger cannot"
+            " store",
+        ),
+        (
+            b"channel: [chat, email, phone, sms]",
+            b'"ch\\0": ~',
+            "catalog.meters[0].properties.ch\\0: holds the character U+0000 (\\0), which the"
+            " ledger cannot store",
+        ),
+    ],
+)
+def test_a_catalog_text_the_ledger_cannot_store_is_refused(
+    tmp_path: Path, old: bytes, new: bytes, problem: str
+) -> None:
+    path = _catalog_with(tmp_path, old, new)
+    with pytest.raises(LoadError) as refused:
+        read_catalog(path)
+    assert refused.value.problems == [problem]
