@@ -273,7 +273,7 @@ def test_jsonl_rows_are_each_accepted_or_rejected_as_the_model_says(
     warehouse: Warehouse, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
 ) -> None:
     pick = Pick(data.draw, ids=f"{next(EXAMPLES)}-")
-    raw = jsonl_file(pick, pick.integer(1, 40))
+    raw = jsonl_file(pick, pick.integer(1, 30))
     path = tmp_path_factory.mktemp("jsonl") / "events.jsonl"
     path.write_bytes(raw)
     note(f"file: {raw!r}")
@@ -288,7 +288,7 @@ def test_csv_rows_are_each_accepted_or_rejected_as_the_model_says(
     warehouse: Warehouse, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
 ) -> None:
     pick = Pick(data.draw, ids=f"{next(EXAMPLES)}-")
-    raw = csv_file(pick, pick.integer(1, 40))
+    raw = csv_file(pick, pick.integer(1, 30))
     path = tmp_path_factory.mktemp("csv") / "events.csv"
     path.write_bytes(raw)
     note(f"file: {raw!r}")
