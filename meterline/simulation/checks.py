@@ -47,12 +47,13 @@ def check_all(played: Played, deliveries: list[Delivery]) -> Failures:
     config = load_settings(**played.settings)
     out = Failures()
     out.run += check_intake(played, deliveries, config, out)
+    ledger = _ledger(config)  # read once: every world's lines are in it
     for world in played.worlds:
-        out.worlds[world.seed] += check_invoices(played, world, config)
+        out.worlds[world.seed] += check_invoices(played, world, ledger)
     out.run += check_finalized_unchanged(played)
     out.run += check_runs(played)
     check_stripe(played, config, out)
-    out.run += check_audit(played, config, out)
+    out.run += check_audit(played, ledger, config, out)
     return out
 
 
@@ -131,7 +132,6 @@ def _ledger(config: Any) -> list[dict[str, Any]]:
                 "price_id": ln.price_id,
                 "amount_minor": ln.amount_minor,
                 "currency": ln.currency,
-                "adjusts_kind": ln.adjusts_line.kind if ln.adjusts_line is not None else None,
             }
             for ln, inv, ext in rows
         ]
@@ -141,7 +141,7 @@ def _by_period(expected: Iterable[ExpectedInvoice]) -> dict[tuple[str, Any], Exp
     return {(f"sub_{e.customer_id}", e.period.start): e for e in expected}
 
 
-def check_invoices(played: Played, world: World, config: Any) -> list[str]:
+def check_invoices(played: Played, world: World, ledger: list[dict[str, Any]]) -> list[str]:
     """Each invoice finalized by the first close holds exactly the model's lines over the
     events stored by then; after the late file and the second close, each period's lines
     plus their adjustments equal the model over every stored event, and so do the totals
@@ -161,7 +161,7 @@ def check_invoices(played: Played, world: World, config: Any) -> list[str]:
         expected_invoices(catalog, world.customers, world.events, played.as_of_late, grace)
     )
     subscriptions = {f"sub_{c.customer_id}" for c in world.customers}
-    lines = [ln for ln in _ledger(config) if ln["subscription"] in subscriptions]
+    lines = [ln for ln in ledger if ln["subscription"] in subscriptions]
     failures: list[str] = []
     original: dict[tuple[str, Any], dict[tuple[str, str], int]] = defaultdict(dict)
     statuses: dict[tuple[str, Any], str] = {}
@@ -284,7 +284,9 @@ def check_stripe(played: Played, config: Any, out: Failures) -> None:
             )
 
 
-def check_audit(played: Played, config: Any, out: Failures) -> list[str]:
+def check_audit(
+    played: Played, ledger: list[dict[str, Any]], config: Any, out: Failures
+) -> list[str]:
     """`audit explain` agrees with raw events on each world's lines (a sample of
     EXPLAINED lines per world: explaining is a re-rating from raw events, the slowest
     check); `audit reconcile` after the last close, which re-rates every period, has no
@@ -294,7 +296,7 @@ def check_audit(played: Played, config: Any, out: Failures) -> list[str]:
 
     failures = []
     by_world: dict[int, list[int]] = defaultdict(list)
-    for ln in _ledger(config):
+    for ln in ledger:
         if ln["status"] != "void":
             by_world[seed_of(ln["subscription"])].append(ln["line"])
     ids = [i for seed in sorted(by_world) for i in _sample(seed, by_world[seed])]
