@@ -1,5 +1,8 @@
-"""The CI range of the seeded simulator: seeds 0-199 (four batches of 50 worlds), through
+"""The CI range of the seeded simulator: seeds 0-99 (two batches of 50 worlds), through
 the real `meterline simulate` command, two processes at once (one chDB folder each).
+Pipeline faults are drawn per batch: batch 50 draws every kind, batch 0 kills, backfills
+and fails Stripe calls, so the range covers each (asserted below). Wider ranges run by hand
+(docs/simulation.md); the CI range was 0-199 until the whole suite neared its time limit.
 
 Every seed must pass every check (meterline/simulation/checks.py); a failing seed's
 replay command is in the assertion message. Across the range, every input fault and
@@ -17,7 +20,7 @@ from pathlib import Path
 from meterline.simulation.faults import PIPELINE_FAULTS
 from meterline.simulation.world import INPUT_FAULTS
 
-CI_SEEDS = (range(0, 100), range(100, 200))
+CI_SEEDS = (range(0, 50), range(50, 100))
 
 
 def run(seeds: range, folder: Path) -> subprocess.Popen[str]:
@@ -43,7 +46,7 @@ def test_the_ci_seed_range_passes_every_check(tmp_path: Path) -> None:
             for o in failed[:5]
         )
         assert proc.returncode == 0, err[-3000:]
-    assert sorted(o["seed"] for o in outcomes) == list(range(200))
+    assert sorted(o["seed"] for o in outcomes) == list(range(100))
     drawn = " | ".join(f for o in outcomes for f in o["faults"])
     for fault in (*INPUT_FAULTS, *(f for f in PIPELINE_FAULTS if f != "kill")):
         assert fault in drawn, f"no seed of the CI range drew {fault}"
