@@ -5,7 +5,7 @@ and what the ledger and the pipeline can use, so that a value is refused here, n
 its line and field, rather than stored and failing later (or never):
 
 - ids (customer_id, subscription_id, plan, a discount's price) are printable text: the
-  rule ingest applies to customer ids (sql/queries/ingest/classify.sql, reason
+  rule ingest applies to customer ids (sql/queries/ingest/validate.sql, reason
   ``bad_customer_id``): no control, format, private-use, surrogate or separator
   character, no space but U+0020 and none at either end; so a customer id loaded here is
   one that usage events can carry. At most 64 characters (the ledger's columns), and no
@@ -75,7 +75,7 @@ DAYS_UNTIL_DUE = (1, 365)
 
 def printable_problem(text: str) -> str | None:
     """Why ``text`` is not a printable id (None when it is), in ingest's words. The rule
-    is ingest's for customer ids (sql/queries/ingest/classify.sql): no character of
+    is ingest's for customer ids (sql/queries/ingest/validate.sql): no character of
     Unicode category C (control, format, private use, surrogate, unassigned), Zl or Zp,
     no space but U+0020, and no space at either end."""
     if _PRINTABLE_ASCII.match(text):

@@ -1,7 +1,8 @@
 """Ingestion: every received row ends up accepted, duplicate or rejected, never dropped.
 
 Files (or events from the Python API) are read into staging batches of text; the engine
-validates and classifies each batch in one query (sql/queries/ingest/classify.sql);
+validates each batch in one query (sql/queries/ingest/validate.sql, which holds the rules)
+and sorts its rows into accepted, duplicate and rejected in another (ingest/classify.sql);
 accepted rows go to `usage_events` and their ids to `usage_event_ids`, rejected rows to
 `usage_events_rejected`, and the counts to `ingest_log`. For every ingest, per source:
 received = accepted + duplicates + rejected.
@@ -253,7 +254,8 @@ class Ingestor:
     def _classify_and_store(self, batch: Batch) -> None:
         batch_no = next(self._batch_no)
         scratch = f"_ingest_{self.summary.ingest_id}_{batch_no}"
-        staging, classified = f"{scratch}_staging", f"{scratch}_classified"
+        staging, validated = f"{scratch}_staging", f"{scratch}_validated"
+        classified = f"{scratch}_classified"
         wh = self.warehouse
         run_id = self.summary.ingest_id
         times = {"ingested_at": self.ingested_at, "ingest_id": run_id}
@@ -266,7 +268,10 @@ class Ingestor:
             wh.command(
                 query(statement, classified=classified),
                 times,
-                settings={"insert_deduplication_token": f"{token}-{part}"},
+                # optimize_on_insert (on by default) runs a ReplacingMergeTree's merge over
+                # each inserted block: it found nothing to fold here (classify accepts each
+                # event_id once) and cost 3/4 of the insert (8.2 s of 2M rows, 2.3 s without).
+                settings={"insert_deduplication_token": f"{token}-{part}", "optimize_on_insert": 0},
             )
             crash_point(f"ingest.after_{part}")
 
@@ -274,7 +279,7 @@ class Ingestor:
             wh.command(query("ingest/create_staging", staging=staging))
             wh.insert_arrow(staging, batch.table)
             wh.command(
-                query("ingest/classify", staging=staging, classified=classified),
+                query("ingest/validate", staging=staging, validated=validated),
                 {
                     "min_ts": self.window[0],
                     "max_ts": self.window[1],
@@ -282,6 +287,8 @@ class Ingestor:
                     **self.catalog.validation_params(),
                 },
             )
+            wh.command(f"DROP TABLE {check_identifier(staging)}")
+            wh.command(query("ingest/classify", validated=validated, classified=classified))
             counts, low, high = self._count(classified)
             self._journal.extend([batch.source], low, high)
             crash_point("ingest.after_classify")
@@ -294,7 +301,7 @@ class Ingestor:
             self._log(batch.source, counts)
             crash_point("ingest.after_log")
         finally:
-            for table in (classified, staging):
+            for table in (classified, validated, staging):
                 wh.command(f"DROP TABLE IF EXISTS {check_identifier(table)}")
         self.summary.sources[batch.source].add(counts)
         if self.progress:

@@ -3,7 +3,7 @@
 Formats: JSON lines (`.jsonl`, `.ndjson`, `.json`), CSV (`.csv`, a header row) and
 Parquet (`.parquet`, `.pq`). Fields: event_id, customer_id, meter, timestamp, value,
 properties, source. Rows are not judged here: validation happens in the engine
-(sql/queries/ingest/classify.sql), so a malformed row still reaches the rejected table
+(sql/queries/ingest/validate.sql), so a malformed row still reaches the rejected table
 with its raw text and its physical line number. Only what makes a whole file unreadable
 is refused here, as `UnreadableFile` naming the file: a missing file, a damaged Parquet
 file, a header or column set that cannot be mapped onto the event fields.

@@ -584,7 +584,7 @@ IDS = [
 
 
 def test_an_id_loaded_here_is_one_ingest_accepts(warehouse: Any) -> None:
-    """The printable-id rule is ingest's (sql/queries/ingest/classify.sql,
+    """The printable-id rule is ingest's (sql/queries/ingest/validate.sql,
     bad_customer_id): each id is refused here exactly when ingest refuses an event that
     carries it as its customer id."""
     from meters.ingest.ingestor import ingest_events

@@ -1,5 +1,5 @@
 """A plain Python model of what ingest must do with each row of a usage file, written from
-the README's event format and the comment at the top of sql/queries/ingest/classify.sql,
+the README's event format and the comment at the top of sql/queries/ingest/validate.sql,
 not from that query: the ingest fuzz tests compare the engine's verdict on every row
 (accepted, duplicate, or rejected with which reason) and every stored value with it.
 
@@ -254,7 +254,7 @@ class Model:
 
     def _defect(self, row: Row) -> Verdict:
         """The first defect of a row, in the order of the README's event rules (the
-        order classify.sql documents), or the event it stores."""
+        order validate.sql documents), or the event it stores."""
 
         def rejected(reason: str) -> Verdict:
             return Verdict("rejected", reason, also=row.also)
@@ -351,7 +351,7 @@ def _json_row(line: int, raw: bytes) -> Row:
     keys = [k for k, _ in doc]
     if len(set(keys)) != len(keys) or not set(keys) <= set(FIELDS):
         return Row(line, malformed=True)
-    # Documented limit (classify.sql): a line with a number read from its text and a
+    # Documented limit (validate.sql): a line with a number read from its text and a
     # member nested more than 4 deep may be refused as malformed.
     also = (
         frozenset({"malformed_row"})

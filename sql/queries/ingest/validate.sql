@@ -1,0 +1,349 @@
+-- Validate every staged row in the engine, in one pass: its fields read from the text
+-- as it arrived, and the first defect found (with the words a person needs), or none;
+-- ingest/classify.sql then sorts the rows into accepted, duplicate and rejected.
+-- Rules (DESIGN.md invariants 1 and 2; the README's event format):
+--  * a row with a defect is rejected with the first defect found, in the order below;
+--  * event_id is the idempotency key: the first valid copy (by seq: files in the order
+--    given, rows in file order) is accepted; a later copy with the same content is a
+--    duplicate (a no-op); a later copy with other content is rejected as a conflict,
+--    whether the first copy is in this batch or was accepted by an earlier ingest.
+-- "Content" is customer, meter, timestamp (ms), value and the sorted properties, hashed
+-- with cityHash64 (only copies of one event_id are compared, so 64 bits are plenty);
+-- the source file is not content, so a re-sent file's rows are duplicates.
+-- What is accepted, exactly:
+--  * text is UTF-8; ids (event_id, customer_id) are printable: no control, format
+--    (bidirectional, zero-width, byte-order mark), private-use or separator characters,
+--    no space other than U+0020 and none at either end; event_id has 1-128 characters.
+--    In JSON an id is a string or an integer (written as its digits).
+--  * timestamp: RFC 3339 date-time with an offset: YYYY-MM-DD, T (or t, or one space),
+--    hh:mm:ss, optional fraction, then Z (or z) or +hh:mm/-hh:mm; years 1900-2299;
+--    no leap second. Stored in UTC; digits past milliseconds are dropped.
+--  * value: [+-]digits[.digits][e[+-]digits], |value| <= 10^12 with at most 9 decimal
+--    places once written out (trailing zeros do not count): neither is ever rounded, so
+--    no period sum of Decimal(38, 9) can overflow. No value (absent or null) means 1; an
+--    empty or blank text is not a number. A value is read from
+--    its text, digit by digit: a bare JSON number too (never through a double).
+--  * a JSON line is an object whose keys are event fields, each at most once.
+CREATE TABLE {{validated}} ENGINE = Memory AS
+WITH
+    {min_ts:DateTime64(3, 'UTC')} AS min_ts,
+    {max_ts:DateTime64(3, 'UTC')} AS max_ts,
+    {max_age_days:UInt32} AS max_age_days,
+    {meter_props:Map(String, Array(String))} AS meter_props,
+    {prop_values:Map(String, Array(String))} AS prop_values,
+    {counter_meters:Array(String)} AS counter_meters,
+    mapKeys(meter_props) AS meter_names,
+    ['event_id', 'customer_id', 'meter', 'timestamp', 'value', 'properties', 'source'] AS event_fields,
+    toDecimal128(1000000000000, 9) AS max_abs_value,
+    concat('; use RFC 3339 with an offset, e.g. 2026-10-01T12:00:00Z or ',
+           '2026-10-01T12:00:00.123+02:00') AS ts_hint,
+    -- How a value text reads: (why it is refused, its number written plainly). Refused: 1 not
+    -- a decimal number, 2 out of range (|value| <= 10^12), 3 more than 9 decimal places
+    -- once written out; 0 when it is accepted. From its parts [sign, integer digits,
+    -- fraction digits, exponent]: the significant digits without leading and trailing zeros
+    -- (`digits`) and the power of ten of the last of them (`last`), so the number is
+    -- digits * 10^last exactly; an accepted one is written out as [-]digits[.digits] (at
+    -- most 22 digits), which the engine reads into Decimal(38, 9) exactly, whatever the
+    -- length of the text or its exponent (1 followed by 50 zeros, then e-50, is 1).
+    (v -> arrayMap(g -> arrayMap(fraction -> arrayMap(lead -> arrayMap(digits -> arrayMap(last ->
+            (multiIf(empty(g), 1,
+                     digits = '', 0,
+                     length(trim(LEADING '0' FROM replaceOne(replaceOne(g[4], '+', ''), '-', ''))) > 6,
+                         if(startsWith(g[4], '-'), 3, 2),
+                     NOT (length(digits) + last <= 12 OR (digits = '1' AND last = 12)), 2,
+                     last < -9, 3,
+                     0),
+             multiIf(empty(g) OR digits = '' OR last > 12 OR last < -9, '0',
+                     concat(if(g[1] = '-', '-', ''),
+                            multiIf(last >= 0, concat(digits, repeat('0', toUInt64(least(last, 12)))),
+                                    length(digits) + last > 0,
+                                        concat(substring(digits, 1, length(digits) + last), '.',
+                                               substring(digits, length(digits) + last + 1)),
+                                    concat('0.', repeat('0', toUInt64(least(-(length(digits) + last), 9))), digits))))),
+            [toInt64OrZero(g[4]) - length(fraction) + (length(lead) - length(digits))])[1],
+            [trim(TRAILING '0' FROM lead)])[1],
+            [trim(LEADING '0' FROM concat(g[2], fraction))])[1],
+            [trim(TRAILING '0' FROM g[3])])[1],
+            [extractGroups(v, '^([+-]?)([0-9]+)(?:\\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$')])[1]) AS value_read,
+    -- Nested objects and lists (one level, from the inside) written @, in a text whose
+    -- strings are all "".
+    (t -> replaceRegexpAll(t, '\\{[^{}\\[\\]]*\\}|\\[[^{}\\[\\]]*\\]', '@')) AS flat_nested,
+    -- The characters an id may not hold: control, format (bidirectional, zero-width,
+    -- byte-order mark), private-use, separators and every space but U+0020.
+    '[\\p{C}\\p{Zl}\\p{Zp}\\x{00A0}\\x{1680}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}]' AS not_printable,
+    -- Why a text is not a printable id: 0 it is, 1 not UTF-8, 2 a character it may not
+    -- hold, 3 a space at either end.
+    (t -> if(match(t, '^[!-~]([ -~]*[!-~])?$'), 0,
+             multiIf(NOT isValidUTF8(t), 1, match(t, not_printable), 2,
+                     startsWith(t, ' ') OR endsWith(t, ' '), 3, 0))) AS id_code,
+    ((code, t) -> multiIf(code = 1, 'is not UTF-8 text',
+                          code = 2, concat('contains the character U+',
+                                           -- its code point, from UTF-32 (at least 4 hex digits)
+                                           substring(hex(convertCharset(extract(t, concat('(', not_printable, ')')),
+                                                                        'UTF-8', 'UTF-32BE')),
+                                                     if(startsWith(hex(convertCharset(extract(t, concat('(', not_printable, ')')),
+                                                                                      'UTF-8', 'UTF-32BE')), '0000'), 5, 3)),
+                                           ' (a control, format, invisible or special space character)'),
+                          'starts or ends with a space')) AS id_problem,
+    fields AS (
+        SELECT
+            seq, source, source_line, is_json, csv_header != '' AS is_csv, raw, parse_error, properties_error, value_error,
+            -- A JSON line is parsed once (twice with a number beyond a double, below): every
+            -- key with its value as written; then each event field's value as written (NULL
+            -- when absent), in the order of event_fields. But a bare number reaches the JSON functions through a double: 15 to 17
+            -- significant digits, so 123456789012.123456789 would read 123456789012.12346,
+            -- 999999999999.999999999 as 10^12, 1e-400 as 0, event_id 1.0 as 1, and 1e400 makes
+            -- them refuse the line. So a line that may hold such a number (a key followed by
+            -- a number with a fraction, an exponent, 16 or more digits, or a minus zero) has
+            -- its top-level numbers taken from its text (j_numbers: one per top-level member,
+            -- in order, '' for a value that is not a number). Other lines' numbers are small
+            -- integers, exact in a double.
+            if(is_json, JSONExtractKeysAndValuesRaw(raw), []) AS j_kv_read,
+            is_json AND match(raw, '"[ \\t\\r]*:[ \\t\\r]*(-?[0-9]+[.eE]|-?[0-9]{16}|-0)') AS j_exact,
+            -- The line with every string written "" (numbers and brackets stay as written),
+            -- its outer braces off (after a byte-order mark, which the JSON functions skip)
+            -- and nested objects and lists written @: its members, one
+            -- per comma, each `"": value`. (Each step uses the one before once, and holds no
+            -- `if`: in an if-branch the engine evaluates a step again for every use of it.)
+            if(j_exact, splitByChar(',', flat_nested(flat_nested(flat_nested(flat_nested(
+                replaceRegexpAll(replaceRegexpAll(raw, '"(?:[^"\\\\]|\\\\.)*"', '""'),
+                                 '^\\x{FEFF}?[ \\t\\r]*\\{|\\}[ \\t\\r]*$', '')))))), ['']) AS j_members,
+            if(j_exact, arrayMap(m -> extract(m, '^[ \\t\\r]*""[ \\t\\r]*:[ \\t\\r]*(-?[0-9][0-9.eE+-]*)[ \\t\\r]*$'),
+                                 j_members), ['']) AS j_numbers,
+            -- A number beyond a double (1e400) makes the JSON functions refuse the line: such a
+            -- line is read with the exponents of long-exponent numbers dropped (1e400 as 1;
+            -- a number is changed only between delimiters, so a line that is not JSON stays
+            -- so), its numbers' text still taken from j_numbers.
+            j_exact AND empty(j_kv_read) AS j_beyond_double,
+            if(j_beyond_double,
+               replaceRegexpAll(raw, '("(?:[^"\\\\]|\\\\.)*")|([ \\t\\r,:\\[])(-?[0-9.]+)[eE][+-]?[0-9]{3,}([ \\t\\r,}\\]])',
+                                '\\1\\2\\3\\4'),
+               raw) AS j_text,
+            if(j_beyond_double, JSONExtractKeysAndValuesRaw(j_text), j_kv_read) AS j_kv,
+            arrayMap(kv -> kv.1, j_kv) AS j_keys,
+            -- each member's value as written: its number's text, or what the JSON functions give
+            arrayMap((kv, number) -> if(number = '', kv.2, number), j_kv, arrayResize(j_numbers, length(j_kv), '')) AS j_values,
+            if(is_json, arrayMap(name -> if(has(j_keys, name), j_values[indexOf(j_keys, name)], NULL), event_fields),
+               CAST([], 'Array(Nullable(String))')) AS j_raw,
+            -- A CSV line is split into cells (each followed by the comma appended here); a
+            -- cell's text has its quotes removed and "" unescaped; an empty unquoted cell is NULL.
+            if(is_csv, splitByChar(',', csv_header), []) AS c_names,
+            if(is_csv, extractAll(concat(raw, ','), '("(?:[^"]|"")*"|[^,"]*),'), []) AS c_cells,
+            if(is_csv, arrayMap(name -> if(has(c_names, name),
+                                           arrayMap(c -> if(startsWith(c, '"'), replaceAll(substring(c, 2, length(c) - 2), '""', '"'),
+                                                            nullIf(c, '')),
+                                                    [c_cells[indexOf(c_names, name)]])[1],
+                                           NULL), event_fields),
+               CAST([], 'Array(Nullable(String))')) AS c_text,
+            -- The text of each field: a JSON string decoded, null as NULL, any other JSON
+            -- value as written.
+            multiIf(is_json, arrayMap(r -> multiIf(r IS NULL OR r = 'null', NULL, startsWith(r, '"'), JSONExtractString(r), r), j_raw),
+                    is_csv, c_text,
+                    [event_id, customer_id, meter, timestamp, value, properties, event_source]) AS texts,
+            -- Why the line (or row) cannot be read as an event; 0 when it can.
+            indexOf([
+                parse_error != '',
+                (is_json OR is_csv) AND NOT isValidUTF8(raw),
+                -- (an object with members is what the JSON functions list: only a line they
+                -- list nothing of is checked again)
+                is_json AND empty(j_kv) AND NOT (isValidJSON(j_text) AND JSONType(j_text) = 'Object'),
+                is_json AND length(arrayDistinct(j_keys)) != length(j_keys),
+                is_json AND NOT hasAll(event_fields, j_keys),
+                is_csv AND NOT match(raw, '^("(?:[^"]|"")*"|[^,"]*)(,("(?:[^"]|"")*"|[^,"]*))*$'),
+                is_csv AND length(c_cells) != length(c_names),
+                NOT is_json AND NOT is_csv
+                    AND NOT (isValidUTF8(ifNull(meter, '')) AND isValidUTF8(ifNull(timestamp, ''))
+                             AND isValidUTF8(ifNull(value, '')) AND isValidUTF8(ifNull(properties, ''))
+                             AND isValidUTF8(ifNull(event_source, ''))),
+                -- members nested deeper than flat_nested reaches hold commas: the line is
+                -- refused rather than read through a double
+                j_exact AND length(j_members) != length(j_kv)
+            ], 1) AS row_code,
+            -- In JSON an id is a string or an integer.
+            is_json AND NOT (j_raw[1] IS NULL OR j_raw[1] = 'null' OR startsWith(j_raw[1], '"') OR match(j_raw[1], '^-?[0-9]+$')) AS id_type_bad,
+            is_json AND NOT (j_raw[2] IS NULL OR j_raw[2] = 'null' OR startsWith(j_raw[2], '"') OR match(j_raw[2], '^-?[0-9]+$')) AS customer_type_bad,
+            texts[1] AS f_event_id,
+            texts[2] AS f_customer_id,
+            texts[3] AS f_meter,
+            texts[4] AS f_timestamp,
+            texts[5] AS f_value,
+            texts[6] AS f_properties,
+            texts[7] AS f_source
+        FROM {{staging}}
+    ),
+    parsed AS (
+        SELECT
+            *,
+            ifNull(f_event_id, '') AS eid,
+            ifNull(f_customer_id, '') AS cid,
+            -- RFC 3339 date-time. The engine's parser reads a text of the right shape, and
+            -- printing the instant back (at the text's own offset) must give the text's
+            -- date and time: that refuses 2026-11-31, 24:00:00 and leap seconds.
+            ifNull(f_timestamp, '') AS ts_text,
+            match(ts_text, '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$') AS ts_shape,
+            endsWith(ts_text, 'Z') OR endsWith(ts_text, 'z') AS ts_zulu,
+            if(ts_zulu, 0, toInt32OrZero(substring(ts_text, length(ts_text) - 4, 2))) AS ts_offset_hours,
+            if(ts_zulu, 0, toInt32OrZero(right(ts_text, 2))) AS ts_offset_minutes,
+            ts_offset_hours <= 23 AND ts_offset_minutes <= 59 AS ts_offset_ok,
+            if(ts_shape AND ts_offset_ok, parseDateTime64BestEffortOrNull(upper(ts_text), 3, 'UTC'), NULL) AS ts_parsed,
+            ts_parsed IS NOT NULL
+                AND formatDateTime(addSeconds(ts_parsed, if(startsWith(right(ts_text, 6), '-'), -1, 1)
+                                                        * (ts_offset_hours * 3600 + ts_offset_minutes * 60)),
+                                   '%Y-%m-%d %H:%i:%S')
+                    = concat(left(ts_text, 10), ' ', substring(ts_text, 12, 8))
+                AND toUInt16OrZero(left(ts_text, 4)) BETWEEN 1900 AND 2299 AS ts_real,
+            if(ts_real, ts_parsed, NULL) AS ts,
+            -- value: the common plain forms are read at once; others are checked digit by
+            -- digit (only those rows: multiIf evaluates a branch for the rows that reach it).
+            -- Only an absent value (no JSON key, JSON null, an empty unquoted CSV cell, a
+            -- Parquet null: f_value IS NULL) means 1; an empty or blank text ("" in JSON, a
+            -- quoted "" in CSV, '' in Parquet) is not a number: non_numeric_value.
+            f_value IS NULL AS val_default,
+            val_default OR match(f_value, '^-?[0-9]{1,12}(\\.[0-9]{1,9})?$') AS val_plain,
+            if(val_plain, (0, ''), value_read(f_value)) AS val_read,
+            val_read.1 AS val_problem,
+            multiIf(val_default, toDecimal128(1, 9), val_plain, toDecimal128OrNull(f_value, 9),
+                    val_problem = 0, toDecimal128OrNull(val_read.2, 9), NULL) AS val,
+            ifNull(nullIf(f_properties, ''), '{}') AS props_json,
+            isValidJSON(props_json) AND JSONType(props_json) = 'Object' AS props_is_object,
+            arrayAll(kv -> startsWith(kv.2, '"'), JSONExtractKeysAndValuesRaw(props_json)) AS props_all_strings,
+            arrayMap(kv -> kv.1, JSONExtractKeysAndValues(props_json, 'String')) AS keys0,
+            arrayMap(kv -> kv.2, JSONExtractKeysAndValues(props_json, 'String')) AS vals0,
+            arraySort(keys0) AS pkeys,
+            arraySort((v, k) -> k, vals0, keys0) AS pvals,
+            meter_props[ifNull(f_meter, '')] AS allowed_keys,
+            arrayFilter(k -> NOT has(allowed_keys, k), pkeys) AS unknown_keys,
+            arrayFilter((v, k) -> NOT (empty(prop_values[concat(ifNull(f_meter, ''), '\t', k)])
+                                       OR has(prop_values[concat(ifNull(f_meter, ''), '\t', k)], v)),
+                        pvals, pkeys) AS bad_values
+        FROM fields
+    ),
+    validated AS (
+        SELECT
+            *,
+            id_code(eid) AS eid_code,
+            id_code(cid) AS cid_code,
+            -- The first defect, in the order of `reasons` below (0: none). Only cheap tests,
+            -- all evaluated (a 26-way multiIf would filter every column at each step); the
+            -- words of the detail are written for rejected rows only (below).
+            indexOf([
+                row_code != 0,
+                id_type_bad,
+                eid = '',
+                customer_type_bad,
+                cid = '',
+                f_meter IS NULL OR f_meter = '',
+                ts_text = '',
+                eid_code != 0,
+                lengthUTF8(eid) > 128,
+                cid_code != 0,
+                NOT ts_shape,
+                NOT ts_offset_ok,
+                NOT ts_real,
+                ts < min_ts,
+                ts > max_ts,
+                NOT has(meter_names, f_meter),
+                val_problem = 1,
+                val_problem = 2,
+                val_problem = 3 OR val IS NULL OR value_error != '',
+                val < 0 AND has(counter_meters, f_meter),
+                properties_error != '',
+                NOT props_is_object,
+                NOT props_all_strings,
+                length(arrayDistinct(pkeys)) != length(pkeys),
+                notEmpty(unknown_keys),
+                notEmpty(bad_values)
+            ], 1) AS defect_code,
+            ['malformed_row', 'bad_event_id', 'missing_field', 'bad_customer_id', 'missing_field', 'missing_field',
+             'missing_field', 'bad_event_id', 'bad_event_id', 'bad_customer_id', 'bad_timestamp', 'bad_timestamp',
+             'bad_timestamp', 'timestamp_too_old', 'timestamp_in_future', 'unknown_meter', 'non_numeric_value',
+             'value_out_of_range', 'value_out_of_range', 'negative_value', 'bad_properties', 'bad_properties',
+             'bad_properties', 'bad_properties', 'bad_properties', 'bad_properties'] AS reasons,
+            if(defect_code = 0, '', reasons[defect_code]) AS defect,
+            -- The words, for rejected rows only (`if` runs its branch for those rows).
+            if(defect_code = 0, '', multiIf(
+            defect_code = 1, multiIf(
+                row_code = 1, parse_error,
+                row_code = 2, concat('the line is not UTF-8 text (the first bad byte is at character ',
+                                       toString(position(toValidUTF8(raw), '\xEF\xBF\xBD')), '); save the file as UTF-8'),
+                row_code = 3, 'the line is not a JSON object',
+                row_code = 4, concat('the field ', arrayFilter((k, i) -> indexOf(j_keys, k) != i, j_keys,
+                                                                 arrayEnumerate(j_keys))[1],
+                                       ' appears more than once in the object; send it once'),
+                row_code = 5, concat('unknown field ', arrayFilter(k -> NOT has(event_fields, k), j_keys)[1],
+                                       ' (the fields are ', arrayStringConcat(event_fields, ', '), ')'),
+                row_code = 6, 'the line is not valid CSV (a quote inside an unquoted field, or a quoted field not closed on its line)',
+                row_code = 7, concat('the line has ', toString(length(c_cells)), ' fields, the header has ',
+                                       toString(length(c_names))),
+                row_code = 9, concat('the line nests objects or lists more than 5 deep beside a number that is ',
+                                     'read from its text; write its numbers as strings, or send a flatter line'),
+                concat('field ', arrayFilter(f -> NOT isValidUTF8(f.2),
+                                             [('meter', ifNull(f_meter, '')), ('timestamp', ifNull(f_timestamp, '')),
+                                              ('value', ifNull(f_value, '')), ('properties', ifNull(f_properties, '')),
+                                              ('source', ifNull(f_source, ''))])[1].1, ' is not UTF-8 text')),
+            defect_code = 2, concat('event_id must be a string or an integer, not ', j_raw[1]),
+            defect_code = 3, 'event_id is missing or empty',
+            defect_code = 4, concat('customer_id must be a string or an integer, not ', j_raw[2]),
+            defect_code = 5, 'customer_id is missing or empty',
+            defect_code = 6, 'meter is missing or empty',
+            defect_code = 7, 'timestamp is missing or empty',
+            defect_code = 8, concat('event_id ', id_problem(eid_code, eid), '; ids must be printable text'),
+            defect_code = 9, concat('event_id has ', toString(lengthUTF8(eid)), ' characters; at most 128'),
+            defect_code = 10, concat('customer_id ', id_problem(cid_code, cid), '; ids must be printable text'),
+            defect_code = 11, concat('timestamp ', ts_text, multiIf(
+                match(ts_text, '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?$'),
+                    ' has no offset, so it is ambiguous: add Z (UTC) or +hh:mm/-hh:mm',
+                match(ts_text, '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}([Zz]|[+-][0-9]{2}:[0-9]{2})$'),
+                    ' has no seconds',
+                match(ts_text, '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?[+-][0-9]{2}:?[0-9]{0,2}$'),
+                    ' has an offset not written +hh:mm or -hh:mm',
+                ' is not an RFC 3339 date-time'), ts_hint),
+            defect_code = 12, concat('timestamp ', ts_text, ' has the offset ', right(ts_text, 6),
+                                       ', out of range (hours 00-23, minutes 00-59)'),
+            defect_code = 13, concat('timestamp ', ts_text,
+                                       if(toUInt16OrZero(left(ts_text, 4)) BETWEEN 1900 AND 2299,
+                                          ' is not a real date and time (month 01-12, a day of that month, hours 00-23, minutes and seconds 00-59)',
+                                          ' is outside the years 1900-2299'), ts_hint),
+            defect_code = 14, concat('timestamp ', ts_text, ' is older than this ingest accepts: events from ',
+                                       toString(min_ts), ' UTC on (the maximum event age, ', toString(max_age_days),
+                                       ' days before the ingest time or --as-of: METERLINE_MAX_EVENT_AGE_DAYS); to ',
+                                       'load older events (a backfill), run ingest with --as-of set shortly after them'),
+            defect_code = 15, concat('timestamp ', ts_text, ' is after ', toString(max_ts),
+                                       ' UTC, later than the ingest time allows (METERLINE_FUTURE_TOLERANCE_S)'),
+            defect_code = 16, concat('meter ', f_meter, ' is not in the catalog (known: ',
+                                       arrayStringConcat(arraySort(meter_names), ', '), ')'),
+            defect_code = 17, concat('value ', if(match(f_value, '^\\s*$'), concat('"', f_value, '" (empty or blank text)'), f_value),
+                                     ' is not a decimal number (digits, an optional sign, ',
+                                     'decimal point and exponent: 12, -0.5, 1.5e3)',
+                                     if(match(f_value, '^\\s*$'), '; leave the value out (JSON: no key or null, CSV: an empty unquoted cell) for the default 1', '')),
+            defect_code = 18, concat('value ', f_value, ' is out of range: at most 1000000000000 (10^12) ',
+                                       'in absolute value'),
+            defect_code = 19, if(val_problem = 3 OR val IS NULL,
+                                 concat('value ', f_value, ' has more than 9 decimal places; values are ',
+                                        'kept exactly to 9, never rounded: round it before sending'),
+                                 value_error),
+            defect_code = 20, concat('value ', f_value, ' is negative; meter ', f_meter,
+                                       ' is a counter and only counts up'),
+            defect_code = 21, properties_error,
+            defect_code = 22, concat('properties ', props_json, ' is not a JSON object'),
+            defect_code = 23, concat('properties ', props_json, ': every value must be a string'),
+            defect_code = 24, concat('properties ', props_json, ' repeat a key'),
+            defect_code = 25, concat('unknown property ', arrayStringConcat(unknown_keys, ', '),
+                                       ' for meter ', f_meter, ' (allowed: ', arrayStringConcat(allowed_keys, ', '), ')'),
+            defect_code = 26, concat('property value ', arrayStringConcat(bad_values, ', '),
+                                       ' is not allowed for meter ', f_meter),
+            '')) AS defect_words,
+            if(defect_code = 0,
+               cityHash64(assumeNotNull(f_customer_id), assumeNotNull(f_meter),
+                          toUnixTimestamp64Milli(assumeNotNull(ts)), assumeNotNull(val), pkeys, pvals),
+               toUInt64(0)) AS content_hash
+        FROM parsed
+    )
+-- Only what classify needs is kept (the table lives for one batch, in memory). The
+-- flags are plain UInt8: a test on a LowCardinality column is one, and a Memory table
+-- refuses LowCardinality(UInt8).
+SELECT seq, source, source_line, defect, defect_words, content_hash, eid, raw,
+       CAST(is_json, 'UInt8') AS is_json, CAST(is_csv, 'UInt8') AS is_csv,
+       f_event_id, f_customer_id, f_meter, f_timestamp, f_value, f_properties, f_source,
+       ts, val, pkeys, pvals
+FROM validated
