@@ -16,7 +16,7 @@ import resource
 import sys
 from pathlib import Path
 
-from bench.contenders import BY_NAME
+from bench.contenders import ALL
 
 RESULT_PREFIX = "BENCH-RESULT"
 
@@ -38,7 +38,7 @@ def peak_rss_mb() -> float:
 
 def main(argv: list[str]) -> int:
     request = json.loads(argv[0])
-    contender = BY_NAME[request["contender"]]
+    contender = ALL[request["contender"]]
     module = importlib.import_module(contender.module)
     work = Path(request["work"])
     work.mkdir(parents=True, exist_ok=True)

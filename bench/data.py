@@ -64,6 +64,8 @@ class Day:
     conflicting_duplicates: int
     totals: Totals
     chunks: int
+    generated: bool = False
+    """Whether this run generated it (else an earlier run's day was reused)."""
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -91,6 +93,7 @@ def prepare_day(
     folder = root / f"day_{events_per_day}e_{customers}c_{duplicates:g}d"
     manifests: list[Manifest] = []
     files: list[Path] = []
+    generated = False
     for k, size in enumerate(chunk_sizes(events_per_day)):
         out = folder / f"chunk{k}"
         if not _complete(out, size, customers, duplicates, SEED + k):
@@ -98,6 +101,7 @@ def prepare_day(
             generate(GeneratorConfig(customers=customers, start=DAY, days=1, seed=SEED + k,
                                      out=out, events_per_day=size, duplicates=duplicates,
                                      overwrite=True))
+            generated = True
         manifest = Manifest.read(out)
         manifests.append(manifest)
         files.append(out / manifest.files[0])
@@ -111,7 +115,8 @@ def prepare_day(
             marker.unlink(missing_ok=True)
             concatenate(files, file)
             marker.write_text(json.dumps([str(f) for f in files]))
-    return _day(events_per_day, customers, file, manifests)
+            generated = True
+    return _day(events_per_day, customers, file, manifests, generated)
 
 
 def _complete(out: Path, size: int, customers: int, duplicates: float, seed: int) -> bool:
@@ -142,7 +147,8 @@ def concatenate(files: list[Path], target: Path) -> None:
     tmp.replace(target)
 
 
-def _day(events_per_day: int, customers: int, file: Path, manifests: list[Manifest]) -> Day:
+def _day(events_per_day: int, customers: int, file: Path, manifests: list[Manifest],
+         generated: bool) -> Day:
     fin = sum(m.daily.totals_by_meter[FIN].events for m in manifests)
     seats = sum(m.daily.totals_by_meter[SEATS].events for m in manifests)
     seat_sum = sum(m.daily.totals_by_meter[SEATS].value_sum for m in manifests)
@@ -156,4 +162,24 @@ def _day(events_per_day: int, customers: int, file: Path, manifests: list[Manife
         conflicting_duplicates=sum(m.daily.conflicting_duplicates for m in manifests),
         totals=Totals(fin, seats, str(seat_sum)),
         chunks=len(manifests),
+        generated=generated,
     )
+
+
+MONTH_SEED = 9
+"""The seed of the month the close is timed on (bench/bench_pipeline.py close's)."""
+
+
+def prepare_month(root: Path, customers: int, say: Callable[[str], None] = print) -> Path:
+    """The folder of a generated month (October 2026, the generator's own event rates:
+    ~16M events for 25,000 customers) for the close, generated now unless an earlier run
+    left it complete. Generated day by day, so memory stays bounded."""
+    out = root / f"month_{customers}c"
+    if (out / "manifest.json").exists():
+        m = Manifest.read(out)
+        if (m.seed, m.customers, m.start, m.days) == (MONTH_SEED, customers, DAY, 31):
+            return out
+    say(f"generating a month of events for {customers:,} customers (seed {MONTH_SEED})")
+    generate(GeneratorConfig(customers=customers, start=DAY, days=31, seed=MONTH_SEED, out=out,
+                             overwrite=True))
+    return out

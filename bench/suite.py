@@ -2,6 +2,7 @@
 
     python -m bench [--size 1M] [--size 10M,50M] [--out bench/out/suite]
                     [--customers 25000] [--postgres URL] [--only NAMES | --skip NAMES]
+                    [--with-close]
 
 For each size (events per day; 1M, 10M, 50M, 20k or a plain number), one day is generated
 once (bench/data.py), then each contender (bench/contenders/) runs in a process of its
@@ -10,7 +11,8 @@ report the same totals (resolutions, seat events, their value sum), the same eve
 and the same number of groups as each other and as the generator's manifest.json; the
 engine's floor (chDB's group by without dedup) must count every row. PostgreSQL runs
 when a URL is given (--postgres, else METERLINE_TEST_POSTGRES_URL) and is reachable;
-otherwise it is skipped with the reason printed.
+otherwise it is skipped with the reason printed. With --with-close, meterline's close
+of a generated month for --customers subscriptions is timed too (its own table).
 
 Writes results.md, results.json and results.png into --out after each size, and prints
 the tables. Exit codes: 0 every contender ran and the totals agree; 1 a contender failed
@@ -34,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.child import RESULT_PREFIX
-from bench.contenders import BY_NAME, CONTENDERS, Contender
-from bench.data import Day, prepare_day
+from bench.contenders import BY_NAME, CLOSE, CONTENDERS, Contender
+from bench.data import Day, prepare_day, prepare_month
 from bench.report import machine_info, markdown, write_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--only", type=parse_names, metavar="NAMES",
                        help=f"run only these contenders (comma list of {', '.join(BY_NAME)})")
     group.add_argument("--skip", type=parse_names, metavar="NAMES", help="skip these contenders")
+    p.add_argument("--with-close", action="store_true",
+                   help="also time meterline's close of a generated month for --customers "
+                        "subscriptions (ingest, 31 rollups, close on SQLite; minutes at 25000)")
     p.add_argument("--keep-work", action="store_true",
                    help="keep each contender's databases (default: removed once it has run)")
     return p
@@ -123,7 +128,7 @@ def postgres_target(args: argparse.Namespace) -> tuple[str | None, str | None, s
         return None, None, reason
 
 
-def run_contender(contender: Contender, day: Day, work: Path, options: dict[str, Any],
+def run_contender(contender: Contender, file: Path, work: Path, options: dict[str, Any],
                   keep_work: bool) -> dict[str, Any]:
     """Run one contender in a fresh interpreter; its result row for the JSON document."""
     row: dict[str, Any] = {"contender": contender.name, "label": contender.label,
@@ -132,7 +137,7 @@ def run_contender(contender: Contender, day: Day, work: Path, options: dict[str,
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     logs = work / f"{contender.name}.stdout", work / f"{contender.name}.stderr"
-    request = {"contender": contender.name, "file": str(day.file), "work": str(folder),
+    request = {"contender": contender.name, "file": str(file), "work": str(folder),
                "options": options}
     started = time.perf_counter()
     with logs[0].open("wb") as stdout, logs[1].open("wb") as stderr:
@@ -234,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "compared": c.compared, "status": "skipped", "reason": pg_skip})
                 continue
             print(f"{tag} {c.label}: {c.work} ...", flush=True)
-            row = run_contender(c, day, out / "work" / str(n), {"url": pg_url} if c.name == "postgres" else {},
+            row = run_contender(c, day.file, out / "work" / str(n), {"url": pg_url} if c.name == "postgres" else {},
                                 args.keep_work)
             if row["status"] == "ok":
                 print(f"{tag}   {row['wall_s']:.2f} s, peak RSS {row['peak_rss_mb']:,.0f} MB",
@@ -248,6 +253,20 @@ def main(argv: list[str] | None = None) -> int:
                              "groups": groups})
         paths = write_all(doc, out)
         failed.extend(f"at {n:,} events per day: {p}" for p in problems)
+    if args.with_close:
+        started = time.perf_counter()
+        month = prepare_month(out / "data", args.customers,
+                              say=functools.partial(print, "[close]", flush=True))
+        generate_s = time.perf_counter() - started
+        print(f"[close] {CLOSE.label}: {CLOSE.work} ...", flush=True)
+        row = run_contender(CLOSE, month, out / "work" / "close", {}, args.keep_work)
+        row.update(customers=args.customers, generate_s=generate_s)
+        doc["close"] = row
+        if row["status"] == "ok":
+            print(f"[close]   {row['wall_s']:.2f} s, peak RSS {row['peak_rss_mb']:,.0f} MB", flush=True)
+        else:
+            failed.append(f"the close: {row['reason']}")
+        paths = write_all(doc, out)
     print()
     print(markdown(doc))
     print(f"written: {paths['md']}, {paths['json']}, {paths['png']}")

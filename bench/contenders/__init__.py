@@ -49,3 +49,11 @@ CONTENDERS: tuple[Contender, ...] = (
 )
 
 BY_NAME = {c.name: c for c in CONTENDERS}
+
+CLOSE = Contender("close", "meterline close",
+                  "close of a generated month: ingest it, the 31 nightly rollups, then the "
+                  "close (quantities, rating, posting, finalizing) on a SQLite ledger",
+                  "bench.contenders.meterline_close", compared=False)
+"""Timed once per run with --with-close, not per size (bench/contenders/meterline_close.py)."""
+ALL = {**BY_NAME, CLOSE.name: CLOSE}
+"""Every contender by name, the close too (what bench/child.py runs)."""
