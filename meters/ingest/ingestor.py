@@ -289,6 +289,9 @@ class Ingestor:
             )
             wh.command(f"DROP TABLE {check_identifier(staging)}")
             wh.command(query("ingest/classify", validated=validated, classified=classified))
+            # Each step's table is dropped as soon as the next is built: a batch of 2M rows
+            # is ~400 MB in each.
+            wh.command(f"DROP TABLE {check_identifier(validated)}")
             counts, low, high = self._count(classified)
             self._journal.extend([batch.source], low, high)
             crash_point("ingest.after_classify")
