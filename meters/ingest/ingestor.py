@@ -188,6 +188,7 @@ class Ingestor:
         self._seq = itertools.count()
         self._batch_no = itertools.count()
         self._journal = IngestRun(warehouse, self.summary.ingest_id, self.ingested_at, [])
+        self._accepted_so_far = 0
 
     def ingest_files(self, paths: Iterable[Path]) -> IngestSummary:
         """Ingest files in order, as one run: all of it is stored, or (after a crash) none.
@@ -298,7 +299,7 @@ class Ingestor:
             if counts.accepted:
                 store("ingest/insert_accepted", "events")
                 store("ingest/insert_ids", "ids")
-                self._verify_stored(classified, counts.accepted)
+                self._verify_stored(counts.accepted)
             if counts.rejected:
                 store("ingest/insert_rejected", "rejected")
             self._log(batch.source, counts)
@@ -310,14 +311,17 @@ class Ingestor:
         if self.progress:
             self.progress(batch.source, counts.received)
 
-    def _verify_stored(self, classified: str, accepted: int) -> None:
-        """Every id this batch counted as accepted is stored under this run."""
+    def _verify_stored(self, accepted: int) -> None:
+        """Every id this run has counted as accepted so far is stored under it, before the
+        next batch looks up earlier ids (a lost insert would let a copy in twice)."""
+        self._accepted_so_far += accepted
         ((ids,),) = self.warehouse.query_rows(
-            query("ingest/stored_ids", classified=classified),
-            {"ingest_id": self.summary.ingest_id},
+            query("ingest/stored_ids"), {"ingest_id": self.summary.ingest_id}
         )
-        if int(ids) != accepted:
-            self._not_stored(f"{ids} of this batch's {accepted} accepted ids are in usage_event_ids")
+        if int(ids) != self._accepted_so_far:
+            self._not_stored(
+                f"{ids} of the run's {self._accepted_so_far} accepted ids are in usage_event_ids"
+            )
 
     def _verify_run_stored(self) -> None:
         """Every row this run counted as accepted is stored under it in usage_events: one
