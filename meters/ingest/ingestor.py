@@ -144,7 +144,7 @@ class IngestOptions:
 
     max_event_age: timedelta = timedelta(days=45)
     future_tolerance: timedelta = timedelta(minutes=5)
-    batch_rows: int = 2_000_000
+    batch_rows: int = 1_000_000
     lease: timedelta = timedelta(seconds=DEFAULT_LEASE_S)
 
 
