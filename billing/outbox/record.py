@@ -14,9 +14,10 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, insert, literal, select
+from sqlalchemy import Row, Table, insert, literal, select
 from sqlalchemy.orm import Session
 
 from billing import bulk
@@ -41,7 +42,49 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-def _line(line: InvoiceLine) -> LineDoc:
+# The columns a document is made of, read as plain rows: loading 100,000 lines as ORM
+# objects took longer than the rest of writing their events.
+_LINE_COLUMNS = (
+    InvoiceLine.id,
+    InvoiceLine.invoice_id,
+    InvoiceLine.idempotency_key,
+    InvoiceLine.kind,
+    InvoiceLine.description,
+    InvoiceLine.quantity,
+    InvoiceLine.unit_amount,
+    InvoiceLine.amount_minor,
+    InvoiceLine.currency,
+    InvoiceLine.meter,
+    InvoiceLine.price_id,
+    InvoiceLine.price_version,
+    InvoiceLine.dimension_group,
+    InvoiceLine.service_period_start,
+    InvoiceLine.service_period_end,
+    InvoiceLine.breakdown,
+    InvoiceLine.adjusts_line_id,
+    InvoiceLine.adjusts_key,
+)
+_INVOICE_COLUMNS = (
+    Invoice.id,
+    Invoice.currency,
+    Invoice.status,
+    Invoice.period_start,
+    Invoice.period_end,
+    Invoice.subtotal_minor,
+    Invoice.discount_minor,
+    Invoice.adjustment_minor,
+    Invoice.total_minor,
+    Invoice.finalized_at,
+    Invoice.voided_at,
+    Invoice.reissue_of_id,
+    Customer.external_id.label("customer"),
+    Customer.name.label("customer_name"),
+    Subscription.external_id.label("subscription"),
+    Subscription.timezone,
+)
+
+
+def _line(line: Row[Any]) -> LineDoc:
     return LineDoc(
         line_id=line.id,
         key=line.idempotency_key,
@@ -74,31 +117,31 @@ def invoice_docs(
     for part in bulk.chunks(ids):
         lines: dict[int, list[LineDoc]] = defaultdict(list)
         if kinds is None or kinds:
-            query = select(InvoiceLine).where(InvoiceLine.invoice_id.in_(part))
+            query = select(*_LINE_COLUMNS).where(InvoiceLine.invoice_id.in_(part))
             if kinds is not None:
                 query = query.where(InvoiceLine.kind.in_(sorted(kinds)))
-            for line in session.scalars(query.order_by(InvoiceLine.id)):
+            for line in session.execute(query.order_by(InvoiceLine.id)):
                 lines[line.invoice_id].append(_line(line))
         rows = session.execute(
-            select(Invoice, Customer.external_id, Customer.name, Subscription)
+            select(*_INVOICE_COLUMNS)
             .join(Customer, Customer.id == Invoice.customer_id)
             .join(Subscription, Subscription.id == Invoice.subscription_id)
             .where(Invoice.id.in_(part))
         ).all()
-        for invoice, customer, name, sub in rows:
-            tz = ZoneInfo(sub.timezone)
+        for invoice in rows:
+            tz = ZoneInfo(invoice.timezone)
             docs[invoice.id] = InvoiceDoc(
                 invoice_id=invoice.id,
-                customer=customer,
-                customer_name=name,
-                subscription=sub.external_id,
+                customer=invoice.customer,
+                customer_name=invoice.customer_name,
+                subscription=invoice.subscription,
                 currency=invoice.currency,
                 status=invoice.status,
                 period_start=_iso(invoice.period_start) or "",
                 period_end=_iso(invoice.period_end) or "",
                 period_start_local=invoice.period_start.astimezone(tz).date().isoformat(),
                 period_end_local=invoice.period_end.astimezone(tz).date().isoformat(),
-                timezone=sub.timezone,
+                timezone=invoice.timezone,
                 subtotal_minor=invoice.subtotal_minor,
                 discount_minor=invoice.discount_minor,
                 adjustment_minor=invoice.adjustment_minor,
