@@ -211,14 +211,25 @@ def iter_periods(sub: SubscriptionTerms, *, after: datetime | None = None) -> It
         day = nxt
 
 
-def periods_ended_by(sub: SubscriptionTerms, as_of: datetime) -> list[Period]:
-    """Every period of the subscription whose end is at or before ``as_of``, oldest first."""
+def periods_ended_by(
+    sub: SubscriptionTerms, as_of: datetime, *, ending_after: datetime | None = None
+) -> list[Period]:
+    """Every period of the subscription whose end is at or before ``as_of`` (and, with
+    ``ending_after``, after it), oldest first. The walk starts at the anchor cycle that
+    contains ``ending_after``: every earlier period ends at or before that cycle starts,
+    so none is skipped that would be kept (a close as of today never walks the years of
+    a subscription that began long before the metering go-live)."""
     as_of = _aware(as_of)
+    after = None
+    if ending_after is not None:
+        first = cycle_start_date(sub.billing_anchor_day, sub.timezone, _aware(ending_after))
+        after = local_midnight(first, sub.timezone)
     ended: list[Period] = []
-    for period in iter_periods(sub):
+    for period in iter_periods(sub, after=after):
         if period.end > as_of:
             break
-        ended.append(period)
+        if ending_after is None or period.end > ending_after:
+            ended.append(period)
     return ended
 
 

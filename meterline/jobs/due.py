@@ -49,9 +49,7 @@ def billable_periods(sub: Subscription, as_of: datetime, config: Settings) -> It
     grace = timedelta(hours=config.finalize_grace_hours)
     go_live = config.billing_go_live
     cutoff = datetime.combine(go_live, time(0), tzinfo=UTC) if go_live else None
-    for period in periods_ended_by(sub, as_of - grace):
-        if cutoff is None or period.end > cutoff:
-            yield period
+    yield from periods_ended_by(sub, as_of - grace, ending_after=cutoff)
 
 
 def due_periods(
