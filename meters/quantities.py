@@ -98,8 +98,11 @@ def _customer_set(customer_ids: Sequence[str] | None) -> frozenset[str] | None:
     return None if customer_ids is None else frozenset(customer_ids)
 
 
-# (customer, window number) pairs per query: keeps a query's parameters far below a
-# server's URL limit (ClickHouse's http_max_uri_size is 1 MiB) even with long customer ids.
+# (customer, window number) pairs per query on a ClickHouse server: keeps a query's
+# parameters far below its URL limit (http_max_uri_size is 1 MiB) even with long customer
+# ids. The embedded engine (an exclusive warehouse, in this process) takes its parameters
+# in memory and reads every pair in one query: each query scans the rollup of the whole
+# span, so 24,000 subscriptions read in 2 queries of ~2 s instead of 24 of ~0.4 s.
 PAIRS_PER_QUERY = 2_000
 
 
@@ -109,14 +112,15 @@ def batch_quantities(
     requests: Sequence[WindowRequest],
     *,
     raw: bool = False,
-    pairs_per_query: int = PAIRS_PER_QUERY,
+    pairs_per_query: int | None = None,
 ) -> list[list[QuantityRow]]:
     """The quantities of many windows, each for its customers: one list per request, in
     the order given. From the rollup, or with `raw` from `usage_events FINAL`.
 
-    All windows are read together, `pairs_per_query` (customer, window) pairs per query,
-    instead of one query per window: a close needs a window per anchor day, timezone and
-    price version, hundreds of them for a few thousand subscriptions. A request for every
+    All windows are read together, `pairs_per_query` (customer, window) pairs per query
+    (None: PAIRS_PER_QUERY on a server, all of them on the embedded engine), instead of
+    one query per window: a close needs a window per anchor day, timezone and price
+    version, hundreds of them for a few thousand subscriptions. A request for every
     customer (customer_ids None) must be the only one.
     """
     wanted = [check_window(r.start, r.end) for r in requests]
@@ -136,8 +140,11 @@ def batch_quantities(
                 for customer in r.customer_ids or ()
             }
         )
-        for i in range(0, len(pairs), pairs_per_query):
-            reader.read(windows, pairs[i : i + pairs_per_query], all_customers=False)
+        size = pairs_per_query or (
+            max(len(pairs), 1) if getattr(warehouse, "exclusive", False) else PAIRS_PER_QUERY
+        )
+        for i in range(0, len(pairs), size):
+            reader.read(windows, pairs[i : i + size], all_customers=False)
 
     out = []
     for request, window in zip(requests, wanted, strict=True):
