@@ -25,12 +25,42 @@ CATALOG_KINDS: frozenset[str] = frozenset({"usage", "flat"})
 KEY_SEP = "|"
 
 
+class _NotPlain(Exception):
+    """A value the fast copy leaves to to_json_doc's full walk."""
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of ``value`` when it is plain JSON already (dicts with string keys, lists,
+    str, int, bool, None), as a rating breakdown is; _NotPlain for anything else. Builds
+    no paths: to_json_doc's walk names where a bad value is, and is only needed then."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            out[key] = _plain_copy(item)
+        return out
+    if kind is list:
+        return [_plain_copy(item) for item in value]
+    raise _NotPlain
+
+
 def to_json_doc(value: Any, where: str = "breakdown") -> Any:
     """``value`` as plain JSON (dict / list / str / int / bool / None).
 
     Decimals become their exact string; a float anywhere is a TypeError (invariant 4);
     dates become ISO strings; tuples become lists; mapping keys must be strings.
     """
+    try:
+        return _plain_copy(value)
+    except _NotPlain:
+        return _to_json_doc(value, where)
+
+
+def _to_json_doc(value: Any, where: str) -> Any:
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):
@@ -51,10 +81,10 @@ def to_json_doc(value: Any, where: str = "breakdown") -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"{where} has a non-string key {key!r}")
-            out[key] = to_json_doc(item, f"{where}.{key}")
+            out[key] = _to_json_doc(item, f"{where}.{key}")
         return out
     if isinstance(value, (list, tuple)):
-        return [to_json_doc(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [_to_json_doc(item, f"{where}[{i}]") for i, item in enumerate(value)]
     raise TypeError(f"{where} holds a {type(value).__name__}, which is not JSON-able")
 
 

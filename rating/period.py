@@ -173,6 +173,8 @@ def quantity_for(spec: PriceSpec, quantities: Mapping[QuantityKey, Decimal]) -> 
 def matches_filter(dims: Iterable[tuple[str, str]], price_filter: Mapping[str, str]) -> bool:
     """A dimension group counts towards a price when it has every (key, value) of the
     price's filter. Close (quantity_for) and the audit decide it with this one rule."""
+    if not price_filter:
+        return True
     groups = dict(dims)
     return all(groups.get(k) == v for k, v in price_filter.items())
 
