@@ -36,6 +36,7 @@ from billing.models import RatingRun
 from billing.periods import Period, iso_utc
 from billing.views import month_bounds
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
+from meterline.jobs.collector import collector_paused
 from meterline.jobs.due import Due, due_periods
 from meterline.jobs.late import periods_with_late_usage, post_late_adjustments
 from meterline.jobs.post import (
@@ -178,7 +179,11 @@ def close_periods(as_of: datetime, *, config: Settings | None = None) -> CloseRe
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
     meters = meter_catalog(config)
-    with ledger_session(config, write=True) as session, open_warehouse(config) as warehouse:
+    with (
+        collector_paused(),
+        ledger_session(config, write=True) as session,
+        open_warehouse(config) as warehouse,
+    ):
         report = _close(session, warehouse, meters, as_of, config)
     # Committed: a close killed here is closed; running it again changes nothing.
     crash_point("close.after_finalize")
