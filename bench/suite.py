@@ -1,4 +1,4 @@
-"""The side-by-side benchmark (issue 15):
+"""The side-by-side benchmark: meterline and the alternatives on the same day of events:
 
     python -m bench [--size 1M] [--size 10M,50M] [--out bench/out/suite]
                     [--customers 25000] [--postgres URL] [--only NAMES | --skip NAMES]
