@@ -5,13 +5,17 @@
 Imports the contender's module, runs it, and prints one line `RESULT_PREFIX {json}`:
 its Outcome (bench/contenders/common.py) and this process's own peak resident memory
 (`peak_rss_mb`, see peak_rss_mb()).
-An exception ends the process with its traceback on stderr and exit code 1.
+An exception ends the process with its traceback on stderr and exit code 1. Once the
+result line is out, the process ends at once (os._exit), without the interpreter's
+teardown: a native library's threads torn down at exit have aborted a finished contender
+("terminate called without an active exception", exit -6) after its result was printed.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import resource
 import sys
 from pathlib import Path
@@ -51,4 +55,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -6,7 +6,9 @@ generate --customers 25000 --days 1 --events-per-day N --duplicates 0.01` writes
 generator holds a whole day in memory, so a day of more than CHUNK_EVENTS events is
 generated in chunks (one seed each, so each chunk has its own event ids, over the same
 customers) and the chunks' files are concatenated, row group by row group, into one
-file. A day once generated is reused by later runs with the same arguments.
+file. A day once generated is reused by later runs with the same arguments, if its files
+are still whole (a Parquet file that cannot be read, or holds other than the manifest's
+rows, is generated again).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meterline.demo.synthetic import FIN, SEATS, GeneratorConfig, Manifest, generate
@@ -110,7 +113,9 @@ def prepare_day(
     else:
         file = folder / f"{DAY.isoformat()}.parquet"
         marker = folder / "combined.json"
-        if not marker.exists() or json.loads(marker.read_text()) != [str(f) for f in files]:
+        rows = sum(m.daily.rows for m in manifests)
+        if generated or not marker.exists() or json.loads(marker.read_text()) != [str(f) for f in files] \
+                or not _whole(file, rows):
             say(f"concatenating {len(files)} chunks into one file")
             marker.unlink(missing_ok=True)
             concatenate(files, file)
@@ -120,13 +125,25 @@ def prepare_day(
 
 
 def _complete(out: Path, size: int, customers: int, duplicates: float, seed: int) -> bool:
-    """Whether `out` holds a finished generation with these arguments."""
+    """Whether `out` holds a finished generation with these arguments, its file whole."""
     if not (out / "manifest.json").exists():
         return False
-    m = Manifest.read(out)
+    try:
+        m = Manifest.read(out)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # a manifest cut short or edited: generate again
     return (m.seed, m.customers, m.start, m.days, m.format) == (seed, customers, DAY, 1, "parquet") \
         and m.options.get("events_per_day") == size and m.options.get("duplicates") == duplicates \
-        and not m.options.get("late") and not m.options.get("malformed")
+        and not m.options.get("late") and not m.options.get("malformed") \
+        and len(m.files) == 1 and _whole(out / m.files[0], m.daily.rows)
+
+
+def _whole(file: Path, rows: int) -> bool:
+    """Whether `file` is a readable Parquet file of `rows` rows (its footer only is read)."""
+    try:
+        return bool(pq.ParquetFile(file).metadata.num_rows == rows)
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def concatenate(files: list[Path], target: Path) -> None:
