@@ -127,6 +127,7 @@ def post_adjustments(
     *,
     rerate: bool = False,
     rating_run_id: int | None = None,
+    expire: bool = True,
 ) -> AdjustmentResult:
     """Post the correction of a finalized period as adjustment lines on the next draft.
 
@@ -135,6 +136,11 @@ def post_adjustments(
     same correction again is a no-op; a different correction of the same period while
     the same draft carries the first one is a PostingConflict unless ``rerate``, which
     replaces it. Runs in the caller's transaction.
+
+    The writes are Core statements, so the session's objects are expired after them;
+    ``expire=False`` leaves that to a caller posting many periods, once after the last
+    (each expire_all walks the whole identity map, and every object read after it is
+    loaded again: per period of a close, that grew with the square of its size).
     """
     bulk.lock_ledger_writes(session)
     sub = subscriptions(session, [subscription])[subscription]
@@ -276,7 +282,8 @@ def post_adjustments(
         # The draft's adjustment lines go to the outside world as they now are
         # (DESIGN.md invariant 8), in this transaction.
         record_adjustments(session, [carrier_id])
-    session.expire_all()
+    if expire:
+        session.expire_all()
     return result
 
 

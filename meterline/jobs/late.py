@@ -145,7 +145,8 @@ def post_late_adjustments(
 ) -> Adjusted:
     """Post each re-rated finalized period's difference as adjustment lines, each period
     in a savepoint: one the ledger refuses (or that could not be re-rated) is `failed`
-    and the others are adjusted."""
+    and the others are adjusted. The session's objects are expired once, after the last
+    (post_adjustments reads none that another period's writes change)."""
     out = Adjusted()
     for item, rating in ratings.items():
         reason = rating.error
@@ -159,12 +160,15 @@ def post_late_adjustments(
                         rating.lines,
                         rerate=True,
                         rating_run_id=rating_run_id,
+                        expire=False,
                     )
                 out.lines += result.created + result.replaced
             except LedgerError as exc:
                 reason = str(exc)
         if reason is not None:
             out.failed[item] = reason
+    if ratings:
+        session.expire_all()
     return out
 
 
