@@ -4,6 +4,8 @@ SQLite: foreign keys on, WAL journal, a busy timeout, and every transaction star
 ``BEGIN IMMEDIATE``: it takes the database's single write lock up front, so two
 processes posting at once queue up instead of both reading, then one failing to
 upgrade its lock (SQLite's deadlock answer, which does not wait for the busy timeout).
+A session opened with ``reading`` only reads: its transaction is a plain (deferred)
+``BEGIN``, a snapshot that neither takes nor waits for the write lock (WAL).
 
 PostgreSQL: plain READ COMMITTED; ledger writers queue on one advisory lock per ledger
 schema (``billing.bulk.lock_ledger_writes``), and posting serialises on invoice rows
@@ -14,6 +16,8 @@ schema per test).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
+#: Execution option of a connection whose transaction only reads (see ``reading``).
+READ_ONLY = "ledger_read_only"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -64,9 +70,23 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reader = connection.get_execution_options().get(READ_ONLY)
+        connection.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions for the ledger; objects stay readable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def reading(make: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only. On SQLite its transaction does not take the write lock:
+    a reader never queues behind a writer, nor a writer behind it (the Stripe sink's
+    threads looked up external ids under BEGIN IMMEDIATE, each waiting for the others'
+    lookups and writes in SQLite's busy handler, which sleeps up to 100 ms a try). A
+    write in it may fail with "database is locked" instead of waiting: write through
+    ``make.begin()``. PostgreSQL: an ordinary session."""
+    with make() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session

@@ -16,6 +16,7 @@ from typing import Any
 
 import stripe as stripe_sdk
 
+from billing.db import reading
 from billing.errors import NotFound
 from billing.outbox.payloads import InvoiceDoc
 from billing.outbox.record import invoice_docs
@@ -133,7 +134,7 @@ def _check_void(
 
 def months_invoiced(config: Settings | None = None) -> list[str]:
     """The months (YYYY-MM, local period start) holding finalized or void invoices."""
-    with ledger_sessions(config or settings()) as make, make() as session:
+    with ledger_sessions(config or settings()) as make, reading(make) as session:
         return invoice_months(session)
 
 
@@ -150,7 +151,7 @@ def reconcile_stripe(
     report = StripeReconcileReport(period=period, customer=customer)
     with ledger_sessions(cfg) as make:
         sink, api = make_stripe_sink(make, stripe or stripe_config(cfg))
-        with make() as session:
+        with reading(make) as session:
             if customer is not None and not has_customer(session, customer):
                 raise NotFound(f"no customer {customer!r} in the ledger")
             found = invoices_of_month(session, period, customer=customer)

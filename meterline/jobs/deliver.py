@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing.db import session_factory
+from billing.db import reading, session_factory
 from billing.errors import NotFound
 from billing.migrate import require_head
 from billing.outbox import (
@@ -124,7 +124,7 @@ class LedgerDirectory:
         with self._lock:
             if customer in self._terms:
                 return self._terms[customer]
-        with self.make() as session:
+        with reading(self.make) as session:
             found = customer_terms(session, [customer]).get(customer)
         terms = CustomerTerms(*found) if found else CustomerTerms()
         with self._lock:
@@ -132,7 +132,7 @@ class LedgerDirectory:
         return terms
 
     def ref(self, kind: str, local_id: str) -> str | None:
-        with self.make() as session:
+        with reading(self.make) as session:
             found = external_ids(session, self.sink, kind, [local_id]).get(local_id)
         return found[0] if found else None
 
@@ -141,7 +141,7 @@ class LedgerDirectory:
             forget_external_id(session, self.sink, kind, local_id)
 
     def is_void(self, invoice_id: int) -> bool:
-        with self.make() as session:
+        with reading(self.make) as session:
             return invoice_status(session, invoice_id) == "void"
 
     def record(self, refs: Sequence[Ref]) -> None:
@@ -247,7 +247,7 @@ def deliver(
         report.items_removed = target.counts["items_removed"]
         # Finalized in Stripe by this run (a replay that finds them so counts nothing).
         report.invoices_finalized = target.counts["finalized"]
-        with make() as session:
+        with reading(make) as session:
             left = undelivered(session, sink=sink)
         report.left = left["pending"] + left["parked"]
         report.parked_total = left["parked"]
@@ -314,7 +314,7 @@ def outbox_rows(
     config: Settings | None = None,
 ) -> list[DeliveryRow]:
     """The outbox's deliveries (``meterline outbox list``)."""
-    with ledger_sessions(config or settings()) as make, make() as session:
+    with ledger_sessions(config or settings()) as make, reading(make) as session:
         return list_deliveries(session, sink=sink, failed_only=failed_only, limit=limit)
 
 
