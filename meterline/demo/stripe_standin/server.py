@@ -418,7 +418,9 @@ class _Handler(LoopbackHandler):
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         answer = self.server.api.handle(self.command, self.path, headers, body)
-        payload = json.dumps(answer.body, indent=2).encode()
+        # Compact, not indented as Stripe's own: clients parse it, and an indent makes
+        # json use its pure-Python encoder (a fifth of the stand-in's time in the demo).
+        payload = json.dumps(answer.body, separators=(",", ":")).encode()
         self.send_response(answer.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))

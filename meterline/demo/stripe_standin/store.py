@@ -16,7 +16,7 @@ import re
 import string
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -250,6 +250,12 @@ class Store:
         self.idempotency: dict[tuple[str, str], IdempotentResult] = {}
         self.request_counts: Counter[tuple[str, str]] = Counter()
         self._customer_created_at: dict[str, float] = {}
+        # Lookups the sink makes once per invoice, which scanned everything delivered so
+        # far: customers by a metadata (key, value) (a customer's metadata is set when it
+        # is created and never changed), and each customer's invoice ids in creation
+        # order (a deleted draft's id stays here; it is skipped).
+        self._customers_by_metadata: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self._invoices_by_customer: dict[str, list[str]] = defaultdict(list)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -324,6 +330,8 @@ class Store:
         )
         self.customers[customer.id] = customer
         self._customer_created_at[customer.id] = self._clock()
+        for pair in customer.metadata.items():
+            self._customers_by_metadata[pair].append(customer.id)
         return self.render_customer(customer)
 
     def retrieve_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -397,9 +405,14 @@ class Store:
         clauses = parse_metadata_query(params["query"])
         limit = _limit(params)
         visible_before = self._clock() - self.search_visibility_delay
+        candidates: Iterable[Customer] = (
+            (self.customers[i] for i in reversed(self._customers_by_metadata.get(clauses[0], [])))
+            if clauses
+            else reversed(self.customers.values())
+        )
         found = [
             c
-            for c in reversed(self.customers.values())
+            for c in candidates
             if all(c.metadata.get(k) == v for k, v in clauses)
             and (
                 self.search_visibility_delay <= 0
@@ -485,13 +498,20 @@ class Store:
             for item in pending:
                 self._attach(invoice, item)
         self.invoices[invoice.id] = invoice
+        self._invoices_by_customer[invoice.customer].append(invoice.id)
         return self.render_invoice(invoice)
 
     def retrieve_invoice(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
         return self.render_invoice(self._invoice(invoice_id))
 
     def list_invoices(self, params: dict[str, Any]) -> dict[str, Any]:
-        newest_first = list(reversed(self.invoices.values()))
+        customer = params.get("customer")
+        if customer is not None and not {"starting_after", "ending_before"} & params.keys():
+            # The customer's own invoices: the same first page as filtering them all.
+            ids = self._invoices_by_customer.get(customer, [])
+            newest_first = [self.invoices[i] for i in reversed(ids) if i in self.invoices]
+        else:
+            newest_first = list(reversed(self.invoices.values()))
 
         def keep(invoice: Invoice) -> bool:
             return all(
