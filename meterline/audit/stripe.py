@@ -97,7 +97,7 @@ def _check(
     invoice = live[0] if live else found[0]
     if customer_id and str(invoice.customer) != customer_id:
         differences.append(f"customer: Stripe {invoice.customer}, ledger {customer_id}")
-    items = sink.lines_of(invoice)
+    items = sink.all_lines(invoice)
     differences += compare_lines(doc, invoice, items)
     if invoice.status not in ("open", "paid"):
         differences.append(f"Stripe invoice is {invoice.status}, not issued")

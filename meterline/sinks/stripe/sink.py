@@ -399,15 +399,17 @@ class StripeSink:
             )
         return invoice, len(missing), len(stale)
 
-    def _record_lines(self, doc: InvoiceDoc, invoice: Any) -> None:
-        """Record each line's invoice item id; from the invoice's own first page of lines
-        when it holds them all (no request), else by listing them."""
+    def all_lines(self, invoice: Any) -> list[Any]:
+        """Every line item of a Stripe invoice: the invoice's own first page of lines
+        when it holds them all (no request; Stripe embeds the first 10), else listed."""
         embedded = getattr(invoice, "lines", None)
-        items = (
-            list(embedded.data)
-            if embedded is not None and not embedded.has_more
-            else self.lines_of(invoice)
-        )
+        if embedded is not None and not embedded.has_more:
+            return list(embedded.data)
+        return self.lines_of(invoice)
+
+    def _record_lines(self, doc: InvoiceDoc, invoice: Any) -> None:
+        """Record each line's invoice item id (from all_lines)."""
+        items = self.all_lines(invoice)
         refs = [
             Ref("line", line_id, _invoice_item_id(item), str(invoice.id))
             for item in items
