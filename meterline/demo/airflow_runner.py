@@ -47,6 +47,20 @@ def _failed_tasks(run: Any) -> str:
     return f": task(s) {', '.join(sorted(failed))} failed, see their logs above" if failed else ""
 
 
+def task_seconds(run: Any) -> dict[str, float]:
+    """Seconds each task of a finished run took (start to end), by task id, in the order
+    the tasks started."""
+    out: dict[str, float] = {}
+    started = [ti for ti in run.get_task_instances() if ti.start_date is not None]
+    for ti in sorted(started, key=lambda ti: ti.start_date):
+        seconds = ti.duration
+        if seconds is None and ti.end_date is not None:
+            seconds = (ti.end_date - ti.start_date).total_seconds()
+        if seconds is not None:
+            out[str(ti.task_id)] = float(seconds)
+    return out
+
+
 class DagRunner:
     """The project's DAGs, parsed once, run with dag.test()."""
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
@@ -76,6 +78,8 @@ class DemoResult:
     stripe_items: int = 0
     stripe_matches: bool = False
     stripe_adjustment_items: int = 0
+    #: Wall seconds per step (StepTimes), as the demo prints them at the end.
+    steps: dict[str, float] = field(default_factory=dict)
 
 
 #: The demo's Stripe key: a test-mode key the stand-in accepts (never a real one).
@@ -99,28 +103,57 @@ def demo_settings(config: DemoConfig) -> Settings:
 
 
 def stripe_settings(stripe: StripeStandIn) -> None:
-    """Point the Stripe settings at the stand-in (the DAG tasks read the environment)."""
+    """Point the Stripe settings at the stand-in (the DAG tasks read the environment).
+    One request at a time: the stand-in answers in this process, under its interpreter
+    lock, so requests in parallel only queue there (the demo's first delivery: 61 s with
+    8, 54 s with 1)."""
     os.environ["METERLINE_STRIPE_API_KEY"] = DEMO_STRIPE_KEY
     os.environ["METERLINE_STRIPE_API_BASE"] = stripe.base_url
+    os.environ["METERLINE_STRIPE_CONCURRENCY"] = "1"
     settings.cache_clear()
 
 
-def _print_stripe(result: DemoResult, console: Console) -> None:
-    from meterline.audit.stripe import months_invoiced, reconcile_stripe
-
-    reports = [reconcile_stripe(month) for month in months_invoiced()]
-    result.stripe_invoices = sum(r.invoices for r in reports)
-    result.stripe_items = sum(r.items for r in reports)
-    result.stripe_matches = all(r.ok for r in reports)
-    verdict = (
-        "Stripe totals = ledger totals"
-        if result.stripe_matches
-        else "; ".join(r.summary() for r in reports if not r.ok)
-    )
+def _print_stripe(result: DemoResult, console: Console, stripe: StripeStandIn) -> None:
+    """What Stripe holds after billing_close delivered the outbox: its issued invoices
+    and their items, read from the stand-in's store in this process. That they equal the
+    ledger, line by line, billing_close's stripe_reconcile task has just checked for
+    every month the close touched (a difference fails the run, and the demo with it)."""
+    with stripe.store.lock:
+        issued = [i for i in stripe.store.invoices.values() if i.status != "draft"]
+        result.stripe_invoices = len(issued)
+        result.stripe_items = sum(len(i.item_ids) for i in issued)
+    result.stripe_matches = True
     console.print(
         f"delivered {result.stripe_invoices:,} invoices ({result.stripe_items:,} items) to"
-        f" Stripe; {verdict}"
+        " Stripe; Stripe totals = ledger totals"
     )
+
+
+@dataclass
+class StepTimes:
+    """Wall seconds per step of the demo, in the order the steps first ran (a step that
+    runs again adds to its time)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - started)
+
+    def print(self, console: Console, total: float) -> None:
+        print_table(
+            console,
+            ["step", Column("seconds", "number")],
+            [(name, f"{seconds:,.1f}") for name, seconds in self.seconds.items()],
+            title=f"where the time went ({total:,.1f} s in all)",
+        )
 
 
 def _stripe_adjustments(stripe: StripeStandIn | None) -> int:
@@ -136,6 +169,7 @@ def _stripe_adjustments(stripe: StripeStandIn | None) -> int:
 
 def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     started = time.perf_counter()
+    times = StepTimes()
     if config.folder.exists():
         shutil.rmtree(config.folder)
     data = config.folder / "data"
@@ -144,20 +178,22 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         f"[bold]meterline demo[/bold]: {config.customers:,} customers, {config.days} days from "
         f"{config.start}, seed {config.seed}; everything under {config.folder}/"
     )
-    manifest = _generate(config, data, console)
+    with times.step("generate"):
+        manifest = _generate(config, data, console)
     from meterline.jobs.catalog import load_catalog_file
     from meterline.jobs.init import init_schemas
 
-    init_schemas(config_settings)  # `meterline init`: both schemas, before any other step
-
-    console.print(load_catalog_file(config_settings.catalog_path, config=config_settings).text())
+    with times.step("init, catalog load"):
+        init_schemas(config_settings)  # `meterline init`: both schemas, before any other step
+        loaded = load_catalog_file(config_settings.catalog_path, config=config_settings)
+    console.print(loaded.text())
     daily = [
         (data / name, delivery_time(config.start + timedelta(days=offset)))
         for offset, name in enumerate(manifest.files)
     ]
-    result = DemoResult(
-        manifest, _ingest(config_settings, daily, console, "ingest daily files"), SourceCounts()
-    )
+    with times.step("ingest daily files"):
+        daily_counts = _ingest(config_settings, daily, console, "ingest daily files")
+    result = DemoResult(manifest, daily_counts, SourceCounts())
 
     end = datetime.combine(config.start + timedelta(days=config.days), clock(0), tzinfo=UTC)
     as_of = end + timedelta(hours=config_settings.finalize_grace_hours)
@@ -166,30 +202,32 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     if config.billing:
         from meterline.demo.airflow_runner import DagRunner, prepare
 
-        stripe = StripeStandIn().start()
-        stripe_settings(stripe)
-        console.print(f"Stripe: the stand-in at {stripe.base_url} (docs/stripe-standin.md)")
-
-        _load_ledger(config_settings, data, console)
-        with progress("airflow: usage_rollup days, then billing_close", config.days) as tick:
+        with times.step("Stripe stand-in, customers load, Airflow"):
+            stripe = StripeStandIn().start()
+            stripe_settings(stripe)
+            console.print(f"Stripe: the stand-in at {stripe.base_url} (docs/stripe-standin.md)")
+            _load_ledger(config_settings, data, console)
             prepare(config.folder / "airflow")
             runner = DagRunner()
+        with progress("airflow: usage_rollup days, then billing_close", config.days) as tick:
             for offset in range(config.days):
                 day = config.start + timedelta(days=offset)
-                runner.rollup_day(day)
+                with times.step(f"usage_rollup, {config.days} days"):
+                    runner.rollup_day(day)
                 tick.advance(detail=day.isoformat())
             tick(config.days, None, f"billing_close as of {as_of:%Y-%m-%d %H:%M}")
-            runner.close(as_of)
+            _close(runner, as_of, times)
         console.print(
             f"ran usage_rollup for {config.days} days and billing_close as of "
             f"{as_of.isoformat()} (Airflow dag.test)"
         )
-        _print_stripe(result, console)
+        _print_stripe(result, console, stripe)
 
     # The late file arrives after the invoices were finalized.
     late_at = as_of + timedelta(hours=12) if config.billing else delivery_time(end.date())
     late = [(data / name, late_at) for name in manifest.late_files]
-    result.late = _ingest(config_settings, late, console, "ingest the late file")
+    with times.step("ingest the late file"):
+        result.late = _ingest(config_settings, late, console, "ingest the late file")
     result.matches_manifest = _matches(manifest, result.daily, result.late)
     _print_accounting(console, result)
 
@@ -197,22 +235,41 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         result.invoices, top = _print_invoices(
             config_settings, console, config.top, adjustments=False
         )
-        runner.rollup_day(late_at.date())
-        runner.close(as_of + timedelta(days=1))
+        with times.step("usage_rollup, the late file's day"):
+            runner.rollup_day(late_at.date())
+        _close(runner, as_of + timedelta(days=1), times)
         result.adjustment_lines = _print_adjustments(config_settings, console)
         result.stripe_adjustment_items = _stripe_adjustments(stripe)
         console.print(
             f"delivered {result.stripe_adjustment_items:,} adjustment lines to Stripe, as"
             " items of the next invoices' drafts (billing_close's deliver task)"
         )
-        result.statements = _write_statements(
-            config_settings, config.folder / "statements", top, console
-        )
+        with times.step("usage statements"):
+            result.statements = _write_statements(
+                config_settings, config.folder / "statements", top, console
+            )
     if stripe is not None:
         stripe.stop()
     result.seconds = time.perf_counter() - started
+    times.add("other (reports, setup)", max(result.seconds - sum(times.seconds.values()), 0.0))
+    result.steps = dict(times.seconds)
+    times.print(console, result.seconds)
     console.print(f"done in {result.seconds:.1f}s")
     return result
+
+
+def _close(runner: Any, as_of: datetime, times: StepTimes) -> None:
+    """Run billing_close as of `as_of`; its tasks' times under their own names, the
+    rest of the run (Airflow's own work) apart."""
+    from meterline.demo.airflow_runner import task_seconds
+
+    started = time.perf_counter()
+    run = runner.close(as_of)
+    seconds = time.perf_counter() - started
+    tasks = task_seconds(run)
+    for task, spent in tasks.items():
+        times.add(f"billing_close: {task}", spent)
+    times.add("billing_close: Airflow", max(seconds - sum(tasks.values()), 0.0))
 
 
 def _generate(config: DemoConfig, data: Path, console: Console) -> Manifest:
