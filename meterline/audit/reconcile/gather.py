@@ -40,6 +40,7 @@ from meterline.audit.rerating import Rerater, period_facts
 from meterline.audit.scope import unknown_customer
 from meterline.audit.warehouse import UsageWindow, usage_totals
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
+from meterline.jobs.collector import collector_paused
 from meterline.jobs.due import billable_periods
 from meterline.jobs.rate import RATING_ERRORS
 from meterline.jobs.watermarks import LateWindow, Watermark, as_utc, late_events, run_watermarks
@@ -132,8 +133,14 @@ def months_to_reconcile(as_of: datetime, *, config: Settings | None = None) -> l
 
 @contextmanager
 def _reader(config: Settings) -> Iterator[_Month]:
+    # A month's reconcile re-rates every finalized period twice (raw events, rollup):
+    # a heap like a close's, which the cyclic collector re-walks for nothing.
     meters = meter_catalog(config)
-    with ledger_session(config) as session, open_warehouse(config) as warehouse:
+    with (
+        collector_paused(),
+        ledger_session(config) as session,
+        open_warehouse(config) as warehouse,
+    ):
         yield _Month(session, warehouse, meters, config)
 
 
