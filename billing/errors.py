@@ -29,6 +29,11 @@ class InvoiceImmutable(LedgerError):
     """An attempt to change a finalized or void invoice or its lines."""
 
 
+class CreditLedgerImmutable(LedgerError):
+    """An attempt to change or delete a credit ledger entry, or to change a credit grant
+    other than by voiding it once (the credit ledger is append-only)."""
+
+
 class FinalizeTooEarly(LedgerError):
     """``finalize`` was asked to close an invoice before period end + grace period."""
 

@@ -45,10 +45,35 @@ DELIVERY_STATUSES = ("pending", "delivered", "parked")
 #: Stripe's invoice collection methods (Invoice.collection_method).
 COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 LINE_KINDS = ("usage", "flat", "minimum_true_up", "discount", "adjustment")
+#: Credit grants (docs/credits.md): paid commitments and promotional credits.
+GRANT_KINDS = ("paid_commit", "promotional")
+#: What a grant pays for: every usage price, the prices listed, or the meters listed.
+GRANT_SCOPES = ("all_usage", "prices", "meters")
+#: The accounts of a grant's double-entry ledger. ``issuer`` is where a grant's value
+#: comes from and returns to (the sale or the promotion); ``available`` its remaining
+#: balance; ``consumed`` what paid for invoice lines; ``expired`` breakage.
+CREDIT_ACCOUNTS = ("issuer", "available", "consumed", "expired")
+#: Each kind of credit ledger entry moves value from one account to another, always
+#: the same two (billing/credits/accounts.py explains each).
+CREDIT_MOVES: dict[str, tuple[str, str]] = {
+    "grant": ("issuer", "available"),
+    "consume": ("available", "consumed"),
+    "reverse": ("consumed", "available"),
+    "expire": ("available", "expired"),
+    "void": ("available", "issuer"),
+}
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def credit_moves_check() -> str:
+    """The CHECK that ties each credit ledger entry kind to its two accounts."""
+    return " OR ".join(
+        f"(kind = '{kind}' AND from_account = '{src}' AND to_account = '{dst}')"
+        for kind, (src, dst) in CREDIT_MOVES.items()
+    )
 
 
 class Base(DeclarativeBase):
@@ -443,3 +468,117 @@ class ExternalRef(Base):
     # The object it belongs to there (a line item's invoice), when there is one.
     parent_external_id: Mapped[str | None] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CreditGrant(Base):
+    """A credit grant (docs/credits.md): prepaid value a customer's usage lines draw down.
+
+    A grant is an amount of money in ``currency`` (``meter`` NULL) or a number of units
+    of one meter (``meter`` set; each unit consumed is valued at the price of the line it
+    pays for, in ``currency``). ``amount`` is in the grant's unit: major units of the
+    currency (a whole number of its minor unit) or units of the meter. Rows are never
+    deleted; only the void columns are ever set, once (billing/guards.py, migration
+    0006's triggers). What a grant holds at any time is its ledger's, never a column
+    here: ``credit_ledger_entries``.
+    """
+
+    __tablename__ = "credit_grants"
+    __table_args__ = (
+        CheckConstraint(_in("kind", GRANT_KINDS), name="kind"),
+        CheckConstraint(_in("applies_to", GRANT_SCOPES), name="applies_to"),
+        CheckConstraint("priority BETWEEN 0 AND 100", name="priority"),
+        CheckConstraint("expires_at IS NULL OR expires_at > effective_from", name="validity"),
+        # A paid commitment records what the customer paid for it; a promotion nothing.
+        CheckConstraint(
+            "(kind = 'paid_commit') = (price_paid IS NOT NULL)", name="price_paid_commit"
+        ),
+        CheckConstraint(
+            "(voided_at IS NULL) = (voided_by IS NULL) AND (voided_at IS NULL) = "
+            "(void_reason IS NULL)",
+            name="void_complete",
+        ),
+        Index("ix_credit_grants_customer", "customer_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The grant's own id, as people and files name it (printable, no "|").
+    grant_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    # NULL: every subscription of the customer (in the grant's currency) may draw on it.
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal())
+    meter: Mapped[str | None] = mapped_column(String(64))
+    # 0..100, lower first (Stripe's credit grant priority).
+    priority: Mapped[int] = mapped_column(Integer)
+    effective_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    applies_to: Mapped[str] = mapped_column(String(16))
+    # The price ids or meter names of a ``prices`` / ``meters`` grant; [] for all_usage.
+    applies_to_ids: Mapped[list[str]] = mapped_column(JSONDoc)
+    # What the customer paid for a paid commitment (major units of ``currency``).
+    price_paid: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    # At the end of its term the unused balance moves to the next term's grant instead
+    # of expiring (docs/credits.md); that grant names this one.
+    rollover: Mapped[bool] = mapped_column(Boolean)
+    rolled_over_from_id: Mapped[int | None] = mapped_column(ForeignKey("credit_grants.id"))
+    # Who created it, when (wall clock of the person's action) and why.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    voided_by: Mapped[str | None] = mapped_column(String(200))
+    void_reason: Mapped[str | None] = mapped_column(Text)
+
+    customer: Mapped[Customer] = relationship()
+    subscription: Mapped[Subscription | None] = relationship()
+
+
+class CreditLedgerEntry(Base):
+    """One movement of a grant's value between two of its accounts (double entry: what
+    leaves ``from_account`` enters ``to_account``; CREDIT_MOVES fixes the pair per kind).
+
+    ``amount`` (> 0) is in the grant's unit; ``available_after`` is the grant's remaining
+    balance after this entry (never below zero: the database refuses it). Consumption
+    and its reversal name the invoice line they fund (``invoice_line_id``, finalized
+    lines only: a draft's lines are replaced when it is re-rated) and ``value_minor``,
+    the money they are worth (minor units of the grant's currency; the line's amount is
+    minus it). Rows are append-only: never updated, never deleted (triggers).
+    """
+
+    __tablename__ = "credit_ledger_entries"
+    __table_args__ = (
+        CheckConstraint(_in("kind", tuple(CREDIT_MOVES)), name="kind"),
+        CheckConstraint(credit_moves_check(), name="moves"),
+        CheckConstraint(
+            "(kind IN ('consume', 'reverse')) OR (invoice_line_id IS NULL AND value_minor IS NULL)",
+            name="only_consumption_funds",
+        ),
+        CheckConstraint("(kind = 'reverse') = (reverses_entry_id IS NOT NULL)", name="reverses"),
+        Index("ix_credit_ledger_entries_grant", "grant_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    grant_id: Mapped[int] = mapped_column(ForeignKey("credit_grants.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    from_account: Mapped[str] = mapped_column(String(16))
+    to_account: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal())
+    available_after: Mapped[Decimal] = mapped_column(ExactDecimal())
+    value_minor: Mapped[int | None] = mapped_column(BigInteger)
+    invoice_line_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("invoice_lines.id")
+    )
+    reverses_entry_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("credit_ledger_entries.id")
+    )
+    # Deterministic (billing/credits/store.py): writing the same movement again is a no-op.
+    idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)
+    # The logical time of the movement (a period's end, an expiry, a void's as_of).
+    effective_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    note: Mapped[str] = mapped_column(Text)

@@ -28,14 +28,22 @@ class Problem:
         return f"{where}: {self.field}: {self.text}"
 
 
-class CustomersFileInvalid(LoadError):
-    """A customers file that cannot be loaded; nothing of it was (the load is one
-    transaction). ``problems`` lists every problem (``line N: field: text``) in line
-    order; the message shows the first SHOWN and counts the rest and their lines. The
-    command line exits 2 (a refused input)."""
+class FileInvalid(LoadError):
+    """An input file (customers, credit grants) that cannot be loaded; nothing of it was
+    (the load is one transaction). ``problems`` lists every problem (``line N: field:
+    text``) in line order, and within a line in the file's field order (``FIELD_ORDER``);
+    the message shows the first SHOWN and counts the rest and their lines. The command
+    line exits 2 (a refused input)."""
+
+    #: A file's fields in the order its problems are listed within a line.
+    FIELD_ORDER: tuple[str, ...] = ()
 
     def __init__(self, source: str, problems: Iterable[Problem]) -> None:
-        ordered = sorted(dict.fromkeys(problems), key=lambda p: (p.line, _order(p)))
+        order = {name: i for i, name in enumerate(("file", "header", "row", *self.FIELD_ORDER))}
+        ordered = sorted(
+            dict.fromkeys(problems),
+            key=lambda p: (p.line, order.get(p.field.split(".")[0], len(order))),
+        )
         texts = [str(p) for p in ordered]
         super().__init__(source, texts)
         lines = len({p.line for p in ordered})
@@ -58,31 +66,21 @@ class CustomersFileInvalid(LoadError):
         self.found = ordered
 
 
-def _order(problem: Problem) -> int:
-    return _FIRST.get(problem.field.split(".")[0], len(_FIRST))
+class CustomersFileInvalid(FileInvalid):
+    """A customers file that cannot be loaded (FileInvalid)."""
 
-
-# Within a line, problems follow the file's field order.
-_FIRST = {
-    name: i
-    for i, name in enumerate(
-        (
-            "file",
-            "header",
-            "row",
-            "customer_id",
-            "name",
-            "currency",
-            "timezone",
-            "stripe_customer_id",
-            "collection_method",
-            "days_until_due",
-            "subscription_id",
-            "plan",
-            "billing_anchor_day",
-            "start",
-            "end",
-            "discounts",
-        )
+    FIELD_ORDER = (
+        "customer_id",
+        "name",
+        "currency",
+        "timezone",
+        "stripe_customer_id",
+        "collection_method",
+        "days_until_due",
+        "subscription_id",
+        "plan",
+        "billing_anchor_day",
+        "start",
+        "end",
+        "discounts",
     )
-}

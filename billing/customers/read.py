@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from billing import yamlio
-from billing.customers.errors import CustomersFileInvalid, Problem
+from billing.customers.errors import CustomersFileInvalid, FileInvalid, Problem
 from billing.customers.rows import CustomerRow, DiscountRow
 
 FileFormat = Literal["jsonl", "yaml", "csv"]
@@ -60,11 +60,11 @@ class ParsedFile:
     problems: list[Problem] = field(default_factory=list)
 
 
-def detect_format(path: Path) -> FileFormat:
-    """The format of a file by its extension. Raises CustomersFileInvalid."""
+def detect_format(path: Path, error: type[FileInvalid] = CustomersFileInvalid) -> FileFormat:
+    """The format of a file by its extension. Raises ``error`` (a FileInvalid)."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise CustomersFileInvalid(
+        raise error(
             str(path),
             [Problem(0, "file", f"unknown file type {path.suffix!r}: use .jsonl, .yaml or .csv")],
         )
@@ -85,7 +85,9 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, Any]]:
             yield number, Problem(number, "row", f"invalid JSON: {exc.problem}{at}")
 
 
-def _header_problem(names: list[str]) -> Problem | None:
+def _header_problem(
+    names: list[str], fields: tuple[str, ...] = FIELDS, required: tuple[str, ...] = REQUIRED
+) -> Problem | None:
     """The header row's problem: a column given twice, an unknown column (with the
     nearest known name), a required column missing."""
     seen: set[str] = set()
@@ -93,22 +95,30 @@ def _header_problem(names: list[str]) -> Problem | None:
         if name in seen:
             return Problem(1, "header", f"column {name!r} is given twice")
         seen.add(name)
-    unknown = [n for n in names if n not in FIELDS]
+    unknown = [n for n in names if n not in fields]
     if unknown:
-        return Problem(1, "header", f"unknown column {unknown[0]!r}{_suggest(unknown[0])}")
-    missing = [n for n in REQUIRED if n not in seen]
+        return Problem(1, "header", f"unknown column {unknown[0]!r}{_suggest(unknown[0], fields)}")
+    missing = [n for n in required if n not in seen]
     if missing:
         return Problem(1, "header", f"missing column {missing[0]!r} (required)")
     return None
 
 
-def _csv_records(text: str) -> Iterator[tuple[int, Any]]:
+def csv_records(
+    text: str,
+    fields: tuple[str, ...] = FIELDS,
+    required: tuple[str, ...] = REQUIRED,
+    json_columns: tuple[str, ...] = ("discounts",),
+) -> Iterator[tuple[int, Any]]:
+    """(line number, record) of a CSV text with a header row of ``fields`` (every one of
+    ``required``); an empty cell is null, ``json_columns`` hold JSON text. A record that
+    cannot be read is its Problem instead."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
         if header is None:
             return
-        problem = _header_problem(header)
+        problem = _header_problem(header, fields, required)
         if problem is not None:
             # Every row would repeat it: the header is the one problem.
             yield 1, problem
@@ -127,14 +137,16 @@ def _csv_records(text: str) -> Iterator[tuple[int, Any]]:
             row: dict[str, Any] = {
                 k: (v if v != "" else None) for k, v in zip(header, cells, strict=True)
             }
-            raw = row.get("discounts")
-            if raw is not None:
-                try:
-                    row["discounts"] = yamlio.load_json(raw)
-                except yamlio.InputError as exc:
-                    yield start, Problem(start, "discounts", f"invalid JSON ({exc.problem})")
-                    continue
-            yield start, row
+            bad = None
+            for column in json_columns:
+                raw = row.get(column)
+                if raw is not None:
+                    try:
+                        row[column] = yamlio.load_json(raw)
+                    except yamlio.InputError as exc:
+                        bad = Problem(start, column, f"invalid JSON ({exc.problem})")
+                        break
+            yield start, (bad or row)
     except csv.Error as exc:
         line = reader.line_num
         yield line, Problem(line, "row", f"not valid CSV ({exc}); nothing after it was read")
@@ -148,7 +160,7 @@ def _yaml_records(text: str) -> Iterator[tuple[int, Any]]:
         yield line, Problem(line, "file" if not line else "row", f"invalid YAML: {exc}")
 
 
-READERS = {"jsonl": _jsonl_records, "yaml": _yaml_records, "csv": _csv_records}
+READERS = {"jsonl": _jsonl_records, "yaml": _yaml_records, "csv": csv_records}
 
 
 def _suggest(name: str, known: Iterable[str] = FIELDS) -> str:
@@ -157,8 +169,11 @@ def _suggest(name: str, known: Iterable[str] = FIELDS) -> str:
     return f"{hint} (the fields are {', '.join(known)})"
 
 
-def _problems(number: int, exc: ValidationError, record: Mapping[str, Any]) -> list[Problem]:
-    """One Problem per field pydantic refused, in the file's words."""
+def problems_of(
+    number: int, exc: ValidationError, fields: tuple[str, ...] = FIELDS
+) -> list[Problem]:
+    """One Problem per field pydantic refused, in the file's words (an unknown field with
+    the nearest of ``fields``)."""
     out: list[Problem] = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
@@ -166,7 +181,7 @@ def _problems(number: int, exc: ValidationError, record: Mapping[str, Any]) -> l
         for prefix in ("Value error, ", "Assertion failed, "):
             msg = msg.removeprefix(prefix)
         if err["type"] == "extra_forbidden":
-            known = DISCOUNT_FIELDS if loc[:1] == ["discounts"] else FIELDS
+            known = DISCOUNT_FIELDS if loc[:1] == ["discounts"] else fields
             msg = f"unknown field{_suggest(loc[-1], known)}"
         elif err["type"] == "missing":
             msg = "Field required"
@@ -194,7 +209,7 @@ def parse_records(records: Iterable[tuple[int, Any]]) -> ParsedFile:
         try:
             parsed.rows.append((number, CustomerRow.model_validate(dict(record))))
         except ValidationError as exc:
-            parsed.problems.extend(_problems(number, exc, record))
+            parsed.problems.extend(problems_of(number, exc))
     customers: dict[str, tuple[int, CustomerRow]] = {}
     subscriptions: dict[str, int] = {}
     # Stripe customer id -> the first customer (and its line) that gives it.
@@ -248,20 +263,19 @@ def shared_stripe_id(number: int, customer: str, stripe_id: str, owner: str, whe
     )
 
 
-def read_text(path: Path) -> str:
-    """The file's text (UTF-8, a byte-order mark allowed). Raises CustomersFileInvalid
-    when it cannot be read or is not UTF-8, naming the line of the first bad byte."""
+def read_text(path: Path, error: type[FileInvalid] = CustomersFileInvalid) -> str:
+    """The file's text (UTF-8, a byte-order mark allowed). Raises ``error`` (a
+    FileInvalid) when it cannot be read or is not UTF-8, naming the line of the first bad
+    byte."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CustomersFileInvalid(
-            str(path), [Problem(0, "file", f"cannot read: {exc.strerror}")]
-        ) from None
+        raise error(str(path), [Problem(0, "file", f"cannot read: {exc.strerror}")]) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise CustomersFileInvalid(
+        raise error(
             str(path), [Problem(line, "row", "is not UTF-8 text: save the file as UTF-8")]
         ) from None
 

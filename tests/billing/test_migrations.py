@@ -21,6 +21,8 @@ TABLES = {
     "invoice_lines",
     "rating_run_stale_days",
     "finding_acknowledgements",
+    "credit_grants",
+    "credit_ledger_entries",
 }
 
 
@@ -54,7 +56,9 @@ def test_upgrade_from_empty_and_downgrade_latest(ledger_url: str) -> None:
 
         migrate.downgrade(engine, "0002")
         assert migrate.current(engine) == "0002"
-        assert "events_watermark" not in {c["name"] for c in inspect(engine).get_columns("rating_runs")}
+        assert "events_watermark" not in {
+            c["name"] for c in inspect(engine).get_columns("rating_runs")
+        }
         assert not {"rating_run_stale_days", "finding_acknowledgements"} & set(
             inspect(engine).get_table_names()
         )

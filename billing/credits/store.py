@@ -1,0 +1,671 @@
+"""Credit grants in the ledger: load, void, expire, consume and return, and read back.
+
+Everything runs in the caller's transaction and never commits; every writer queues
+behind the others first (billing.bulk.lock_ledger_writes). A grant's value only moves
+through ledger entries (billing/credits/accounts.py): each write computes the grant's
+balance from its last entry, refuses a movement that would take an account below zero
+(BalanceError, nothing written) and stores the balance after it. Each entry has a
+deterministic idempotency key, so writing the same movement twice is one movement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing import bulk
+from billing.credits.accounts import Balance, BalanceError, Movement, Replay, move, replay
+from billing.credits.rows import GrantRow
+from billing.customers.checks import Catalog
+from billing.customers.errors import FileInvalid, Problem
+from billing.errors import LedgerError, NotFound
+from billing.models import CREDIT_MOVES, CreditGrant, CreditLedgerEntry, Customer, Subscription
+from billing.periods import local_midnight
+
+__all__ = ["BalanceError", "GrantsFileInvalid"]
+
+
+class GrantsFileInvalid(FileInvalid):
+    """Credit grants that cannot be loaded (a file, or one `meterline credits grant`);
+    nothing of them was. Every problem names its line and field."""
+
+    FIELD_ORDER = tuple(GrantRow.model_fields)
+
+
+class EntryConflict(LedgerError):
+    """A ledger entry's idempotency key was already written with another movement."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrantsLoadResult:
+    """What a load did: grants read, created, and already in the ledger as given."""
+
+    rows: int
+    created: int
+    unchanged: int
+
+
+@dataclass(frozen=True, slots=True)
+class GrantView:
+    """A grant with its accounts, as the commands and the drawdown read it. ``unit`` is
+    the grant's currency for money, its meter for units; amounts are in that unit."""
+
+    id: int
+    grant_id: str
+    customer: str
+    subscription: str | None
+    kind: str
+    currency: str
+    meter: str | None
+    priority: int
+    effective_from: datetime
+    expires_at: datetime | None
+    applies_to: str
+    applies_to_ids: tuple[str, ...]
+    price_paid: Decimal | None
+    rollover: bool
+    created_at: datetime
+    created_by: str
+    reason: str
+    voided_at: datetime | None
+    voided_by: str | None
+    void_reason: str | None
+    balance: Balance
+
+    @property
+    def unit(self) -> str:
+        return self.meter or self.currency
+
+    def to_json(self) -> dict[str, Any]:
+        def when(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+        b = self.balance
+        return {
+            "grant_id": self.grant_id,
+            "customer": self.customer,
+            "subscription": self.subscription,
+            "kind": self.kind,
+            "currency": self.currency,
+            "meter": self.meter,
+            "unit": self.unit,
+            "priority": self.priority,
+            "effective_from": when(self.effective_from),
+            "expires_at": when(self.expires_at),
+            "applies_to": self.applies_to,
+            "applies_to_ids": list(self.applies_to_ids),
+            "price_paid": None if self.price_paid is None else str(self.price_paid),
+            "rollover": self.rollover,
+            "created_at": when(self.created_at),
+            "created_by": self.created_by,
+            "reason": self.reason,
+            "voided_at": when(self.voided_at),
+            "voided_by": self.voided_by,
+            "void_reason": self.void_reason,
+            "granted": str(b.granted),
+            "consumed": str(b.consumed),
+            "expired": str(b.expired),
+            "voided": str(b.voided),
+            "remaining": str(b.remaining),
+        }
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def load_grants(
+    session: Session,
+    rows: Sequence[tuple[int, GrantRow]],
+    source: str,
+    *,
+    by: str,
+    at: datetime,
+    problems: Sequence[Problem] = (),
+) -> GrantsLoadResult:
+    """Check ``rows`` (line number, row) against the ledger, then create each grant that
+    is not there yet with its grant entry, all or nothing. A grant id already in the
+    ledger with the same terms is left as it is (loading a file twice changes nothing);
+    with other terms it is refused: a grant never changes (void it, grant anew).
+
+    ``problems`` are the file's own (rows that did not parse). Raises GrantsFileInvalid
+    with all of them and the ledger's, nothing written. ``by`` and ``at`` record who
+    loaded the grants and when (the person's wall clock)."""
+    bulk.lock_ledger_writes(session)
+    if not by.strip():
+        raise GrantsFileInvalid(source, [Problem(0, "file", "give who grants the credits")])
+    found, resolved = _ledger_problems(session, rows)
+    if problems or found:
+        raise GrantsFileInvalid(source, [*problems, *found])
+    if not rows:
+        raise GrantsFileInvalid(source, [Problem(0, "file", "no rows")])
+    created = 0
+    for values in resolved:
+        if values is None:
+            continue
+        grant = CreditGrant(**values, created_at=at, created_by=by.strip())
+        session.add(grant)
+        session.flush()
+        _append(
+            session,
+            grant,
+            "grant",
+            grant.amount,
+            key=f"grant|{grant.grant_id}",
+            effective_at=grant.effective_from,
+            note=f"granted by {grant.created_by}: {grant.reason}",
+        )
+        created += 1
+    return GrantsLoadResult(rows=len(rows), created=created, unchanged=len(rows) - created)
+
+
+def _ledger_problems(
+    session: Session, rows: Sequence[tuple[int, GrantRow]]
+) -> tuple[list[Problem], list[dict[str, Any] | None]]:
+    """Every problem of the rows against the ledger, and each row's column values (None
+    for a grant the ledger already holds as given)."""
+    problems: list[Problem] = []
+    resolved: list[dict[str, Any] | None] = []
+    customers = {
+        c.external_id: c
+        for c in session.scalars(
+            select(Customer).where(Customer.external_id.in_({r.customer_id for _, r in rows}))
+        )
+    }
+    subs = {
+        s.external_id: s
+        for s in session.scalars(
+            select(Subscription).where(
+                Subscription.external_id.in_(
+                    {r.subscription_id for _, r in rows if r.subscription_id}
+                )
+            )
+        )
+    }
+    existing = {
+        g.grant_id: g
+        for g in session.scalars(
+            select(CreditGrant).where(CreditGrant.grant_id.in_({r.grant_id for _, r in rows}))
+        )
+    }
+    catalog = Catalog.read(session)
+    prices = set().union(*catalog.prices.values()) if catalog.prices else set()
+    meters = {p.meter for found in catalog.metered.values() for p in found}
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        before = len(problems)
+
+        def problem(name: str, text: str, line: int = line) -> None:
+            problems.append(Problem(line, name, text))
+
+        if row.grant_id in seen:
+            problem("grant_id", f"{row.grant_id} already on line {seen[row.grant_id]}")
+        seen.setdefault(row.grant_id, line)
+        customer = customers.get(row.customer_id)
+        sub = subs.get(row.subscription_id) if row.subscription_id else None
+        if customer is None:
+            problem("customer_id", f"no customer {row.customer_id} in the ledger: load it first")
+        elif row.currency != customer.currency:
+            problem(
+                "currency",
+                f"customer {row.customer_id} is billed in {customer.currency}; a grant pays"
+                f" for lines in its own currency, so it must be {customer.currency}",
+            )
+        if row.subscription_id and (
+            sub is None or customer is None or sub.customer_id != customer.id
+        ):
+            problem(
+                "subscription_id",
+                f"no subscription {row.subscription_id} of customer {row.customer_id} in"
+                " the ledger",
+            )
+        if row.meter is not None and row.meter not in meters:
+            problem("meter", f"no price of the catalog counts meter {row.meter!r}")
+        known = prices if row.applies_to == "prices" else meters
+        unknown = [i for i in row.applies_to_ids if i not in known]
+        if unknown:
+            what = "price" if row.applies_to == "prices" else "meter"
+            problem(
+                "applies_to",
+                f"unknown {what} {unknown[0]!r}; the catalog's are {', '.join(sorted(known))}",
+            )
+        tz = sub.timezone if sub is not None else customer.timezone if customer else "UTC"
+        start = _instant(row.effective_from, tz)
+        end = None if row.expires_at is None else _instant(row.expires_at, tz)
+        if end is not None and end <= start:
+            problem(
+                "expires_at",
+                f"{_iso(end)} is not after effective_from ({_iso(start)}, in {tz})",
+            )
+        if len(problems) > before or customer is None:
+            resolved.append(None)
+            continue
+        values = {
+            "grant_id": row.grant_id,
+            "customer_id": customer.id,
+            "subscription_id": sub.id if sub is not None else None,
+            "kind": row.kind,
+            "currency": row.currency,
+            "amount": row.amount if row.amount is not None else row.units,
+            "meter": row.meter,
+            "priority": row.priority,
+            "effective_from": start,
+            "expires_at": end,
+            "applies_to": row.applies_to,
+            "applies_to_ids": list(row.applies_to_ids),
+            "price_paid": row.price_paid,
+            "rollover": row.rollover,
+            "reason": row.reason,
+        }
+        old = existing.get(row.grant_id)
+        if old is None:
+            resolved.append(values)
+            continue
+        changed = [k for k, v in values.items() if k != "reason" and _differs(getattr(old, k), v)]
+        if changed:
+            problem(
+                changed[0] if changed[0] in GrantRow.model_fields else "grant_id",
+                f"grant {row.grant_id} is in the ledger with other terms ({', '.join(changed)});"
+                " a grant never changes: void it (`meterline credits void`) and grant anew"
+                " under a new id",
+            )
+        resolved.append(None)
+    return problems, resolved
+
+
+def _differs(old: Any, new: Any) -> bool:
+    if isinstance(old, Decimal) and isinstance(new, Decimal):
+        return old != new
+    if isinstance(old, list) or isinstance(new, list):
+        return list(old or []) != list(new or [])
+    return bool(old != new)
+
+
+def _instant(when: date | datetime, tz: str) -> datetime:
+    """A date is midnight in ``tz``; an instant is itself."""
+    if isinstance(when, datetime):
+        return when
+    return local_midnight(when, tz)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+# --- movements -----------------------------------------------------------------------
+
+
+def _balance(session: Session, grant: CreditGrant) -> Balance:
+    """The grant's accounts from its entries (replayed: a few per period)."""
+    return replay(grant.amount, _movements(session, grant.id)).balance
+
+
+def _movements(session: Session, grant_pk: int) -> list[Movement]:
+    rows = session.execute(
+        select(
+            CreditLedgerEntry.id,
+            CreditLedgerEntry.kind,
+            CreditLedgerEntry.amount,
+            CreditLedgerEntry.from_account,
+            CreditLedgerEntry.to_account,
+            CreditLedgerEntry.available_after,
+            CreditLedgerEntry.reverses_entry_id,
+        )
+        .where(CreditLedgerEntry.grant_id == grant_pk)
+        .order_by(CreditLedgerEntry.id)
+    ).all()
+    return [
+        Movement(
+            kind=kind,
+            amount=amount,
+            entry_id=eid,
+            from_account=src,
+            to_account=dst,
+            available_after=after,
+            reverses=rev,
+        )
+        for eid, kind, amount, src, dst, after, rev in rows
+    ]
+
+
+def _append(
+    session: Session,
+    grant: CreditGrant,
+    kind: str,
+    amount: Decimal,
+    *,
+    key: str,
+    effective_at: datetime,
+    note: str,
+    value_minor: int | None = None,
+    invoice_line_id: int | None = None,
+    reverses: int | None = None,
+) -> CreditLedgerEntry:
+    """Append one movement (idempotent by ``key``). Raises BalanceError when an account
+    would go below zero, EntryConflict when ``key`` holds another movement."""
+    old = session.scalars(
+        select(CreditLedgerEntry).where(CreditLedgerEntry.idempotency_key == key)
+    ).one_or_none()
+    if old is not None:
+        if (old.grant_id, old.kind, old.amount, old.invoice_line_id) != (
+            grant.id,
+            kind,
+            amount,
+            invoice_line_id,
+        ):
+            raise EntryConflict(
+                f"credit ledger entry {key!r} was written as {old.kind} {old.amount} of"
+                f" grant id {old.grant_id}; it cannot become {kind} {amount}"
+            )
+        return old
+    after = move(_balance(session, grant), kind, amount)
+    src, dst = CREDIT_MOVES[kind]
+    entry = CreditLedgerEntry(
+        grant_id=grant.id,
+        kind=kind,
+        from_account=src,
+        to_account=dst,
+        amount=amount,
+        available_after=after.remaining,
+        value_minor=value_minor,
+        invoice_line_id=invoice_line_id,
+        reverses_entry_id=reverses,
+        idempotency_key=key,
+        effective_at=effective_at,
+        note=note,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def _grant(session: Session, grant_id: str, *, lock: bool = False) -> CreditGrant:
+    stmt = select(CreditGrant).where(CreditGrant.grant_id == grant_id)
+    grant = session.scalars(stmt.with_for_update() if lock else stmt).one_or_none()
+    if grant is None:
+        raise NotFound(
+            f"no credit grant {grant_id!r} in the ledger (`meterline credits list` shows them)"
+        )
+    return grant
+
+
+def void_grant(
+    session: Session, grant_id: str, *, as_of: datetime, by: str, reason: str, at: datetime
+) -> GrantView:
+    """Void a grant: its remaining balance goes back to the issuer (a ``void`` entry at
+    ``as_of``, the logical time) and nothing draws on it any more. What it already paid
+    for stays paid (a voided invoice returns its consumption first, and that return
+    is voided with the rest). Voiding a void grant is refused. ``by``/``reason`` say
+    who and why; ``at`` is the wall clock of the person's action."""
+    bulk.lock_ledger_writes(session)
+    if not by.strip() or not reason.strip():
+        raise LedgerError("give who voids the grant (--by) and why (--reason)")
+    grant = _grant(session, grant_id, lock=True)
+    if grant.voided_at is not None:
+        raise LedgerError(
+            f"credit grant {grant_id} was voided on {_iso(grant.voided_at)} by"
+            f" {grant.voided_by}; a grant is voided once"
+        )
+    remaining = _balance(session, grant).remaining
+    if remaining > 0:
+        _append(
+            session,
+            grant,
+            "void",
+            remaining,
+            key=f"void|{grant.grant_id}",
+            effective_at=as_of,
+            note=f"voided by {by.strip()}: {reason.strip()}",
+        )
+    grant.voided_at = at
+    grant.voided_by = by.strip()
+    grant.void_reason = reason.strip()
+    session.flush()
+    return grant_views(session, grant_id=grant_id)[0]
+
+
+def expire_grants(session: Session, *, as_of: datetime) -> list[str]:
+    """Expire every grant whose ``expires_at`` is at or before ``as_of`` with a balance
+    left: the rest becomes breakage (an ``expire`` entry at ``expires_at``). The caller
+    passes an instant by which every period that could still draw on those grants is
+    finalized (close: after it finalizes). Grants with ``rollover`` are left alone: their
+    unused balance moves to the next term's grant (not built yet: docs/credits.md).
+    Idempotent. The ids of the grants expired."""
+    bulk.lock_ledger_writes(session)
+    done = []
+    for grant in session.scalars(
+        select(CreditGrant)
+        .where(
+            CreditGrant.expires_at.is_not(None),
+            CreditGrant.expires_at <= as_of,
+            CreditGrant.voided_at.is_(None),
+            CreditGrant.rollover.is_(False),
+        )
+        .order_by(CreditGrant.id)
+    ):
+        remaining = _balance(session, grant).remaining
+        if remaining > 0:
+            assert grant.expires_at is not None
+            _append(
+                session,
+                grant,
+                "expire",
+                remaining,
+                key=f"expire|{grant.grant_id}",
+                effective_at=grant.expires_at,
+                note=f"expired unused on {_iso(grant.expires_at)} (breakage)",
+            )
+            done.append(grant.grant_id)
+    return done
+
+
+def record_consumption(
+    session: Session,
+    grant_id: str,
+    *,
+    amount: Decimal,
+    value_minor: int,
+    invoice_line_id: int,
+    effective_at: datetime,
+    key: str,
+) -> int:
+    """Record that a finalized invoice line (``invoice_line_id``, worth minus
+    ``value_minor``) was paid by ``amount`` of the grant (its unit). Idempotent by
+    ``key``. Raises BalanceError when the grant holds less. The entry's id."""
+    bulk.lock_ledger_writes(session)
+    grant = _grant(session, grant_id, lock=True)
+    entry = _append(
+        session,
+        grant,
+        "consume",
+        amount,
+        key=key,
+        effective_at=effective_at,
+        note=f"pays invoice line {invoice_line_id}",
+        value_minor=value_minor,
+        invoice_line_id=invoice_line_id,
+    )
+    return entry.id
+
+
+def reverse_consumption(
+    session: Session,
+    entry_id: int,
+    *,
+    amount: Decimal | None = None,
+    effective_at: datetime,
+    key: str,
+    note: str,
+    invoice_line_id: int | None = None,
+) -> int:
+    """Return (all, or ``amount`` of) what consumption entry ``entry_id`` took: its
+    invoice was voided, or a correction lowered the line it paid. Idempotent by ``key``.
+    Raises BalanceError when more would return than the entry consumed. The entry's id."""
+    bulk.lock_ledger_writes(session)
+    consumed = session.get(CreditLedgerEntry, entry_id)
+    if consumed is None or consumed.kind != "consume":
+        raise NotFound(f"no consumption entry {entry_id} in the credit ledger")
+    grant = session.get(CreditGrant, consumed.grant_id)
+    assert grant is not None
+    already = sum(
+        session.scalars(
+            select(CreditLedgerEntry.amount).where(CreditLedgerEntry.reverses_entry_id == entry_id)
+        ),
+        Decimal(0),
+    )
+    back = consumed.amount - already if amount is None else amount
+    if back > consumed.amount - already:
+        raise BalanceError(
+            f"cannot return {back} of consumption entry {entry_id}: it consumed"
+            f" {consumed.amount}, of which {already} was returned already"
+        )
+    assert consumed.value_minor is not None
+    value = _share_minor(consumed.value_minor, back, consumed.amount)
+    entry = _append(
+        session,
+        grant,
+        "reverse",
+        back,
+        key=key,
+        effective_at=effective_at,
+        note=note,
+        value_minor=value,
+        invoice_line_id=invoice_line_id
+        if invoice_line_id is not None
+        else consumed.invoice_line_id,
+        reverses=entry_id,
+    )
+    return entry.id
+
+
+def _share_minor(value_minor: int, part: Decimal, whole: Decimal) -> int:
+    """The minor units ``part`` of ``whole`` is worth (rounded half-up; all of it: the
+    whole value)."""
+    if part == whole:
+        return value_minor
+    return int((Decimal(value_minor) * part / whole).to_integral_value())
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def grant_views(
+    session: Session,
+    *,
+    customer: str | None = None,
+    grant_id: str | None = None,
+    as_of: datetime | None = None,
+) -> list[GrantView]:
+    """Grants (of one customer, or one grant) with their accounts, counting the entries
+    effective up to ``as_of`` (all without it), in grant order. NotFound for a customer
+    the ledger does not hold."""
+    if (
+        customer is not None
+        and session.scalar(select(Customer.id).where(Customer.external_id == customer)) is None
+    ):
+        raise NotFound(f"no customer {customer!r} in the ledger")
+    stmt = (
+        select(CreditGrant, Customer.external_id, Subscription.external_id)
+        .join(Customer, Customer.id == CreditGrant.customer_id)
+        .outerjoin(Subscription, Subscription.id == CreditGrant.subscription_id)
+        .order_by(CreditGrant.id)
+    )
+    if customer is not None:
+        stmt = stmt.where(Customer.external_id == customer)
+    if grant_id is not None:
+        stmt = stmt.where(CreditGrant.grant_id == grant_id)
+    out = []
+    for grant, cust, sub in session.execute(stmt).all():
+        moves = [
+            m
+            for m, at in zip(
+                _movements(session, grant.id), _effective(session, grant.id), strict=True
+            )
+            if as_of is None or at <= as_of
+        ]
+        out.append(_view(grant, cust, sub, replay(grant.amount, moves).balance))
+    if grant_id is not None and not out:
+        raise NotFound(f"no credit grant {grant_id!r} in the ledger")
+    return out
+
+
+def _effective(session: Session, grant_pk: int) -> list[datetime]:
+    return list(
+        session.scalars(
+            select(CreditLedgerEntry.effective_at)
+            .where(CreditLedgerEntry.grant_id == grant_pk)
+            .order_by(CreditLedgerEntry.id)
+        )
+    )
+
+
+def _view(
+    grant: CreditGrant, customer: str, subscription: str | None, balance: Balance
+) -> GrantView:
+    return GrantView(
+        id=grant.id,
+        grant_id=grant.grant_id,
+        customer=customer,
+        subscription=subscription,
+        kind=grant.kind,
+        currency=grant.currency,
+        meter=grant.meter,
+        priority=grant.priority,
+        effective_from=grant.effective_from,
+        expires_at=grant.expires_at,
+        applies_to=grant.applies_to,
+        applies_to_ids=tuple(grant.applies_to_ids),
+        price_paid=grant.price_paid,
+        rollover=grant.rollover,
+        created_at=grant.created_at,
+        created_by=grant.created_by,
+        reason=grant.reason,
+        voided_at=grant.voided_at,
+        voided_by=grant.voided_by,
+        void_reason=grant.void_reason,
+        balance=balance,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GrantAudit:
+    """One grant's ledger replayed for reconcile: the grant and its replay (balance and
+    problems)."""
+
+    grant: GrantView
+    replay: Replay
+
+
+def audit_grants(
+    session: Session, *, customer: str | None = None, start: datetime, end: datetime
+) -> list[GrantAudit]:
+    """Every grant (of a customer) whose life overlaps [start, end) or that has an entry
+    effective in it, replayed from its entries. For reconcile (DESIGN.md invariant 9)."""
+    stmt = (
+        select(CreditGrant, Customer.external_id, Subscription.external_id)
+        .join(Customer, Customer.id == CreditGrant.customer_id)
+        .outerjoin(Subscription, Subscription.id == CreditGrant.subscription_id)
+        .where(
+            CreditGrant.effective_from < end,
+            (CreditGrant.expires_at.is_(None))
+            | (CreditGrant.expires_at >= start)
+            | CreditGrant.id.in_(
+                select(CreditLedgerEntry.grant_id).where(
+                    CreditLedgerEntry.effective_at >= start, CreditLedgerEntry.effective_at < end
+                )
+            ),
+        )
+        .order_by(CreditGrant.id)
+    )
+    if customer is not None:
+        stmt = stmt.where(Customer.external_id == customer)
+    out = []
+    for grant, cust, sub in session.execute(stmt).all():
+        result = replay(grant.amount, _movements(session, grant.id))
+        out.append(GrantAudit(_view(grant, cust, sub, result.balance), result))
+    return out
