@@ -26,6 +26,7 @@ from billing.customers.checks import Catalog
 from billing.customers.errors import FileInvalid, Problem
 from billing.errors import LedgerError, NotFound
 from billing.models import CREDIT_MOVES, CreditGrant, CreditLedgerEntry, Customer, Subscription
+from billing.money import canonical, minor_unit
 from billing.periods import local_midnight
 
 __all__ = ["BalanceError", "GrantsFileInvalid"]
@@ -86,6 +87,12 @@ class GrantView:
         def when(value: datetime | None) -> str | None:
             return None if value is None else value.isoformat().replace("+00:00", "Z")
 
+        def shown(amount: Decimal) -> str:
+            # Money with its currency's decimals; units as few digits as they need.
+            if self.meter is None:
+                return format(amount.quantize(minor_unit(self.currency)), "f")
+            return canonical(amount)
+
         b = self.balance
         return {
             "grant_id": self.grant_id,
@@ -108,11 +115,11 @@ class GrantView:
             "voided_at": when(self.voided_at),
             "voided_by": self.voided_by,
             "void_reason": self.void_reason,
-            "granted": str(b.granted),
-            "consumed": str(b.consumed),
-            "expired": str(b.expired),
-            "voided": str(b.voided),
-            "remaining": str(b.remaining),
+            "granted": shown(b.granted),
+            "consumed": shown(b.consumed),
+            "expired": shown(b.expired),
+            "voided": shown(b.voided),
+            "remaining": shown(b.remaining),
         }
 
 

@@ -77,6 +77,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "meterline.cli.catalog:catalog",
         "The catalog: meters, plans and versioned prices (docs/catalog.md).",
     ),
+    "credits": (
+        "meterline.cli.credits:credits",
+        "Credit grants: prepaid commitments and promotional credits (docs/credits.md).",
+    ),
     "invoices": ("meterline.cli.ledger:invoices", "Invoices: list, show, finalize, void."),
     "ledger": ("meterline.cli.ledger:ledger", "The ledger database itself (schema migrations)."),
     "audit": (

@@ -27,6 +27,7 @@ from meterline.cli.exits import EXIT_CODES, ExitCode
 from meterline.cli.options import Day, Id, Month, Timestamp
 from meterline.settings import Settings, settings
 from tests.billing.factories import write_customers
+from tests.meterline.test_credits_cli import write_grants
 
 ROOT = Path(__file__).resolve().parents[2]
 PRICE = '{"currency": "USD", "model": "per_unit", "unit_amount": "0.99"}'
@@ -52,6 +53,29 @@ INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
     ("close",): (["--period", "2026-10"], "WL"),
     ("quote",): (["--price", PRICE, "--quantity", "10"], ""),
     ("customers", "load"): (["{customers}"], "L"),
+    ("credits", "load"): (["{grants}"], "L"),
+    ("credits", "grant"): (
+        [
+            "--grant-id",
+            "g1",
+            "--customer",
+            "cus_00001",
+            "--kind",
+            "promotional",
+            "--currency",
+            "USD",
+            "--amount",
+            "10",
+            "--effective-from",
+            "2026-10-01",
+            "--reason",
+            "welcome credit",
+        ],
+        "L",
+    ),
+    ("credits", "list"): ([], "L"),
+    ("credits", "balance"): (["--customer", "cus_00001"], "L"),
+    ("credits", "void"): (["g1", "--as-of", AS_OF, "--reason", "sold by mistake"], "L"),
     ("catalog", "load"): ([], "L"),
     ("catalog", "show"): ([], "L"),
     ("invoices", "list"): ([], "L"),
@@ -139,6 +163,7 @@ def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
         "tmp": str(tmp_path),
         "customers": str(write_customers(tmp_path / "customers.jsonl")),
         "events": str(events),
+        "grants": str(write_grants(tmp_path / "grants.yaml")),
     }
     settings.cache_clear()
 

@@ -1,0 +1,184 @@
+"""`meterline credits load|grant|list|balance|void`: credit grants by hand
+(docs/credits.md). They call meterline.jobs.credits; errors and exit codes follow the
+README's table (a refused grant or option 2, an unknown customer or grant 3)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from meterline.cli.options import AS_OF_HELP, Timestamp, console
+from meterline.jobs import credits as jobs
+from meterline.output import Column, print_table
+
+WHEN_HELP = (
+    "a date YYYY-MM-DD (midnight in the subscription's timezone, or the customer's), or"
+    " an RFC 3339 time with its offset"
+)
+
+
+@click.group()
+def credits() -> None:
+    """Credit grants: prepaid commitments and promotional credits (docs/credits.md)."""
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _amount(value: str, grant: dict[str, Any]) -> str:
+    return f"{value} {grant['unit']}"
+
+
+def _table(grants: list[dict[str, Any]], title: str) -> None:
+    print_table(
+        console(),
+        [
+            "grant",
+            "customer",
+            "kind",
+            Column("priority", "number"),
+            "effective",
+            "expires",
+            "applies to",
+            Column("granted", "money"),
+            Column("consumed", "money"),
+            Column("expired", "money"),
+            Column("remaining", "money"),
+        ],
+        [
+            (
+                g["grant_id"] + (" (void)" if g["voided_at"] else ""),
+                g["customer"] + (f" / {g['subscription']}" if g["subscription"] else ""),
+                g["kind"],
+                g["priority"],
+                g["effective_from"],
+                g["expires_at"] or "never",
+                g["applies_to"]
+                + (":" + ",".join(g["applies_to_ids"]) if g["applies_to_ids"] else ""),
+                _amount(g["granted"], g),
+                _amount(g["consumed"], g),
+                _amount(g["expired"], g),
+                _amount(g["remaining"], g),
+            )
+            for g in grants
+        ],
+        title=title,
+    )
+
+
+@credits.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(jobs.GRANT_FORMATS),
+    help="File format (default: from the extension: .yaml/.yml, .jsonl, .csv).",
+)
+@click.option("--by", help="Who grants them (default: the user running the command).")
+def load(file: Path, fmt: str | None, by: str | None) -> None:
+    """Create the credit grants of FILE that the ledger does not hold yet. All or
+    nothing: every problem is listed with its line and field."""
+    result = jobs.load_file(file, fmt, by=by or getpass.getuser())  # type: ignore[arg-type]
+    click.echo(
+        f"{file}: {result.rows} grant(s): {result.created} created,"
+        f" {result.unchanged} already in the ledger as given"
+    )
+
+
+@credits.command("grant")
+@click.option("--grant-id", required=True, help="The grant's own id (printable, no '|').")
+@click.option("--customer", required=True, help="The customer's external id.")
+@click.option("--subscription", help="Only this subscription of the customer draws on it.")
+@click.option(
+    "--kind", type=click.Choice(jobs.GRANT_KINDS), required=True, help="The kind of grant."
+)
+@click.option("--currency", required=True, help="The customer's currency (ISO 4217).")
+@click.option("--amount", help="Money granted, in major units (or give --units and --meter).")
+@click.option("--units", help="Units of --meter granted (instead of --amount).")
+@click.option("--meter", help="The meter whose units --units counts.")
+@click.option(
+    "--priority",
+    type=click.IntRange(0, 100),
+    default=50,
+    show_default=True,
+    help="0..100, lower is drawn first.",
+)
+@click.option("--effective-from", required=True, help=f"When it takes effect: {WHEN_HELP}.")
+@click.option("--expires-at", help=f"When it expires (default: never): {WHEN_HELP}.")
+@click.option(
+    "--applies-to",
+    default="all_usage",
+    show_default=True,
+    help="all_usage, prices:ID[,ID...] or meters:METER[,METER...].",
+)
+@click.option("--price-paid", help="What the customer paid for a paid_commit (major units).")
+@click.option("--rollover", is_flag=True, help="Unused balance rolls over to the next term.")
+@click.option("--reason", required=True, help="Why the grant is given (kept with it).")
+@click.option("--by", help="Who grants it (default: the user running the command).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def grant(as_json: bool, by: str | None, **fields: Any) -> None:
+    """Create one credit grant (the rules of a grants file's row)."""
+    record = {k: v for k, v in fields.items() if v is not None}
+    record["customer_id"] = record.pop("customer")
+    if "subscription" in record:
+        record["subscription_id"] = record.pop("subscription")
+    stored = jobs.grant_one(record, by=by or getpass.getuser())
+    if as_json:
+        _echo_json(stored)
+        return
+    click.echo(
+        f"grant {stored['grant_id']}: {stored['granted']} {stored['unit']} for"
+        f" {stored['customer']}, remaining {stored['remaining']} {stored['unit']}"
+    )
+
+
+@credits.command("list")
+@click.option("--customer", help="Only this customer's grants.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_command(customer: str | None, as_json: bool) -> None:
+    """List credit grants with what each granted, consumed, lost to expiry and holds."""
+    grants = jobs.list_grants(customer=customer)
+    if as_json:
+        _echo_json({"grants": grants})
+        return
+    _table(grants, f"{len(grants):,} grant(s)")
+
+
+@credits.command("balance")
+@click.option("--customer", required=True, help="The customer's external id.")
+@click.option("--as-of", "as_of", type=Timestamp(), help=f"Balances as of then: {AS_OF_HELP}.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def balance(customer: str, as_of: datetime | None, as_json: bool) -> None:
+    """A customer's grants and balances (as of a moment: the entries effective by then)."""
+    grants = jobs.balances(customer, as_of=as_of)
+    if as_json:
+        _echo_json({"customer": customer, "grants": grants})
+        return
+    _table(grants, f"credit balances of {customer}")
+    totals: dict[str, Decimal] = {}
+    for g in grants:
+        if not g["voided_at"]:
+            totals[g["unit"]] = totals.get(g["unit"], Decimal(0)) + Decimal(g["remaining"])
+    for unit, total in sorted(totals.items()):
+        console().print(f"remaining {total} {unit}")
+
+
+@credits.command("void")
+@click.argument("grant_id")
+@click.option("--as-of", "as_of", type=Timestamp(), required=True, help=AS_OF_HELP)
+@click.option("--reason", required=True, help="Why the grant is voided (kept with it).")
+@click.option("--by", help="Who voids it (default: the user running the command).")
+def void(grant_id: str, as_of: datetime, reason: str, by: str | None) -> None:
+    """Void credit grant GRANT_ID: its remaining balance goes back; nothing draws on it."""
+    stored = jobs.void(grant_id, as_of=as_of, by=by or getpass.getuser(), reason=reason)
+    click.echo(
+        f"grant {stored['grant_id']} voided: {stored['voided']} {stored['unit']} returned,"
+        f" {stored['consumed']} {stored['unit']} consumed stays paid"
+    )
