@@ -350,6 +350,23 @@ class MissingPeriod:
 
 
 @dataclass(frozen=True)
+class GrantFacts:
+    """A credit grant's ledger replayed (billing.credits.audit_grants): its accounts, in
+    its unit (a currency or a meter), and every way its entries break the balance
+    identity or take an account below zero (DESIGN.md invariant 9)."""
+
+    grant_id: str
+    customer: str
+    unit: str
+    granted: Decimal
+    consumed: Decimal
+    expired: Decimal
+    voided: Decimal
+    remaining: Decimal
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ReconcileFacts:
     """Everything one month's reconciliation compares."""
 
@@ -374,3 +391,5 @@ class ReconcileFacts:
     dirty_days: Sequence[date] = ()
     void_invoices: int = 0
     as_of: datetime | None = None
+    grants: Sequence[GrantFacts] = ()
+    """Credit grants whose life overlaps the month, or with an entry in it."""

@@ -70,7 +70,7 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
         customers.append(row.model_copy(update={"findings": len(findings) - before}))
         if late is not None:
             drift.append(late)
-    findings += _unattributed(facts) + _missing(facts)
+    findings += _unattributed(facts) + _missing(facts) + _credit_balances(facts)
     report = ReconcileReport(
         period=facts.period,
         customer=facts.customer,
@@ -235,8 +235,7 @@ def _stale_hint(dirty: Sequence[date], start: datetime, end: datetime) -> str:
             else f"meterline backfill --from {days[0].isoformat()} --to {days[-1].isoformat()}"
         )
         return (
-            f" (rollup stale: days {listed} received events since they were rolled up;"
-            f" run `{run}`)"
+            f" (rollup stale: days {listed} received events since they were rolled up; run `{run}`)"
         )
     return " (no day is dirty: the rollup rows do not match the events they were built from)"
 
@@ -340,6 +339,34 @@ def _unattributed(facts: ReconcileFacts) -> list[Finding]:
                     "first": item.first,
                     "last": item.last,
                     "known_customer": item.known_customer,
+                },
+            )
+        )
+    return out
+
+
+def _credit_balances(facts: ReconcileFacts) -> list[Finding]:
+    """Invariant 9 for credit grants: granted = consumed + expired + voided + remaining,
+    no account below zero at any entry, each stored balance the replayed one. One error
+    per grant whose ledger breaks it, naming every problem (docs/credits.md)."""
+    out = []
+    for grant in facts.grants:
+        if not grant.problems:
+            continue
+        out.append(
+            Finding(
+                check="credit_balance",
+                detail=f"credit grant {grant.grant_id} ({grant.unit}) does not balance: "
+                + "; ".join(grant.problems),
+                customer=grant.customer,
+                subject={"grant": grant.grant_id},
+                values={
+                    "granted": grant.granted,
+                    "consumed": grant.consumed,
+                    "expired": grant.expired,
+                    "voided": grant.voided,
+                    "remaining": grant.remaining,
+                    "problems": list(grant.problems),
                 },
             )
         )

@@ -19,12 +19,14 @@ from functools import cached_property
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from billing.credits import audit_grants
 from billing.models import Customer, Invoice, Subscription
 from billing.periods import local_midnight
 from billing.views import month_bounds
 from meterline.audit import ledger
 from meterline.audit.errors import AuditError
 from meterline.audit.facts import (
+    GrantFacts,
     IngestFacts,
     MissingPeriod,
     PostedLine,
@@ -236,7 +238,29 @@ class _Month:
             dirty_days=self._dirty(windows),
             void_invoices=void,
             as_of=as_of,
+            grants=self._grants(window, customer),
         )
+
+    def _grants(self, window: tuple[datetime, datetime], customer: str | None) -> list[GrantFacts]:
+        """The credit grants of the month (their life overlaps it, or an entry is in it),
+        each replayed from its ledger entries."""
+        out = []
+        for audit in audit_grants(self.session, customer=customer, start=window[0], end=window[1]):
+            b = audit.grant.balance
+            out.append(
+                GrantFacts(
+                    grant_id=audit.grant.grant_id,
+                    customer=audit.grant.customer,
+                    unit=audit.grant.unit,
+                    granted=b.granted,
+                    consumed=b.consumed,
+                    expired=b.expired,
+                    voided=b.voided,
+                    remaining=b.remaining,
+                    problems=tuple(audit.replay.problems),
+                )
+            )
+        return out
 
     def _late(
         self,

@@ -1,0 +1,73 @@
+"""Reconcile's credit_balance check (DESIGN.md invariant 9, docs/credits.md): a grant
+whose ledger breaks granted = consumed + expired + voided + remaining, or takes an
+account below zero, is an error; a grant that balances is nothing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from meterline.audit.facts import GrantFacts
+from meterline.audit.reconcile import reconcile_period
+from meterline.audit.reconcile.checks import reconcile
+from meterline.jobs import credits
+from tests.audit.conftest import World
+from tests.audit.test_audit_logic import facts
+
+D = Decimal
+
+
+def grant(*problems: str) -> GrantFacts:
+    return GrantFacts("g1", "cus_1", "USD", D(100), D(30), D(0), D(0), D(70), problems)
+
+
+def test_a_balanced_grant_is_no_finding() -> None:
+    report = reconcile(facts(grants=[grant()]))
+    assert report.ok and report.findings == []
+
+
+def test_a_broken_grant_fails_with_every_problem() -> None:
+    report = reconcile(facts(grants=[grant("entry 2: a balance went below zero", "granted x")]))
+    (finding,) = report.failures
+    assert (finding.check, finding.customer, finding.severity) == (
+        "credit_balance",
+        "cus_1",
+        "error",
+    )
+    assert finding.detail == (
+        "credit grant g1 (USD) does not balance: entry 2: a balance went below zero; granted x"
+    )
+    # The id follows the values: the same broken grant keeps its id, another has another.
+    again = reconcile(facts(grants=[grant("entry 2: a balance went below zero", "granted x")]))
+    other = reconcile(facts(grants=[grant("entry 3: other")]))
+    assert again.failures[0].id == finding.id != other.failures[0].id
+
+
+def test_reconcile_replays_the_ledger_and_finds_a_tampered_entry(
+    copy_of_month: World, tmp_path: Path
+) -> None:
+    world = copy_of_month
+    ((customer, currency),) = world.sql(
+        "SELECT external_id, currency FROM customers ORDER BY id LIMIT 1"
+    )
+    path = tmp_path / "grants.yaml"
+    path.write_text(
+        f"- {{grant_id: g1, customer_id: {customer}, kind: promotional, currency: {currency},"
+        " amount: '100', effective_from: 2026-10-01, reason: launch credit}\n"
+    )
+    credits.load_file(path, by="test", config=world.config)
+    report = reconcile_period("2026-11", customer=customer, config=world.config)
+    assert report.ok and not [f for f in report.findings if f.check == "credit_balance"]
+    # A program writing around billing.credits: a consumption whose stored balance is
+    # not what the entries make (the triggers allow it: positive, not below zero).
+    world.sql(
+        "INSERT INTO credit_ledger_entries (grant_id, kind, from_account, to_account, amount,"
+        " available_after, idempotency_key, effective_at, note) SELECT id, 'consume',"
+        " 'available', 'consumed', '30', '100', 'tampered', '2026-11-15 00:00:00.000000',"
+        " 'x' FROM credit_grants"
+    )
+    report = reconcile_period("2026-11", customer=customer, config=world.config)
+    (finding,) = [f for f in report.failures if f.check == "credit_balance"]
+    assert "stores a remaining balance of 100, the entries before it and its own make 70" in (
+        finding.detail
+    )
