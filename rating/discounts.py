@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
@@ -121,13 +122,14 @@ def apply_discount(
     period_end: datetime,
     *,
     rounding: RoundingMode | str | None = None,
+    base: Decimal | None = None,
 ) -> DiscountResult:
     """The negative line a discount adds to a rated charge for a period.
 
-    The discount is computed on the charge's ROUNDED amount (the line as invoiced),
-    never takes the line below zero, and is itself rounded once (with the charge's
-    rounding mode unless `rounding` is given). The caller matches discount.price_id
-    to the charge's price."""
+    The discount is computed on the charge's ROUNDED amount (the line as invoiced;
+    `base` when given: a prorated fee's line, rating/period.py), never takes the line
+    below zero, and is itself rounded once (with the charge's rounding mode unless
+    `rounding` is given). The caller matches discount.price_id to the charge's price."""
     mode = charge.rounding if rounding is None else RoundingMode(rounding)
     currency = charge.currency
     zero = round_money(ZERO, currency, mode)
@@ -143,7 +145,7 @@ def apply_discount(
                 f"{period_end.isoformat()} (valid {_validity(discount)})"
             ),
         )
-    base = charge.amount
+    base = charge.amount if base is None else base
     if discount.percent_off is not None:
         off = EXACT_CONTEXT.multiply(base, discount.percent_off).scaleb(-2)
         what = f"{fmt(discount.percent_off)}% off {currency} {fmt(base, grouping=True)}"

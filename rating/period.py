@@ -16,7 +16,12 @@ Business rules:
   per window; for max, latest and unique_count the whole period's quantity is rated at
   the version in effect at the period's end (they cannot be split in time).
 - Time-weighted quantities are normalized to the full billing cycle, so a partial
-  first or last period is prorated.
+  first or last period is prorated by the quantity itself.
+- A fixed fee (a flat price, or a price on a `latest` meter: seats held, billed per
+  seat) is prorated for a partial first or last period by the share of the billing
+  cycle's elapsed time the period covers (`prorated`), unless its price says
+  `proration: full`. Usage prices, and time-weighted ones (prorated by their quantity
+  already), never are, so nothing is prorated twice.
 - Discounts apply to the rounded line of their price (docs/rating.md: minimum, maximum,
   then round, then discount); the plan's minimum commitment trues up the period's
   usage and flat lines (after discounts) when they total less.
@@ -26,17 +31,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Literal
 
+from rating.decimals import EXACT_PRECISION, fmt, plain
 from rating.discounts import Discount, DiscountResult, apply_discount, minimum_commitment_true_up
 from rating.engine import rate, rate_windows
-from rating.money import ROUNDING, Money, RoundingMode
+from rating.money import ROUNDING, Money, RoundingMode, round_money
 from rating.price import Price
 from rating.result import RatedCharge
 
 ADDITIVE = frozenset({"sum", "count", "time_weighted"})
+#: Aggregations whose price is a fixed fee of the cycle: the level held (seats reported as
+#: a `latest` gauge, billed per seat as a licence), not usage. Not time_weighted: its
+#: quantity is already divided by the whole cycle's length (meters/quantities.py), which
+#: prorates it. Not max or the counters: they measure usage in the period itself.
+FIXED_FEE_AGGREGATIONS = frozenset({"latest"})
 MINIMUM_PRICE_ID = "minimum_commitment"
 MINIMUM_VERSION = "plan"
 
@@ -66,6 +77,12 @@ class PriceSpec:
             if version.starts <= instant:
                 current = version
         return current
+
+    @property
+    def fixed_fee(self) -> bool:
+        """Whether the price is a fixed fee of the billing cycle (prorated for a partial
+        period): a flat price (no meter), or a price on a FIXED_FEE_AGGREGATIONS meter."""
+        return self.meter is None or self.aggregation in FIXED_FEE_AGGREGATIONS
 
     @property
     def group(self) -> str | None:
@@ -102,6 +119,128 @@ class MinimumTrueUp:
         )
 
 
+# The share's exact quotient is computed with room for every digit an amount can have,
+# then the prorated precise amount is kept to 12 decimal places (the catalog's amounts
+# have at most 12), half-even; the line is rounded once from it.
+_SHARE_CONTEXT = Context(prec=EXACT_PRECISION + 10)
+PRORATED_QUANTUM = Decimal("1e-12")
+
+
+@dataclass(frozen=True, slots=True)
+class Proration:
+    """How a fixed fee was prorated for a partial period: the period covers
+    `billed_seconds` of its billing cycle's `cycle_seconds`; `full_amount_precise` is the
+    price's charge for the whole cycle (the RatedCharge's amount_precise); the line's
+    precise amount is full x billed / cycle (12 decimal places), its amount that rounded
+    once."""
+
+    billed_seconds: int
+    cycle_seconds: int
+    full_amount_precise: Decimal
+    amount_precise: Decimal
+    amount: Decimal
+    currency: str
+
+    @property
+    def share(self) -> Decimal:
+        """billed / cycle to 12 decimal places (informational: the amount is computed from
+        the exact quotient)."""
+        quotient = _SHARE_CONTEXT.divide(Decimal(self.billed_seconds), Decimal(self.cycle_seconds))
+        return plain(quotient.quantize(PRORATED_QUANTUM, context=_SHARE_CONTEXT))
+
+    @property
+    def explanation(self) -> str:
+        """One line checkable with a calculator: "prorated for 144 h of the billing
+        cycle's 744 h: 10000 × 144/744 = 1935.483870967742 → JPY 1,935"."""
+        billed, whole = _duration(self.billed_seconds), _duration(self.cycle_seconds)
+        ratio = (
+            f"{self.billed_seconds // 3600}/{self.cycle_seconds // 3600}"
+            if not (self.billed_seconds % 3600 or self.cycle_seconds % 3600)
+            else f"{self.billed_seconds}/{self.cycle_seconds}"
+        )
+        return (
+            f"prorated for {billed} of the billing cycle's {whole}:"
+            f" {fmt(self.full_amount_precise)} × {ratio} = {fmt(self.amount_precise)}"
+            f" → {self.currency} {fmt(self.amount, grouping=True)}"
+        )
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], currency: str) -> Proration:
+        """The proration a line's breakdown stores (`doc`, from `doc()`); raises
+        ValueError (KeyError, decimal.InvalidOperation) for a document that is not one."""
+        return cls(
+            billed_seconds=int(doc["billed_seconds"]),
+            cycle_seconds=int(doc["cycle_seconds"]),
+            full_amount_precise=Decimal(str(doc["full_amount_precise"])),
+            amount_precise=Decimal(str(doc["amount_precise"])),
+            amount=Decimal(str(doc["amount"])),
+            currency=currency,
+        )
+
+    def doc(self) -> dict[str, Any]:
+        """As the line's breakdown stores it (decimals as text)."""
+        return {
+            "billed_seconds": self.billed_seconds,
+            "cycle_seconds": self.cycle_seconds,
+            "share": fmt(self.share),
+            "full_amount_precise": fmt(self.full_amount_precise),
+            "amount_precise": fmt(self.amount_precise),
+            "amount": fmt(self.amount),
+        }
+
+
+def _duration(seconds: int) -> str:
+    """Whole hours as "144 h" (every billing period starts on a whole UTC hour), else
+    seconds."""
+    return f"{seconds // 3600:,} h" if seconds % 3600 == 0 else f"{seconds:,} s"
+
+
+def prorated(
+    charge: RatedCharge,
+    period: tuple[datetime, datetime],
+    cycle: tuple[datetime, datetime],
+    rounding: RoundingMode = ROUNDING,
+) -> Proration | None:
+    """The proration of a fixed fee's charge for `period` [start, end), a part of its
+    billing `cycle` [start, end); None when the period is the whole cycle.
+
+    Rule (docs/rating.md, "Proration of fixed fees"): a fixed fee billed for a partial
+    first or last period is its amount for the whole cycle times the share of the
+    cycle's elapsed time the period covers, in seconds: (end - start) / (cycle end -
+    cycle start). Elapsed time, not calendar days, as Stripe prorates ("down to the
+    second", docs.stripe.com/billing/scripts/prorations), and as time-weighted seats
+    are normalized to the cycle: a day of a DST month is 23, 24 or 25 hours of it. The
+    product is kept to 12 decimal places (half-even) and rounded once to the currency's
+    minor unit with `rounding`. Example: JPY 10,000 a month, a period of 6 of March's 31
+    days (UTC): 10,000 x 144 h / 744 h = 1,935.483870967742 -> JPY 1,935.
+
+    Raises ValueError when the period does not lie inside the cycle."""
+    # In UTC: two datetimes of one zone object subtract (and compare) as wall clocks,
+    # which would make a DST day 24 h long.
+    start, end, cycle_start, cycle_end = (t.astimezone(UTC) for t in (*period, *cycle))
+    if not cycle_start <= start < end <= cycle_end:
+        raise ValueError(
+            f"the period {start.isoformat()} .. {end.isoformat()} does not lie inside its"
+            f" billing cycle {cycle_start.isoformat()} .. {cycle_end.isoformat()}"
+        )
+    if (start, end) == (cycle_start, cycle_end):
+        return None
+    billed = int((end - start).total_seconds())
+    whole = int((cycle_end - cycle_start).total_seconds())
+    product = _SHARE_CONTEXT.multiply(charge.amount_precise, Decimal(billed))
+    precise = _SHARE_CONTEXT.divide(product, Decimal(whole)).quantize(
+        PRORATED_QUANTUM, rounding=ROUND_HALF_EVEN, context=_SHARE_CONTEXT
+    )
+    return Proration(
+        billed_seconds=billed,
+        cycle_seconds=whole,
+        full_amount_precise=charge.amount_precise,
+        amount_precise=plain(precise),
+        amount=round_money(precise, charge.currency, rounding),
+        currency=charge.currency,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RatedLine:
     """One line of a period's charges, as rating produces it.
@@ -112,7 +251,9 @@ class RatedLine:
     `amount_precise` exact, `amount` rounded once to the currency's minor unit; a
     discount is negative. `detail` is how the amount was reached: the RatedCharge with
     its tier breakdown (usage, flat), the DiscountResult (discount) or the
-    MinimumTrueUp; `description` is its one-line explanation."""
+    MinimumTrueUp; `description` is its one-line explanation. `proration` says how a
+    fixed fee was prorated for a partial period (then `amount` and `amount_precise` are
+    the prorated ones and `detail` the charge for the whole cycle); None otherwise."""
 
     price_id: str
     price_version: str
@@ -126,16 +267,21 @@ class RatedLine:
     unit_amount: Decimal | None
     detail: RatedCharge | DiscountResult | MinimumTrueUp
     description: str
+    proration: Proration | None = None
 
     def breakdown(self) -> dict[str, Any]:
-        """`detail` as JSON data (decimals as plain text), as the ledger stores it."""
+        """`detail` as JSON data (decimals as plain text), as the ledger stores it; a
+        prorated line's adds `proration` (Proration.doc)."""
         detail = self.detail
         if isinstance(detail, MinimumTrueUp):
             return {
                 "commitment": str(detail.commitment.amount),
                 "lines_total": str(detail.lines_total.amount),
             }
-        return detail.model_dump(mode="json")
+        doc = detail.model_dump(mode="json")
+        if self.proration is not None:
+            doc["proration"] = self.proration.doc()
+        return doc
 
 
 def version_windows(spec: PriceSpec, start: datetime, end: datetime) -> list[VersionWindow]:
@@ -221,19 +367,31 @@ def rate_period(
     discounts: Sequence[Discount] = (),
     minimum_commitment: Money | None = None,
     rounding: RoundingMode = ROUNDING,
+    cycle: tuple[datetime, datetime] | None = None,
 ) -> list[RatedLine]:
     """All rated lines of one subscription's period [start, end), in a stable order: per
-    price (by id) its line and its discount lines, then the minimum true-up."""
+    price (by id) its line and its discount lines, then the minimum true-up.
+
+    `cycle` is the billing cycle [start, end) the period is part of (a partial first or
+    last period is shorter); its fixed fees are prorated to the period (`prorated`),
+    unless the price in effect at the period's end says `proration: full`. None: the
+    period is a whole cycle."""
     lines: list[RatedLine] = []
     for spec in sorted(specs, key=lambda s: s.price_id):
         rated = rate_price(spec, start, end, quantities, rounding)
         if rated is None:
             continue
         label, charge = rated
-        lines.append(_charge_line(spec, label, charge))
+        proration = None
+        if cycle is not None and spec.fixed_fee and charge_prorates(spec, label):
+            proration = prorated(charge, (start, end), cycle, rounding)
+        line = _charge_line(spec, label, charge, proration)
+        lines.append(line)
         for discount in discounts:
             if discount.price_id == spec.price_id:
-                result = apply_discount(charge, discount, start, end, rounding=rounding)
+                result = apply_discount(
+                    charge, discount, start, end, rounding=rounding, base=line.amount
+                )
                 if result.applied and result.amount != 0:
                     lines.append(_discount_line(spec, label, result))
     if minimum_commitment is not None and lines:
@@ -243,8 +401,25 @@ def rate_period(
     return lines
 
 
-def _charge_line(spec: PriceSpec, label: str, charge: RatedCharge) -> RatedLine:
+def charge_prorates(spec: PriceSpec, label: str) -> bool:
+    """Whether the price's charge is prorated when its period is partial: the version it
+    was rated at (`label`, the version in effect at the period's end) decides, as it
+    decides a flat fee's amount (docs/rating.md, "Price versions")."""
+    return all(v.price.proration != "full" for v in spec.versions if v.label == label)
+
+
+def _charge_line(
+    spec: PriceSpec, label: str, charge: RatedCharge, proration: Proration | None = None
+) -> RatedLine:
     usage = spec.meter is not None
+    amount, precise, description = charge.amount, charge.amount_precise, charge.explanation
+    unit_amount = charge.effective_unit_amount if usage else None
+    if proration is not None:
+        amount, precise = proration.amount, proration.amount_precise
+        description = f"{description}; {proration.explanation}"
+        if usage and charge.billable_quantity:
+            quotient = _SHARE_CONTEXT.divide(precise, charge.billable_quantity)
+            unit_amount = plain(quotient.quantize(PRORATED_QUANTUM, context=_SHARE_CONTEXT))
     return RatedLine(
         price_id=spec.price_id,
         price_version=label,
@@ -252,12 +427,13 @@ def _charge_line(spec: PriceSpec, label: str, charge: RatedCharge) -> RatedLine:
         group=spec.group,
         meter=spec.meter,
         quantity=charge.quantity,
-        amount=charge.amount,
-        amount_precise=charge.amount_precise,
+        amount=amount,
+        amount_precise=precise,
         currency=charge.currency,
-        unit_amount=charge.effective_unit_amount if usage else None,
+        unit_amount=unit_amount,
         detail=charge,
-        description=charge.explanation,
+        description=description,
+        proration=proration,
     )
 
 

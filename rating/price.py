@@ -31,7 +31,7 @@ class PriceModel(StrEnum):
 
 
 # Fields each model needs, and optional fields only that model accepts. The common
-# fields (currency, model, free_units, minimum_amount, maximum_amount) apply to all.
+# fields (currency, model, free_units, minimum_amount, maximum_amount, proration) apply to all.
 _REQUIRED: dict[PriceModel, tuple[str, ...]] = {
     PriceModel.PER_UNIT: ("unit_amount",),
     PriceModel.GRADUATED: ("tiers",),
@@ -41,7 +41,12 @@ _REQUIRED: dict[PriceModel, tuple[str, ...]] = {
     PriceModel.FLAT: ("amount",),
 }
 _OPTIONAL: dict[PriceModel, tuple[str, ...]] = {PriceModel.PACKAGE: ("round",)}
-_COMMON = ("currency", "model", "free_units", "minimum_amount", "maximum_amount")
+_COMMON = ("currency", "model", "free_units", "minimum_amount", "maximum_amount", "proration")
+#: How a fixed fee is billed for a partial first or last period (rating/period.py,
+#: `prorated`): "prorate" (the default) bills the share of the billing cycle's elapsed
+#: time, "full" bills the whole period's amount. Stored as None for "prorate", so the
+#: default written out or left out is one price.
+PRORATION_OPTIONS = ("prorate", "full")
 _MODEL_SPECIFIC = (
     "unit_amount",
     "tiers",
@@ -85,6 +90,7 @@ class Price(BaseModel):
     free_units: JsonDecimal = ZERO
     minimum_amount: JsonDecimal = ZERO
     maximum_amount: JsonDecimal | None = None
+    proration: Literal["full"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -216,6 +222,15 @@ def clean_price(data: Mapping[str, Any]) -> dict[str, Any]:
                 f"maximum_amount {fmt(maximum)} is below minimum_amount {fmt(minimum)}"
             )
         out["maximum_amount"] = maximum
+    if "proration" in given:
+        proration = given["proration"]
+        if proration not in PRORATION_OPTIONS:
+            raise ValueError(
+                f"proration must be 'prorate' (a partial first or last period bills its share"
+                f" of the billing cycle) or 'full' (it bills the whole amount), got {proration!r}"
+            )
+        if proration == "full":
+            out["proration"] = "full"
     return out
 
 

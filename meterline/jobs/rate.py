@@ -173,6 +173,7 @@ def _rate(
             quantities=quantities,
             discounts=pricebook.discounts(sub),
             minimum_commitment=pricebook.minimum(sub.plan_id, sub.currency),
+            cycle=(cycle.start, cycle.end),
         )
         lines = [charge_line(r) for r in rated]
     except RATING_ERRORS as exc:

@@ -14,7 +14,8 @@ The rules it implements, each as the docs state them:
 - prices: one window per price version (effective from local midnight); per_unit;
   graduated tiers consumed over the period's cumulative quantity window by window;
   volume: the period's total picks the tier of each window's ladder; flat: once, by the
-  version at the period's end (docs/rating.md);
+  version at the period's end, times the share of its anchor cycle's seconds a partial
+  first or last period covers (docs/rating.md "Proration of fixed fees");
 - each line rounded once, half-up, to the currency's minor unit; a discount valid at
   the period's end takes percent_off of the rounded line (rounded) or amount_off up to
   the line; a plan's minimum commitment trues up the period's lines (after discounts)
@@ -139,6 +140,20 @@ def cycle(c: Customer, p: Period) -> tuple[datetime, datetime]:
     )
 
 
+def _flat(body: Mapping[str, Any], p: Period, whole: tuple[datetime, datetime]) -> Decimal:
+    """A flat fee: its amount, times the share of its anchor cycle's seconds the period
+    covers when the period is partial, kept to 12 decimals half-even (docs/rating.md
+    "Proration of fixed fees"), unless the body says `proration: full`."""
+    amount = Decimal(body["amount"])
+    if body.get("proration") == "full" or (p.start, p.end) == whole:
+        return amount
+    billed = Decimal((p.end - p.start) // timedelta(seconds=1))
+    cycle_s = Decimal((whole[1] - whole[0]) // timedelta(seconds=1))
+    with localcontext() as ctx:
+        ctx.prec = 100
+        return (amount * billed / cycle_s).quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
+
+
 def _time_weighted(events: Sequence[Event], p: Period, norm: tuple[datetime, datetime]) -> Decimal:
     readings = sorted(events, key=lambda e: (e.at, e.event_id))
     level, at, integral = Decimal(0), p.start, Decimal(0)
@@ -192,7 +207,7 @@ def _charge(
     if not windows:
         return None
     if meter is None:
-        return Decimal(windows[-1][2]["amount"])
+        return _flat(windows[-1][2], p, cycle(c, p))
     mine = [e for e in events if _matches(e, meter["name"], price.get("filter"))]
     if meter["aggregation"] == "time_weighted":
         quantities = [_time_weighted(mine, p, cycle(c, p))] if len(windows) == 1 else []
