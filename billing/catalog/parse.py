@@ -33,6 +33,7 @@ from billing.money import CurrencyError, exponent, from_minor
 from meters.catalog import MeterCatalog, parse_meters
 from rating import RoundingMode
 from rating.decimals import to_decimal, to_nonnegative
+from rating.period import FIXED_FEE_AGGREGATIONS
 
 TOP_LEVEL_KEYS = ("rounding_mode", "meters", "plans")
 PLAN_KEYS = ("id", "name", "minimum_commitment", "prices")
@@ -86,9 +87,8 @@ def parse_catalog(data: Any, source: str = "catalog", text: str = "") -> ParsedC
             problems += _unknown_keys(price, PRICE_KEYS, pwhere)
             ok, meter, filt_doc = _price_meter(price, pwhere, parsed.meters, invalid, problems)
             if ok:
-                parsed.versions += _versions(
-                    price, (plan_id, price_id), meter, filt_doc, pwhere, problems
-                )
+                on = (meter, _aggregation(parsed.meters, meter), filt_doc)
+                parsed.versions += _versions(price, (plan_id, price_id), on, pwhere, problems)
     if problems:
         raise LoadError(source, problems)
     return parsed
@@ -163,14 +163,15 @@ def _plan(plan: Mapping[str, Any], plan_id: str, where: str, problems: list[str]
 def _versions(
     price: Mapping[str, Any],
     ids: tuple[str, str],
-    meter: str | None,
-    filt_doc: dict[str, Any] | None,
+    on: tuple[str | None, str | None, dict[str, Any] | None],
     where: str,
     problems: list[str],
 ) -> list[CatalogPriceVersion]:
-    """The versions of one price (`ids`: plan id, price id), one per effective date and
-    currency; each date once, each body valid for the rating engine."""
+    """The versions of one price (`ids`: plan id, price id; `on`: its meter, the
+    meter's aggregation and its filter), one per effective date and currency; each date
+    once, each body valid for the rating engine (a `proration` only on a fixed fee)."""
     plan_id, price_id = ids
+    meter, aggregation, filt_doc = on
     found: list[CatalogPriceVersion] = []
     versions = price.get("versions")
     if not isinstance(versions, list) or not versions:
@@ -210,10 +211,41 @@ def _versions(
             except Exception as exc:  # the rating engine's message, with our path
                 problems.append(f"{bwhere}: {exc}")
                 continue
+            if "proration" in body_doc:
+                refused = _proration_problem(aggregation, bwhere)
+                if refused is not None:
+                    problems.append(refused)
+                    continue
             slot = (plan_id, price_id, currency, effective)
             terms = (meter, filt_doc, body_doc, content_hash(body_doc, meter, filt_doc))
             found.append(CatalogPriceVersion(*slot, *terms, price=checked))
     return found
+
+
+def _aggregation(meters: MeterCatalog, meter: str | None) -> str | None:
+    """The aggregation of a price's meter (None for a flat fee)."""
+    return None if meter is None else meters.meters[meter].aggregation.value
+
+
+def _proration_problem(aggregation: str | None, where: str) -> str | None:
+    """Why a price body's `proration` is refused: only a fixed fee is prorated for a
+    partial period, a flat price (no meter, `aggregation` None) or a price on a `latest`
+    meter (rating.period.FIXED_FEE_AGGREGATIONS); usage is billed as measured, and a
+    time_weighted quantity is prorated by its normalization to the whole cycle already.
+    None when the price may carry it."""
+    if aggregation is None or aggregation in FIXED_FEE_AGGREGATIONS:
+        return None
+    why = (
+        "its quantity is already divided by the whole billing cycle, which prorates it"
+        if aggregation == "time_weighted"
+        else "usage is billed as measured, never prorated"
+    )
+    fixed = "/".join(sorted(FIXED_FEE_AGGREGATIONS))
+    return (
+        f"{where}.proration: only a fixed fee (a flat price, or a price on a {fixed} meter)"
+        f" is prorated for a partial period, and this price's meter is {aggregation}: {why};"
+        " remove `proration`"
+    )
 
 
 def _ident(value: Any, where: str, problems: list[str]) -> str | None:
