@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -31,6 +32,7 @@ from meterline.audit.explain.report import (
     Net,
     PriceView,
     PriceWindowView,
+    ProrationView,
     QuantityChain,
     RatingEntry,
     RatingView,
@@ -57,7 +59,7 @@ from meterline.audit.levels import (
 )
 from meterline.audit.values import Dims, dims_label
 from rating import RatedCharge
-from rating.period import matches_filter
+from rating.period import Proration, matches_filter
 
 HOW = {
     "count": "the number of events in the window",
@@ -189,6 +191,20 @@ def rating_view(breakdown: Any) -> RatingView | dict[str, Any] | None:
         amount=charge.amount,
         rounding=charge.rounding.value,
         explanation=charge.explanation,
+        proration=proration_view(breakdown, charge.currency),
+    )
+
+
+def proration_view(breakdown: Mapping[str, Any], currency: str) -> ProrationView | None:
+    """The proration step of a prorated fixed fee's line (its breakdown's `proration`),
+    or None for a line billed in full."""
+    doc = breakdown.get("proration")
+    if not isinstance(doc, Mapping):
+        return None
+    proration = Proration.from_doc(doc, currency)
+    values = {k: v for k, v in asdict(proration).items() if k != "currency"}
+    return ProrationView.model_validate(
+        {**values, "share": proration.share, "explanation": proration.explanation}
     )
 
 

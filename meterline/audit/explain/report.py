@@ -67,8 +67,23 @@ class RatingEntry(Report):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
+class ProrationView(Report):
+    """How a fixed fee was prorated for a partial period (rating.period.Proration): the
+    period's seconds of its billing cycle's, the share, the charge for the whole cycle
+    and the line's amount from it."""
+
+    billed_seconds: int
+    cycle_seconds: int
+    share: Exact
+    full_amount_precise: Exact
+    amount_precise: Exact
+    amount: Exact
+    explanation: str
+
+
 class RatingView(Report):
-    """The rating of a charge (rating.RatedCharge) with what an auditor checks."""
+    """The rating of a charge (rating.RatedCharge) with what an auditor checks; a
+    prorated fixed fee's `proration` (the line bills that, not `amount`)."""
 
     model: str
     versions: list[str]
@@ -83,6 +98,7 @@ class RatingView(Report):
     amount: Exact
     rounding: str
     explanation: str
+    proration: ProrationView | None = None
 
 
 class GroupQuantity(Report):

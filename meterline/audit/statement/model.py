@@ -9,6 +9,7 @@ one tier the period's total fell in, applied to every unit.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
@@ -19,6 +20,7 @@ from meterline.audit.statement.chart import Chart
 from meterline.audit.statement.periods import LocalPeriod, PeriodQuery
 from meterline.audit.statement.text import money_text, quantity_text, working
 from rating import PriceModel, RatedCharge
+from rating.period import Proration
 
 View = Literal["customer", "internal"]
 VIEWS: tuple[View, ...] = ("customer", "internal")
@@ -166,7 +168,17 @@ class StatementLine(PostedLine):
     def working(self) -> str:
         """The rating's arithmetic from the typed result; the ledger's description for
         lines without one (discounts, minimum true-ups, adjustments)."""
-        return working(self.charge) if self.charge is not None else self.description
+        if self.charge is None:
+            return self.description
+        proration = self.proration
+        text = working(self.charge)
+        return text if proration is None else f"{text}; {proration.explanation}"
+
+    @property
+    def proration(self) -> Proration | None:
+        """How the line's fixed fee was prorated for a partial period (None: in full)."""
+        doc = self.breakdown.get("proration") if isinstance(self.breakdown, Mapping) else None
+        return Proration.from_doc(doc, self.currency) if isinstance(doc, Mapping) else None
 
     @property
     def unit_price(self) -> Decimal | None:
@@ -197,6 +209,8 @@ class StatementLine(PostedLine):
             out.append(
                 f"capped at the maximum by {money_text(-charge.maximum_adjustment, self.currency)}"
             )
+        if (proration := self.proration) is not None:
+            out.append(proration.explanation)
         return out
 
 

@@ -246,6 +246,9 @@ def _explain_rating(rating: RatingView | dict[str, object] | None, currency: str
         f"  = {_m(rating.amount, currency)} (precise {qty(rating.amount_precise)},"
         f" rounded {rating.rounding.replace('_', '-')})"
     )
+    if rating.proration is not None:
+        # A partial period's fixed fee bills its share of the cycle's amount above.
+        out.append(f"  {rating.proration.explanation}")
     return out
 
 
