@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -555,7 +555,7 @@ def _share_minor(value_minor: int, part: Decimal, whole: Decimal) -> int:
     whole value)."""
     if part == whole:
         return value_minor
-    return int((Decimal(value_minor) * part / whole).to_integral_value())
+    return int((Decimal(value_minor) * part / whole).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 # --- reading -------------------------------------------------------------------------

@@ -300,3 +300,28 @@ def test_database_lets_a_grant_be_voided_once(loaded: Ledger) -> None:
         conn.execute(text(void), {"at": "2026-05-01 00:00:00"})
     with pytest.raises(DBAPIError), loaded.engine.begin() as conn:
         conn.execute(text(void), {"at": "2026-05-02 00:00:00"})
+
+
+def test_a_partial_return_of_units_is_worth_its_share_rounded_half_up(
+    loaded: Ledger, line_id: int
+) -> None:
+    units = row(
+        amount=None, units="10", meter="fin_resolution", kind="promotional", price_paid=None
+    )
+    load(loaded, units)
+    with loaded.Session.begin() as session:
+        # 2 resolutions worth USD 0.05 together: one of them returned is worth 0.025.
+        first = record_consumption(
+            session,
+            "gr_commit",
+            amount=D(2),
+            value_minor=5,
+            invoice_line_id=line_id,
+            effective_at=MARCH.end,
+            key="c1",
+        )
+        back = reverse_consumption(
+            session, first, amount=D(1), effective_at=MARCH.end, key="r1", note="one back"
+        )
+        assert session.get(CreditLedgerEntry, back).value_minor == 3  # half-up, not 2
+    assert view(loaded).balance.remaining == D(9)
