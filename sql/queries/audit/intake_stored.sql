@@ -1,12 +1,14 @@
 -- What the ingests received in [start, end) actually stored, per ingest, meter, currency
 -- and outcome: accepted events (usage_events, FINAL) and rejected rows with their reason
 -- (usage_events_rejected). The currency comes from the customer (the ledger's, bound as
--- a map); '' when the customer is unknown or the row had none.
+-- a map, looked up with `transform`, a hash look-up: `map[key]` scans the keys for every
+-- row); '' when the customer is unknown or the row had none.
 SELECT ingest_id, meter, currency, outcome, reason, count() AS n
 FROM
 (
     SELECT ingest_id, meter,
-           {currencies:Map(String, String)}[customer_id] AS currency,
+           transform(customer_id, mapKeys({currencies:Map(String, String)}),
+                     mapValues({currencies:Map(String, String)}), '') AS currency,
            'accepted' AS outcome, '' AS reason
     FROM usage_events FINAL
     WHERE ingested_at >= {start:DateTime64(3, 'UTC')}
@@ -14,7 +16,8 @@ FROM
       AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
     UNION ALL
     SELECT ingest_id, ifNull(meter, '') AS meter,
-           {currencies:Map(String, String)}[ifNull(customer_id, '')] AS currency,
+           transform(ifNull(customer_id, ''), mapKeys({currencies:Map(String, String)}),
+                     mapValues({currencies:Map(String, String)}), '') AS currency,
            'rejected' AS outcome, toString(reason) AS reason
     FROM usage_events_rejected
     WHERE ingested_at >= {start:DateTime64(3, 'UTC')}
