@@ -54,8 +54,10 @@ def test_no_query_looks_up_a_customer_keyed_map_per_row() -> None:
 
     customer = r"\s*(?:ifNull\(\s*)?customer_id"
     per_row = re.compile(
-        r"\{\w+:Map\([^}]*\}\s*\[" + customer  # map[customer_id]
-        + r"|mapContains\(\s*\{\w+:Map\([^}]*\}\s*," + customer
+        r"\{\w+:Map\([^}]*\}\s*\["
+        + customer  # map[customer_id]
+        + r"|mapContains\(\s*\{\w+:Map\([^}]*\}\s*,"
+        + customer
     )
     offenders = [
         f"{path.relative_to(SQL_DIR)}: {m.group(0)[:60]}"
