@@ -44,7 +44,7 @@ OUTBOX_KINDS = ("invoice.finalized", "invoice.voided", "invoice.adjustments_post
 DELIVERY_STATUSES = ("pending", "delivered", "parked")
 #: Stripe's invoice collection methods (Invoice.collection_method).
 COLLECTION_METHODS = ("charge_automatically", "send_invoice")
-LINE_KINDS = ("usage", "flat", "minimum_true_up", "discount", "adjustment")
+LINE_KINDS = ("usage", "flat", "minimum_true_up", "discount", "adjustment", "credit")
 #: Credit grants (docs/credits.md): paid commitments and promotional credits.
 GRANT_KINDS = ("paid_commit", "promotional")
 #: What a grant pays for: every usage price, the prices listed, or the meters listed.
@@ -335,6 +335,14 @@ class InvoiceLine(Base):
             "(kind = 'adjustment') OR (adjusts_line_id IS NULL AND adjusts_key IS NULL)",
             name="only_adjustments_adjust",
         ),
+        # A credit line (docs/credits.md) names the grant that pays and the line it pays
+        # (same invoice); an adjustment of a credit line names its grant too.
+        CheckConstraint("(kind = 'credit') = (pays_key IS NOT NULL)", name="credit_pays"),
+        CheckConstraint(
+            "(kind = 'credit' AND credit_grant_id IS NOT NULL)"
+            " OR (kind <> 'credit' AND (credit_grant_id IS NULL OR kind = 'adjustment'))",
+            name="credit_grant",
+        ),
         # The deterministic idempotency key is unique per invoice. It is not unique
         # across invoices because a void invoice's period is re-issued with the same keys;
         # one live invoice per period (uq_invoices_live_period) makes it unique per period.
@@ -352,6 +360,12 @@ class InvoiceLine(Base):
             "adjusts_line_id",
             postgresql_where=text("adjusts_line_id IS NOT NULL"),
             sqlite_where=text("adjusts_line_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_invoice_lines_credit_grant_id",
+            "credit_grant_id",
+            postgresql_where=text("credit_grant_id IS NOT NULL"),
+            sqlite_where=text("credit_grant_id IS NOT NULL"),
         ),
         # Re-rating deletes draft lines; their ids must not come back for other lines.
         {"sqlite_autoincrement": True},
@@ -385,6 +399,10 @@ class InvoiceLine(Base):
     # finalized invoice did not have, where there is no line to point at).
     adjusts_key: Mapped[str | None] = mapped_column(String(400))
     rating_run_id: Mapped[int | None] = mapped_column(ForeignKey("rating_runs.id"))
+    # A credit line's grant (its own id, credit_grants.grant_id) and the key of the line it
+    # pays; an adjustment of a credit line keeps the grant (migration 0007).
+    credit_grant_id: Mapped[str | None] = mapped_column(ForeignKey("credit_grants.grant_id"))
+    pays_key: Mapped[str | None] = mapped_column(String(400))
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
     adjusts_line: Mapped[InvoiceLine | None] = relationship(remote_side="InvoiceLine.id")
