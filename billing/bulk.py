@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from billing.charges import SUBTOTAL_KINDS
+from billing.charges import REDUCTION_KINDS, SUBTOTAL_KINDS
 from billing.errors import LedgerError
 from billing.models import Invoice, InvoiceLine, Subscription
 
@@ -85,7 +85,7 @@ def invoice_totals(lines: Iterable[tuple[str, int]]) -> dict[str, int]:
     for kind, minor in lines:
         if kind in SUBTOTAL_KINDS:
             out["subtotal_minor"] += minor
-        elif kind == "discount":
+        elif kind in REDUCTION_KINDS:
             out["discount_minor"] += minor
         elif kind == "adjustment":
             out["adjustment_minor"] += minor
@@ -496,7 +496,7 @@ def refresh_totals(session: Session, invoice_ids: Iterable[int]) -> None:
             .where(where_in(session, INVOICES.c.id, part), INVOICES.c.status == "draft")
             .values(
                 subtotal_minor=total(SUBTOTAL_KINDS),
-                discount_minor=total(("discount",)),
+                discount_minor=total(REDUCTION_KINDS),
                 adjustment_minor=total(("adjustment",)),
                 total_minor=total(None),
                 line_count=count,

@@ -15,11 +15,18 @@ from billing.money import canonical, exponent, minor_unit, require_decimal, to_m
 from billing.periods import Period, iso_utc
 from rating.period import RatedLine
 
-ChargeKind = Literal["usage", "flat", "minimum_true_up", "discount", "adjustment"]
-POSTABLE_KINDS: frozenset[str] = frozenset({"usage", "flat", "minimum_true_up", "discount"})
+ChargeKind = Literal["usage", "flat", "minimum_true_up", "discount", "adjustment", "credit"]
+POSTABLE_KINDS: frozenset[str] = frozenset(
+    {"usage", "flat", "minimum_true_up", "discount", "credit"}
+)
 #: Kinds that make an invoice's subtotal (charges: never negative); discounts and
 #: adjustments are totalled apart.
 SUBTOTAL_KINDS: tuple[str, ...] = ("usage", "flat", "minimum_true_up")
+#: Kinds an invoice's discount total counts: what lowers its charges before adjustments,
+#: discounts and the credit grants that pay for usage (docs/credits.md).
+REDUCTION_KINDS: tuple[str, ...] = ("discount", "credit")
+#: A credit line's key: the key of the usage line it pays, then this, then the grant id.
+CREDIT_TAG = "credit"
 #: Kinds whose line must name a price version of the loaded catalog.
 CATALOG_KINDS: frozenset[str] = frozenset({"usage", "flat"})
 KEY_SEP = "|"
@@ -119,6 +126,7 @@ class ChargeLine:
     breakdown: Any = field(default_factory=dict)
     description: str = ""
     group: str | None = None
+    grant_id: str | None = None  # a credit line's grant (an adjustment of one keeps it)
     # Derived once at construction (the line is immutable): the breakdown as canonical
     # JSON text, and the content hash that idempotent re-posts compare.
     breakdown_json: str = field(init=False, repr=False, compare=False)
@@ -138,6 +146,15 @@ class ChargeLine:
             )
         if self.group is not None and (not isinstance(self.group, str) or KEY_SEP in self.group):
             raise ValueError(f"ChargeLine.group must be a string without {KEY_SEP!r}")
+        if (self.kind == "credit") and (self.grant_id is None):
+            raise ValueError("a credit line names the grant that pays it")
+        if self.grant_id is not None and (
+            self.kind not in ("credit", "adjustment") or KEY_SEP in self.grant_id
+        ):
+            raise ValueError(
+                f"ChargeLine.grant_id is for credit lines and their adjustments, without"
+                f" {KEY_SEP!r}"
+            )
         if self.meter is not None and not isinstance(self.meter, str):
             raise TypeError("ChargeLine.meter must be a string or None")
         if not isinstance(self.description, str):
@@ -167,6 +184,8 @@ class ChargeLine:
         # Sign rules: discounts reduce, charges add; an adjustment goes either way.
         if self.kind == "discount" and self.amount > 0:
             raise ValueError(f"a discount line must not be positive, got {self.amount}")
+        if self.kind == "credit" and self.amount >= 0:
+            raise ValueError(f"a credit line must be negative, got {self.amount}")
         if self.kind in SUBTOTAL_KINDS and self.amount < 0:
             raise ValueError(f"a {self.kind} line must not be negative, got {self.amount}")
         object.__setattr__(self, "breakdown_json", canonical_json(self.breakdown))
@@ -196,6 +215,7 @@ class ChargeLine:
             "currency": self.currency,
             "breakdown": self.breakdown,
             "description": self.description,
+            **({} if self.grant_id is None else {"grant_id": self.grant_id}),
         }
 
     def content_hash(self) -> str:
@@ -221,6 +241,7 @@ def charge_line(rated: RatedLine) -> ChargeLine:
         breakdown=rated.breakdown(),
         description=rated.description,
         group=rated.group,
+        grant_id=rated.grant_id,
     )
 
 
@@ -234,10 +255,24 @@ def line_key(subscription: str, period: Period | str, charge: ChargeLine) -> str
     ``period`` may be given as its period_token() already (posting computes it once).
     """
     token = period if isinstance(period, str) else period_token(period)
-    parts = [subscription, token, charge.price_id, charge.price_version, charge.kind]
+    kind = "usage" if charge.kind == "credit" else charge.kind
+    parts = [subscription, token, charge.price_id, charge.price_version, kind]
     if charge.group is not None:
         parts.append(charge.group)
+    if charge.kind == "credit":
+        # `<usage line key>|credit|<grant id>`: re-rating a draft replaces it like any
+        # line, and the key names the line it pays (pays_key) and the grant.
+        assert charge.grant_id is not None
+        parts += [CREDIT_TAG, charge.grant_id]
     return KEY_SEP.join(parts)
+
+
+def pays_key(credit_key: str) -> str:
+    """The key of the usage line a credit line (its key, `line_key`) pays."""
+    head, tag, _grant = credit_key.rsplit(KEY_SEP, 2)
+    if tag != CREDIT_TAG:
+        raise ValueError(f"{credit_key!r} is not the key of a credit line")
+    return head
 
 
 def adjustment_key(adjusted_key: str, target: Period) -> str:

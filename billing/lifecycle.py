@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -24,8 +26,9 @@ from sqlalchemy.orm import Session
 from billing import bulk
 from billing.adjustments import restore_after_void
 from billing.bulk import refresh_totals
+from billing.credits import record_consumption, reverse_consumption
 from billing.errors import FinalizeTooEarly, InvoiceImmutable, LedgerError, NotFound
-from billing.models import Invoice, InvoiceLine, Subscription
+from billing.models import CreditLedgerEntry, Invoice, InvoiceLine, Subscription
 from billing.outbox.record import record_finalized, record_voided
 from billing.periods import local_midnight
 
@@ -115,6 +118,7 @@ def finalize(
     invoice.status = "finalized"
     invoice.finalized_at = as_of
     session.flush()
+    consume_credits(session, [invoice.id])
     record_finalized(session, [invoice.id])
     return invoice
 
@@ -167,9 +171,99 @@ def finalize_due(
             .values(status="finalized", finalized_at=as_of)
             .execution_options(synchronize_session=False)
         )
+    consume_credits(session, ids)
     record_finalized(session, ids)
     session.expire_all()
     return ids
+
+
+def consume_credits(session: Session, invoice_ids: Collection[int]) -> int:
+    """Record, in the caller's transaction (the one finalizing the invoices), one credit
+    ledger entry per line of ``invoice_ids`` that names a grant (docs/credits.md): a
+    ``consume`` per credit line, linked to it (key ``consume|<invoice id>|<line key>``:
+    a re-issued period's lines have the same keys); for an adjustment of a credit line,
+    a ``consume`` of the units it adds, or a ``reverse`` of the corrected line's
+    consumption by the units it gives back. Consumption waits for finalize because a
+    draft's lines are replaced when it is re-rated, and entries are never deleted.
+    Raises BalanceError (nothing is finalized: the caller's transaction fails) when a
+    grant holds less than its lines took. The number of entries written."""
+    rows: list[Any] = []
+    for part in bulk.chunks(sorted(invoice_ids)):
+        rows += session.execute(
+            select(
+                InvoiceLine.id,
+                InvoiceLine.invoice_id,
+                InvoiceLine.idempotency_key,
+                InvoiceLine.kind,
+                InvoiceLine.credit_grant_id,
+                InvoiceLine.amount_minor,
+                InvoiceLine.breakdown,
+                InvoiceLine.service_period_end,
+                InvoiceLine.adjusts_line_id,
+            )
+            .where(InvoiceLine.invoice_id.in_(part), InvoiceLine.credit_grant_id.is_not(None))
+            .order_by(InvoiceLine.id)
+        ).all()
+    for line_id, invoice_id, key, kind, grant_id, minor, doc, end, adjusts in rows:
+        units = Decimal(str(doc["units"]))
+        entry_key = f"consume|{invoice_id}|{key}"
+        if kind == "credit" or units > 0:
+            record_consumption(
+                session,
+                grant_id,
+                amount=units,
+                value_minor=-minor,
+                invoice_line_id=line_id,
+                effective_at=end,
+                key=entry_key,
+            )
+        elif units < 0:
+            consumed = session.scalars(
+                select(CreditLedgerEntry.id).where(
+                    CreditLedgerEntry.invoice_line_id == adjusts,
+                    CreditLedgerEntry.kind == "consume",
+                )
+            ).one()
+            reverse_consumption(
+                session,
+                consumed,
+                amount=-units,
+                effective_at=end,
+                key=f"reverse|{invoice_id}|{key}",
+                note=f"corrected down by invoice line {line_id}",
+                invoice_line_id=line_id,
+            )
+    return len(rows)
+
+
+def return_credits(session: Session, invoice_id: int, *, as_of: datetime) -> int:
+    """Return (``reverse``, at ``as_of``) what every consumption of the void invoice's
+    lines still holds, so the grants can pay the re-issued period again. Idempotent (key
+    ``reverse|void|<entry id>``). The number of entries written."""
+    entries = session.scalars(
+        select(CreditLedgerEntry.id)
+        .join(InvoiceLine, InvoiceLine.id == CreditLedgerEntry.invoice_line_id)
+        .where(InvoiceLine.invoice_id == invoice_id, CreditLedgerEntry.kind == "consume")
+        .order_by(CreditLedgerEntry.id)
+    ).all()
+    written = 0
+    for entry_id in entries:
+        returned = session.scalars(
+            select(CreditLedgerEntry.amount).where(CreditLedgerEntry.reverses_entry_id == entry_id)
+        ).all()
+        consumed = session.get(CreditLedgerEntry, entry_id)
+        assert consumed is not None
+        if sum(returned, Decimal(0)) >= consumed.amount:
+            continue
+        reverse_consumption(
+            session,
+            entry_id,
+            effective_at=as_of,
+            key=f"reverse|void|{entry_id}",
+            note=f"invoice {invoice_id} voided",
+        )
+        written += 1
+    return written
 
 
 class VoidBeforeFinalized(LedgerError):
@@ -204,6 +298,7 @@ def void(session: Session, invoice_id: int, *, as_of: datetime) -> Invoice:
     invoice.status = "void"
     invoice.voided_at = as_of
     session.flush()
+    return_credits(session, invoice_id, as_of=as_of)
     record_voided(session, invoice_id)
     restore_after_void(session, invoice_id)
     session.refresh(invoice)

@@ -41,6 +41,7 @@ from billing.charges import (
     SUBTOTAL_KINDS,
     ChargeLine,
     line_key,
+    pays_key,
     period_token,
 )
 from billing.errors import LedgerError, PostingConflict, UnknownPriceVersion, UnknownSubscription
@@ -256,6 +257,8 @@ def line_row(
         "adjusts_line_id": None,
         "adjusts_key": None,
         "rating_run_id": rating_run_id,
+        "credit_grant_id": charge.grant_id,
+        "pays_key": pays_key(key) if charge.kind == "credit" else None,
     }
 
 

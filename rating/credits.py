@@ -32,9 +32,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, Context, Decimal
+from typing import TYPE_CHECKING
 
 from rating.money import round_money
-from rating.period import RatedLine
+
+if TYPE_CHECKING:  # rating.period applies the drawdown: it imports this module
+    from rating.period import RatedLine
 
 ZERO = Decimal(0)
 #: Wide enough for any quotient of two ledger amounts; a quotient is then rounded once.
@@ -114,6 +117,18 @@ class Consumption:
     @property
     def description(self) -> str:
         return f"credit {self.grant_id} on {self.price_id}"
+
+    def doc(self, unit: str) -> dict[str, str]:
+        """As a credit line's breakdown stores it (decimals as text): the grant, the line
+        it pays, what it paid and what left the grant (``units`` of ``unit``: its
+        currency or its meter)."""
+        return {
+            "grant_id": self.grant_id,
+            "pays": self.line_key,
+            "amount": format(self.amount, "f"),
+            "units": format(self.units, "f"),
+            "unit": unit,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,9 @@ Business rules:
 - Discounts apply to the rounded line of their price (docs/rating.md: minimum, maximum,
   then round, then discount); the plan's minimum commitment trues up the period's
   usage and flat lines (after discounts) when they total less.
+- Credit grants pay the usage lines after their discounts (rating/credits.py, the
+  drawdown: `apply_credits`), each payment a negative `credit` line; the minimum
+  true-up compares the lines before credits (docs/rating.md, "Credits").
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Literal
 
+from rating.credits import Consumption, Grant, creditable_lines, draw_down
 from rating.decimals import EXACT_PRECISION, fmt, plain
 from rating.discounts import Discount, DiscountResult, apply_discount, minimum_commitment_true_up
 from rating.engine import rate, rate_windows
@@ -51,7 +55,7 @@ FIXED_FEE_AGGREGATIONS = frozenset({"latest"})
 MINIMUM_PRICE_ID = "minimum_commitment"
 MINIMUM_VERSION = "plan"
 
-LineKind = Literal["usage", "flat", "discount", "minimum_true_up"]
+LineKind = Literal["usage", "flat", "discount", "minimum_true_up", "credit"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,30 @@ class VersionWindow:
     price: Price
     start: datetime
     end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CreditPayment:
+    """How a credit line came about: the drawdown's consumption (the grant, the line it
+    pays, the amount, the units taken from the grant) and the grant's unit (its currency,
+    or its meter for a grant of units)."""
+
+    consumption: Consumption
+    unit: str
+
+    def doc(self) -> dict[str, str]:
+        return self.consumption.doc(self.unit)
+
+    @property
+    def explanation(self) -> str:
+        c = self.consumption
+        paid = f"{fmt(-c.amount, grouping=True)} {c.currency}"
+        if self.unit == c.currency:
+            return f"credit grant {c.grant_id} pays {paid} of {c.price_id}"
+        return (
+            f"credit grant {c.grant_id} pays {fmt(c.units, grouping=True)} {self.unit}"
+            f" ({paid}) of {c.price_id}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,14 +293,17 @@ class RatedLine:
     amount_precise: Decimal
     currency: str
     unit_amount: Decimal | None
-    detail: RatedCharge | DiscountResult | MinimumTrueUp
+    detail: RatedCharge | DiscountResult | MinimumTrueUp | CreditPayment
     description: str
     proration: Proration | None = None
+    grant_id: str | None = None  # a credit line's grant
 
     def breakdown(self) -> dict[str, Any]:
         """`detail` as JSON data (decimals as plain text), as the ledger stores it; a
         prorated line's adds `proration` (Proration.doc)."""
         detail = self.detail
+        if isinstance(detail, CreditPayment):
+            return detail.doc()
         if isinstance(detail, MinimumTrueUp):
             return {
                 "commitment": str(detail.commitment.amount),
@@ -368,9 +399,13 @@ def rate_period(
     minimum_commitment: Money | None = None,
     rounding: RoundingMode = ROUNDING,
     cycle: tuple[datetime, datetime] | None = None,
+    grants: Sequence[Grant] = (),
+    subscription: str | None = None,
 ) -> list[RatedLine]:
     """All rated lines of one subscription's period [start, end), in a stable order: per
-    price (by id) its line and its discount lines, then the minimum true-up.
+    price (by id) its line and its discount lines, then the credit lines of `grants`
+    (`apply_credits`; `subscription` is the subscription's id, for grants of one
+    subscription), then the minimum true-up.
 
     `cycle` is the billing cycle [start, end) the period is part of (a partial first or
     last period is shorter); its fixed fees are prorated to the period (`prorated`),
@@ -398,7 +433,59 @@ def rate_period(
         true_up = _true_up(lines, minimum_commitment, rounding)
         if true_up is not None:
             lines.append(true_up)
-    return lines
+    return apply_credits(lines, grants, period_end=end, subscription=subscription)
+
+
+def apply_credits(
+    lines: Sequence[RatedLine],
+    grants: Sequence[Grant],
+    *,
+    period_end: datetime,
+    subscription: str | None = None,
+) -> list[RatedLine]:
+    """The period's lines with the credit lines of the drawdown (rating/credits.py) of
+    `grants` (each with its balance available to the period) inserted before the minimum
+    true-up, one per grant and usage line it pays: kind `credit`, the paid line's price,
+    version and group, quantity the units taken from the grant, a negative amount.
+
+    The true-up is left as it was computed: from the lines before credits. A credit pays
+    for usage; it does not lower the usage the minimum commitment is measured against
+    (docs/rating.md, "Credits"). Raises ValueError (draw_down's) for a negative line or
+    balance."""
+    if not grants:
+        return list(lines)
+    usage = {(ln.price_id, ln.group or ""): ln for ln in lines if ln.kind == "usage"}
+    drawn = draw_down(
+        creditable_lines(lines, subscription or ""),
+        grants,
+        period_end=period_end,
+        subscription=subscription,
+    )
+    units = {g.grant_id: g.meter or g.currency for g in grants}
+    credits = []
+    for paid in drawn.consumptions:
+        price_id, group = paid.line_key.split("|")[-2:]
+        line = usage[(price_id, group)]
+        detail = CreditPayment(paid, units[paid.grant_id])
+        credits.append(
+            RatedLine(
+                price_id=line.price_id,
+                price_version=line.price_version,
+                kind="credit",
+                group=line.group,
+                meter=line.meter,
+                quantity=paid.units,
+                amount=paid.amount,
+                amount_precise=paid.amount,
+                currency=paid.currency,
+                unit_amount=None,
+                detail=detail,
+                description=detail.explanation,
+                grant_id=paid.grant_id,
+            )
+        )
+    before = [ln for ln in lines if ln.kind != "minimum_true_up"]
+    return [*before, *credits, *(ln for ln in lines if ln.kind == "minimum_true_up")]
 
 
 def charge_prorates(spec: PriceSpec, label: str) -> bool:

@@ -7,7 +7,8 @@
   rate     quantities + the ledger's price book -> rated lines (rate.py)
   post     the rated periods -> the ledger, under one rating run (post.py)
   late     finalized periods with late usage: re-rated, adjusted (late.py)
-  finalize the drafts whose period ended the grace period ago (post.py)
+  finalize the drafts whose period ended the grace period ago (post.py), recording the
+           credit grants' consumption; then expire the grants no open period can draw on
 
 Time is the `as_of` the caller passes (the rollup's data interval end), never now()
 (DESIGN.md invariant 7). The ledger is one transaction: a close commits whole or not.
@@ -32,6 +33,8 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from billing.credits import expire_grants
+from billing.credits.available import CreditBook
 from billing.models import RatingRun
 from billing.periods import Period, iso_utc
 from billing.views import month_bounds
@@ -199,9 +202,9 @@ def _close(
     to_bill = [d for d in due.open if d not in held]
     to_adjust = [d for d in late if d not in held]
     pricebook = read_pricebook(session, meters)
-    ratings = rate_periods(
-        pricebook, [*to_bill, *to_adjust], WarehouseQuantities(warehouse, meters)
-    )
+    rated = [*to_bill, *to_adjust]
+    credits = CreditBook.read(session, {d.customer for d in rated})
+    ratings = rate_periods(pricebook, rated, WarehouseQuantities(warehouse, meters), credits)
     billing = {d: ratings[d] for d in to_bill}
     check_limits(billing)
     run_id = None
@@ -221,9 +224,12 @@ def _close(
     open_periods = set(due.open)
     # A draft whose period waits for the rollup stays open, like one that failed.
     keep_open = [*posted.failed, *(d for d in held if d in open_periods)]
-    finalized = finalize_periods(
-        session, as_of, timedelta(hours=config.finalize_grace_hours), keep_open
-    )
+    grace = timedelta(hours=config.finalize_grace_hours)
+    finalized = finalize_periods(session, as_of, grace, keep_open)
+    # Breakage (docs/credits.md, "Expiry"): a grant expired by `as_of - grace` can pay no
+    # period still open, since every period ending by then was just finalized (and drew
+    # on it). Rollover (grant option) is not built: such grants are left as they are.
+    expire_grants(session, as_of=as_of - grace)
     return CloseReport(
         as_of=as_of,
         periods_closed=len(to_bill) - len(posted.failed),

@@ -21,6 +21,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from billing.charges import ChargeLine, charge_line, line_key
+from billing.credits.available import CreditBook
 from billing.periods import Period, period_containing
 from billing.pricebook import PriceBook
 from meterline.jobs.due import Due
@@ -28,7 +29,7 @@ from meters.catalog import MeterCatalog
 from meters.quantities import QuantityRow, WindowRequest, batch_quantities
 from meters.warehouse.base import Warehouse
 from rating import PriceSpec, RatedLine, rate_period
-from rating.period import QuantityKey, windows_needed
+from rating.period import QuantityKey, apply_credits, windows_needed
 
 # Errors that make one period unratable without saying anything about the others: a
 # price body the rating engine refuses, a quantity it refuses (negative, not finite), a
@@ -91,17 +92,24 @@ def read_pricebook(session: Session, meters: MeterCatalog) -> PriceBook:
 
 
 def rate_periods(
-    pricebook: PriceBook, due: Sequence[Due], quantities: QuantitySource
+    pricebook: PriceBook,
+    due: Sequence[Due],
+    quantities: QuantitySource,
+    credits: CreditBook | None = None,
 ) -> dict[Due, PeriodRating]:
     """Rate each due period: one read of every (window, billing cycle) the periods need,
     with the customers that need it, then rating per period. A period that cannot be
     rated (no price, a quantity or amount rating or the ledger refuses) gets its `error`
-    and no lines; the others are rated."""
+    and no lines; the others are rated. With `credits` (the customers' grants, read once
+    per close), each period's usage is drawn down from the grants available to it, the
+    periods of a customer in time order (billing/credits/available.py)."""
     ratings = {item: _prepare(pricebook, item) for item in due}
     found = _read(quantities, ratings.values())
-    for rating in ratings.values():
+    rerated = frozenset((d.subscription.external_id, d.period.start) for d in ratings)
+    for item in sorted(ratings, key=lambda d: (d.customer, d.period.start, d.period.end)):
+        rating = ratings[item]
         if rating.error is None:
-            _rate(pricebook, rating, found, quantities.meters)
+            _rate(pricebook, rating, found, quantities.meters, credits, rerated)
     return ratings
 
 
@@ -149,8 +157,11 @@ def _rate(
     rating: PeriodRating,
     found: Mapping[WindowKey, Mapping[str, list[QuantityRow]]],
     meters: MeterCatalog,
+    credits: CreditBook | None = None,
+    rerated: frozenset[tuple[str, datetime]] = frozenset(),
 ) -> None:
-    """Rate one period from the rows read: its lines, or its error."""
+    """Rate one period from the rows read: its lines (with its credit lines), or its
+    error."""
     item, cycle = rating.due, rating.cycle
     sub, period = item.subscription, item.period
     rating.windows = {
@@ -175,10 +186,18 @@ def _rate(
             minimum_commitment=pricebook.minimum(sub.plan_id, sub.currency),
             cycle=(cycle.start, cycle.end),
         )
+        if credits is not None:
+            ref = (sub.external_id, period.start)
+            grants = credits.grants_for(item.customer, ref, period.end, rerated)
+            rated = apply_credits(
+                rated, grants, period_end=period.end, subscription=sub.external_id
+            )
         lines = [charge_line(r) for r in rated]
     except RATING_ERRORS as exc:
         rating.error = f"cannot be rated: {exc}"
         return
+    if credits is not None:
+        credits.take([(r.grant_id, r.quantity) for r in rated if r.grant_id is not None])
     rating.rated, rating.lines = rated, lines
     rating.charges = {line_key(sub.external_id, period, c): c for c in lines}
 

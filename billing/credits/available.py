@@ -1,0 +1,185 @@
+"""What each grant holds for a period's drawdown (docs/credits.md, "The drawdown").
+
+Read once per close for the customers it rates (`CreditBook.read`: their grants, their
+ledger entries, and the credit lines of their drafts), then asked per period
+(`CreditBook.grants_for`) in the order the close rates them, without another query.
+
+Rules:
+- A period draws on the grants **as they stood** for it: a grant's balance counting the
+  entries effective by the period's end (a consumption is effective at the end of the
+  period it paid, an expiry at the grant's expiry, a void at its ``as_of``), and never
+  more than it holds now, so that what a later finalized period took is not spent twice;
+  plus what the period itself consumed when it was finalized (it is drawn down again:
+  a late correction, docs/ledger.md "Adjustments").
+- Less the credit lines of earlier drafts of the customer that are not finalized yet
+  (their consumption is recorded at finalize) and that this close does not re-rate; and
+  less what the periods this close rated before it took (`took`).
+- Voided grants are left out (what they paid stays paid).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.models import CreditGrant, CreditLedgerEntry, Customer, Invoice, InvoiceLine
+from billing.models import Subscription as SubscriptionRow
+from rating.credits import Grant
+
+ZERO = Decimal(0)
+#: Entry kinds that take value out of ``available`` (+) or give it back (-).
+_OUT = {"consume": 1, "expire": 1, "void": 1, "reverse": -1, "grant": 0}
+
+PeriodRef = tuple[str, datetime]  # (subscription external id, period start)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    kind: str
+    amount: Decimal
+    effective_at: datetime
+    period: PeriodRef | None  # the period of the invoice line a consumption paid
+
+
+@dataclass(frozen=True, slots=True)
+class _DraftCredit:
+    grant_id: str
+    units: Decimal
+    period: PeriodRef
+    period_end: datetime
+
+
+@dataclass
+class CreditBook:
+    """The grants of some customers with their entries and their drafts' credit lines."""
+
+    grants: dict[str, list[tuple[Grant, Decimal]]] = field(default_factory=dict)
+    entries: dict[str, list[_Entry]] = field(default_factory=dict)
+    drafts: dict[str, list[_DraftCredit]] = field(default_factory=dict)
+    took: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+    @classmethod
+    def read(cls, session: Session, customers: Iterable[str]) -> CreditBook:
+        """One read of the customers' grants (not voided), ledger entries and draft credit
+        lines. Customers without grants cost nothing further."""
+        book = cls()
+        wanted = sorted(set(customers))
+        if not wanted:
+            return book
+        rows = session.execute(
+            select(CreditGrant, Customer.external_id, SubscriptionRow.external_id)
+            .join(Customer, Customer.id == CreditGrant.customer_id)
+            .outerjoin(SubscriptionRow, SubscriptionRow.id == CreditGrant.subscription_id)
+            .where(Customer.external_id.in_(wanted), CreditGrant.voided_at.is_(None))
+            .order_by(CreditGrant.id)
+        ).all()
+        if not rows:
+            return book
+        by_pk = {}
+        for grant, customer, sub in rows:
+            book.grants.setdefault(customer, []).append((_grant(grant, sub), grant.amount))
+            by_pk[grant.id] = grant.grant_id
+        entries = session.execute(
+            select(
+                CreditLedgerEntry.grant_id,
+                CreditLedgerEntry.kind,
+                CreditLedgerEntry.amount,
+                CreditLedgerEntry.effective_at,
+                SubscriptionRow.external_id,
+                Invoice.period_start,
+            )
+            .outerjoin(InvoiceLine, InvoiceLine.id == CreditLedgerEntry.invoice_line_id)
+            .outerjoin(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .outerjoin(SubscriptionRow, SubscriptionRow.id == Invoice.subscription_id)
+            .where(CreditLedgerEntry.grant_id.in_(sorted(by_pk)))
+            .order_by(CreditLedgerEntry.id)
+        ).all()
+        for pk, kind, amount, at, sub, start in entries:
+            ref = None if sub is None else (sub, start)
+            book.entries.setdefault(by_pk[pk], []).append(_Entry(kind, amount, at, ref))
+        drafts = session.execute(
+            select(
+                Customer.external_id,
+                SubscriptionRow.external_id,
+                Invoice.period_start,
+                Invoice.period_end,
+                InvoiceLine.credit_grant_id,
+                InvoiceLine.breakdown,
+            )
+            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .join(Customer, Customer.id == Invoice.customer_id)
+            .join(SubscriptionRow, SubscriptionRow.id == Invoice.subscription_id)
+            .where(
+                Invoice.status == "draft",
+                InvoiceLine.kind == "credit",
+                Customer.external_id.in_(wanted),
+            )
+        ).all()
+        for customer, sub, start, end, grant_id, doc in drafts:
+            book.drafts.setdefault(customer, []).append(
+                _DraftCredit(grant_id, Decimal(str(doc["units"])), (sub, start), end)
+            )
+        return book
+
+    def grants_for(
+        self,
+        customer: str,
+        period: PeriodRef,
+        period_end: datetime,
+        rerated: frozenset[PeriodRef] = frozenset(),
+    ) -> list[Grant]:
+        """The customer's grants with the balance available to ``period`` (module
+        docstring); ``rerated``: the periods this close rates (their drafts' credit lines
+        are being replaced)."""
+        out = []
+        for grant, granted in self.grants.get(customer, []):
+            stood = now = granted
+            own = ZERO
+            for entry in self.entries.get(grant.grant_id, []):
+                out_of = _OUT[entry.kind] * entry.amount
+                now -= out_of
+                if entry.effective_at <= period_end:
+                    stood -= out_of
+                if entry.kind in ("consume", "reverse") and entry.period == period:
+                    own += out_of
+            pending = sum(
+                (
+                    d.units
+                    for d in self.drafts.get(customer, [])
+                    if d.grant_id == grant.grant_id
+                    and d.period != period
+                    and d.period not in rerated
+                    and d.period_end <= period_end
+                ),
+                ZERO,
+            )
+            available = min(stood, now) + own - pending - self.took[grant.grant_id]
+            out.append(replace(grant, remaining=max(available, ZERO)))
+        return out
+
+    def take(self, consumed: Sequence[tuple[str, Decimal]]) -> None:
+        """Record what a period rated in this close took: (grant id, units)."""
+        for grant_id, units in consumed:
+            self.took[grant_id] += units
+
+
+def _grant(row: CreditGrant, subscription: str | None) -> Grant:
+    return Grant(
+        grant_id=row.grant_id,
+        currency=row.currency,
+        remaining=row.amount,
+        priority=row.priority,
+        effective_from=row.effective_from,
+        expires_at=row.expires_at,
+        order=row.id,
+        meter=row.meter,
+        applies_to=row.applies_to,
+        applies_to_ids=frozenset(row.applies_to_ids),
+        subscription=subscription,
+    )
