@@ -600,3 +600,39 @@ class CreditLedgerEntry(Base):
     # The logical time of the movement (a period's end, an expiry, a void's as_of).
     effective_at: Mapped[datetime] = mapped_column(UTCDateTime())
     note: Mapped[str] = mapped_column(Text)
+
+
+#: A plan change's choice for cumulative tiers (docs/rating.md, "Plan changes").
+PLAN_CHANGE_TIERS = ("continue", "restart")
+#: What the person making a plan change calls it; never inferred from the prices.
+PLAN_CHANGE_DIRECTIONS = ("upgrade", "downgrade", "lateral")
+
+
+class SubscriptionPlanChange(Base):
+    """A subscription's change of plan at an instant (``meterline subscriptions change``).
+
+    ``subscriptions.plan_id`` stays the plan the subscription started on (the customers
+    file's, a term that priced finalized invoices); the plan in effect at an instant is
+    the ``to_plan`` of the latest change at or before it (billing/plan_changes.py).
+    ``tiers`` says whether the period's cumulative tiers continue across the change or
+    restart at it; ``direction`` is what the person named it. ``at`` is the billing
+    instant of the change; ``created_at`` the wall clock of the person's action."""
+
+    __tablename__ = "subscription_plan_changes"
+    __table_args__ = (
+        CheckConstraint(_in("tiers", PLAN_CHANGE_TIERS), name="tiers"),
+        CheckConstraint(_in("direction", PLAN_CHANGE_DIRECTIONS), name="direction"),
+        CheckConstraint("from_plan <> to_plan", name="changes_plan"),
+        UniqueConstraint("subscription_id", "at", name="uq_subscription_plan_changes_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    from_plan: Mapped[str] = mapped_column(String(64))
+    to_plan: Mapped[str] = mapped_column(String(64))
+    tiers: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[str] = mapped_column(String(16))
+    changed_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

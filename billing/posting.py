@@ -47,6 +47,7 @@ from billing.charges import (
 from billing.errors import LedgerError, PostingConflict, UnknownPriceVersion, UnknownSubscription
 from billing.models import PriceVersion, RatingRun, RatingRunStaleDay, Subscription
 from billing.periods import Period, Terms, subscription_period_containing
+from billing.plan_changes import plans_of
 
 #: Periods handled per round of statements.
 CHUNK = 2000
@@ -148,6 +149,7 @@ class PriceIndex:
         self._session = session
         self._plans: set[str] = set()
         self._ids: dict[tuple[str, str, str, str], int] = {}
+        self._changed: dict[int, list[str]] = {}  # subscription id -> plans changed to/from
 
     def load(self, plans: Iterable[str]) -> None:
         todo = set(plans) - self._plans
@@ -166,8 +168,20 @@ class PriceIndex:
             self._ids[(plan_id, price_id, currency, version)] = pv_id
         self._plans |= todo
 
-    def resolve(self, plan: str, charge: ChargeLine, batch: ChargeBatch) -> int | None:
+    def resolve(
+        self, plan: str, charge: ChargeLine, batch: ChargeBatch, subscription_id: int | None = None
+    ) -> int | None:
+        """The line's price version id in `plan`, or, for a subscription that changed plan
+        (billing/plan_changes.py), in a plan it changed to or from."""
         pv_id = self._ids.get((plan, charge.price_id, charge.currency, charge.price_version))
+        if pv_id is None and subscription_id is not None:
+            for other in self._changed_plans(subscription_id):
+                self.load([other])
+                pv_id = self._ids.get(
+                    (other, charge.price_id, charge.currency, charge.price_version)
+                )
+                if pv_id is not None:
+                    break
         if pv_id is None and charge.kind in CATALOG_KINDS:
             raise UnknownPriceVersion(
                 f"{_where(batch)}: price {charge.price_id} version {charge.price_version}"
@@ -175,6 +189,11 @@ class PriceIndex:
                 " load the catalog (`meterline catalog load`) or fix the version label"
             )
         return pv_id
+
+    def _changed_plans(self, subscription_id: int) -> list[str]:
+        if subscription_id not in self._changed:
+            self._changed[subscription_id] = plans_of(self._session, subscription_id)
+        return self._changed[subscription_id]
 
 
 Keyed = dict[str, tuple[ChargeLine, int | None]]
@@ -208,7 +227,7 @@ def prepare(batch: ChargeBatch, sub: SubRow, prices: PriceIndex) -> Keyed:
             raise LedgerError(f"{_where(batch)}: two charges share the idempotency key {key}")
         if not bulk.in_range(charge.amount_minor):
             raise bulk.out_of_range(charge.amount_minor, f"line {key}")
-        keyed[key] = (charge, prices.resolve(sub.plan_id, charge, batch))
+        keyed[key] = (charge, prices.resolve(sub.plan_id, charge, batch, sub.id))
     check_batch(batch)
     return keyed
 

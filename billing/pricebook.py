@@ -5,13 +5,18 @@ Ledger rows -> rating values: the current price versions of each plan and curren
 subscription's timezone), a subscription's discounts as `rating.Discount`s, and a plan's
 minimum commitment as `rating.Money`. Read once per run (`PriceBook.read`); no warehouse,
 no rating: the close job (meterline/jobs/rate.py) rates with it.
+
+A subscription that changed plan (billing/plan_changes.py) is priced per period by
+`period_prices`: the period split at its changes into rating's `PlanSegment`s, each with
+its plan's prices, and the minimum commitment of the plan in effect at the period's end.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -20,8 +25,10 @@ from sqlalchemy.orm import Session
 
 from billing.models import Plan, PriceVersion, Subscription, SubscriptionDiscount
 from billing.periods import Period, iso_utc, local_midnight
+from billing.plan_changes import PlanChange, all_changes, plan_spans
 from rating import Discount, Money, PriceError, PriceSpec, PriceVersionSpec, parse_price
 from rating.period import version_windows
+from rating.plan_change import PlanSegment, TierMode
 
 
 class VersionRow(NamedTuple):
@@ -33,6 +40,19 @@ class VersionRow(NamedTuple):
     meter: str | None
     filter: Mapping[str, Any] | None
     body: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PeriodPrices:
+    """What prices one subscription's period: its plan segments (one when no plan change
+    falls inside it), every price of them by id (the latest segment's where two plans
+    share an id), the minimum commitment of the plan in effect at the period's end, and
+    `gap`, why the period has no price to rate (None when it has)."""
+
+    segments: list[PlanSegment]
+    specs: list[PriceSpec]
+    minimum: Money | None
+    gap: str | None
 
 
 class PriceBook:
@@ -47,6 +67,7 @@ class PriceBook:
         versions: Mapping[tuple[str, str], Sequence[VersionRow]],
         minimums: Mapping[str, Mapping[str, str]],
         aggregations: Mapping[str, str],
+        changes: Mapping[int, Sequence[PlanChange]] | None = None,
     ) -> None:
         self._versions = versions  # (plan, currency) -> rows by (price_id, effective_from)
         self._minimums = minimums  # plan -> {currency: amount in major units}
@@ -55,6 +76,7 @@ class PriceBook:
         for plan, currency in versions:
             self._priced[plan].add(currency)
         self._specs: dict[tuple[str, str, str], list[PriceSpec]] = {}
+        self._changes = dict(changes or {})  # subscription id -> changes in time order
 
     @classmethod
     def read(cls, session: Session, aggregations: Mapping[str, str]) -> PriceBook:
@@ -80,7 +102,33 @@ class PriceBook:
             plan: dict(minimum or {})
             for plan, minimum in session.execute(select(Plan.id, Plan.minimum_commitment))
         }
-        return cls(versions, minimums, aggregations)
+        return cls(versions, minimums, aggregations, all_changes(session))
+
+    def with_change(self, subscription_id: int, change: PlanChange) -> PriceBook:
+        """This price book with one more plan change of a subscription (a preview: nothing
+        is written), sharing the parsed prices."""
+        book = PriceBook(self._versions, self._minimums, self._aggregations, self._changes)
+        book._specs = self._specs
+        book._changes[subscription_id] = [*self._changes.get(subscription_id, ()), change]
+        return book
+
+    def period_prices(self, sub: Subscription, period: Period) -> PeriodPrices:
+        """The prices of the subscription's period, split at its plan changes. Raises
+        PriceError (a ValueError) as `specs` does."""
+        spans = plan_spans(sub.plan_id, self._changes.get(sub.id, ()), period)
+        segments = [
+            PlanSegment(plan, start, end, self.specs(plan, sub.currency, sub.timezone), _tiers(t))
+            for plan, start, end, t in spans
+        ]
+        by_id = {spec.price_id: spec for segment in segments for spec in segment.specs}
+        gap = None
+        for segment in segments:
+            gap = self._gap(segment.plan, sub.currency, segment.specs, segment.start, segment.end)
+            if gap is not None:
+                break
+        return PeriodPrices(
+            segments, list(by_id.values()), self.minimum(spans[-1][0], sub.currency), gap
+        )
 
     def specs(self, plan: str, currency: str, tz: str) -> list[PriceSpec]:
         """The plan's prices in `currency`, versions in effect from local midnight in `tz`;
@@ -134,14 +182,23 @@ class PriceBook:
         """Why the subscription's period has no price to rate (None when it has one): an
         unknown plan, no price in its currency, or no price version in effect then.
         Invariant 10: such a period is an error, never a 0.00 invoice."""
-        plan, currency = sub.plan_id, sub.currency
+        return self._gap(sub.plan_id, sub.currency, specs, period.start, period.end)
+
+    def _gap(
+        self,
+        plan: str,
+        currency: str,
+        specs: Sequence[PriceSpec],
+        start: datetime,
+        end: datetime,
+    ) -> str | None:
         if plan not in self._minimums and plan not in self._priced:
             known = ", ".join(sorted(set(self._minimums) | set(self._priced))) or "none"
             return f"plan {plan!r} is not in the catalog (its plans: {known})"
         if not specs:
             priced = ", ".join(sorted(self._priced.get(plan, ()))) or "no currency"
             return f"plan {plan} has no price in {currency} (it is priced in {priced})"
-        if not any(version_windows(s, period.start, period.end) for s in specs):
+        if not any(version_windows(s, start, end) for s in specs):
             first = min(v.starts for s in specs for v in s.versions)
             return (
                 f"no price of plan {plan} ({currency}) is in effect in the period (the"
@@ -159,6 +216,10 @@ class PriceBook:
         """The subscription's discounts, valid from local midnight of their dates in its
         timezone (an amount off is in its currency)."""
         return [discount(sub, row) for row in sub.discounts]
+
+
+def _tiers(value: str) -> TierMode:
+    return "restart" if value == "restart" else "continue"
 
 
 def discount(sub: Subscription, row: SubscriptionDiscount) -> Discount:

@@ -73,6 +73,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "meterline.cli.ledger:customers",
         "Customers, subscriptions and their discounts.",
     ),
+    "subscriptions": (
+        "meterline.cli.subscriptions:subscriptions",
+        'Subscriptions: plan changes mid-period (docs/rating.md, "Plan changes").',
+    ),
     "catalog": (
         "meterline.cli.catalog:catalog",
         "The catalog: meters, plans and versioned prices (docs/catalog.md).",

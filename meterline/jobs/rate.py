@@ -23,13 +23,14 @@ from sqlalchemy.orm import Session
 from billing.charges import ChargeLine, charge_line, line_key
 from billing.credits.available import CreditBook
 from billing.periods import Period, period_containing
-from billing.pricebook import PriceBook
+from billing.pricebook import PeriodPrices, PriceBook
 from meterline.jobs.due import Due
 from meters.catalog import MeterCatalog
 from meters.quantities import QuantityRow, WindowRequest, batch_quantities
 from meters.warehouse.base import Warehouse
-from rating import PriceSpec, RatedLine, rate_period
-from rating.period import QuantityKey, apply_credits, windows_needed
+from rating import PriceSpec, RatedLine
+from rating.period import QuantityKey, apply_credits
+from rating.plan_change import rate_segments, segment_windows
 
 # Errors that make one period unratable without saying anything about the others: a
 # price body the rating engine refuses, a quantity it refuses (negative, not finite), a
@@ -80,6 +81,7 @@ class PeriodRating:
     charges: dict[str, ChargeLine] = field(default_factory=dict)
     windows: dict[Span, list[QuantityRow]] = field(default_factory=dict)
     error: str | None = None
+    prices: PeriodPrices | None = None  # its plan segments and minimum (plan changes)
 
     def whole(self) -> list[QuantityRow]:
         """The quantities of the whole period."""
@@ -119,13 +121,13 @@ def _prepare(pricebook: PriceBook, item: Due) -> PeriodRating:
     cycle = period_containing(sub.billing_anchor_day, sub.timezone, item.period.start)
     rating = PeriodRating(item, cycle, [])
     try:
-        rating.specs = pricebook.specs(sub.plan_id, sub.currency, sub.timezone)
+        rating.prices = pricebook.period_prices(sub, item.period)
     except RATING_ERRORS as exc:
         rating.error = f"the prices of plan {sub.plan_id} ({sub.currency}) are unusable: {exc}"
         return rating
-    rating.error = pricebook.price_gap(sub, rating.specs, item.period)
+    rating.specs, rating.error = rating.prices.specs, rating.prices.gap
     if rating.error is None:
-        needed = windows_needed(rating.specs, item.period.start, item.period.end)
+        needed = segment_windows(rating.prices.segments)
         rating.windows = {window: [] for window in needed}
     return rating
 
@@ -176,14 +178,13 @@ def _rate(
         window: {(r.meter, tuple(sorted(r.dimensions.items()))): r.quantity for r in window_rows}
         for window, window_rows in rating.windows.items()
     }
+    assert rating.prices is not None  # set by _prepare when it found no error
     try:
-        rated = rate_period(
-            rating.specs,
-            start=period.start,
-            end=period.end,
+        rated = rate_segments(
+            rating.prices.segments,
             quantities=quantities,
             discounts=pricebook.discounts(sub),
-            minimum_commitment=pricebook.minimum(sub.plan_id, sub.currency),
+            minimum_commitment=rating.prices.minimum,
             cycle=(cycle.start, cycle.end),
         )
         if credits is not None:

@@ -23,6 +23,7 @@ TABLES = {
     "finding_acknowledgements",
     "credit_grants",
     "credit_ledger_entries",
+    "subscription_plan_changes",
 }
 
 
