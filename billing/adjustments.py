@@ -115,6 +115,8 @@ def _row_hash(row: dict[str, Any]) -> str:
         else v
         for k, v in row.items()
         if k not in ("invoice_id", "rating_run_id", "content_hash")
+        # Absent before credit lines existed: a line without a grant hashes as it did.
+        and not (k == "credit_grant_id" and v is None)
     }
     return sha256_hex(canonical_json(content))
 
@@ -241,6 +243,9 @@ def post_adjustments(
             "adjusts_line_id": line.id if line is not None else None,
             "adjusts_key": key,
             "rating_run_id": rating_run_id,
+            # A correction of a credit line names its grant: finalizing it consumes from,
+            # or returns to, the grant the difference of units (docs/credits.md).
+            "credit_grant_id": like.grant_id if charge is not None else like.credit_grant_id,
         }
         row["content_hash"] = _row_hash(row)
         wanted[akey] = row
@@ -332,6 +337,7 @@ _COPIED = (
     "adjusts_line_id",
     "adjusts_key",
     "rating_run_id",
+    "credit_grant_id",
 )
 _ROW = ("invoice_id", "idempotency_key", "content_hash", *_COPIED)
 

@@ -197,15 +197,16 @@ def consume_credits(session: Session, invoice_ids: Collection[int]) -> int:
                 InvoiceLine.kind,
                 InvoiceLine.credit_grant_id,
                 InvoiceLine.amount_minor,
-                InvoiceLine.breakdown,
+                InvoiceLine.quantity,
                 InvoiceLine.service_period_end,
                 InvoiceLine.adjusts_line_id,
             )
             .where(InvoiceLine.invoice_id.in_(part), InvoiceLine.credit_grant_id.is_not(None))
             .order_by(InvoiceLine.id)
         ).all()
-    for line_id, invoice_id, key, kind, grant_id, minor, doc, end, adjusts in rows:
-        units = Decimal(str(doc["units"]))
+    # A credit line's quantity is the units it took from its grant; an adjustment's, the
+    # difference of units its correction makes.
+    for line_id, invoice_id, key, kind, grant_id, minor, units, end, adjusts in rows:
         entry_key = f"consume|{invoice_id}|{key}"
         if kind == "credit" or units > 0:
             record_consumption(

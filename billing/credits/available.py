@@ -6,14 +6,17 @@ ledger entries, and the credit lines of their drafts), then asked per period
 
 Rules:
 - A period draws on the grants **as they stood** for it: a grant's balance counting the
-  entries effective by the period's end (a consumption is effective at the end of the
-  period it paid, an expiry at the grant's expiry, a void at its ``as_of``), and never
+  entries effective by the period's end (a consumption, and a return of it, at the end
+  of the period it paid, an expiry at the grant's expiry, a void at its ``as_of``), and never
   more than it holds now, so that what a later finalized period took is not spent twice;
   plus what the period itself consumed when it was finalized (it is drawn down again:
   a late correction, docs/ledger.md "Adjustments").
-- Less the credit lines of earlier drafts of the customer that are not finalized yet
-  (their consumption is recorded at finalize) and that this close does not re-rate; and
-  less what the periods this close rated before it took (`took`).
+- Less the credit lines (and corrections of credit lines) of the customer's drafts for
+  earlier periods, which are not finalized yet (their consumption is recorded at
+  finalize) and which this close does not rate again; and less what the periods this
+  close rated before it took beyond what their finalized invoices consumed (`took`).
+- A period is its service period: a correction of a credit line on a later invoice
+  counts for the period it corrects.
 - Voided grants are left out (what they paid stays paid).
 """
 
@@ -44,7 +47,7 @@ class _Entry:
     kind: str
     amount: Decimal
     effective_at: datetime
-    period: PeriodRef | None  # the period of the invoice line a consumption paid
+    period: PeriodRef | None  # the service period of the line a consumption paid
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +95,8 @@ class CreditBook:
                 CreditLedgerEntry.amount,
                 CreditLedgerEntry.effective_at,
                 SubscriptionRow.external_id,
-                Invoice.period_start,
+                InvoiceLine.service_period_start,
+                InvoiceLine.service_period_end,
             )
             .outerjoin(InvoiceLine, InvoiceLine.id == CreditLedgerEntry.invoice_line_id)
             .outerjoin(Invoice, Invoice.id == InvoiceLine.invoice_id)
@@ -100,30 +104,35 @@ class CreditBook:
             .where(CreditLedgerEntry.grant_id.in_(sorted(by_pk)))
             .order_by(CreditLedgerEntry.id)
         ).all()
-        for pk, kind, amount, at, sub, start in entries:
+        for pk, kind, amount, at, sub, start, end in entries:
             ref = None if sub is None else (sub, start)
-            book.entries.setdefault(by_pk[pk], []).append(_Entry(kind, amount, at, ref))
+            # A consumption and its returns count as of the end of the period they paid
+            # for: a void's return (at its as_of) gives the period back what it took.
+            when = at if end is None else end
+            book.entries.setdefault(by_pk[pk], []).append(_Entry(kind, amount, when, ref))
         drafts = session.execute(
             select(
                 Customer.external_id,
                 SubscriptionRow.external_id,
-                Invoice.period_start,
-                Invoice.period_end,
+                InvoiceLine.service_period_start,
+                InvoiceLine.service_period_end,
                 InvoiceLine.credit_grant_id,
-                InvoiceLine.breakdown,
+                InvoiceLine.quantity,
             )
             .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
             .join(Customer, Customer.id == Invoice.customer_id)
             .join(SubscriptionRow, SubscriptionRow.id == Invoice.subscription_id)
             .where(
                 Invoice.status == "draft",
-                InvoiceLine.kind == "credit",
+                InvoiceLine.credit_grant_id.is_not(None),
                 Customer.external_id.in_(wanted),
             )
         ).all()
-        for customer, sub, start, end, grant_id, doc in drafts:
+        # A credit line's quantity is the units it takes; a correction's, the difference.
+        for customer, sub, start, end, grant_id, units in drafts:
+            assert grant_id is not None  # selected for it
             book.drafts.setdefault(customer, []).append(
-                _DraftCredit(grant_id, Decimal(str(doc["units"])), (sub, start), end)
+                _DraftCredit(grant_id, units, (sub, start), end)
             )
         return book
 
@@ -140,14 +149,12 @@ class CreditBook:
         out = []
         for grant, granted in self.grants.get(customer, []):
             stood = now = granted
-            own = ZERO
             for entry in self.entries.get(grant.grant_id, []):
                 out_of = _OUT[entry.kind] * entry.amount
                 now -= out_of
                 if entry.effective_at <= period_end:
                     stood -= out_of
-                if entry.kind in ("consume", "reverse") and entry.period == period:
-                    own += out_of
+            own = self._own(grant.grant_id, period)
             pending = sum(
                 (
                     d.units
@@ -163,10 +170,26 @@ class CreditBook:
             out.append(replace(grant, remaining=max(available, ZERO)))
         return out
 
-    def take(self, consumed: Sequence[tuple[str, Decimal]]) -> None:
-        """Record what a period rated in this close took: (grant id, units)."""
+    def take(self, period: PeriodRef, consumed: Sequence[tuple[str, Decimal]]) -> None:
+        """Record what ``period``, just rated, took: (grant id, units). Only what differs
+        from what its finalized invoice consumed counts for the periods rated after it:
+        the ledger's balances hold that already."""
+        taken: dict[str, Decimal] = defaultdict(Decimal)
         for grant_id, units in consumed:
-            self.took[grant_id] += units
+            taken[grant_id] += units
+        for grant_id in set(taken) | {g.grant_id for gs in self.grants.values() for g, _ in gs}:
+            self.took[grant_id] += taken[grant_id] - self._own(grant_id, period)
+
+    def _own(self, grant_id: str, period: PeriodRef) -> Decimal:
+        """What ``period``'s finalized lines consumed of the grant, net of returns."""
+        return sum(
+            (
+                _OUT[e.kind] * e.amount
+                for e in self.entries.get(grant_id, [])
+                if e.kind in ("consume", "reverse") and e.period == period
+            ),
+            ZERO,
+        )
 
 
 def _grant(row: CreditGrant, subscription: str | None) -> Grant:

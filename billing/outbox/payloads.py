@@ -36,6 +36,7 @@ class LineDoc:
     breakdown: Any
     adjusts_line_id: int | None
     adjusts_key: str | None
+    credit_grant_id: str | None = None  # a credit line's grant (or its correction's)
 
     @property
     def quantity_decimal(self) -> Decimal:

@@ -63,6 +63,7 @@ _LINE_COLUMNS = (
     InvoiceLine.breakdown,
     InvoiceLine.adjusts_line_id,
     InvoiceLine.adjusts_key,
+    InvoiceLine.credit_grant_id,
 )
 _INVOICE_COLUMNS = (
     Invoice.id,
@@ -103,6 +104,7 @@ def _line(line: Row[Any]) -> LineDoc:
         breakdown=line.breakdown,
         adjusts_line_id=line.adjusts_line_id,
         adjusts_key=line.adjusts_key,
+        credit_grant_id=line.credit_grant_id,
     )
 
 

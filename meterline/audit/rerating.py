@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from billing.credits.available import CreditBook
 from meterline.audit.facts import PeriodFacts
 from meterline.audit.values import Dims, dims_of
 from meterline.jobs.due import Due
@@ -29,17 +30,20 @@ class Rerater:
 
     def __init__(self, session: Session, warehouse: Warehouse, meters: MeterCatalog) -> None:
         self.prices = read_pricebook(session, meters)
+        self._session = session
         self._warehouse = warehouse
         self._meters = meters
         self._done: dict[tuple[int, datetime, bool], PeriodRating] = {}
 
     def rate(self, dues: Sequence[Due], *, raw: bool) -> dict[Due, PeriodRating]:
         """Each period's rating (`raw`: quantities from usage_events, else the rollup);
-        the periods not rated yet are read together in one batch."""
+        the periods not rated yet are read together in one batch, drawn down from the
+        customers' credit grants as close draws them (billing/credits/available.py)."""
         todo = [d for d in dues if self._key(d, raw) not in self._done]
         if todo:
             quantities = WarehouseQuantities(self._warehouse, self._meters, raw=raw)
-            for due, rating in rate_periods(self.prices, todo, quantities).items():
+            credits = CreditBook.read(self._session, {d.customer for d in todo})
+            for due, rating in rate_periods(self.prices, todo, quantities, credits).items():
                 self._done[self._key(due, raw)] = rating
         return {d: self._done[self._key(d, raw)] for d in dues}
 

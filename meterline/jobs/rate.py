@@ -198,7 +198,10 @@ def _rate(
         rating.error = f"cannot be rated: {exc}"
         return
     if credits is not None:
-        credits.take([(r.grant_id, r.quantity) for r in rated if r.grant_id is not None])
+        credits.take(
+            (sub.external_id, period.start),
+            [(r.grant_id, r.quantity) for r in rated if r.grant_id is not None],
+        )
     rating.rated, rating.lines = rated, lines
     rating.charges = {line_key(sub.external_id, period, c): c for c in lines}
 

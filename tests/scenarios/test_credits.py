@@ -8,8 +8,22 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from meterline.audit.explain import explain_line
+from meterline.audit.reconcile import reconcile_period
 from meterline.jobs.credits import balances, grant_one
-from tests.scenarios.harness import Invoice, Line, Sub, World, check, days, resolutions, utc
+from meterline.jobs.ledger import void_invoice
+from tests.scenarios.harness import (
+    Invoice,
+    Line,
+    Sub,
+    World,
+    check,
+    day,
+    days,
+    event,
+    resolutions,
+    utc,
+)
 
 ZERO = Decimal(0)
 
@@ -35,7 +49,15 @@ def accounts(world: World, customer: str) -> dict[str, tuple[Decimal, ...]]:
     }
 
 
-def seat0(period: str) -> Line:
+def audit_clean(world: World, *months: str) -> None:
+    """Reconcile finds nothing in each month: raw = rollup = rated = posted, and every
+    grant's ledger balances (no credit_balance finding)."""
+    for month in months:
+        rec = reconcile_period(month, config=world.config)
+        assert rec.ok and rec.findings == [], rec.summary()
+
+
+def seat0(*_: str) -> Line:
     return Line("seat", "usage", None, 0, "0.00")
 
 
@@ -109,3 +131,241 @@ def test_a_commit_drawn_down_over_three_months_with_overage_in_the_third(
     assert accounts(world, "cc") == {
         "commit-cc": (Decimal("250.00"), Decimal("250.00"), ZERO, ZERO, ZERO)
     }
+    audit_clean(world, "2026-09", "2026-10", "2026-11")
+    (november,) = [i for i in world.invoices() if i["period_start_local"] == "2026-11-01"]
+    (credit,) = [ln for ln in november["lines"] if ln["kind"] == "credit"]
+    found = explain_line(credit["id"], config=world.config)
+    assert found.status == "agrees" and found.difference.is_exactly_zero, found
+
+
+def test_two_grants_by_priority_then_earliest_expiry(ledger_world: World) -> None:
+    """November: 150 resolutions = 100 x 1.00 + 50 x 0.50 = 125.00. Grants: B (priority
+    10, USD 40, expires 2027-12-01), C (priority 50, USD 30, expires 2026-12-20), A
+    (priority 50, USD 50, expires 2027-01-15, the oldest). Order: B (lower priority
+    first), then C (same priority as A, earlier expiry), then A. B pays 40.00 (85.00
+    left), C 30.00 (55.00), A 50.00 (5.00): overage 5.00."""
+    world = ledger_world
+    world.load_customers([Sub("cp", "basic", start="2026-11-01")])
+    for grant_id, amount, priority, expires in (
+        ("A", "50.00", 50, "2027-01-15"),
+        ("B", "40.00", 10, "2027-12-01"),
+        ("C", "30.00", 50, "2026-12-20"),
+    ):
+        grant(
+            world,
+            grant_id=grant_id,
+            customer_id="cp",
+            amount=amount,
+            priority=priority,
+            effective_from="2026-11-01",
+            expires_at=expires,
+        )
+    world.deliver(resolutions("cp", "r", 150, "2026-11-10 08:00", channel="chat"))
+    world.nightly(*days("2026-11-01", "2026-11-30"))
+    world.close(utc("2026-12-04 00:00"))
+    res = "resolution"
+    (invoice,) = check(
+        world,
+        [
+            Invoice(
+                "cp",
+                "2026-11-01",
+                [
+                    seat0(),
+                    Line(res, "usage", None, 150, "125.00"),
+                    Line(res, "credit", None, "40.00", "-40.00"),
+                    Line(res, "credit", None, "30.00", "-30.00"),
+                    Line(res, "credit", None, "50.00", "-50.00"),
+                ],
+                "5.00",
+            )
+        ],
+    )
+    paid = {
+        ln["description"].split(" pays")[0]: ln["amount"]
+        for ln in invoice["lines"]
+        if ln["kind"] == "credit"
+    }
+    assert paid == {
+        "credit grant B": "-40.00",
+        "credit grant C": "-30.00",
+        "credit grant A": "-50.00",
+    }
+    assert remaining(world, "cp") == {"A": ZERO, "B": ZERO, "C": ZERO}
+    audit_clean(world, "2026-11")
+
+
+def test_a_grant_expiring_mid_period_pays_nothing_for_it_and_its_rest_expires(
+    ledger_world: World,
+) -> None:
+    """USD 100 from Oct 1, expiring Nov 15. October: 20 resolutions = 20.00, paid (80.00
+    left). November: 40 = 40.00; the grant is not in effect at the period's end (Dec 1),
+    so it pays nothing: 40.00 billed. The close of December 4 finalizes November, then
+    expires the grant: 80.00 of breakage. granted 100 = consumed 20 + expired 80."""
+    world = ledger_world
+    world.load_customers([Sub("ce", "basic", start="2026-10-01")])
+    grant(
+        world,
+        grant_id="E",
+        customer_id="ce",
+        amount="100.00",
+        effective_from="2026-10-01",
+        expires_at="2026-11-15",
+    )
+    world.deliver(
+        [
+            *resolutions("ce", "oct", 20, "2026-10-10 08:00", channel="chat"),
+            *resolutions("ce", "nov", 40, "2026-11-10 08:00", channel="chat"),
+        ]
+    )
+    world.nightly(*days("2026-10-01", "2026-10-31"))
+    world.close(utc("2026-11-04 00:00"))
+    assert accounts(world, "ce")["E"] == (Decimal(100), Decimal(20), ZERO, ZERO, Decimal(80))
+    world.nightly(*days("2026-11-01", "2026-11-30"))
+    world.close(utc("2026-12-04 00:00"))
+    res = "resolution"
+    check(
+        world,
+        [
+            Invoice(
+                "ce",
+                "2026-10-01",
+                [
+                    seat0(),
+                    Line(res, "usage", None, 20, "20.00"),
+                    Line(res, "credit", None, "20.00", "-20.00"),
+                ],
+                "0.00",
+            ),
+            Invoice("ce", "2026-11-01", [seat0(), Line(res, "usage", None, 40, "40.00")], "40.00"),
+        ],
+    )
+    assert accounts(world, "ce")["E"] == (Decimal(100), Decimal(20), Decimal(80), ZERO, ZERO)
+    audit_clean(world, "2026-10", "2026-11")
+
+
+def test_late_events_after_finalization_draw_on_the_grant_as_it_stood(
+    ledger_world: World,
+) -> None:
+    """USD 100 from Nov 1. November: 60 resolutions = 60.00, paid (40.00 left); finalized
+    Dec 4. 30 more November resolutions arrive Dec 5: November is 90 = 90.00. The
+    drawdown runs again on the grant as it stood for November (100.00: its own 60.00
+    given back) and pays 90.00: the correction on December's invoice is +30.00 of usage
+    and -30.00 of credit, linked to the lines they correct; finalizing December consumes
+    30.00 more. granted 100 = consumed 90 + remaining 10."""
+    world = ledger_world
+    world.load_customers([Sub("cl", "basic", start="2026-11-01")])
+    grant(world, grant_id="L", customer_id="cl", amount="100.00", effective_from="2026-11-01")
+    world.deliver(
+        [
+            *resolutions("cl", "nov", 60, "2026-11-10 08:00", channel="chat"),
+            *resolutions(
+                "cl", "late", 30, "2026-11-20 08:00", ingested_at="2026-12-05 00:30", channel="chat"
+            ),
+        ]
+    )
+    world.nightly(*days("2026-11-01", "2026-11-30"))
+    world.close(utc("2026-12-04 00:00"))
+    assert remaining(world, "cl") == {"L": Decimal(40)}
+    world.nightly(day("2026-11-20"), day("2026-12-04"))
+    assert world.close(utc("2026-12-05 00:00")).adjustment_lines == 2
+    world.nightly(*days("2026-12-05", "2026-12-31"))
+    world.close(utc("2027-01-04 00:00"))
+    res = "resolution"
+    invoices = check(
+        world,
+        [
+            Invoice(
+                "cl",
+                "2026-11-01",
+                [
+                    seat0(),
+                    Line(res, "usage", None, 60, "60.00"),
+                    Line(res, "credit", None, "60.00", "-60.00"),
+                ],
+                "0.00",
+            ),
+            Invoice(
+                "cl",
+                "2026-12-01",
+                [
+                    seat0(),
+                    Line(res, "usage", None, 0, "0.00"),
+                    Line(res, "adjustment", None, "30.000000000", "30.00"),
+                    Line(res, "adjustment", None, "30.00", "-30.00"),
+                ],
+                "0.00",
+            ),
+        ],
+    )
+    november = {ln["kind"]: ln["id"] for ln in invoices[0]["lines"] if ln["price_id"] == res}
+    fixes = {ln["amount"]: ln for ln in invoices[1]["lines"] if ln["kind"] == "adjustment"}
+    assert fixes["30.00"]["adjusts_line_id"] == november["usage"]
+    assert fixes["-30.00"]["adjusts_line_id"] == november["credit"]
+    assert accounts(world, "cl")["L"] == (Decimal(100), Decimal(90), ZERO, ZERO, Decimal(10))
+    audit_clean(world, "2026-11", "2026-12")
+
+
+def test_a_void_returns_the_consumption_and_the_reissue_draws_again(ledger_world: World) -> None:
+    """USD 50 from Nov 1. November: 30 resolutions = 30.00, paid (20.00 left), finalized.
+    Voiding it returns the 30.00 (50.00 left); the next close re-issues November and
+    draws 30.00 again (20.00 left): granted 50 = consumed 30 + remaining 20."""
+    world = ledger_world
+    world.load_customers([Sub("cv", "basic", start="2026-11-01")])
+    grant(world, grant_id="V", customer_id="cv", amount="50.00", effective_from="2026-11-01")
+    world.deliver(resolutions("cv", "nov", 30, "2026-11-10 08:00", channel="chat"))
+    world.nightly(*days("2026-11-01", "2026-11-30"))
+    world.close(utc("2026-12-04 00:00"))
+    (first,) = world.invoices()
+    void_invoice(first["id"], as_of=utc("2026-12-04 12:00"), config=world.config)
+    assert accounts(world, "cv")["V"] == (Decimal(50), ZERO, ZERO, ZERO, Decimal(50))
+    world.close(utc("2026-12-05 00:00"))
+    live = [i for i in world.invoices() if i["status"] != "void"]
+    (reissued,) = live
+    assert reissued["status"] == "finalized" and reissued["reissue_of"] == first["id"]
+    credits = [ln["amount"] for ln in reissued["lines"] if ln["kind"] == "credit"]
+    assert credits == ["-30.00"] and reissued["total"] == "0.00"
+    assert accounts(world, "cv")["V"] == (Decimal(50), Decimal(30), ZERO, ZERO, Decimal(20))
+    audit_clean(world, "2026-11")
+
+
+def test_a_promotional_credit_limited_to_one_meter(ledger_world: World) -> None:
+    """A promotional USD 100 for meter `seats` only. November: 2 seats all month = 2 x
+    30.00 = 60.00, and 50 resolutions = 50.00. The grant pays the seats (60.00; 40.00
+    left) and not the resolutions: 50.00 billed."""
+    world = ledger_world
+    world.load_customers([Sub("cm", "basic", start="2026-11-01")])
+    grant(
+        world,
+        grant_id="P",
+        customer_id="cm",
+        amount="100.00",
+        effective_from="2026-11-01",
+        applies_to="meters:seats",
+    )
+    world.deliver(
+        [
+            event("cm-s", "cm", "seats", "2026-11-01 00:00", value=2),
+            *resolutions("cm", "r", 50, "2026-11-10 08:00", channel="chat"),
+        ]
+    )
+    world.nightly(*days("2026-11-01", "2026-11-30"))
+    world.close(utc("2026-12-04 00:00"))
+    res = "resolution"
+    check(
+        world,
+        [
+            Invoice(
+                "cm",
+                "2026-11-01",
+                [
+                    Line("seat", "usage", None, 2, "60.00"),
+                    Line("seat", "credit", None, "60.00", "-60.00"),
+                    Line(res, "usage", None, 50, "50.00"),
+                ],
+                "50.00",
+            )
+        ],
+    )
+    assert remaining(world, "cm") == {"P": Decimal(40)}
+    audit_clean(world, "2026-11")

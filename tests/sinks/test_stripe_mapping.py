@@ -91,3 +91,20 @@ def test_idempotency_keys_are_stable_short_and_differ_with_the_params() -> None:
     assert one == mapping.idempotency_key("meterline", "invoice", 5, params={"a": 1})
     assert one != mapping.idempotency_key("meterline", "invoice", 5, params={"a": 2})
     assert len(mapping.idempotency_key("x" * 400)) <= 255
+
+
+def test_a_credit_line_is_a_negative_item_naming_its_grant() -> None:
+    """Stripe: an invoice item's amount may be negative ("to apply a credit to the
+    customer's account, pass a negative amount"); the grant goes in the metadata."""
+    credit = line(
+        kind="credit",
+        amount_minor=-8000,
+        quantity="80.00",
+        description="credit grant commit-1 pays 80.00 USD of fin_resolution",
+        credit_grant_id="commit-1",
+    )
+    params = mapping.add_line(credit, "America/New_York")
+    assert params["amount"] == -8000
+    assert params["metadata"]["meterline_credit_grant_id"] == "commit-1"
+    assert params["metadata"]["meterline_kind"] == "credit"
+    assert "meterline_credit_grant_id" not in mapping.line_metadata(line())

@@ -161,6 +161,10 @@ def line_metadata(line: LineDoc) -> dict[str, str]:
         meta["meterline_adjusts_line_id"] = str(line.adjusts_line_id)
     if line.adjusts_key:
         meta["meterline_adjusts_key"] = _text(line.adjusts_key)
+    if line.credit_grant_id:
+        # A credit line (a negative item: Stripe takes a negative invoice item amount)
+        # names the grant that pays it, as does a correction of one.
+        meta["meterline_credit_grant_id"] = line.credit_grant_id
     return meta
 
 
