@@ -5,11 +5,15 @@ databases, worked out by hand below; reconcile stays clean on each."""
 
 from __future__ import annotations
 
+import io
 from decimal import Decimal
 from typing import Any
 
+from rich.console import Console
+
 from meterline.audit.explain import explain_line
 from meterline.audit.reconcile import reconcile_period
+from meterline.cli.audit.text import render_explain
 from meterline.jobs.credits import balances, grant_one
 from meterline.jobs.ledger import void_invoice
 from tests.scenarios.harness import (
@@ -136,6 +140,10 @@ def test_a_commit_drawn_down_over_three_months_with_overage_in_the_third(
     (credit,) = [ln for ln in november["lines"] if ln["kind"] == "credit"]
     found = explain_line(credit["id"], config=world.config)
     assert found.status == "agrees" and found.difference.is_exactly_zero, found
+    out = Console(file=io.StringIO(), width=200)
+    render_explain(out, found)
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "credit    grant commit-cc pays line sub_cc|resolution|: 80 USD taken" in text, text
 
 
 def test_two_grants_by_priority_then_earliest_expiry(ledger_world: World) -> None:

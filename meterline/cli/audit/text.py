@@ -226,6 +226,13 @@ def _explain_quantity(chain: QuantityChain) -> list[str]:
 def _explain_rating(rating: RatingView | dict[str, object] | None, currency: str) -> list[str]:
     if rating is None:
         return []
+    if isinstance(rating, dict) and "grant_id" in rating and "pays" in rating:
+        # A credit line (docs/credits.md): which grant paid which line, and how much.
+        return [
+            f"credit    grant {rating['grant_id']} pays line {rating['pays']}:"
+            f" {qty(Decimal(str(rating['units'])))} {rating['unit']} taken from the grant,"
+            f" {rating['amount']} {currency} on the invoice (the drawdown of docs/credits.md)"
+        ]
     if isinstance(rating, dict):
         return [f"rating    {price_body_text(rating, currency)}"]
     out = [
