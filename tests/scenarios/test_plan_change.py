@@ -12,16 +12,20 @@ or to a plan without a price in the subscription's currency, is refused.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from billing.plan_changes import ChangeRequest, PlanChangeRefused
 from meterline.audit.explain import explain_line
+from meterline.cli import main
 from meterline.jobs.plan_change import change, list_changes
+from meterline.settings import settings
 from tests.scenarios.harness import Invoice, Line, Sub, World, check, day, resolutions, utc
 from tests.scenarios.ledgers import load
 
@@ -118,3 +122,45 @@ def test_refusals(ledger_world: World) -> None:
         "priority_support": "60.00",
         "resolution": "0.00",
     }
+
+
+def _cli(world: World, args: list[str]) -> tuple[int, str]:
+    env = {
+        "METERLINE_WAREHOUSE_URL": world.config.warehouse_url,
+        "METERLINE_LEDGER_URL": world.config.ledger_url,
+        "METERLINE_CATALOG_PATH": str(world.config.catalog_path),
+    }
+    settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, args, env=env)
+    finally:
+        settings.cache_clear()
+    return result.exit_code, result.output
+
+
+def test_the_commands(ledger_world: World) -> None:
+    world = _world(ledger_world)
+    args = ["subscriptions", "change", SUB.subscription_id, "--at", "2026-04-15", "--plan", "pro"]
+    args += ["--tiers", "restart", "--direction", "upgrade", "--by", "ana@ops"]
+    code, output = _cli(world, [*args, "--preview", "--json"])
+    doc = json.loads(output)
+    assert code == 0 and not doc["recorded"] and doc["invoice"]["total"] == "222.00"
+    code, output = _cli(world, [*args, "--preview"])
+    assert code == 0 and output.startswith("preview (nothing written) of sub_c_up")
+    assert "222.00" in output
+    assert _cli(world, ["subscriptions", "changes", SUB.subscription_id, "--json"]) == (0, "[]\n")
+    code, output = _cli(world, [*args[:6], "euro_only", *args[7:]])
+    assert code == 2 and len(output.strip().splitlines()) == 1 and "no price in USD" in output
+    code, output = _cli(world, [*args, "--reason", "asked for priority"])
+    assert (code, output) == (
+        0,
+        "recorded sub_c_up: starter -> pro at 2026-04-15T00:00:00Z (upgrade, tiers restart,"
+        " by ana@ops)\n",
+    )
+    code, output = _cli(world, ["subscriptions", "changes", SUB.subscription_id])
+    assert code == 0 and "priority" in output and "restart" in output and "ana@ops" in output
+    # the same instant again: refused, one line, exit code 2; an unknown subscription: 3
+    code, output = _cli(world, args)
+    assert code == 2 and len(output.strip().splitlines()) == 1 and "time order" in output
+    code, output = _cli(world, ["subscriptions", "changes", "nope"])
+    assert code == 3 and len(output.strip().splitlines()) == 1
