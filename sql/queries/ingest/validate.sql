@@ -261,13 +261,9 @@ WITH
              'value_out_of_range', 'value_out_of_range', 'negative_value', 'bad_properties', 'bad_properties',
              'bad_properties', 'bad_properties', 'bad_properties', 'bad_properties'] AS reasons,
             if(defect_code = 0, '', reasons[defect_code]) AS defect,
-            -- The words, for rejected rows only (`if` runs its branch for those rows): one
-            -- per defect code, picked from an array. (A multiIf of 26 branches cost the
-            -- query analyzer ~0.9 s for every batch, whatever its size: the array, ~0.15 s;
-            -- it computes every text of a rejected row, and rejected rows are few.)
-            if(defect_code = 0, '', ifNull([
-            -- 1
-            multiIf(
+            -- The words, for rejected rows only (`if` runs its branch for those rows).
+            if(defect_code = 0, '', multiIf(
+            defect_code = 1, multiIf(
                 row_code = 1, parse_error,
                 row_code = 2, concat('the line is not UTF-8 text (the first bad byte is at character ',
                                        toString(position(toValidUTF8(raw), '\xEF\xBF\xBD')), '); save the file as UTF-8'),
@@ -286,26 +282,16 @@ WITH
                                              [('meter', ifNull(f_meter, '')), ('timestamp', ifNull(f_timestamp, '')),
                                               ('value', ifNull(f_value, '')), ('properties', ifNull(f_properties, '')),
                                               ('source', ifNull(f_source, ''))])[1].1, ' is not UTF-8 text')),
-            -- 2
-            concat('event_id must be a string or an integer, not ', j_raw[1]),
-            -- 3
-            'event_id is missing or empty',
-            -- 4
-            concat('customer_id must be a string or an integer, not ', j_raw[2]),
-            -- 5
-            'customer_id is missing or empty',
-            -- 6
-            'meter is missing or empty',
-            -- 7
-            'timestamp is missing or empty',
-            -- 8
-            concat('event_id ', id_problem(eid_code, eid), '; ids must be printable text'),
-            -- 9
-            concat('event_id has ', toString(lengthUTF8(eid)), ' characters; at most 128'),
-            -- 10
-            concat('customer_id ', id_problem(cid_code, cid), '; ids must be printable text'),
-            -- 11
-            concat('timestamp ', ts_text, multiIf(
+            defect_code = 2, concat('event_id must be a string or an integer, not ', j_raw[1]),
+            defect_code = 3, 'event_id is missing or empty',
+            defect_code = 4, concat('customer_id must be a string or an integer, not ', j_raw[2]),
+            defect_code = 5, 'customer_id is missing or empty',
+            defect_code = 6, 'meter is missing or empty',
+            defect_code = 7, 'timestamp is missing or empty',
+            defect_code = 8, concat('event_id ', id_problem(eid_code, eid), '; ids must be printable text'),
+            defect_code = 9, concat('event_id has ', toString(lengthUTF8(eid)), ' characters; at most 128'),
+            defect_code = 10, concat('customer_id ', id_problem(cid_code, cid), '; ids must be printable text'),
+            defect_code = 11, concat('timestamp ', ts_text, multiIf(
                 match(ts_text, '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?$'),
                     ' has no offset, so it is ambiguous: add Z (UTC) or +hh:mm/-hh:mm',
                 match(ts_text, '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}([Zz]|[+-][0-9]{2}:[0-9]{2})$'),
@@ -313,56 +299,41 @@ WITH
                 match(ts_text, '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?[+-][0-9]{2}:?[0-9]{0,2}$'),
                     ' has an offset not written +hh:mm or -hh:mm',
                 ' is not an RFC 3339 date-time'), ts_hint),
-            -- 12
-            concat('timestamp ', ts_text, ' has the offset ', right(ts_text, 6),
+            defect_code = 12, concat('timestamp ', ts_text, ' has the offset ', right(ts_text, 6),
                                        ', out of range (hours 00-23, minutes 00-59)'),
-            -- 13
-            concat('timestamp ', ts_text,
+            defect_code = 13, concat('timestamp ', ts_text,
                                        if(toUInt16OrZero(left(ts_text, 4)) BETWEEN 1900 AND 2299,
                                           ' is not a real date and time (month 01-12, a day of that month, hours 00-23, minutes and seconds 00-59)',
                                           ' is outside the years 1900-2299'), ts_hint),
-            -- 14
-            concat('timestamp ', ts_text, ' is older than this ingest accepts: events from ',
+            defect_code = 14, concat('timestamp ', ts_text, ' is older than this ingest accepts: events from ',
                                        toString(min_ts), ' UTC on (the maximum event age, ', toString(max_age_days),
                                        ' days before the ingest time or --as-of: METERLINE_MAX_EVENT_AGE_DAYS); to ',
                                        'load older events (a backfill), run ingest with --as-of set shortly after them'),
-            -- 15
-            concat('timestamp ', ts_text, ' is after ', toString(max_ts),
+            defect_code = 15, concat('timestamp ', ts_text, ' is after ', toString(max_ts),
                                        ' UTC, later than the ingest time allows (METERLINE_FUTURE_TOLERANCE_S)'),
-            -- 16
-            concat('meter ', f_meter, ' is not in the catalog (known: ',
+            defect_code = 16, concat('meter ', f_meter, ' is not in the catalog (known: ',
                                        arrayStringConcat(arraySort(meter_names), ', '), ')'),
-            -- 17
-            concat('value ', if(match(f_value, '^\\s*$'), concat('"', f_value, '" (empty or blank text)'), f_value),
+            defect_code = 17, concat('value ', if(match(f_value, '^\\s*$'), concat('"', f_value, '" (empty or blank text)'), f_value),
                                      ' is not a decimal number (digits, an optional sign, ',
                                      'decimal point and exponent: 12, -0.5, 1.5e3)',
                                      if(match(f_value, '^\\s*$'), '; leave the value out (JSON: no key or null, CSV: an empty unquoted cell) for the default 1', '')),
-            -- 18
-            concat('value ', f_value, ' is out of range: at most 1000000000000 (10^12) ',
+            defect_code = 18, concat('value ', f_value, ' is out of range: at most 1000000000000 (10^12) ',
                                        'in absolute value'),
-            -- 19
-            if(val_problem = 3 OR val IS NULL,
+            defect_code = 19, if(val_problem = 3 OR val IS NULL,
                                  concat('value ', f_value, ' has more than 9 decimal places; values are ',
                                         'kept exactly to 9, never rounded: round it before sending'),
                                  value_error),
-            -- 20
-            concat('value ', f_value, ' is negative; meter ', f_meter,
+            defect_code = 20, concat('value ', f_value, ' is negative; meter ', f_meter,
                                        ' is a counter and only counts up'),
-            -- 21
-            properties_error,
-            -- 22
-            concat('properties ', props_json, ' is not a JSON object'),
-            -- 23
-            concat('properties ', props_json, ': every value must be a string'),
-            -- 24
-            concat('properties ', props_json, ' repeat a key'),
-            -- 25
-            concat('unknown property ', arrayStringConcat(unknown_keys, ', '),
+            defect_code = 21, properties_error,
+            defect_code = 22, concat('properties ', props_json, ' is not a JSON object'),
+            defect_code = 23, concat('properties ', props_json, ': every value must be a string'),
+            defect_code = 24, concat('properties ', props_json, ' repeat a key'),
+            defect_code = 25, concat('unknown property ', arrayStringConcat(unknown_keys, ', '),
                                        ' for meter ', f_meter, ' (allowed: ', arrayStringConcat(allowed_keys, ', '), ')'),
-            -- 26
-            concat('property value ', arrayStringConcat(bad_values, ', '),
-                                       ' is not allowed for meter ', f_meter)
-            ][defect_code], '')) AS defect_words,
+            defect_code = 26, concat('property value ', arrayStringConcat(bad_values, ', '),
+                                       ' is not allowed for meter ', f_meter),
+            '')) AS defect_words,
             if(defect_code = 0,
                cityHash64(assumeNotNull(f_customer_id), assumeNotNull(f_meter),
                           toUnixTimestamp64Milli(assumeNotNull(ts)), assumeNotNull(val), pkeys, pvals),
