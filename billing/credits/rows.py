@@ -7,7 +7,9 @@ customer, subscription, catalog, an existing grant of the same id) in store.py.
 - ``kind``: ``paid_commit`` (the customer paid ``price_paid`` for it, required) or
   ``promotional`` (no ``price_paid``).
 - what it holds: ``amount`` (money, major units of ``currency``, a whole number of its
-  minor unit, above zero) or ``units`` of one ``meter`` (above zero): exactly one.
+  minor unit, above zero, at most the ledger's largest amount: 2^63-1 minor units) or
+  ``units`` of one ``meter`` (above zero, below 10^29, at most 9 decimal places: the
+  quantities a meter counts): exactly one. Numbers are written as JSON's (rating.decimals).
 - ``priority``: a whole number 0..100, lower drawn first (Stripe's credit grant
   priority); 50 when empty.
 - ``effective_from`` (required) and ``expires_at`` (empty: never): a date ``YYYY-MM-DD``,
@@ -27,9 +29,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from billing.bulk import MAX_AMOUNT_MINOR
 from billing.customers.rows import _amount, _day, _ident, _kind, _printable, _text
 from billing.models import GRANT_KINDS, GRANT_SCOPES
-from billing.money import exponent, to_minor
+from billing.money import exponent, from_minor, to_minor
+from rating.decimals import NUMBER_PATTERN
 
 #: Stripe's credit grant priority: 0..100, lower first; its default.
 PRIORITY_RANGE = (0, 100)
@@ -37,6 +41,11 @@ DEFAULT_PRIORITY = 50
 _INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9:.]+(Z|z|[+-][0-9]{2}:[0-9]{2})\Z")
 _WHOLE = re.compile(r"[0-9]{1,3}\Z")
 _TRUE = {"true": True, "false": False}
+_NUMBER = re.compile(NUMBER_PATTERN + r"\Z")
+#: Units are quantities of a meter: the warehouse's range, Decimal(38, 9) (the catalog's
+#: limit on its quantities, docs/catalog.md "Limits").
+UNITS_LIMIT = Decimal(10) ** 29
+UNITS_PLACES = 9
 
 
 def _when(value: Any) -> date | datetime | None:
@@ -52,10 +61,26 @@ def _when(value: Any) -> date | datetime | None:
                 f"{value!r} is not a date YYYY-MM-DD or a time with its offset"
                 " (2026-11-01T00:00:00Z)"
             )
-        moment = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-        _day(moment.date())  # the same calendar range as a date
+        try:
+            moment = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+        except ValueError:
+            # Python's own words (an offset of 24 hours "must be a timedelta strictly
+            # between ...") are not the person's: say what the value should look like.
+            raise ValueError(
+                f"{value!r} is not a date YYYY-MM-DD or a time with its offset"
+                " (2026-11-01T00:00:00Z; hours 00..23, offsets within +-23:59)"
+            ) from None
+        _in_range(moment.date())
         return moment
-    return _day(value)
+    return _in_range(value)
+
+
+def _in_range(value: Any) -> date | None:
+    """The customers file's date rule, without its hint about a subscription's end."""
+    try:
+        return _day(value)
+    except ValueError as exc:
+        raise ValueError(str(exc).split(" (leave end empty")[0]) from None
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -68,7 +93,30 @@ def _decimal(value: Any) -> Decimal | None:
         raise ValueError(f"must be a decimal number, not {checked!r}") from None
     if not number.is_finite():
         raise ValueError(f"must be a finite decimal number, not {checked}")
+    # One grammar for every number a person writes (rating.decimals, JSON's): Decimal()
+    # alone also reads "1_000" as 1000.
+    if isinstance(checked, str) and not _NUMBER.match(checked.strip()):
+        raise ValueError(f'must be a decimal number, not {checked!r} (write e.g. "10.50")')
     return number
+
+
+def _money_problem(name: str, number: Decimal, currency: str) -> str | None:
+    """Why ``number`` cannot be an amount of ``currency`` in the ledger (None: it can):
+    a whole number of the minor unit, at most 2^63-1 of them (billing.bulk)."""
+    limit = from_minor(MAX_AMOUNT_MINOR, currency)
+    if abs(number) > limit:
+        return (
+            f"{name}: {number} is beyond the largest amount the ledger holds,"
+            f" {currency} {format(limit, ',f')} (2^63-1 minor units)"
+        )
+    try:
+        to_minor(number, currency, name)
+    except ValueError:
+        return (
+            f"{name}: {number} has more than {exponent(currency)} decimal(s), the minor unit"
+            f" of {currency}"
+        )
+    return None
 
 
 class GrantRow(BaseModel):
@@ -157,7 +205,8 @@ class GrantRow(BaseModel):
             return value
         if isinstance(value, str) and value.lower() in _TRUE:
             return _TRUE[value.lower()]
-        raise ValueError(f"must be true or false, not {_kind(value)}")
+        shown = repr(value) if isinstance(value, str) else _kind(value)
+        raise ValueError(f"must be true or false, not {shown}")
 
     @field_validator("reason", mode="before")
     @classmethod
@@ -204,11 +253,20 @@ class GrantRow(BaseModel):
         assert held is not None
         if not held > 0:
             raise ValueError(f"{'amount' if self.units is None else 'units'}: must be above 0")
-        if self.amount is not None:
-            try:
-                to_minor(self.amount, self.currency, "amount")
-            except ValueError as exc:
-                raise ValueError(f"amount: {exc}") from None
+        if self.amount is not None and (
+            problem := _money_problem("amount", self.amount, self.currency)
+        ):
+            raise ValueError(problem)
+        if self.units is not None and not self.units < UNITS_LIMIT:
+            raise ValueError(
+                f"units: {self.units} is beyond the largest quantity a meter counts (below 10^29)"
+            )
+        scaled = None if self.units is None else self.units.scaleb(UNITS_PLACES)
+        if scaled is not None and scaled != scaled.to_integral_value():
+            raise ValueError(
+                f"units: {self.units} has more than {UNITS_PLACES} decimal places, the"
+                " precision a meter counts to"
+            )
         if (self.kind == "paid_commit") != (self.price_paid is not None):
             raise ValueError(
                 "price_paid: a paid_commit records the price paid for it; a promotional"
@@ -217,10 +275,8 @@ class GrantRow(BaseModel):
         if self.price_paid is not None:
             if self.price_paid < 0:
                 raise ValueError("price_paid: must not be negative")
-            try:
-                to_minor(self.price_paid, self.currency, "price_paid")
-            except ValueError as exc:
-                raise ValueError(f"price_paid: {exc}") from None
+            if problem := _money_problem("price_paid", self.price_paid, self.currency):
+                raise ValueError(problem)
         if (
             self.meter is not None
             and self.applies_to == "meters"

@@ -203,6 +203,11 @@ def _ledger_problems(
     catalog = Catalog.read(session)
     prices = set().union(*catalog.prices.values()) if catalog.prices else set()
     meters = {p.meter for found in catalog.metered.values() for p in found}
+    # The meters each price counts (a price id may be in several plans; a flat fee: none).
+    meters_of: dict[str, set[str]] = {}
+    for found in catalog.metered.values():
+        for priced in found:
+            meters_of.setdefault(priced.price_id, set()).add(priced.meter)
     seen: dict[str, int] = {}
     for line, row in rows:
         before = len(problems)
@@ -240,6 +245,22 @@ def _ledger_problems(
             problem(
                 "applies_to",
                 f"unknown {what} {unknown[0]!r}; the catalog's are {', '.join(sorted(known))}",
+            )
+        # A grant of units pays for lines of its meter only (docs/credits.md): limited to
+        # a price of another meter (or a flat fee) it could never pay anything.
+        elsewhere = [
+            i
+            for i in row.applies_to_ids
+            if row.meter is not None
+            and row.applies_to == "prices"
+            and row.meter not in meters_of.get(i, set())
+        ]
+        if elsewhere and not unknown:
+            problem(
+                "applies_to",
+                f"price {elsewhere[0]} is not on meter {row.meter}; a grant of {row.meter}"
+                f" units pays for {row.meter} lines only: name prices of {row.meter}, or"
+                " leave applies_to empty",
             )
         tz = sub.timezone if sub is not None else customer.timezone if customer else "UTC"
         start = _instant(row.effective_from, tz)
@@ -418,6 +439,21 @@ def void_grant(
             f"credit grant {grant_id} was voided on {_iso(grant.voided_at)} by"
             f" {grant.voided_by}; a grant is voided once"
         )
+    # The void is a movement at ``as_of``: before the grant's last movement (its grant
+    # entry at effective_from, or a consumption) the balances as of a moment between
+    # would count the void but not what it voids, and go below zero.
+    last = session.scalar(
+        select(CreditLedgerEntry.effective_at)
+        .where(CreditLedgerEntry.grant_id == grant.id)
+        .order_by(CreditLedgerEntry.effective_at.desc())
+        .limit(1)
+    )
+    if last is not None and as_of < last:
+        raise LedgerError(
+            f"credit grant {grant_id} cannot be voided as of {_iso(as_of)}: its last movement"
+            f" is effective {_iso(last)} (it takes effect {_iso(grant.effective_from)});"
+            f" void it as of {_iso(last)} or later"
+        )
     remaining = _balance(session, grant).remaining
     if remaining > 0:
         _append(
@@ -595,7 +631,10 @@ def grant_views(
             )
             if as_of is None or at <= as_of
         ]
-        out.append(_view(grant, cust, sub, replay(grant.amount, moves).balance))
+        # As of a moment before its grant entry the grant had issued nothing: granted 0,
+        # so that granted = consumed + expired + voided + remaining holds then too.
+        issued = grant.amount if any(m.kind == "grant" for m in moves) else Decimal(0)
+        out.append(_view(grant, cust, sub, replay(issued, moves).balance))
     if grant_id is not None and not out:
         raise NotFound(f"no credit grant {grant_id!r} in the ledger")
     return out
