@@ -34,6 +34,7 @@ from meters.catalog import MeterCatalog, parse_meters
 from rating import RoundingMode
 from rating.decimals import to_decimal, to_nonnegative
 from rating.period import FIXED_FEE_AGGREGATIONS
+from rating.price import PRORATION_OPTIONS
 
 TOP_LEVEL_KEYS = ("rounding_mode", "meters", "plans")
 PLAN_KEYS = ("id", "name", "minimum_commitment", "prices")
@@ -198,6 +199,15 @@ def _versions(
                 continue
             if not isinstance(body, Mapping) or not isinstance(body.get("model"), str):
                 problems.append(f"{bwhere}: must be a price body with a `model`")
+                continue
+            if "proration" in body and body["proration"] not in PRORATION_OPTIONS:
+                # Checked here, with its path: the rating engine reads a missing
+                # value and null alike (the default), but a null written is a mistake.
+                problems.append(
+                    f"{bwhere}.proration: must be prorate (a partial first or last period"
+                    " bills its share of the billing cycle) or full (it bills the whole"
+                    f" amount), not {_shown(body['proration'])}; leave it out for prorate"
+                )
                 continue
             beyond = _beyond_limits(body, currency, bwhere)
             if beyond:
@@ -394,12 +404,26 @@ def _beyond_limits(body: Any, currency: str, where: str) -> list[str]:
     return problems
 
 
+#: Fields of a price body written a level too high (a price's or a version's): where
+#: they belong.
+_BODY_FIELD_HINT = {
+    "proration": "; `proration` belongs in the price body, under"
+    " versions[].prices.<CURRENCY> (next to `model`)",
+}
+
+
 def _unknown_keys(item: Mapping[str, Any], known: tuple[str, ...], where: str) -> list[str]:
     return [
         f"{where}.{key}: unknown field (fields: {', '.join(known)})"
+        + (_BODY_FIELD_HINT.get(key, "") if known in (PRICE_KEYS, VERSION_KEYS) else "")
         for key in item
         if key not in known
     ]
+
+
+def _shown(value: Any) -> str:
+    """A value as a person wrote it in YAML (null, a quoted string, a number)."""
+    return "null" if value is None else repr(value)
 
 
 def _mappings(

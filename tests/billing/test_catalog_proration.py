@@ -112,5 +112,8 @@ def test_a_bad_value_is_one_problem_and_catalog_load_exits_2(tmp_path: Path) -> 
     assert result.exit_code == ExitCode.REFUSED, result.output
     assert "Traceback" not in result.output
     (problem,) = [ln for ln in result.output.splitlines() if "proration" in ln]
-    assert problem.strip().startswith("plans[0] (p).prices[0] (fee).versions[0].prices.USD:")
-    assert "proration must be 'prorate'" in problem and "got 'daily'" in problem
+    # The path names the field itself (tests/billing/test_proration_breaker.py).
+    assert problem.strip().startswith(
+        "plans[0] (p).prices[0] (fee).versions[0].prices.USD.proration:"
+    )
+    assert "must be prorate" in problem and "not 'daily'" in problem
