@@ -30,7 +30,8 @@ def parse_grant_records(
     records: Iterable[tuple[int, Any]],
 ) -> tuple[list[tuple[int, GrantRow]], list[Problem]]:
     """Validate records (line number, mapping, or the Problem of an unreadable record):
-    the valid rows and the problems of the others."""
+    the valid rows and the problems of the others (none of either: no grants, which
+    load_grants refuses as NoGrants)."""
     rows: list[tuple[int, GrantRow]] = []
     problems: list[Problem] = []
     for number, record in records:
@@ -43,8 +44,6 @@ def parse_grant_records(
                 rows.append((number, GrantRow.model_validate(dict(record))))
             except ValidationError as exc:
                 problems.extend(problems_of(number, exc, FIELDS))
-    if not rows and not problems:
-        problems.append(Problem(0, "file", "no rows"))
     return rows, problems
 
 

@@ -194,6 +194,9 @@ class GrantRow(BaseModel):
     @field_validator("expires_at", mode="before")
     @classmethod
     def _expires(cls, value: Any) -> date | datetime | None:
+        # Empty means never, in every format (a CSV's empty cell is None already).
+        if isinstance(value, str) and not value.strip():
+            return None
         return _when(value)
 
     @field_validator("rollover", mode="before")

@@ -29,7 +29,7 @@ from billing.models import CREDIT_MOVES, CreditGrant, CreditLedgerEntry, Custome
 from billing.money import canonical, minor_unit
 from billing.periods import local_midnight
 
-__all__ = ["BalanceError", "GrantsFileInvalid"]
+__all__ = ["BalanceError", "GrantsFileInvalid", "NoGrants"]
 
 
 class GrantsFileInvalid(FileInvalid):
@@ -37,6 +37,18 @@ class GrantsFileInvalid(FileInvalid):
     nothing of them was. Every problem names its line and field."""
 
     FIELD_ORDER = tuple(GrantRow.model_fields)
+
+
+class NoGrants(GrantsFileInvalid):
+    """A grants file that holds no grant (empty, only a header, an empty list): nothing
+    to load, said as such rather than as a problem on a line (exit code 2)."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source, [Problem(0, "file", "holds no grants")])
+        self.args = (
+            f"{source}: the file holds no grants; nothing was loaded: write one grant per"
+            " row (docs/credits.md)",
+        )
 
 
 class EntryConflict(LedgerError):
@@ -145,12 +157,12 @@ def load_grants(
     loaded the grants and when (the person's wall clock)."""
     bulk.lock_ledger_writes(session)
     if not by.strip():
-        raise GrantsFileInvalid(source, [Problem(0, "file", "give who grants the credits")])
+        raise LedgerError("give who grants the credits (--by), not an empty name")
+    if not rows and not problems:
+        raise NoGrants(source)
     found, resolved = _ledger_problems(session, rows)
     if problems or found:
         raise GrantsFileInvalid(source, [*problems, *found])
-    if not rows:
-        raise GrantsFileInvalid(source, [Problem(0, "file", "no rows")])
     created = 0
     for values in resolved:
         if values is None:
@@ -294,7 +306,13 @@ def _ledger_problems(
         if old is None:
             resolved.append(values)
             continue
-        changed = [k for k, v in values.items() if k != "reason" and _differs(getattr(old, k), v)]
+        # Every term is immutable once loaded, the reason too (a changed reason is not
+        # "the same grant again"); units are held in the amount column.
+        changed = [
+            "units" if k == "amount" and row.units is not None else k
+            for k, v in values.items()
+            if _differs(getattr(old, k), v)
+        ]
         if changed:
             problem(
                 changed[0] if changed[0] in GrantRow.model_fields else "grant_id",
@@ -429,7 +447,9 @@ def void_grant(
     ``as_of``, the logical time) and nothing draws on it any more. What it already paid
     for stays paid (a voided invoice returns its consumption first, and that return
     is voided with the rest). Voiding a void grant is refused. ``by``/``reason`` say
-    who and why; ``at`` is the wall clock of the person's action."""
+    who and why; ``at`` is the wall clock of the person's action. Voided at or after its
+    ``expires_at``, what was left then expires first (breakage, as expire_grants books
+    it) and only the rest is voided."""
     bulk.lock_ledger_writes(session)
     if not by.strip() or not reason.strip():
         raise LedgerError("give who voids the grant (--by) and why (--reason)")
@@ -454,6 +474,11 @@ def void_grant(
             f" is effective {_iso(last)} (it takes effect {_iso(grant.effective_from)});"
             f" void it as of {_iso(last)} or later"
         )
+    # Past its expiry the grant's leftover was lost at expires_at (breakage), whether or
+    # not the expiry job has run yet: a void after that books it as the expiry would
+    # (the same entry and key), and voids only what is left after it.
+    if grant.expires_at is not None and grant.expires_at <= as_of and not grant.rollover:
+        _expire(session, grant)
     remaining = _balance(session, grant).remaining
     if remaining > 0:
         _append(
@@ -491,20 +516,28 @@ def expire_grants(session: Session, *, as_of: datetime) -> list[str]:
         )
         .order_by(CreditGrant.id)
     ):
-        remaining = _balance(session, grant).remaining
-        if remaining > 0:
-            assert grant.expires_at is not None
-            _append(
-                session,
-                grant,
-                "expire",
-                remaining,
-                key=f"expire|{grant.grant_id}",
-                effective_at=grant.expires_at,
-                note=f"expired unused on {_iso(grant.expires_at)} (breakage)",
-            )
+        if _expire(session, grant):
             done.append(grant.grant_id)
     return done
+
+
+def _expire(session: Session, grant: CreditGrant) -> bool:
+    """Book what is left of an expired grant as breakage (an ``expire`` entry at its
+    ``expires_at``, key ``expire|G``); False when nothing was left."""
+    assert grant.expires_at is not None
+    remaining = _balance(session, grant).remaining
+    if remaining <= 0:
+        return False
+    _append(
+        session,
+        grant,
+        "expire",
+        remaining,
+        key=f"expire|{grant.grant_id}",
+        effective_at=grant.expires_at,
+        note=f"expired unused on {_iso(grant.expires_at)} (breakage)",
+    )
+    return True
 
 
 def record_consumption(
@@ -597,6 +630,13 @@ def _share_minor(value_minor: int, part: Decimal, whole: Decimal) -> int:
 # --- reading -------------------------------------------------------------------------
 
 
+def require_customer(session: Session, customer: str) -> None:
+    """NotFound (the command line's exit code 3) for a customer external id the ledger
+    does not hold."""
+    if session.scalar(select(Customer.id).where(Customer.external_id == customer)) is None:
+        raise NotFound(f"no customer {customer!r} in the ledger: load it first")
+
+
 def grant_views(
     session: Session,
     *,
@@ -607,11 +647,8 @@ def grant_views(
     """Grants (of one customer, or one grant) with their accounts, counting the entries
     effective up to ``as_of`` (all without it), in grant order. NotFound for a customer
     the ledger does not hold."""
-    if (
-        customer is not None
-        and session.scalar(select(Customer.id).where(Customer.external_id == customer)) is None
-    ):
-        raise NotFound(f"no customer {customer!r} in the ledger")
+    if customer is not None:
+        require_customer(session, customer)
     stmt = (
         select(CreditGrant, Customer.external_id, Subscription.external_id)
         .join(Customer, Customer.id == CreditGrant.customer_id)

@@ -178,7 +178,13 @@ def balance(customer: str, as_of: datetime | None, as_json: bool) -> None:
 def void(grant_id: str, as_of: datetime, reason: str, by: str | None) -> None:
     """Void credit grant GRANT_ID: its remaining balance goes back; nothing draws on it."""
     stored = jobs.void(grant_id, as_of=as_of, by=by or getpass.getuser(), reason=reason)
+    # Voided past its expiry, what was left then expired (breakage) before the void.
+    expired = (
+        f", {stored['expired']} {stored['unit']} expired unused at {stored['expires_at']}"
+        if Decimal(stored["expired"])
+        else ""
+    )
     click.echo(
         f"grant {stored['grant_id']} voided: {stored['voided']} {stored['unit']} returned,"
-        f" {stored['consumed']} {stored['unit']} consumed stays paid"
+        f" {stored['consumed']} {stored['unit']} consumed stays paid{expired}"
     )

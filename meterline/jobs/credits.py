@@ -4,7 +4,7 @@ committed on success) and calls billing.credits; the command renders what comes 
 
 Errors are billing's: GrantsFileInvalid (every problem with its line and field, exit
 code 2), NotFound (an unknown customer or grant, 3), BalanceError and the other
-LedgerErrors (2).
+LedgerErrors (2); `credits grant` says its problems by option (GrantRefused, 2).
 """
 
 from __future__ import annotations
@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from billing.credits import (
+    GrantsFileInvalid,
     GrantsLoadResult,
     grant_views,
     load_grants,
     read_grants_file,
+    require_customer,
     void_grant,
 )
 from billing.credits.read import parse_grant_records
-from billing.customers import FORMATS, FileFormat
+from billing.customers import FORMATS, FileFormat, Problem
+from billing.errors import LedgerError
 from billing.models import GRANT_KINDS
 from meterline.connections import ledger_session
 from meterline.settings import Settings
@@ -30,6 +33,7 @@ from meterline.settings import Settings
 __all__ = [
     "GRANT_FORMATS",
     "GRANT_KINDS",
+    "GrantRefused",
     "balances",
     "grant_one",
     "list_grants",
@@ -51,15 +55,54 @@ def load_file(
         return load_grants(session, rows, str(path), by=by, at=datetime.now(UTC), problems=problems)
 
 
+#: The `credits grant` option of each grant field (the others: ``--`` and the field
+#: with dashes).
+OPTIONS = {
+    "customer_id": "--customer",
+    "subscription_id": "--subscription",
+}
+
+
+class GrantRefused(LedgerError):
+    """`meterline credits grant` refused (exit code 2): every problem of the one grant,
+    each named by its option (``--amount: must be above 0``); nothing was granted."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        texts = [_option_problem(p) for p in problems]
+        if len(texts) == 1:
+            message = f"credits grant: {texts[0]}; nothing was granted"
+        else:
+            message = "\n  ".join(
+                [f"credits grant: {len(texts)} problems; nothing was granted", *texts]
+            )
+        super().__init__(message)
+        self.problems = texts
+
+
+def _option_problem(problem: Problem) -> str:
+    """A grant row's problem in the command's words: its option, not a line and field."""
+    field = problem.field.split(".")[0]
+    if field in ("row", "file"):
+        return problem.text
+    return f"{OPTIONS.get(field, '--' + field.replace('_', '-'))}: {problem.text}"
+
+
 def grant_one(
     record: Mapping[str, Any], *, by: str, config: Settings | None = None
 ) -> dict[str, Any]:
     """Create one grant from the command's fields (the file's rules; a grant the ledger
     holds with the same terms is left as it is); the grant as stored, with its balance.
-    Raises GrantsFileInvalid (exit code 2)."""
+    Raises GrantRefused naming the options (exit code 2), NotFound for an unknown
+    customer (3)."""
     rows, problems = parse_grant_records([(1, dict(record))])
+    if problems:
+        raise GrantRefused(problems)
     with ledger_session(config, write=True) as session:
-        load_grants(session, rows, "credits grant", by=by, at=datetime.now(UTC), problems=problems)
+        require_customer(session, rows[0][1].customer_id)
+        try:
+            load_grants(session, rows, "credits grant", by=by, at=datetime.now(UTC))
+        except GrantsFileInvalid as exc:
+            raise GrantRefused(list(exc.found)) from None
         # The same grant again is no change (as a file loaded twice): it is shown as stored.
         return grant_views(session, grant_id=rows[0][1].grant_id)[0].to_json()
 

@@ -311,3 +311,123 @@ def test_a_void_backdated_before_the_grant_is_refused(cli: Path) -> None:
     code, output = invoke(["credits", "void", "nope", "--as-of", "2026-04-01", "--reason", "y"])
     assert code == ExitCode.NOT_FOUND
     one_error(output)
+
+
+# --- second round: messages, exit codes, immutable terms, expiry ------------------------
+
+
+def test_a_refused_grant_names_its_option_not_a_file(cli: Path) -> None:
+    """`credits grant` said "1 problem(s) on 1 line(s); nothing was loaded: fix them and
+    load the file again / line 1: amount: ..." and `--by " "` "file: give who grants the
+    credits": the command has options, not a file with lines."""
+    code, output = invoke(
+        [*GRANT, "--grant-id", "g1", "--amount", "-5", "--effective-from", "2026-01-01"]
+    )
+    assert code == ExitCode.REFUSED, output
+    line = one_error(output)
+    assert "--amount: must be above 0" in line, line
+    assert "line 1" not in line and "file" not in line, line
+    code, output = invoke(
+        [*GRANT, "--grant-id", "g1", "--amount", "5", "--effective-from", "2026-01-01", "--by", " "]
+    )
+    assert code == ExitCode.REFUSED, output
+    line = one_error(output)
+    assert "--by" in line and "file" not in line, line
+    # Against the ledger too: the currency is named by its option.
+    code, output = invoke(
+        [
+            *GRANT[:6],
+            "--currency",
+            "EUR",
+            *GRANT[8:],
+            "--grant-id",
+            "g1",
+            "--amount",
+            "5",
+            "--effective-from",
+            "2026-01-01",
+        ]
+    )
+    assert code == ExitCode.REFUSED, output
+    line = one_error(output)
+    assert "--currency: customer cus_usd is billed in USD" in line and "line 1" not in line, line
+    assert grants() == []
+
+
+def test_a_grant_for_an_unknown_customer_is_not_found(cli: Path) -> None:
+    """docs/credits.md: "3 an unknown customer or grant"; it exited 2."""
+    args = [*GRANT, "--grant-id", "g1", "--amount", "5", "--effective-from", "2026-01-01"]
+    code, output = invoke([a if a != "cus_usd" else "nobody" for a in args])
+    assert code == ExitCode.NOT_FOUND, output
+    assert "no customer 'nobody' in the ledger" in one_error(output)
+
+
+def test_a_changed_grant_names_units_and_reason(cli: Path) -> None:
+    """Changed units were reported as "other terms (amount)"; a changed reason was
+    "already in the ledger as given" and the old reason silently kept."""
+    unit = row(amount=None, units="10", meter="fin_resolution")
+    assert load_rows(cli, unit)[0] == 0
+    code, output = load_rows(cli, {**unit, "units": "11"})
+    assert code == ExitCode.REFUSED, output
+    assert "line 1: units: grant g1 is in the ledger with other terms (units)" in output
+    code, output = load_rows(cli, {**unit, "reason": "another"})
+    assert code == ExitCode.REFUSED, output
+    assert "line 1: reason: grant g1 is in the ledger with other terms (reason)" in output
+    assert [g["reason"] for g in grants()] == ["r"]
+    # The same grant again is still no change.
+    code, output = load_rows(cli, unit)
+    assert code == 0 and "1 already in the ledger as given" in output, output
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "jsonl", "csv"])
+def test_an_empty_expires_at_means_never_in_every_format(cli: Path, fmt: str) -> None:
+    """`expires_at: ""` in YAML or JSONL was refused, though an empty expires_at means
+    never (an empty CSV cell worked)."""
+    fields = row(expires_at="")
+    path = cli / f"grants.{fmt}"
+    if fmt == "yaml":
+        path.write_text(f"- {json.dumps(fields)}\n")
+    elif fmt == "jsonl":
+        path.write_text(json.dumps(fields) + "\n")
+    else:
+        path.write_text(",".join(fields) + "\n" + ",".join(fields.values()) + "\n")
+    code, output = invoke(["credits", "load", str(path)])
+    assert code == 0, output
+    assert [g["expires_at"] for g in grants()] == [None]
+
+
+@pytest.mark.parametrize("text", ["", "[]\n", "# nothing\n"])
+def test_an_empty_grants_file_says_it_holds_no_grants(cli: Path, text: str) -> None:
+    """An empty file said "1 problem(s) on 1 line(s)"."""
+    path = cli / ("grants.jsonl" if text == "" else "grants.yaml")
+    path.write_text(text)
+    code, output = invoke(["credits", "load", str(path)])
+    assert code == ExitCode.REFUSED, output
+    line = one_error(output)
+    assert "the file holds no grants" in line and "problem" not in line, line
+
+
+def test_a_void_after_expiry_books_the_leftover_as_expired(cli: Path) -> None:
+    """Voided after expires_at but before the expiry job ran, the leftover was booked
+    as voided: it was lost at expires_at (breakage) and stays expired."""
+
+    def grant_and_void(grant_id: str, amount: str, as_of: str) -> str:
+        expiring = ["--effective-from", "2026-01-01", "--expires-at", "2026-03-01"]
+        code, output = invoke([*GRANT, "--grant-id", grant_id, "--amount", amount, *expiring])
+        assert code == 0, output
+        code, output = invoke(["credits", "void", grant_id, "--as-of", as_of, "--reason", "x"])
+        assert code == 0, output
+        return output
+
+    output = grant_and_void("g1", "100", "2026-03-15")
+    assert "0.00 USD returned" in output and "100.00 USD expired unused" in output, output
+    g = _balance()
+    assert (g["expired"], g["voided"], g["remaining"]) == ("100.00", "0.00", "0.00")
+    assert _identity(g)
+    # As of between expiry and void, it had expired already.
+    between = _balance("2026-03-10")
+    assert (between["expired"], between["remaining"]) == ("100.00", "0.00")
+    # Voided before its expiry, it is voided, not expired.
+    grant_and_void("g2", "50", "2026-02-15")
+    g2 = next(g for g in grants() if g["grant_id"] == "g2")
+    assert (g2["expired"], g2["voided"]) == ("0.00", "50.00")
