@@ -17,6 +17,7 @@ ALLOWED_IMPORTS = {
     "enum",
     "functools",
     "iso4217",
+    "itertools",  # pure iteration helpers (pairwise)
     "pydantic",
     "re",
     "typing",
