@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing import bulk
@@ -25,7 +25,14 @@ from billing.credits.rows import GrantRow
 from billing.customers.checks import Catalog
 from billing.customers.errors import FileInvalid, Problem
 from billing.errors import LedgerError, NotFound
-from billing.models import CREDIT_MOVES, CreditGrant, CreditLedgerEntry, Customer, Subscription
+from billing.models import (
+    CREDIT_MOVES,
+    CreditGrant,
+    CreditLedgerEntry,
+    Customer,
+    Invoice,
+    Subscription,
+)
 from billing.money import canonical, minor_unit
 from billing.periods import local_midnight
 
@@ -304,6 +311,22 @@ def _ledger_problems(
         }
         old = existing.get(row.grant_id)
         if old is None:
+            # A grant pays periods not invoiced yet: a finalized invoice never changes
+            # (DESIGN.md), and re-rating it (a late correction, reconcile) must find what
+            # close found. Stripe's credit grants likewise apply to invoices finalized
+            # after they are created. So it takes effect at or after the end of the last
+            # finalized period it could pay (of its subscription, or of the customer's).
+            through = _billed_through(session, customer.id, sub.id if sub is not None else None)
+            if through is not None and start < through:
+                problem(
+                    "effective_from",
+                    f"{_iso(start)} is inside a period already invoiced (finalized through"
+                    f" {_iso(through)}); a grant pays periods not invoiced yet: take effect at"
+                    f" {_iso(through)} or later (a credit for an invoiced period is an"
+                    " adjustment or a void and re-issue)",
+                )
+                resolved.append(None)
+                continue
             resolved.append(values)
             continue
         # Every term is immutable once loaded, the reason too (a changed reason is not
@@ -322,6 +345,17 @@ def _ledger_problems(
             )
         resolved.append(None)
     return problems, resolved
+
+
+def _billed_through(session: Session, customer: int, subscription: int | None) -> datetime | None:
+    """The end of the latest finalized (not voided) period of the customer, or of one of
+    its subscriptions; None when nothing is finalized."""
+    query = select(func.max(Invoice.period_end)).where(
+        Invoice.customer_id == customer, Invoice.status == "finalized"
+    )
+    if subscription is not None:
+        query = query.where(Invoice.subscription_id == subscription)
+    return session.scalar(query)
 
 
 def _differs(old: Any, new: Any) -> bool:

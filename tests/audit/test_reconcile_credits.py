@@ -7,6 +7,9 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+from billing.credits.store import GrantsFileInvalid
 from meterline.audit.facts import GrantFacts
 from meterline.audit.reconcile import reconcile_period
 from meterline.audit.reconcile.checks import reconcile
@@ -51,22 +54,39 @@ def test_reconcile_replays_the_ledger_and_finds_a_tampered_entry(
         "SELECT external_id, currency FROM customers ORDER BY id LIMIT 1"
     )
     path = tmp_path / "grants.yaml"
-    path.write_text(
-        f"- {{grant_id: g1, customer_id: {customer}, kind: promotional, currency: {currency},"
-        " amount: '100', effective_from: 2026-10-01, reason: launch credit}\n"
+
+    def write(effective_from: str) -> None:
+        path.write_text(
+            f"- {{grant_id: g1, customer_id: {customer}, kind: promotional, currency: {currency},"
+            f" amount: '100', effective_from: '{effective_from}', reason: launch credit}}\n"
+        )
+
+    # A grant pays periods not invoiced yet: one dated inside a finalized period is
+    # refused (re-rating that period would find a credit its invoice never had: a
+    # line_missing error, as this test found when the grant was dated 2026-10-01).
+    write("2026-10-01")
+    with pytest.raises(GrantsFileInvalid, match="inside a period already invoiced"):
+        credits.load_file(path, by="test", config=world.config)
+    ((through,),) = world.sql(
+        "SELECT max(i.period_end) FROM invoices i JOIN customers c ON c.id = i.customer_id"
+        " WHERE c.external_id = ? AND i.status = 'finalized'",
+        customer,
     )
+    start = str(through).replace(" ", "T")[:19]
+    write(start + "Z")
     credits.load_file(path, by="test", config=world.config)
-    report = reconcile_period("2026-11", customer=customer, config=world.config)
+    month = start[:7]  # the month the grant takes effect in: reconcile replays it
+    report = reconcile_period(month, customer=customer, config=world.config)
     assert report.ok and not [f for f in report.findings if f.check == "credit_balance"]
     # A program writing around billing.credits: a consumption whose stored balance is
     # not what the entries make (the triggers allow it: positive, not below zero).
     world.sql(
         "INSERT INTO credit_ledger_entries (grant_id, kind, from_account, to_account, amount,"
         " available_after, idempotency_key, effective_at, note) SELECT id, 'consume',"
-        " 'available', 'consumed', '30', '100', 'tampered', '2026-11-15 00:00:00.000000',"
-        " 'x' FROM credit_grants"
+        " 'available', 'consumed', '30', '100', 'tampered', ?, 'x' FROM credit_grants",
+        f"{start[:10]} 12:00:00.000000",
     )
-    report = reconcile_period("2026-11", customer=customer, config=world.config)
+    report = reconcile_period(month, customer=customer, config=world.config)
     (finding,) = [f for f in report.failures if f.check == "credit_balance"]
     assert "stores a remaining balance of 100, the entries before it and its own make 70" in (
         finding.detail

@@ -63,16 +63,33 @@ def view(ledger: Ledger, grant_id: str = "gr_commit") -> billing.credits.GrantVi
 
 @pytest.fixture
 def line_id(loaded: Ledger) -> int:
-    """A finalized invoice line of sub_00001 (March), for consumption to fund."""
+    """An invoice line of sub_00001 (March), for consumption to fund: a draft, so that a
+    test loads its grants first (a grant is refused inside a period already invoiced),
+    then finalizes it (`finalize_march`)."""
     with loaded.Session.begin() as session:
         result = billing.post_charges(session, "sub_00001", MARCH, standard_charges(session))
         (invoice_id,) = result.invoice_ids.values()
-        billing.finalize(session, invoice_id, as_of=MARCH.end + timedelta(days=3))
         return int(
             session.scalars(
                 select(InvoiceLine.id).where(InvoiceLine.invoice_id == invoice_id)
             ).all()[0]
         )
+
+
+def finalize_march(ledger: Ledger, line_id: int) -> None:
+    with ledger.Session.begin() as session:
+        invoice_id = session.scalar(select(InvoiceLine.invoice_id).where(InvoiceLine.id == line_id))
+        assert invoice_id is not None
+        billing.finalize(session, invoice_id, as_of=MARCH.end + timedelta(days=3))
+
+
+def test_a_grant_inside_a_period_already_invoiced_is_refused(loaded: Ledger, line_id: int) -> None:
+    """Re-rating a finalized period (a late correction, reconcile) must find what close
+    found: a grant dated inside it would add a credit its invoice never had."""
+    finalize_march(loaded, line_id)
+    with pytest.raises(billing.credits.GrantsFileInvalid, match="inside a period already invoiced"):
+        load(loaded, row())
+    load(loaded, row(effective_from="2026-04-01"))
 
 
 def test_a_grant_is_a_row_and_its_grant_entry(loaded: Ledger) -> None:
@@ -145,6 +162,7 @@ def test_ledger_problems_name_line_and_field_and_nothing_is_written(loaded: Ledg
 
 def test_void_returns_the_remaining_balance_to_the_issuer(loaded: Ledger, line_id: int) -> None:
     load(loaded, row())
+    finalize_march(loaded, line_id)
     with loaded.Session.begin() as session:
         record_consumption(
             session,
@@ -190,6 +208,7 @@ def test_expiry_turns_the_rest_into_breakage_once(loaded: Ledger) -> None:
 
 def test_consumption_never_takes_a_balance_below_zero(loaded: Ledger, line_id: int) -> None:
     load(loaded, row(amount="100", price_paid="100"))
+    finalize_march(loaded, line_id)
     with loaded.Session.begin() as session:
         first = record_consumption(
             session,
@@ -309,6 +328,7 @@ def test_a_partial_return_of_units_is_worth_its_share_rounded_half_up(
         amount=None, units="10", meter="fin_resolution", kind="promotional", price_paid=None
     )
     load(loaded, units)
+    finalize_march(loaded, line_id)
     with loaded.Session.begin() as session:
         # 2 resolutions worth USD 0.05 together: one of them returned is worth 0.025.
         first = record_consumption(
