@@ -9,6 +9,7 @@ import io
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from meterline.audit.explain import explain_line
@@ -28,6 +29,12 @@ from tests.scenarios.harness import (
     resolutions,
     utc,
 )
+
+# The credit rules under test live in the ledger and rating, which run on both ledger
+# databases here; the warehouse side of close is the same as in the other scenarios, which
+# run on both warehouse backends (as tests/scenarios/test_periods.py): the embedded one
+# only, to keep CI inside its hour.
+pytestmark = pytest.mark.single_warehouse
 
 ZERO = Decimal(0)
 
