@@ -51,8 +51,10 @@ GRANT_KINDS = ("paid_commit", "promotional")
 GRANT_SCOPES = ("all_usage", "prices", "meters")
 #: The accounts of a grant's double-entry ledger. ``issuer`` is where a grant's value
 #: comes from and returns to (the sale or the promotion); ``available`` its remaining
-#: balance; ``consumed`` what paid for invoice lines; ``expired`` breakage.
-CREDIT_ACCOUNTS = ("issuer", "available", "consumed", "expired")
+#: balance; ``consumed`` what paid for invoice lines; ``expired`` breakage;
+#: ``rolled_over`` what moved at the end of the grant's term to the next term's grant
+#: (kept apart from breakage: revenue recognition tells the two apart).
+CREDIT_ACCOUNTS = ("issuer", "available", "consumed", "expired", "rolled_over")
 #: Each kind of credit ledger entry moves value from one account to another, always
 #: the same two (billing/credits/accounts.py explains each).
 CREDIT_MOVES: dict[str, tuple[str, str]] = {
@@ -61,6 +63,7 @@ CREDIT_MOVES: dict[str, tuple[str, str]] = {
     "reverse": ("consumed", "available"),
     "expire": ("available", "expired"),
     "void": ("available", "issuer"),
+    "rollover": ("available", "rolled_over"),
 }
 
 

@@ -5,7 +5,8 @@ double-entry ledger (docs/credits.md).
   (pure);
 - ``rows``: one grant as a file row or the command line gives it;
 - ``read``: a grants file (YAML, JSONL, CSV) into rows, every problem with its line;
-- ``store``: load, void, expire, consume and return, read back, audit (the ledger).
+- ``store``: load, void, expire or roll over, consume and return, read back, audit (the
+  ledger).
 """
 
 from billing.credits.accounts import Balance, BalanceError, Movement, Replay, move, replay
@@ -18,6 +19,7 @@ from billing.credits.store import (
     GrantsLoadResult,
     GrantView,
     NoGrants,
+    TermsEnded,
     audit_grants,
     expire_grants,
     grant_views,
@@ -40,6 +42,7 @@ __all__ = [
     "Movement",
     "NoGrants",
     "Replay",
+    "TermsEnded",
     "audit_grants",
     "expire_grants",
     "grant_views",

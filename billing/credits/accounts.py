@@ -10,23 +10,30 @@ the same pair for its kind (billing.models.CREDIT_MOVES):
 | reverse | consumed | available | a consumption returned (invoice voided, line corrected down) |
 | expire | available | expired | the grant expires with a balance left (breakage) |
 | void | available | issuer | the grant is voided: what is left goes back |
+| rollover | available | rolled_over | a rollover grant's term ends: the rest moves on |
+
+(the rest of a ``rollover`` moves to the next term's grant, which issues it by its own
+``grant`` entry: billing/credits/store.py)
 
 So the accounts always add up to zero, and for every grant (DESIGN.md invariant 9)::
 
-    granted = consumed + expired + voided + remaining
+    granted = consumed + expired + voided + rolled_over + remaining
 
 where ``granted`` is the grant's amount, ``voided`` what a void took back (zero for a
-grant never voided, which leaves the issue's form: granted = consumed + expired +
-remaining) and ``remaining`` the available balance. No account is ever below zero, at
-any entry: a grant never pays more than it holds, and nothing is returned that was not
-consumed. ``replay`` recomputes all of it from the entries and lists every way a stored
-ledger breaks it (reconcile reports them: meterline/audit/reconcile).
+grant never voided), ``rolled_over`` what moved to the next term's grant (zero for a
+grant that does not roll over, which leaves the issue's form: granted = consumed +
+expired + remaining) and ``remaining`` the available balance. ``expired`` (breakage)
+and ``rolled_over`` stay apart: the first is lost to the customer, the second is still
+theirs, and revenue recognition treats them differently. No account is ever below zero,
+at any entry: a grant never pays more than it holds, and nothing is returned that was
+not consumed. ``replay`` recomputes all of it from the entries and lists every way a
+stored ledger breaks it (reconcile reports them: meterline/audit/reconcile).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from billing.models import CREDIT_MOVES
@@ -58,11 +65,15 @@ class Balance:
     expired: Decimal = ZERO
     voided: Decimal = ZERO
     remaining: Decimal = ZERO
+    # Last, so that the five accounts of a grant that never rolls over keep their places.
+    rolled_over: Decimal = ZERO
 
     @property
     def balanced(self) -> bool:
-        """The identity: granted = consumed + expired + voided + remaining."""
-        return self.granted == self.consumed + self.expired + self.voided + self.remaining
+        """The identity: granted = consumed + expired + voided + rolled_over + remaining."""
+        return self.granted == (
+            self.consumed + self.expired + self.voided + self.rolled_over + self.remaining
+        )
 
 
 @dataclass
@@ -78,6 +89,15 @@ class BalanceError(ValueError):
     consumed, an amount that is not positive). Nothing was written."""
 
 
+#: The account each kind that takes value out of ``available`` moves it to.
+_OUT_OF_AVAILABLE = {
+    "consume": "consumed",
+    "expire": "expired",
+    "void": "voided",
+    "rollover": "rolled_over",
+}
+
+
 def move(balance: Balance, kind: str, amount: Decimal) -> Balance:
     """The balance after moving ``amount`` (> 0) by an entry of ``kind``. Raises
     BalanceError when an account would go below zero, ValueError for an unknown kind."""
@@ -87,33 +107,26 @@ def move(balance: Balance, kind: str, amount: Decimal) -> Balance:
         raise BalanceError(f"a {kind} entry moves a positive amount, not {amount}")
     if kind == "grant":
         # The grant entry makes the grant's amount available; nothing else is issued.
-        return Balance(
-            balance.granted,
-            balance.consumed,
-            balance.expired,
-            balance.voided,
-            balance.remaining + amount,
-        )
+        return replace(balance, remaining=balance.remaining + amount)
     if kind == "reverse":
         if amount > balance.consumed:
             raise BalanceError(f"cannot return {amount}: only {balance.consumed} was consumed")
-        return Balance(
-            balance.granted,
-            balance.consumed - amount,
-            balance.expired,
-            balance.voided,
-            balance.remaining + amount,
+        return replace(
+            balance, consumed=balance.consumed - amount, remaining=balance.remaining + amount
         )
     if amount > balance.remaining:
         raise BalanceError(
             f"cannot {kind} {amount}: the grant's remaining balance is {balance.remaining}"
         )
-    return Balance(
-        balance.granted,
-        balance.consumed + (amount if kind == "consume" else ZERO),
-        balance.expired + (amount if kind == "expire" else ZERO),
-        balance.voided + (amount if kind == "void" else ZERO),
-        balance.remaining - amount,
+    return _out_of_available(balance, kind, amount)
+
+
+def _out_of_available(balance: Balance, kind: str, amount: Decimal) -> Balance:
+    account = _OUT_OF_AVAILABLE[kind]
+    return replace(
+        balance,
+        remaining=balance.remaining - amount,
+        **{account: getattr(balance, account) + amount},
     )
 
 
@@ -169,28 +182,17 @@ def replay(granted: Decimal, movements: Iterable[Movement]) -> Replay:
         b = result.balance
         result.problems.append(
             f"granted {b.granted} != consumed {b.consumed} + expired {b.expired} + voided"
-            f" {b.voided} + remaining {b.remaining}"
+            f" {b.voided} + rolled over {b.rolled_over} + remaining {b.remaining}"
         )
     return result
 
 
 def _forced(balance: Balance, kind: str, amount: Decimal) -> Balance:
     """The movement made without its check (negative accounts show in the replay)."""
-    sign = {"consume": "consumed", "expire": "expired", "void": "voided"}
     if kind == "reverse":
-        return Balance(
-            balance.granted,
-            balance.consumed - amount,
-            balance.expired,
-            balance.voided,
-            balance.remaining + amount,
+        return replace(
+            balance, consumed=balance.consumed - amount, remaining=balance.remaining + amount
         )
     if kind == "grant" or amount <= 0:
         return balance
-    values = {
-        "consumed": balance.consumed,
-        "expired": balance.expired,
-        "voided": balance.voided,
-    }
-    values[sign[kind]] += amount
-    return Balance(balance.granted, remaining=balance.remaining - amount, **values)
+    return _out_of_available(balance, kind, amount)

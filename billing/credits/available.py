@@ -7,7 +7,8 @@ ledger entries, and the credit lines of their drafts), then asked per period
 Rules:
 - A period draws on the grants **as they stood** for it: a grant's balance counting the
   entries effective by the period's end (a consumption, and a return of it, at the end
-  of the period it paid, an expiry at the grant's expiry, a void at its ``as_of``), and never
+  of the period it paid, an expiry or a rollover at the grant's expiry, a void at its
+  ``as_of``; the next term's grant of a rollover by its own grant entry), and never
   more than it holds now, so that what a later finalized period took is not spent twice;
   plus what the period itself consumed when it was finalized (it is drawn down again:
   a late correction, docs/ledger.md "Adjustments").
@@ -37,7 +38,7 @@ from rating.credits import Grant
 
 ZERO = Decimal(0)
 #: Entry kinds that take value out of ``available`` (+) or give it back (-).
-_OUT = {"consume": 1, "expire": 1, "void": 1, "reverse": -1, "grant": 0}
+_OUT = {"consume": 1, "expire": 1, "void": 1, "rollover": 1, "reverse": -1, "grant": 0}
 
 PeriodRef = tuple[str, datetime]  # (subscription external id, period start)
 

@@ -16,7 +16,10 @@ customer, subscription, catalog, an existing grant of the same id) in store.py.
   meaning midnight in the subscription's timezone (the customer's without one), or an
   RFC 3339 time with its offset; ``expires_at`` after ``effective_from``.
 - ``applies_to``: ``all_usage`` (empty: the same), ``prices:ID,ID`` or ``meters:M,M``.
-- ``rollover``: true or false (empty: false).
+- ``rollover``: true or false (empty: false). A grant that rolls over has an
+  ``expires_at`` (its term ends there and the next begins) and an id of at most 55
+  characters: the next term's grant is named ``<grant_id>:rollover`` (64 at most). No
+  grant given is named ``...:rollover``: that suffix names the grants a rollover creates.
 - ``reason``: why the grant is given, printable text (kept with the grant).
 """
 
@@ -30,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from billing.bulk import MAX_AMOUNT_MINOR
-from billing.customers.rows import _amount, _day, _ident, _kind, _printable, _text
+from billing.customers.rows import ID_MAX, _amount, _day, _ident, _kind, _printable, _text
 from billing.models import GRANT_KINDS, GRANT_SCOPES
 from billing.money import exponent, from_minor, to_minor
 from rating.decimals import NUMBER_PATTERN
@@ -46,6 +49,10 @@ _NUMBER = re.compile(NUMBER_PATTERN + r"\Z")
 #: limit on its quantities, docs/catalog.md "Limits").
 UNITS_LIMIT = Decimal(10) ** 29
 UNITS_PLACES = 9
+#: The next term's grant of a grant that rolls over is named ``<grant_id>:rollover``
+#: (billing/credits/store.py); so such a grant's id leaves room for the suffix.
+ROLLOVER_SUFFIX = ":rollover"
+ROLLOVER_ID_MAX = ID_MAX - len(ROLLOVER_SUFFIX)
 
 
 def _when(value: Any) -> date | datetime | None:
@@ -142,7 +149,19 @@ class GrantRow(BaseModel):
     rollover: bool = False
     reason: str
 
-    _ids = field_validator("grant_id", "customer_id", mode="before")(_ident)
+    _ids = field_validator("customer_id", mode="before")(_ident)
+
+    @field_validator("grant_id", mode="before")
+    @classmethod
+    def _grant_id(cls, value: Any) -> str:
+        text = _ident(value)
+        if text.endswith(ROLLOVER_SUFFIX):
+            raise ValueError(
+                f"{text!r} ends with {ROLLOVER_SUFFIX!r}, which names the grant a rollover"
+                " creates for the next term: choose another id"
+            )
+        return text
+
     _numbers = field_validator("amount", "units", "price_paid", mode="before")(_decimal)
 
     @field_validator("subscription_id", "meter", mode="before")
@@ -287,6 +306,17 @@ class GrantRow(BaseModel):
         ):
             raise ValueError(
                 f"applies_to: a grant of {self.meter} units pays for {self.meter} lines only"
+            )
+        if self.rollover and self.expires_at is None:
+            raise ValueError(
+                "expires_at: a grant that rolls over needs the end of its term (its unused"
+                " balance moves to the next term's grant then)"
+            )
+        if self.rollover and len(self.grant_id) > ROLLOVER_ID_MAX:
+            raise ValueError(
+                f"grant_id: a grant that rolls over has an id of at most {ROLLOVER_ID_MAX}"
+                f" characters, not {len(self.grant_id)}: its next term's grant is named"
+                f" <grant_id>{ROLLOVER_SUFFIX}, at most {ID_MAX}"
             )
         # Mixed (a date and a time) compare once the date has its timezone (store.py).
         alike = isinstance(self.expires_at, datetime) == isinstance(self.effective_from, datetime)

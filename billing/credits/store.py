@@ -1,4 +1,5 @@
-"""Credit grants in the ledger: load, void, expire, consume and return, and read back.
+"""Credit grants in the ledger: load, void, expire or roll over, consume and return, and
+read back.
 
 Everything runs in the caller's transaction and never commits; every writer queues
 behind the others first (billing.bulk.lock_ledger_writes). A grant's value only moves
@@ -11,17 +12,18 @@ deterministic idempotency key, so writing the same movement twice is one movemen
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, aliased
 
 from billing import bulk
 from billing.credits.accounts import Balance, BalanceError, Movement, Replay, move, replay
-from billing.credits.rows import GrantRow
+from billing.credits.rows import ROLLOVER_SUFFIX, GrantRow
 from billing.customers.checks import Catalog
 from billing.customers.errors import FileInvalid, Problem
 from billing.errors import LedgerError, NotFound
@@ -34,9 +36,13 @@ from billing.models import (
     Subscription,
 )
 from billing.money import canonical, minor_unit
-from billing.periods import local_midnight
+from billing.periods import local_midnight, zone
 
-__all__ = ["BalanceError", "GrantsFileInvalid", "NoGrants"]
+__all__ = ["BalanceError", "GrantsFileInvalid", "NoGrants", "TermsEnded"]
+
+#: Who creates the next term's grant of a grant that rolls over (close, or a void past
+#: the term's end, books it: no person's action).
+ROLLOVER_BY = "meterline"
 
 
 class GrantsFileInvalid(FileInvalid):
@@ -97,6 +103,10 @@ class GrantView:
     voided_by: str | None
     void_reason: str | None
     balance: Balance
+    # The grant whose unused balance this one holds (it is that grant's next term), and
+    # the grant this one's unused balance rolled over to (None: none).
+    rolled_over_from: str | None = None
+    rolled_over_to: str | None = None
 
     @property
     def unit(self) -> str:
@@ -128,6 +138,8 @@ class GrantView:
             "applies_to_ids": list(self.applies_to_ids),
             "price_paid": None if self.price_paid is None else str(self.price_paid),
             "rollover": self.rollover,
+            "rolled_over_from": self.rolled_over_from,
+            "rolled_over_to": self.rolled_over_to,
             "created_at": when(self.created_at),
             "created_by": self.created_by,
             "reason": self.reason,
@@ -138,6 +150,7 @@ class GrantView:
             "consumed": shown(b.consumed),
             "expired": shown(b.expired),
             "voided": shown(b.voided),
+            "rolled_over": shown(b.rolled_over),
             "remaining": shown(b.remaining),
         }
 
@@ -483,7 +496,9 @@ def void_grant(
     is voided with the rest). Voiding a void grant is refused. ``by``/``reason`` say
     who and why; ``at`` is the wall clock of the person's action. Voided at or after its
     ``expires_at``, what was left then expires first (breakage, as expire_grants books
-    it) and only the rest is voided."""
+    it), or rolls over to the next term's grant for a grant that rolls over (as
+    expire_grants books it too; that grant stays, voided only by its own void), and only
+    the rest is voided."""
     bulk.lock_ledger_writes(session)
     if not by.strip() or not reason.strip():
         raise LedgerError("give who voids the grant (--by) and why (--reason)")
@@ -508,11 +523,12 @@ def void_grant(
             f" is effective {_iso(last)} (it takes effect {_iso(grant.effective_from)});"
             f" void it as of {_iso(last)} or later"
         )
-    # Past its expiry the grant's leftover was lost at expires_at (breakage), whether or
-    # not the expiry job has run yet: a void after that books it as the expiry would
-    # (the same entry and key), and voids only what is left after it.
-    if grant.expires_at is not None and grant.expires_at <= as_of and not grant.rollover:
-        _expire(session, grant)
+    # Past its expiry the grant's leftover was lost at expires_at (breakage), or moved to
+    # the next term's grant (rollover), whether or not the expiry job has run yet: a void
+    # after that books it as the expiry would (the same entries and keys), and voids only
+    # what is left after it.
+    if grant.expires_at is not None and grant.expires_at <= as_of:
+        _end_term(session, grant, at=at)
     remaining = _balance(session, grant).remaining
     if remaining > 0:
         _append(
@@ -531,28 +547,50 @@ def void_grant(
     return grant_views(session, grant_id=grant_id)[0]
 
 
-def expire_grants(session: Session, *, as_of: datetime) -> list[str]:
-    """Expire every grant whose ``expires_at`` is at or before ``as_of`` with a balance
-    left: the rest becomes breakage (an ``expire`` entry at ``expires_at``). The caller
-    passes an instant by which every period that could still draw on those grants is
-    finalized (close: after it finalizes). Grants with ``rollover`` are left alone: their
-    unused balance moves to the next term's grant (not built yet: docs/credits.md).
-    Idempotent. The ids of the grants expired."""
+@dataclass(frozen=True, slots=True)
+class TermsEnded:
+    """What expire_grants booked: the grants whose unused balance expired (breakage),
+    and the grants whose unused balance rolled over, each with the next term's grant
+    (parent, child)."""
+
+    expired: list[str] = field(default_factory=list)
+    rolled_over: list[tuple[str, str]] = field(default_factory=list)
+
+
+def expire_grants(session: Session, *, as_of: datetime, at: datetime | None = None) -> TermsEnded:
+    """End the term of every grant (not voided) whose ``expires_at`` is at or before
+    ``as_of`` with a balance left: the rest becomes breakage (an ``expire`` entry at
+    ``expires_at``) or, for a grant that rolls over, moves to the next term's grant (a
+    ``rollover`` entry at ``expires_at`` and the new grant: _roll_over). The caller passes
+    an instant by which every period that could still draw on those grants is finalized
+    (close: after it finalizes). ``at`` is recorded as the creation time of the grants a
+    rollover creates (the close's logical time; ``as_of`` without it). Idempotent: a
+    grant with nothing left is not touched again."""
     bulk.lock_ledger_writes(session)
-    done = []
+    done = TermsEnded()
     for grant in session.scalars(
         select(CreditGrant)
         .where(
             CreditGrant.expires_at.is_not(None),
             CreditGrant.expires_at <= as_of,
             CreditGrant.voided_at.is_(None),
-            CreditGrant.rollover.is_(False),
         )
         .order_by(CreditGrant.id)
-    ):
-        if _expire(session, grant):
-            done.append(grant.grant_id)
+    ).all():
+        ended = _end_term(session, grant, at=at or as_of)
+        if isinstance(ended, str):
+            done.rolled_over.append((grant.grant_id, ended))
+        elif ended:
+            done.expired.append(grant.grant_id)
     return done
+
+
+def _end_term(session: Session, grant: CreditGrant, *, at: datetime) -> bool | str:
+    """Book the end of an expired grant's term: its rest rolls over (the next term's
+    grant id), or expires (True); False when nothing was left."""
+    if grant.rollover:
+        return _roll_over(session, grant, at=at) or _expire(session, grant)
+    return _expire(session, grant)
 
 
 def _expire(session: Session, grant: CreditGrant) -> bool:
@@ -572,6 +610,109 @@ def _expire(session: Session, grant: CreditGrant) -> bool:
         note=f"expired unused on {_iso(grant.expires_at)} (breakage)",
     )
     return True
+
+
+def _roll_over(session: Session, grant: CreditGrant, *, at: datetime) -> str | None:
+    """Move what is left of an expired grant that rolls over to the next term's grant
+    (docs/credits.md, "Rollover"): a new grant ``<grant_id>:rollover`` of the same
+    customer, subscription, kind, currency, meter, priority and scope holding the rest,
+    for the next term (the term's length again, as a calendar difference in the
+    subscription's timezone, or the customer's), and a ``rollover`` entry of the grant
+    (available -> rolled_over, key ``rollover|G``, at its ``expires_at``). The new grant
+    takes effect at the end of the term, or at the end of the last finalized period it
+    could pay when that is later (a finalized invoice never changes); it does not roll
+    over again. ``at`` is recorded as its creation time. The new grant's id; None when
+    nothing was left, or when every period of the next term is finalized already (then
+    the caller expires the rest: nothing could ever draw on it)."""
+    assert grant.expires_at is not None
+    remaining = _balance(session, grant).remaining
+    if remaining <= 0:
+        return None
+    child_id = grant.grant_id + ROLLOVER_SUFFIX
+    if session.scalar(select(CreditGrant.id).where(CreditGrant.grant_id == child_id)) is not None:
+        # Value came back to the grant after its rollover (a consumption returned after
+        # the term ended): the next term's grant never changes (docs/credits.md, "Not yet").
+        raise EntryConflict(
+            f"credit grant {grant.grant_id} rolled over to {child_id} already; {remaining}"
+            f" {grant.meter or grant.currency} came back to it since (a consumption returned"
+            " after its term ended), which cannot roll over again"
+        )
+    tz = grant.subscription.timezone if grant.subscription is not None else grant.customer.timezone
+    start, end = _next_term(grant.effective_from, grant.expires_at, tz)
+    # A grant pays periods not invoiced yet (load_grants): after a term that ended inside
+    # a period finalized since, the next term's grant takes effect when that period ends.
+    through = _billed_through(session, grant.customer_id, grant.subscription_id)
+    if through is not None and through > start:
+        start = through
+    if start >= end:
+        return None
+    child = CreditGrant(
+        grant_id=child_id,
+        customer_id=grant.customer_id,
+        subscription_id=grant.subscription_id,
+        kind=grant.kind,
+        currency=grant.currency,
+        amount=remaining,
+        meter=grant.meter,
+        priority=grant.priority,
+        effective_from=start,
+        expires_at=end,
+        applies_to=grant.applies_to,
+        applies_to_ids=list(grant.applies_to_ids),
+        price_paid=_paid_share(grant, remaining),
+        # A balance rolls over once: the next term's rest expires (docs/credits.md).
+        rollover=False,
+        rolled_over_from_id=grant.id,
+        created_at=at,
+        created_by=ROLLOVER_BY,
+        reason=f"rolled over from {grant.grant_id}'s unused balance on"
+        f" {grant.expires_at.astimezone(zone(tz)).date().isoformat()}",
+    )
+    session.add(child)
+    session.flush()
+    _append(
+        session,
+        grant,
+        "rollover",
+        remaining,
+        key=f"rollover|{grant.grant_id}",
+        effective_at=grant.expires_at,
+        note=f"rolled over unused on {_iso(grant.expires_at)} to {child_id}",
+    )
+    _append(
+        session,
+        child,
+        "grant",
+        remaining,
+        key=f"grant|{child_id}",
+        effective_at=child.effective_from,
+        note=f"granted by {ROLLOVER_BY}: {child.reason}",
+    )
+    return child_id
+
+
+def _next_term(start: datetime, end: datetime, tz: str) -> tuple[datetime, datetime]:
+    """The term after [start, end): from ``end``, as long again as a calendar difference
+    of local wall times in ``tz`` (a year from a local midnight ends on a local midnight
+    a year later, whatever the daylight saving time between)."""
+    here = zone(tz)
+    local_start = start.astimezone(here).replace(tzinfo=None)
+    local_end = end.astimezone(here).replace(tzinfo=None)
+    length = relativedelta(local_end, local_start)
+    # fold=0: a wall time in a spring-forward gap takes the offset before it (as
+    # billing.periods.local_midnight does).
+    return end, (local_end + length).replace(tzinfo=here).astimezone(UTC)
+
+
+def _paid_share(grant: CreditGrant, rolled: Decimal) -> Decimal | None:
+    """The part of a paid commitment's price the rolled balance carries: price_paid x
+    rolled / granted, rounded half-up to the currency's minor unit; None for a grant
+    with no price (promotional)."""
+    if grant.price_paid is None:
+        return None
+    with localcontext(prec=100):  # units below 10^29, prices below 2^63 minor units
+        share = grant.price_paid * rolled / grant.amount
+        return share.quantize(minor_unit(grant.currency), rounding=ROUND_HALF_UP)
 
 
 def record_consumption(
@@ -683,18 +824,13 @@ def grant_views(
     the ledger does not hold."""
     if customer is not None:
         require_customer(session, customer)
-    stmt = (
-        select(CreditGrant, Customer.external_id, Subscription.external_id)
-        .join(Customer, Customer.id == CreditGrant.customer_id)
-        .outerjoin(Subscription, Subscription.id == CreditGrant.subscription_id)
-        .order_by(CreditGrant.id)
-    )
+    stmt = _grants_query()
     if customer is not None:
         stmt = stmt.where(Customer.external_id == customer)
     if grant_id is not None:
         stmt = stmt.where(CreditGrant.grant_id == grant_id)
     out = []
-    for grant, cust, sub in session.execute(stmt).all():
+    for grant, cust, sub, parent, child in session.execute(stmt).all():
         moves = [
             m
             for m, at in zip(
@@ -703,12 +839,37 @@ def grant_views(
             if as_of is None or at <= as_of
         ]
         # As of a moment before its grant entry the grant had issued nothing: granted 0,
-        # so that granted = consumed + expired + voided + remaining holds then too.
+        # so that granted = consumed + expired + voided + rolled_over + remaining holds
+        # then too.
         issued = grant.amount if any(m.kind == "grant" for m in moves) else Decimal(0)
-        out.append(_view(grant, cust, sub, replay(issued, moves).balance))
+        out.append(_view(grant, cust, sub, replay(issued, moves).balance, parent, child))
     if grant_id is not None and not out:
         raise NotFound(f"no credit grant {grant_id!r} in the ledger")
     return out
+
+
+# The outer joins' ids are None where there is nothing to join (SQLAlchemy types them str).
+def _grants_query() -> Select[CreditGrant, str, str, str, str]:
+    """Grants with their customer's and subscription's external ids, the grant whose
+    unused balance each holds (it rolled over into it) and the grant it rolled over to,
+    in grant order."""
+    parent = aliased(CreditGrant)
+    child = aliased(CreditGrant)
+    return (
+        select(
+            CreditGrant,
+            Customer.external_id,
+            Subscription.external_id,
+            parent.grant_id,
+            child.grant_id,
+        )
+        .join(Customer, Customer.id == CreditGrant.customer_id)
+        .outerjoin(Subscription, Subscription.id == CreditGrant.subscription_id)
+        .outerjoin(parent, parent.id == CreditGrant.rolled_over_from_id)
+        # A grant rolls over once, to one grant: at most one row each.
+        .outerjoin(child, child.rolled_over_from_id == CreditGrant.id)
+        .order_by(CreditGrant.id)
+    )
 
 
 def _effective(session: Session, grant_pk: int) -> list[datetime]:
@@ -722,7 +883,12 @@ def _effective(session: Session, grant_pk: int) -> list[datetime]:
 
 
 def _view(
-    grant: CreditGrant, customer: str, subscription: str | None, balance: Balance
+    grant: CreditGrant,
+    customer: str,
+    subscription: str | None,
+    balance: Balance,
+    rolled_over_from: str | None = None,
+    rolled_over_to: str | None = None,
 ) -> GrantView:
     return GrantView(
         id=grant.id,
@@ -746,6 +912,8 @@ def _view(
         voided_by=grant.voided_by,
         void_reason=grant.void_reason,
         balance=balance,
+        rolled_over_from=rolled_over_from,
+        rolled_over_to=rolled_over_to,
     )
 
 
@@ -763,26 +931,20 @@ def audit_grants(
 ) -> list[GrantAudit]:
     """Every grant (of a customer) whose life overlaps [start, end) or that has an entry
     effective in it, replayed from its entries. For reconcile (DESIGN.md invariant 9)."""
-    stmt = (
-        select(CreditGrant, Customer.external_id, Subscription.external_id)
-        .join(Customer, Customer.id == CreditGrant.customer_id)
-        .outerjoin(Subscription, Subscription.id == CreditGrant.subscription_id)
-        .where(
-            CreditGrant.effective_from < end,
-            (CreditGrant.expires_at.is_(None))
-            | (CreditGrant.expires_at >= start)
-            | CreditGrant.id.in_(
-                select(CreditLedgerEntry.grant_id).where(
-                    CreditLedgerEntry.effective_at >= start, CreditLedgerEntry.effective_at < end
-                )
-            ),
-        )
-        .order_by(CreditGrant.id)
+    stmt = _grants_query().where(
+        CreditGrant.effective_from < end,
+        (CreditGrant.expires_at.is_(None))
+        | (CreditGrant.expires_at >= start)
+        | CreditGrant.id.in_(
+            select(CreditLedgerEntry.grant_id).where(
+                CreditLedgerEntry.effective_at >= start, CreditLedgerEntry.effective_at < end
+            )
+        ),
     )
     if customer is not None:
         stmt = stmt.where(Customer.external_id == customer)
     out = []
-    for grant, cust, sub in session.execute(stmt).all():
+    for grant, cust, sub, parent, child in session.execute(stmt).all():
         result = replay(grant.amount, _movements(session, grant.id))
-        out.append(GrantAudit(_view(grant, cust, sub, result.balance), result))
+        out.append(GrantAudit(_view(grant, cust, sub, result.balance, parent, child), result))
     return out

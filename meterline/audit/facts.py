@@ -364,6 +364,8 @@ class GrantFacts:
     voided: Decimal
     remaining: Decimal
     problems: tuple[str, ...] = ()
+    # What moved to the next term's grant (a grant that rolls over): not breakage.
+    rolled_over: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)

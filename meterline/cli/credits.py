@@ -36,6 +36,16 @@ def _amount(value: str, grant: dict[str, Any]) -> str:
     return f"{value} {grant['unit']}"
 
 
+def _grant_cell(grant: dict[str, Any]) -> str:
+    """The grant's id, and its link to the term before or after it (a rollover)."""
+    lines = [grant["grant_id"] + (" (void)" if grant["voided_at"] else "")]
+    if grant.get("rolled_over_from"):
+        lines.append(f"rolled over from {grant['rolled_over_from']}")
+    if grant.get("rolled_over_to"):
+        lines.append(f"rolled over to {grant['rolled_over_to']}")
+    return "\n".join(lines)
+
+
 def _table(grants: list[dict[str, Any]], title: str) -> None:
     print_table(
         console(),
@@ -50,11 +60,12 @@ def _table(grants: list[dict[str, Any]], title: str) -> None:
             Column("granted", "money"),
             Column("consumed", "money"),
             Column("expired", "money"),
+            Column("rolled over", "money"),
             Column("remaining", "money"),
         ],
         [
             (
-                g["grant_id"] + (" (void)" if g["voided_at"] else ""),
+                _grant_cell(g),
                 g["customer"] + (f" / {g['subscription']}" if g["subscription"] else ""),
                 g["kind"],
                 g["priority"],
@@ -65,6 +76,7 @@ def _table(grants: list[dict[str, Any]], title: str) -> None:
                 _amount(g["granted"], g),
                 _amount(g["consumed"], g),
                 _amount(g["expired"], g),
+                _amount(g["rolled_over"], g),
                 _amount(g["remaining"], g),
             )
             for g in grants
@@ -143,7 +155,8 @@ def grant(as_json: bool, by: str | None, **fields: Any) -> None:
 @click.option("--customer", help="Only this customer's grants.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_command(customer: str | None, as_json: bool) -> None:
-    """List credit grants with what each granted, consumed, lost to expiry and holds."""
+    """List credit grants with what each granted, consumed, lost to expiry, rolled over
+    to its next term's grant and holds."""
     grants = jobs.list_grants(customer=customer)
     if as_json:
         _echo_json({"grants": grants})
@@ -178,13 +191,20 @@ def balance(customer: str, as_of: datetime | None, as_json: bool) -> None:
 def void(grant_id: str, as_of: datetime, reason: str, by: str | None) -> None:
     """Void credit grant GRANT_ID: its remaining balance goes back; nothing draws on it."""
     stored = jobs.void(grant_id, as_of=as_of, by=by or getpass.getuser(), reason=reason)
-    # Voided past its expiry, what was left then expired (breakage) before the void.
+    # Voided past its expiry, what was left then expired (breakage) or rolled over to the
+    # next term's grant (which stays) before the void.
     expired = (
         f", {stored['expired']} {stored['unit']} expired unused at {stored['expires_at']}"
         if Decimal(stored["expired"])
         else ""
     )
+    rolled = (
+        f", {stored['rolled_over']} {stored['unit']} rolled over to"
+        f" {stored['rolled_over_to']} at {stored['expires_at']}"
+        if Decimal(stored["rolled_over"])
+        else ""
+    )
     click.echo(
         f"grant {stored['grant_id']} voided: {stored['voided']} {stored['unit']} returned,"
-        f" {stored['consumed']} {stored['unit']} consumed stays paid{expired}"
+        f" {stored['consumed']} {stored['unit']} consumed stays paid{expired}{rolled}"
     )

@@ -8,7 +8,8 @@
   post     the rated periods -> the ledger, under one rating run (post.py)
   late     finalized periods with late usage: re-rated, adjusted (late.py)
   finalize the drafts whose period ended the grace period ago (post.py), recording the
-           credit grants' consumption; then expire the grants no open period can draw on
+           credit grants' consumption; then end the term of the grants no open period can
+           draw on: their rest expires, or rolls over to the next term's grant
 
 Time is the `as_of` the caller passes (the rollup's data interval end), never now()
 (DESIGN.md invariant 7). The ledger is one transaction: a close commits whole or not.
@@ -226,10 +227,11 @@ def _close(
     keep_open = [*posted.failed, *(d for d in held if d in open_periods)]
     grace = timedelta(hours=config.finalize_grace_hours)
     finalized = finalize_periods(session, as_of, grace, keep_open)
-    # Breakage (docs/credits.md, "Expiry"): a grant expired by `as_of - grace` can pay no
-    # period still open, since every period ending by then was just finalized (and drew
-    # on it). Rollover (grant option) is not built: such grants are left as they are.
-    expire_grants(session, as_of=as_of - grace)
+    # Breakage or rollover (docs/credits.md, "Expiry", "Rollover"): a grant expired by
+    # `as_of - grace` can pay no period still open, since every period ending by then was
+    # just finalized (and drew on it). Its rest expires, or moves to the next term's grant
+    # (created as of this close), which pays the periods not finalized yet.
+    expire_grants(session, as_of=as_of - grace, at=as_of)
     return CloseReport(
         as_of=as_of,
         periods_closed=len(to_bill) - len(posted.failed),

@@ -194,12 +194,16 @@ def test_expiry_turns_the_rest_into_breakage_once(loaded: Ledger) -> None:
         row(grant_id="rolls", rollover=True, expires_at="2026-04-01"),
     )
     with loaded.Session.begin() as session:
-        assert expire_grants(session, as_of=utc(2026, 4, 1)) == []  # 04-01 05:00Z in New York
-        assert expire_grants(session, as_of=utc(2026, 4, 2)) == ["gr_commit"]
-        assert expire_grants(session, as_of=utc(2026, 4, 2)) == []
+        nothing = expire_grants(session, as_of=utc(2026, 4, 1))  # 04-01 05:00Z in New York
+        assert (nothing.expired, nothing.rolled_over) == ([], [])
+        ended = expire_grants(session, as_of=utc(2026, 4, 2))
+        assert (ended.expired, ended.rolled_over) == (["gr_commit"], [("rolls", "rolls:rollover")])
+        again = expire_grants(session, as_of=utc(2026, 4, 2))
+        assert (again.expired, again.rolled_over) == ([], [])
     b = view(loaded).balance
     assert (b.expired, b.remaining) == (D(1000), 0) and b.balanced
-    assert view(loaded, "rolls").balance.remaining == D(1000)  # rollover: not expired
+    rolls = view(loaded, "rolls").balance  # rollover: not expired, moved on
+    assert (rolls.expired, rolls.rolled_over, rolls.remaining) == (0, D(1000), 0)
     # Before the expiry, the balance read as of then still holds it.
     with loaded.Session() as session:
         (before,) = grant_views(session, grant_id="gr_commit", as_of=utc(2026, 3, 31))

@@ -20,13 +20,15 @@ Other Kinds Of Table Schema Changes"): edit the table's CREATE statement in
 the kind CHECK that way and adds the two link CHECKs (every existing row satisfies them:
 its new columns are NULL and no line is a credit line yet); the columns come by ``ADD
 COLUMN``. Triggers (migration 0002) and partial indexes stay as they are: the table is
-never rebuilt.
+never rebuilt. (The procedure is billing.sqlite_schema's, which migration 0009 uses too.)
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from billing.sqlite_schema import edit_table
 
 revision = "0007"
 down_revision = "0006"
@@ -52,27 +54,7 @@ SQLITE_GRANT_REF = " REFERENCES credit_grants (grant_id)"
 
 def _sqlite_edit_table(replacements: list[tuple[str, str]]) -> None:
     """Rewrite invoice_lines' CREATE statement, each (old, new) exactly once."""
-    bind = op.get_bind()
-    sql = bind.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'invoice_lines'"
-    ).scalar_one()
-    for old, new in replacements:
-        if sql.count(old) != 1:
-            raise RuntimeError(f"invoice_lines' schema does not hold {old!r} once: not migrated")
-        sql = sql.replace(old, new)
-    version = bind.exec_driver_sql("PRAGMA schema_version").scalar_one()
-    bind.exec_driver_sql("PRAGMA writable_schema = ON")
-    try:
-        bind.exec_driver_sql(
-            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'invoice_lines'",
-            (sql,),
-        )
-        bind.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
-    finally:
-        bind.exec_driver_sql("PRAGMA writable_schema = OFF")
-    problems = bind.exec_driver_sql("PRAGMA integrity_check").scalars().all()
-    if problems != ["ok"]:
-        raise RuntimeError(f"invoice_lines' schema edit left the database inconsistent: {problems}")
+    edit_table(op.get_bind(), "invoice_lines", replacements)
 
 
 def _sqlite_checks() -> str:

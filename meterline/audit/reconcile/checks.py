@@ -346,9 +346,10 @@ def _unattributed(facts: ReconcileFacts) -> list[Finding]:
 
 
 def _credit_balances(facts: ReconcileFacts) -> list[Finding]:
-    """Invariant 9 for credit grants: granted = consumed + expired + voided + remaining,
-    no account below zero at any entry, each stored balance the replayed one. One error
-    per grant whose ledger breaks it, naming every problem (docs/credits.md)."""
+    """Invariant 9 for credit grants: granted = consumed + expired + voided + rolled_over
+    + remaining, no account below zero at any entry, each stored balance the replayed
+    one. One error per grant whose ledger breaks it, naming every problem
+    (docs/credits.md)."""
     out = []
     for grant in facts.grants:
         if not grant.problems:
@@ -365,6 +366,9 @@ def _credit_balances(facts: ReconcileFacts) -> list[Finding]:
                     "consumed": grant.consumed,
                     "expired": grant.expired,
                     "voided": grant.voided,
+                    # Only when some rolled over: a finding's id follows its values, and
+                    # those of grants that never roll over keep theirs.
+                    **({"rolled_over": grant.rolled_over} if grant.rolled_over else {}),
                     "remaining": grant.remaining,
                     "problems": list(grant.problems),
                 },

@@ -257,6 +257,7 @@ class _Month:
                     expired=b.expired,
                     voided=b.voided,
                     remaining=b.remaining,
+                    rolled_over=b.rolled_over,
                     problems=tuple(audit.replay.problems),
                 )
             )
