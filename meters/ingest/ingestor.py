@@ -1,11 +1,15 @@
 """Ingestion: every received row ends up accepted, duplicate or rejected, never dropped.
 
-Files (or events from the Python API) are read into staging batches of text; the engine
+Files (or events from the Python API, or request bodies of the HTTP service read by
+meters.ingest.bodies) are read into staging batches of text; the engine
 validates each batch in one query (sql/queries/ingest/validate.sql, which holds the rules)
 and sorts its rows into accepted, duplicate and rejected in another (ingest/classify.sql);
 accepted rows go to `usage_events` and their ids to `usage_event_ids`, rejected rows to
 `usage_events_rejected`, and the counts to `ingest_log`. For every ingest, per source:
-received = accepted + duplicates + rejected.
+received = accepted + duplicates + rejected. A file's batches hold rows of that file
+only; a batch of request bodies (``ingest_texts``) holds the rows of many sources, so that
+many small requests cost the statements of one batch, and is counted and logged per
+source all the same.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -136,6 +140,16 @@ class IngestSummary:
 
 
 @dataclass(frozen=True)
+class TextPart:
+    """The JSON-lines rows of one source (a request body, meters.ingest.bodies): their
+    line numbers (or positions) and texts."""
+
+    source: str
+    numbers: pa.Array
+    lines: pa.Array
+
+
+@dataclass(frozen=True)
 class IngestOptions:
     """When an event is too old or too far in the future, relative to the ingest time;
     rows per batch; and how long another process's unfinished ingest may go without a
@@ -170,6 +184,7 @@ class Ingestor:
         as_of: datetime | None = None,
         options: IngestOptions | None = None,
         progress: ProgressFn | None = None,
+        keep_outcomes: bool = False,
     ) -> None:
         self.warehouse = warehouse
         self.catalog = catalog
@@ -185,6 +200,10 @@ class Ingestor:
         )
         self.summary = IngestSummary(uuid.uuid4().hex, self.ingested_at, self.window)
         self.progress = progress
+        # With keep_outcomes, each batch's rows as classified (sql/queries/ingest/outcomes.sql):
+        # what the HTTP service answers per event.
+        self.keep_outcomes = keep_outcomes
+        self.outcomes: list[pa.Table] = []
         self._seq = itertools.count()
         self._batch_no = itertools.count()
         self._journal = IngestRun(warehouse, self.summary.ingest_id, self.ingested_at, [])
@@ -206,6 +225,32 @@ class Ingestor:
                         self._classify_and_store(batch)
                 except UnreadableFile as exc:
                     self.summary.file_errors[source] = str(exc)
+        return self.summary
+
+    def ingest_texts(self, parts: Sequence[TextPart]) -> IngestSummary:
+        """Ingest JSON-lines rows of several sources (request bodies, read by
+        meters.ingest.bodies) as one run, in shared batches of at most `batch_rows` rows,
+        in the order given. With `keep_outcomes`, each row's outcome is in `outcomes`."""
+        parts = [part for part in parts if len(part.lines)]
+        with self._run([part.source for part in parts]):
+            tables = []
+            for part in parts:
+                self.summary.sources.setdefault(part.source, SourceCounts())
+                tables.append(
+                    staging_table(
+                        part.source,
+                        self._reserve(len(part.lines)),
+                        part.numbers,
+                        is_json=True,
+                        raw=part.lines,
+                    )
+                )
+            if tables:
+                staged = pa.concat_tables(tables)
+                step = self.options.batch_rows
+                for offset in range(0, staged.num_rows, step):
+                    chunk = staged.slice(offset, step).unify_dictionaries().combine_chunks()
+                    self._classify_and_store(Batch("", chunk))
         return self.summary
 
     def ingest_rows(self, rows: Iterable[Event | Mapping[str, Any]], source: str) -> IngestSummary:
@@ -293,8 +338,14 @@ class Ingestor:
             # Each step's table is dropped as soon as the next is built: a batch of 2M rows
             # is ~400 MB in each.
             wh.command(f"DROP TABLE {check_identifier(validated)}")
-            counts, low, high = self._count(classified)
-            self._journal.extend([batch.source], low, high)
+            by_source, low, high = self._count(classified)
+            counts = SourceCounts()
+            for part in by_source.values():
+                counts.add(part)
+            if self.keep_outcomes:
+                outcomes = wh.query_arrow(query("ingest/outcomes", classified=classified))
+                self.outcomes.append(outcomes)
+            self._journal.extend(list(by_source), low, high)
             crash_point("ingest.after_classify")
             if counts.accepted:
                 store("ingest/insert_accepted", "events")
@@ -302,14 +353,16 @@ class Ingestor:
                 self._verify_stored(counts.accepted)
             if counts.rejected:
                 store("ingest/insert_rejected", "rejected")
-            self._log(batch.source, counts)
+            for source, part in by_source.items():
+                self._log(source, part)
             crash_point("ingest.after_log")
         finally:
             for table in (classified, validated, staging):
                 wh.command(f"DROP TABLE IF EXISTS {check_identifier(table)}")
-        self.summary.sources[batch.source].add(counts)
-        if self.progress:
-            self.progress(batch.source, counts.received)
+        for source, part in by_source.items():
+            self.summary.sources.setdefault(source, SourceCounts()).add(part)
+            if self.progress:
+                self.progress(source, part.received)
 
     def _verify_stored(self, accepted: int) -> None:
         """Every id this run has counted as accepted so far is stored under it, before the
@@ -348,24 +401,30 @@ class Ingestor:
             "the files again"
         )
 
-    def _count(self, classified: str) -> tuple[SourceCounts, datetime | None, datetime | None]:
-        counts = SourceCounts()
+    def _count(
+        self, classified: str
+    ) -> tuple[dict[str, SourceCounts], datetime | None, datetime | None]:
+        """The batch's counts per source (in the order the summary lists them), and the
+        range of its accepted rows' timestamps."""
+        by_source: dict[str, SourceCounts] = {}
         low: datetime | None = None
         high: datetime | None = None
-        for _source, status, reason, n, min_ts, max_ts in self.warehouse.query_rows(
+        for source, status, reason, n, min_ts, max_ts in self.warehouse.query_rows(
             query("ingest/summary", classified=classified)
         ):
             n = int(n)
+            counts = by_source.setdefault(str(source), SourceCounts())
             counts.received += n
             if status == "accepted":
                 counts.accepted += n
-                low, high = min_ts, max_ts
+                low = min_ts if low is None else min(low, min_ts)
+                high = max_ts if high is None else max(high, max_ts)
             elif status == "duplicate":
                 counts.duplicates += n
             else:
                 counts.rejected += n
                 counts.rejected_by_reason[reason] = counts.rejected_by_reason.get(reason, 0) + n
-        return counts, low, high
+        return by_source, low, high
 
     def _log(self, source: str, counts: SourceCounts) -> None:
         self.warehouse.command(

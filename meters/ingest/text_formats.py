@@ -18,10 +18,11 @@ from meters.ingest.readers import Batch, UnreadableFile, column_positions, stagi
 BLOCK_BYTES = 16 << 20
 # A single line longer than this is not an event: the file is refused.
 MAX_LINE_BYTES = 256 << 20
-_BOM = b"\xef\xbb\xbf"
+# A UTF-8 byte-order mark: skipped at the start of a text file (or request body).
+BOM = b"\xef\xbb\xbf"
 
 
-def _split_lines(data: bytes, final: bool) -> tuple[int, np.ndarray, pa.Array, np.ndarray]:
+def split_lines(data: bytes, final: bool) -> tuple[int, np.ndarray, pa.Array, np.ndarray]:
     """Split `data` at newlines (a CR before the newline is dropped too).
 
     Returns the bytes consumed, the line lengths, the lines as (unvalidated) text, and
@@ -69,12 +70,12 @@ def _line_blocks(path: Path) -> Iterator[tuple[pa.Array, pa.Array]]:
             data = carry + block if carry else block
             if first:
                 first = False
-                if data.startswith(_BOM):
-                    data = data[len(_BOM) :]
+                if data.startswith(BOM):
+                    data = data[len(BOM) :]
             final = not block
             if not data:
                 return
-            consumed, lengths, lines, content = _split_lines(data, final)
+            consumed, lengths, lines, content = split_lines(data, final)
             carry = data[consumed:]
             if len(carry) > MAX_LINE_BYTES:
                 raise UnreadableFile(
