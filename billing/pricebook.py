@@ -14,7 +14,7 @@ its plan's prices, and the minimum commitment of the plan in effect at the perio
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from billing.models import Plan, PriceVersion, Subscription, SubscriptionDiscount
 from billing.periods import Period, iso_utc, local_midnight
-from billing.plan_changes import PlanChange, all_changes, plan_spans
+from billing.plan_changes import PlanChange, all_changes, changes_of, plan_spans
 from rating import Discount, Money, PriceError, PriceSpec, PriceVersionSpec, parse_price
 from rating.period import version_windows
 from rating.plan_change import PlanSegment, TierMode
@@ -79,8 +79,16 @@ class PriceBook:
         self._changes = dict(changes or {})  # subscription id -> changes in time order
 
     @classmethod
-    def read(cls, session: Session, aggregations: Mapping[str, str]) -> PriceBook:
-        """The price book of the catalog loaded in the ledger (two queries)."""
+    def read(
+        cls,
+        session: Session,
+        aggregations: Mapping[str, str],
+        *,
+        subscription_ids: Iterable[int] | None = None,
+    ) -> PriceBook:
+        """The price book of the catalog loaded in the ledger (three queries), with the plan
+        changes of every subscription, or only of `subscription_ids` (a reader of one
+        customer's periods: the usage and preview of meterline/jobs/usage.py)."""
         versions: dict[tuple[str, str], list[VersionRow]] = defaultdict(list)
         rows = session.execute(
             select(
@@ -102,7 +110,12 @@ class PriceBook:
             plan: dict(minimum or {})
             for plan, minimum in session.execute(select(Plan.id, Plan.minimum_commitment))
         }
-        return cls(versions, minimums, aggregations, all_changes(session))
+        changes = (
+            all_changes(session)
+            if subscription_ids is None
+            else changes_of(session, subscription_ids)
+        )
+        return cls(versions, minimums, aggregations, changes)
 
     def with_change(self, subscription_id: int, change: PlanChange) -> PriceBook:
         """This price book with one more plan change of a subscription (a preview: nothing

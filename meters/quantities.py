@@ -21,18 +21,25 @@ one division (time_weighted) is done here and every quantity is rounded once to 
 decimal places, half-even. Windows normalized to one period therefore add up to the
 period's quantity to within 1e-9 per window, exactly when each part is a multiple of
 1e-9 (docs/rollups.md).
+
+A third way, for the live usage of a customer (`LiveCut`, meterline/jobs/usage.py): the
+rollup where it holds every event of the customer's day, and for the other days (not
+rolled up yet, or with events ingested since the build, and the day in progress) the
+hourly rows the rollup's own build queries make of the raw events, merged by the same
+window and gauge queries: one set of aggregation rules, not a second copy.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, NamedTuple
 
 from meters.catalog import Aggregation, MeterCatalog
-from meters.rollup import definition_params
+from meters.rollup import build_params, definition_params
 from meters.sql_files import query
 from meters.warehouse.base import Warehouse
 
@@ -98,6 +105,129 @@ def _customer_set(customer_ids: Sequence[str] | None) -> frozenset[str] | None:
     return None if customer_ids is None else frozenset(customer_ids)
 
 
+@dataclass(frozen=True)
+class LiveCut:
+    """What a live read of some customers' quantities sees (`live_cut`): the events before
+    `until` that were ingested up to `watermark` (the latest committed ingest); from the
+    rollup on every UTC day but `days` (where it does not hold all their events yet) and
+    the day of `until` (unless `until` is its midnight: the rollup's hours hold events
+    after it), whose hourly rows are built from the raw events by the rollup's own
+    queries."""
+
+    until: datetime
+    watermark: datetime
+    days: tuple[date, ...] = ()
+
+    @property
+    def rolled_end(self) -> datetime:
+        """The rollup is read before this instant: midnight UTC of `until`'s day."""
+        until = self.until.astimezone(UTC)
+        return datetime.combine(until.date(), time(0), tzinfo=UTC)
+
+    @property
+    def raw_days(self) -> tuple[date, ...]:
+        """The UTC days read from the raw events, oldest first."""
+        extra = {self.until.astimezone(UTC).date()} if self.until > self.rolled_end else set()
+        return tuple(sorted(set(self.days) | extra))
+
+    @property
+    def rolled_up_through(self) -> datetime:
+        """Every day before this instant is read from the rollup: the first raw day's
+        midnight, or `until` when no day is read raw."""
+        days = self.raw_days
+        return datetime.combine(days[0], time(0), tzinfo=UTC) if days else self.until
+
+    @property
+    def swaps(self) -> tuple[tuple[str, str], ...]:
+        """The fragments that turn the rollup's window and gauge queries into this read
+        (meters.sql_files.query_text): the rollup rows it takes, plus, when it reads days
+        from the raw events, the build's rows of those."""
+        if not self.raw_days:
+            return _ROLLED_SWAPS
+        return _LIVE_SWAPS
+
+    def params(self, catalog: MeterCatalog) -> dict[str, Any]:
+        """The bound parameters of the swapped fragments (quantities/_rolled_*.sql,
+        quantities/_live_*.sql)."""
+        days = self.raw_days
+        cut = {"live_days": list(days), "rolled_end": self.rolled_end}
+        if not days:
+            return cut
+        build = {k: v for k, v in build_params(catalog).items() if k != "meters"}
+        return {
+            **build,
+            **cut,
+            "day_start": datetime.combine(days[0], time(0), tzinfo=UTC),
+            "day_end": self.until,
+            "watermark": self.watermark,
+        }
+
+
+_ROLLED_SWAPS = (
+    ("quantities/_rollup_window_rows", "quantities/_rolled_window_rows"),
+    ("quantities/_rollup_gauge_rows", "quantities/_rolled_gauge_rows"),
+)
+_LIVE_SWAPS = (
+    ("quantities/_rollup_window_rows", "quantities/_live_window_rows"),
+    ("quantities/_rollup_gauge_rows", "quantities/_live_gauge_rows"),
+    ("rollup/_day_events", "quantities/_live_events"),
+)
+
+
+def ingest_watermark(warehouse: Warehouse) -> datetime | None:
+    """The logical time of the latest committed ingest (the ingest journal): every event
+    ingested up to it is stored. Without a journal entry (events written by other means),
+    the latest ingest time of any stored event. None for an empty warehouse."""
+    ((latest, runs),) = warehouse.query_rows(query("quantities/ingest_watermark"))
+    if int(runs):
+        return _aware(latest)
+    ((latest, count),) = warehouse.query_rows(query("audit/events_watermark"))
+    return _aware(latest) if int(count) else None
+
+
+def live_cut(
+    warehouse: Warehouse,
+    catalog: MeterCatalog,
+    customer_ids: Sequence[str],
+    *,
+    since: datetime,
+    until: datetime,
+    gauges_since: datetime | None = None,
+) -> LiveCut:
+    """What a live read of the customers' quantities up to `until` sees (LiveCut): the
+    latest committed ingest, and the UTC days from `since` (`gauges_since` for latest and
+    time_weighted meters, whose level a window carries in from before it) to `until`
+    holding events of theirs the rollup has not read (never rolled up, or ingested after
+    the day's build watermark). Reads only their events (the sort key) and rollup_state.
+
+    Not seen, as by any rollup reader until the nightly run: an ingest whose logical time
+    lies at or before a day's build watermark and that arrived after the build (`ingest
+    --as-of` history; meters.rollup.dirty_days finds it by the day's row count)."""
+    gauges_since = since if gauges_since is None else gauges_since
+    if any(t.tzinfo is None for t in (since, until, gauges_since)):
+        raise ValueError("since, gauges_since and until must be timezone-aware")
+    mark = ingest_watermark(warehouse)
+    if mark is None:
+        return LiveCut(until, datetime(1970, 1, 1, tzinfo=UTC))
+    rows = warehouse.query_rows(
+        query("quantities/live_days"),
+        {
+            "meters": sorted(catalog.meters),
+            "customer_ids": sorted(set(customer_ids)),
+            "gauge_meters": build_params(catalog)["gauge_meters"],
+            "since": since,
+            "gauges_since": gauges_since,
+            "until": until,
+            "watermark": mark,
+        },
+    )
+    return LiveCut(until, mark, tuple(row[0] for row in rows))
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 # (customer, window number) pairs per query on a ClickHouse server: keeps a query's
 # parameters far below its URL limit (http_max_uri_size is 1 MiB) even with long customer
 # ids. The embedded engine (an exclusive warehouse, in this process) takes its parameters
@@ -113,9 +243,12 @@ def batch_quantities(
     *,
     raw: bool = False,
     pairs_per_query: int | None = None,
+    live: LiveCut | None = None,
 ) -> list[list[QuantityRow]]:
     """The quantities of many windows, each for its customers: one list per request, in
-    the order given. From the rollup, or with `raw` from `usage_events FINAL`.
+    the order given. From the rollup, or with `raw` from `usage_events FINAL`, or with
+    `live` from the rollup where it is complete and the rollup's own hourly rows of the
+    raw events elsewhere, up to `live.until` (LiveCut; customers named, never all).
 
     All windows are read together, `pairs_per_query` (customer, window) pairs per query
     (None: PAIRS_PER_QUERY on a server, all of them on the embedded engine), instead of
@@ -127,7 +260,9 @@ def batch_quantities(
     windows = sorted(set(wanted))
     number = {window: i + 1 for i, window in enumerate(windows)}
     found: dict[tuple[int, str], list[tuple[Any, ...]]] = defaultdict(list)
-    reader = _Reader(warehouse, catalog, raw, found)
+    if live is not None and (raw or any(r.customer_ids is None for r in requests)):
+        raise ValueError("a live read is of the rollup, for customers named")
+    reader = _Reader(warehouse, catalog, raw, found, live)
     if any(r.customer_ids is None for r in requests):
         if len(requests) != 1:
             raise ValueError("a request for every customer must be the only request")
@@ -177,10 +312,12 @@ class _Reader:
         catalog: MeterCatalog,
         raw: bool,
         found: dict[tuple[int, str], list[tuple[Any, ...]]],
+        live: LiveCut | None = None,
     ):
         self.warehouse = warehouse
         self.found = found
         self.prefix = "raw" if raw else "rollup"
+        self.swaps = live.swaps if live is not None else ()
         meters = catalog.meters
         windowed = (n for n, m in meters.items() if m.aggregation in _WINDOW_AGGREGATIONS)
         window_meters = sorted(windowed)
@@ -197,6 +334,8 @@ class _Reader:
             self.definitions = {
                 k: params[k] for k in ("dimensions", "filters", "unique_properties")
             }
+        elif live is not None:
+            self.definitions = live.params(catalog)
 
     def read(
         self,
@@ -216,7 +355,7 @@ class _Reader:
             "last_end": max(e for _, e in used),
         }
         for name, meters in self.queries:
-            sql = query(f"quantities/{self.prefix}_{name}")
+            sql = query(f"quantities/{self.prefix}_{name}", swaps=self.swaps)
             for w, customer, *values in self.warehouse.query_rows(sql, {**batch, "meters": meters}):
                 self.found[(int(w), customer)].append(tuple(values))
 

@@ -16,24 +16,38 @@ _TABLE_SLOT = re.compile(r"\{\{(\w+)\}\}")
 _INCLUDE = re.compile(r"\{\{> *([\w/]+) *\}\}")
 
 
+Swaps = tuple[tuple[str, str], ...]
+
+
 @cache
-def query_text(name: str) -> str:
-    """The text of `sql/queries/<name>.sql`, with its `{{> fragment}}` includes filled in."""
+def query_text(name: str, swaps: Swaps = ()) -> str:
+    """The text of `sql/queries/<name>.sql`, with its `{{> fragment}}` includes filled in.
+
+    `swaps` ((fragment, replacement), ...) includes another fragment in place of one, at
+    any depth: the same query over other rows (the live usage reads the rollup's own
+    aggregation of the raw events not rolled up yet, meterline/jobs/usage.py). A
+    replacement may include the fragment it replaces: there it is the original."""
     path = SQL_DIR / "queries" / f"{name}.sql"
+    table = dict(swaps)
 
     def include(match: re.Match[str]) -> str:
-        fragment = query_text(match.group(1))
+        wanted = match.group(1)
+        if wanted in table:
+            rest = tuple(pair for pair in swaps if pair[0] != wanted)
+            fragment = query_text(table[wanted], rest)
+        else:
+            fragment = query_text(wanted, swaps)
         return "\n".join(ln for ln in fragment.splitlines() if not ln.lstrip().startswith("--"))
 
     return _INCLUDE.sub(include, path.read_text())
 
 
-def query(name: str, **tables: str) -> str:
-    """A query with its `{{slot}}` table names filled in.
+def query(name: str, *, swaps: Swaps = (), **tables: str) -> str:
+    """A query with its `{{slot}}` table names filled in (and its `swaps`: query_text).
 
     Only identifiers go into slots (checked); values stay `{name:Type}` bound parameters.
     """
-    text = query_text(name)
+    text = query_text(name, swaps)
 
     def fill(match: re.Match[str]) -> str:
         slot = match.group(1)

@@ -88,9 +88,16 @@ class PeriodRating:
         return self.windows.get((self.due.period.start, self.due.period.end), [])
 
 
-def read_pricebook(session: Session, meters: MeterCatalog) -> PriceBook:
-    """The ledger's price book, with the aggregation of each meter of `meters`."""
-    return PriceBook.read(session, {name: m.aggregation.value for name, m in meters.meters.items()})
+def read_pricebook(
+    session: Session, meters: MeterCatalog, *, subscription_ids: Iterable[int] | None = None
+) -> PriceBook:
+    """The ledger's price book, with the aggregation of each meter of `meters` (and the
+    plan changes of `subscription_ids` only, when given: PriceBook.read)."""
+    return PriceBook.read(
+        session,
+        {name: m.aggregation.value for name, m in meters.meters.items()},
+        subscription_ids=subscription_ids,
+    )
 
 
 def rate_periods(

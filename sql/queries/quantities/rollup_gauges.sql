@@ -20,12 +20,7 @@ WITH
             toUnixTimestamp64Milli(window.2) AS end_ms
         FROM
         (
-            SELECT customer_id, meter, dimensions, hour, events, latest_state, first_at,
-                   tw_integral
-            FROM usage_rollup
-            WHERE hour < {last_end:DateTime64(3, 'UTC')}
-              AND meter IN {meters:Array(String)}
-              AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
+            {{> quantities/_rollup_gauge_rows}}
         ) AS u
         LEFT JOIN
         {{> quantities/_requests}} AS r ON u.customer_id = r.customer_id

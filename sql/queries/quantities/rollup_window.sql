@@ -23,12 +23,7 @@ FROM
         if({all_customers:Bool}, toUInt32(1), r.w) AS w
     FROM
     (
-        SELECT customer_id, meter, dimensions, hour, events, value_sum, value_max, unique_state
-        FROM usage_rollup
-        WHERE hour >= {first_start:DateTime64(3, 'UTC')}
-          AND hour < {last_end:DateTime64(3, 'UTC')}
-          AND meter IN {meters:Array(String)}
-          AND ({all_customers:Bool} OR customer_id IN {customer_ids:Array(String)})
+        {{> quantities/_rollup_window_rows}}
     ) AS u
     LEFT JOIN
     {{> quantities/_requests}} AS r ON u.customer_id = r.customer_id
