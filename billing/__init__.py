@@ -12,6 +12,7 @@ See docs/ledger.md for the schema and the idempotency design.
 
 from __future__ import annotations
 
+from billing import apikeys as _apikeys  # noqa: F401  (the api_keys table, in Base.metadata)
 from billing import guards as _guards  # noqa: F401  (registers the immutability hooks)
 from billing.adjustments import AdjustmentResult, post_adjustments
 from billing.catalog import (
