@@ -168,6 +168,49 @@ class Settings(BaseSettings):
         " row names none (1 to 365)",
     )
 
+    # The HTTP service (`meterline serve`, docs/service.md).
+    service_max_body_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Largest request body `POST /v1/events` takes, in bytes (1,024 to"
+        " 268,435,456: 256 MiB); a larger one is refused with 413",
+    )
+    service_flush_events: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="The service stores buffered events once this many wait (1 to 10,000,000)",
+    )
+    service_flush_ms: int = Field(
+        default=200,
+        ge=0,
+        le=60_000,
+        description="... or once the oldest has waited this many milliseconds (0 to 60,000)",
+    )
+    service_buffer_max_events: int = Field(
+        default=500_000,
+        ge=1,
+        le=100_000_000,
+        description="Events that may wait to be stored; a request beyond is refused with"
+        " 503 and Retry-After (1 to 100,000,000)",
+    )
+    service_rate_per_s: float = Field(
+        default=100.0,
+        gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="Requests per second each API key may make, on average (per service"
+        " process; more than 0, at most 1,000,000)",
+    )
+    service_rate_burst: int = Field(
+        default=200,
+        ge=1,
+        le=1_000_000,
+        description="Requests an API key may make at once before the rate applies (1 to"
+        " 1,000,000)",
+    )
+
     @field_validator("stripe_api_base")
     @classmethod
     def _check_stripe_base(cls, value: str) -> str:
