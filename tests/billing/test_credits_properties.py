@@ -1,8 +1,9 @@
 """The balance identity (DESIGN.md invariant 9) under random sequences of grants, usage
-drawn down, invoice voids (consumption returned), expiries and grant voids: every step
-is a ledger entry made through billing.credits.accounts.move, and the replay of the
-entries finds no problem, no account below zero, and granted = consumed + expired +
-voided + remaining for every grant."""
+drawn down, invoice voids (consumption returned), expiries, rollovers (the rest moved to
+a new grant of the next term) and grant voids: every step is a ledger entry made through
+billing.credits.accounts.move, and the replay of the entries finds no problem, no
+account below zero, and granted = consumed + expired + voided + rolled_over + remaining
+for every grant; what rolled over is what the next terms' grants were issued."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class Book:
     # Consumption of each invoice: (grant, entry id, units).
     invoices: list[list[tuple[str, int, Decimal]]] = field(default_factory=list)
     voided: set[str] = field(default_factory=set)
+    # Each grant that rolled over, and the grant of its next term.
+    rolled: dict[str, str] = field(default_factory=dict)
     next_id: int = 1
 
     def write(self, grant_id: str, kind: str, amount: Decimal, reverses: int | None = None) -> int:
@@ -52,6 +55,7 @@ steps = st.lists(
         st.tuples(st.just("void_invoice"), st.integers(0, 20)),
         st.tuples(st.just("expire"), st.integers(0, 20)),
         st.tuples(st.just("void_grant"), st.integers(0, 20)),
+        st.tuples(st.just("rollover"), st.integers(0, 20)),
         st.tuples(st.just("overdraw"), st.integers(0, 20)),
     ),
     max_size=30,
@@ -116,6 +120,31 @@ def test_the_identity_holds_after_every_step(sequence: list[tuple]) -> None:  # 
             if left > 0:
                 book.write(gid, "expire" if kind == "expire" else "void", left)
             book.voided.add(gid)
+        elif kind == "rollover" and names:
+            # The term ends: the rest moves to the next term's grant, issued by its own
+            # grant entry; the parent pays nothing more.
+            gid = names[step[1] % len(names)]
+            left = book.balances[gid].remaining
+            if left > 0 and gid not in book.voided:
+                book.write(gid, "rollover", left)
+                child = f"{gid}:rollover"
+                parent = book.grants[gid]
+                book.grants[child] = Grant(
+                    child,
+                    "USD",
+                    left,
+                    parent.priority,
+                    START,
+                    None,
+                    len(book.grants),
+                    meter=parent.meter,
+                )
+                book.amounts[child] = left
+                book.entries[child] = []
+                book.balances[child] = Balance(left)
+                book.write(child, "grant", left)
+                book.rolled[gid] = child
+            book.voided.add(gid)
         elif kind == "overdraw" and names:
             gid = names[step[1] % len(names)]
             before = book.balances[gid]
@@ -127,7 +156,9 @@ def test_the_identity_holds_after_every_step(sequence: list[tuple]) -> None:  # 
             assert result.problems == [], (gid, result.problems)
             b = result.balance
             assert b == book.balances[gid] and b.balanced
-            assert min(b.consumed, b.expired, b.voided, b.remaining) >= 0
+            assert min(b.consumed, b.expired, b.voided, b.rolled_over, b.remaining) >= 0
+        for parent, child in book.rolled.items():
+            assert book.balances[parent].rolled_over == book.amounts[child]
 
 
 def test_replay_finds_each_way_a_stored_ledger_breaks() -> None:
@@ -149,7 +180,45 @@ def test_replay_finds_each_way_a_stored_ledger_breaks() -> None:
             Movement("reverse", D(5), 2, "consumed", "available", D(105), 9),
         ],
         "first and only issue": [*ok, Movement("grant", D(5), 2, "issuer", "available", D(105))],
+        "moves available -> rolled_over, not available -> expired": [
+            *ok,
+            Movement("rollover", D(100), 2, "available", "expired", D(0)),
+        ],
+        "cannot rollover 150": [
+            *ok,
+            Movement("rollover", D(150), 2, "available", "rolled_over", D(-50)),
+        ],
+        # The identity, broken, names every account (rolled over too).
+        "granted 100 != consumed 0 + expired 0 + voided 0 + rolled over 0 + remaining 90": [
+            Movement("grant", D(90), 1, "issuer", "available", D(90)),
+        ],
     }
     for fragment, entries in cases.items():
         problems = replay(D(100), entries).problems
         assert any(fragment in p for p in problems), (fragment, problems)
+
+
+def test_a_rollover_moves_the_rest_to_rolled_over_apart_from_breakage() -> None:
+    b = move(move(Balance(D(100)), "grant", D(100)), "consume", D(30))
+    rolled = move(b, "rollover", D(70))
+    assert (rolled.consumed, rolled.expired, rolled.rolled_over, rolled.remaining) == (
+        D(30),
+        0,
+        D(70),
+        0,
+    )
+    assert rolled.balanced and not Balance(D(100), rolled_over=D(70)).balanced
+    with pytest.raises(BalanceError, match=r"cannot rollover 70\.01"):
+        move(b, "rollover", D("70.01"))
+    with pytest.raises(BalanceError, match="positive amount"):
+        move(b, "rollover", D(0))
+    # A return after the rollover makes value available again, not rolled-over value back.
+    back = move(move(rolled, "reverse", D(10)), "rollover", D(10))
+    assert (back.consumed, back.rolled_over, back.remaining) == (D(20), D(80), 0)
+    entries = [
+        Movement("grant", D(100), 1, "issuer", "available", D(100)),
+        Movement("consume", D(30), 2, "available", "consumed", D(70)),
+        Movement("rollover", D(70), 3, "available", "rolled_over", D(0)),
+    ]
+    result = replay(D(100), entries)
+    assert result.problems == [] and result.balance == rolled

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from sqlalchemy import text as sql
 
+from billing.db import create_ledger_engine
 from meterline.audit.explain import explain_line
 from meterline.audit.reconcile import reconcile_period
 from meterline.cli.audit.text import render_explain
@@ -384,3 +386,163 @@ def test_a_promotional_credit_limited_to_one_meter(ledger_world: World) -> None:
     )
     assert remaining(world, "cm") == {"P": Decimal(40)}
     audit_clean(world, "2026-11")
+
+
+def test_a_yearly_commit_rolls_its_unused_units_into_the_next_term(ledger_world: World) -> None:
+    """A yearly commit of 1,200 resolutions (paid USD 1,000.00), 2026-01-01..2027-01-01 in
+    New York, that rolls over. 75 resolutions a month = 75.00 (the first tier, 1.00 each),
+    each month paid by 75 units: 900 drawn by December, 300 left at the term's end. The
+    close of 2027-01-05 finalizes December, then rolls the 300 over to
+    commit-cr:rollover, 2027-01-01..2028-01-01 (local midnights: 05:00Z), paid 1,000.00 x
+    300 / 1,200 = 250.00. January 2027: 120 = 100 x 1.00 + 20 x 0.50 = 110.00, all paid by
+    120 units (180 left). February: 200 = 100 + 100 x 0.50 = 150.00 at 0.75 a unit; the
+    180 left pay 135.00: overage 15.00. The commit: granted 1,200 = consumed 900 + rolled
+    over 300; its next term: granted 300 = consumed 300."""
+    world = ledger_world
+    world.load_customers([Sub("cr", "basic", start="2026-01-01", timezone="America/New_York")])
+    grant(
+        world,
+        grant_id="commit-cr",
+        customer_id="cr",
+        kind="paid_commit",
+        units="1200",
+        meter="resolution",
+        price_paid="1000.00",
+        effective_from="2026-01-01",
+        expires_at="2027-01-01",
+        rollover=True,
+    )
+    # Each month's usage on one day; three months come in one delivery (an ingest costs
+    # seconds whatever its size; it takes events of the last 45 days), rolled up then. A
+    # close bills every period due: the one of 2027-01-05 finalizes December and ends the
+    # commit's term (its as_of less the 72 hours of grace: 2027-01-02).
+    steps = (
+        ("2026-03-02 00:30", ("2026-01-31", "2026-02-14", "2026-03-01"), None),
+        ("2026-06-02 00:30", ("2026-04-30", "2026-05-14", "2026-06-01"), "2026-07-05 00:00"),
+        ("2026-09-02 00:30", ("2026-07-31", "2026-08-14", "2026-09-01"), None),
+        ("2026-12-02 00:30", ("2026-10-31", "2026-11-14", "2026-12-01"), "2027-01-05 00:00"),
+        ("2027-02-02 00:30", ("2027-01-31", "2027-02-01"), "2027-03-05 00:00"),
+    )
+    count = {"2027-01-31": 120, "2027-02-01": 200}
+    world.deliver(
+        e
+        for delivered, on, _ in steps
+        for when in on
+        for e in resolutions(
+            "cr", when, count.get(when, 75), f"{when} 08:00", ingested_at=delivered, channel="chat"
+        )
+    )
+    for delivered, on, closed in steps:
+        world.ingest_until(utc(delivered))
+        world.rollup(*(day(when) for when in on))
+        if closed is not None:
+            world.close(utc(closed))
+        if closed == "2027-01-05 00:00":
+            assert {g["grant_id"] for g in balances("cr", config=world.config)} == {
+                "commit-cr",
+                "commit-cr:rollover",
+            }
+    res = "resolution"
+    expected = [
+        Invoice(
+            "cr",
+            f"2026-{m:02d}-01",
+            [
+                seat0(),
+                Line(res, "usage", None, 75, "75.00"),
+                Line(res, "credit", None, 75, "-75.00"),
+            ],
+            "0.00",
+        )
+        for m in range(1, 13)
+    ]
+    expected += [
+        Invoice(
+            "cr",
+            "2027-01-01",
+            [
+                seat0(),
+                Line(res, "usage", None, 120, "110.00"),
+                Line(res, "credit", None, 120, "-110.00"),
+            ],
+            "0.00",
+        ),
+        Invoice(
+            "cr",
+            "2027-02-01",
+            [
+                seat0(),
+                Line(res, "usage", None, 200, "150.00"),
+                Line(res, "credit", None, 180, "-135.00"),
+            ],
+            "15.00",
+        ),
+    ]
+    invoices = check(world, expected)
+    paid_by = {
+        i["period_start_local"]: {
+            ln["description"].split(" pays")[0] for ln in i["lines"] if ln["kind"] == "credit"
+        }
+        for i in invoices
+    }
+    assert paid_by["2026-12-01"] == {"credit grant commit-cr"}
+    assert paid_by["2027-01-01"] == paid_by["2027-02-01"] == {"credit grant commit-cr:rollover"}
+
+    grants = {g["grant_id"]: g for g in balances("cr", config=world.config)}
+    commit, rolled = grants["commit-cr"], grants["commit-cr:rollover"]
+    fields = ("granted", "consumed", "expired", "voided", "rolled_over", "remaining")
+    assert tuple(Decimal(commit[k]) for k in fields) == (1200, 900, 0, 0, 300, 0)
+    assert tuple(Decimal(rolled[k]) for k in fields) == (300, 300, 0, 0, 0, 0)
+    assert (commit["rolled_over_to"], rolled["rolled_over_from"]) == (
+        "commit-cr:rollover",
+        "commit-cr",
+    )
+    assert (rolled["effective_from"], rolled["expires_at"]) == (
+        "2027-01-01T05:00:00Z",
+        "2028-01-01T05:00:00Z",
+    )
+    assert (rolled["kind"], rolled["price_paid"], rolled["rollover"]) == (
+        "paid_commit",
+        "250.00",
+        False,
+    )
+    # As of the term's last day the commit still held 375 (December's 75 count at the end
+    # of the period they paid, the term's end); the next term's grant held nothing yet.
+    before = {
+        g["grant_id"]: (g["granted"], g["remaining"], g["rolled_over"])
+        for g in balances("cr", as_of=utc("2026-12-31 12:00"), config=world.config)
+    }
+    assert before == {
+        "commit-cr": ("1200", "375", "0"),
+        "commit-cr:rollover": ("0", "0", "0"),
+    }
+    audit_clean(world, "2026-12", "2027-01", "2027-02")
+
+    (february,) = [i for i in invoices if i["period_start_local"] == "2027-02-01"]
+    (credit,) = [ln for ln in february["lines"] if ln["kind"] == "credit"]
+    found = explain_line(credit["id"], config=world.config)
+    assert found.status == "agrees" and found.difference.is_exactly_zero, found
+    out = Console(file=io.StringIO(), width=200)
+    render_explain(out, found)
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "grant commit-cr:rollover pays line sub_cr|resolution|" in text, text
+
+    # A program writing around billing.credits: the commit rolled over twice. Reconcile
+    # replays its ledger and finds it (the triggers let it in: positive, not below zero).
+    engine = create_ledger_engine(world.config.ledger_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sql(
+                    "INSERT INTO credit_ledger_entries (grant_id, kind, from_account,"
+                    " to_account, amount, available_after, idempotency_key, effective_at,"
+                    " note) SELECT id, 'rollover', 'available', 'rolled_over', '300', '0',"
+                    " 'tampered', expires_at, 'x' FROM credit_grants"
+                    " WHERE grant_id = 'commit-cr'"
+                )
+            )
+    finally:
+        engine.dispose()
+    report = reconcile_period("2027-01", config=world.config)
+    (finding,) = [f for f in report.failures if f.check == "credit_balance"]
+    assert "cannot rollover 300: the grant's remaining balance is 0" in finding.detail, finding
