@@ -46,6 +46,21 @@ def test_a_broken_grant_fails_with_every_problem() -> None:
     assert again.failures[0].id == finding.id != other.failures[0].id
 
 
+def test_a_grant_that_rolled_over_is_no_finding_and_its_finding_names_what_rolled() -> None:
+    """granted 100 = consumed 30 + rolled over 70 (docs/credits.md, "Rollover")."""
+    rolled = GrantFacts("g1", "cus_1", "USD", D(100), D(30), D(0), D(0), D(0), (), D(70))
+    report = reconcile(facts(grants=[rolled]))
+    assert report.ok and report.findings == []
+    broken = GrantFacts(
+        "g1", "cus_1", "USD", D(100), D(30), D(0), D(0), D(0), ("entry 3: x",), D(70)
+    )
+    (finding,) = reconcile(facts(grants=[broken])).failures
+    assert finding.values["rolled_over"] == D(70)
+    # A grant that never rolled over keeps its finding's values (and so its id).
+    (plain,) = reconcile(facts(grants=[grant("entry 3: x")])).failures
+    assert "rolled_over" not in plain.values
+
+
 def test_reconcile_replays_the_ledger_and_finds_a_tampered_entry(
     copy_of_month: World, tmp_path: Path
 ) -> None:

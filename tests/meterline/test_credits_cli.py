@@ -199,3 +199,69 @@ def test_refusals_are_one_line_with_the_readme_exit_code(
     code, output = invoke(args)
     assert code == expected, output
     assert fragment in one_error(output)
+
+
+ROLLING = """\
+- grant_id: commit_2026
+  customer_id: cus_00001
+  kind: paid_commit
+  currency: USD
+  units: 10000
+  meter: fin_resolution
+  price_paid: "8500"
+  effective_from: 2026-01-01
+  expires_at: 2027-01-01
+  rollover: true
+  reason: annual commitment, order 42
+"""
+
+
+def test_a_rollover_shows_in_void_list_and_balance(
+    ledger: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A void past the term's end rolls the rest over first (docs/credits.md, "Rollover"):
+    list and balance show what rolled over and the link between the two terms' grants."""
+    monkeypatch.setenv("COLUMNS", "200")
+    path = write_grants(ledger / "grants.yaml", ROLLING)
+    assert invoke(["credits", "load", str(path)])[0] == 0
+    code, output = invoke(
+        ["credits", "void", "commit_2026", "--as-of", "2027-01-02", "--reason", "ended"]
+    )
+    assert (code, output) == (
+        0,
+        "grant commit_2026 voided: 0 fin_resolution returned, 0 fin_resolution consumed"
+        " stays paid, 10000 fin_resolution rolled over to commit_2026:rollover at"
+        " 2027-01-01T05:00:00Z\n",
+    )
+    code, output = invoke(["credits", "list", "--json"])
+    grants = {g["grant_id"]: g for g in json.loads(output)["grants"]}
+    parent, child = grants["commit_2026"], grants["commit_2026:rollover"]
+    assert (parent["rolled_over"], parent["remaining"], parent["rolled_over_to"]) == (
+        "10000",
+        "0",
+        "commit_2026:rollover",
+    )
+    assert (child["rolled_over_from"], child["rolled_over_to"], child["remaining"]) == (
+        "commit_2026",
+        None,
+        "10000",
+    )
+    assert (child["price_paid"], child["rollover"], child["created_by"]) == (
+        "8500.00",
+        False,
+        "meterline",
+    )
+    assert (child["effective_from"], child["expires_at"]) == (
+        "2027-01-01T05:00:00Z",
+        "2028-01-01T05:00:00Z",
+    )
+    code, output = invoke(["credits", "balance", "--customer", "cus_00001"])
+    assert code == 0 and "rolled over" in output, output
+    assert "remaining 10000 fin_resolution" in output  # the parent is void: not counted
+    # The link is under each grant's id (the table folds its cells to fit).
+    words = "".join(output.split())
+    assert "rolledovertocommit_2026:rollover" in words, output
+    assert "rolledoverfromcommit_2026" in words, output
+    code, output = invoke(["credits", "balance", "--customer", "cus_00001", "--json"])
+    shown = {g["grant_id"]: g["rolled_over"] for g in json.loads(output)["grants"]}
+    assert shown == {"commit_2026": "10000", "commit_2026:rollover": "0"}
