@@ -46,6 +46,7 @@ __all__ = [
     "EventIntake",
     "EventOutcome",
     "EventsResult",
+    "IngestFailed",
     "IntakeClosed",
 ]
 
@@ -58,6 +59,11 @@ Status = Literal["accepted", "duplicate", "rejected"]
 class BufferFull(RuntimeError):
     """More events wait to be stored than METERLINE_SERVICE_BUFFER_MAX_EVENTS: the
     request is refused, nothing of it stored (send it again shortly)."""
+
+
+class IngestFailed(RuntimeError):
+    """The ingest run holding a request's events failed before it committed: it was rolled
+    back (or never began), nothing of the request was stored. The cause is chained."""
 
 
 class IntakeClosed(RuntimeError):
@@ -221,6 +227,24 @@ class EventIntake:
             summary = ingestor.ingest_texts(
                 [TextPart(item.source, item.numbers, item.lines) for item in taken]
             )
+        except Exception as exc:  # rolled back by the ingestor (or never begun)
+            log.error(
+                "ingest of %d request(s), %d event(s) failed and stored nothing: %s: %s",
+                len(taken),
+                events,
+                type(exc).__name__,
+                exc,
+                exc_info=True,
+            )
+            failure = IngestFailed(
+                f"the events could not be stored ({type(exc).__name__}); nothing of this"
+                " request was stored: send it again"
+            )
+            failure.__cause__ = exc
+            for item in taken:
+                item.future.set_exception(failure)
+            return
+        try:
             results = _results(taken, ingestor, summary.ingest_id, summary.ingested_at)
             for item, result in zip(taken, results, strict=True):
                 counts = summary.sources[item.source]
@@ -234,17 +258,10 @@ class EventIntake:
                         f"ingest {summary.ingest_id}: the outcomes of {item.source} do not"
                         " add up to its ingest_log counts (a bug)"
                     )
-        except BaseException as exc:  # a failed run is rolled back: every request gets why
-            log.warning(
-                "ingest of %d request(s), %d event(s) failed: %s",
-                len(taken),
-                events,
-                exc,
-            )
+        except Exception as exc:  # stored, but not told: a bug
+            log.error("ingest %s: outcomes not read: %s", summary.ingest_id, exc, exc_info=True)
             for item in taken:
                 item.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
         self.flushes += 1
         self.flushed_events += events

@@ -94,7 +94,22 @@ _TABLE: dict[str, _Entry] = {
 
 
 def problem_of(exc: BaseException) -> Problem | None:
-    """The problem an exception of the jobs or stores is, or None for a bug."""
+    """The problem an exception of the jobs or stores is, or None for a bug. An ingest run
+    that failed is its cause's problem when that is known, else `unavailable`: nothing
+    was stored, and sending the events again is safe."""
+    names = [f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__]
+    if "meterline.jobs.intake.IngestFailed" in names:
+        cause = exc.__cause__
+        known = problem_of(cause) if cause is not None else None
+        if known is not None:
+            return known
+        return Problem(
+            503,
+            "unavailable",
+            "The events could not be stored",
+            str(exc),
+            headers={"Retry-After": "5"},
+        )
     for cls in type(exc).__mro__:
         entry = _TABLE.get(f"{cls.__module__}.{cls.__qualname__}")
         if entry is None:
@@ -116,11 +131,15 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
-    detail = (
-        f"no such endpoint: {request.method} {request.url.path} (GET /openapi.json lists them)"
-        if exc.status_code in (404, 405)
-        else str(exc.detail)
-    )
+    if exc.status_code == 404:
+        detail = (
+            f"no such endpoint: {request.method} {request.url.path} (GET /openapi.json lists them)"
+        )
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        detail = f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"
+    else:
+        detail = str(exc.detail)
     return response(
         Problem(exc.status_code, slug, title, detail, headers=exc.headers or None), request
     )

@@ -245,3 +245,27 @@ def test_many_small_requests_are_stored_in_few_batches(start_service: StartServi
         "SELECT count(DISTINCT source), count(DISTINCT ingest_id) FROM ingest_log"
     )
     assert (sources, ingests) == (24, len(runs))
+
+
+def test_a_run_that_fails_stores_nothing_and_says_send_again(service: Service) -> None:
+    intake = service.client.app.state.intake  # type: ignore[attr-defined]
+    real = intake._catalog
+
+    def broken() -> Any:
+        raise RuntimeError("the catalog could not be read")
+
+    intake._catalog = broken
+    try:
+        response = service.post_events(ndjson([event("f1"), event("f2")]))
+    finally:
+        intake._catalog = real
+    assert_problem(response, 503, "unavailable", "nothing of this request was stored")
+    assert response.headers["retry-after"] == "5"
+    assert service.warehouse.query_rows("SELECT count() FROM ingest_log") == [(0,)]
+    # sent again, it is stored
+    assert service.post_events(ndjson([event("f1"), event("f2")])).json()["accepted"] == 2
+
+
+def test_another_method_is_405(service: Service) -> None:
+    response = service.client.get("/v1/events", headers=service.auth("ingest"))
+    assert_problem(response, 405, "method-not-allowed", "allowed: POST")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from meterline.jobs.apikeys import create_api_key
 from meterline.settings import load_settings
@@ -40,6 +41,32 @@ def meterline(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Com
     )
 
 
+def serve(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "meterline.cli", "serve", "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def wait_until_healthy(server: subprocess.Popen[str], base: str) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        assert server.poll() is None, server.communicate()[1]
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the service did not start in 120 s"
+        time.sleep(0.2)
+
+
 def test_meterline_serve_over_http(tmp_path: Path) -> None:
     stores = {
         "METERLINE_WAREHOUSE_URL": f"chdb://{tmp_path / 'warehouse'}",
@@ -55,30 +82,11 @@ def test_meterline_serve_over_http(tmp_path: Path) -> None:
     )
     token = create_api_key("e2e", ["ingest", "read"], config=config).token
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "meterline.cli", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = serve(env, tmp_path)
     auth = {"Authorization": f"Bearer {token}"}
     rows = [event(f"h{i}") for i in range(50)]
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the service did not start in 120 s"
-            time.sleep(0.2)
-
+        wait_until_healthy(server, base)
         with httpx.Client(base_url=base, headers=auth, timeout=60) as client:
             sent = client.post(
                 "/v1/events",
@@ -113,3 +121,32 @@ def test_meterline_serve_over_http(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert (report["received"], report["duplicates"]) == (50, 50)
+
+    # Killed in the middle of a run (its events inserted, the run not committed): the
+    # request is never answered, and nothing of it counts: the next ingest rolls the run
+    # back, and the events sent again are all accepted.
+    server, base = serve(env | {"METERLINE_CRASH_AT": "ingest.after_events"}, tmp_path)
+    lost = [event(f"k{i}") for i in range(10)]
+    try:
+        wait_until_healthy(server, base)
+        with pytest.raises(httpx.TransportError):
+            httpx.post(
+                f"{base}/v1/events",
+                content=ndjson(lost),
+                headers={**auth, "Content-Type": "application/x-ndjson"},
+                timeout=120,
+            )
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate()
+    assert server.returncode == -signal.SIGKILL
+    path = tmp_path / "lost.jsonl"
+    path.write_bytes(ndjson(lost))
+    done = meterline(["ingest", str(path), "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["received"], report["accepted"]) == (10, 10)
+    assert len(report["rolled_back"]) == 1 and report["rolled_back"][0]["sources"][0].startswith(
+        "api:e2e:"
+    )
