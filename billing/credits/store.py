@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, aliased
 
 from billing import bulk
 from billing.credits.accounts import Balance, BalanceError, Movement, Replay, move, replay
-from billing.credits.rows import ROLLOVER_SUFFIX, GrantRow
+from billing.credits.rows import ROLLOVER_ID_MAX, ROLLOVER_SUFFIX, GrantRow
 from billing.customers.checks import Catalog
 from billing.customers.errors import FileInvalid, Problem
 from billing.errors import LedgerError, NotFound
@@ -629,6 +629,13 @@ def _roll_over(session: Session, grant: CreditGrant, *, at: datetime) -> str | N
     if remaining <= 0:
         return None
     child_id = grant.grant_id + ROLLOVER_SUFFIX
+    if len(child_id) > ROLLOVER_ID_MAX + len(ROLLOVER_SUFFIX):
+        # Loaded before rollover was built (docs/credits.md, "Not yet"); load refuses it.
+        raise LedgerError(
+            f"credit grant {grant.grant_id} rolls over, but its next term's grant id"
+            f" {child_id!r} would be longer than {ROLLOVER_ID_MAX + len(ROLLOVER_SUFFIX)}"
+            " characters, the longest grant id: its rest cannot roll over"
+        )
     if session.scalar(select(CreditGrant.id).where(CreditGrant.grant_id == child_id)) is not None:
         # Value came back to the grant after its rollover (a consumption returned after
         # the term ended): the next term's grant never changes (docs/credits.md, "Not yet").

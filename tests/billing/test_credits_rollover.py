@@ -15,13 +15,16 @@ from sqlalchemy import func, select
 
 import billing
 from billing.credits import (
+    GrantRow,
     audit_grants,
     expire_grants,
     grant_views,
+    load_grants,
     record_consumption,
     void_grant,
 )
 from billing.credits.read import parse_grant_records
+from billing.errors import LedgerError
 from billing.models import CreditGrant, CreditLedgerEntry, InvoiceLine
 from tests.billing.conftest import Ledger
 from tests.billing.factories import standard_charges, utc
@@ -315,6 +318,19 @@ def test_voiding_before_the_terms_end_voids_the_rest_and_nothing_rolls_over(
     assert end_terms(loaded).rolled_over == []
     b = view(loaded).balance
     assert (b.voided, b.rolled_over) == (D(1000), 0) and counts(loaded) == (1, 0)
+
+
+def test_a_grant_loaded_before_rollover_with_a_long_id_is_refused_at_its_end(
+    loaded: Ledger,
+) -> None:
+    """Load refuses such an id now; one loaded before (written here around the check)
+    stops the expiry with its reason rather than a database error."""
+    longer = GrantRow.model_construct(**{**rolling().model_dump(), "grant_id": "g" * 60})
+    with loaded.Session.begin() as session:
+        load_grants(session, [(1, longer)], "grants", by="ops", at=NOW)
+    with pytest.raises(LedgerError, match="would be longer than 64 characters"):
+        end_terms(loaded)
+    assert counts(loaded) == (1, 0)
 
 
 def test_rows_that_cannot_roll_over_are_refused_naming_the_field() -> None:
