@@ -105,18 +105,25 @@ def _customer_set(customer_ids: Sequence[str] | None) -> frozenset[str] | None:
     return None if customer_ids is None else frozenset(customer_ids)
 
 
+# The two queries of a read (`_Reader`): sum/count/max/unique_count meters, then gauges.
+QueryKind = str
+
+
 @dataclass(frozen=True)
 class LiveCut:
     """What a live read of some customers' quantities sees (`live_cut`): the events before
-    `until` that were ingested up to `watermark` (the latest committed ingest); from the
-    rollup on every UTC day but `days` (where it does not hold all their events yet) and
-    the day of `until` (unless `until` is its midnight: the rollup's hours hold events
-    after it), whose hourly rows are built from the raw events by the rollup's own
-    queries."""
+    `until` that were ingested up to `watermark` (the latest committed ingest). The rollup
+    is read before midnight UTC of `until`'s day (its hours hold events after `until`),
+    except on the days each query reads from the raw events instead: `window_days` (sum,
+    count, max and unique_count meters) and `gauge_days` (latest and time_weighted): the
+    days whose rollup does not hold the customers' events of those meters yet, and
+    `until`'s own day when they have such events on it. Those days' hourly rows are built
+    from the raw events by the rollup's own queries."""
 
     until: datetime
     watermark: datetime
-    days: tuple[date, ...] = ()
+    window_days: tuple[date, ...] = ()
+    gauge_days: tuple[date, ...] = ()
 
     @property
     def rolled_end(self) -> datetime:
@@ -126,9 +133,8 @@ class LiveCut:
 
     @property
     def raw_days(self) -> tuple[date, ...]:
-        """The UTC days read from the raw events, oldest first."""
-        extra = {self.until.astimezone(UTC).date()} if self.until > self.rolled_end else set()
-        return tuple(sorted(set(self.days) | extra))
+        """The UTC days read from the raw events (by either query), oldest first."""
+        return tuple(sorted(set(self.window_days) | set(self.gauge_days)))
 
     @property
     def rolled_up_through(self) -> datetime:
@@ -137,19 +143,19 @@ class LiveCut:
         days = self.raw_days
         return datetime.combine(days[0], time(0), tzinfo=UTC) if days else self.until
 
-    @property
-    def swaps(self) -> tuple[tuple[str, str], ...]:
-        """The fragments that turn the rollup's window and gauge queries into this read
-        (meters.sql_files.query_text): the rollup rows it takes, plus, when it reads days
-        from the raw events, the build's rows of those."""
-        if not self.raw_days:
-            return _ROLLED_SWAPS
-        return _LIVE_SWAPS
+    def days_of(self, kind: QueryKind) -> tuple[date, ...]:
+        return self.gauge_days if kind == "gauges" else self.window_days
 
-    def params(self, catalog: MeterCatalog) -> dict[str, Any]:
-        """The bound parameters of the swapped fragments (quantities/_rolled_*.sql,
-        quantities/_live_*.sql)."""
-        days = self.raw_days
+    def swaps(self, kind: QueryKind) -> tuple[tuple[str, str], ...]:
+        """The fragments that turn the rollup's `kind` query ("window" or "gauges") into
+        this read (meters.sql_files.query_text): the rollup rows it takes, plus, when it
+        reads days from the raw events, the build's rows of those."""
+        return (_LIVE_SWAPS if self.days_of(kind) else _ROLLED_SWAPS)[kind]
+
+    def params(self, kind: QueryKind, catalog: MeterCatalog) -> dict[str, Any]:
+        """The bound parameters of the swapped fragments of the `kind` query
+        (quantities/_rolled_*.sql, quantities/_live_*.sql)."""
+        days = self.days_of(kind)
         cut = {"live_days": list(days), "rolled_end": self.rolled_end}
         if not days:
             return cut
@@ -163,15 +169,20 @@ class LiveCut:
         }
 
 
-_ROLLED_SWAPS = (
-    ("quantities/_rollup_window_rows", "quantities/_rolled_window_rows"),
-    ("quantities/_rollup_gauge_rows", "quantities/_rolled_gauge_rows"),
-)
-_LIVE_SWAPS = (
-    ("quantities/_rollup_window_rows", "quantities/_live_window_rows"),
-    ("quantities/_rollup_gauge_rows", "quantities/_live_gauge_rows"),
-    ("rollup/_day_events", "quantities/_live_events"),
-)
+_ROLLED_SWAPS = {
+    "window": (("quantities/_rollup_window_rows", "quantities/_rolled_window_rows"),),
+    "gauges": (("quantities/_rollup_gauge_rows", "quantities/_rolled_gauge_rows"),),
+}
+_LIVE_SWAPS = {
+    "window": (
+        ("quantities/_rollup_window_rows", "quantities/_live_window_rows"),
+        ("rollup/_day_events", "quantities/_live_events"),
+    ),
+    "gauges": (
+        ("quantities/_rollup_gauge_rows", "quantities/_live_gauge_rows"),
+        ("rollup/_day_events", "quantities/_live_events"),
+    ),
+}
 
 
 def ingest_watermark(warehouse: Warehouse) -> datetime | None:
@@ -198,7 +209,9 @@ def live_cut(
     latest committed ingest, and the UTC days from `since` (`gauges_since` for latest and
     time_weighted meters, whose level a window carries in from before it) to `until`
     holding events of theirs the rollup has not read (never rolled up, or ingested after
-    the day's build watermark). Reads only their events (the sort key) and rollup_state.
+    the day's build watermark), and `until`'s own day when it holds events of theirs
+    before `until`; per kind of meter (LiveCut). Reads only their events (the sort key)
+    and rollup_state.
 
     Not seen, as by any rollup reader until the nightly run: an ingest whose logical time
     lies at or before a day's build watermark and that arrived after the build (`ingest
@@ -209,6 +222,9 @@ def live_cut(
     mark = ingest_watermark(warehouse)
     if mark is None:
         return LiveCut(until, datetime(1970, 1, 1, tzinfo=UTC))
+    # until's own day, when the rollup's hours of it would hold events after until
+    bare = LiveCut(until, mark)
+    partial = bare.rolled_end.date() if until > bare.rolled_end else None
     rows = warehouse.query_rows(
         query("quantities/live_days"),
         {
@@ -221,7 +237,11 @@ def live_cut(
             "watermark": mark,
         },
     )
-    return LiveCut(until, mark, tuple(row[0] for row in rows))
+    raw: dict[bool, list[date]] = {False: [], True: []}
+    for day, gauge, unrolled in rows:
+        if unrolled or day == partial:
+            raw[bool(gauge)].append(day)
+    return LiveCut(until, mark, tuple(raw[False]), tuple(raw[True]))
 
 
 def _aware(value: datetime) -> datetime:
@@ -317,7 +337,7 @@ class _Reader:
         self.warehouse = warehouse
         self.found = found
         self.prefix = "raw" if raw else "rollup"
-        self.swaps = live.swaps if live is not None else ()
+        self.live = live
         meters = catalog.meters
         windowed = (n for n, m in meters.items() if m.aggregation in _WINDOW_AGGREGATIONS)
         window_meters = sorted(windowed)
@@ -334,8 +354,7 @@ class _Reader:
             self.definitions = {
                 k: params[k] for k in ("dimensions", "filters", "unique_properties")
             }
-        elif live is not None:
-            self.definitions = live.params(catalog)
+        self.catalog = catalog
 
     def read(
         self,
@@ -355,8 +374,13 @@ class _Reader:
             "last_end": max(e for _, e in used),
         }
         for name, meters in self.queries:
-            sql = query(f"quantities/{self.prefix}_{name}", swaps=self.swaps)
-            for w, customer, *values in self.warehouse.query_rows(sql, {**batch, "meters": meters}):
+            swaps: tuple[tuple[str, str], ...] = ()
+            cut: dict[str, Any] = {}
+            if self.live is not None:
+                swaps, cut = self.live.swaps(name), self.live.params(name, self.catalog)
+            sql = query(f"quantities/{self.prefix}_{name}", swaps=swaps)
+            params = {**batch, **cut, "meters": meters}
+            for w, customer, *values in self.warehouse.query_rows(sql, params):
                 self.found[(int(w), customer)].append(tuple(values))
 
 

@@ -99,6 +99,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "meterline.cli.stripe:stripe",
         "Stripe Billing: reconcile a month's invoices against Stripe.",
     ),
+    "usage": (
+        "meterline.cli.usage:usage",
+        "A customer's usage so far in its current billing periods: quantity and cost per"
+        " price.",
+    ),
+    "preview": (
+        "meterline.cli.usage:preview",
+        "The invoice each current billing period of a customer would end with if no more"
+        " usage arrived.",
+    ),
     "statement": (
         "meterline.cli.audit:statement",
         "A self-contained HTML usage statement: lines, daily usage, tiers (and the audit"

@@ -116,6 +116,8 @@ INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
     ("outbox", "deliver"): ([], "L"),
     ("outbox", "replay"): (["--from", "1"], "L"),
     ("stripe", "reconcile"): (["--period", "2026-10"], "L"),
+    ("usage",): (["cus_00001", "--as-of", AS_OF], "WL"),
+    ("preview",): (["cus_00001", "--as-of", AS_OF], "WL"),
 }
 
 
@@ -373,6 +375,10 @@ def test_a_bad_value_of_a_typed_parameter_is_refused(
         ["backfill", "--from", "2026-10-02", "--to", "2026-10-01"],
         ["quote", "--price", "{not json", "--quantity", "1"],
         ["quote", "--price", PRICE, "--quantity", "ten"],
+        ["usage"],
+        ["preview", "--as-of", AS_OF],
+        ["usage", "cus_00001", "--as-of", "2026-11-04T25:00:00Z"],
+        ["preview", "cus_00001", "--as-of", "1999-12-31"],
     ],
     ids=" ".join,
 )
@@ -577,6 +583,8 @@ def test_unknown_ids_with_a_warehouse_are_not_found(tmp_path: Path) -> None:
             "no finding f-0123456789ab in the reconcile of 2026-10",
         ),
         (["rejected", "--ingest", "no-such-ingest"], "no-such-ingest"),
+        (["usage", "nobody"], "no customer 'nobody'"),
+        (["preview", "nobody", "--as-of", AS_OF, "--json"], "no customer 'nobody'"),
     ]
     for args, fragment in cases:
         code, output = run_process(args, tmp_path, env)
