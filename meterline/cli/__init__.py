@@ -99,6 +99,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "meterline.cli.stripe:stripe",
         "Stripe Billing: reconcile a month's invoices against Stripe.",
     ),
+    "serve": (
+        "meterline.cli.serve:serve",
+        "Run the HTTP service: events in; invoices, explanations out (docs/service.md).",
+    ),
+    "apikeys": (
+        "meterline.cli.apikeys:apikeys",
+        "API keys of the HTTP service: create (the token is shown once), list, revoke.",
+    ),
     "usage": (
         "meterline.cli.usage:usage",
         "A customer's usage so far in its current billing periods: quantity and cost per"

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from meterline.jobs.apikeys import KeyStore
 from meterline.jobs.intake import EventIntake
-from meterline.service import events, ledger, problems
+from meterline.service import events, ledger, problems, usage
 from meterline.service.auth import TokenBuckets
 from meterline.settings import Settings, settings
 
@@ -97,6 +97,7 @@ def create_app(config: Settings | None = None, *, stores: Stores | None = None) 
     app.middleware("http")(_request_log)
     app.include_router(events.router)
     app.include_router(ledger.router)
+    app.include_router(usage.router)
 
     @app.get("/healthz", tags=["service"], summary="Liveness, for health checks (no key)")
     def healthz(request: Request) -> JSONResponse:

@@ -118,6 +118,11 @@ INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
     ("stripe", "reconcile"): (["--period", "2026-10"], "L"),
     ("usage",): (["cus_00001", "--as-of", AS_OF], "WL"),
     ("preview",): (["cus_00001", "--as-of", AS_OF], "WL"),
+    # Its stores are opened and checked before it listens; tests/service runs it.
+    ("serve",): (["--port", "0"], "WL"),
+    ("apikeys", "create"): (["--name", "collector", "--scope", "ingest"], "L"),
+    ("apikeys", "list"): ([], "L"),
+    ("apikeys", "revoke"): (["1"], "L"),
 }
 
 

@@ -25,6 +25,8 @@ READS = [
     "/v1/customers/cus_00001/invoices",
     "/v1/invoices/1",
     "/v1/invoices/1/lines/1/explain",
+    "/v1/customers/cus_00001/usage",
+    "/v1/customers/cus_00001/preview",
 ]
 
 
@@ -155,6 +157,8 @@ def test_openapi_lists_the_endpoints_and_healthz_needs_no_key(keyed: Service) ->
         "/v1/customers/{customer_id}/invoices",
         "/v1/invoices/{invoice_id}",
         "/v1/invoices/{invoice_id}/lines/{line_id}/explain",
+        "/v1/customers/{customer_id}/usage",
+        "/v1/customers/{customer_id}/preview",
         "/healthz",
     } <= set(doc["paths"])
     assert doc["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"

@@ -123,3 +123,34 @@ def test_filters_and_unknown_ids(billed: tuple[World, TestClient, dict[str, str]
         "not-found",
         "999999",
     )
+
+
+@pytest.mark.parametrize(
+    "as_of", ["2026-11-20T12:30:00Z", "2026-11-21", "2026-12-01T00:00:00+00:00"]
+)
+def test_usage_and_preview_are_the_clis_documents(
+    billed: tuple[World, TestClient, dict[str, str]], as_of: str
+) -> None:
+    place, client, auth = billed
+    for name in ("usage", "preview"):
+        response = client.get(f"/v1/customers/c1/{name}", params={"as_of": as_of}, headers=auth)
+        assert response.status_code == 200, response.text
+        assert response.json() == cli_json(place, [name, "c1", "--as-of", as_of])
+
+
+def test_usage_and_preview_refuse_what_the_cli_refuses(
+    billed: tuple[World, TestClient, dict[str, str]],
+) -> None:
+    _, client, auth = billed
+    for name in ("usage", "preview"):
+        for bad, fragment in (
+            ("2026-11-20T12:00:00", "offset"),
+            ("2026-13-01", "not a real date"),
+            ("1999-12-31", "outside 2000-01-01 to 2199-12-31"),
+        ):
+            response = client.get(f"/v1/customers/c1/{name}", params={"as_of": bad}, headers=auth)
+            assert_problem(response, 400, "invalid-request", "query.as_of", fragment)
+        assert_problem(
+            client.get(f"/v1/customers/nobody/{name}", headers=auth), 404, "not-found", "nobody"
+        )
+        assert client.get(f"/v1/customers/c1/{name}", headers=auth).status_code == 200
