@@ -595,19 +595,46 @@ def _end_term(session: Session, grant: CreditGrant, *, at: datetime) -> bool | s
 
 def _expire(session: Session, grant: CreditGrant) -> bool:
     """Book what is left of an expired grant as breakage (an ``expire`` entry at its
-    ``expires_at``, key ``expire|G``); False when nothing was left."""
+    ``expires_at``, key ``expire|G``); False when nothing was left.
+
+    Value can come back to a grant after its term ended and was booked (a consumption
+    returned: an invoice it paid voided, re-issued drawing less). Nothing can draw on it
+    any more, so it is breakage too (docs/credits.md, "Value returned after a term"): a
+    later ``expire`` entry keyed ``expire|G|<id of the entry before it>`` (idempotent:
+    run again, nothing is left), effective when that entry is, so that the balance as of
+    any instant stays at zero or above."""
     assert grant.expires_at is not None
     remaining = _balance(session, grant).remaining
     if remaining <= 0:
         return False
+    key, effective_at = f"expire|{grant.grant_id}", grant.expires_at
+    ended_before = session.scalar(
+        select(func.count())
+        .select_from(CreditLedgerEntry)
+        .where(
+            CreditLedgerEntry.grant_id == grant.id,
+            CreditLedgerEntry.kind.in_(("expire", "rollover")),
+        )
+    )
+    if ended_before:
+        last = session.scalars(
+            select(CreditLedgerEntry)
+            .where(CreditLedgerEntry.grant_id == grant.id)
+            .order_by(CreditLedgerEntry.id.desc())
+            .limit(1)
+        ).one()
+        key = f"expire|{grant.grant_id}|{last.id}"
+        effective_at = max(effective_at, last.effective_at)
     _append(
         session,
         grant,
         "expire",
         remaining,
-        key=f"expire|{grant.grant_id}",
-        effective_at=grant.expires_at,
-        note=f"expired unused on {_iso(grant.expires_at)} (breakage)",
+        key=key,
+        effective_at=effective_at,
+        note=f"expired unused on {_iso(grant.expires_at)} (breakage)"
+        if not ended_before
+        else f"returned after its term ended on {_iso(grant.expires_at)}: breakage",
     )
     return True
 
@@ -638,12 +665,9 @@ def _roll_over(session: Session, grant: CreditGrant, *, at: datetime) -> str | N
         )
     if session.scalar(select(CreditGrant.id).where(CreditGrant.grant_id == child_id)) is not None:
         # Value came back to the grant after its rollover (a consumption returned after
-        # the term ended): the next term's grant never changes (docs/credits.md, "Not yet").
-        raise EntryConflict(
-            f"credit grant {grant.grant_id} rolled over to {child_id} already; {remaining}"
-            f" {grant.meter or grant.currency} came back to it since (a consumption returned"
-            " after its term ended), which cannot roll over again"
-        )
+        # the term ended): the next term's grant never changes, so the caller books it as
+        # breakage (_expire; docs/credits.md, "Value returned after a term").
+        return None
     tz = grant.subscription.timezone if grant.subscription is not None else grant.customer.timezone
     start, end = _next_term(grant.effective_from, grant.expires_at, tz)
     # A grant pays periods not invoiced yet (load_grants): after a term that ended inside

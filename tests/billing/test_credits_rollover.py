@@ -21,6 +21,7 @@ from billing.credits import (
     grant_views,
     load_grants,
     record_consumption,
+    reverse_consumption,
     void_grant,
 )
 from billing.credits.read import parse_grant_records
@@ -363,3 +364,50 @@ def test_rows_that_cannot_roll_over_are_refused_naming_the_field() -> None:
         "line 1: grant_id: 'g:rollover' ends with ':rollover', which names the grant a"
         " rollover creates for the next term: choose another id"
     ]
+
+
+@pytest.mark.parametrize("rolls", [True, False], ids=["rollover", "expiry"])
+def test_value_returned_after_the_terms_end_is_breakage_once(
+    loaded: Ledger, line_id: int, rolls: bool
+) -> None:
+    """A consumption returned after the term was booked (an invoice it paid voided, the
+    re-issue drawing less) used to stop every later close with EntryConflict (the second
+    expire|G, or a second rollover into a grant that never changes): it is breakage, once,
+    effective when it came back, so no balance as of any instant goes below zero."""
+    load(loaded, row(rollover=rolls))
+    finalize_march(loaded, line_id)
+    with loaded.Session.begin() as session:
+        paid = record_consumption(
+            session,
+            "gr_commit",
+            amount=D("396"),
+            value_minor=39600,
+            invoice_line_id=line_id,
+            effective_at=MARCH.end,
+            key="c1",
+        )
+    first = end_terms(loaded)
+    assert (first.expired, len(first.rolled_over)) == (([], 1) if rolls else (["gr_commit"], 0))
+    came_back = utc(2027, 3, 5)
+    with loaded.Session.begin() as session:
+        back = reverse_consumption(
+            session, paid, amount=D("100"), effective_at=came_back, key="r1", note="voided"
+        )
+    again = end_terms(loaded, utc(2027, 3, 6))
+    assert (again.expired, again.rolled_over) == (["gr_commit"], [])
+    assert end_terms(loaded, utc(2027, 3, 7)) == end_terms(loaded, utc(2027, 3, 8))  # nothing
+    b = view(loaded).balance
+    assert (b.consumed, b.remaining, b.balanced) == (D(296), 0, True)
+    assert (b.expired, b.rolled_over) == ((D(100), D(604)) if rolls else (D(704), 0))
+    with loaded.Session() as session:
+        late = session.scalars(
+            select(CreditLedgerEntry).where(CreditLedgerEntry.idempotency_key.like("expire|%|%"))
+        ).one()
+        assert (late.idempotency_key, late.amount, late.effective_at) == (
+            f"expire|gr_commit|{back}",
+            D(100),
+            came_back,
+        )
+        audits = audit_grants(session, start=utc(2027, 3, 1), end=utc(2027, 4, 1))
+    assert all(not a.replay.problems for a in audits)
+    assert counts(loaded)[0] == (2 if rolls else 1)
