@@ -82,6 +82,32 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "single_warehouse: a warehouse test that runs on one backend only"
     )
+    config.addinivalue_line(
+        "markers",
+        "server_subset(*ids): of a parametrized warehouse test, only the cases whose"
+        " parameter ids are listed also run on the server backend (all run on chDB)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the [clickhouse] cases a `server_subset` marker leaves out: the
+    server backend differs from the embedded one in its transport only (the same engine
+    runs the same SQL), so a long parametrized test proves it on a few cases."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("server_subset")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None or callspec.params.get("warehouse_backend") != (
+            "clickhouse"
+        ):
+            keep.append(item)
+            continue
+        ids = set(callspec.id.split("-"))
+        (keep if ids & {str(i) for i in marker.args} else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from billing import void
 from billing.db import create_ledger_engine, session_factory
 from meterline.audit.reconcile import months_to_reconcile, reconcile_after_close, reconcile_period
@@ -41,6 +43,7 @@ def test_the_generated_month_reconciles(month: World) -> None:
     assert one.ok and [c.customer for c in one.customers] == [customer]
 
 
+@pytest.mark.single_warehouse  # a copy of the month; the clean month runs on both
 def test_reconcile_fails_on_a_corrupted_rollup_row(copy_of_month: World) -> None:
     world = copy_of_month
     ((customer, hour),) = world.warehouse.query_rows(
@@ -66,6 +69,7 @@ def test_reconcile_fails_on_a_corrupted_rollup_row(copy_of_month: World) -> None
     assert not [f for f in report.failures if f.check.startswith("line_")]
 
 
+@pytest.mark.single_warehouse  # a copy of the month; the clean month runs on both
 def test_reconcile_fails_on_a_deleted_line_item(copy_of_month: World) -> None:
     """The ledger refuses to delete a finalized invoice's line (trigger ledger_lines_delete,
     migration 0002). A bug with raw SQL on a database without it would get through: the
@@ -91,6 +95,7 @@ def test_reconcile_fails_on_a_deleted_line_item(copy_of_month: World) -> None:
     assert row.difference is not None and row.difference.minor > 0
 
 
+@pytest.mark.single_warehouse  # a copy of the month; the clean month runs on both
 def test_usage_no_subscription_covers_is_a_warning(copy_of_month: World) -> None:
     world = copy_of_month
     at = AS_OF - timedelta(days=20)
@@ -127,6 +132,7 @@ def test_usage_no_subscription_covers_is_a_warning(copy_of_month: World) -> None
     assert not report.ok and [f.id for f in report.failures] == [finding.id]
 
 
+@pytest.mark.single_warehouse  # a copy of the month; the clean month runs on both
 def test_reconcile_fails_on_a_due_period_without_invoice(copy_of_month: World) -> None:
     world = copy_of_month
     ((invoice_id, customer),) = world.sql(

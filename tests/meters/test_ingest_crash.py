@@ -115,6 +115,8 @@ def balanced(books: dict[str, Any]) -> bool:
     )
 
 
+# On the server backend, three points: one per stage (classify, store, log+commit).
+@pytest.mark.server_subset("ingest.after_classify:2", "ingest.after_events:3", "ingest.before_commit")
 @pytest.mark.parametrize("point", POINTS)
 def test_a_killed_ingest_is_repaired_by_the_next_ingest(
     url: str, catalog: MeterCatalog, tmp_path: Path, point: str
@@ -131,6 +133,7 @@ def test_a_killed_ingest_is_repaired_by_the_next_ingest(
     assert balanced(books), books
 
 
+@pytest.mark.server_subset("ingest.after_log:3")
 @pytest.mark.parametrize("point", ["ingest.after_events:2", "ingest.after_log:3"])
 def test_a_killed_ingest_is_repaired_before_a_rollup(
     url: str, catalog: MeterCatalog, tmp_path: Path, point: str

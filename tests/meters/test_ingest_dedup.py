@@ -111,6 +111,7 @@ def test_rerun_of_the_same_files_changes_nothing(
     assert table_state(warehouse) == before
 
 
+@pytest.mark.single_warehouse  # batching is ours, not the backend's: chDB only
 def test_batch_size_does_not_change_the_outcome(
     chdb_folder: Path, catalog: MeterCatalog, tmp_path: Path
 ) -> None:

@@ -428,6 +428,7 @@ def random_windows(rng: random.Random) -> list[dict[str, Any]]:
     return windows
 
 
+@pytest.mark.server_subset("1")
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_rollup_equals_raw_events_on_random_data(
     warehouse: Warehouse, meters: MeterCatalog, seed: int
