@@ -168,7 +168,10 @@ def preview_of(
         for s in rows.standings
         if s.period is not None
     }
-    earlier = _unfinalized_before(session, rows, as_of, config, set(current.values()))
+    # Only with a current period to preview are the earlier ones rated (for its credits).
+    earlier = (
+        _unfinalized_before(session, rows, as_of, config, set(current.values())) if current else []
+    )
     due = [*earlier, *current.values()]
     cut = read_cut(warehouse, meters, customer, [d.period for d in due], as_of, config)
     ratings: dict[Due, PeriodRating] = {}

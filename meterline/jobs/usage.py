@@ -49,7 +49,14 @@ from meterline.jobs.due import Due
 from meterline.jobs.rate import PeriodRating, rate_periods, read_pricebook
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
-from meters.quantities import LiveCut, QuantityRow, WindowRequest, batch_quantities, live_cut
+from meters.quantities import (
+    LiveCut,
+    QuantityRow,
+    WindowRequest,
+    batch_quantities,
+    ingest_watermark,
+    live_cut,
+)
 from meters.warehouse.base import Warehouse
 
 __all__ = [
@@ -67,6 +74,7 @@ __all__ = [
 
 Status = Literal["current", "not_started", "ended"]
 HOUR = timedelta(hours=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # An instant just before another: datetimes are whole microseconds.
 _TICK = timedelta(microseconds=1)
 
@@ -169,9 +177,12 @@ def read_cut(
     """The live cut of the customer's quantities for `periods` as of `as_of`: the days to
     read raw from the first period's start, and for gauges from the late-event lookback
     before it (a level is carried into a period from however long ago; older days are
-    as close sees them)."""
+    as close sees them). No period: only the latest ingest is read (nothing is rated)."""
     starts = [p.start for p in periods]
-    since = min(starts, default=as_of)
+    if not starts:
+        mark = ingest_watermark(warehouse)
+        return LiveCut(as_of, mark if mark is not None else EPOCH)
+    since = min(starts)
     return live_cut(
         warehouse,
         meters,
@@ -185,7 +196,7 @@ def read_cut(
 def computed_through(cut: LiveCut, as_of: datetime) -> datetime | None:
     """The instant the numbers are complete up to: the earlier of `as_of` and the latest
     committed ingest; None when nothing was ever ingested."""
-    if cut.watermark.year == 1970:
+    if cut.watermark <= EPOCH:
         return None
     return min(as_of, cut.watermark)
 

@@ -61,6 +61,13 @@ def world(
     return built
 
 
+@pytest.fixture
+def sqlite_world(warehouse: Warehouse, chdb_folder: Path, tmp_path: Path) -> World:
+    """A pipeline on SQLite alone, for what the ledger database does not change (the
+    warehouse side, the commands)."""
+    return World(warehouse, chdb_folder, tmp_path / "world")
+
+
 @dataclass(frozen=True)
 class OtherSub(Sub):
     """A second subscription of a customer: its own subscription id."""
@@ -320,7 +327,8 @@ def test_mid_period_usage_and_preview_by_hand(world: World) -> None:
 # --- raw events not rolled up -------------------------------------------------------------
 
 
-def test_events_not_rolled_up_count_and_the_rollup_changes_nothing(world: World) -> None:
+def test_events_not_rolled_up_count_and_the_rollup_changes_nothing(sqlite_world: World) -> None:
+    world = sqlite_world
     load(world, [Sub("r1", "basic", start="2026-11-01"), Sub("r2", "basic", start="2026-11-01")])
     world.deliver(
         [
@@ -406,6 +414,12 @@ def test_not_started_ended_and_last_period(world: World) -> None:
     ended = {s.subscription: s for s in usage(world, "st", "2026-11-20 00:00").subscriptions}
     assert ended["sub_st_last"].status == "current"
 
+    # Before any subscription started: nothing to rate, a clear answer.
+    early = usage(world, "st", "2026-09-15 00:00")
+    assert {s.status for s in early.subscriptions} == {"not_started"} and early.ok
+    assert early.computed_through == utc("2026-09-15 00:00") and early.raw_days == ()
+    assert all(i.lines == () for i in preview(world, "st", "2026-09-15 00:00").invoices)
+
     with pytest.raises(UnknownCustomer, match="no customer 'nobody'"):
         usage(world, "nobody", "2026-11-16 00:00")
     with pytest.raises(UnknownCustomer):
@@ -427,7 +441,8 @@ def _cli(world: World, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_the_commands(world: World) -> None:
+def test_the_commands(sqlite_world: World) -> None:
+    world = sqlite_world
     load(world, [Sub("c1", "basic", start="2026-11-01")])
     world.deliver(
         [
