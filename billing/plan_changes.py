@@ -23,6 +23,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from billing.customers.rows import by_problem
 from billing.errors import LedgerError
 from billing.models import (
     PLAN_CHANGE_DIRECTIONS,
@@ -157,6 +158,8 @@ def check_change(session: Session, sub: Subscription, request: ChangeRequest) ->
         raise PlanChangeRefused(f"direction must be one of {', '.join(PLAN_CHANGE_DIRECTIONS)}")
     if not request.changed_by.strip():
         raise PlanChangeRefused("say who makes the change (--by NAME)")
+    if problem := by_problem(request.changed_by):
+        raise PlanChangeRefused(problem)
     at = request.at
     period = subscription_period_containing(sub, at)
     if period is None or at == local_midnight(sub.start_date, sub.timezone):

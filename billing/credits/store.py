@@ -26,6 +26,7 @@ from billing.credits.accounts import Balance, BalanceError, Movement, Replay, mo
 from billing.credits.rows import ROLLOVER_ID_MAX, ROLLOVER_SUFFIX, GrantRow
 from billing.customers.checks import Catalog
 from billing.customers.errors import FileInvalid, Problem
+from billing.customers.rows import by_problem
 from billing.errors import LedgerError, NotFound
 from billing.models import (
     CREDIT_MOVES,
@@ -178,6 +179,8 @@ def load_grants(
     bulk.lock_ledger_writes(session)
     if not by.strip():
         raise LedgerError("give who grants the credits (--by), not an empty name")
+    if problem := by_problem(by):
+        raise LedgerError(f"{problem}; nothing was granted")
     if not rows and not problems:
         raise NoGrants(source)
     found, resolved = _ledger_problems(session, rows)
@@ -502,6 +505,8 @@ def void_grant(
     bulk.lock_ledger_writes(session)
     if not by.strip() or not reason.strip():
         raise LedgerError("give who voids the grant (--by) and why (--reason)")
+    if problem := by_problem(by):
+        raise LedgerError(f"{problem}; nothing was voided")
     grant = _grant(session, grant_id, lock=True)
     if grant.voided_at is not None:
         raise LedgerError(

@@ -127,6 +127,17 @@ def _printable(value: str, limit: int, *, key_part: bool) -> str:
     return value
 
 
+def by_problem(by: str) -> str | None:
+    """Why ``by``, who makes a change (``--by``: a grant, a void, a plan change), cannot
+    be recorded (None when it can): the ledger keeps at most NAME_MAX characters of it."""
+    name = by.strip()
+    if len(name) > NAME_MAX:
+        return (
+            f"--by: a name has at most {NAME_MAX} characters, not {len(name)}: give a shorter one"
+        )
+    return None
+
+
 def _ident(value: Any) -> str:
     return _printable(_text(value), ID_MAX, key_part=True)
 

@@ -431,3 +431,23 @@ def test_a_void_after_expiry_books_the_leftover_as_expired(cli: Path) -> None:
     grant_and_void("g2", "50", "2026-02-15")
     g2 = next(g for g in grants() if g["grant_id"] == "g2")
     assert (g2["expired"], g2["voided"]) == ("0.00", "50.00")
+
+
+def test_a_by_name_longer_than_the_ledger_keeps_is_refused(cli: Path) -> None:
+    """`credits grant|load|void --by` of 201 characters was stored on SQLite and an
+    internal error (StringDataRightTruncation) on PostgreSQL: the ledger keeps 200."""
+    long = "b" * 201
+    one = [*GRANT, "--grant-id", "g1", "--amount", "5", "--effective-from", "2026-01-01"]
+    code, output = invoke([*one, "--by", long])
+    assert code == ExitCode.REFUSED
+    assert one_error(output) == (
+        "meterline: error: --by: a name has at most 200 characters, not 201: give a shorter"
+        " one; nothing was granted"
+    )
+    assert grants() == []
+    assert load_rows(cli, row())[0] == ExitCode.OK
+    void = ["credits", "void", "g1", "--as-of", "2026-01-15", "--reason", "x", "--by"]
+    code, output = invoke([*void, long])
+    assert code == ExitCode.REFUSED and "nothing was voided" in one_error(output)
+    assert grants()[0]["voided_at"] is None
+    assert invoke([*void, "b" * 200])[0] == ExitCode.OK

@@ -1,0 +1,141 @@
+"""`meterline subscriptions change|changes` against bad input (docs/rating.md, "Plan
+changes"): each fault a tester found kept as a test with the right value. On SQLite and,
+with METERLINE_TEST_POSTGRES_URL, PostgreSQL (the ledger_url fixture).
+
+Every refusal is one error line with the README's exit code, never a traceback, and a
+refused change leaves the ledger as it was (`subscriptions changes` lists nothing)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meterline.cli.exits import ExitCode
+from tests.billing.factories import write_customers
+from tests.billing.test_credits_breaker import _customer, one_error
+from tests.meterline.test_credits_cli import invoke
+
+CATALOG = """\
+rounding_mode: half_up
+meters:
+  - {name: fin_resolution, aggregation: count, unit: resolution}
+plans:
+  - id: p1
+    name: P1
+    prices:
+      - id: platform_fee
+        versions:
+          - effective_from: "2026-01-01"
+            prices:
+              USD: {model: flat, amount: "250"}
+  - id: p2
+    name: P2
+    prices:
+      - id: platform_fee
+        versions:
+          - effective_from: "2026-01-01"
+            prices:
+              USD: {model: flat, amount: "500"}
+  - id: p_eur
+    name: P EUR
+    prices:
+      - id: platform_fee
+        versions:
+          - effective_from: "2026-01-01"
+            prices:
+              EUR: {model: flat, amount: "400"}
+"""
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ledger_url: str) -> Iterator[Path]:
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("METERLINE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("METERLINE_LEDGER_URL", ledger_url)
+    (tmp_path / "catalog.yaml").write_text(CATALOG)
+    customer = _customer("cus_usd", "USD", "America/New_York")
+    customer["end"] = "2026-06-01"
+    for args in (
+        ["ledger", "migrate"],
+        ["catalog", "load", "catalog.yaml"],
+        ["customers", "load", str(write_customers(tmp_path / "customers.jsonl", [customer]))],
+    ):
+        code, output = invoke(args)
+        assert code == 0, output
+    yield tmp_path
+
+
+def change(*extra: str, at: str = "2026-02-10T00:00:00Z", plan: str = "p2") -> tuple[int, str]:
+    args = ["subscriptions", "change", "sub_usd", "--at", at, "--plan", plan]
+    defaults = {"--tiers": "continue", "--direction": "upgrade", "--by": "ann"}
+    for name, value in defaults.items():
+        if name not in extra:
+            args += [name, value]
+    return invoke(args + list(extra))
+
+
+def recorded() -> list[dict[str, object]]:
+    code, output = invoke(["subscriptions", "changes", "sub_usd", "--json"])
+    assert code == 0, output
+    return list(json.loads(output))
+
+
+def test_a_by_name_longer_than_the_ledger_keeps_is_refused(cli: Path) -> None:
+    """`--by` of 201 characters was stored on SQLite and an internal error (a
+    StringDataRightTruncation traceback) on PostgreSQL: the ledger keeps 200."""
+    code, output = change("--by", "b" * 201)
+    assert code == ExitCode.REFUSED
+    assert one_error(output) == (
+        "meterline: error: --by: a name has at most 200 characters, not 201: give a shorter one"
+    )
+    assert recorded() == []
+    assert change("--by", "b" * 200)[0] == ExitCode.OK
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"plan": "p1"}, "is on plan p1 then"),
+        ({"plan": "nope"}, "plan 'nope' is not in the loaded catalog (its plans: p1, p2, p_eur)"),
+        ({"plan": "p_eur"}, "plan p_eur has no price in USD"),
+        ({"at": "2025-12-31T00:00:00Z"}, "is not inside subscription sub_usd's active span"),
+        ({"at": "2026-01-01T05:00:00Z"}, "is not inside subscription sub_usd's active span"),
+        ({"at": "2026-06-01T04:00:00Z"}, "is not inside subscription sub_usd's active span"),
+        ({"at": "2026-02-10T00:00:00"}, "has no UTC offset"),
+    ],
+    ids=[
+        "same-plan",
+        "unknown-plan",
+        "other-currency",
+        "before",
+        "at-start",
+        "at-end",
+        "no-offset",
+    ],
+)
+@pytest.mark.parametrize("preview", [False, True], ids=["record", "preview"])
+def test_refused_changes_held(
+    cli: Path, kwargs: dict[str, str], fragment: str, preview: bool
+) -> None:
+    """What held: each refused with one line, exit 2, nothing recorded (a preview too)."""
+    code, output = change(*(["--preview"] if preview else []), **kwargs)
+    assert code == ExitCode.REFUSED and fragment in one_error(output), output
+    assert recorded() == []
+
+
+def test_changes_at_a_periods_start_and_at_the_same_instant(cli: Path) -> None:
+    """What held: a change at a period's exact start is recorded; a second change at
+    the same instant, or before the latest, is refused; a misspelt --tiers is a usage
+    error."""
+    assert change("--tiers", "continu")[0] == ExitCode.REFUSED
+    assert change(at="2026-03-01T05:00:00Z")[0] == ExitCode.OK
+    for at in ("2026-03-01T05:00:00Z", "2026-02-01T00:00:00Z"):
+        code, output = change(at=at, plan="p1")
+        assert code == ExitCode.REFUSED and "already changes plan at" in one_error(output)
+    assert [c["at"] for c in recorded()] == ["2026-03-01T05:00:00Z"]
