@@ -37,8 +37,11 @@ system-deps:
 	  echo "installing Debian's chromium (for the statement rendering test)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time
+# (module fixtures are built once); TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: lint typecheck system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The production mode alone: server backend, fault injection, cluster DDL, compose file.
 test-production: setup
