@@ -737,7 +737,13 @@ def _next_term(start: datetime, end: datetime, tz: str) -> tuple[datetime, datet
     length = relativedelta(local_end, local_start)
     # fold=0: a wall time in a spring-forward gap takes the offset before it (as
     # billing.periods.local_midnight does).
-    return end, (local_end + length).replace(tzinfo=here).astimezone(UTC)
+    after = (local_end + length).replace(tzinfo=here).astimezone(UTC)
+    if after <= end:
+        # The wall clock went back inside the term (a term within a fall-back night's
+        # repeated hour: 01:50 EDT to 01:10 EST is 20 minutes, -40 of wall time): its
+        # calendar length is not positive, so the next term is as long in elapsed time.
+        after = end + (end - start)
+    return end, after
 
 
 def _paid_share(grant: CreditGrant, rolled: Decimal) -> Decimal | None:

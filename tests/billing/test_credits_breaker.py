@@ -451,3 +451,36 @@ def test_a_by_name_longer_than_the_ledger_keeps_is_refused(cli: Path) -> None:
     assert code == ExitCode.REFUSED and "nothing was voided" in one_error(output)
     assert grants()[0]["voided_at"] is None
     assert invoke([*void, "b" * 200])[0] == ExitCode.OK
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        # 20 minutes across the fall-back of New York: -40 minutes of wall time.
+        (
+            ("2026-11-01T01:50:00-04:00", "2026-11-01T01:10:00-05:00"),
+            ("2026-11-01T06:10:00Z", "2026-11-01T06:30:00Z"),
+        ),
+        # 01:30 EDT to 01:30 EST: an hour, no wall time at all.
+        (
+            ("2026-11-01T01:30:00-04:00", "2026-11-01T01:30:00-05:00"),
+            ("2026-11-01T06:30:00Z", "2026-11-01T07:30:00Z"),
+        ),
+    ],
+    ids=["negative-wall-time", "zero-wall-time"],
+)
+def test_a_term_inside_a_fall_back_hour_rolls_over_rather_than_expiring(
+    cli: Path, term: tuple[str, str], expected: tuple[str, str]
+) -> None:
+    """A term whose local wall-clock length is zero or negative (inside a fall-back
+    night's repeated hour) had a next term ending before it began: its rest expired
+    (breakage) instead of rolling over. The next term is as long in elapsed time."""
+    grant = row(rollover=True, effective_from=term[0], expires_at=term[1])
+    assert load_rows(cli, grant)[0] == ExitCode.OK
+    void = ["credits", "void", "g1", "--as-of", "2026-11-02", "--reason", "x", "--by", "b"]
+    code, output = invoke(void)
+    assert code == ExitCode.OK and "rolled over to g1:rollover" in output, output
+    parent, child = grants()
+    assert (parent["rolled_over"], parent["expired"]) == ("5.00", "0.00")
+    assert (child["grant_id"], child["remaining"]) == ("g1:rollover", "5.00")
+    assert (child["effective_from"], child["expires_at"]) == expected
