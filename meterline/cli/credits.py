@@ -15,7 +15,7 @@ import click
 
 from meterline.cli.options import AS_OF_HELP, Timestamp, console
 from meterline.jobs import credits as jobs
-from meterline.output import Column, print_table
+from meterline.output import Column, format_amount, format_money, format_quantity, print_table
 
 WHEN_HELP = (
     "a date YYYY-MM-DD (midnight in the subscription's timezone, or the customer's), or"
@@ -32,55 +32,66 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def _amount(value: str, grant: dict[str, Any]) -> str:
-    return f"{value} {grant['unit']}"
+def _amount(value: str | Decimal, grant: dict[str, Any]) -> str:
+    """An amount of the grant's unit: money through the one money formatter
+    ("USD 5,000.00"), units with their meter ("10,000 fin_resolution")."""
+    if grant["meter"] is None:
+        return format_money(Decimal(value), grant["currency"])
+    return f"{format_quantity(Decimal(value))} {grant['meter']}"
 
 
 def _grant_cell(grant: dict[str, Any]) -> str:
-    """The grant's id, and its link to the term before or after it (a rollover)."""
-    lines = [grant["grant_id"] + (" (void)" if grant["voided_at"] else "")]
-    if grant.get("rolled_over_from"):
-        lines.append(f"rolled over from {grant['rolled_over_from']}")
-    if grant.get("rolled_over_to"):
-        lines.append(f"rolled over to {grant['rolled_over_to']}")
+    """The grant's id (void or not), and below it its terms: kind and unit (a currency,
+    or the meter of a grant of units), rollover, price paid, reason, who granted it,
+    whose it is, on what and when, and its link to the term before or after it."""
+    g = grant
+    applies = g["applies_to"] + (":" + ",".join(g["applies_to_ids"]) if g["applies_to_ids"] else "")
+    lines = [
+        g["grant_id"] + (" (void)" if g["voided_at"] else ""),
+        f"  {g['kind']} in {g['unit']}",
+        f"  rollover {'yes' if g['rollover'] else 'no'}",
+    ]
+    if g["price_paid"] is not None:
+        lines.append(f"  price paid {format_money(Decimal(g['price_paid']), g['currency'])}")
+    lines += [
+        f"  reason: {g['reason']}",
+        f"  by {g['created_by']}",
+        f"  {g['customer']}"
+        + (f" / {g['subscription']}" if g["subscription"] else "")
+        + f", priority {g['priority']}, {applies}",
+        f"  {g['effective_from']} -> {g['expires_at'] or 'never'}",
+    ]
+    if g["voided_at"]:
+        lines.append(
+            f"  voided {g['voided_at']} by {g['voided_by']}"
+            + (f": {g['void_reason']}" if g.get("void_reason") else "")
+        )
+    if g.get("rolled_over_from"):
+        lines.append(f"  rolled over from {g['rolled_over_from']}")
+    if g.get("rolled_over_to"):
+        lines.append(f"  rolled over to {g['rolled_over_to']}")
     return "\n".join(lines)
 
 
+ACCOUNTS = ("granted", "consumed", "expired", "voided", "rolled_over", "remaining")
+
+
+def _number(value: str, grant: dict[str, Any]) -> str:
+    """An account in the table, its unit under the grant's id: money with its
+    currency's decimals and digits grouped (the one money formatter's), units grouped."""
+    if grant["meter"] is None:
+        return format_amount(Decimal(value), grant["currency"])
+    return format_quantity(Decimal(value))
+
+
 def _table(grants: list[dict[str, Any]], title: str) -> None:
+    """A row per grant: its id with its terms below, and its accounts in its unit (the
+    identity of docs/credits.md: granted = consumed + expired + voided + rolled over +
+    remaining)."""
     print_table(
         console(),
-        [
-            "grant",
-            "customer",
-            "kind",
-            Column("priority", "number"),
-            "effective",
-            "expires",
-            "applies to",
-            Column("granted", "money"),
-            Column("consumed", "money"),
-            Column("expired", "money"),
-            Column("rolled over", "money"),
-            Column("remaining", "money"),
-        ],
-        [
-            (
-                _grant_cell(g),
-                g["customer"] + (f" / {g['subscription']}" if g["subscription"] else ""),
-                g["kind"],
-                g["priority"],
-                g["effective_from"],
-                g["expires_at"] or "never",
-                g["applies_to"]
-                + (":" + ",".join(g["applies_to_ids"]) if g["applies_to_ids"] else ""),
-                _amount(g["granted"], g),
-                _amount(g["consumed"], g),
-                _amount(g["expired"], g),
-                _amount(g["rolled_over"], g),
-                _amount(g["remaining"], g),
-            )
-            for g in grants
-        ],
+        ["grant", *(Column(a.replace("_", " "), "money") for a in ACCOUNTS)],
+        [(_grant_cell(g), *(_number(g[a], g) for a in ACCOUNTS)) for g in grants],
         title=title,
     )
 
@@ -146,8 +157,8 @@ def grant(as_json: bool, by: str | None, **fields: Any) -> None:
         _echo_json(stored)
         return
     click.echo(
-        f"grant {stored['grant_id']}: {stored['granted']} {stored['unit']} for"
-        f" {stored['customer']}, remaining {stored['remaining']} {stored['unit']}"
+        f"grant {stored['grant_id']}: {_amount(stored['granted'], stored)} for"
+        f" {stored['customer']}, remaining {_amount(stored['remaining'], stored)}"
     )
 
 
@@ -175,12 +186,13 @@ def balance(customer: str, as_of: datetime | None, as_json: bool) -> None:
         _echo_json({"customer": customer, "grants": grants})
         return
     _table(grants, f"credit balances of {customer}")
-    totals: dict[str, Decimal] = {}
+    totals: dict[str, tuple[Decimal, dict[str, Any]]] = {}
     for g in grants:
         if not g["voided_at"]:
-            totals[g["unit"]] = totals.get(g["unit"], Decimal(0)) + Decimal(g["remaining"])
-    for unit, total in sorted(totals.items()):
-        console().print(f"remaining {total} {unit}")
+            total = totals.get(g["unit"], (Decimal(0), g))[0] + Decimal(g["remaining"])
+            totals[g["unit"]] = (total, g)
+    for _unit, (total, g) in sorted(totals.items()):
+        console().print(f"remaining {_amount(total, g)}")
 
 
 @credits.command("void")
@@ -194,17 +206,17 @@ def void(grant_id: str, as_of: datetime, reason: str, by: str | None) -> None:
     # Voided past its expiry, what was left then expired (breakage) or rolled over to the
     # next term's grant (which stays) before the void.
     expired = (
-        f", {stored['expired']} {stored['unit']} expired unused at {stored['expires_at']}"
+        f", {_amount(stored['expired'], stored)} expired unused at {stored['expires_at']}"
         if Decimal(stored["expired"])
         else ""
     )
     rolled = (
-        f", {stored['rolled_over']} {stored['unit']} rolled over to"
+        f", {_amount(stored['rolled_over'], stored)} rolled over to"
         f" {stored['rolled_over_to']} at {stored['expires_at']}"
         if Decimal(stored["rolled_over"])
         else ""
     )
     click.echo(
-        f"grant {stored['grant_id']} voided: {stored['voided']} {stored['unit']} returned,"
-        f" {stored['consumed']} {stored['unit']} consumed stays paid{expired}{rolled}"
+        f"grant {stored['grant_id']} voided: {_amount(stored['voided'], stored)} returned,"
+        f" {_amount(stored['consumed'], stored)} consumed stays paid{expired}{rolled}"
     )

@@ -92,13 +92,14 @@ def test_load_list_balance_void(ledger: Path) -> None:
     assert grants["commit_2026"]["effective_from"] == "2026-01-01T05:00:00Z"  # New York
     assert grants["welcome"]["applies_to_ids"] == ["fin_resolution"]
     code, output = invoke(["credits", "balance", "--customer", "cus_00001"])
-    assert code == 0 and "remaining 50.00 USD" in output and "remaining 10000" in output
+    assert code == 0 and "remaining USD 50.00" in output, output
+    assert "remaining 10,000 fin_resolution" in output, output
     code, output = invoke(
         ["credits", "void", "welcome", "--as-of", "2026-03-01", "--reason", "sold by mistake"]
     )
     assert (code, output) == (
         0,
-        "grant welcome voided: 50.00 USD returned, 0.00 USD consumed stays paid\n",
+        "grant welcome voided: USD 50.00 returned, USD 0.00 consumed stays paid\n",
     )
     code, output = invoke(["credits", "balance", "--customer", "cus_00001", "--json"])
     welcome = next(g for g in json.loads(output)["grants"] if g["grant_id"] == "welcome")
@@ -230,7 +231,7 @@ def test_a_rollover_shows_in_void_list_and_balance(
     assert (code, output) == (
         0,
         "grant commit_2026 voided: 0 fin_resolution returned, 0 fin_resolution consumed"
-        " stays paid, 10000 fin_resolution rolled over to commit_2026:rollover at"
+        " stays paid, 10,000 fin_resolution rolled over to commit_2026:rollover at"
         " 2027-01-01T05:00:00Z\n",
     )
     code, output = invoke(["credits", "list", "--json"])
@@ -257,7 +258,7 @@ def test_a_rollover_shows_in_void_list_and_balance(
     )
     code, output = invoke(["credits", "balance", "--customer", "cus_00001"])
     assert code == 0 and "rolled over" in output, output
-    assert "remaining 10000 fin_resolution" in output  # the parent is void: not counted
+    assert "remaining 10,000 fin_resolution" in output  # the parent is void: not counted
     # The link is under each grant's id (the table folds its cells to fit).
     words = "".join(output.split())
     assert "rolledovertocommit_2026:rollover" in words, output
@@ -265,3 +266,54 @@ def test_a_rollover_shows_in_void_list_and_balance(
     code, output = invoke(["credits", "balance", "--customer", "cus_00001", "--json"])
     shown = {g["grant_id"]: g["rolled_over"] for g in json.loads(output)["grants"]}
     assert shown == {"commit_2026": "10000", "commit_2026:rollover": "0"}
+
+
+def test_list_and_balance_show_every_term_and_account_in_text(
+    ledger: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text of list and balance shows what --json has: each grant's kind, rollover,
+    price paid, reason and who granted it under its id, and all six accounts of the
+    identity (docs/credits.md) including voided; money through the one money formatter
+    (grouped digits), as `credits grant` and `credits void` say it."""
+    monkeypatch.setenv("COLUMNS", "200")
+    assert invoke(["credits", "load", str(write_grants(ledger / "grants.yaml"))])[0] == 0
+    code, output = invoke(
+        [
+            *("credits", "grant", "--grant-id", "big", "--customer", "cus_00001"),
+            *("--kind", "paid_commit", "--currency", "USD", "--amount", "5000"),
+            *("--price-paid", "4500", "--rollover", "--effective-from", "2026-01-01"),
+            *("--expires-at", "2027-01-01", "--reason", "annual deal", "--by", "ana"),
+        ]
+    )
+    assert (code, output) == (0, "grant big: USD 5,000.00 for cus_00001, remaining USD 5,000.00\n")
+    code, output = invoke(
+        [*("credits", "void", "welcome", "--as-of", "2026-03-01"), "--reason=mistake", "--by=sam"]
+    )
+    assert output == "grant welcome voided: USD 50.00 returned, USD 0.00 consumed stays paid\n"
+    for args in (["credits", "list"], ["credits", "balance", "--customer", "cus_00001"]):
+        code, output = invoke(args)
+        assert code == 0, output
+        lines = [ln.rstrip() for ln in output.splitlines()]
+        header = next(ln for ln in lines if ln.startswith("grant "))
+        assert header.split() == [
+            *("grant", "granted", "consumed", "expired", "voided", "rolled", "over"),
+            "remaining",
+        ], output
+        row = {ln.split()[0]: ln.split()[1:] for ln in lines if ln[:1].strip()}
+        # granted, consumed, expired, voided, rolled over, remaining
+        assert row["big"] == ["5,000.00", "0.00", "0.00", "0.00", "0.00", "5,000.00"], output
+        assert row["welcome"] == ["(void)", "50.00", "0.00", "0.00", "50.00", "0.00", "0.00"]
+        assert row["commit_2026"][-1] == "10,000", output
+        big = lines[lines.index(next(ln for ln in lines if ln.startswith("big "))) :]
+        terms = [ln.strip() for ln in big[1:8]]
+        assert terms[:5] == [
+            "paid_commit in USD",
+            "rollover yes",
+            "price paid USD 4,500.00",
+            "reason: annual deal",
+            "by ana",
+        ], output
+        assert "price paid USD 8,500.00" in output and "voided" in output, output
+        assert any(ln.strip().endswith(" by sam: mistake") for ln in lines), output
+    code, output = invoke(["credits", "balance", "--customer", "cus_00001"])
+    assert output.splitlines()[-2:] == ["remaining USD 5,000.00", "remaining 10,000 fin_resolution"]
