@@ -210,6 +210,12 @@ class Settings(BaseSettings):
         description="Requests an API key may make at once before the rate applies (1 to"
         " 1,000,000)",
     )
+    service_ledger_read_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the ledger for the service's read endpoints (GET"
+        " invoices, explain, usage, preview), e.g. a PostgreSQL role that may only SELECT"
+        " (docs/service.md); default: METERLINE_LEDGER_URL",
+    )
 
     @field_validator("stripe_api_base")
     @classmethod
@@ -278,13 +284,23 @@ class Settings(BaseSettings):
             f"unsupported scheme {scheme!r}: use chdb://PATH or clickhouse://user:pass@host:8123/db"
         )
 
-    @field_validator("ledger_url")
+    @field_validator("ledger_url", "service_ledger_read_url")
     @classmethod
-    def _check_ledger_url(cls, value: str) -> str:
+    def _check_ledger_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         scheme = urlsplit(value).scheme.split("+")[0]
         if scheme not in ("sqlite", "postgresql"):
             raise ValueError("use sqlite:///PATH or postgresql+psycopg://user:pass@host:5432/db")
         return value
+
+    def for_reads(self) -> Settings:
+        """These settings with the ledger the service's read endpoints use:
+        METERLINE_SERVICE_LEDGER_READ_URL when set (a role that may only SELECT), else
+        the same settings."""
+        if self.service_ledger_read_url is None:
+            return self
+        return self.model_copy(update={"ledger_url": self.service_ledger_read_url})
 
 
 def _fill_delivery(template: str, day: date) -> str:

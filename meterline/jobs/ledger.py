@@ -111,3 +111,11 @@ def ledger_revision(config: Settings | None = None) -> tuple[str | None, str]:
     config = config or settings()
     require_ledger_store(config)
     return migrate.current(config.ledger_url), migrate.head()
+
+
+def check_ledger(config: Settings | None = None) -> None:
+    """Open the ledger as every command does, and nothing else: it exists, answers and is
+    at this code's schema (the service checks its read endpoints' ledger at start so a
+    wrong METERLINE_SERVICE_LEDGER_READ_URL stops it there, not at the first request)."""
+    with ledger_session(config):
+        pass

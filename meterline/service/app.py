@@ -6,6 +6,12 @@ While it runs, the app holds the warehouse open (an embedded chDB folder is this
 process's alone: other meterline commands on the same folder wait for its lock, so run
 them against a ClickHouse server, or stop the service first) and one engine on the
 ledger for the API keys.
+
+The read endpoints (invoices, explain, usage, preview) open the ledger of
+`Settings.for_reads()`: METERLINE_SERVICE_LEDGER_READ_URL when set, a PostgreSQL role
+that may only SELECT (docker-compose.yml's meterline_reader), else METERLINE_LEDGER_URL.
+What a request writes (the events' accounting, the API keys) stays on
+METERLINE_LEDGER_URL.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from meterline.jobs.apikeys import KeyStore
 from meterline.jobs.intake import EventIntake
+from meterline.jobs.ledger import check_ledger
 from meterline.service import events, ledger, problems, usage
 from meterline.service.auth import TokenBuckets
 from meterline.settings import Settings, settings
@@ -50,7 +57,10 @@ class Stores:
 def open_stores(config: Settings) -> Stores:
     """Open the ledger and the warehouse, checked as every command checks them (a store
     that does not exist or is not at this code's schema, no catalog loaded: the openers'
-    errors), and start the intake."""
+    errors), the read endpoints' ledger too when it is another URL, and start the intake."""
+    reads = config.for_reads()
+    if reads.ledger_url != config.ledger_url:
+        check_ledger(reads)
     keys = KeyStore(config)
     keys.open()
     intake = EventIntake(config)
@@ -90,6 +100,7 @@ def create_app(config: Settings | None = None, *, stores: Stores | None = None) 
         lifespan=lifespan,
     )
     app.state.config = config
+    app.state.read_config = config.for_reads()
     app.state.buckets = TokenBuckets(config.service_rate_per_s, config.service_rate_burst)
     app.add_exception_handler(problems.Problem, problems.on_problem)
     app.add_exception_handler(StarletteHTTPException, problems.on_http_error)

@@ -1,6 +1,8 @@
 """The ledger and the audit, read: a customer's invoices, one invoice, one line explained.
 The same documents `meterline invoices list|show --json` and `meterline audit explain
---json` print (money as decimal text in major units beside integer minor units)."""
+--json` print (money as decimal text in major units beside integer minor units). Read
+through the read endpoints' ledger (`Settings.for_reads()`: METERLINE_SERVICE_LEDGER_READ_URL
+when set)."""
 
 from __future__ import annotations
 
@@ -110,7 +112,7 @@ def customer_invoices(
     ] = None,
 ) -> dict[str, Any]:
     rows, totals = ledger.list_invoices(
-        customer=customer_id, status=status, period=period, config=request.app.state.config
+        customer=customer_id, status=status, period=period, config=request.app.state.read_config
     )
     return {"invoices": rows, "totals": totals}
 
@@ -127,7 +129,7 @@ def invoice(
     key: Annotated[ApiKeyInfo, Depends(reader)],
     request: Request,
 ) -> dict[str, Any]:
-    return ledger.invoice_detail(invoice_id, config=request.app.state.config)
+    return ledger.invoice_detail(invoice_id, config=request.app.state.read_config)
 
 
 @router.get(
@@ -148,7 +150,7 @@ def explain(
     request: Request,
     samples: Annotated[int, Query(ge=0, le=1_000, description="Sample event ids.")] = 5,
 ) -> Response:
-    doc = explain_line(line_id, samples=samples, config=request.app.state.config)
+    doc = explain_line(line_id, samples=samples, config=request.app.state.read_config)
     if doc.line.invoice_id != invoice_id:
         raise Problem(
             404,

@@ -1,6 +1,7 @@
 """A customer's usage so far and the invoice it would end with: the documents `meterline
 usage ID --json` and `meterline preview ID --json` print (meterline.jobs.usage,
-meterline.jobs.preview; docs/usage-preview.md has their rules)."""
+meterline.jobs.preview; docs/usage-preview.md has their rules), read through the read
+endpoints' ledger (`Settings.for_reads()`: METERLINE_SERVICE_LEDGER_READ_URL when set)."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def usage(
     request: Request,
     as_of: Annotated[str | None, AS_OF] = None,
 ) -> Response:
-    doc = customer_usage(customer_id, parse_as_of(as_of), config=request.app.state.config)
+    doc = customer_usage(customer_id, parse_as_of(as_of), config=request.app.state.read_config)
     return Response(json_text(doc), media_type="application/json")
 
 
@@ -99,5 +100,5 @@ def preview(
     request: Request,
     as_of: Annotated[str | None, AS_OF] = None,
 ) -> Response:
-    doc = customer_preview(customer_id, parse_as_of(as_of), config=request.app.state.config)
+    doc = customer_preview(customer_id, parse_as_of(as_of), config=request.app.state.read_config)
     return Response(json_text(doc), media_type="application/json")

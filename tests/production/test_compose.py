@@ -38,9 +38,13 @@ IMAGE_VARIABLES = {
     "postgres": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
 }
 # The port each service listens on inside the network.
-LISTENS = {"clickhouse": 8123, "postgres": 5432, "airflow-apiserver": 8080}
+LISTENS = {"clickhouse": 8123, "postgres": 5432, "airflow-apiserver": 8080,
+           "meterline-api": 8080}
 LONG_RUNNING = {"clickhouse", "postgres", "airflow-apiserver", "airflow-scheduler",
-                "airflow-dag-processor", "airflow-triggerer"}
+                "airflow-dag-processor", "airflow-triggerer", "meterline-api"}
+API = "meterline-api"
+READER_SQL = DEPLOY / "postgres-reader.sql"
+INITDB = "/docker-entrypoint-initdb.d/"
 
 
 @cache
@@ -145,6 +149,8 @@ def test_published_ports_are_the_ones_the_services_listen_on() -> None:
             assert container == LISTENS[name], f"{name} publishes {mapping}"
     airflow_config = airflow_options()
     assert int(airflow_config["api"]["port"]["default"]) == LISTENS["airflow-apiserver"]
+    published = [str(m).rsplit(":", 1)[0] for s in services().values() for m in s.get("ports", [])]
+    assert len(published) == len(set(published)), f"a host port published twice: {published}"
     from meters.warehouse.clickhouse import connect_server  # noqa: F401 - the default port's home
     assert "8123" in (ROOT / "meters" / "warehouse" / "clickhouse.py").read_text()
 
@@ -238,3 +244,80 @@ def test_the_auditor_is_read_only() -> None:
     assert re.search(r'<password from_env="CLICKHOUSE_AUDITOR_PASSWORD"\s*/>', xml)
     mounted = [v for v in services()["clickhouse"]["volumes"] if "auditor.xml" in v]
     assert mounted and mounted[0].endswith("/etc/clickhouse-server/users.d/auditor.xml:ro")
+
+
+def test_the_http_service_runs_meterline_serve_after_init() -> None:
+    api = services()[API]
+    airflow = services()["airflow-apiserver"]
+    assert api["build"] == "." and api["image"] == airflow["image"]  # the one project image
+    # The image's entrypoint would run `airflow meterline ...`: the service replaces it.
+    argv = [*api["entrypoint"], *api["command"]]
+    assert argv == ["meterline", "serve", "--host", "0.0.0.0", "--port", str(LISTENS[API])]
+    with pytest.raises(SystemExit) as done:
+        cli_main([*argv[1:], "--help"])
+    assert done.value.code == 0
+    assert {k: v["condition"] for k, v in api["depends_on"].items()} == {
+        "postgres": "service_healthy",
+        "clickhouse": "service_healthy",
+        "init": "service_completed_successfully",  # schemas migrated, catalog loaded
+    }
+    env = environment(api)
+    assert env["METERLINE_LEDGER_URL"] == environment(services()["init"])["METERLINE_LEDGER_URL"]
+    # The service ingests: the warehouse URL names the user init creates the tables as.
+    assert urlsplit(interpolate(env["METERLINE_WAREHOUSE_URL"])).username == "meterline"
+
+
+def test_the_http_service_health_check_asks_healthz() -> None:
+    from meterline.service import create_app
+
+    test = services()[API]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]  # python is in the image; nothing else assumed
+    code = test[3]
+    compile(code, "healthcheck", "exec")
+    (url,) = re.findall(r"'(http://[^']+)'", code)
+    parts = urlsplit(url)
+    assert parts.hostname == "127.0.0.1" and parts.port == LISTENS[API]
+    assert parts.path == "/healthz"
+    assert "/healthz" in {getattr(r, "path", None) for r in create_app(load_settings()).routes}
+    assert "urlopen" in code  # raises on a 503 (starting or stopping): unhealthy
+
+
+def test_the_read_endpoints_use_a_read_only_ledger_role() -> None:
+    env = {k: interpolate(v) for k, v in environment(services()[API]).items()}
+    owner = urlsplit(env["METERLINE_LEDGER_URL"])
+    reader = urlsplit(env["METERLINE_SERVICE_LEDGER_READ_URL"])
+    assert reader.username == "meterline_reader" != owner.username
+    assert (reader.hostname, reader.port, reader.path) == (owner.hostname, owner.port, owner.path)
+    config = load_settings(
+        ledger_url=env["METERLINE_LEDGER_URL"],
+        service_ledger_read_url=env["METERLINE_SERVICE_LEDGER_READ_URL"],
+    )
+    assert config.for_reads().ledger_url == env["METERLINE_SERVICE_LEDGER_READ_URL"]
+
+    # The role is created by PostgreSQL's first start, after the ledger's database.
+    postgres = services()["postgres"]
+    mounts = {str(v).split(":")[1]: str(v) for v in postgres["volumes"]}
+    source = "./" + READER_SQL.relative_to(ROOT).as_posix()
+    (target,) = [t for t, v in mounts.items() if v.startswith(source + ":")]
+    assert target.startswith(INITDB) and target.endswith(".sql") and mounts[target].endswith(":ro")
+    (creator,) = [t for t, v in mounts.items() if "postgres-init.sh:" in v]
+    assert creator.startswith(INITDB) and Path(creator).name < Path(target).name  # runs first
+
+    sql = READER_SQL.read_text()
+    database = owner.path.strip("/")
+    assert f"\\connect {database}\n" in sql
+    creates = (DEPLOY / "postgres-init.sh").read_text()
+    assert f"CREATE DATABASE {database} OWNER {owner.username};" in creates
+    (variable,) = re.findall(r"^\\getenv reader_password (\w+)$", sql, re.MULTILINE)
+    assert variable in environment(postgres)  # the password from the container, not the file
+    statements = [line for line in sql.splitlines() if line and not line.startswith(("--", "\\"))]
+    grants = [line for line in statements if re.match(r"(GRANT|ALTER DEFAULT PRIVILEGES)", line)]
+    assert f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader.username};" in grants
+    assert (
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner.username} IN SCHEMA public"
+        f" GRANT SELECT ON TABLES TO {reader.username};"
+    ) in grants
+    for grant in grants:
+        privileges = re.search(r"GRANT (.+?) ON", grant)
+        assert privileges and privileges.group(1) in ("SELECT", "USAGE"), grant
+    # tests/service/test_read_role.py runs these statements on PostgreSQL.
