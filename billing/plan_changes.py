@@ -15,12 +15,14 @@ Rules (docs/rating.md, "Plan changes"):
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing.customers.rows import by_problem
@@ -36,9 +38,21 @@ from billing.models import (
 )
 from billing.periods import Period, iso_utc, local_midnight, subscription_period_containing
 
+# The unique key of (subscription_id, at) as PostgreSQL and SQLite name it in a violation.
+_SAME_INSTANT = re.compile(
+    r"uq_subscription_plan_changes_at|subscription_plan_changes\.subscription_id,"
+    r" subscription_plan_changes\.at"
+)
+
 
 class PlanChangeRefused(LedgerError):
     """A plan change the rules refuse; the message says what to do instead."""
+
+
+class PlanChangeConflict(LedgerError):
+    """Another plan change of the subscription at the same instant was recorded while
+    this one was checked (two people at once): nothing of this one is written. The
+    command line's exit code 4 (look at the changes, then try again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +167,14 @@ def check_change(session: Session, sub: Subscription, request: ChangeRequest) ->
     """The change the request makes, or PlanChangeRefused saying what to do instead
     (module docstring). Reads the plans, prices, changes and invoices; writes nothing."""
     if request.tiers not in PLAN_CHANGE_TIERS:
-        raise PlanChangeRefused(f"tiers must be one of {', '.join(PLAN_CHANGE_TIERS)}")
+        raise PlanChangeRefused(
+            f"tiers {request.tiers!r} is not one of {', '.join(PLAN_CHANGE_TIERS)}: give one"
+        )
     if request.direction not in PLAN_CHANGE_DIRECTIONS:
-        raise PlanChangeRefused(f"direction must be one of {', '.join(PLAN_CHANGE_DIRECTIONS)}")
+        raise PlanChangeRefused(
+            f"direction {request.direction!r} is not one of"
+            f" {', '.join(PLAN_CHANGE_DIRECTIONS)}: give one"
+        )
     if not request.changed_by.strip():
         raise PlanChangeRefused("say who makes the change (--by NAME)")
     if problem := by_problem(request.changed_by):
@@ -175,11 +194,15 @@ def check_change(session: Session, sub: Subscription, request: ChangeRequest) ->
         )
     from_plan = plan_at(sub.plan_id, changes, at)
     if request.to_plan == from_plan:
-        raise PlanChangeRefused(f"subscription {sub.external_id} is on plan {from_plan} then")
+        raise PlanChangeRefused(
+            f"subscription {sub.external_id} is on plan {from_plan} then: name another plan,"
+            f" or see its plans over time with `meterline subscriptions changes {sub.external_id}`"
+        )
     if session.get(Plan, request.to_plan) is None:
         known = ", ".join(sorted(session.scalars(select(Plan.id)))) or "none"
         raise PlanChangeRefused(
-            f"plan {request.to_plan!r} is not in the loaded catalog (its plans: {known})"
+            f"plan {request.to_plan!r} is not in the loaded catalog (its plans: {known}):"
+            " name one of them, or add the plan to the catalog and `meterline catalog load` it"
         )
     priced = set(
         session.scalars(
@@ -235,6 +258,19 @@ def record_change(
         reason=change.reason,
         created_at=created_at,
     )
+    name = sub.external_id  # read now: a failed flush expires the session's objects
     session.add(row)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        # The unique (subscription, at) key: a change at this instant committed after
+        # check_change read the changes. Any other integrity error is a bug.
+        if not _SAME_INSTANT.search(str(exc.orig)):
+            raise
+        raise PlanChangeConflict(
+            f"another plan change of subscription {name} at {iso_utc(change.at)}"
+            " was recorded while this one was checked; nothing written: see"
+            f" `meterline subscriptions changes {name}`, then pick a later"
+            " instant if the change is still wanted"
+        ) from None
     return row

@@ -1,7 +1,7 @@
 """`meterline subscriptions change|changes`: a subscription's plan changes mid-period
 (docs/rating.md, "Plan changes"). They call meterline.jobs.plan_change; errors and exit
 codes follow the README's table (a refused change or option 2, an unknown subscription
-3)."""
+3, a change at the same instant recorded by someone else meanwhile 4)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from meterline.cli.exits import Unavailable
 from meterline.cli.options import AS_OF_HELP, Timestamp, console
 from meterline.jobs import plan_change as jobs
 from meterline.output import Column, print_table
@@ -67,7 +68,11 @@ def change(
     """Change SUBSCRIPTION's plan at an instant: usage before it is rated by the old
     plan's prices, after it by the new plan's; fixed fees are prorated across the split."""
     request = jobs.ChangeRequest(subscription, at, plan, tiers, direction, by, reason)
-    result = jobs.change(request, preview=preview)
+    try:
+        result = jobs.change(request, preview=preview)
+    except jobs.PlanChangeConflict as exc:
+        # Someone else's change at the same instant won: look, then try again (exit 4).
+        raise Unavailable(str(exc)) from None
     doc = result.to_json()
     if as_json:
         _echo_json(doc)

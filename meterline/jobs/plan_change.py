@@ -6,7 +6,9 @@ subscription's span, a plan priced in its currency, no finalized period touched,
 the last recorded change), then either rates the period it falls in with the change
 applied and returns that invoice (`preview`: nothing is written, the ledger session is
 read-only), or records it. Errors: UnknownSubscription (exit code 3), PlanChangeRefused
-(2).
+(2), PlanChangeConflict (4: a change at the same instant recorded by someone else while
+this one was checked; the subscription's row is locked while a change is checked and
+written, so on PostgreSQL the second of two waits and is refused instead).
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ from billing.charges import ChargeLine
 from billing.errors import UnknownSubscription
 from billing.models import Customer, Subscription
 from billing.periods import Period, iso_utc, subscription_period_containing
-from billing.plan_changes import ChangeRequest, PlanChange, changes_of, check_change, record_change
+from billing.plan_changes import (
+    ChangeRequest,
+    PlanChange,
+    PlanChangeConflict,
+    changes_of,
+    check_change,
+    record_change,
+)
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
 from meterline.jobs.due import Due
 from meterline.jobs.rate import WarehouseQuantities, rate_periods, read_pricebook
 from meterline.settings import Settings, settings
 
-__all__ = ["ChangeRequest", "ChangeResult", "change", "list_changes"]
+__all__ = ["ChangeRequest", "ChangeResult", "PlanChangeConflict", "change", "list_changes"]
 
 
 @dataclass
@@ -88,13 +97,21 @@ def _line_doc(line: ChargeLine) -> dict[str, Any]:
     }
 
 
-def _subscription(session: Session, external_id: str) -> tuple[Subscription, str]:
-    row = session.execute(
+def _subscription(
+    session: Session, external_id: str, *, lock: bool = False
+) -> tuple[Subscription, str]:
+    """The subscription and its customer's external id; with ``lock`` its row is locked
+    for the transaction (PostgreSQL), so two changes of it are checked one after the
+    other and the second sees the first."""
+    query = (
         select(Subscription, Customer.external_id)
         .join(Customer)
         .where(Subscription.external_id == external_id)
         .options(selectinload(Subscription.discounts))
-    ).first()
+    )
+    if lock:
+        query = query.with_for_update(of=Subscription)
+    row = session.execute(query).first()
     if row is None:
         raise UnknownSubscription(
             f"no subscription {external_id!r}: `meterline customers load` creates them"
@@ -106,12 +123,13 @@ def change(
     request: ChangeRequest, *, preview: bool = False, config: Settings | None = None
 ) -> ChangeResult:
     """Check the change and record it, or (`preview`) rate the period it falls in with it
-    and write nothing. Raises UnknownSubscription, PlanChangeRefused."""
+    and write nothing. Raises UnknownSubscription, PlanChangeRefused, and
+    PlanChangeConflict when a change at the same instant was recorded meanwhile."""
     config = config or settings()
     # The meters, before this session: reading the catalog opens the ledger itself.
     meters = meter_catalog(config) if preview else None
     with ledger_session(config, write=not preview) as session:
-        sub, customer = _subscription(session, request.subscription)
+        sub, customer = _subscription(session, request.subscription, lock=not preview)
         checked = check_change(session, sub, request)
         period = subscription_period_containing(sub, checked.at)
         assert period is not None  # check_change refuses an instant outside the span

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from billing import plan_changes
 from meterline.cli.exits import ExitCode
 from tests.billing.factories import write_customers
 from tests.billing.test_credits_breaker import _customer, one_error
@@ -139,3 +140,35 @@ def test_changes_at_a_periods_start_and_at_the_same_instant(cli: Path) -> None:
         code, output = change(at=at, plan="p1")
         assert code == ExitCode.REFUSED and "already changes plan at" in one_error(output)
     assert [c["at"] for c in recorded()] == ["2026-03-01T05:00:00Z"]
+
+
+def test_a_change_to_the_plan_in_effect_says_what_to_do(cli: Path) -> None:
+    """The refusal said only "subscription sub_usd is on plan p1 then"; it names what
+    to do now (another plan, or the list of its changes)."""
+    code, output = change(plan="p1")
+    assert code == ExitCode.REFUSED
+    assert one_error(output) == (
+        "meterline: error: subscription sub_usd is on plan p1 then: name another plan, or"
+        " see its plans over time with `meterline subscriptions changes sub_usd`"
+    )
+
+
+def test_a_change_recorded_meanwhile_at_the_same_instant_is_a_one_line_conflict(
+    cli: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two people changing the plan at the same instant at once: the second's check read
+    the changes before the first committed, and its insert hit the unique (subscription,
+    at) key, an internal error (exit 5, a traceback written). Simulated with a stale
+    view: the first change is recorded, then the second checked as if it were not."""
+    assert change()[0] == ExitCode.OK
+    with monkeypatch.context() as stale:
+        stale.setattr(plan_changes, "changes_of", lambda session, ids: {})
+        code, output = change("--by", "bob")
+    assert code == ExitCode.UNAVAILABLE, output
+    assert one_error(output) == (
+        "meterline: error: another plan change of subscription sub_usd at"
+        " 2026-02-10T00:00:00Z was recorded while this one was checked; nothing written:"
+        " see `meterline subscriptions changes sub_usd`, then pick a later instant if the"
+        " change is still wanted"
+    )
+    assert [(c["at"], c["changed_by"]) for c in recorded()] == [("2026-02-10T00:00:00Z", "ann")]
