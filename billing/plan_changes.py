@@ -19,7 +19,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -151,16 +151,26 @@ def plans_of(session: Session, subscription_id: int) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class ChangeRequest:
     """What a person asks for: move `subscription` (its external id) to `to_plan` at
-    `at` (an aware instant), with the tiers choice, the direction they name, who and
+    `at` (an aware instant, or a date: its midnight in the subscription's timezone, as a
+    credit grant's date is), with the tiers choice, the direction they name, who and
     why."""
 
     subscription: str
-    at: datetime
+    at: date | datetime
     to_plan: str
     tiers: str
     direction: str
     changed_by: str
     reason: str | None = None
+
+
+def resolve_at(at: date | datetime, sub: Subscription) -> datetime:
+    """The instant a change's `at` names: a date is midnight in the subscription's
+    timezone (billing/credits/rows.py reads a grant's date the same way); an instant is
+    itself, in UTC."""
+    if isinstance(at, datetime):
+        return at.astimezone(UTC)
+    return local_midnight(at, sub.timezone)
 
 
 def check_change(session: Session, sub: Subscription, request: ChangeRequest) -> PlanChange:
@@ -179,7 +189,7 @@ def check_change(session: Session, sub: Subscription, request: ChangeRequest) ->
         raise PlanChangeRefused("say who makes the change (--by NAME)")
     if problem := by_problem(request.changed_by):
         raise PlanChangeRefused(problem)
-    at = request.at
+    at = resolve_at(request.at, sub)
     period = subscription_period_containing(sub, at)
     if period is None or at == local_midnight(sub.start_date, sub.timezone):
         raise PlanChangeRefused(

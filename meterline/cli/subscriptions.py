@@ -6,15 +6,49 @@ codes follow the README's table (a refused change or option 2, an unknown subscr
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import click
 
 from meterline.cli.exits import Unavailable
-from meterline.cli.options import AS_OF_HELP, Timestamp, console
+from meterline.cli.options import Timestamp, console, parse_day
 from meterline.jobs import plan_change as jobs
 from meterline.output import Column, print_table
+
+AT_HELP = (
+    "a date YYYY-MM-DD (midnight in the subscription's timezone), or an RFC 3339 time with"
+    " its offset (2026-10-15T00:00:00Z)"
+)
+
+
+class When(click.ParamType):
+    """An instant of a subscription: a date is its midnight in the subscription's
+    timezone, as `credits grant --effective-from` reads one (billing/credits/rows.py),
+    resolved once the subscription is known (billing.plan_changes.resolve_at); a time
+    is RFC 3339 with its offset (options.Timestamp's rules)."""
+
+    name = "when"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "DATE|TIME"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> date | datetime:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        try:
+            if len(text) == len("2026-10-15") and text[:4].isdigit() and text[4:5] == "-":
+                return parse_day(text)
+            return Timestamp().convert(value, param, ctx)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        except click.BadParameter as exc:
+            # Timestamp's words for a date are "midnight UTC"; here it is the
+            # subscription's midnight.
+            self.fail(exc.message.replace("midnight UTC", "midnight in its timezone"), param, ctx)
 
 
 @click.group()
@@ -31,9 +65,9 @@ def _echo_json(data: Any) -> None:
 @click.option(
     "--at",
     "at",
-    type=Timestamp(),
+    type=When(),
     required=True,
-    help=f"When the new plan takes effect: {AS_OF_HELP}.",
+    help=f"When the new plan takes effect: {AT_HELP}.",
 )
 @click.option("--plan", "plan", required=True, help="The plan it moves to (a catalog plan id).")
 @click.option(
@@ -56,7 +90,7 @@ def _echo_json(data: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def change(
     subscription: str,
-    at: datetime,
+    at: date | datetime,
     plan: str,
     tiers: str,
     direction: str,
@@ -66,7 +100,9 @@ def change(
     as_json: bool,
 ) -> None:
     """Change SUBSCRIPTION's plan at an instant: usage before it is rated by the old
-    plan's prices, after it by the new plan's; fixed fees are prorated across the split."""
+    plan's prices, after it by the new plan's; fixed fees are prorated across the split.
+    A date --at is midnight in the subscription's timezone (as for `credits grant`); the
+    output shows the instant in UTC."""
     request = jobs.ChangeRequest(subscription, at, plan, tiers, direction, by, reason)
     try:
         result = jobs.change(request, preview=preview)

@@ -172,3 +172,29 @@ def test_a_change_recorded_meanwhile_at_the_same_instant_is_a_one_line_conflict(
         " change is still wanted"
     )
     assert [(c["at"], c["changed_by"]) for c in recorded()] == [("2026-02-10T00:00:00Z", "ann")]
+
+
+def test_a_date_is_midnight_in_the_subscriptions_timezone(cli: Path) -> None:
+    """`--at 2026-02-10` was midnight UTC (19:00 the day before in New York), while
+    `credits grant --effective-from 2026-02-10` is midnight in the subscription's
+    timezone: now both read a date the same way (--preview goes through the same
+    check: tests/scenarios/test_plan_change.py shows its instant)."""
+    code, output = change("--json", at="2026-02-10")
+    assert code == ExitCode.OK, output
+    assert json.loads(output)["at"] == "2026-02-10T05:00:00Z"  # EST, UTC-5
+    # an instant with its offset is itself
+    code, output = change("--json", at="2026-03-10T00:00:00Z", plan="p1")
+    assert code == ExitCode.OK and json.loads(output)["at"] == "2026-03-10T00:00:00Z"
+    # a date outside the calendar or the range, or a time without an offset: refused,
+    # naming the subscription's midnight
+    code, output = change(at="2026-02-10T00:00")
+    assert code == ExitCode.REFUSED
+    assert "has no UTC offset" in one_error(output)
+    assert "midnight in its timezone" in output and "midnight UTC" not in output
+    assert change(at="2026-02-30")[0] == ExitCode.REFUSED
+    assert change(at="1999-12-31")[0] == ExitCode.REFUSED
+
+
+def test_the_help_says_how_a_date_is_read() -> None:
+    code, output = invoke(["subscriptions", "change", "--help"])
+    assert code == 0 and "midnight in the subscription's timezone" in " ".join(output.split())

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from meterline.cli import COMMANDS, load_command, main
 from meterline.cli.exits import EXIT_CODES, ExitCode
 from meterline.cli.options import Day, Id, Month, Timestamp
+from meterline.cli.subscriptions import When
 from meterline.settings import Settings, settings
 from tests.billing.factories import write_customers
 from tests.meterline.test_credits_cli import write_grants
@@ -404,12 +405,22 @@ TIME_OPTIONS = [
 ]
 
 
+# Instants of one subscription: a date is its midnight in the subscription's timezone
+# (resolved against the ledger), as `credits grant --effective-from` reads one; a time is
+# read by the one rule.
+LOCAL_DATE_OPTIONS = {(("subscriptions", "change"), "--at")}
+
+
+def _local_date(path: tuple[str, ...], param: click.Option) -> bool:
+    return (path, param.opts[0]) in LOCAL_DATE_OPTIONS
+
+
 def test_every_time_option_has_the_one_timestamp_type() -> None:
     assert len(TIME_OPTIONS) >= 5, [" ".join(p) for p, _ in TIME_OPTIONS]
     other = [
         f"{' '.join(path)} {param.opts[0]}"
         for path, param in TIME_OPTIONS
-        if not isinstance(param.type, Timestamp)
+        if not isinstance(param.type, When if _local_date(path, param) else Timestamp)
     ]
     assert not other, f"time options of another type: {other}"
 
@@ -425,6 +436,9 @@ def test_every_time_option_reads_the_same_instant(
     midnight = datetime(2026, 11, 4, tzinfo=UTC)
     ctx = click.Context(dict(LEAVES)[path])
     for text in ("2026-11-04", "2026-11-04T00:00:00Z", "2026-11-04T09:00:00+09:00"):
+        if text == "2026-11-04" and _local_date(path, param):
+            assert param.type_cast_value(ctx, text) == midnight.date(), (path, text)
+            continue
         assert param.type_cast_value(ctx, text) == midnight, (path, text)
 
 
