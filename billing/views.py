@@ -133,7 +133,9 @@ def _line(line: InvoiceLine) -> dict[str, Any]:
 
 
 def invoice_detail(session: Session, invoice_id: int) -> dict[str, Any]:
-    """One invoice with its lines (and tier breakdowns) and its totals."""
+    """One invoice with its lines (and tier breakdowns) and its totals; ``credits`` is
+    the credit lines' total (included in ``discounts``), and a credit line names its
+    ``grant_id`` and the line it pays (``pays_line_id``)."""
     row = session.execute(
         select(Invoice, Customer.external_id, Subscription.external_id)
         .join(Customer, Customer.id == Invoice.customer_id)
@@ -146,10 +148,26 @@ def invoice_detail(session: Session, invoice_id: int) -> dict[str, Any]:
     inv, cus, sub = row
     detail = _summary(inv, cus, sub)
     detail["lines"] = [_line(line) for line in inv.lines]
+    # The credit lines' total: part of `discounts` (discount and credit lines, as
+    # before), said apart so that a reader sees what the credit grants paid.
+    credits = [line for line in inv.lines if line.kind == "credit"]
+    detail["credits"] = minor_text(sum(line.amount_minor for line in credits), inv.currency)
+    _name_paid_lines(detail["lines"], list(inv.lines))
     detail["reissued_by"] = session.scalars(
         select(Invoice.id).where(Invoice.reissue_of_id == inv.id)
     ).all()
     return detail
+
+
+def _name_paid_lines(lines: list[dict[str, Any]], rows: list[InvoiceLine]) -> None:
+    """Give each credit line the grant that paid (``grant_id``) and the id of the line
+    it pays (``pays_line_id``: the invoice's line whose key it names, docs/credits.md;
+    None when that line is not on the invoice)."""
+    by_key = {row.idempotency_key: row.id for row in rows}
+    for line, row in zip(lines, rows, strict=True):
+        if row.kind == "credit":
+            line["grant_id"] = row.credit_grant_id
+            line["pays_line_id"] = by_key.get(row.pays_key or "")
 
 
 def customers_load_text(result: CustomersLoadResult) -> str:

@@ -154,12 +154,8 @@ def invoices_show(invoice_id: int, as_json: bool) -> None:
         click.echo(line)
     out = console()
     print_table(out, INVOICE_COLUMNS, invoice_rows(detail))
-    cur = detail["currency"]
-    labels = ("subtotal", "discounts", "adjustments", "total")
-    shown = [format_money(Decimal(detail[key]), cur) for key in labels]
-    width = max(len(text) for text in shown)
-    for label, text in zip(labels, shown, strict=True):
-        out.print(f"{label:>12} {text:>{width}}")
+    for line in invoice_totals(detail):
+        out.print(line)
     notes = invoice_notes(detail)
     if notes:
         out.print("how each line was computed:")
@@ -172,6 +168,24 @@ def invoices_show(invoice_id: int, as_json: bool) -> None:
                 break_on_hyphens=False,
             ):
                 out.print(part, markup=False, highlight=False, soft_wrap=True)
+
+
+def invoice_totals(detail: dict[str, Any]) -> list[str]:
+    """The invoice's totals, each a line: subtotal, discounts, credits (what the credit
+    grants paid; --json's `discounts` includes them, as it always has), adjustments and
+    total, which they add up to."""
+    cur = detail["currency"]
+    credits = Decimal(detail.get("credits") or 0)
+    values = {
+        "subtotal": Decimal(detail["subtotal"]),
+        "discounts": Decimal(detail["discounts"]) - credits,
+        "credits": credits,
+        "adjustments": Decimal(detail["adjustments"]),
+        "total": Decimal(detail["total"]),
+    }
+    shown = {label: format_money(value, cur) for label, value in values.items()}
+    width = max(len(text) for text in shown.values())
+    return [f"{label:>12} {text:>{width}}" for label, text in shown.items()]
 
 
 INVOICE_COLUMNS: list[Column | str] = [
@@ -213,6 +227,21 @@ def invoice_rows(detail: dict[str, Any]) -> list[tuple[str, ...]]:
         if line["group"]:
             price += f" [{line['group']}]"
         unit = line["unit_amount"]
+        if line["kind"] == "credit":
+            # What a grant paid of another line: money, not a quantity of the price; the
+            # units it took from a grant of units are in the notes below.
+            rows.append(
+                (
+                    str(line["id"]),
+                    line["kind"],
+                    _credit_what(line),
+                    "",
+                    "",
+                    "",
+                    format_money(Decimal(line["amount"]), cur),
+                )
+            )
+            continue
         rows.append(
             (
                 str(line["id"]),
@@ -239,13 +268,42 @@ def invoice_rows(detail: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
+def _credit_what(line: dict[str, Any]) -> str:
+    """A credit line's grant and the line it pays: "grant welcome pays line 12"."""
+    paid = line.get("pays_line_id")
+    target = f"line {paid}" if paid is not None else f"{line['price_id']}"
+    return f"grant {line.get('grant_id') or '-'} pays {target}"
+
+
+def _credit_note(line: dict[str, Any], currency: str) -> str:
+    """How a credit line came about, from its breakdown (billing: the drawdown's
+    consumption): the grant, the line it pays, and what left the grant."""
+    breakdown = line["breakdown"] if isinstance(line["breakdown"], dict) else {}
+    paid = format_money(-Decimal(line["amount"]), currency)
+    unit, units = breakdown.get("unit"), breakdown.get("units")
+    taken = (
+        f"{format_quantity(Decimal(str(units)))} {unit} taken from the grant, {paid} paid"
+        if unit and unit != currency and units is not None
+        else f"{paid} paid"
+    )
+    price = line["price_id"] + (f" [{line['group']}]" if line["group"] else "")
+    return f"credit: {_credit_what(line)} ({price}): {taken}"
+
+
 def invoice_notes(detail: dict[str, Any]) -> list[str]:
     """Each line's stored description (how the rating computed it), prefixed with the
-    line's id, its long decimals without trailing zeros (meterline.output.plain_numbers)."""
+    line's id, its long decimals without trailing zeros (meterline.output.plain_numbers);
+    a credit line's from its grant and the line it pays."""
+    cur = detail["currency"]
     return [
-        f"  {line['id']}: {plain_numbers(line['description'])}"
+        f"  {line['id']}: "
+        + (
+            _credit_note(line, cur)
+            if line["kind"] == "credit"
+            else plain_numbers(line["description"])
+        )
         for line in detail["lines"]
-        if line.get("description")
+        if line.get("description") or line["kind"] == "credit"
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,110 @@ def test_invoices_list_and_show(invoiced: int) -> None:
     assert missing.exit_code == 3 and "meterline: error: no invoice 999" in missing.output
     bad = CliRunner().invoke(main, ["invoices", "list", "--period", "2026-3"])
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
+
+
+def test_a_credit_line_shows_its_grant_and_the_line_it_pays(
+    configured: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A credit line's amount is money the grant paid, not a quantity of its price: the
+    text shows no quantity and no version, names the grant and the line it pays, and the
+    totals say the credits apart; --json keeps `discounts` (discounts and credits, as
+    before) and adds `credits`, and each credit line's `grant_id` and `pays_line_id`."""
+    monkeypatch.setenv("COLUMNS", "120")
+    run("catalog", "load")
+    run("customers", "load", str(write_customers(tmp_path / "customers.jsonl")))
+    for grant_id, amount in (("welcome", ["--amount", "100"]), ("units", ["--units", "5"])):
+        made = run(
+            *("credits", "grant", "--grant-id", grant_id, "--customer", "cus_00001"),
+            *("--kind", "promotional", "--currency", "USD", *amount),
+            *("--effective-from", "2026-01-01", "--reason", "test", "--by", "t"),
+            *(["--meter", "fin_resolution"] if grant_id == "units" else []),
+        )
+        assert made.exit_code == 0, made.output
+    with configured.Session.begin() as session:
+        charges = standard_charges(session, resolutions=2000)
+        fin = charges[0]
+        for grant_id, units, unit, amount in (
+            ("welcome", "100.00", "USD", "-100.00"),
+            ("units", "5", "fin_resolution", "-4.95"),
+        ):
+            charges.append(
+                billing.ChargeLine(
+                    price_id=fin.price_id,
+                    price_version=fin.price_version,
+                    kind="credit",
+                    quantity=Decimal(units),
+                    amount=Decimal(amount),
+                    amount_precise=Decimal(amount),
+                    currency="USD",
+                    meter=fin.meter,
+                    grant_id=grant_id,
+                    description=f"credit grant {grant_id} pays {amount} USD of fin_resolution",
+                    breakdown={
+                        "grant_id": grant_id,
+                        "pays": "sub_00001|fin_resolution|",
+                        "amount": amount,
+                        "units": units,
+                        "unit": unit,
+                    },
+                )
+            )
+        result = billing.post_charges(
+            session, "sub_00001", period_of("sub_00001", 2026, 3), charges
+        )
+    invoice = next(iter(result.invoice_ids.values()))
+    shown = json.loads(run("invoices", "show", str(invoice), "--json").output)
+    # 2000 x 0.99 + 3 x 99 = 2,277.00; the credits pay 104.95 of it.
+    assert (shown["subtotal"], shown["discounts"], shown["credits"], shown["total"]) == (
+        "2277.00",
+        "-104.95",
+        "-104.95",
+        "2172.05",
+    )
+    paid = next(
+        ln["id"]
+        for ln in shown["lines"]
+        if ln["kind"] == "usage" and ln["meter"] == "fin_resolution"
+    )
+    credits = [ln for ln in shown["lines"] if ln["kind"] == "credit"]
+    assert [(c["grant_id"], c["pays_line_id"]) for c in credits] == [
+        ("welcome", paid),
+        ("units", paid),
+    ]
+    human = run("invoices", "show", str(invoice)).output
+    rows = {ln.split()[0]: ln.split()[1:] for ln in human.splitlines() if ln.strip()[:1].isdigit()}
+    welcome, units = (str(c["id"]) for c in credits)
+    # kind, what it pays, the amount: no quantity, no version, no unit price.
+    assert rows[welcome] == [
+        "credit",
+        "grant",
+        "welcome",
+        "pays",
+        "line",
+        str(paid),
+        "USD",
+        "-100.00",
+    ]
+    assert rows[units] == ["credit", "grant", "units", "pays", "line", str(paid), "USD", "-4.95"]
+    totals = [
+        ln.split()
+        for ln in human.splitlines()
+        if ln.split()[:1] in (["discounts"], ["credits"], ["total"])
+    ]
+    assert totals == [
+        ["discounts", "USD", "0.00"],
+        ["credits", "USD", "-104.95"],
+        ["total", "USD", "2,172.05"],
+    ], human
+    words = " ".join(human.split())
+    assert (
+        f"{welcome}: credit: grant welcome pays line {paid} (fin_resolution): USD 100.00 paid"
+        in words
+    ), human
+    assert (
+        f"{units}: credit: grant units pays line {paid} (fin_resolution): 5 fin_resolution"
+        " taken from the grant, USD 4.95 paid" in words
+    ), human
 
 
 def test_finalize_and_void(invoiced: int) -> None:
