@@ -6,7 +6,9 @@ codes follow the README's table (a refused change or option 2, an unknown subscr
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -14,7 +16,7 @@ import click
 from meterline.cli.exits import Unavailable
 from meterline.cli.options import Timestamp, console, parse_day
 from meterline.jobs import plan_change as jobs
-from meterline.output import Column, print_table
+from meterline.output import Column, format_money, format_quantity, plain_numbers, print_table
 
 AT_HELP = (
     "a date YYYY-MM-DD (midnight in the subscription's timezone), or an RFC 3339 time with"
@@ -125,15 +127,55 @@ def change(
     if invoice["error"]:
         click.echo(f"the period cannot be rated: {invoice['error']}")
         return
+    print_preview({**invoice, "period_start": doc["period_start"], "period_end": doc["period_end"]})
+
+
+# A price version's content hash ("2026-01-01#e31f7e54295a"): --json and `audit explain`
+# have it; a person reads the version by its date, as `invoices show` prints it.
+_VERSION_HASH = re.compile(r"(\d{4}-\d{2}-\d{2})#[0-9a-f]{6,}\b")
+
+
+def _readable(text: str) -> str:
+    """A rating description as `invoices show` prints it: long decimals without trailing
+    zeros (output.plain_numbers), versions by their date."""
+    return plain_numbers(_VERSION_HASH.sub(r"\1", text))
+
+
+def print_preview(invoice: dict[str, Any]) -> None:
+    """The previewed invoice as `invoices show` prints one: a table of its lines
+    (quantities without trailing zeros, money with its currency through the one money
+    formatter), the total, then how each line was computed."""
+    out = console()
+    lines = invoice["lines"]
+    currency = invoice["currency"]
     print_table(
-        console(),
-        ["price", "kind", Column("quantity", "number"), Column("amount", "money"), "how"],
+        out,
         [
-            (ln["price_id"], ln["kind"], ln["quantity"], ln["amount"], ln["description"])
-            for ln in invoice["lines"]
+            "price",
+            "kind",
+            Column("version", "number"),
+            Column("quantity", "number"),
+            Column("amount", "money"),
         ],
-        title=f"invoice {doc['period_start']} .. {doc['period_end']}, total {invoice['total']}",
+        [
+            (
+                ln["price_id"] + (f" [{ln['group']}]" if ln["group"] else ""),
+                ln["kind"],
+                str(ln["price_version"] or "").split("#", 1)[0],
+                format_quantity(Decimal(ln["quantity"]), 4),
+                format_money(Decimal(ln["amount"]), ln["currency"]),
+            )
+            for ln in lines
+        ],
+        title=f"invoice {invoice['period_start']} .. {invoice['period_end']}",
     )
+    out.print(f"total {format_money(Decimal(invoice['total']), currency)}", markup=False)
+    notes = [f"  {ln['price_id']}: {_readable(ln['description'])}" for ln in lines]
+    notes = [n for n, ln in zip(notes, lines, strict=True) if ln["description"]]
+    if notes:
+        out.print("how each line was computed:", markup=False)
+        for note in notes:
+            out.print(note, markup=False, highlight=False)
 
 
 @subscriptions.command("changes")

@@ -53,6 +53,7 @@ class ChangeResult:
     recorded: bool
     lines: list[ChargeLine] = field(default_factory=list)
     error: str | None = None
+    currency: str = ""
 
     def to_json(self) -> dict[str, Any]:
         doc = _change_doc(self.change)
@@ -65,6 +66,7 @@ class ChangeResult:
         if not self.recorded:
             doc["invoice"] = {
                 "lines": [_line_doc(line) for line in self.lines],
+                "currency": self.currency,
                 "total": str(sum((line.amount for line in self.lines), Decimal(0))),
                 "error": self.error,
             }
@@ -143,7 +145,7 @@ def change(
             due = Due(sub, customer, period)
             rating = rate_periods(prices, [due], WarehouseQuantities(warehouse, meters))[due]
         return ChangeResult(
-            sub.external_id, checked, period, False, list(rating.lines), rating.error
+            sub.external_id, checked, period, False, list(rating.lines), rating.error, sub.currency
         )
 
 

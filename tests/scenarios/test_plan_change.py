@@ -147,7 +147,22 @@ def test_the_commands(ledger_world: World) -> None:
     assert code == 0 and not doc["recorded"] and doc["invoice"]["total"] == "222.00"
     code, output = _cli(world, [*args, "--preview"])
     assert code == 0 and output.startswith("preview (nothing written) of sub_c_up")
-    assert "222.00" in output
+    # the README's output rules, as `invoices show`: quantities without trailing zeros
+    # (it printed 140.000000000), money with its currency (total 222.00), versions by
+    # their date (descriptions held the version's hash)
+    shown = [line.rstrip() for line in output.splitlines()]
+    assert shown[1:9] == [
+        "invoice 2026-04-01T00:00:00Z .. 2026-05-01T00:00:00Z",
+        "price             kind      version  quantity      amount",
+        "─" * 57,
+        "platform_fee      flat   2026-01-01         1   USD 62.00",
+        "priority_support  flat   2026-01-01         1   USD 32.00",
+        "resolution        usage  2026-01-01       140  USD 128.00",
+        "total USD 222.00",
+        "how each line was computed:",
+    ]
+    assert "  resolution: plan change: starter: quantity 80, graduated: tier 1: 80 × 1.00" in output
+    assert ".000" not in output and "#" not in output
     assert _cli(world, ["subscriptions", "changes", SUB.subscription_id, "--json"]) == (0, "[]\n")
     code, output = _cli(world, [*args[:6], "euro_only", *args[7:]])
     assert code == 2 and len(output.strip().splitlines()) == 1 and "no price in USD" in output
@@ -164,3 +179,27 @@ def test_the_commands(ledger_world: World) -> None:
     assert code == 2 and len(output.strip().splitlines()) == 1 and "time order" in output
     code, output = _cli(world, ["subscriptions", "changes", "nope"])
     assert code == 3 and len(output.strip().splitlines()) == 1
+
+
+def test_a_preview_prints_versions_by_date_and_money_grouped() -> None:
+    """A description naming a version prints its date, not its content hash; a large
+    total is grouped with its currency (USD 1,350.04)."""
+    from meterline.cli.subscriptions import _readable, print_preview
+
+    assert _readable("p@2026-01-01#e31f7e54295a: 22.000000000 × 1.5") == "p@2026-01-01: 22 × 1.5"
+    runner = CliRunner()
+    line = {
+        "price_id": "p",
+        "price_version": "2026-01-01#e31f7e54295a",
+        "kind": "usage",
+        "group": None,
+        "quantity": "22.000000000",
+        "amount": "1350.04",
+        "currency": "USD",
+        "description": "",
+    }
+    doc = {"period_start": "a", "period_end": "b", "currency": "USD", "total": "1350.04"}
+    with runner.isolation() as (out, _, _):
+        print_preview({**doc, "lines": [line]})
+    text = out.getvalue().decode()
+    assert "total USD 1,350.04" in text and " 22 " in text and "#" not in text
