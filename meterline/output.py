@@ -8,9 +8,10 @@
   rating stored (a line's description) through ``plain_numbers``: its long decimals
   without trailing zeros.
 - Tables: ``print_table(console, columns, rows)`` fits the console (80 columns when the
-  output is not a terminal and COLUMNS is unset): text columns fold or are ellipsized,
-  money and number columns are never cut; a table that cannot fit that way is printed
-  as one block per row instead.
+  output is not a terminal and COLUMNS is unset): text columns wrap between words (a word
+  of up to 32 cells, an id or a timestamp, is never broken) or are ellipsized, money and
+  number columns are never cut; a table that cannot fit that way is printed as one block
+  per row instead.
 - JSON: ``json_text(report)`` is the one way a command prints JSON: pydantic models
   through ``model_dump(mode="json")``, dataclasses field by field, Decimal as its exact
   text, datetimes in ISO 8601; a float anywhere is an error (DESIGN.md invariant 4).
@@ -101,6 +102,10 @@ def json_text(value: Any, *, indent: int | None = None) -> str:
 
 # The narrowest a folding text column gets before the table is shown as blocks instead.
 MIN_TEXT_WIDTH = 8
+# A text column is never narrower than its longest word up to this many cells: ids,
+# timestamps, price ids and dimension values wrap between words, never inside one
+# ("2026-10-15T00:00:00Z", "seat_type=advanced"); only a longer word (a URL) folds.
+UNBROKEN_WORD = 32
 
 
 def format_quantity(value: Decimal | int | str, places: int | None = None) -> str:
@@ -211,6 +216,18 @@ def _text_widths(natural: list[int], minimum: list[int], room: int) -> list[int]
     return widths
 
 
+def _unbroken(spec: Column, cells: list[list[str]], column: int) -> int:
+    """The width a folding column keeps so no word of it breaks: its widest
+    whitespace-separated word, up to ``UNBROKEN_WORD`` cells (0 for an ellipsized
+    column, which shrinks to ``MIN_TEXT_WIDTH`` and ends in "…")."""
+    from rich.cells import cell_len
+
+    if spec.ellipsis:
+        return 0
+    widest = max((cell_len(w) for row in cells for w in row[column].split()), default=0)
+    return min(widest, UNBROKEN_WORD)
+
+
 def print_table(
     out: Console,
     columns: Sequence[Column | str],
@@ -222,9 +239,11 @@ def print_table(
 
     Cells are text (or anything with a str()); format money and quantities first with
     ``format_money``/``format_quantity``. Money and number columns keep their full
-    width; text columns share the rest (folding, or ellipsized). When the money columns
-    and the narrowest text columns together are wider than the console, each row is
-    printed as a block of ``header  value`` lines instead, so nothing is ever cut."""
+    width; text columns share the rest (wrapping between words, or ellipsized), none
+    narrower than its longest word (up to ``UNBROKEN_WORD`` cells), so an id or a
+    timestamp is never broken inside. When the money columns and the narrowest text
+    columns together are wider than the console, each row is printed as a block of
+    ``header  value`` lines instead, so nothing is ever cut."""
     from rich import box
     from rich.cells import cell_len
     from rich.table import Table
@@ -242,7 +261,9 @@ def print_table(
     text_idx = [i for i, s in enumerate(specs) if not s.fixed]
     room = width - fixed - gap * (len(specs) - 1)
     text_natural = [natural[i] for i in text_idx]
-    text_min = [min(natural[i], max(MIN_TEXT_WIDTH, 1)) for i in text_idx]
+    text_min = [
+        min(natural[i], max(MIN_TEXT_WIDTH, _unbroken(specs[i], cells, i))) for i in text_idx
+    ]
     fitted = _text_widths(text_natural, text_min, room)
 
     if fitted is None:

@@ -139,3 +139,48 @@ def test_json_text_writes_exact_decimals_and_refuses_floats() -> None:
     assert doc == '{"line": {"amount": "12.345", "at": "2026-10-01T00:00:00+00:00"}}'
     with pytest.raises(FloatInReport, match=r"0\.1"):
         json_text({"nested": [Decimal(1), 0.1]})
+
+
+def test_a_folding_column_never_breaks_an_id_or_a_timestamp() -> None:
+    """`subscriptions changes` broke "2026-10-15T00:00:00Z" after "2026-10-15" and
+    `invoices show` "seat_type=advanced" after "adva": a text column is never narrower
+    than its longest word (up to 32 cells); only between words does it wrap."""
+    timestamps = ["at", "from", "to", "tiers", "direction", "by", "reason", "recorded"]
+    change = (
+        "2026-10-15T00:00:00Z",
+        "starter",
+        "pro",
+        "restart",
+        "downgrade",
+        "ana@ops",
+        "asked for it after the renewal call",
+        "2026-12-01T03:51:37Z",
+    )
+    invoice = [
+        Column("#", "number"),
+        "kind",
+        "price",
+        Column("version", "number"),
+        Column("quantity", "number"),
+        Column("unit price", "money"),
+        Column("amount", "money"),
+    ]
+    line = (
+        "12",
+        "usage",
+        "fin_resolution [seat_type=advanced]",
+        "2026-01-01",
+        "12,226",
+        "USD 1,234.5678",
+        "USD 15,093,814.20",
+    )
+    for width in (60, 80, 100):
+        for columns, row in ((timestamps, change), (invoice, line)):
+            lines = render(width, columns, [row, row])
+            text = "\n".join(lines)
+            assert all(len(ln) <= width for ln in lines), text
+            for word in " ".join(row).split():
+                assert word in text, (width, word, text)
+    # an ellipsized column still shrinks below its words, ending in "…"
+    lines = render(30, [Column("name", ellipsis=True), Column("a", "money")], [("x" * 40, "1")])
+    assert any("…" in ln for ln in lines)
