@@ -152,7 +152,18 @@ def test_a_commit_drawn_down_over_three_months_with_overage_in_the_third(
     out = Console(file=io.StringIO(), width=200)
     render_explain(out, found)
     text = out.file.getvalue()  # type: ignore[attr-defined]
-    assert "credit    grant commit-cc pays line sub_cc|resolution|: 80 USD taken" in text, text
+    # What the credit line is: the grant, what it paid of which line, the grant's balance
+    # around it, the drawdown's order; the usage it pays is explained under that line.
+    (usage,) = [ln for ln in november["lines"] if ln["kind"] == "usage" and ln["price_id"] == res]
+    assert found.quantity is None and found.sample_events == [], found
+    assert found.credit is not None and found.credit.pays_line_id == usage["id"], found
+    paid = f"line {usage['id']}"
+    assert f"credit    grant commit-cc (paid_commit) pays USD 80.00 of {paid}\n" in text, text
+    assert "balance of grant commit-cc: USD 80.00 before, USD 0.00 after" in text, text
+    assert f"1. line {credit['id']}: grant commit-cc (priority 50, expires" in text, text
+    assert f"`meterline audit explain {usage['id']}`" in text, text
+    assert "recomputed from raw events:" not in text and "sample events" not in text, text
+    assert "quantity 80" not in text, text
 
 
 def test_two_grants_by_priority_then_earliest_expiry(ledger_world: World) -> None:
@@ -525,7 +536,11 @@ def test_a_yearly_commit_rolls_its_unused_units_into_the_next_term(ledger_world:
     out = Console(file=io.StringIO(), width=200)
     render_explain(out, found)
     text = out.file.getvalue()  # type: ignore[attr-defined]
-    assert "grant commit-cr:rollover pays line sub_cr|resolution|" in text, text
+    (usage,) = [ln for ln in february["lines"] if ln["kind"] == "usage" and ln["price_id"] == res]
+    assert "grant commit-cr:rollover (paid_commit) pays " in text, text
+    assert " resolution for USD " in text, text  # units of the meter, and what they paid
+    assert f" of line {usage['id']}\n" in text, text
+    assert f"`meterline audit explain {usage['id']}`" in text, text
 
     # A program writing around billing.credits: the commit rolled over twice. Reconcile
     # replays its ledger and finds it (the triggers let it in: positive, not below zero).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -18,14 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from billing import bulk
-from billing.models import Invoice, InvoiceLine, PriceVersion
+from billing.charges import pays_key
+from billing.models import CreditGrant, CreditLedgerEntry, Invoice, InvoiceLine, PriceVersion
 from billing.outbox import SINKS
 from billing.outbox.refs import external_ids
 from billing.periods import Period
 from meterline.audit import ledger
 from meterline.audit.errors import AuditError
 from meterline.audit.explain.chain import explain
-from meterline.audit.explain.report import DeliveredTo, Explanation
+from meterline.audit.explain.report import CreditDraw, CreditStep, DeliveredTo, Explanation
 from meterline.audit.facts import (
     NO_EVENTS,
     EventList,
@@ -132,7 +134,8 @@ class LineExplainer:
         original = self._original(line, source)
         spec = next((s for s in raw.specs if s.price_id == line.price_id), None)
         price_filter: Mapping[str, str] = dict(spec.filter) if spec else {}
-        meter = self._meter(line, spec, due)
+        # A credit line's usage is the line it pays: explaining that one recomputes it.
+        meter = None if line.kind == "credit" else self._meter(line, spec, due)
         late, sample = NO_EVENTS, NO_EVENTS
         if meter is not None:
             run_id = original.rating_run_id if original is not None else None
@@ -161,7 +164,69 @@ class LineExplainer:
                 notes=_notes(raw, inv),
             )
         )
-        return explained.model_copy(update={"delivered": self._delivered(line_id, inv.id)})
+        return explained.model_copy(
+            update={
+                "delivered": self._delivered(line_id, inv.id),
+                "credit": self._credit(line) if line.kind == "credit" else None,
+            }
+        )
+
+    def _credit(self, line: PostedLine) -> CreditStep:
+        """A credit line's grant, what it paid and took, the grant's balance around it
+        (its consume entry), the line it pays and every grant that paid that line, in
+        the drawdown's order (docs/credits.md, "The drawdown")."""
+        paid_key = pays_key(line.key)
+        lines = self.invoice_lines(line.invoice_id)
+        credits = [ln for ln in lines if ln.kind == "credit" and pays_key(ln.key) == paid_key]
+        grant_of = {ln.id: _grant_id(ln) for ln in credits}
+        grants = {
+            g.grant_id: g
+            for g in self.session.scalars(
+                select(CreditGrant).where(CreditGrant.grant_id.in_(set(grant_of.values())))
+            )
+        }
+
+        def rank(ln: PostedLine) -> tuple[int, int, Any, int, int]:
+            g = grants.get(grant_of[ln.id])
+            if g is None:
+                return (1, 0, 0.0, 0, ln.id)
+            expiry = as_utc(g.expires_at).timestamp() if g.expires_at else float("inf")
+            return (0, g.priority, expiry, g.id, ln.id)
+
+        order = [
+            CreditDraw(
+                line_id=ln.id,
+                grant_id=grant_of[ln.id],
+                priority=g.priority if (g := grants.get(grant_of[ln.id])) else None,
+                expires_at=as_utc(g.expires_at) if g and g.expires_at else None,
+                paid=-ln.amount_precise,
+                units=_units(ln),
+                unit=_unit(ln),
+            )
+            for ln in sorted(credits, key=rank)
+        ]
+        entry = self.session.scalars(
+            select(CreditLedgerEntry).where(
+                CreditLedgerEntry.invoice_line_id == line.id, CreditLedgerEntry.kind == "consume"
+            )
+        ).first()
+        grant = grants.get(grant_of.get(line.id, _grant_id(line)))
+        return CreditStep(
+            grant_id=_grant_id(line),
+            grant_kind=grant.kind if grant is not None else None,
+            unit=_unit(line),
+            paid=-line.amount_precise,
+            units=_units(line),
+            balance_before=entry.available_after + entry.amount if entry is not None else None,
+            balance_after=entry.available_after if entry is not None else None,
+            pays_key=paid_key,
+            pays_line_id=next((ln.id for ln in lines if ln.key == paid_key), None),
+            order=order,
+            rule=(
+                "grant by grant: the lower priority first, then the earliest expiry (never"
+                " last), then the oldest grant; each pays what is left of the line"
+            ),
+        )
 
     def _delivered(self, line_id: int, invoice_id: int) -> list[DeliveredTo]:
         """The line's Stripe invoice and item, as the sink recorded them."""
@@ -291,6 +356,25 @@ class LineExplainer:
             if ln.kind == "minimum_true_up"
             or (ln.price_id == line.price_id and ln.group == line.group)
         ]
+
+
+def _grant_id(line: PostedLine) -> str:
+    """A credit line's grant: its breakdown's, or the last part of its key."""
+    breakdown = line.breakdown if isinstance(line.breakdown, Mapping) else {}
+    return str(breakdown.get("grant_id") or line.key.rsplit("|", 1)[-1])
+
+
+def _unit(line: PostedLine) -> str:
+    """What a credit line took from its grant is counted in: the currency, or a meter."""
+    breakdown = line.breakdown if isinstance(line.breakdown, Mapping) else {}
+    return str(breakdown.get("unit") or line.currency)
+
+
+def _units(line: PostedLine) -> Decimal:
+    """What a credit line took from its grant, in the grant's unit."""
+    breakdown = line.breakdown if isinstance(line.breakdown, Mapping) else {}
+    units = breakdown.get("units")
+    return Decimal(str(units)) if units is not None else line.quantity
 
 
 def _notes(raw: PeriodRating, inv: Invoice) -> list[str]:

@@ -2,8 +2,9 @@
 its --json (docs/audit.md lists the keys) and the statement's audit chain.
 
 Sections that do not apply to a line are null: `corrects` (only an adjustment corrects
-a line), `quantity` (only lines with a meter), `quantity.from_events` (a rule the
-events give directly: count, sum, time_weighted, latest).
+a line), `quantity` (only lines with a meter, not a credit line: its usage is the line
+it pays), `quantity.from_events` (a rule the events give directly: count, sum,
+time_weighted, latest), `credit` (only a credit line).
 """
 
 from __future__ import annotations
@@ -197,6 +198,40 @@ class DeliveredTo(Report):
     item: str | None
 
 
+class CreditDraw(Report):
+    """One grant's payment of a line: the credit line, the grant, what it paid (money,
+    major units) and what left the grant (``units`` of ``unit``)."""
+
+    line_id: int
+    grant_id: str
+    priority: int | None
+    expires_at: Instant | None
+    paid: Exact
+    units: Exact
+    unit: str
+
+
+class CreditStep(Report):
+    """What a credit line is (docs/credits.md): the grant that paid, the line it pays,
+    what it paid and took from the grant, the grant's balance before and after (its
+    ledger's consume entry; null for a draft, whose credits are drawn again at each
+    close and recorded at finalization), and every grant that paid that line, in the
+    drawdown's order. The usage it pays is recomputed from raw events by explaining
+    ``pays_line_id``."""
+
+    grant_id: str
+    grant_kind: str | None
+    unit: str
+    paid: Exact
+    units: Exact
+    balance_before: Exact | None
+    balance_after: Exact | None
+    pays_key: str
+    pays_line_id: int | None
+    order: list[CreditDraw]
+    rule: str
+
+
 class Explanation(Report):
     """One line explained, from its invoice down to the raw events."""
 
@@ -217,3 +252,5 @@ class Explanation(Report):
     sample_events: list[EventRow]
     notes: list[str]
     delivered: list[DeliveredTo] = Field(default_factory=list)
+    credit: CreditStep | None = None
+    """A credit line's grant, balance and the line it pays (null for other lines)."""

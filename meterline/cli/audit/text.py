@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from meterline.audit.explain import Explanation
-    from meterline.audit.explain.report import QuantityChain, RatingView
+    from meterline.audit.explain.report import CreditStep, QuantityChain, RatingView
     from meterline.audit.values import Billed
 
 
@@ -47,7 +47,10 @@ def render_explain(out: Console, doc: Explanation) -> None:
     lines = _explain_head(doc)
     if doc.quantity is not None:
         lines += _explain_quantity(doc.quantity)
-    lines += _explain_rating(doc.rating, doc.line.currency)
+    if doc.credit is not None:
+        lines += _explain_credit(doc.credit, doc.line.currency)
+    else:
+        lines += _explain_rating(doc.rating, doc.line.currency)
     lines += _explain_result(doc)
     for line in lines:
         for part in folded(line, min(out.width, MAX_WIDTH)):
@@ -163,7 +166,9 @@ def _explain_head(doc: Explanation) -> list[str]:
         f"            UTC {when(period.start_utc)} -> {when(period.end_utc)};"
         f" billing cycle {qty(inv.billing_cycle.hours)} h",
         f"  posted    {format_minor(line.amount_minor, cur)} (precise"
-        f" {qty(line.amount_precise)}), quantity {qty(line.quantity)}",
+        f" {qty(line.amount_precise)})"
+        # A credit line's quantity is what it took from its grant (see "credit" below).
+        + ("" if line.kind == "credit" else f", quantity {qty(line.quantity)}"),
         f"            by rating run {line.rating_run_id or '-'} as of {when(line.posted_at)}",
     ]
     for sent in doc.delivered:
@@ -223,15 +228,65 @@ def _explain_quantity(chain: QuantityChain) -> list[str]:
     return out
 
 
+def _taken(units: Decimal, unit: str, paid: Decimal, currency: str) -> str:
+    """What a grant paid: money ("USD 80.00"), or units and the money they paid
+    ("50 fin_resolution for USD 25.00")."""
+    money = _m(paid, currency)
+    return money if unit == currency else f"{qty(units)} {unit} for {money}"
+
+
+def _balance(value: Decimal, unit: str, currency: str) -> str:
+    return _m(value, currency) if unit == currency else f"{qty(value)} {unit}"
+
+
+def _explain_credit(step: CreditStep, currency: str) -> list[str]:
+    """A credit line: the grant, what it paid of which line, the grant's balance before
+    and after, and the drawdown's order over the line it pays (docs/credits.md)."""
+    paid_line = f"line {step.pays_line_id}" if step.pays_line_id else f"key {step.pays_key}"
+    out = [
+        f"credit    grant {step.grant_id}"
+        + (f" ({step.grant_kind})" if step.grant_kind else "")
+        + f" pays {_taken(step.units, step.unit, step.paid, currency)} of {paid_line}",
+    ]
+    if step.balance_before is not None and step.balance_after is not None:
+        before = _balance(step.balance_before, step.unit, currency)
+        after = _balance(step.balance_after, step.unit, currency)
+        out.append(
+            f"  balance of grant {step.grant_id}: {before} before, {after} after (its"
+            " consume entry)"
+        )
+    else:
+        out.append(
+            f"  balance of grant {step.grant_id}: recorded when the invoice is finalized (a"
+            " draft's credits are drawn again at each close): `meterline credits balance`"
+        )
+    out.append(f"  drawdown of {paid_line}: {step.rule}")
+    for n, draw in enumerate(step.order, 1):
+        terms = ", ".join(
+            t
+            for t in (
+                f"priority {draw.priority}" if draw.priority is not None else "",
+                f"expires {when(draw.expires_at)}" if draw.expires_at else "never expires",
+            )
+            if t
+        )
+        out.append(
+            f"    {n}. line {draw.line_id}: grant {draw.grant_id} ({terms}) pays"
+            f" {_taken(draw.units, draw.unit, draw.paid, currency)}"
+        )
+    return out
+
+
 def _explain_rating(rating: RatingView | dict[str, object] | None, currency: str) -> list[str]:
     if rating is None:
         return []
     if isinstance(rating, dict) and "grant_id" in rating and "pays" in rating:
         # A credit line (docs/credits.md): which grant paid which line, and how much.
+        units, unit = Decimal(str(rating["units"])), str(rating["unit"])
+        paid = -Decimal(str(rating["amount"]))
         return [
-            f"credit    grant {rating['grant_id']} pays line {rating['pays']}:"
-            f" {qty(Decimal(str(rating['units'])))} {rating['unit']} taken from the grant,"
-            f" {rating['amount']} {currency} on the invoice (the drawdown of docs/credits.md)"
+            f"credit    grant {rating['grant_id']} pays {_taken(units, unit, paid, currency)}"
+            f" of {rating['pays']} (the drawdown of docs/credits.md)"
         ]
     if isinstance(rating, dict):
         return [f"rating    {price_body_text(rating, currency)}"]
@@ -271,14 +326,28 @@ def _explain_result(doc: Explanation) -> list[str]:
         for rel in doc.related_lines
     ]
     rec, diff = doc.recomputed, doc.difference
-    out.append(
-        f"recomputed from raw events: {_billed(rec, cur)} (precise"
-        f" {qty(rec.amount_precise)}) at {rec.price_version or '-'}"
-    )
-    out.append(
-        f"difference: {_billed(diff, cur)} (precise {qty(diff.amount_precise)})"
-        f"  ->  {doc.status.upper()}"
-    )
+    credit = doc.credit
+    if credit is not None:
+        paid = f"line {credit.pays_line_id}" if credit.pays_line_id else f"key {credit.pays_key}"
+        out.append(
+            f"re-rated   the drawdown again pays {format_minor(-rec.amount_minor, cur)}"
+            f" (precise {qty(-rec.amount_precise)}) of the re-rated usage; that usage is"
+            f" recomputed from raw events by explaining {paid}"
+            + (f": `meterline audit explain {credit.pays_line_id}`" if credit.pays_line_id else "")
+        )
+        out.append(
+            f"difference: {format_minor(diff.amount_minor, cur)} (precise"
+            f" {qty(diff.amount_precise)})  ->  {doc.status.upper()}"
+        )
+    else:
+        out.append(
+            f"recomputed from raw events: {_billed(rec, cur)} (precise"
+            f" {qty(rec.amount_precise)}) at {rec.price_version or '-'}"
+        )
+        out.append(
+            f"difference: {_billed(diff, cur)} (precise {qty(diff.amount_precise)})"
+            f"  ->  {doc.status.upper()}"
+        )
     for adj in doc.adjustments:
         out.append(
             f"adjusted by line {adj.id} on invoice {adj.invoice_id}"
