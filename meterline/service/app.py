@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from meterline.jobs.apikeys import KeyStore
 from meterline.jobs.intake import EventIntake
 from meterline.jobs.ledger import check_ledger
-from meterline.service import events, ledger, problems, usage
+from meterline.service import console, events, ledger, problems, usage
 from meterline.service.auth import TokenBuckets
 from meterline.settings import Settings, settings
 
@@ -109,6 +109,7 @@ def create_app(config: Settings | None = None, *, stores: Stores | None = None) 
     app.include_router(events.router)
     app.include_router(ledger.router)
     app.include_router(usage.router)
+    console.install(app)
 
     @app.get("/healthz", tags=["service"], summary="Liveness, for health checks (no key)")
     def healthz(request: Request) -> JSONResponse:
