@@ -120,12 +120,17 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(_Page, _error_page)
 
 
+def page_html(
+    template: str, *, key: ApiKeyInfo | None = None, csrf: str = "", **values: Any
+) -> str:
+    """A console page's HTML: ``template`` (meterline/service/templates) with ``values``."""
+    return _ENV.get_template(template).render(style=STYLE, key=key, csrf=csrf, **values)
+
+
 def render(
     request: Request, template: str, status: int = 200, key: ApiKeyInfo | None = None, **values: Any
 ) -> HTMLResponse:
-    html = _ENV.get_template(template).render(
-        style=STYLE, key=key, csrf=csrf_token(request, "page"), **values
-    )
+    html = page_html(template, key=key, csrf=csrf_token(request, "page"), **values)
     return HTMLResponse(
         html,
         status_code=status,

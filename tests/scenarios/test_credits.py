@@ -19,6 +19,7 @@ from meterline.audit.reconcile import reconcile_period
 from meterline.cli.audit.text import render_explain
 from meterline.jobs.credits import balances, grant_one
 from meterline.jobs.ledger import void_invoice
+from meterline.service.console import page_html as console_page
 from tests.scenarios.harness import (
     Invoice,
     Line,
@@ -164,6 +165,11 @@ def test_a_commit_drawn_down_over_three_months_with_overage_in_the_third(
     assert f"`meterline audit explain {usage['id']}`" in text, text
     assert "recomputed from raw events:" not in text and "sample events" not in text, text
     assert "quantity 80" not in text, text
+    # The support console's page of the same explanation says the same (not a quantity).
+    page = console_page("explain.html.j2", x=found, cur="USD")
+    assert '<dd id="credit-balance">USD 80.00 before, USD 0.00 after</dd>' in page, page
+    assert f'href="/console/invoices/{november["id"]}/lines/{usage["id"]}">line {usage["id"]}' in page
+    assert "paid from credit grant commit-cc" in page and "recomputed from the events" in page
 
 
 def test_two_grants_by_priority_then_earliest_expiry(ledger_world: World) -> None:
