@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy import text as sql
 from billing.db import create_ledger_engine
 from meterline.audit.explain import explain_line
 from meterline.audit.reconcile import reconcile_period
+from meterline.audit.statement.render import _environment as statement_environment
 from meterline.cli.audit.text import render_explain
 from meterline.jobs.credits import balances, grant_one
 from meterline.jobs.ledger import void_invoice
@@ -170,6 +172,25 @@ def test_a_commit_drawn_down_over_three_months_with_overage_in_the_third(
     assert '<dd id="credit-balance">USD 80.00 before, USD 0.00 after</dd>' in page, page
     assert f'href="/console/invoices/{november["id"]}/lines/{usage["id"]}">line {usage["id"]}' in page
     assert "paid from credit grant commit-cc" in page and "recomputed from the events" in page
+    # And the internal statement's audit chain of the line.
+    chain = statement_chain(credit["id"], found)
+    assert f"credit grant <code>commit-cc</code> (paid_commit) pays USD 80.00 of line {usage['id']}" in chain, chain
+    assert "80 before, 0 after (USD)" in chain and "Re-rated from the raw events" not in chain, chain
+
+
+def statement_chain(line_id: int, found: Any) -> str:
+    """The statement's audit chain of one line (chain.html.j2), rendered with the
+    statement's own template environment."""
+    line = SimpleNamespace(
+        id=line_id,
+        kind="credit",
+        price_id="",
+        group=None,
+        currency="USD",
+        amount_minor=found.line.amount_minor,
+        chain=found,
+    )
+    return statement_environment().get_template("chain.html.j2").render(ln=line)
 
 
 def test_two_grants_by_priority_then_earliest_expiry(ledger_world: World) -> None:
