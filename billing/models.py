@@ -39,7 +39,17 @@ NAMING = {
 
 INVOICE_STATUSES = ("draft", "finalized", "void")
 #: What the outside world hears from the ledger (billing/outbox): one outbox event each.
-OUTBOX_KINDS = ("invoice.finalized", "invoice.voided", "invoice.adjustments_posted")
+OUTBOX_KINDS = (
+    "invoice.finalized",
+    "invoice.voided",
+    "invoice.adjustments_posted",
+    "alert.fired",
+    "alert.retracted",
+)
+#: What an alert watches (docs/alerts.md): a meter's usage quantity, or rated spend.
+ALERT_METRICS = ("usage", "spend")
+#: A threshold of an alert in a period: fired, then possibly retracted (once each).
+ALERT_STATES = ("fired", "retracted")
 #: A delivery is pending until a sink delivered it, or parked after too many failures.
 DELIVERY_STATUSES = ("pending", "delivered", "parked")
 #: Stripe's invoice collection methods (Invoice.collection_method).
@@ -433,7 +443,8 @@ class OutboxEvent(Base):
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
     )
     kind: Mapped[str] = mapped_column(String(40))
-    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    # The invoice an invoice.* event is about; NULL for alert.* events (no invoice).
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
     # Our customer id (customers.external_id): a customer's events are delivered in order.
     customer: Mapped[str] = mapped_column(String(64))
     # Stable across retries and replays: the sinks derive their own idempotency keys
@@ -639,3 +650,70 @@ class SubscriptionPlanChange(Base):
     changed_by: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Alert(Base):
+    """A spend or usage alert (docs/alerts.md): thresholds on one measure of a billing
+    period, for one customer or for every customer on a plan. ``metric`` ``usage``: the
+    quantity of ``meter``, thresholds are decimal strings; ``spend``: the rated amount in
+    ``currency``, thresholds are integer minor units written as strings. Thresholds are
+    canonical decimal strings (billing.alerts.threshold_text), ascending."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint(_in("metric", ALERT_METRICS), name="metric"),
+        CheckConstraint("(customer_id IS NULL) <> (plan_id IS NULL)", name="one_target"),
+        CheckConstraint(
+            "(metric = 'usage' AND meter IS NOT NULL AND currency IS NULL)"
+            " OR (metric = 'spend' AND currency IS NOT NULL AND meter IS NULL)",
+            name="subject",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    plan_id: Mapped[str | None] = mapped_column(ForeignKey("plans.id"), index=True)
+    metric: Mapped[str] = mapped_column(String(16))
+    meter: Mapped[str | None] = mapped_column(String(64))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    thresholds: Mapped[list[str]] = mapped_column(JSONDoc)
+    # Wall clock of the person's action.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertState(Base):
+    """What was announced for one threshold of one alert in one billing period of one
+    subscription: ``fired`` (with the outbox event), then possibly ``retracted`` (once).
+    The unique key is what makes each announcement happen once."""
+
+    __tablename__ = "alert_states"
+    __table_args__ = (
+        CheckConstraint(_in("state", ALERT_STATES), name="state"),
+        UniqueConstraint(
+            "alert_id",
+            "subscription_id",
+            "threshold",
+            "period_start",
+            name="uq_alert_states_alert_subscription_threshold_period",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    threshold: Mapped[str] = mapped_column(String(64))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16))
+    # The amounts (decimal strings: quantity, or minor units) when it fired / retracted.
+    fired_amount: Mapped[str] = mapped_column(String(64))
+    retracted_amount: Mapped[str | None] = mapped_column(String(64))
+    # The evaluation instants (as_of) that fired / retracted it: logical times.
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fired_event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("outbox_events.id")
+    )
+    retracted_event_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("outbox_events.id")
+    )

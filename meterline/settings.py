@@ -141,6 +141,24 @@ class Settings(BaseSettings):
         le=10,
         description="Tries of one Stripe request on a connection error, 5xx or 429 (1 to 10)",
     )
+    # The alerts' webhook (meterline/sinks/webhook.py, docs/alerts.md). The secret signs
+    # every request: never printed or logged.
+    webhook_url: str | None = Field(
+        default=None,
+        description="Where alert events are POSTed; unset: the webhook sink is not"
+        " configured (the events wait in the outbox)",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The shared secret alert webhooks are signed with (HMAC-SHA256)",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Seconds to wait for the webhook to answer (at most 600)",
+    )
     outbox_max_attempts: int = Field(
         default=5,
         ge=1,
@@ -207,8 +225,7 @@ class Settings(BaseSettings):
         default=200,
         ge=1,
         le=1_000_000,
-        description="Requests an API key may make at once before the rate applies (1 to"
-        " 1,000,000)",
+        description="Requests an API key may make at once before the rate applies (1 to 1,000,000)",
     )
     service_ledger_read_url: str | None = Field(
         default=None,

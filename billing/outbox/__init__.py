@@ -22,9 +22,11 @@ from billing.outbox.delivery import (
     undelivered,
 )
 from billing.outbox.payloads import EventDoc, InvoiceDoc, LineDoc
-from billing.outbox.record import SINKS
+from billing.outbox.record import ALERT_SINKS, ALL_SINKS, SINKS, record_alert
 
 __all__ = [
+    "ALERT_SINKS",
+    "ALL_SINKS",
     "SINKS",
     "Claim",
     "DeliveryRow",
@@ -35,6 +37,7 @@ __all__ = [
     "list_deliveries",
     "mark_delivered",
     "mark_failed",
+    "record_alert",
     "release",
     "replay",
     "undelivered",

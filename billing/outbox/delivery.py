@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, aliased
 
 from billing import bulk
 from billing.models import OutboxDelivery, OutboxEvent
-from billing.outbox.payloads import EventDoc, InvoiceDoc
+from billing.outbox.payloads import EventDoc
 
 #: Longest error text kept per delivery.
 ERROR_MAX = 2000
@@ -54,7 +54,8 @@ class DeliveryRow:
     event_id: int
     kind: str
     customer: str
-    invoice_id: int
+    #: None for an event about no invoice (alert.*).
+    invoice_id: int | None
     sink: str
     status: str
     attempts: int
@@ -138,7 +139,7 @@ def event_doc(event: OutboxEvent) -> EventDoc:
         customer=event.customer,
         idempotency_key=event.idempotency_key,
         created_at=event.created_at,
-        invoice=InvoiceDoc.from_json(event.payload),
+        data=event.payload,
     )
 
 

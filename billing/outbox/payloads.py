@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 
@@ -100,4 +101,12 @@ class EventDoc:
     customer: str
     idempotency_key: str
     created_at: datetime
-    invoice: InvoiceDoc
+    #: The payload as stored (an invoice document, or an alert's: docs/alerts.md).
+    data: dict[str, Any]
+
+    @cached_property
+    def invoice(self) -> InvoiceDoc:
+        """The invoice document of an ``invoice.*`` event (ValueError for another kind)."""
+        if not self.kind.startswith("invoice."):
+            raise ValueError(f"outbox event {self.event_id} ({self.kind}) holds no invoice")
+        return InvoiceDoc.from_json(self.data)

@@ -31,8 +31,12 @@ from billing.models import (
 )
 from billing.outbox.payloads import InvoiceDoc, LineDoc
 
-#: The sinks every event is delivered to (meterline/sinks): one delivery row each.
+#: The sinks every invoice event is delivered to (meterline/sinks): one delivery row each.
 SINKS: tuple[str, ...] = ("stripe",)
+#: The sinks an alert event is delivered to (docs/alerts.md).
+ALERT_SINKS: tuple[str, ...] = ("webhook",)
+#: Every sink a delivery row can name.
+ALL_SINKS: tuple[str, ...] = SINKS + ALERT_SINKS
 
 EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
 DELIVERIES: Table = OutboxDelivery.__table__  # type: ignore[assignment]
@@ -235,3 +239,37 @@ def record_adjustments(session: Session, invoice_ids: Collection[int]) -> int:
         key = f"invoice.adjustments_posted:{invoice_id}:{len(earlier) + 1}:{digest}"
         written += _write(session, "invoice.adjustments_posted", [(key, doc)])
     return written
+
+
+def record_alert(
+    session: Session,
+    kind: str,
+    *,
+    customer: str,
+    key: str,
+    payload: dict[str, Any],
+    at: datetime,
+) -> int:
+    """Write one ``alert.fired`` / ``alert.retracted`` event (no invoice) with a pending
+    delivery per sink in ``ALERT_SINKS``; ``at`` is the evaluation's logical time.
+    Returns the event's id. The key is unique: writing the same announcement twice
+    fails (the caller's alert_states row says what was announced)."""
+    if kind not in ("alert.fired", "alert.retracted"):
+        raise ValueError(f"not an alert event kind: {kind!r}")
+    event_id = session.execute(
+        insert(EVENTS)
+        .values(
+            kind=kind,
+            invoice_id=None,
+            customer=customer,
+            idempotency_key=key,
+            payload=payload,
+            created_at=at,
+        )
+        .returning(EVENTS.c.id)
+    ).scalar_one()
+    for sink in ALERT_SINKS:
+        session.execute(
+            insert(DELIVERIES).values(event_id=event_id, sink=sink, status="pending", attempts=0)
+        )
+    return int(event_id)

@@ -50,7 +50,8 @@ def delivery_states(
         .order_by(OutboxEvent.id)
     )
     for invoice_id, kind, event_id, status in rows:
-        found[(invoice_id, kind)] = (event_id, status)
+        if invoice_id is not None:
+            found[(invoice_id, kind)] = (event_id, status)
     return found
 
 

@@ -109,13 +109,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "usage": (
         "meterline.cli.usage:usage",
-        "A customer's usage so far in its current billing periods: quantity and cost per"
-        " price.",
+        "A customer's usage so far in its current billing periods: quantity and cost per price.",
     ),
     "preview": (
         "meterline.cli.usage:preview",
         "The invoice each current billing period of a customer would end with if no more"
         " usage arrived.",
+    ),
+    "alerts": (
+        "meterline.cli.alerts:alerts",
+        "Spend and usage alerts: thresholds per billing period, announced by webhook.",
     ),
     "statement": (
         "meterline.cli.audit:statement",

@@ -13,7 +13,7 @@ from meterline.cli.options import Id
 from meterline.jobs.deliver import DeliveryReport, deliver, outbox_rows, replay_from
 from meterline.output import json_text
 
-SINK_CHOICE = click.Choice(["stripe"])
+SINK_CHOICE = click.Choice(["stripe", "webhook"])
 
 
 @click.group("outbox")
@@ -57,7 +57,8 @@ def list_command(failed: bool, sink: str | None, limit: int | None, as_json: boo
             if row.status == "pending" and row.next_attempt_at is not None:
                 state += f", next try after {_when(row.next_attempt_at)}"
             click.echo(
-                f"{row.event_id:>8}  {row.kind:<28} invoice {row.invoice_id:<8} {row.customer}"
+                f"{row.event_id:>8}  {row.kind:<28} invoice {row.invoice_id or '-':<8}"
+                f" {row.customer}"
                 f"  {row.sink}: {state}"
             )
             if row.last_error and row.status != "delivered":

@@ -29,9 +29,10 @@ from billing.db import reading, session_factory
 from billing.errors import NotFound
 from billing.migrate import require_head
 from billing.outbox import (
-    SINKS,
+    ALL_SINKS,
     Claim,
     DeliveryRow,
+    EventDoc,
     claim,
     list_deliveries,
     mark_delivered,
@@ -52,6 +53,7 @@ from meterline.settings import Settings, settings
 from meterline.sinks import PermanentSinkError, Sink, SinkError, SinkRefusedCredentials
 from meterline.sinks.stripe import StripeApi, StripeConfig, StripeSink
 from meterline.sinks.stripe.sink import CustomerTerms, Ref
+from meterline.sinks.webhook import WebhookSink
 from meters.crashpoints import crash_point
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,34 @@ def make_stripe_sink(
     return StripeSink(api, LedgerDirectory(make, "stripe")), api
 
 
+class WebhookEvents:
+    """The webhook sink as the deliverer calls it: an outbox event in, its payload
+    POSTed signed (meterline/sinks/webhook.py)."""
+
+    name = "webhook"
+
+    def __init__(self, sink: WebhookSink) -> None:
+        self.sink = sink
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    def deliver(self, event: EventDoc) -> str | None:
+        with self._lock:
+            self.requests += 1
+        return self.sink.send(event.kind, event.idempotency_key, event.data)
+
+
+def make_webhook_sink(cfg: Settings) -> WebhookEvents:
+    if not cfg.webhook_url or cfg.webhook_secret is None:
+        raise SinkNotConfigured(
+            "the webhook is not configured: set METERLINE_WEBHOOK_URL and"
+            " METERLINE_WEBHOOK_SECRET; the alert events wait in the outbox"
+            " (`meterline outbox list --sink webhook`)"
+        )
+    secret = cfg.webhook_secret.get_secret_value()
+    return WebhookEvents(WebhookSink(cfg.webhook_url, secret, timeout=cfg.webhook_timeout_s))
+
+
 def deliver(
     sink: str = "stripe",
     *,
@@ -191,15 +221,21 @@ def deliver(
     """Deliver every deliverable outbox event to ``sink``. ``stripe`` overrides the
     Stripe settings (tests, the demo). Raises SinkNotConfigured without credentials."""
     cfg = config or settings()
-    if sink not in SINKS:
-        raise ValueError(f"unknown sink {sink!r}: one of {', '.join(SINKS)}")
+    if sink not in ALL_SINKS:
+        raise ValueError(f"unknown sink {sink!r}: one of {', '.join(ALL_SINKS)}")
     report = DeliveryReport(sink=sink)
     # How long a claim keeps other deliverers off an event (METERLINE_OUTBOX_LEASE_SECONDS).
     lease = timedelta(seconds=cfg.outbox_lease_seconds)
     owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     with ledger_sessions(cfg) as make:
-        target, api = make_stripe_sink(make, stripe or stripe_config(cfg))
-        concurrency = api.config.concurrency
+        target: Sink
+        api: StripeApi | None = None
+        if sink == "webhook":
+            target = make_webhook_sink(cfg)
+            concurrency = 4
+        else:
+            target, api = make_stripe_sink(make, stripe or stripe_config(cfg))
+            concurrency = api.config.concurrency
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver") as pool:
             while True:
                 with make.begin() as session:
@@ -242,11 +278,14 @@ def deliver(
                     # Nothing got through this round: leave the rest for the next run
                     # (they back off) instead of spinning on an unreachable Stripe.
                     break
-        report.requests = dict(Counter(api.requests))
-        report.items_added = target.counts["items_added"]
-        report.items_removed = target.counts["items_removed"]
-        # Finalized in Stripe by this run (a replay that finds them so counts nothing).
-        report.invoices_finalized = target.counts["finalized"]
+        if api is not None and isinstance(target, StripeSink):
+            report.requests = dict(Counter(api.requests))
+            report.items_added = target.counts["items_added"]
+            report.items_removed = target.counts["items_removed"]
+            # Finalized in Stripe by this run (a replay that finds them so counts nothing).
+            report.invoices_finalized = target.counts["finalized"]
+        elif isinstance(target, WebhookEvents):
+            report.requests = {"POST webhook": target.requests}
         with reading(make) as session:
             left = undelivered(session, sink=sink)
         report.left = left["pending"] + left["parked"]
@@ -296,7 +335,8 @@ def _record(
     )
     if status == "superseded":
         return  # another deliverer took the event over after our lease ran out
-    line = f"event {event.event_id} ({event.kind}, invoice {event.invoice.invoice_id}): {error}"
+    about = f"invoice {event.invoice.invoice_id}" if event.kind.startswith("invoice.") else ""
+    line = f"event {event.event_id} ({event.kind}{', ' + about if about else ''}): {error}"
     log.warning("%s delivery failed (%s): %s", one.sink, status, line)
     if len(report.errors) < 20:
         report.errors.append(line)
@@ -321,8 +361,8 @@ def outbox_rows(
 def replay_from(from_id: int, *, sink: str | None = None, config: Settings | None = None) -> int:
     """Make events from ``from_id`` on pending again (``meterline outbox replay``).
     Raises billing.errors.NotFound when there is no event ``from_id`` or later (exit 3)."""
-    if sink is not None and sink not in SINKS:
-        raise ValueError(f"unknown sink {sink!r}: one of {', '.join(SINKS)}")
+    if sink is not None and sink not in ALL_SINKS:
+        raise ValueError(f"unknown sink {sink!r}: one of {', '.join(ALL_SINKS)}")
     with ledger_sessions(config or settings()) as make, make.begin() as session:
         if not list_deliveries(session, sink=sink, from_id=from_id, limit=1):
             raise NotFound(
@@ -338,3 +378,12 @@ def deliver_or_skip(config: Settings | None = None) -> DeliveryReport | None:
     if stripe_config(cfg) is None:
         return None
     return deliver("stripe", config=cfg)
+
+
+def deliver_webhook_or_skip(config: Settings | None = None) -> DeliveryReport | None:
+    """``deliver("webhook")``, or None when the webhook is not configured (the alert
+    events wait in the outbox)."""
+    cfg = config or settings()
+    if not cfg.webhook_url or cfg.webhook_secret is None:
+        return None
+    return deliver("webhook", config=cfg)

@@ -124,6 +124,13 @@ INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
     ("apikeys", "create"): (["--name", "collector", "--scope", "ingest"], "L"),
     ("apikeys", "list"): ([], "L"),
     ("apikeys", "revoke"): (["1"], "L"),
+    ("alerts", "add"): (
+        ["--customer", "cus_00001", "--currency", "USD", "--threshold", "500.00"],
+        "L",
+    ),
+    ("alerts", "list"): ([], "L"),
+    ("alerts", "history"): ([], "L"),
+    ("alerts", "evaluate"): (["--as-of", AS_OF], "WL"),
 }
 
 
@@ -385,6 +392,24 @@ def test_a_bad_value_of_a_typed_parameter_is_refused(
         ["preview", "--as-of", AS_OF],
         ["usage", "cus_00001", "--as-of", "2026-11-04T25:00:00Z"],
         ["preview", "cus_00001", "--as-of", "1999-12-31"],
+        ["alerts", "add", "--currency", "USD", "--threshold", "5"],
+        [
+            "alerts",
+            "add",
+            "--customer",
+            "cus_00001",
+            "--plan",
+            "pro",
+            "--meter",
+            "m",
+            "--threshold",
+            "5",
+        ],
+        ["alerts", "add", "--customer", "cus_00001", "--threshold", "5"],
+        ["alerts", "add", "--customer", "cus_00001", "--currency", "USD", "--threshold", "0"],
+        ["alerts", "add", "--customer", "cus_00001", "--currency", "USD", "--threshold", "ten"],
+        ["alerts", "add", "--customer", "cus_00001", "--currency", "USD", "--threshold", "1.005"],
+        ["alerts", "add", "--customer", "cus_00001", "--currency", "usdx", "--threshold", "1"],
     ],
     ids=" ".join,
 )
@@ -628,6 +653,35 @@ def test_unknown_ids_with_a_warehouse_are_not_found(tmp_path: Path) -> None:
 def test_an_unknown_customer_is_not_found(args: list[str], place: dict[str, str]) -> None:
     code, output = invoke(args)
     assert_one_error(code, output, ExitCode.NOT_FOUND, "no customer 'nobody' in the ledger")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["alerts", "add", "--customer", "nobody", "--currency", "USD", "--threshold", "5"],
+            "no customer 'nobody' in the ledger",
+        ),
+        (
+            ["alerts", "add", "--plan", "no-plan", "--currency", "USD", "--threshold", "5"],
+            "no plan 'no-plan'",
+        ),
+        (
+            ["alerts", "add", "--customer", "cus_00001", "--meter", "nope", "--threshold", "5"],
+            "no meter 'nope'",
+        ),
+        (["alerts", "list", "--customer", "nobody"], "no customer 'nobody' in the ledger"),
+        (["alerts", "history", "--alert", "999999"], "no alert 999999"),
+        (["alerts", "history", "--customer", "nobody"], "no customer 'nobody' in the ledger"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_alerts_name_what_is_not_found(
+    args: list[str], fragment: str, place: dict[str, str]
+) -> None:
+    assert invoke(["customers", "load", place["customers"]])[0] == 0
+    code, output = invoke(args)
+    assert_one_error(code, output, ExitCode.NOT_FOUND, fragment)
 
 
 # --- stores that do not exist are never created by a command that reads them ---------------------

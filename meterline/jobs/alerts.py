@@ -1,0 +1,516 @@
+"""Spend and usage alerts: what `meterline alerts add|list|history|evaluate` and the
+nightly run's ``alerts`` step run (docs/alerts.md).
+
+``evaluate_alerts(as_of)`` reads, for every customer with an alert (its own, or its
+plan's), the current period's usage as of ``as_of`` with the job that answers `meterline
+usage` (meterline.jobs.usage.usage_of: rated by close's own code over the rollup and the
+raw events not rolled up yet), compares each alert's measure with its thresholds
+(billing.alerts.evaluate: pure), and writes what must be announced in **one ledger
+transaction**: each ``alert.fired`` / ``alert.retracted`` outbox event
+(billing.outbox.record_alert, delivered by the webhook sink) together with the
+``alert_states`` row that records it. The states' unique key (alert, subscription,
+threshold, period start) makes each announcement happen once: a second evaluation, or
+a concurrent one, writes nothing new (the concurrent one fails on the key and writes
+nothing at all).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from billing.alerts import AlertRule, StateKey, evaluate, threshold_text
+from billing.errors import LedgerError, NotFound
+from billing.models import (
+    Alert,
+    AlertState,
+    Customer,
+    Plan,
+    Subscription,
+    SubscriptionPlanChange,
+)
+from billing.money import CurrencyError, exponent
+from billing.outbox import record_alert
+from meterline.connections import ledger_session, meter_catalog, open_warehouse
+from meterline.jobs.usage import CustomerUsage, SubscriptionUsage, usage_of
+from meterline.settings import Settings, settings
+
+
+class AlertRefused(LedgerError):
+    """An alert that cannot be created as asked (exit code 2)."""
+
+
+class AlertView(BaseModel):
+    """An alert as `meterline alerts list` shows it. Spend thresholds in minor units."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alert_id: int
+    customer: str | None
+    plan: str | None
+    metric: Literal["usage", "spend"]
+    meter: str | None
+    currency: str | None
+    thresholds: tuple[str, ...]
+    created_at: datetime
+
+
+class StateView(BaseModel):
+    """One announced threshold (`meterline alerts history`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alert_id: int
+    subscription: str
+    customer: str
+    threshold: str
+    period_start: datetime
+    period_end: datetime
+    state: Literal["fired", "retracted"]
+    fired_amount: str
+    fired_at: datetime
+    fired_event_id: int
+    retracted_amount: str | None
+    retracted_at: datetime | None
+    retracted_event_id: int | None
+
+
+@dataclass
+class EvaluationReport:
+    """What one evaluation did."""
+
+    as_of: datetime
+    customers: int = 0
+    subscriptions: int = 0
+    fired: int = 0
+    retracted: int = 0
+    #: Subscriptions whose current period could not be rated (not evaluated).
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "customers": self.customers,
+            "subscriptions": self.subscriptions,
+            "fired": self.fired,
+            "retracted": self.retracted,
+            "errors": list(self.errors),
+        }
+
+    def summary(self) -> str:
+        text = (
+            f"alerts as of {self.as_of.isoformat()}: {self.customers} customer(s),"
+            f" {self.subscriptions} subscription period(s) evaluated; {self.fired} fired,"
+            f" {self.retracted} retracted"
+        )
+        if self.errors:
+            text += f"; {len(self.errors)} not evaluated (could not be rated)"
+        return text
+
+
+# --- add, list, history -------------------------------------------------------------------
+
+
+def parse_thresholds(texts: list[str], metric: str, currency: str | None) -> tuple[Decimal, ...]:
+    """Thresholds as given (usage: quantities; spend: amounts in major units, e.g. 500.00)
+    -> what is stored (usage: the quantities; spend: integer minor units). Raises
+    AlertRefused."""
+    if not texts:
+        raise AlertRefused("an alert needs at least one threshold (--threshold)")
+    out: list[Decimal] = []
+    for text in texts:
+        try:
+            value = Decimal(text.strip())
+        except InvalidOperation:
+            raise AlertRefused(f"threshold {text!r} is not a number") from None
+        if not value.is_finite() or value <= 0:
+            raise AlertRefused(f"threshold {text!r} must be a positive number")
+        if metric == "spend":
+            assert currency is not None
+            scaled = value.scaleb(exponent(currency))
+            if scaled != scaled.to_integral_value():
+                raise AlertRefused(
+                    f"threshold {text!r} has more decimals than {currency}'s minor unit"
+                    f" ({exponent(currency)})"
+                )
+            value = scaled
+        out.append(Decimal(threshold_text(value)))
+    return tuple(sorted(set(out)))
+
+
+def add_alert(
+    *,
+    customer: str | None,
+    plan: str | None,
+    meter: str | None,
+    currency: str | None,
+    thresholds: list[str],
+    created_at: datetime,
+    config: Settings | None = None,
+) -> AlertView:
+    """Create an alert for ``customer`` or every customer on ``plan``: on the usage of
+    ``meter`` or on spend in ``currency`` (one of the two). Raises AlertRefused (exit 2),
+    NotFound for an unknown customer, plan or meter (exit 3)."""
+    config = config or settings()
+    if (customer is None) == (plan is None):
+        raise AlertRefused("name either --customer or --plan")
+    if (meter is None) == (currency is None):
+        raise AlertRefused("name either --meter (a usage alert) or --currency (a spend alert)")
+    metric = "usage" if meter is not None else "spend"
+    if currency is not None:
+        currency = currency.upper()
+        try:
+            exponent(currency)
+        except CurrencyError as exc:
+            raise AlertRefused(str(exc)) from None
+    values = parse_thresholds(thresholds, metric, currency)
+    if meter is not None and meter not in meter_catalog(config).meters:
+        raise NotFound(f"no meter {meter!r} in the catalog")
+    with ledger_session(config, write=True) as session:
+        customer_id = None
+        if customer is not None:
+            customer_id = session.scalar(
+                select(Customer.id).where(Customer.external_id == customer)
+            )
+            if customer_id is None:
+                raise NotFound(f"no customer {customer!r} in the ledger")
+        if plan is not None and session.get(Plan, plan) is None:
+            raise NotFound(f"no plan {plan!r} in the ledger")
+        alert = Alert(
+            customer_id=customer_id,
+            plan_id=plan,
+            metric=metric,
+            meter=meter,
+            currency=currency,
+            thresholds=[threshold_text(v) for v in values],
+            created_at=created_at.astimezone(UTC),
+        )
+        session.add(alert)
+        session.flush()
+        return AlertView(
+            alert_id=alert.id,
+            customer=customer,
+            plan=plan,
+            metric=alert.metric,  # type: ignore[arg-type]
+            meter=meter,
+            currency=currency,
+            thresholds=tuple(alert.thresholds),
+            created_at=alert.created_at,
+        )
+
+
+def _views(session: Session, alerts: list[Alert]) -> list[AlertView]:
+    names = dict(
+        session.execute(
+            select(Customer.id, Customer.external_id).where(
+                Customer.id.in_({a.customer_id for a in alerts if a.customer_id is not None})
+            )
+        ).all()
+    )
+    return [
+        AlertView(
+            alert_id=a.id,
+            customer=names.get(a.customer_id) if a.customer_id is not None else None,
+            plan=a.plan_id,
+            metric=a.metric,  # type: ignore[arg-type]
+            meter=a.meter,
+            currency=a.currency,
+            thresholds=tuple(a.thresholds),
+            created_at=a.created_at,
+        )
+        for a in alerts
+    ]
+
+
+def list_alerts(*, customer: str | None = None, config: Settings | None = None) -> list[AlertView]:
+    """Every alert (only ``customer``'s and its plans' when given)."""
+    with ledger_session(config or settings()) as session:
+        query = select(Alert).order_by(Alert.id)
+        if customer is not None:
+            found = session.scalar(select(Customer.id).where(Customer.external_id == customer))
+            if found is None:
+                raise NotFound(f"no customer {customer!r} in the ledger")
+            plans = select(Subscription.plan_id).where(Subscription.customer_id == found)
+            query = query.where(or_(Alert.customer_id == found, Alert.plan_id.in_(plans)))
+        return _views(session, list(session.scalars(query)))
+
+
+def alert_history(
+    *, alert_id: int | None = None, customer: str | None = None, config: Settings | None = None
+) -> list[StateView]:
+    """What was announced, oldest first (only ``alert_id``'s, ``customer``'s when given).
+    Raises NotFound for an unknown alert or customer."""
+    with ledger_session(config or settings()) as session:
+        query = (
+            select(AlertState, Subscription.external_id, Customer.external_id)
+            .join(Subscription, Subscription.id == AlertState.subscription_id)
+            .join(Customer, Customer.id == Subscription.customer_id)
+            .order_by(AlertState.fired_event_id, AlertState.id)
+        )
+        if alert_id is not None:
+            if session.get(Alert, alert_id) is None:
+                raise NotFound(f"no alert {alert_id}: `meterline alerts list` shows them")
+            query = query.where(AlertState.alert_id == alert_id)
+        if customer is not None:
+            if session.scalar(select(Customer.id).where(Customer.external_id == customer)) is None:
+                raise NotFound(f"no customer {customer!r} in the ledger")
+            query = query.where(Customer.external_id == customer)
+        return [
+            StateView(
+                alert_id=s.alert_id,
+                subscription=sub,
+                customer=cust,
+                threshold=s.threshold,
+                period_start=s.period_start,
+                period_end=s.period_end,
+                state=s.state,  # type: ignore[arg-type]
+                fired_amount=s.fired_amount,
+                fired_at=s.fired_at,
+                fired_event_id=s.fired_event_id,
+                retracted_amount=s.retracted_amount,
+                retracted_at=s.retracted_at,
+                retracted_event_id=s.retracted_event_id,
+            )
+            for s, sub, cust in session.execute(query).all()
+        ]
+
+
+# --- evaluate -----------------------------------------------------------------------------
+
+
+class QuantitiesMissing(Exception):
+    """The usage job gave no whole-period quantities while the period has usage prices."""
+
+
+def measure(alert: Alert, usage: SubscriptionUsage) -> Decimal | None:
+    """The amount ``alert`` compares for one subscription's current period: the summed
+    quantity of its meter (every dimension), or the rated amount in minor units; None
+    when the alert does not apply (a spend alert in another currency). Raises
+    QuantitiesMissing when the usage holds no whole-period quantities but has usage
+    prices: the usage job reads a period split by a plan change per segment and then
+    lists no meters (docs/alerts.md), and a 0 there must not retract anything."""
+    if alert.metric == "usage":
+        if not usage.meters and any(p.kind == "usage" for p in usage.prices):
+            raise QuantitiesMissing(
+                f"{usage.subscription}: no whole-period quantity of {alert.meter} (a plan"
+                f" change splits the period); usage alert {alert.id} not evaluated"
+            )
+        return sum((m.quantity for m in usage.meters if m.meter == alert.meter), Decimal(0))
+    if alert.currency != usage.currency:
+        return None
+    return Decimal(usage.amount_minor)
+
+
+def _payload(
+    alert: Alert,
+    usage: SubscriptionUsage,
+    customer: str,
+    threshold: Decimal,
+    amount: Decimal,
+    as_of: datetime,
+    computed_through: datetime | None,
+    fired_key: str | None,
+) -> dict[str, Any]:
+    assert usage.period_start is not None and usage.period_end is not None
+    doc: dict[str, Any] = {
+        "alert_id": alert.id,
+        "customer": customer,
+        "subscription": usage.subscription,
+        "plan": usage.plan,
+        "metric": alert.metric,
+        "period_start": usage.period_start.astimezone(UTC).isoformat(),
+        "period_end": usage.period_end.astimezone(UTC).isoformat(),
+        "as_of": as_of.isoformat(),
+        "computed_through": None if computed_through is None else computed_through.isoformat(),
+    }
+    if alert.metric == "usage":
+        doc |= {"meter": alert.meter, "threshold": threshold_text(threshold)}
+        doc["quantity"] = threshold_text(amount) if amount else "0"
+    else:
+        doc |= {
+            "currency": alert.currency,
+            "threshold_minor": int(threshold),
+            "amount_minor": int(amount),
+        }
+    if fired_key is not None:
+        doc["retracts"] = fired_key
+    return doc
+
+
+def _key(kind: str, alert_id: int, subscription: str, threshold: Decimal, start: str) -> str:
+    return f"{kind}:{alert_id}:{subscription}:{threshold_text(threshold)}:{start}"
+
+
+def evaluate_alerts(as_of: datetime, *, config: Settings | None = None) -> EvaluationReport:
+    """Evaluate every alert as of ``as_of`` (module docstring): the usage is read first
+    (a read-only session and the warehouse), then everything announced is written in
+    one ledger transaction. Raises ValueError for a naive ``as_of``."""
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    as_of = as_of.astimezone(UTC)
+    config = config or settings()
+    report = EvaluationReport(as_of=as_of)
+    meters = meter_catalog(config)
+    # (customer id, customer, its usage) of every customer an alert may apply to.
+    read: list[tuple[int, str, CustomerUsage]] = []
+    with ledger_session(config) as session:
+        alerts = list(session.scalars(select(Alert).order_by(Alert.id)))
+        if not alerts:
+            return report
+        customers = _watched(session, alerts)
+        with open_warehouse(config) as warehouse:
+            for customer_id, customer in customers.items():
+                usage = usage_of(session, warehouse, meters, customer, as_of, config=config)
+                read.append((customer_id, customer, usage))
+    with ledger_session(config, write=True) as session:
+        alerts = list(session.scalars(select(Alert).order_by(Alert.id)))
+        by_customer: dict[int, list[Alert]] = defaultdict(list)
+        by_plan: dict[str, list[Alert]] = defaultdict(list)
+        for alert in alerts:
+            if alert.customer_id is not None:
+                by_customer[alert.customer_id].append(alert)
+            elif alert.plan_id is not None:
+                by_plan[alert.plan_id].append(alert)
+        sub_ids = dict(
+            session.execute(
+                select(Subscription.external_id, Subscription.id).where(
+                    Subscription.customer_id.in_([r[0] for r in read])
+                )
+            ).all()
+        )
+        for customer_id, customer, usage in read:
+            report.customers += 1
+            for sub in usage.subscriptions:
+                if sub.period_start is None:
+                    continue
+                if sub.error is not None:
+                    report.errors.append(f"{sub.subscription}: {sub.error}")
+                    continue
+                report.subscriptions += 1
+                applicable = by_customer.get(customer_id, []) + by_plan.get(sub.plan, [])
+                _evaluate_one(
+                    session,
+                    report,
+                    applicable,
+                    sub,
+                    sub_ids[sub.subscription],
+                    customer,
+                    as_of,
+                    usage.computed_through,
+                )
+    return report
+
+
+def _watched(session: Session, alerts: list[Alert]) -> dict[int, str]:
+    """id -> external id of the customers with an alert of their own, or a subscription
+    that is or was on an alert's plan (the plan in effect is matched per period)."""
+    plans = {a.plan_id for a in alerts if a.plan_id is not None}
+    ids = {a.customer_id for a in alerts if a.customer_id is not None}
+    if plans:
+        ids |= set(
+            session.scalars(select(Subscription.customer_id).where(Subscription.plan_id.in_(plans)))
+        )
+        ids |= set(
+            session.scalars(
+                select(Subscription.customer_id)
+                .join(
+                    SubscriptionPlanChange,
+                    SubscriptionPlanChange.subscription_id == Subscription.id,
+                )
+                .where(SubscriptionPlanChange.to_plan.in_(plans))
+            )
+        )
+    return dict(
+        session.execute(
+            select(Customer.id, Customer.external_id)
+            .where(Customer.id.in_(ids))
+            .order_by(Customer.external_id)
+        ).all()
+    )
+
+
+def _evaluate_one(
+    session: Session,
+    report: EvaluationReport,
+    alerts: list[Alert],
+    usage: SubscriptionUsage,
+    subscription_id: int,
+    customer: str,
+    as_of: datetime,
+    computed_through: datetime | None,
+) -> None:
+    assert usage.period_start is not None and usage.period_end is not None
+    start = usage.period_start.astimezone(UTC)
+    start_text = start.isoformat()
+    for alert in alerts:
+        try:
+            amount = measure(alert, usage)
+        except QuantitiesMissing as exc:
+            report.errors.append(str(exc))
+            continue
+        if amount is None:
+            continue
+        rows = {
+            Decimal(s.threshold): s
+            for s in session.scalars(
+                select(AlertState).where(
+                    AlertState.alert_id == alert.id,
+                    AlertState.subscription_id == subscription_id,
+                    AlertState.period_start == start,
+                )
+            )
+        }
+        states: dict[StateKey, Any] = {(alert.id, t, start_text): s.state for t, s in rows.items()}
+        rule = AlertRule(
+            alert_id=alert.id,
+            metric=alert.metric,  # type: ignore[arg-type]
+            thresholds=tuple(Decimal(t) for t in alert.thresholds),
+            subject=alert.meter or alert.currency or "",
+        )
+        for event in evaluate(rule, period_start=start_text, amount=amount, states=states):
+            key = _key(event.kind, alert.id, usage.subscription, event.threshold, start_text)
+            fired_key = (
+                _key("alert.fired", alert.id, usage.subscription, event.threshold, start_text)
+                if event.kind == "alert.retracted"
+                else None
+            )
+            payload = _payload(
+                alert, usage, customer, event.threshold, amount, as_of, computed_through, fired_key
+            )
+            event_id = record_alert(
+                session, event.kind, customer=customer, key=key, payload=payload, at=as_of
+            )
+            if event.kind == "alert.fired":
+                session.add(
+                    AlertState(
+                        alert_id=alert.id,
+                        subscription_id=subscription_id,
+                        threshold=threshold_text(event.threshold),
+                        period_start=start,
+                        period_end=usage.period_end.astimezone(UTC),
+                        state="fired",
+                        fired_amount=threshold_text(amount) if amount else "0",
+                        fired_at=as_of,
+                        fired_event_id=event_id,
+                    )
+                )
+                report.fired += 1
+            else:
+                row = rows[event.threshold]
+                row.state = "retracted"
+                row.retracted_amount = threshold_text(amount) if amount else "0"
+                row.retracted_at = as_of
+                row.retracted_event_id = event_id
+                report.retracted += 1
+        session.flush()
