@@ -135,7 +135,7 @@ def test_backfill_create_runs_on_a_real_scheduler(tmp_path: Path, airflow_env: d
     _run(env, meterline, "customers", "load", data / "customers.jsonl")
 
     # The DAG processor must have parsed the DAGs before a backfill can be created.
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600
     while not {"usage_rollup", "billing_close"} <= set(
         _run(env, sys.executable, "-m", "airflow", "dags", "list").split()
     ):
@@ -148,7 +148,7 @@ def test_backfill_create_runs_on_a_real_scheduler(tmp_path: Path, airflow_env: d
     _run(env, sys.executable, "-m", "airflow", "dags", "unpause", "billing_close")
     _run(env, sys.executable, "-m", "airflow", "dags", "unpause", "usage_rollup")
 
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900
     while True:
         backfills = [r for r in _runs(env) if r["run_id"].startswith("backfill__")]
         states = {r["logical_date"][:10]: r["state"] for r in backfills}
@@ -180,7 +180,7 @@ def test_backfill_create_runs_on_a_real_scheduler(tmp_path: Path, airflow_env: d
 
     # billing_close ran on the rollup's asset events (Airflow may fold several events
     # into one run) and closed as of a rollup's interval end, never the clock.
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900
     while True:
         closes = _runs(env, "billing_close")
         if closes and all(r["state"] in ("success", "failed") for r in closes):
