@@ -420,7 +420,7 @@ def test_a_void_after_expiry_books_the_leftover_as_expired(cli: Path) -> None:
         return output
 
     output = grant_and_void("g1", "100", "2026-03-15")
-    assert "0.00 USD returned" in output and "100.00 USD expired unused" in output, output
+    assert "USD 0.00 returned" in output and "USD 100.00 expired unused" in output, output
     g = _balance()
     assert (g["expired"], g["voided"], g["remaining"]) == ("100.00", "0.00", "0.00")
     assert _identity(g)

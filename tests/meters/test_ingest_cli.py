@@ -195,7 +195,8 @@ def test_rejected_raw_text_with_markup_and_control_characters(run: Run, tmp_path
     path = tmp_path / "odd.jsonl"
     path.write_text('[bold]not json[/] \x1b[31m\n["a", "list"]\n')
     run("ingest", "--as-of", AS_OF, str(path))
-    table = run("rejected")
+    # Wide enough that no cell wraps: the point is that markup prints as text.
+    table = run("rejected", COLUMNS="200")
     assert table.exit_code == 0
     assert "[bold]not json[/]" in table.stdout and "\\u001b[31m" in table.stdout
 
