@@ -10,6 +10,7 @@ range) and 2000-2200 (the command line's dates, meterline.cli.options).
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cache
@@ -234,6 +235,47 @@ class Settings(BaseSettings):
         " (docs/service.md); default: METERLINE_LEDGER_URL",
     )
 
+    # Salesforce (`meterline customers sync-salesforce`, docs/salesforce.md): a username
+    # with its password and security token (a SOAP login at the login URL), or an instance
+    # URL with a session id. The password, token and session id are never printed or logged.
+    salesforce_username: str | None = Field(
+        default=None, description="Salesforce user the sync logs in as (with password and token)"
+    )
+    salesforce_password: SecretStr | None = Field(
+        default=None, description="That user's password"
+    )
+    salesforce_security_token: SecretStr | None = Field(
+        default=None, description="That user's security token (appended to the password)"
+    )
+    salesforce_login_url: str = Field(
+        default="https://login.salesforce.com",
+        description="Where the user logs in: https://login.salesforce.com, a sandbox's"
+        " https://test.salesforce.com or the org's My Domain URL",
+    )
+    salesforce_instance_url: str | None = Field(
+        default=None,
+        description="The org's instance URL, e.g. https://acme.my.salesforce.com (with a"
+        " session id: no login)",
+    )
+    salesforce_session_id: SecretStr | None = Field(
+        default=None, description="A session id or OAuth access token for the instance URL"
+    )
+    salesforce_api_version: str = Field(
+        default="59.0", description="Salesforce REST API version, e.g. 59.0"
+    )
+    salesforce_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Seconds to wait for one Salesforce request (at most 600)",
+    )
+    salesforce_mapping: Path | None = Field(
+        default=None,
+        description="The field mapping file `customers sync-salesforce` reads when given no"
+        " --mapping",
+    )
+
     @field_validator("stripe_api_base")
     @classmethod
     def _check_stripe_base(cls, value: str) -> str:
@@ -241,6 +283,24 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http(s) URL, e.g. https://api.stripe.com")
         return value.rstrip("/")
+
+    @field_validator("salesforce_login_url", "salesforce_instance_url")
+    @classmethod
+    def _check_salesforce_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        # Credentials never travel over plain HTTP.
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"{value!r} is not an https URL, e.g. https://login.salesforce.com")
+        return value.rstrip("/")
+
+    @field_validator("salesforce_api_version")
+    @classmethod
+    def _check_salesforce_version(cls, value: str) -> str:
+        if not re.fullmatch(r"[1-9][0-9]{1,2}\.0", value):
+            raise ValueError(f"{value!r} is not a Salesforce API version such as 59.0")
+        return value
 
     @field_validator("billing_go_live")
     @classmethod
