@@ -241,9 +241,7 @@ class Settings(BaseSettings):
     salesforce_username: str | None = Field(
         default=None, description="Salesforce user the sync logs in as (with password and token)"
     )
-    salesforce_password: SecretStr | None = Field(
-        default=None, description="That user's password"
-    )
+    salesforce_password: SecretStr | None = Field(default=None, description="That user's password")
     salesforce_security_token: SecretStr | None = Field(
         default=None, description="That user's security token (appended to the password)"
     )
