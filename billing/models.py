@@ -717,3 +717,18 @@ class AlertState(Base):
     retracted_event_id: Mapped[int | None] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("outbox_events.id")
     )
+
+
+class SyncCursor(Base):
+    """How far an incremental read of another system got (`meterline customers
+    sync-salesforce`, docs/salesforce.md): per source and object, the highest modification
+    stamp (Salesforce's SystemModstamp) among the records read, and the digest of the field
+    mapping they were read with (a changed mapping reads everything again). Written in the
+    transaction that stores what was read, so it never runs ahead of the ledger."""
+
+    __tablename__ = "sync_cursors"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    object_name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    high_water: Mapped[datetime] = mapped_column(UTCDateTime())
+    mapping_digest: Mapped[str] = mapped_column(String(64))
