@@ -146,6 +146,11 @@ def render_usage(result: CustomerUsage, out: Console) -> None:
             out.print(f"cannot be rated: {sub.error}", markup=False, highlight=False)
             continue
         assert sub.usage_end is not None
+        if len(sub.segments) > 1:
+            parts = ", then ".join(
+                f"{s.plan} {_utc(s.start)} .. {_utc(s.end)}" for s in sub.segments
+            )
+            out.print(f"plan change in this period: {parts}", markup=False, highlight=False)
         print_table(
             out,
             ["price", "kind", Column("quantity", "number"), Column("amount", "money")],

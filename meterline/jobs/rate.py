@@ -105,14 +105,19 @@ def rate_periods(
     due: Sequence[Due],
     quantities: QuantitySource,
     credits: CreditBook | None = None,
+    *,
+    whole: bool = False,
 ) -> dict[Due, PeriodRating]:
     """Rate each due period: one read of every (window, billing cycle) the periods need,
     with the customers that need it, then rating per period. A period that cannot be
     rated (no price, a quantity or amount rating or the ledger refuses) gets its `error`
     and no lines; the others are rated. With `credits` (the customers' grants, read once
     per close), each period's usage is drawn down from the grants available to it, the
-    periods of a customer in time order (billing/credits/available.py)."""
-    ratings = {item: _prepare(pricebook, item) for item in due}
+    periods of a customer in time order (billing/credits/available.py). With `whole`, the
+    whole period's window is read too when plan changes split it into segments (their
+    windows are what rating reads), so `PeriodRating.whole()` holds the period's
+    quantities either way (the usage job's meters)."""
+    ratings = {item: _prepare(pricebook, item, whole) for item in due}
     found = _read(quantities, ratings.values())
     rerated = frozenset((d.subscription.external_id, d.period.start) for d in ratings)
     for item in sorted(ratings, key=lambda d: (d.customer, d.period.start, d.period.end)):
@@ -122,7 +127,7 @@ def rate_periods(
     return ratings
 
 
-def _prepare(pricebook: PriceBook, item: Due) -> PeriodRating:
+def _prepare(pricebook: PriceBook, item: Due, whole: bool = False) -> PeriodRating:
     """The period's billing cycle and prices, or why it has none to rate."""
     sub = item.subscription
     cycle = period_containing(sub.billing_anchor_day, sub.timezone, item.period.start)
@@ -135,6 +140,8 @@ def _prepare(pricebook: PriceBook, item: Due) -> PeriodRating:
     rating.specs, rating.error = rating.prices.specs, rating.prices.gap
     if rating.error is None:
         needed = segment_windows(rating.prices.segments)
+        if whole:
+            needed.add((item.period.start, item.period.end))
         rating.windows = {window: [] for window in needed}
     return rating
 

@@ -64,6 +64,7 @@ __all__ = [
     "LiveQuantities",
     "MeterUsage",
     "PriceUsage",
+    "SegmentUsage",
     "Standing",
     "SubscriptionUsage",
     "UnknownCustomer",
@@ -217,6 +218,19 @@ class MeterUsage(BaseModel):
     events: int
 
 
+class SegmentUsage(BaseModel):
+    """The part [start, end) of the rated window in which one plan was in effect (a plan
+    change splits a period into such segments; a period without one is one segment), and
+    the meters' quantities in that part, read as `meters` reads the whole window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    plan: str
+    start: datetime
+    end: datetime
+    meters: tuple[MeterUsage, ...] = ()
+
+
 class PriceUsage(BaseModel):
     """One price of the plan rated on the usage so far: its quantity, amount (major units,
     rounded once to the currency's minor unit) and amount in minor units, and how it was
@@ -241,7 +255,14 @@ class SubscriptionUsage(BaseModel):
     """One subscription's usage as of the instant asked: its current period, rated over
     [period_start, usage_end) (the end of the instant's UTC hour, at most the period's
     end); or its status and no prices when it has no current period. `error`: why the
-    period cannot be rated (no price for its plan or currency, ...), as close says it."""
+    period cannot be rated (no price for its plan or currency, ...), as close says it.
+
+    `meters`: the quantities of the whole window, also when a plan change splits it
+    (read over the window as one, so a sum or count is the segments' sum, a maximum their
+    maximum, a distinct count counts each value once); `segments`: each plan's part of the
+    window with its own quantities, in time order (one when no change falls inside);
+    `prices`: one line per price as close posts it, a price both plans have rated part by
+    part (its description names each plan's part)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -256,6 +277,7 @@ class SubscriptionUsage(BaseModel):
     starts_at: datetime | None = None
     ended_at: datetime | None = None
     meters: tuple[MeterUsage, ...] = ()
+    segments: tuple[SegmentUsage, ...] = ()
     prices: tuple[PriceUsage, ...] = ()
     amount: Decimal = Decimal(0)
     amount_minor: int = 0
@@ -337,7 +359,7 @@ def usage_of(
     if due:
         pricebook = read_pricebook(session, meters, subscription_ids=rows.subscription_ids)
         ratings = rate_periods(
-            pricebook, list(due.values()), LiveQuantities(warehouse, meters, cut)
+            pricebook, list(due.values()), LiveQuantities(warehouse, meters, cut), whole=True
         )
     return CustomerUsage(
         customer=customer,
@@ -349,6 +371,13 @@ def usage_of(
             _subscription_usage(s, ratings.get(due[s.subscription.id]) if s.period else None)
             for s in rows.standings
         ),
+    )
+
+
+def _meters(rows: Iterable[QuantityRow]) -> tuple[MeterUsage, ...]:
+    return tuple(
+        MeterUsage(meter=r.meter, dimensions=r.dimensions, quantity=r.quantity, events=r.events)
+        for r in rows
     )
 
 
@@ -365,9 +394,15 @@ def _subscription_usage(standing: Standing, rating: PeriodRating | None) -> Subs
     )
     if rating is None or standing.period is None:
         return head
-    meters = tuple(
-        MeterUsage(meter=r.meter, dimensions=r.dimensions, quantity=r.quantity, events=r.events)
-        for r in rating.whole()
+    meters = _meters(rating.whole())
+    segments = tuple(
+        SegmentUsage(
+            plan=seg.plan,
+            start=seg.start,
+            end=seg.end,
+            meters=_meters(rating.windows.get((seg.start, seg.end), [])),
+        )
+        for seg in (rating.prices.segments if rating.prices is not None else ())
     )
     prices = tuple(
         PriceUsage(
@@ -393,6 +428,7 @@ def _subscription_usage(standing: Standing, rating: PeriodRating | None) -> Subs
             "period_end": standing.period.end,
             "usage_end": rating.due.period.end,
             "meters": meters,
+            "segments": segments,
             "prices": prices,
             "amount": from_minor(minor, sub.currency),
             "amount_minor": minor,

@@ -174,6 +174,26 @@ def test_the_commands(ledger_world: World) -> None:
     )
     code, output = _cli(world, ["subscriptions", "changes", SUB.subscription_id])
     assert code == 0 and "priority" in output and "restart" in output and "ana@ops" in output
+    # usage of the split period: the period's quantity (80 on starter + 60 on pro), each
+    # plan's part with its own, and the resolution line as close rates it (80 x 1.00 on
+    # starter's ladder, pro's restarted at the change: 60 x 0.80)
+    code, output = _cli(world, ["usage", "c_up", "--as-of", "2026-04-25T00:00:00Z", "--json"])
+    (usage,) = json.loads(output)["subscriptions"]
+    assert code == 0 and usage["plan"] == "pro" and usage["error"] is None
+    assert [(m["meter"], Decimal(m["quantity"]), m["events"]) for m in usage["meters"]] == [
+        ("resolution", 140, 140)
+    ]
+    assert [
+        (s["plan"], s["start"], s["end"], [Decimal(m["quantity"]) for m in s["meters"]])
+        for s in usage["segments"]
+    ] == [
+        ("starter", "2026-04-01T00:00:00+00:00", "2026-04-15T00:00:00+00:00", [80]),
+        ("pro", "2026-04-15T00:00:00+00:00", "2026-04-25T00:00:00+00:00", [60]),
+    ]
+    resolution = next(p for p in usage["prices"] if p["price_id"] == "resolution")
+    assert (Decimal(resolution["quantity"]), resolution["amount"]) == (140, "128.00")
+    code, output = _cli(world, ["usage", "c_up", "--as-of", "2026-04-25T00:00:00Z"])
+    assert code == 0 and "plan change in this period: starter 2026-04-01T00:00:00Z .." in output
     # the same instant again: refused, one line, exit code 2; an unknown subscription: 3
     code, output = _cli(world, args)
     assert code == 2 and len(output.strip().splitlines()) == 1 and "time order" in output
