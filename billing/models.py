@@ -732,3 +732,22 @@ class SyncCursor(Base):
     object_name: Mapped[str] = mapped_column(String(80), primary_key=True)
     high_water: Mapped[datetime] = mapped_column(UTCDateTime())
     mapping_digest: Mapped[str] = mapped_column(String(64))
+
+
+class ExportRun(Base):
+    """One run of the data-lake export that wrote files (`meterline export`, the
+    billing_close DAG's export task; docs/export.md): the month, where to (passwords
+    redacted), when it started and finished (wall clock: when this process wrote, not a
+    billing time) and the sha256 of the manifest it wrote last (NULL: it did not finish).
+    The id is the ``row_version`` of every row the run wrote: ids only grow and are never
+    reused, so a later export of a row always carries a larger version."""
+
+    __tablename__ = "export_runs"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[str] = mapped_column(String(7))
+    destination: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
