@@ -68,7 +68,7 @@ def upgrade() -> None:
         sa.Column("reference_code", sa.String(length=50), nullable=True),
         sa.Column("transaction_id", sa.String(length=40), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("date", sa.Date(), nullable=False),
+        sa.Column("document_date", sa.Date(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("amount_minor", sa.BigInteger(), nullable=False),
         sa.Column("tax_minor", sa.BigInteger(), nullable=False),
