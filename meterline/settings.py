@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         " file or a glob, local or any fsspec URL (file://, s3://...), naming the day with"
         " {date} (YYYY-MM-DD) or {year}, {month} and {day}",
     )
+    export_url: str | None = Field(
+        default=None,
+        description="Where the billing_close DAG's export task writes each closed month's"
+        " Parquet files (docs/export.md): a local folder or any fsspec URL (s3:// needs"
+        " s3fs installed); unset: the task is skipped (`meterline export --to URL` by hand)",
+    )
     reconcile_fail_on: Literal["error", "warning"] = Field(
         default="error",
         description="Reconcile fails (exit 1, the billing_close DAG's reconcile task) on"
