@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "catalog" / "intercom.yaml"
@@ -166,6 +166,53 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds to wait for the webhook to answer (at most 600)",
     )
+    # Tax on meterline's own invoices through Avalara's AvaTax (meterline/sinks/tax,
+    # docs/tax.md). The license key is a secret: never printed or logged.
+    avalara_account_id: str | None = Field(
+        default=None, description="AvaTax account id (with the license key: Basic auth)"
+    )
+    avalara_license_key: SecretStr | None = Field(
+        default=None, description="AvaTax license key of that account"
+    )
+    avalara_api_base: str = Field(
+        default="https://rest.avatax.com",
+        description="AvaTax's REST v2 base URL: https://rest.avatax.com, the sandbox's"
+        " https://sandbox-rest.avatax.com, or a test server's",
+    )
+    avalara_company_code: str | None = Field(
+        default=None, description="The AvaTax company that records the transactions"
+    )
+    avalara_origin_address: dict[str, str] | None = Field(
+        default=None,
+        description="Where the company sells from (the transactions' shipFrom), a JSON"
+        " object with the customers file's billing_address fields",
+    )
+    avalara_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Seconds to wait for one AvaTax request (at most 600)",
+    )
+    avalara_request_attempts: int = Field(
+        default=4,
+        ge=1,
+        le=10,
+        description="Tries of one AvaTax request on a connection error, timeout, 5xx or 429"
+        " (1 to 10)",
+    )
+    avalara_document_prefix: str = Field(
+        default="meterline-",
+        pattern=r"^[A-Za-z0-9_-]{0,20}$",
+        description="Prefix of the AvaTax document codes (code = prefix + invoice id):"
+        " letters, digits, '-', '_', at most 20; one per ledger writing to one company",
+    )
+    tax_sink: Literal["none", "avalara"] = Field(
+        default="none",
+        description="none: meterline computes no tax (AvaTax for Stripe may, on Stripe's"
+        " side); avalara: each invoice finalized is taxed through AvaTax before it is"
+        " delivered to Stripe",
+    )
     outbox_max_attempts: int = Field(
         default=5,
         ge=1,
@@ -279,6 +326,48 @@ class Settings(BaseSettings):
         description="The field mapping file `customers sync-salesforce` reads when given no"
         " --mapping",
     )
+
+    @field_validator("avalara_api_base")
+    @classmethod
+    def _check_avalara_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL, e.g. https://rest.avatax.com")
+        return value.rstrip("/")
+
+    @field_validator("avalara_origin_address")
+    @classmethod
+    def _check_origin(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        from pydantic import ValidationError as Invalid
+
+        from billing.customers.tax_profile import BillingAddress
+
+        try:
+            return BillingAddress.model_validate(value).stored()
+        except Invalid as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where + ': ' if where else ''}{message}") from None
+
+    @field_validator("tax_sink")
+    @classmethod
+    def _check_tax_sink(cls, value: str, info: ValidationInfo) -> str:
+        if value == "avalara":
+            missing = [
+                f"METERLINE_{name.upper()}"
+                for name in ("avalara_company_code", "avalara_origin_address")
+                if not info.data.get(name)
+            ]
+            if missing:
+                raise ValueError(
+                    f"avalara needs {' and '.join(missing)} (the AvaTax company that records"
+                    " the transactions, and the address it sells from): set them, or"
+                    " METERLINE_TAX_SINK=none"
+                )
+        return value
 
     @field_validator("stripe_api_base")
     @classmethod
