@@ -117,21 +117,25 @@ class _Builder:
         return "ratable", self._ratable(line)
 
     def _adjusted(self, line: RevLine) -> list[RevLine | None]:
-        """The line an adjustment corrects, or (when the correction adds a line the
-        corrected invoice did not have) the line that one would have followed."""
+        """What an adjustment follows when it has no late usage days of its own: for an
+        adjustment of a discount or credit line, first the adjustment of the line it
+        reduces or pays on the same invoice (so a correction for late usage lands, with
+        its discount and its credit, on the late usage's days), then the line it
+        corrects, then the line that one reduces or pays (a correction adding a line the
+        corrected invoice did not have)."""
         key = line.adjusts_key
         if key is None:
             return []
-        found = self.by_key.get(key)
-        if found is not None and found.key != line.key:
-            return [found]
+        suffix = line.key[len(key) :] if line.key.startswith(key) else ""
         parts = key.split(KEY_SEP)
+        heads: list[str] = []
         if len(parts) > _KIND_PART and parts[_KIND_PART] == "discount":
-            return [self.by_key.get(k) for k in reduced_keys(key)]
-        if "credit" in parts[_KIND_PART + 1 :]:
-            head = KEY_SEP.join(parts[: parts.index("credit", _KIND_PART + 1)])
-            return [self.by_key.get(head)]
-        return []
+            heads = reduced_keys(key)
+        elif "credit" in parts[_KIND_PART + 1 :]:
+            heads = [KEY_SEP.join(parts[: parts.index("credit", _KIND_PART + 1)])]
+        siblings = [self.by_key.get(h + suffix) for h in heads] if suffix else []
+        corrected = self.by_key.get(key)
+        return [*siblings, corrected, *(self.by_key.get(h) for h in heads)]
 
     def _follow(
         self, line: RevLine, candidates: Sequence[RevLine | None]
