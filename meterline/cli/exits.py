@@ -60,6 +60,8 @@ EXIT_CODES: dict[str, ExitCode] = {
     "meterline.sinks.SinkRefusedCredentials": ExitCode.REFUSED,
     "meterline.sinks.PermanentSinkError": ExitCode.REFUSED,
     "meterline.sinks.TransientSinkError": ExitCode.UNAVAILABLE,
+    "meterline.sources.salesforce.errors.SalesforceRefused": ExitCode.REFUSED,
+    "meterline.sources.salesforce.errors.SalesforceUnavailable": ExitCode.UNAVAILABLE,
     "meters.catalog.CatalogError": ExitCode.REFUSED,
     "meters.ingest.readers.UnreadableFile": ExitCode.REFUSED,
     "meters.warehouse.base.WarehouseError": ExitCode.REFUSED,

@@ -20,6 +20,7 @@ import click
 
 from meterline.cli.catalog import catalog
 from meterline.cli.options import AS_OF_HELP, Id, Month, Timestamp, console
+from meterline.cli.salesforce import sync_salesforce
 from meterline.jobs import ledger as jobs
 from meterline.output import (
     Column,
@@ -82,6 +83,9 @@ def customers_load(file: Path, fmt: str | None) -> None:
     """Load (insert or update in place) the customers file FILE. All or nothing."""
     result = jobs.load_customers(file, fmt)  # type: ignore[arg-type]
     click.echo(f"{file}: {jobs.customers_load_text(result)}")
+
+
+customers.add_command(sync_salesforce)
 
 
 # --- catalog: meterline.cli.catalog (the one catalog, loaded into the ledger) ----------

@@ -54,6 +54,8 @@ INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
     ("close",): (["--period", "2026-10"], "WL"),
     ("quote",): (["--price", PRICE, "--quantity", "10"], ""),
     ("customers", "load"): (["{customers}"], "L"),
+    # A dry run; Salesforce is reached only after the ledger (tests/sources run it whole).
+    ("customers", "sync-salesforce"): (["--mapping", "{salesforce_mapping}", "--dry-run"], "L"),
     ("credits", "load"): (["{grants}"], "L"),
     ("credits", "grant"): (
         [
@@ -196,6 +198,7 @@ def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
         "customers": str(write_customers(tmp_path / "customers.jsonl")),
         "events": str(events),
         "grants": str(write_grants(tmp_path / "grants.yaml")),
+        "salesforce_mapping": str(ROOT / "docs" / "examples" / "salesforce-cpq.yaml"),
     }
     settings.cache_clear()
 
@@ -410,6 +413,9 @@ def test_a_bad_value_of_a_typed_parameter_is_refused(
         ["alerts", "add", "--customer", "cus_00001", "--currency", "USD", "--threshold", "ten"],
         ["alerts", "add", "--customer", "cus_00001", "--currency", "USD", "--threshold", "1.005"],
         ["alerts", "add", "--customer", "cus_00001", "--currency", "usdx", "--threshold", "1"],
+        # No mapping given nor set; a mapping but no Salesforce credentials set.
+        ["customers", "sync-salesforce"],
+        ["customers", "sync-salesforce", "--mapping", str(ROOT / "docs/examples/salesforce-cpq.yaml")],
     ],
     ids=" ".join,
 )

@@ -1,0 +1,38 @@
+"""python -m meterline.demo.salesforce_standin [--port 8443]: serve an empty CPQ org with
+one session until interrupted (the session id and the certificate's path are printed)."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from . import SalesforceStandIn, define_cpq
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m meterline.demo.salesforce_standin",
+        description="A local stand-in for the part of Salesforce meterline's sync reads.",
+    )
+    parser.add_argument("--port", type=int, default=8443, help="0 picks a free port")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    args = parser.parse_args(argv)
+    try:
+        standin = SalesforceStandIn(args.port, verbose=not args.quiet).start()
+    except OSError as exc:
+        print(f"cannot listen on 127.0.0.1:{args.port}: {exc}")
+        return 4
+    define_cpq(standin.store)
+    for name, value in standin.session_env().items():
+        print(f"{name}={value}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        standin.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
