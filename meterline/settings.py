@@ -32,6 +32,26 @@ class SettingsError(ValueError):
 GO_LIVE_RANGE = (date(2000, 1, 1), date(2199, 12, 31))
 
 
+# The journal's roles and their default account numbers (docs/revrec.md, "Account
+# mapping"): a common US chart of accounts' ranges (1xxx assets, 2xxx liabilities, 4xxx
+# revenue, 49xx contra revenue). METERLINE_JOURNAL_ACCOUNTS overrides any of them.
+DEFAULT_JOURNAL_ACCOUNTS: dict[str, str] = {
+    "accounts_receivable": "1200",
+    "unbilled_receivables": "1210",
+    "deferred_revenue": "2400",
+    "revenue": "4000",
+    "discounts": "4900",
+    "credits": "4910",
+    "breakage": "4950",
+}
+
+
+def _account_ok(account: str) -> bool:
+    """An account as NetSuite's import takes it: its number, or number and name; printable,
+    at most 200 characters."""
+    return 0 < len(account.strip()) == len(account) <= 200 and account.isprintable()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="METERLINE_", env_file=".env", extra="ignore", frozen=True
@@ -281,6 +301,21 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Requests an API key may make at once before the rate applies (1 to 1,000,000)",
     )
+    journal_accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Account numbers of the journal's roles, a JSON object overriding"
+        ' DEFAULT_JOURNAL_ACCOUNTS (docs/revrec.md); discounts "": net into revenue',
+    )
+    journal_revenue_accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Revenue account per product line (a catalog price id), a JSON object;"
+        " the others take the revenue role's",
+    )
+    journal_subsidiary: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The NetSuite subsidiary of every journal entry (OneWorld accounts)",
+    )
     service_ledger_read_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the ledger for the service's read endpoints (GET"
@@ -368,6 +403,34 @@ class Settings(BaseSettings):
                     " METERLINE_TAX_SINK=none"
                 )
         return value
+
+    @field_validator("journal_accounts")
+    @classmethod
+    def _check_journal_accounts(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(DEFAULT_JOURNAL_ACCOUNTS))
+        if unknown:
+            raise ValueError(
+                f"unknown role(s) {', '.join(unknown)}: the roles are"
+                f" {', '.join(DEFAULT_JOURNAL_ACCOUNTS)}"
+            )
+        for role, account in value.items():
+            if not _account_ok(account) and not (role == "discounts" and account == ""):
+                raise ValueError(f"{role}: {account!r} is not an account number or name")
+        return value
+
+    @field_validator("journal_revenue_accounts")
+    @classmethod
+    def _check_revenue_accounts(cls, value: dict[str, str]) -> dict[str, str]:
+        for product, account in value.items():
+            if not _account_ok(account):
+                raise ValueError(f"{product}: {account!r} is not an account number or name")
+        return value
+
+    @property
+    def journal_account_map(self) -> dict[str, str]:
+        """The account of each journal role: DEFAULT_JOURNAL_ACCOUNTS with
+        METERLINE_JOURNAL_ACCOUNTS over it."""
+        return {**DEFAULT_JOURNAL_ACCOUNTS, **self.journal_accounts}
 
     @field_validator("stripe_api_base")
     @classmethod
