@@ -340,6 +340,8 @@ WITH
                toUInt64(0)) AS content_hash
         FROM parsed
     )
+-- The engine settings (short-circuit evaluation, plan steps) come with the statement:
+-- meters.ingest.ingestor.validate_settings.
 -- Only what classify needs is kept (the table lives for one batch, in memory). The
 -- flags are plain UInt8: a test on a LowCardinality column is one, and a Memory table
 -- refuses LowCardinality(UInt8).
@@ -348,7 +350,3 @@ SELECT seq, source, source_line, defect, defect_words, content_hash, eid, raw,
        f_event_id, f_customer_id, f_meter, f_timestamp, f_value, f_properties, f_source,
        ts, val, pkeys, pvals
 FROM validated
--- Every if/multiIf/and/or evaluates a branch only for the rows that reach it: the JSON and
--- CSV parsing is not run for Parquet rows, nor the detail words for accepted rows
--- (the default short-circuits only some functions; this took ~15% off the CPU time).
-SETTINGS short_circuit_function_evaluation = 'force_enable'
