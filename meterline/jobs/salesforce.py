@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from billing.customers import CustomersFileInvalid, CustomersLoadResult, load_customers
 from billing.customers.diff import RecordChange, diff, snapshot
@@ -31,12 +32,17 @@ from meterline.connections import ledger_session
 from meterline.settings import Settings, settings
 from meterline.sources.salesforce.changes import read_changes
 from meterline.sources.salesforce.client import SalesforceReader, salesforce_config
-from meterline.sources.salesforce.errors import RecordsInvalid, SalesforceRefused
+from meterline.sources.salesforce.errors import (
+    RecordsInvalid,
+    SalesforceNotConfigured,
+    SalesforceRefused,
+)
 from meterline.sources.salesforce.mapping import SalesforceMapping, read_mapping
 from meterline.sources.salesforce.records import Ref, build_rows, translate
 
 #: The ledger's name of this source (sync_cursors.source).
 SOURCE = "salesforce"
+STATUSES = ("added", "changed", "unchanged")
 
 
 @dataclass
@@ -74,6 +80,32 @@ class SyncReport:
     def changed(self) -> bool:
         return self.result is not None and self.result.changed
 
+    def to_json(self) -> dict[str, Any]:
+        """The counts and the high-water marks, for a DAG task's result (XCom)."""
+
+        def counts(changes: list[RecordChange]) -> dict[str, int]:
+            return {s: sum(1 for c in changes if c.status == s) for s in STATUSES}
+
+        def mark(read: ObjectRead) -> dict[str, Any]:
+            return {
+                "object": read.name,
+                "since": read.since.isoformat() if read.since else None,
+                "modified": read.modified,
+                "high_water": read.after.high_water.isoformat() if read.after else None,
+            }
+
+        return {
+            "dry_run": self.dry_run,
+            "full": self.full,
+            "requests": self.requests,
+            "accounts": mark(self.accounts),
+            "subscriptions": mark(self.subscriptions),
+            "customers": counts(self.customers),
+            "subscription_changes": counts(self.subscription_changes),
+            "without_subscription": len(self.without_subscription),
+            "changed": self.changed,
+        }
+
 
 def mapping_path(given: Path | None, config: Settings | None = None) -> Path:
     """The mapping file: ``given``, else METERLINE_SALESFORCE_MAPPING. Raises
@@ -86,6 +118,19 @@ def mapping_path(given: Path | None, config: Settings | None = None) -> Path:
             " docs/examples/salesforce-cpq.yaml)"
         )
     return Path(path)
+
+
+def configured(config: Settings | None = None) -> bool:
+    """Whether a scheduled sync has what it needs: METERLINE_SALESFORCE_MAPPING and
+    credentials (a login or a session). The salesforce_sync DAG skips without them."""
+    cfg = config or settings()
+    if cfg.salesforce_mapping is None:
+        return False
+    try:
+        salesforce_config(cfg)
+    except SalesforceNotConfigured:
+        return False
+    return True
 
 
 def _start(

@@ -39,9 +39,9 @@ class RecordsInvalid(SalesforceRefused):
 
     def __init__(self, problems: list[str], records: int) -> None:
         head = (
-            f"salesforce: {len(problems)} problem(s) in {records} record(s); nothing was"
-            " stored and the high-water marks did not move: fix the records in Salesforce"
-            " (or the mapping) and sync again"
+            f"salesforce: {len(problems)} problem(s) among the {records} record(s) read;"
+            " nothing was stored and the high-water marks did not move: fix the records in"
+            " Salesforce (or the mapping) and sync again"
         )
         shown = problems[: self.SHOWN]
         more = (

@@ -259,6 +259,11 @@ class SalesforceMapping(BaseModel):
 
     @model_validator(mode="after")
     def _each_field_once(self) -> SalesforceMapping:
+        if self.accounts.object.lower() == self.subscriptions.object.lower():
+            raise ValueError(
+                f"accounts and subscriptions both read {self.accounts.object}: a subscription"
+                " is a record of another object than its account"
+            )
         both = set(self.accounts.fields) & set(self.subscriptions.fields)
         if both:
             raise ValueError(
