@@ -95,17 +95,12 @@ class Org:
         }
         return self.store.insert("SBQQ__Subscription__c", values)
 
-    def sync(
-        self,
-        ledger: Ledger,
-        *args: str,
-        env: dict[str, str] | None = None,
-    ) -> tuple[int, str]:
-        """`meterline customers sync-salesforce --mapping CPQ ARGS` on ``ledger``, reading
-        the stand-in with a new session (or ``env``'s credentials)."""
+    def sync(self, into: Ledger, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+        """`meterline customers sync-salesforce --mapping CPQ ARGS` on the ledger
+        ``into``, reading the stand-in with a new session (or ``env``'s credentials)."""
         return run_cli(
             ["customers", "sync-salesforce", "--mapping", str(CPQ_MAPPING), *args],
-            {"METERLINE_LEDGER_URL": ledger.url, **(env or self.standin.session_env())},
+            {"METERLINE_LEDGER_URL": into.url, **(env or self.standin.session_env())},
         )
 
 
