@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -171,6 +172,14 @@ class _Handler(LoopbackHandler):
 
 
 class _Server(LoopbackServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import ssl
+
+        # A client that does not trust the certificate hangs up in the handshake.
+        if isinstance(sys.exc_info()[1], ssl.SSLError):
+            return
+        super().handle_error(request, client_address)
+
     def __init__(self, port: int, api: Api, verbose: bool, cert: Path, key: Path) -> None:
         import ssl
 
