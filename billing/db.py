@@ -16,7 +16,7 @@ schema per test).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -74,9 +74,14 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions for the ledger; objects stay readable after commit."""
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(
+    engine: Engine, *, invoice_sinks: Sequence[str] | None = None
+) -> sessionmaker[Session]:
+    """Sessions for the ledger; objects stay readable after commit. ``invoice_sinks``:
+    the sinks the sessions' invoice events are delivered to (billing.outbox.record;
+    default its SINKS), the tax sink's included when tax goes through it."""
+    info = {} if invoice_sinks is None else {"invoice_sinks": tuple(invoice_sinks)}
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 @contextmanager

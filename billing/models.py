@@ -52,6 +52,9 @@ ALERT_METRICS = ("usage", "spend")
 ALERT_STATES = ("fired", "retracted")
 #: A delivery is pending until a sink delivered it, or parked after too many failures.
 DELIVERY_STATUSES = ("pending", "delivered", "parked")
+#: An invoice's tax through the tax sink (docs/tax.md): pending from finalization until
+#: the tax is recorded; voided with the invoice.
+TAX_STATUSES = ("pending", "recorded", "voided")
 #: Stripe's invoice collection methods (Invoice.collection_method).
 COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 LINE_KINDS = ("usage", "flat", "minimum_true_up", "discount", "adjustment", "credit")
@@ -107,6 +110,11 @@ class Customer(Base):
     # The customer's invoice terms in Stripe; NULL means the settings' default.
     collection_method: Mapped[str | None] = mapped_column(String(32))
     days_until_due: Mapped[int | None] = mapped_column(Integer)
+    # Where the customer is billed (line1..3, city, region, postal_code, country) and its
+    # tax ids ([{type, value}]), from the customers file: what the tax sink sends
+    # (docs/tax.md). NULL: none given.
+    billing_address: Mapped[dict[str, str] | None] = mapped_column(JSONDoc)
+    tax_ids: Mapped[list[dict[str, str]] | None] = mapped_column(JSONDoc)
 
     subscriptions: Mapped[list[Subscription]] = relationship(back_populates="customer")
 
@@ -751,3 +759,95 @@ class ExportRun(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class InvoiceTax(Base):
+    """The tax of an invoice finalized while the tax sink was enabled (docs/tax.md).
+
+    Written ``pending`` in the transaction that finalizes the invoice; the tax sink sets it
+    ``recorded`` with ``tax_minor`` (the tax of every tax document of the invoice, as the
+    tax engine returned it) and ``total_minor`` (the invoice's total plus that tax), or
+    ``voided`` once the invoice's void reached the tax engine. Invoice sinks other than
+    the tax sink deliver the invoice only once it is no longer pending
+    (billing.outbox.delivery.claim). Amounts in minor units of ``currency``; times are
+    wall-clock (when the tax engine answered)."""
+
+    __tablename__ = "invoice_taxes"
+    __table_args__ = (
+        CheckConstraint(_in("status", TAX_STATUSES), name="status"),
+        CheckConstraint(
+            "status <> 'recorded' OR (tax_minor IS NOT NULL AND total_minor IS NOT NULL)",
+            name="recorded_amounts",
+        ),
+    )
+
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    # The tax sink that computes it (meterline/sinks/tax: "avalara").
+    engine: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3))
+    tax_minor: Mapped[int | None] = mapped_column(BigInteger)
+    total_minor: Mapped[int | None] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TaxDocument(Base):
+    """One tax transaction committed in the tax engine for an invoice: the invoice's own
+    lines (``code`` = the invoice's document code), or the adjustment lines correcting one
+    earlier invoice (``reference_code`` = that invoice's document code). ``code`` and
+    ``type`` identify it there (AvaTax: company, code and document type);
+    ``transaction_id`` is the engine's id, ``status`` its status when last seen
+    (Committed, Cancelled). Amounts in minor units as the engine returned them."""
+
+    __tablename__ = "tax_documents"
+    __table_args__ = (
+        UniqueConstraint("code", "type", name="uq_tax_documents_code_type"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    code: Mapped[str] = mapped_column(String(50))
+    type: Mapped[str] = mapped_column(String(32))
+    reference_code: Mapped[str | None] = mapped_column(String(50))
+    transaction_id: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16))
+    # The document's date (the invoice's finalization day), a local date of the engine.
+    document_date: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    tax_minor: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TaxLine(Base):
+    """The tax of one line of a tax document, as the tax engine returned it: the invoice
+    line it taxes (``line_number`` is that line's id as sent), its tax code, the amount
+    sent and the taxable, exempt and tax amounts (minor units), and ``details``: one entry
+    per jurisdiction ({"jurisdiction", "type", "tax_name", "rate", "taxable_minor",
+    "tax_minor"}, the rate as exact decimal text)."""
+
+    __tablename__ = "tax_lines"
+    __table_args__ = (
+        UniqueConstraint("document_id", "line_number", name="uq_tax_lines_document_id_line_number"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("tax_documents.id", ondelete="CASCADE"), index=True
+    )
+    invoice_line_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("invoice_lines.id")
+    )
+    line_number: Mapped[str] = mapped_column(String(50))
+    tax_code: Mapped[str | None] = mapped_column(String(25))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    taxable_minor: Mapped[int] = mapped_column(BigInteger)
+    exempt_minor: Mapped[int] = mapped_column(BigInteger)
+    tax_minor: Mapped[int] = mapped_column(BigInteger)
+    details: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc)

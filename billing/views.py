@@ -14,6 +14,7 @@ from billing.customers import CustomersLoadResult
 from billing.errors import NotFound
 from billing.models import Customer, Invoice, InvoiceLine, Subscription
 from billing.money import minor_text
+from billing.tax import tax_view
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -156,6 +157,10 @@ def invoice_detail(session: Session, invoice_id: int) -> dict[str, Any]:
     detail["reissued_by"] = session.scalars(
         select(Invoice.id).where(Invoice.reissue_of_id == inv.id)
     ).all()
+    # Only for an invoice taxed through the tax sink (docs/tax.md): lines + tax.
+    tax = tax_view(session, inv.id)
+    if tax is not None:
+        detail["tax"] = tax
     return detail
 
 

@@ -125,12 +125,19 @@ class ParsedCatalog:
     rounding_mode: RoundingMode = SUPPORTED_ROUNDING
     source: str = "catalog"
     text: str = ""
+    #: Price id -> (its tax code or None, where the file gives it): parse's record.
+    tax_codes: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+
+    @property
+    def price_tax_codes(self) -> dict[str, str]:
+        """The tax code of each price id that has one (docs/tax.md)."""
+        return {price: code for price, (code, _) in self.tax_codes.items() if code is not None}
 
     @property
     def content_hash(self) -> str:
         """Identifies the content: the same meters, plans and prices however written
         (numbers compared by value, mapping keys in any order)."""
-        doc = {
+        doc: dict[str, Any] = {
             "rounding_mode": self.rounding_mode.value,
             "meters": [m.model_dump(mode="json") for m in self.meters.meters.values()],
             "plans": [
@@ -146,6 +153,9 @@ class ParsedCatalog:
                 for v in self.versions
             ),
         }
+        if self.price_tax_codes:
+            # Only when there are any: a catalog without tax codes keeps its hash.
+            doc["tax_codes"] = dict(sorted(self.price_tax_codes.items()))
         return sha256_hex(canonical_json(doc))
 
 
@@ -165,6 +175,8 @@ class Catalog:
     prices: tuple[CatalogPriceVersion, ...]
     """Every price version of the file, in file order."""
     rounding_mode: RoundingMode
+    tax_codes: Mapping[str, str] = field(default_factory=dict)
+    """Price id -> the tax engine's code of what it sells (prices without one absent)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ numbers).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Context, Decimal
@@ -38,7 +39,11 @@ from rating.price import PRORATION_OPTIONS
 
 TOP_LEVEL_KEYS = ("rounding_mode", "meters", "plans")
 PLAN_KEYS = ("id", "name", "minimum_commitment", "prices")
-PRICE_KEYS = ("id", "meter", "filter", "versions")
+PRICE_KEYS = ("id", "meter", "filter", "tax_code", "versions")
+#: A tax code as the tax engine names its product categories (AvaTax: SW054000 for
+#: software as a service, NT for not taxable, or a company's own code): letters, digits,
+#: "-", "_" and ".", at most 25 characters (AvaTax's limit for a line's taxCode).
+TAX_CODE = re.compile(r"[A-Za-z0-9._-]{1,25}\Z")
 VERSION_KEYS = ("effective_from", "prices")
 
 
@@ -86,6 +91,7 @@ def parse_catalog(data: Any, source: str = "catalog", text: str = "") -> ParsedC
             prices, f"{where}.prices", f"price id in plan {plan_id}", problems
         ):
             problems += _unknown_keys(price, PRICE_KEYS, pwhere)
+            _tax_code(price, price_id, pwhere, parsed.tax_codes, problems)
             ok, meter, filt_doc = _price_meter(price, pwhere, parsed.meters, invalid, problems)
             if ok:
                 on = (meter, _aggregation(parsed.meters, meter), filt_doc)
@@ -118,6 +124,37 @@ def read_catalog(path: str | Path) -> ParsedCatalog:
             str(path), [f"line {line}, column {column}: not UTF-8 text; save the file as UTF-8"]
         ) from None
     return parse_catalog_text(text, str(path))
+
+
+def _tax_code(
+    price: Mapping[str, Any],
+    price_id: str,
+    where: str,
+    codes: dict[str, tuple[str | None, str]],
+    problems: list[str],
+) -> None:
+    """Record a price's ``tax_code`` (optional: the tax engine's code of what the price
+    sells, docs/tax.md) in ``codes`` (price id -> (code, where it was given)). A price id
+    has one tax code in the whole catalog (a line names its price id, not its plan):
+    the same price in two plans gives the same code or none in both."""
+    code = price.get("tax_code")
+    if code is not None and (not isinstance(code, str) or not TAX_CODE.match(code)):
+        problems.append(
+            f"{where}.tax_code: {code!r} is not a tax code: letters, digits, '-', '_' or"
+            " '.', at most 25 characters (e.g. SW054000, software as a service)"
+        )
+        return
+    first = codes.setdefault(price_id, (code, where))
+    if first[0] != code:
+
+        def said(value: str | None) -> str:
+            return "no tax_code" if value is None else f"tax_code {value}"
+
+        problems.append(
+            f"{where}.tax_code: price {price_id} has {said(code)} here and {said(first[0])}"
+            f" at {first[1]}: a price id has one tax code in the whole catalog (a line names"
+            " its price, not its plan); give the same in every plan"
+        )
 
 
 def _check_rounding(raw: Any, problems: list[str]) -> None:

@@ -55,7 +55,12 @@ def current_catalog(session: Session) -> Catalog:
         ) from None
     stored = (row.id, row.content_hash, row.source, row.loaded_at)
     return Catalog(
-        *stored, parsed.meters, tuple(parsed.plans), tuple(parsed.versions), parsed.rounding_mode
+        *stored,
+        parsed.meters,
+        tuple(parsed.plans),
+        tuple(parsed.versions),
+        parsed.rounding_mode,
+        parsed.price_tax_codes,
     )
 
 

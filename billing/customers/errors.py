@@ -77,6 +77,8 @@ class CustomersFileInvalid(FileInvalid):
         "stripe_customer_id",
         "collection_method",
         "days_until_due",
+        "billing_address",
+        "tax_ids",
         "subscription_id",
         "plan",
         "billing_anchor_day",

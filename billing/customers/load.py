@@ -30,6 +30,7 @@ from billing.customers.drafts import align_drafts
 from billing.customers.errors import CustomersFileInvalid, Problem
 from billing.customers.read import CUSTOMER_FIELDS, FileFormat, read_file
 from billing.customers.rows import CustomerRow
+from billing.customers.tax_profile import BillingAddress, stored_tax_ids
 from billing.customers.terms import terms_problems
 from billing.models import Customer, Subscription, SubscriptionDiscount
 
@@ -123,6 +124,16 @@ def load_customers_file(
     return load_customers(session, parsed.rows, str(path), problems=parsed.problems)
 
 
+def _stored(value: Any) -> Any:
+    """A customer field as its column holds it: a billing address as its JSON object,
+    tax ids as a JSON list (None for none), other fields as they are."""
+    if isinstance(value, BillingAddress):
+        return value.stored()
+    if isinstance(value, tuple):
+        return stored_tax_ids(value)
+    return value
+
+
 def _by_external_id(session: Session, table: Table, ids: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for part in bulk.in_chunks(session, ids):
@@ -149,7 +160,7 @@ def _write(
         # Every one may change on a reload (the subscriptions' currency and timezone are
         # held by the subscriptions, under terms.py's rule); a change of any, the Stripe
         # terms included, updates the customer.
-        values: dict[str, Any] = {name: getattr(row, name) for name in CUSTOMER_FIELDS}
+        values: dict[str, Any] = {name: _stored(getattr(row, name)) for name in CUSTOMER_FIELDS}
         old = existing_c.get(ext)
         if old is None:
             new_c.append({"external_id": ext, **values})

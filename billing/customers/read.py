@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from billing import yamlio
 from billing.customers.errors import CustomersFileInvalid, FileInvalid, Problem
 from billing.customers.rows import CustomerRow, DiscountRow
+from billing.customers.tax_profile import BillingAddress, TaxId
 
 FileFormat = Literal["jsonl", "yaml", "csv"]
 FORMATS: dict[str, FileFormat] = {
@@ -37,6 +38,12 @@ FORMATS: dict[str, FileFormat] = {
 FIELDS: tuple[str, ...] = tuple(CustomerRow.model_fields)
 REQUIRED: tuple[str, ...] = tuple(n for n, f in CustomerRow.model_fields.items() if f.is_required())
 DISCOUNT_FIELDS: tuple[str, ...] = tuple(DiscountRow.model_fields)
+#: The fields of the records a row holds, by the row's field.
+NESTED_FIELDS: dict[str, tuple[str, ...]] = {
+    "discounts": DISCOUNT_FIELDS,
+    "billing_address": tuple(BillingAddress.model_fields),
+    "tax_ids": tuple(TaxId.model_fields),
+}
 #: The fields that describe the customer, not the row's subscription: stored once on the
 #: customer, so all of a customer's rows give the same values.
 CUSTOMER_FIELDS: tuple[str, ...] = (
@@ -46,6 +53,8 @@ CUSTOMER_FIELDS: tuple[str, ...] = (
     "stripe_customer_id",
     "collection_method",
     "days_until_due",
+    "billing_address",
+    "tax_ids",
 )
 
 # A problem a model validator raises names its field first ("end: ...").
@@ -108,7 +117,7 @@ def csv_records(
     text: str,
     fields: tuple[str, ...] = FIELDS,
     required: tuple[str, ...] = REQUIRED,
-    json_columns: tuple[str, ...] = ("discounts",),
+    json_columns: tuple[str, ...] = ("discounts", "billing_address", "tax_ids"),
 ) -> Iterator[tuple[int, Any]]:
     """(line number, record) of a CSV text with a header row of ``fields`` (every one of
     ``required``); an empty cell is null, ``json_columns`` hold JSON text. A record that
@@ -181,7 +190,7 @@ def problems_of(
         for prefix in ("Value error, ", "Assertion failed, "):
             msg = msg.removeprefix(prefix)
         if err["type"] == "extra_forbidden":
-            known = DISCOUNT_FIELDS if loc[:1] == ["discounts"] else fields
+            known = NESTED_FIELDS.get(loc[0], fields) if len(loc) > 1 else fields
             msg = f"unknown field{_suggest(loc[-1], known)}"
         elif err["type"] == "missing":
             msg = "Field required"
@@ -249,7 +258,15 @@ def parse_records(records: Iterable[tuple[int, Any]]) -> ParsedFile:
 
 
 def _shown(value: Any) -> str:
-    return "none (empty)" if value is None else repr(value)
+    if isinstance(value, tuple):
+        value = [_plain(item) for item in value] or None
+    return "none (empty)" if value is None else repr(_plain(value))
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as the file writes it (a nested record as its fields)."""
+    dump = getattr(value, "model_dump", None)
+    return dump(exclude_none=True) if dump is not None else value
 
 
 def shared_stripe_id(number: int, customer: str, stripe_id: str, owner: str, where: str) -> Problem:

@@ -29,6 +29,8 @@ its line and field, rather than stored and failing later (or never):
   Invoice.collection_method); ``days_until_due`` is a whole number 1..365 and needs
   ``collection_method: send_invoice`` on the row (Stripe accepts days_until_due only for
   send_invoice invoices).
+- the customer's tax profile, each optional: ``billing_address`` and ``tax_ids``
+  (billing.customers.tax_profile: what the tax sink sends, docs/tax.md).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from billing.charges import KEY_SEP
+from billing.customers.tax_profile import BillingAddress, TaxId, tax_ids_field, unique_tax_ids
 from billing.models import COLLECTION_METHODS
 from billing.money import canonical, exponent, to_minor
 from billing.periods import whole_hour_zone, zone
@@ -299,6 +302,8 @@ class CustomerRow(BaseModel):
     stripe_customer_id: str | None = None
     collection_method: str | None = None
     days_until_due: int | None = None
+    billing_address: BillingAddress | None = None
+    tax_ids: tuple[TaxId, ...] = ()
     subscription_id: str
     plan: str
     billing_anchor_day: int
@@ -376,6 +381,19 @@ class CustomerRow(BaseModel):
         if not first <= days <= last:
             raise ValueError(f"must be between {first} and {last} days, got {days}")
         return days
+
+    @field_validator("billing_address", mode="before")
+    @classmethod
+    def _billing_address(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(
+                f"must be an object with country (and line1, city, region, postal_code...),"
+                f" not {_kind(value)}"
+            )
+        return value
+
+    _tax_ids_list = field_validator("tax_ids", mode="before")(tax_ids_field)
+    _tax_ids_unique = field_validator("tax_ids")(unique_tax_ids)
 
     @field_validator("currency")
     @classmethod

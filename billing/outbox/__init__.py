@@ -22,18 +22,29 @@ from billing.outbox.delivery import (
     undelivered,
 )
 from billing.outbox.payloads import EventDoc, InvoiceDoc, LineDoc
-from billing.outbox.record import ALERT_SINKS, ALL_SINKS, SINKS, record_alert
+from billing.outbox.record import (
+    ALERT_SINKS,
+    ALL_SINKS,
+    INVOICE_SINKS,
+    SINKS,
+    TAX_SINK,
+    invoice_sinks,
+    record_alert,
+)
 
 __all__ = [
     "ALERT_SINKS",
     "ALL_SINKS",
+    "INVOICE_SINKS",
     "SINKS",
+    "TAX_SINK",
     "Claim",
     "DeliveryRow",
     "EventDoc",
     "InvoiceDoc",
     "LineDoc",
     "claim",
+    "invoice_sinks",
     "list_deliveries",
     "mark_delivered",
     "mark_failed",

@@ -6,6 +6,8 @@ Rules (docs/stripe.md, "Delivery"):
   earlier event of its customer for that sink is delivered. A parked event therefore
   holds its customer's later events back until a person replays it (a void must never
   reach Stripe before the invoice it voids). Different customers go in parallel.
+- An invoice whose tax is pending (billing.tax: finalized with the tax sink enabled, its
+  tax not yet recorded) is not claimed for the invoice sinks after tax (``SINKS``).
 - Claiming is safe between processes: on PostgreSQL the claim locks the rows it takes
   (``FOR UPDATE SKIP LOCKED``: a concurrent claimer skips them, and the per-customer
   rule stops it taking that customer's next event), then leases them (``lease_owner``,
@@ -31,8 +33,9 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from billing import bulk
-from billing.models import OutboxDelivery, OutboxEvent
+from billing.models import InvoiceTax, OutboxDelivery, OutboxEvent
 from billing.outbox.payloads import EventDoc
+from billing.outbox.record import SINKS
 
 #: Longest error text kept per delivery.
 ERROR_MAX = 2000
@@ -83,6 +86,16 @@ def _blocked_by_earlier(sink: str) -> Any:
     )
 
 
+def _tax_pending() -> Any:
+    """SQL: the event's invoice has its tax pending (billing.tax): the invoice sinks
+    after tax wait for it."""
+    return exists(
+        select(InvoiceTax.invoice_id).where(
+            InvoiceTax.invoice_id == OutboxEvent.invoice_id, InvoiceTax.status == "pending"
+        )
+    )
+
+
 def claim(
     session: Session,
     *,
@@ -108,6 +121,10 @@ def claim(
         .order_by(OutboxDelivery.event_id)
         .limit(limit)
     )
+    if sink in SINKS:
+        # An invoice taxed through the tax sink reaches the sinks after tax (Stripe) with
+        # its tax recorded; until then it waits, and its customer's later events with it.
+        query = query.where(~_tax_pending())
     if bulk.dialect(session) == "postgresql":
         query = query.with_for_update(skip_locked=True, of=OutboxDelivery)
     ids = list(session.scalars(query))

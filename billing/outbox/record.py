@@ -5,7 +5,8 @@ One event per fact, keyed so that writing it twice is impossible:
 ``invoice.finalized:{invoice}`` and ``invoice.voided:{invoice}`` (an invoice is
 finalized and voided at most once), ``invoice.adjustments_posted:{invoice}:{n}:{hash}``
 (the n-th state of the draft's adjustment lines: a change that leaves them as last
-announced writes nothing). Every event gets one pending delivery per sink in ``SINKS``.
+announced writes nothing). Every event gets one pending delivery per sink in ``SINKS``
+(and the tax sink's, for an invoice taxed through it: ``invoice_sinks``).
 """
 
 from __future__ import annotations
@@ -30,13 +31,32 @@ from billing.models import (
     Subscription,
 )
 from billing.outbox.payloads import InvoiceDoc, LineDoc
+from billing.tax import mark_pending, taxed_invoice_ids
 
 #: The sinks every invoice event is delivered to (meterline/sinks): one delivery row each.
 SINKS: tuple[str, ...] = ("stripe",)
+#: The tax sink (meterline/sinks/tax, docs/tax.md). A session whose invoice sinks include
+#: it (``session.info[INVOICE_SINKS]``, set by billing.db.session_factory from the
+#: settings) marks the tax of each invoice it finalizes pending (billing.tax) and gives
+#: the invoice's finalized and voided events a delivery to it; the other invoice sinks
+#: wait until the tax is recorded (billing.outbox.delivery.claim).
+TAX_SINK = "avalara"
+#: The invoice events the tax sink hears: a draft's adjustment lines are taxed when the
+#: draft is finalized.
+TAX_KINDS: tuple[str, ...] = ("invoice.finalized", "invoice.voided")
+#: The key of a session's ``info`` that names its invoice sinks (default SINKS).
+INVOICE_SINKS = "invoice_sinks"
 #: The sinks an alert event is delivered to (docs/alerts.md).
 ALERT_SINKS: tuple[str, ...] = ("webhook",)
 #: Every sink a delivery row can name.
-ALL_SINKS: tuple[str, ...] = SINKS + ALERT_SINKS
+ALL_SINKS: tuple[str, ...] = (*SINKS, TAX_SINK, *ALERT_SINKS)
+
+
+def invoice_sinks(session: Session) -> tuple[str, ...]:
+    """The sinks this session's invoice events are delivered to: SINKS, and the tax sink
+    when the session was made with it (billing.db.session_factory)."""
+    return tuple(session.info.get(INVOICE_SINKS, SINKS))
+
 
 EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
 DELIVERIES: Table = OutboxDelivery.__table__  # type: ignore[assignment]
@@ -180,8 +200,15 @@ def _write(session: Session, kind: str, docs: Sequence[tuple[str, InvoiceDoc]]) 
             for key, doc in docs
         ],
     )
-    for sink in SINKS:
-        for part in bulk.chunks(keys):
+    for sink in invoice_sinks(session):
+        sink_keys = keys
+        if sink == TAX_SINK:
+            if kind not in TAX_KINDS:
+                continue
+            # Only invoices whose tax goes through the tax sink: those finalized with it.
+            taxed = taxed_invoice_ids(session, [doc.invoice_id for _, doc in docs])
+            sink_keys = [key for key, doc in docs if doc.invoice_id in taxed]
+        for part in bulk.chunks(sink_keys):
             session.execute(
                 insert(DELIVERIES).from_select(
                     ["event_id", "sink", "status", "attempts"],
@@ -196,6 +223,8 @@ def _write(session: Session, kind: str, docs: Sequence[tuple[str, InvoiceDoc]]) 
 def record_finalized(session: Session, invoice_ids: Collection[int]) -> int:
     """Write ``invoice.finalized`` for invoices just finalized in this transaction, with
     all their lines (frozen from now on). Returns the number of events written."""
+    if TAX_SINK in invoice_sinks(session):
+        mark_pending(session, invoice_ids, engine=TAX_SINK)
     docs = invoice_docs(session, invoice_ids)
     return _write(
         session,

@@ -510,7 +510,8 @@ def test_a_misspelt_field_is_refused_not_ignored(loader: Loader) -> None:
         "line 2: plan: Field required",
         "line 2: plan_idd: unknown field; did you mean 'plan'? (the fields are customer_id,"
         " name, currency, timezone, stripe_customer_id, collection_method, days_until_due,"
-        " subscription_id, plan, billing_anchor_day, start, end, discounts)",
+        " billing_address, tax_ids, subscription_id, plan, billing_anchor_day, start, end,"
+        " discounts)",
     ]
 
 
@@ -524,8 +525,8 @@ def test_a_csv_header_with_an_unknown_column_is_one_problem(loader: Loader) -> N
     assert info.value.problems == [
         "line 1: header: unknown column 'plan_idd'; did you mean 'plan'? (the fields are"
         " customer_id, name, currency, timezone, stripe_customer_id, collection_method,"
-        " days_until_due, subscription_id, plan, billing_anchor_day,"
-        " start, end, discounts)"
+        " days_until_due, billing_address, tax_ids, subscription_id, plan,"
+        " billing_anchor_day, start, end, discounts)"
     ]
     # A CSV anchor day is text: digits are a number.
     assert (

@@ -267,8 +267,8 @@ def test_the_rows_of_one_customer_agree(
     records[3][field] = value
     assert refused(loader, records) == [
         f"line 4: {field}: customer cus_00003 has {shown} on line 3; a customer's rows agree"
-        " on its name, currency, timezone, stripe_customer_id, collection_method and"
-        " days_until_due"
+        " on its name, currency, timezone, stripe_customer_id, collection_method,"
+        " days_until_due, billing_address and tax_ids"
     ]
 
 
@@ -278,7 +278,7 @@ def test_a_missing_value_on_one_row_disagrees_with_a_given_one(loader: Loader) -
     assert refused(loader, records) == [
         "line 4: collection_method: customer cus_00003 has 'send_invoice' on line 3; a"
         " customer's rows agree on its name, currency, timezone, stripe_customer_id,"
-        " collection_method and days_until_due"
+        " collection_method, days_until_due, billing_address and tax_ids"
     ]
 
 
