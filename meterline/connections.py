@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from meterline.sinks.stripe import StripeConfig
+    from meterline.sinks.tax import AvalaraConfig
 
 
 class StoreMissing(SettingsError):
@@ -222,9 +223,40 @@ def ledger_session(config: Settings | None = None, *, write: bool = False) -> It
     require_ledger_store(config)
     with ledger_engine(config) as engine:
         require_head(engine)
-        make = session_factory(engine)
+        make = session_factory(engine, invoice_sinks=invoice_sinks(config or settings()))
         with make.begin() if write else make() as session:
             yield session
+
+
+def invoice_sinks(config: Settings) -> tuple[str, ...]:
+    """The sinks the ledger's invoice events go to under these settings: Stripe, and
+    the tax sink when METERLINE_TAX_SINK names it (docs/tax.md)."""
+    from billing.outbox import SINKS, TAX_SINK
+
+    return (*SINKS, TAX_SINK) if config.tax_sink == TAX_SINK else SINKS
+
+
+def avalara_config(config: Settings | None = None) -> AvalaraConfig | None:
+    """How to reach AvaTax: the METERLINE_AVALARA_* settings; None when the account id
+    or license key is missing (the tax sink is not configured)."""
+    from meterline.sinks.tax import AvalaraConfig
+
+    cfg = config or settings()
+    key = cfg.avalara_license_key
+    if not cfg.avalara_account_id or key is None or not key.get_secret_value().strip():
+        return None
+    if cfg.avalara_company_code is None or cfg.avalara_origin_address is None:
+        return None
+    return AvalaraConfig(
+        account_id=cfg.avalara_account_id.strip(),
+        license_key=key,
+        company_code=cfg.avalara_company_code,
+        origin=dict(cfg.avalara_origin_address),
+        api_base=cfg.avalara_api_base,
+        timeout_s=cfg.avalara_timeout_s,
+        request_attempts=cfg.avalara_request_attempts,
+        document_prefix=cfg.avalara_document_prefix,
+    )
 
 
 #: The Airflow Connection holding Stripe's key (password) and API base (host), used when

@@ -13,7 +13,7 @@ from meterline.cli.options import Id
 from meterline.jobs.deliver import DeliveryReport, deliver, outbox_rows, replay_from
 from meterline.output import json_text
 
-SINK_CHOICE = click.Choice(["stripe", "webhook"])
+SINK_CHOICE = click.Choice(["stripe", "avalara", "webhook"])
 
 
 @click.group("outbox")
@@ -76,9 +76,11 @@ def deliver_command(sink: str, as_json: bool) -> None:
     """Deliver every event that waits, in order per customer, customers in parallel.
 
     Exit code 1 when some delivery failed (retried on the next run, after a backoff) or
-    an event is parked; 2 when the sink is not configured (METERLINE_STRIPE_API_KEY) or
-    refuses the key (nothing is charged an attempt); 4 when Stripe could not be reached
-    at all (every delivery tried failed; they are retried after a backoff)."""
+    an event is parked; 2 when the sink is not configured (METERLINE_STRIPE_API_KEY;
+    --sink avalara: METERLINE_AVALARA_*) or refuses the key (nothing is charged an
+    attempt); 4 when it could not be reached at all (every delivery tried failed; they
+    are retried after a backoff). With METERLINE_TAX_SINK=avalara, an invoice reaches
+    Stripe once `--sink avalara` recorded its tax (docs/tax.md)."""
 
     def progress(report: DeliveryReport) -> None:
         if not as_json:

@@ -16,13 +16,14 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing.db import reading, session_factory
@@ -30,6 +31,7 @@ from billing.errors import NotFound
 from billing.migrate import require_head
 from billing.outbox import (
     ALL_SINKS,
+    TAX_SINK,
     Claim,
     DeliveryRow,
     EventDoc,
@@ -48,11 +50,28 @@ from billing.outbox.refs import (
     invoice_status,
     record_external_ids,
 )
-from meterline.connections import ledger_engine, require_ledger_store, stripe_config
+from billing.tax import (
+    CustomerTaxProfile,
+    RecordedDocument,
+    corrected_invoices,
+    customer_tax_profile,
+    record_tax,
+    record_void,
+    tax_documents,
+)
+from meterline.connections import (
+    avalara_config,
+    invoice_sinks,
+    ledger_engine,
+    require_ledger_store,
+    stripe_config,
+)
 from meterline.settings import Settings, settings
 from meterline.sinks import PermanentSinkError, Sink, SinkError, SinkRefusedCredentials
 from meterline.sinks.stripe import StripeApi, StripeConfig, StripeSink
 from meterline.sinks.stripe.sink import CustomerTerms, Ref
+from meterline.sinks.tax import AvalaraConfig, AvaTaxApi, TaxSink
+from meterline.sinks.tax.mapping import Corrected, local_day
 from meterline.sinks.webhook import WebhookSink
 from meters.crashpoints import crash_point
 
@@ -79,6 +98,11 @@ class DeliveryReport:
     items_removed: int = 0
     requests: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    #: The tax sink's: invoices whose tax it recorded, AvaTax transactions it created
+    #: and voided (a replay that finds them so counts nothing).
+    invoices_taxed: int = 0
+    transactions_created: int = 0
+    transactions_voided: int = 0
     #: Deliveries left pending or parked after the run (waiting for a backoff, a lease,
     #: or an earlier parked event of their customer), and of those the parked ones
     #: (parked by this run or before: a person must look).
@@ -87,18 +111,28 @@ class DeliveryReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.parked and not self.parked_total
+        own = not self.failed and not self.parked and not self.parked_total
+        return own and (self.tax is None or self.tax.ok)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    #: The tax delivery run before this one (deliver_or_skip), when tax is enabled.
+    tax: DeliveryReport | None = None
+
     def summary(self) -> str:
         requests = sum(self.requests.values())
-        text = (
-            f"{self.sink}: delivered {self.delivered} event(s) ({self.invoices_finalized}"
-            f" invoice(s) finalized, {self.items_added} item(s) added,"
-            f" {self.items_removed} removed) in {requests} request(s)"
-        )
+        if self.sink == TAX_SINK:
+            done = (
+                f"{self.invoices_taxed} invoice(s) taxed, {self.transactions_created}"
+                f" transaction(s) created, {self.transactions_voided} voided"
+            )
+        else:
+            done = (
+                f"{self.invoices_finalized} invoice(s) finalized, {self.items_added} item(s)"
+                f" added, {self.items_removed} removed"
+            )
+        text = f"{self.sink}: delivered {self.delivered} event(s) ({done}) in {requests} request(s)"
         if self.failed or self.parked:
             text += f"; {self.failed} failed (will retry), {self.parked} parked"
         if self.left:
@@ -108,6 +142,8 @@ class DeliveryReport:
                 f", {self.parked_total} parked: see `meterline outbox list --failed`, fix the"
                 " cause, then `meterline outbox replay --from ID`"
             )
+        if self.tax is not None:
+            text = f"{self.tax.summary()}; {text}"
         return text
 
 
@@ -157,12 +193,66 @@ class LedgerDirectory:
             )
 
 
+class TaxLedgerDirectory:
+    """The tax sink's view of the ledger (meterline.sinks.tax.TaxDirectory): customers'
+    tax profiles, the catalog's tax codes, corrected invoices, and the tax recorded;
+    each call its own short transaction."""
+
+    def __init__(self, make: sessionmaker[Session]) -> None:
+        self.make = make
+
+    def profile(self, customer: str) -> CustomerTaxProfile | None:
+        with reading(self.make) as session:
+            return customer_tax_profile(session, customer)
+
+    def tax_codes(self) -> dict[str, str]:
+        from billing.catalog import current_catalog
+
+        with reading(self.make) as session:
+            return dict(current_catalog(session).tax_codes)
+
+    def corrected(
+        self, subscription: str, starts: Collection[datetime]
+    ) -> dict[datetime, Corrected]:
+        from billing.models import Invoice, Subscription
+
+        with reading(self.make) as session:
+            found = corrected_invoices(session, subscription, starts)
+            zone = session.scalar(
+                select(Subscription.timezone).where(Subscription.external_id == subscription)
+            )
+            out: dict[datetime, Corrected] = {}
+            for start, invoice_id in found.items():
+                finalized = session.scalar(
+                    select(Invoice.finalized_at).where(Invoice.id == invoice_id)
+                )
+                day = local_day((finalized or start).isoformat(), zone or "UTC")
+                out[start] = Corrected(invoice_id, day)
+            return out
+
+    def documents(self, invoice_id: int) -> list[RecordedDocument]:
+        with reading(self.make) as session:
+            return tax_documents(session, invoice_id)
+
+    def record(self, invoice_id: int, documents: Sequence[RecordedDocument]) -> None:
+        with self.make.begin() as session:
+            record_tax(session, invoice_id, documents, at=_now())
+
+    def record_void(self, invoice_id: int, voided: Sequence[tuple[str, str]]) -> None:
+        with self.make.begin() as session:
+            record_void(session, invoice_id, voided, at=_now())
+
+    def is_void(self, invoice_id: int) -> bool:
+        with reading(self.make) as session:
+            return invoice_status(session, invoice_id) == "void"
+
+
 @contextmanager
 def ledger_sessions(config: Settings) -> Iterator[sessionmaker[Session]]:
     require_ledger_store(config)
     with ledger_engine(config) as engine:
         require_head(engine)
-        yield session_factory(engine)
+        yield session_factory(engine, invoice_sinks=invoice_sinks(config))
 
 
 def _now() -> datetime:
@@ -181,6 +271,21 @@ def make_stripe_sink(
         )
     api = StripeApi(config)
     return StripeSink(api, LedgerDirectory(make, "stripe")), api
+
+
+def make_tax_sink(
+    make: sessionmaker[Session], config: AvalaraConfig | None
+) -> tuple[TaxSink, AvaTaxApi]:
+    if config is None:
+        raise SinkNotConfigured(
+            "AvaTax is not configured: set METERLINE_AVALARA_ACCOUNT_ID,"
+            " METERLINE_AVALARA_LICENSE_KEY, METERLINE_AVALARA_COMPANY_CODE and"
+            " METERLINE_AVALARA_ORIGIN_ADDRESS (and METERLINE_AVALARA_API_BASE for a test"
+            " server); the tax deliveries wait in the outbox (`meterline outbox list --sink"
+            " avalara`), and Stripe waits for them"
+        )
+    api = AvaTaxApi(config)
+    return TaxSink(api, TaxLedgerDirectory(make)), api
 
 
 class WebhookEvents:
@@ -216,10 +321,12 @@ def deliver(
     *,
     config: Settings | None = None,
     stripe: StripeConfig | None = None,
+    avalara: AvalaraConfig | None = None,
     progress: Callable[[DeliveryReport], None] | None = None,
 ) -> DeliveryReport:
-    """Deliver every deliverable outbox event to ``sink``. ``stripe`` overrides the
-    Stripe settings (tests, the demo). Raises SinkNotConfigured without credentials."""
+    """Deliver every deliverable outbox event to ``sink``. ``stripe`` and ``avalara``
+    override the Stripe and AvaTax settings (tests, the demo). Raises SinkNotConfigured
+    without credentials."""
     cfg = config or settings()
     if sink not in ALL_SINKS:
         raise ValueError(f"unknown sink {sink!r}: one of {', '.join(ALL_SINKS)}")
@@ -230,9 +337,13 @@ def deliver(
     with ledger_sessions(cfg) as make:
         target: Sink
         api: StripeApi | None = None
+        tax_api: AvaTaxApi | None = None
         if sink == "webhook":
             target = make_webhook_sink(cfg)
             concurrency = 4
+        elif sink == TAX_SINK:
+            target, tax_api = make_tax_sink(make, avalara or avalara_config(cfg))
+            concurrency = tax_api.config.concurrency
         else:
             target, api = make_stripe_sink(make, stripe or stripe_config(cfg))
             concurrency = api.config.concurrency
@@ -286,6 +397,11 @@ def deliver(
             report.invoices_finalized = target.counts["finalized"]
         elif isinstance(target, WebhookEvents):
             report.requests = {"POST webhook": target.requests}
+        elif tax_api is not None and isinstance(target, TaxSink):
+            report.requests = dict(Counter(tax_api.requests))
+            report.invoices_taxed = target.counts["invoices_taxed"]
+            report.transactions_created = target.counts["transactions_created"]
+            report.transactions_voided = target.counts["transactions_voided"]
         with reading(make) as session:
             left = undelivered(session, sink=sink)
         report.left = left["pending"] + left["parked"]
@@ -373,11 +489,19 @@ def replay_from(from_id: int, *, sink: str | None = None, config: Settings | Non
 
 def deliver_or_skip(config: Settings | None = None) -> DeliveryReport | None:
     """``deliver("stripe")``, or None when Stripe is not configured (the DAG's task
-    is then skipped: the events wait in the outbox)."""
+    is then skipped: the events wait in the outbox). With the tax sink enabled and
+    configured, the tax is delivered first (``deliver("avalara")``, its report the
+    Stripe report's ``tax``; alone when Stripe is not configured), so the invoices it
+    taxes reach Stripe in the same run."""
     cfg = config or settings()
+    tax = None
+    if cfg.tax_sink == TAX_SINK and avalara_config(cfg) is not None:
+        tax = deliver(TAX_SINK, config=cfg)
     if stripe_config(cfg) is None:
-        return None
-    return deliver("stripe", config=cfg)
+        return tax
+    report = deliver("stripe", config=cfg)
+    report.tax = tax
+    return report
 
 
 def deliver_webhook_or_skip(config: Settings | None = None) -> DeliveryReport | None:
