@@ -2,7 +2,9 @@
 day that received late events since it was last rolled up. Nightly it follows the
 USAGE_EVENTS asset and rolls up the day each usage_ingest event names; a backfill or a
 manual run rolls up its data interval's day. Re-running a day changes nothing. Publishes
-the USAGE_ROLLUP asset that billing_close follows.
+the USAGE_ROLLUP asset that billing_close follows. Then evaluates the spend and usage
+alerts as of the rollup's end (fired and retracted once each: re-running announces
+nothing new).
 """
 
 from __future__ import annotations
@@ -34,8 +36,15 @@ The daily timetable is only for backfills and manual runs: the scheduler never s
 run by the clock (`allowed_run_types`), so no day is rolled up before its delivery is
 stored. Publishes `meterline://warehouse/usage_rollup` with the day's end as `as_of`.
 
+Then the `alerts` task evaluates every spend and usage alert as of that `as_of`
+(docs/alerts.md): each threshold reached fires once, through the outbox, to the webhook
+sink; one no longer reached is retracted once. Without any alert it reads the alerts
+table and nothing else. It fails, without retrying, when a watched subscription's period
+cannot be rated (the others are evaluated); the rollup and its asset event stand.
+
 By hand: `meterline rollup --day YYYY-MM-DD`; a range: `meterline backfill --from D1 --to D2`
-or `airflow backfill create --dag-id usage_rollup --from-date D1 --to-date D2`.
+or `airflow backfill create --dag-id usage_rollup --from-date D1 --to-date D2`;
+`meterline alerts evaluate --as-of TIME`.
 """
 
 
@@ -80,7 +89,21 @@ def usage_rollup() -> None:
         }
         return reports
 
-    rollup()
+    @task(pool=WAREHOUSE_POOL)
+    def alerts(reports: list[dict[str, object]]) -> dict[str, object]:
+        """Evaluate spend and usage alerts as of the rollup's "as of" (docs/alerts.md)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from meterline.jobs.alerts import evaluate_after_rollup
+
+        with schema_checked():
+            report = evaluate_after_rollup(reports)
+        if not report.ok:
+            # Retrying reads the same prices: a person must act (the CLI's exit code 1).
+            raise AirflowFailException("; ".join([report.summary(), *report.errors[:5]]))
+        return report.to_json()
+
+    alerts(rollup())
 
 
 usage_rollup()

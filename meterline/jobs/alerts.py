@@ -17,30 +17,39 @@ nothing at all).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from billing.alerts import AlertRule, StateKey, evaluate, threshold_text
+from billing.catalog import current_catalog
 from billing.errors import LedgerError, NotFound
 from billing.models import (
     Alert,
     AlertState,
     Customer,
+    Invoice,
     Plan,
     Subscription,
     SubscriptionPlanChange,
 )
 from billing.money import CurrencyError, exponent
 from billing.outbox import record_alert
+from billing.periods import Period, SubscriptionTerms, subscription_period_containing
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
-from meterline.jobs.usage import CustomerUsage, SubscriptionUsage, usage_of
 from meterline.settings import Settings, settings
+
+if TYPE_CHECKING:
+    from meterline.jobs.usage import SubscriptionUsage
+
+# An instant just before another: datetimes are whole microseconds.
+_TICK = timedelta(microseconds=1)
 
 
 class AlertRefused(LedgerError):
@@ -289,27 +298,36 @@ def alert_history(
 # --- evaluate -----------------------------------------------------------------------------
 
 
-class QuantitiesMissing(Exception):
-    """The usage job gave no whole-period quantities while the period has usage prices."""
-
-
 def measure(alert: Alert, usage: SubscriptionUsage) -> Decimal | None:
-    """The amount ``alert`` compares for one subscription's current period: the summed
-    quantity of its meter (every dimension), or the rated amount in minor units; None
-    when the alert does not apply (a spend alert in another currency). Raises
-    QuantitiesMissing when the usage holds no whole-period quantities but has usage
-    prices: the usage job reads a period split by a plan change per segment and then
-    lists no meters (docs/alerts.md), and a 0 there must not retract anything."""
+    """The amount ``alert`` compares for one subscription's period: the summed quantity of
+    its meter over the period (every dimension; the whole window's, also when a plan
+    change splits the period: docs/usage-preview.md), or the rated amount in minor units;
+    None when the alert does not apply (a spend alert in another currency)."""
     if alert.metric == "usage":
-        if not usage.meters and any(p.kind == "usage" for p in usage.prices):
-            raise QuantitiesMissing(
-                f"{usage.subscription}: no whole-period quantity of {alert.meter} (a plan"
-                f" change splits the period); usage alert {alert.id} not evaluated"
-            )
         return sum((m.quantity for m in usage.meters if m.meter == alert.meter), Decimal(0))
     if alert.currency != usage.currency:
         return None
     return Decimal(usage.amount_minor)
+
+
+def settling_period(
+    sub: SubscriptionTerms, usage: SubscriptionUsage, as_of: datetime, grace: timedelta
+) -> Period | None:
+    """The subscription's period that ended before ``as_of`` and that close may still
+    finalize: the one before its current period (or its last, once it ended) when it
+    ended less than ``grace`` (METERLINE_FINALIZE_GRACE_HOURS) before ``as_of``; None
+    otherwise. Its alerts are evaluated on the whole period until its invoice is
+    finalized, as Orb evaluates a closed period's invoice during its grace period
+    (docs/alerts.md, "Closed periods")."""
+    if usage.status == "current" and usage.period_start is not None:
+        ended = usage.period_start
+    elif usage.status == "ended" and usage.ended_at is not None:
+        ended = usage.ended_at
+    else:
+        return None
+    if not ended < as_of < ended + grace:
+        return None
+    return subscription_period_containing(sub, ended - _TICK)
 
 
 def _payload(
@@ -352,27 +370,33 @@ def _key(kind: str, alert_id: int, subscription: str, threshold: Decimal, start:
     return f"{kind}:{alert_id}:{subscription}:{threshold_text(threshold)}:{start}"
 
 
+@dataclass(frozen=True)
+class _Read:
+    """One customer's usage read for evaluation: the periods to evaluate, each with the
+    instant its numbers are complete up to."""
+
+    customer_id: int
+    customer: str
+    periods: list[tuple[SubscriptionUsage, datetime | None]]
+
+
 def evaluate_alerts(as_of: datetime, *, config: Settings | None = None) -> EvaluationReport:
-    """Evaluate every alert as of ``as_of`` (module docstring): the usage is read first
-    (a read-only session and the warehouse), then everything announced is written in
-    one ledger transaction. Raises ValueError for a naive ``as_of``."""
+    """Evaluate every alert as of ``as_of`` (module docstring) on each watched
+    subscription's current period, and on the period before it while close may still
+    finalize it (settling_period; a finalized period is never evaluated again). The usage
+    is read first (a read-only session and the warehouse), then everything announced is
+    written in one ledger transaction. Without any alert it reads the alerts table once
+    and nothing else. Raises ValueError for a naive ``as_of``."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
     as_of = as_of.astimezone(UTC)
     config = config or settings()
     report = EvaluationReport(as_of=as_of)
-    meters = meter_catalog(config)
-    # (customer id, customer, its usage) of every customer an alert may apply to.
-    read: list[tuple[int, str, CustomerUsage]] = []
     with ledger_session(config) as session:
         alerts = list(session.scalars(select(Alert).order_by(Alert.id)))
         if not alerts:
             return report
-        customers = _watched(session, alerts)
-        with open_warehouse(config) as warehouse:
-            for customer_id, customer in customers.items():
-                usage = usage_of(session, warehouse, meters, customer, as_of, config=config)
-                read.append((customer_id, customer, usage))
+        read = _read_usage(session, alerts, as_of, config)
     with ledger_session(config, write=True) as session:
         alerts = list(session.scalars(select(Alert).order_by(Alert.id)))
         by_customer: dict[int, list[Alert]] = defaultdict(list)
@@ -385,31 +409,101 @@ def evaluate_alerts(as_of: datetime, *, config: Settings | None = None) -> Evalu
         sub_ids = dict(
             session.execute(
                 select(Subscription.external_id, Subscription.id).where(
-                    Subscription.customer_id.in_([r[0] for r in read])
+                    Subscription.customer_id.in_([r.customer_id for r in read])
                 )
             ).all()
         )
-        for customer_id, customer, usage in read:
+        for item in read:
             report.customers += 1
-            for sub in usage.subscriptions:
-                if sub.period_start is None:
-                    continue
+            for sub, computed_through in item.periods:
                 if sub.error is not None:
                     report.errors.append(f"{sub.subscription}: {sub.error}")
                     continue
                 report.subscriptions += 1
-                applicable = by_customer.get(customer_id, []) + by_plan.get(sub.plan, [])
+                applicable = by_customer.get(item.customer_id, []) + by_plan.get(sub.plan, [])
                 _evaluate_one(
                     session,
                     report,
                     applicable,
                     sub,
                     sub_ids[sub.subscription],
-                    customer,
+                    item.customer,
                     as_of,
-                    usage.computed_through,
+                    computed_through,
                 )
     return report
+
+
+def evaluate_after_rollup(
+    reports: Sequence[Mapping[str, Any]], *, config: Settings | None = None
+) -> EvaluationReport:
+    """The usage_rollup DAG's ``alerts`` task: evaluate every alert as of the end of the
+    last UTC day the run rolled up (``reports``: the rollup task's, each naming its
+    ``day``), the instant the run's asset event gives billing_close. Raises ValueError
+    for reports that name no day."""
+    from meterline.jobs.rollup import day_end
+
+    days = sorted(date.fromisoformat(str(r["day"])) for r in reports if r.get("day"))
+    if not days:
+        raise ValueError("the rollup reports name no day: nothing was rolled up")
+    return evaluate_alerts(day_end(days[-1]), config=config)
+
+
+def _read_usage(
+    session: Session, alerts: list[Alert], as_of: datetime, config: Settings
+) -> list[_Read]:
+    """The usage of every watched customer's periods to evaluate (evaluate_alerts)."""
+    from meterline.jobs.usage import usage_of  # the warehouse's code: only with alerts
+
+    meters = current_catalog(session).meters  # this session's: SQLite allows one writer
+    grace = timedelta(hours=config.finalize_grace_hours)
+    customers = _watched(session, alerts)
+    subs = {
+        s.external_id: s
+        for s in session.scalars(
+            select(Subscription).where(Subscription.customer_id.in_(list(customers)))
+        )
+    }
+    read: list[_Read] = []
+    with open_warehouse(config) as warehouse:
+        for customer_id, customer in customers.items():
+            usage = usage_of(session, warehouse, meters, customer, as_of, config=config)
+            item = _Read(
+                customer_id,
+                customer,
+                [(s, usage.computed_through) for s in usage.subscriptions if s.period_start],
+            )
+            # Periods that ended and may still be finalized: rated as of their end.
+            settling: dict[datetime, set[tuple[str, datetime]]] = defaultdict(set)
+            for sub in usage.subscriptions:
+                period = settling_period(subs[sub.subscription], sub, as_of, grace)
+                if period is not None and not _finalized(session, subs[sub.subscription], period):
+                    settling[period.end].add((sub.subscription, period.start))
+            for end, wanted in sorted(settling.items()):
+                ended = usage_of(session, warehouse, meters, customer, end, config=config)
+                item.periods.extend(
+                    (s, ended.computed_through)
+                    for s in ended.subscriptions
+                    if s.period_start is not None
+                    and (s.subscription, s.period_start.astimezone(UTC)) in wanted
+                )
+            read.append(item)
+    return read
+
+
+def _finalized(session: Session, sub: Subscription, period: Period) -> bool:
+    """Whether the period's invoice is finalized (a finalized invoice is never edited:
+    its alerts are final too)."""
+    return (
+        session.scalar(
+            select(Invoice.id).where(
+                Invoice.subscription_id == sub.id,
+                Invoice.period_start == period.start,
+                Invoice.status == "finalized",
+            )
+        )
+        is not None
+    )
 
 
 def _watched(session: Session, alerts: list[Alert]) -> dict[int, str]:
@@ -454,11 +548,7 @@ def _evaluate_one(
     start = usage.period_start.astimezone(UTC)
     start_text = start.isoformat()
     for alert in alerts:
-        try:
-            amount = measure(alert, usage)
-        except QuantitiesMissing as exc:
-            report.errors.append(str(exc))
-            continue
+        amount = measure(alert, usage)
         if amount is None:
             continue
         rows = {

@@ -21,10 +21,12 @@ import pytest
 from pydantic import SecretStr
 
 from billing.plan_changes import ChangeRequest
+from meterline.jobs import alerts as alerts_job
 from meterline.jobs.alerts import (
     AlertRefused,
     add_alert,
     alert_history,
+    evaluate_after_rollup,
     evaluate_alerts,
     list_alerts,
 )
@@ -153,16 +155,11 @@ def test_fire_once_retract_once_deliver_signed_and_replay(world: World, receiver
     )
     lower = customer_usage("aa", utc(as_of), config=cfg).subscriptions[0].amount_minor
     assert 0 < lower < spend.amount_minor
-    second = evaluate(world, as_of, errors=2)
+    second = evaluate(world, as_of)
     assert (second.fired, second.retracted) == (0, 1)
-    # The usage job lists no whole-period quantities for a period split by a plan
-    # change: the usage alert is reported as not evaluated (exit 1), never retracted.
-    # (alert 3 too: aa is on basic now, the plan alert applies.)
-    assert ["usage alert 2 not" in e or "usage alert 3 not" in e for e in second.errors] == [
-        True,
-        True,
-    ]
-    third = evaluate(world, as_of, errors=2)
+    # The usage alerts are evaluated on the split period's whole quantity (60: alert 2's
+    # 50 stays fired; alert 3, basic's, applies to aa now and 60 is under its 100).
+    third = evaluate(world, as_of)
     assert (third.fired, third.retracted) == (0, 0)
 
     history = alert_history(config=cfg)
@@ -255,10 +252,41 @@ def test_a_new_period_fires_again_and_other_currencies_do_not_apply(world: World
     assert alert_history(alert_id=2, config=cfg) == []
 
 
-def test_no_alerts_reads_nothing(world: World) -> None:
+def test_no_alerts_reads_nothing(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     load(world, [Sub("dd", "basic", start="2026-11-01")])
+
+    def no_warehouse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the warehouse was opened without any alert")
+
+    monkeypatch.setattr(alerts_job, "open_warehouse", no_warehouse)
     report = evaluate(world, "2026-11-10 00:00")
     assert (report.customers, report.fired) == (0, 0)
+    report = evaluate_after_rollup([{"day": "2026-11-09"}], config=world.config)
+    assert report.as_of == utc("2026-11-10 00:00") and report.customers == 0
+
+
+def test_the_period_that_ended_is_evaluated_until_it_can_be_finalized(world: World) -> None:
+    """A New York period ends at 05:00 UTC: its last hours are rolled up with the next UTC
+    day, after it ended. It is evaluated as of its end until the grace period has passed
+    (docs/alerts.md, "Closed periods")."""
+    load(world, [Sub("ee", "basic", start="2026-11-01", timezone="America/New_York")])
+    world.deliver(resolutions("ee", "ee-r", 25, "2026-12-01 04:00"))
+    world.nightly(day("2026-12-01"))
+    add_alert(
+        customer="ee",
+        plan=None,
+        meter="resolution",
+        currency=None,
+        thresholds=["20"],
+        created_at=CREATED,
+        config=world.config,
+    )
+    report = evaluate(world, "2026-12-02 00:00")
+    assert (report.subscriptions, report.fired) == (2, 1)  # December's, and November's
+    (fired,) = alert_history(config=world.config)
+    assert fired.period_end == utc("2026-12-01 05:00") and fired.fired_amount == "25"
+    # Past the grace period (72 h after its end) November is not evaluated any more.
+    assert evaluate(world, "2026-12-04 05:00").subscriptions == 1
 
 
 @pytest.mark.parametrize(
