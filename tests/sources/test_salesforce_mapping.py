@@ -223,6 +223,15 @@ def test_a_discount_problem_names_the_mappings_discount() -> None:
     ]
 
 
+def test_two_accounts_are_never_one_customer() -> None:
+    accounts = {"001A": _account("001A", "cus_a"), "001B": _account("001B", "cus_a")}
+    subs = [_sub("a0B1", "001A"), _sub("a0B2", "001B"), _sub("a0B3", "001B", start="2027-01-01")]
+    assert translate([], build_rows(CPQ, accounts, subs), CPQ) == [
+        "Account 001B: Meterline_Customer_Id__c (customer_id): 'cus_a' is also Account 001A's;"
+        " one customer is one account: give each account its own id"
+    ]
+
+
 class FakeReader:
     """Answers each query by the object it reads and the ids its IN list names."""
 

@@ -7,10 +7,11 @@ A row is an account and one of its subscriptions, so:
    the subscriptions' mark (everything when a mark is None: the first sync, a changed
    mapping);
 2. every subscription of an account read in 1 (a changed name or currency is each of
-   its subscriptions' rows), by the subscriptions' account lookup;
-3. the account of every subscription read in 1 or 2 that 1 did not read, by Id (with the
-   accounts' ``where``: a subscription of an account the mapping does not read is a
-   problem, reported by records.build_rows).
+   its subscriptions' rows), by the subscriptions' account lookup: when the
+   subscriptions were read from a mark (read from the start, they are all there);
+3. the account of every subscription read in 1 or 2 that 1 did not read, by Id, with the
+   accounts' ``where``, when the accounts were read from a mark (a subscription of an
+   account the mapping does not read is a problem, reported by records.build_rows).
 
 Each object's new high-water mark is the latest stamp among the records step 1 read for
 it (never those of steps 2 and 3: a record modified while the sync ran may be read by

@@ -108,6 +108,8 @@ def build_rows(
     sub_object = subs_map.object
     out = Rows()
     used: set[str] = set()
+    # customer id -> the account that gave it first: two accounts are never one customer.
+    owners: dict[Any, str] = {}
     number = 0
     for sub in sorted(subscriptions, key=lambda r: str(r.get("Id"))):
         sub_ref = Ref(sub_object, str(sub.get("Id")))
@@ -149,6 +151,16 @@ def build_rows(
             given.append(index)
         if discounts:
             row["discounts"] = discounts
+        customer = row.get("customer_id")
+        owner = owners.setdefault(customer, str(account_id)) if customer is not None else None
+        if owner is not None and owner != str(account_id):
+            found = mapping.source_of("customer_id")
+            field_name = found[1].describe() if found else "customer_id"
+            out.problems.append(
+                f"{Ref(mapping.accounts.object, str(account_id))}: {field_name} (customer_id):"
+                f" {customer!r} is also {mapping.accounts.object} {owner}'s; one customer is one"
+                " account: give each account its own id"
+            )
         out.records.append((number, row))
         out.origins[number] = Origin(
             Ref(mapping.accounts.object, str(account_id)), sub_ref, tuple(given)
@@ -179,7 +191,7 @@ def translate(problems: Iterable[Problem], rows: Rows, mapping: SalesforceMappin
             )
         out.setdefault((ref, where + text), f"{ref}: {where}{text}")
     ordered = [line for _, line in sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
-    return [*ordered, *rows.problems]
+    return [*ordered, *dict.fromkeys(rows.problems)]
 
 
 def _row_name(number: int, rows: Rows) -> str:
