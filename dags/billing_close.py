@@ -8,7 +8,9 @@ could touch: the run fails on unacknowledged findings of the severity it fails o
 not bill; and it fails when close held back a period holding a day whose events changed
 since that day was rolled up (the message names the days and the command to run). Then
 the outbox is delivered to Stripe and every month reconciled against Stripe
-(docs/stripe.md); both are skipped when Stripe is not configured.
+(docs/stripe.md); both are skipped when Stripe is not configured. Beside them, every
+closed month the reconcile covered is exported to the data lake (METERLINE_EXPORT_URL,
+docs/export.md; skipped when it is not set).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ acknowledged; warnings (usage billed to no one) pass unless
 METERLINE_RECONCILE_FAIL_ON=warning.
 
 By hand: `meterline close --as-of 2026-11-04T00:00:00Z` (or `--period 2026-10`), then
-`meterline audit reconcile --as-of 2026-11-04T00:00:00Z`; a known finding:
+`meterline audit reconcile --as-of 2026-11-04T00:00:00Z` and, for a closed month,
+`meterline export --period 2026-10 --to URL`; a known finding:
 `meterline audit acknowledge FINDING_ID --as-of 2026-11-04T00:00:00Z --reason TEXT`.
 """
 
@@ -159,8 +162,34 @@ def billing_close() -> None:
             )
         return {r.period: r.to_json() for r in reports}
 
+    @task(pool=WAREHOUSE_POOL)
+    def export(summary: dict[str, Any]) -> dict[str, Any]:
+        """Export every closed month the reconcile covered to the data lake, as Parquet
+        (METERLINE_EXPORT_URL; meterline export). A month not closed yet is listed, not
+        an error; an unchanged month writes nothing. Skipped when the URL is not set."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from meterline.jobs.export import export_after_close
+        from meterline.sinks import PermanentSinkError
+
+        months = sorted(summary.get("months") or {})
+        try:
+            with schema_checked():
+                reports = export_after_close(months)
+        except PermanentSinkError as exc:
+            # A destination that cannot be written: retrying cannot help.
+            raise AirflowFailException(str(exc)) from exc
+        if reports is None:
+            raise AirflowSkipException("METERLINE_EXPORT_URL is not set: nothing is exported")
+        return {
+            "months": months,
+            "exports": [r if isinstance(r, str) else r.to_json() for r in reports],
+        }
+
     as_of = resolve_as_of()
-    stripe_reconcile(deliver(reconcile(as_of, close(as_of))))
+    reconciled = reconcile(as_of, close(as_of))
+    stripe_reconcile(deliver(reconciled))
+    export(reconciled)
 
 
 billing_close()

@@ -49,11 +49,13 @@ def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def test_reconcile_runs_after_close(billing_close: Any) -> None:
     task = billing_close.get_task("reconcile")
     assert task.upstream_task_ids == {"resolve_as_of", "close"}
-    # Then the outbox goes to Stripe, and Stripe is reconciled (docs/stripe.md).
-    assert task.downstream_task_ids == {"deliver"}
+    # Then the outbox goes to Stripe, and Stripe is reconciled (docs/stripe.md); beside
+    # them the closed months go to the data lake (docs/export.md).
+    assert task.downstream_task_ids == {"deliver", "export"}
     assert billing_close.get_task("deliver").downstream_task_ids == {"stripe_reconcile"}
     assert not billing_close.get_task("stripe_reconcile").downstream_task_ids
-    assert task.pool == "meterline_warehouse"
+    assert not billing_close.get_task("export").downstream_task_ids
+    assert task.pool == billing_close.get_task("export").pool == "meterline_warehouse"
 
 
 def _stray(world: World, *event_ids: str) -> None:

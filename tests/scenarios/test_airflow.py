@@ -4,6 +4,7 @@ scenario run through the plain functions."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,17 @@ def dag_world(world: World, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_the_dags_bill_what_the_functions_bill(
-    dag_world: World, dag_runner: Any, chdb_folder: Path, tmp_path: Path
+    dag_world: World,
+    dag_runner: Any,
+    chdb_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scenario = COMMITTED
     world = dag_world
+    # The close's export task writes the closed month to the data lake (docs/export.md).
+    monkeypatch.setenv("METERLINE_EXPORT_URL", str(tmp_path / "lake"))
+    settings_module.settings.cache_clear()
     world.load_customers(scenario.customers)
     world.deliver(scenario.events)
     for d in scenario.rollup_days:
@@ -48,6 +56,10 @@ def test_the_dags_bill_what_the_functions_bill(
     world.ingest_until(scenario.as_of)
     dag_runner.close(scenario.as_of)
     by_dags = check(world, scenario.expected)
+    (manifest,) = (tmp_path / "lake" / "period=2026-11").glob("manifest-*.json")
+    exported = json.loads(manifest.read_text())["tables"]["invoices"]
+    assert exported["rows"] == len(scenario.expected) == 2
+    assert [t["total_minor"] for t in exported["totals"]] == [50000 + 60000]
 
     with fresh_warehouse(chdb_folder) as other:
         plain = World(other, chdb_folder, tmp_path / "plain")
