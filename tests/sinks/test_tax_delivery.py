@@ -28,6 +28,7 @@ import billing
 from billing import migrate
 from billing.db import create_ledger_engine, session_factory
 from billing.models import InvoiceLine, InvoiceTax, OutboxDelivery, OutboxEvent, TaxDocument
+from billing.tax import customer_tax_profile
 from meterline.connections import invoice_sinks
 from meterline.demo.avatax_standin import AvaTaxStandIn, Jurisdiction, RateTable
 from meterline.demo.stripe_standin import StripeStandIn
@@ -371,3 +372,32 @@ def test_the_tax_recorded_is_in_the_invoice_document(tax_world: TaxWorld) -> Non
     assert tax["total_minor"] == detail["total_minor"] + tax["tax_minor"]
     assert [d["code"] for d in tax["documents"]] == [f"meterline-{march}"]
     json.dumps(tax)  # plain JSON
+
+
+def test_the_tax_profile_is_stored_and_a_reload_changes_nothing(
+    tax_world: TaxWorld, tmp_path: Path
+) -> None:
+    with tax_world.ledger.Session.begin() as session:
+        again = billing.load_customers_file(session, tmp_path / "customers.jsonl")
+        profile = customer_tax_profile(session, "cus_00001")
+    assert not again.changed
+    assert profile is not None and profile.billing_address == {
+        "line1": "350 5th Ave",
+        "city": "New York",
+        "region": "NY",
+        "postal_code": "10118",
+        "country": "US",
+    }
+    assert profile.tax_ids == [{"type": "us_ein", "value": "12-3456789"}]
+
+
+def test_an_invoice_voided_before_its_tax_gets_no_transaction(tax_world: TaxWorld) -> None:
+    world = tax_world
+    march = world.post(MARCH)
+    world.finalize(march, MARCH)
+    with world.Session.begin() as session:
+        billing.void(session, march, as_of=MARCH.end + GRACE)
+    report = world.tax()
+    assert report.ok and report.delivered == 2, report.summary()  # finalized, then voided
+    assert world.avatax.store.live() == [] and world.state(march).status == "voided"
+    assert world.to_stripe().delivered == 2
