@@ -5,7 +5,7 @@ simple-salesforce with the docs' CPQ mapping, into a ledger on SQLite and Postgr
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -77,8 +77,14 @@ def test_a_sync_stores_then_changes_nothing_then_stores_the_changes(
     assert org.store.requests["query_more"] >= 2, org.store.requests
 
     # Nothing changed in Salesforce: nothing changes in the ledger, cursors included.
+    sent = len(org.store.queries)
     code, again = org.sync(catalog_ledger)
     assert code == ExitCode.OK and ledger_state(catalog_ledger) == state, again
+    # Incremental: from each object's high-water mark less the mapping's 10 minutes.
+    mark = state["cursors"]["Account"][0] - timedelta(minutes=10)
+    assert org.store.queries[sent].endswith(
+        f"AND SystemModstamp >= {mark.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    ), org.store.queries[sent]
     assert "customers: 0 added, 0 changed, 2 unchanged" in again, again
     assert "the ledger's customers did not change" in again
 
