@@ -60,22 +60,32 @@ class Accounts:
     def revenue_of(self, product: str) -> str:
         return self.revenue_by_product.get(product, self.revenue)
 
-    def of_row(self, row: ScheduleRow) -> str:
-        """The account a schedule row is credited to (debited when negative)."""
+    def of_row(self, row: ScheduleRow) -> tuple[str, str]:
+        """The (account, role) a schedule row is credited to (debited when negative)."""
         if row.category == "revenue":
-            return self.revenue_of(row.product)
+            return self.revenue_of(row.product), "revenue"
         if row.category == "discount":
-            return self.discounts or self.revenue_of(row.product)
+            return self.discounts or self.revenue_of(row.product), "discounts"
         if row.category in ("credit", "commit_release"):
-            return self.credits
-        return self.breakage
+            return self.credits, "credits"
+        return self.breakage, "breakage"
+
+    def of_role(self, role: str) -> str:
+        """The account of a balance sheet role."""
+        return {
+            "accounts_receivable": self.accounts_receivable,
+            "unbilled_receivables": self.unbilled_receivables,
+            "deferred_revenue": self.deferred_revenue,
+        }[role]
 
 
 @dataclass(frozen=True, slots=True)
 class JournalLine:
-    """One line of an entry: a debit or a credit (the other 0), minor units."""
+    """One line of an entry: a debit or a credit (the other 0), minor units, on the
+    account of `role` (ROLES)."""
 
     account: str
+    role: str
     debit_minor: int
     credit_minor: int
     memo: str
@@ -113,23 +123,27 @@ def external_id(period: str, currency: str, kind: str) -> str:
 
 
 class _Lines:
-    """Signed credits per (account, memo), in first-seen order: positive credits,
+    """Signed credits per (account, role, memo), in first-seen order: positive credits,
     negative debits."""
 
-    def __init__(self) -> None:
-        self.amounts: dict[tuple[str, str], int] = {}
+    def __init__(self, accounts: Accounts) -> None:
+        self.accounts = accounts
+        self.amounts: dict[tuple[str, str, str], int] = {}
 
-    def credit(self, account: str, memo: str, amount: int) -> None:
-        key = (account, memo)
+    def credit(self, account: str, role: str, memo: str, amount: int) -> None:
+        key = (account, role, memo)
         self.amounts[key] = self.amounts.get(key, 0) + amount
 
-    def debit(self, account: str, memo: str, amount: int) -> None:
-        self.credit(account, memo, -amount)
+    def credit_role(self, role: str, memo: str, amount: int) -> None:
+        self.credit(self.accounts.of_role(role), role, memo, amount)
+
+    def debit_role(self, role: str, memo: str, amount: int) -> None:
+        self.credit_role(role, memo, -amount)
 
     def lines(self) -> tuple[JournalLine, ...]:
         return tuple(
-            JournalLine(account, -amount if amount < 0 else 0, max(amount, 0), memo)
-            for (account, memo), amount in self.amounts.items()
+            JournalLine(account, role, -amount if amount < 0 else 0, max(amount, 0), memo)
+            for (account, role, memo), amount in self.amounts.items()
             if amount
         )
 
@@ -156,26 +170,33 @@ def journal_entries(
     `last_day` (the month's last day). `rows` are the schedule rows recognized in the
     month, `invoices` those finalized in it, `billing` the commitments' billing events in
     it. An entry with nothing to book is left out."""
-    revenue: dict[str, _Lines] = defaultdict(_Lines)
+    revenue: dict[str, _Lines] = {}
+    invoiced: dict[str, _Lines] = {}
+    commits: dict[str, _Lines] = {}
+
+    def book(found: dict[str, _Lines], currency: str) -> _Lines:
+        return found.setdefault(currency, _Lines(accounts))
+
     order = {c: i for i, c in enumerate(CATEGORIES)}
     for row in sorted(rows, key=lambda r: (order[r.category], r.product, r.key)):
-        lines = revenue[row.currency]
-        lines.credit(accounts.of_row(row), _revenue_memo(row), row.amount_minor)
+        lines = book(revenue, row.currency)
+        account, role = accounts.of_row(row)
+        lines.credit(account, role, _revenue_memo(row), row.amount_minor)
         if row.category in ("commit_release", "breakage"):
-            lines.debit(accounts.deferred_revenue, "deferred revenue released", row.amount_minor)
+            lines.debit_role("deferred_revenue", "deferred revenue released", row.amount_minor)
         else:
-            lines.debit(accounts.unbilled_receivables, "revenue earned", row.amount_minor)
-    invoiced: dict[str, _Lines] = defaultdict(_Lines)
+            lines.debit_role("unbilled_receivables", "revenue earned", row.amount_minor)
     counts: dict[str, int] = defaultdict(int)
     for inv in sorted(invoices, key=lambda i: i.invoice_id):
         counts[inv.currency] += 1
-        invoiced[inv.currency].debit(accounts.accounts_receivable, "invoices", inv.total_minor)
-        invoiced[inv.currency].credit(accounts.unbilled_receivables, "invoices", inv.total_minor)
-    commits: dict[str, _Lines] = defaultdict(_Lines)
+        lines = book(invoiced, inv.currency)
+        lines.debit_role("accounts_receivable", "invoices", inv.total_minor)
+        lines.credit_role("unbilled_receivables", "invoices", inv.total_minor)
     for event in sorted(billing, key=lambda e: e.key):
         memo = "paid commitments sold" if event.kind == "commit" else "paid commitments voided"
-        commits[event.currency].debit(accounts.accounts_receivable, memo, event.amount_minor)
-        commits[event.currency].credit(accounts.deferred_revenue, memo, event.amount_minor)
+        lines = book(commits, event.currency)
+        lines.debit_role("accounts_receivable", memo, event.amount_minor)
+        lines.credit_role("deferred_revenue", memo, event.amount_minor)
     out: list[JournalEntry] = []
     for currency in sorted({*revenue, *invoiced, *commits}):
         for kind, found, memo in (
@@ -204,10 +225,11 @@ def journal_entries(
     return out
 
 
-def entry_totals(entries: Sequence[JournalEntry]) -> dict[tuple[str, str], int]:
-    """Net debits (debits - credits) per (currency, account) over `entries`."""
+def role_totals(entries: Sequence[JournalEntry]) -> dict[tuple[str, str], int]:
+    """Net debits (debits - credits) per (currency, role) over `entries`: what the
+    journal moved on each role's account, whichever account a role is mapped to."""
     out: dict[tuple[str, str], int] = defaultdict(int)
     for entry in entries:
         for line in entry.lines:
-            out[(entry.currency, line.account)] += line.debit_minor - line.credit_minor
+            out[(entry.currency, line.role)] += line.debit_minor - line.credit_minor
     return dict(out)

@@ -369,6 +369,32 @@ class GrantFacts:
 
 
 @dataclass(frozen=True)
+class RevenueGap:
+    """A customer's revenue balances at the end of a day of the month where billed =
+    recognized + deferred - unbilled does not hold (minor units of `currency`)."""
+
+    customer: str
+    currency: str
+    day: date
+    billed: int
+    recognized: int
+    deferred: int
+    unbilled: int
+
+
+@dataclass(frozen=True)
+class RevenueFacts:
+    """The month's revenue recognition (meterline.jobs.revrec, docs/revrec.md): the days
+    checked (customers x days), those whose balances break the identity, and the
+    problems the schedule found (a line whose rows do not add up to it, a paid
+    commitment that does not tie to its credit ledger)."""
+
+    checked: int
+    gaps: Sequence[RevenueGap] = ()
+    problems: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
 class ReconcileFacts:
     """Everything one month's reconciliation compares."""
 
@@ -395,3 +421,5 @@ class ReconcileFacts:
     as_of: datetime | None = None
     grants: Sequence[GrantFacts] = ()
     """Credit grants whose life overlaps the month, or with an entry in it."""
+    revenue: RevenueFacts | None = None
+    """The month's revenue balances (None: not checked)."""

@@ -125,6 +125,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "A self-contained HTML usage statement: lines, daily usage, tiers (and the audit"
         " chain in the internal view).",
     ),
+    "revrec": (
+        "meterline.cli.revrec:revrec",
+        "Revenue recognition of a month: recognized, billed, deferred, unbilled (docs/revrec.md).",
+    ),
+    "journal": (
+        "meterline.cli.revrec:journal",
+        "The month's balanced journal entries per currency, for NetSuite (docs/revrec.md).",
+    ),
 }
 
 # Our own packages: their warnings (a retry, a wait) are shown. Libraries' log records

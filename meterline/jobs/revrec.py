@@ -19,6 +19,7 @@ from datetime import date, timedelta
 
 from sqlalchemy.orm import Session
 
+from billing.errors import NotFound
 from billing.revrec import (
     Balance,
     BillingEvent,
@@ -153,6 +154,10 @@ def _schedule(
     customer: str | None,
 ) -> tuple[RevrecFacts, Schedule]:
     facts = gather(session, warehouse, meters, first=first, last=last, customer=customer)
+    if customer is not None and customer not in facts.customers:
+        raise NotFound(
+            f"no customer {customer!r} in the ledger: load it with `meterline customers load`"
+        )
     return facts, build_schedule(facts.lines, facts.grants)
 
 
@@ -189,7 +194,8 @@ def revrec_period(
     period: str, *, customer: str | None = None, config: Settings | None = None
 ) -> RevrecPeriod:
     """The month `period` (YYYY-MM) of every customer, or of `customer`. ValueError for
-    a month that is not YYYY-MM; the stores' errors as every command's (exit codes 2, 4)."""
+    a month that is not YYYY-MM, NotFound for a customer the ledger does not hold; the
+    stores' errors as every command's (exit codes 2, 4)."""
     month_days(period)  # a clear ValueError before any I/O
     config = config or settings()
     meters = meter_catalog(config)

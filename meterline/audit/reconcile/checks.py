@@ -24,6 +24,7 @@ from meterline.audit.facts import (
     PeriodFacts,
     PostedLine,
     ReconcileFacts,
+    RevenueGap,
     UsageTotals,
 )
 from meterline.audit.findings import ERROR, WARNING, Finding, Severity
@@ -70,7 +71,9 @@ def reconcile(facts: ReconcileFacts) -> ReconcileReport:
         customers.append(row.model_copy(update={"findings": len(findings) - before}))
         if late is not None:
             drift.append(late)
-    findings += _unattributed(facts) + _missing(facts) + _credit_balances(facts)
+    findings += (
+        _unattributed(facts) + _missing(facts) + _credit_balances(facts) + _revenue_balances(facts)
+    )
     report = ReconcileReport(
         period=facts.period,
         customer=facts.customer,
@@ -372,6 +375,51 @@ def _credit_balances(facts: ReconcileFacts) -> list[Finding]:
                     "remaining": grant.remaining,
                     "problems": list(grant.problems),
                 },
+            )
+        )
+    return out
+
+
+def _revenue_balances(facts: ReconcileFacts) -> list[Finding]:
+    """Invariant 9 for revenue (docs/revrec.md): at the end of every day of the month,
+    per customer and currency, billed = recognized + deferred - unbilled to the minor
+    unit. One error per customer and currency whose balances break it (its first such
+    day and how many), and one per problem of the schedule (a line whose rows do not add
+    up to it, a paid commitment that does not tie to its credit ledger)."""
+    if facts.revenue is None:
+        return []
+    out = []
+    firsts: dict[tuple[str, str], list[RevenueGap]] = defaultdict(list)
+    for gap in facts.revenue.gaps:
+        firsts[(gap.customer, gap.currency)].append(gap)
+    for (customer, currency), gaps in sorted(firsts.items()):
+        g = min(gaps, key=lambda x: x.day)
+        out.append(
+            Finding(
+                check="revenue_balance",
+                detail=f"{customer} {currency}: billed {minor_text(g.billed, currency)} is not"
+                f" recognized {minor_text(g.recognized, currency)} + deferred"
+                f" {minor_text(g.deferred, currency)} - unbilled"
+                f" {minor_text(g.unbilled, currency)} at the end of {g.day.isoformat()}"
+                f" ({len(gaps)} day(s) of {facts.period})",
+                customer=customer,
+                subject={"currency": currency, "month": facts.period},
+                values={
+                    "day": g.day.isoformat(),
+                    "billed": g.billed,
+                    "recognized": g.recognized,
+                    "deferred": g.deferred,
+                    "unbilled": g.unbilled,
+                    "days": len(gaps),
+                },
+            )
+        )
+    for problem in facts.revenue.problems:
+        out.append(
+            Finding(
+                check="revenue_balance",
+                detail=f"revenue schedule: {problem}",
+                subject={"problem": problem, "month": facts.period},
             )
         )
     return out

@@ -31,6 +31,8 @@ from meterline.audit.facts import (
     MissingPeriod,
     PostedLine,
     ReconcileFacts,
+    RevenueFacts,
+    RevenueGap,
     StoredCount,
     Unattributed,
     UsageTotals,
@@ -45,6 +47,7 @@ from meterline.connections import ledger_session, meter_catalog, open_warehouse
 from meterline.jobs.collector import collector_paused
 from meterline.jobs.due import billable_periods
 from meterline.jobs.rate import RATING_ERRORS
+from meterline.jobs.revrec import period_of as revrec_period_of
 from meterline.jobs.watermarks import LateWindow, Watermark, as_utc, late_events, run_watermarks
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
@@ -239,6 +242,26 @@ class _Month:
             void_invoices=void,
             as_of=as_of,
             grants=self._grants(window, customer),
+            revenue=self._revenue(period, customer),
+        )
+
+    def _revenue(self, period: str, customer: str | None) -> RevenueFacts:
+        """The month's revenue balances of every customer (or one), each day checked
+        against billed = recognized + deferred - unbilled (meterline.jobs.revrec)."""
+        if customer is not None and customer not in self.currencies:
+            return RevenueFacts(checked=0)  # not in the ledger: nothing billed or earned
+        found = revrec_period_of(
+            self.session, self.warehouse, self.meters, period, customer=customer
+        )
+        return RevenueFacts(
+            checked=len(found.balances),
+            gaps=[
+                RevenueGap(
+                    b.customer, b.currency, b.day, b.billed, b.recognized, b.deferred, b.unbilled
+                )
+                for b in found.failures
+            ],
+            problems=found.problems,
         )
 
     def _grants(self, window: tuple[datetime, datetime], customer: str | None) -> list[GrantFacts]:
