@@ -36,20 +36,31 @@ import json
 import re
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from billing import yamlio
-from billing.customers.read import FIELDS, REQUIRED
+from billing.customers.read import REQUIRED
+from billing.customers.rows import CustomerRow
 from meterline.sources.salesforce.errors import MappingInvalid
 
 #: A SOQL field path: a field, or up to four relationship names then a field.
 _PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*){0,4}\Z")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
-#: The meterline fields a mapping gives (the discounts have a list of their own).
-MAPPED_FIELDS: tuple[str, ...] = tuple(f for f in FIELDS if f != "discounts")
+
+
+def _scalar(annotation: Any) -> bool:
+    """A field that holds one text, number or date (``str | None`` included)."""
+    return all(a in (str, int, date, type(None)) for a in get_args(annotation) or (annotation,))
+
+
+#: The customers-file fields a mapping gives: those that hold one value (the discounts
+#: have a list of their own; structured fields such as a billing address are not mapped).
+MAPPED_FIELDS: tuple[str, ...] = tuple(
+    name for name, info in CustomerRow.model_fields.items() if _scalar(info.annotation)
+)
 
 
 def _path(value: Any) -> str:
