@@ -79,9 +79,7 @@ def _discount_text(d: Any) -> str:
     return f"{d.price_id} {off} {d.valid_from}..{d.valid_to or ''}"
 
 
-def snapshot(
-    session: Session, customers: Iterable[str], subscriptions: Iterable[str]
-) -> Snapshot:
+def snapshot(session: Session, customers: Iterable[str], subscriptions: Iterable[str]) -> Snapshot:
     """The stored columns of these customers and subscriptions (external ids); those not
     stored are absent."""
     customers_t: Table = Customer.__table__  # type: ignore[assignment]
@@ -105,9 +103,7 @@ def snapshot(
         ).mappings():
             ids[row["id"]] = row["external_id"]
             out.subscriptions[row["external_id"]] = {
-                k: v
-                for k, v in row.items()
-                if k not in ("id", "external_id", "customer_id")
+                k: v for k, v in row.items() if k not in ("id", "external_id", "customer_id")
             } | {"discounts": []}
     for part in bulk.in_chunks(session, sorted(ids)):
         for d in session.execute(
