@@ -65,6 +65,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "meterline.cli.close:close",
         "Close due billing periods: rate, post, finalize; adjust late usage.",
     ),
+    "export": (
+        "meterline.cli.export:export",
+        "Export a closed month's billing data to the data lake as Parquet (docs/export.md).",
+    ),
     "quote": (
         "meterline.cli.quote:quote",
         "Rate a quantity against a price and show the breakdown.",

@@ -133,6 +133,9 @@ INVOCATIONS: dict[tuple[str, ...], tuple[list[str], str] | None] = {
     ("alerts", "list"): ([], "L"),
     ("alerts", "history"): ([], "L"),
     ("alerts", "evaluate"): (["--as-of", AS_OF], "WL"),
+    ("revrec", "waterfall"): (["--from", "2026-10", "--to", "2026-11"], "WL"),
+    ("journal",): (["--period", "2026-10"], "WL"),
+    ("export",): (["--period", "2026-10", "--to", "{tmp}/lake"], "WL"),
 }
 
 
@@ -413,6 +416,10 @@ def test_a_bad_value_of_a_typed_parameter_is_refused(
         ["alerts", "add", "--customer", "cus_00001", "--currency", "USD", "--threshold", "ten"],
         ["alerts", "add", "--customer", "cus_00001", "--currency", "USD", "--threshold", "1.005"],
         ["alerts", "add", "--customer", "cus_00001", "--currency", "usdx", "--threshold", "1"],
+        # revrec: a month, or the waterfall's months in order; options of the right command.
+        ["revrec"],
+        ["revrec", "waterfall", "--from", "2026-11", "--to", "2026-10"],
+        ["revrec", "--period", "2026-10", "waterfall", "--from", "2026-10", "--to", "2026-10"],
         # No mapping given nor set; a mapping but no Salesforce credentials set.
         ["customers", "sync-salesforce"],
         ["customers", "sync-salesforce", "--mapping", str(ROOT / "docs/examples/salesforce-cpq.yaml")],
@@ -593,6 +600,9 @@ def test_a_misspelt_ledger_url_is_refused(
         (["invoices", "show", "999999"], "no invoice 999999"),
         (["invoices", "finalize", "999999", "--as-of", AS_OF], "no invoice 999999"),
         (["invoices", "void", "999999", "--as-of", AS_OF], "no invoice 999999"),
+        # A month with no invoice and no billing period (tests/audit/test_export.py: the
+        # month not closed yet, the destination that cannot be written).
+        (["export", "--period", "2026-10", "--to", "lake"], "period 2026-10: no invoice"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else "",
 )
@@ -634,6 +644,7 @@ def test_unknown_ids_with_a_warehouse_are_not_found(tmp_path: Path) -> None:
         ),
         (["rejected", "--ingest", "no-such-ingest"], "no-such-ingest"),
         (["usage", "nobody"], "no customer 'nobody'"),
+        (["revrec", "--period", "2026-10", "--customer", "nobody"], "no customer 'nobody'"),
         (["preview", "nobody", "--as-of", AS_OF, "--json"], "no customer 'nobody'"),
     ]
     for args, fragment in cases:

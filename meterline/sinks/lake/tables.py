@@ -92,7 +92,7 @@ DELETED = Column(
     "deleted",
     pa.bool_(),
     "BOOLEAN NOT NULL",
-    "a tombstone: the key no longer exists in the ledger (drop it)",
+    "a tombstone: the month no longer has the key (its other columns are null)",
 )
 
 
