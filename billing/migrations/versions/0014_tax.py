@@ -120,6 +120,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_tax_documents_invoice_id"), table_name="tax_documents")
     op.drop_table("tax_documents")
     op.drop_table("invoice_taxes")
-    with op.batch_alter_table("customers") as batch:
-        batch.drop_column("tax_ids")
-        batch.drop_column("billing_address")
+    # Not a batch (SQLite would copy the table and drop it, which rows of subscriptions
+    # referencing customers forbid): both dialects drop a column in place (SQLite 3.35+).
+    for column in ("tax_ids", "billing_address"):
+        op.execute(f"ALTER TABLE customers DROP COLUMN {column}")
