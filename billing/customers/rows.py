@@ -145,6 +145,12 @@ def _ident(value: Any) -> str:
     return _printable(_text(value), ID_MAX, key_part=True)
 
 
+def printable_text(value: Any, limit: int) -> str:
+    """``value`` when it is printable text of 1..``limit`` characters (a name's rule);
+    ValueError saying what it is otherwise."""
+    return _printable(_text(value), limit, key_part=False)
+
+
 def _name(value: Any) -> str:
     return _printable(_text(value), NAME_MAX, key_part=False)
 

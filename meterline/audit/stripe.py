@@ -26,12 +26,14 @@ from billing.outbox.scope import (
     invoice_months,
     invoices_of_month,
 )
+from billing.tax import tax_documents_of
 from meterline.connections import stripe_config
 from meterline.jobs.deliver import ledger_sessions, make_stripe_sink
 from meterline.settings import Settings, settings
 from meterline.sinks.stripe import StripeConfig
 from meterline.sinks.stripe.mapping import ledger_minor
 from meterline.sinks.stripe.sink import StripeSink, compare_lines, stripe_failure
+from meterline.sinks.tax.lines import with_tax
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,9 @@ def reconcile_stripe(
                 raise NotFound(f"no customer {customer!r} in the ledger")
             found = invoices_of_month(session, period, customer=customer)
             docs = invoice_docs(session, [i for i, _ in found])
+            # An invoice taxed through the tax sink went to Stripe with its tax (docs/tax.md).
+            for invoice_id, documents in tax_documents_of(session, list(docs)).items():
+                docs[invoice_id] = with_tax(docs[invoice_id], documents)
             states = delivery_states(session, "stripe", [i for i, _ in found])
         ordered = [docs[i] for i, _ in found]
 

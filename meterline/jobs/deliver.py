@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,6 +58,7 @@ from billing.tax import (
     record_tax,
     record_void,
     tax_documents,
+    tax_documents_of,
 )
 from meterline.connections import (
     avalara_config,
@@ -71,6 +72,7 @@ from meterline.sinks import PermanentSinkError, Sink, SinkError, SinkRefusedCred
 from meterline.sinks.stripe import StripeApi, StripeConfig, StripeSink
 from meterline.sinks.stripe.sink import CustomerTerms, Ref
 from meterline.sinks.tax import AvalaraConfig, AvaTaxApi, TaxSink
+from meterline.sinks.tax.lines import with_tax
 from meterline.sinks.tax.mapping import Corrected, local_day
 from meterline.sinks.webhook import WebhookSink
 from meters.crashpoints import crash_point
@@ -355,6 +357,8 @@ def deliver(
                     )
                 if not claims:
                     break
+                if sink == "stripe":
+                    claims = _with_recorded_tax(make, claims)
                 # Each outcome is recorded as soon as it is known (in its own short
                 # transaction), while the lease still holds.
                 futures = {pool.submit(_deliver_one, target, c): c for c in claims}
@@ -407,6 +411,30 @@ def deliver(
         report.left = left["pending"] + left["parked"]
         report.parked_total = left["parked"]
     return report
+
+
+def _with_recorded_tax(make: sessionmaker[Session], claims: list[Claim]) -> list[Claim]:
+    """The claims with each finalized invoice's recorded tax as lines of it (the sinks
+    after tax hear a taxed invoice whole: meterline.sinks.tax.lines)."""
+    finalized = [c.event.invoice.invoice_id for c in claims if c.event.kind == "invoice.finalized"]
+    if not finalized:
+        return claims
+    with reading(make) as session:
+        taxed = tax_documents_of(session, finalized)
+    if not taxed:
+        return claims
+    out = []
+    for one in claims:
+        documents = (
+            taxed.get(one.event.invoice.invoice_id)
+            if one.event.kind == "invoice.finalized"
+            else None
+        )
+        if documents:
+            data = with_tax(one.event.invoice, documents).to_json()
+            one = replace(one, event=replace(one.event, data=data))
+        out.append(one)
+    return out
 
 
 def _deliver_one(target: Sink, one: Claim) -> tuple[str | None, Any, bool]:

@@ -25,10 +25,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import billing
-from billing import migrate
-from billing.db import create_ledger_engine, session_factory
+from billing.db import session_factory
 from billing.models import InvoiceLine, InvoiceTax, OutboxDelivery, OutboxEvent, TaxDocument
 from billing.tax import customer_tax_profile
+from meterline.audit.stripe import reconcile_stripe
 from meterline.connections import invoice_sinks
 from meterline.demo.avatax_standin import AvaTaxStandIn, Jurisdiction, RateTable
 from meterline.demo.stripe_standin import StripeStandIn
@@ -98,6 +98,27 @@ class TaxWorld:
         config = StripeConfig(api_key=SecretStr("sk_test_meterline"), api_base=self.stripe.base_url)
         return deliver("stripe", config=self.settings, stripe=config)
 
+    def stripe_items(self, invoice_id: int) -> list[int]:
+        """The amounts of the items of the ledger invoice's Stripe invoice."""
+        store = self.stripe.store
+        with store.lock:
+            (found,) = [
+                i
+                for i in store.invoices.values()
+                if i.metadata.get("meterline_invoice_id") == str(invoice_id)
+            ]
+            return [store.invoice_items[item].amount for item in found.item_ids]
+
+    def line_amounts(self, invoice_id: int) -> list[int]:
+        with self.ledger.Session() as session:
+            return list(
+                session.scalars(
+                    select(InvoiceLine.amount_minor)
+                    .where(InvoiceLine.invoice_id == invoice_id)
+                    .order_by(InvoiceLine.id)
+                )
+            )
+
     def state(self, invoice_id: int) -> InvoiceTax:
         with self.ledger.Session() as session:
             found = session.get(InvoiceTax, invoice_id)
@@ -121,21 +142,13 @@ def expected_tax(world: TaxWorld, invoice_id: int) -> int:
     )
 
 
-@pytest.fixture
-def sqlite_ledger(tmp_path: Path) -> Iterator[Ledger]:
-    """A migrated SQLite ledger: the tests of AvaTax's side need one ledger only."""
-    url = f"sqlite:///{tmp_path}/ledger.db"
-    engine = create_ledger_engine(url)
-    migrate.upgrade(engine)
-    try:
-        yield Ledger(url, engine, session_factory(engine))
-    finally:
-        engine.dispose()
+#: AvaTax's side needs one ledger: these tests run on SQLite only.
+ONE_LEDGER = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def tax_world(sqlite_ledger: Ledger, tmp_path: Path) -> Iterator[TaxWorld]:
-    yield from make_world(sqlite_ledger, tmp_path)
+def tax_world(ledger: Ledger, tmp_path: Path) -> Iterator[TaxWorld]:  # noqa: F811
+    yield from make_world(ledger, tmp_path)
 
 
 @pytest.fixture
@@ -217,6 +230,10 @@ def test_finalized_waits_for_tax_then_reaches_stripe_and_void_voids(
 
     delivered = world.to_stripe()
     assert delivered.delivered == 1 and len(world.stripe.store.invoices) == 1
+    # Stripe gets the lines and the tax as one more item: it collects lines + tax.
+    assert world.stripe_items(march) == [*world.line_amounts(march), want]
+    config = StripeConfig(api_key=SecretStr("sk_test_meterline"), api_base=world.stripe.base_url)
+    assert reconcile_stripe("2026-03", config=world.settings, stripe=config).ok
 
     with world.Session.begin() as session:
         billing.void(session, march, as_of=MARCH.end + GRACE + timedelta(days=1))
@@ -229,6 +246,7 @@ def test_finalized_waits_for_tax_then_reaches_stripe_and_void_voids(
     assert again.delivered == 0 and world.avatax.store.done["create"] == 1
 
 
+@ONE_LEDGER
 def test_late_usage_is_its_own_transaction_referencing_the_original(tax_world: TaxWorld) -> None:
     world = tax_world
     march = world.post(MARCH, resolutions=100)
@@ -255,10 +273,21 @@ def test_late_usage_is_its_own_transaction_referencing_the_original(tax_world: T
     assert [line["lineAmount"] for line in adjustment.lines] == [
         Decimal(line.amount_minor) / 100 for line in lines
     ]
-    assert world.state(april).tax_minor == expected_tax(world, april)
+    tax = world.state(april).tax_minor
+    assert tax == expected_tax(world, april)
     assert world.to_stripe().delivered == 3  # March, the draft's adjustments, April
+    # April's own tax and its corrections' tax, each its document's item.
+    with world.ledger.Session() as session:
+        by_document = session.scalars(
+            select(TaxDocument.tax_minor)
+            .where(TaxDocument.invoice_id == april)
+            .order_by(TaxDocument.id)
+        ).all()
+    assert sum(by_document) == tax and len(by_document) == 2
+    assert world.stripe_items(april) == [*world.line_amounts(april), *by_document]
 
 
+@ONE_LEDGER
 @pytest.mark.parametrize(
     ("fault", "on"),
     [
@@ -284,6 +313,7 @@ def test_faults_never_make_two_transactions(tax_world: TaxWorld, fault: str, on:
     assert world.state(march).tax_minor == expected_tax(world, march)
 
 
+@ONE_LEDGER
 def test_a_code_avatax_already_holds_is_fetched_not_created_again(tax_world: TaxWorld) -> None:
     """A crash after AvaTax committed and before the ledger recorded: AvaTax holds the
     transaction, the ledger says pending; the next delivery finds it (the create answers
@@ -310,6 +340,7 @@ def test_a_code_avatax_already_holds_is_fetched_not_created_again(tax_world: Tax
     assert world.state(march).status == "recorded"
 
 
+@ONE_LEDGER
 def test_other_content_under_our_code_is_parked(tax_world: TaxWorld) -> None:
     world = tax_world
     march = world.post(MARCH)
@@ -333,6 +364,7 @@ def test_other_content_under_our_code_is_parked(tax_world: TaxWorld) -> None:
     assert world.to_stripe().delivered == 0
 
 
+@ONE_LEDGER
 def test_a_customer_without_a_billing_address_is_parked_with_what_to_do(
     tax_world: TaxWorld, tmp_path: Path
 ) -> None:
@@ -348,6 +380,7 @@ def test_a_customer_without_a_billing_address_is_parked_with_what_to_do(
     assert world.avatax.store.live() == []
 
 
+@ONE_LEDGER
 def test_without_the_tax_sink_nothing_changes(tax_world: TaxWorld) -> None:
     world = tax_world
     march = world.post(MARCH)
@@ -360,6 +393,7 @@ def test_without_the_tax_sink_nothing_changes(tax_world: TaxWorld) -> None:
     assert world.to_stripe().delivered == 1
 
 
+@ONE_LEDGER
 def test_the_tax_recorded_is_in_the_invoice_document(tax_world: TaxWorld) -> None:
     world = tax_world
     march = world.post(MARCH)
@@ -374,6 +408,7 @@ def test_the_tax_recorded_is_in_the_invoice_document(tax_world: TaxWorld) -> Non
     json.dumps(tax)  # plain JSON
 
 
+@ONE_LEDGER
 def test_the_tax_profile_is_stored_and_a_reload_changes_nothing(
     tax_world: TaxWorld, tmp_path: Path
 ) -> None:
@@ -391,6 +426,7 @@ def test_the_tax_profile_is_stored_and_a_reload_changes_nothing(
     assert profile.tax_ids == [{"type": "us_ein", "value": "12-3456789"}]
 
 
+@ONE_LEDGER
 def test_an_invoice_voided_before_its_tax_gets_no_transaction(tax_world: TaxWorld) -> None:
     world = tax_world
     march = world.post(MARCH)

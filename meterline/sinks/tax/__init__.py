@@ -5,7 +5,8 @@ the official ``avalara`` SDK (docs/tax.md).
   (pure);
 - avatax.py: the SDK client with retries, exact decimals and AvaTax's error shape;
 - sink.py: deliver ``invoice.finalized`` (create and commit, look before create) and
-  ``invoice.voided`` (void).
+  ``invoice.voided`` (void);
+- lines.py: the recorded tax as lines of the invoice, for the sinks after tax (Stripe).
 """
 
 from meterline.sinks.tax.avatax import AvalaraConfig, AvaTaxApi, AvaTaxError, AvaTaxUnavailable
