@@ -11,7 +11,7 @@ timezone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -37,13 +37,16 @@ from meterline.sinks.lake.tables import CREDIT_ENTRIES, INVOICE_LINES, INVOICES,
 _WIDEST = timedelta(hours=14)
 
 
-def _columns(t: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """Rows (tuples in `names` order) as an Arrow table of `t`'s types."""
-    by_name = {c.name: c for c in t.frame}
-    arrays = {
-        name: pa.array([r[i] for r in rows], by_name[name].type) for i, name in enumerate(names)
-    }
-    return pa.table(arrays)
+def _table(t: Table, records: Sequence[tuple[Any, Mapping[str, Any]]]) -> pa.Table:
+    """Each record (an ORM object, and the columns it does not have by the column's name)
+    as a row of `t`: a column is the record's value of it, else the object's attribute of
+    that name."""
+    columns: dict[str, list[Any]] = {c.name: [] for c in t.columns}
+    for obj, given in records:
+        for name, values in columns.items():
+            values.append(given[name] if name in given else getattr(obj, name))
+    types = {c.name: c.type for c in t.columns}
+    return pa.table({name: pa.array(values, types[name]) for name, values in columns.items()})
 
 
 def _month_invoices(period: str) -> Any:
@@ -51,81 +54,37 @@ def _month_invoices(period: str) -> Any:
     return and_(Invoice.period_start_local >= first, Invoice.period_start_local < nxt)
 
 
+def _owners(customer: str, subscription: str, currency: str) -> dict[str, Any]:
+    return {
+        "customer_id": customer,
+        "subscription_id": subscription,
+        "currency_exponent": exponent(currency),
+    }
+
+
 def invoices(session: Session, period: str) -> pa.Table:
     """The invoices whose period starts in the month (local time), every status."""
-    names = [c.name for c in INVOICES.columns]
-    rows = []
-    for inv, customer, subscription in session.execute(
-        select(Invoice, Customer.external_id, Subscription.external_id)
-        .join(Customer, Customer.id == Invoice.customer_id)
-        .join(Subscription, Subscription.id == Invoice.subscription_id)
-        .where(_month_invoices(period))
-        .order_by(Invoice.id)
-    ):
-        rows.append(
-            (
-                inv.id,
-                customer,
-                subscription,
-                inv.status,
-                inv.currency,
-                exponent(inv.currency),
-                inv.period_start,
-                inv.period_end,
-                inv.period_start_local,
-                inv.subtotal_minor,
-                inv.discount_minor,
-                inv.adjustment_minor,
-                inv.total_minor,
-                inv.line_count,
-                inv.finalized_at,
-                inv.voided_at,
-                inv.reissue_of_id,
-            )
-        )
-    return _columns(INVOICES, names, rows)
+    return _of_invoices(session, period, INVOICES, Invoice, "invoice_id")
 
 
 def invoice_lines(session: Session, period: str) -> pa.Table:
     """The lines of the month's invoices."""
-    names = [c.name for c in INVOICE_LINES.columns]
-    line = InvoiceLine
-    rows = []
-    for ln, customer, subscription in session.execute(
-        select(line, Customer.external_id, Subscription.external_id)
-        .join(Invoice, Invoice.id == line.invoice_id)
-        .join(Customer, Customer.id == Invoice.customer_id)
+    return _of_invoices(session, period, INVOICE_LINES, InvoiceLine, "line_id")
+
+
+def _of_invoices(
+    session: Session, period: str, t: Table, model: type[Invoice] | type[InvoiceLine], key: str
+) -> pa.Table:
+    query: Any = select(model, Customer.external_id, Subscription.external_id)
+    if model is InvoiceLine:
+        query = query.join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+    found: Any = session.execute(
+        query.join(Customer, Customer.id == Invoice.customer_id)
         .join(Subscription, Subscription.id == Invoice.subscription_id)
         .where(_month_invoices(period))
-        .order_by(line.id)
-    ):
-        rows.append(
-            (
-                ln.id,
-                ln.invoice_id,
-                customer,
-                subscription,
-                ln.idempotency_key,
-                ln.kind,
-                ln.price_id,
-                ln.price_version,
-                ln.meter,
-                ln.dimension_group,
-                ln.description,
-                ln.quantity,
-                ln.unit_amount,
-                ln.currency,
-                exponent(ln.currency),
-                ln.amount_minor,
-                ln.amount_precise,
-                ln.service_period_start,
-                ln.service_period_end,
-                ln.adjusts_line_id,
-                ln.credit_grant_id,
-                ln.rating_run_id,
-            )
-        )
-    return _columns(INVOICE_LINES, names, rows)
+        .order_by(model.id)
+    )
+    return _table(t, [(obj, {key: obj.id, **_owners(c, s, obj.currency)}) for obj, c, s in found])
 
 
 def credit_entries(session: Session, period: str) -> pa.Table:
@@ -135,7 +94,7 @@ def credit_entries(session: Session, period: str) -> pa.Table:
     funded_invoice = aliased(Invoice)
     start = datetime.combine(first, time(0), tzinfo=UTC) - _WIDEST
     end = datetime.combine(nxt, time(0), tzinfo=UTC) + _WIDEST
-    query = (
+    found = session.execute(
         select(
             CreditLedgerEntry,
             CreditGrant,
@@ -161,34 +120,21 @@ def credit_entries(session: Session, period: str) -> pa.Table:
         )
         .order_by(CreditLedgerEntry.id)
     )
-    names = [c.name for c in CREDIT_ENTRIES.columns]
-    rows = []
-    for entry, grant, customer, tz, invoice_id, invoice_month in session.execute(query):
+    records = []
+    for entry, grant, customer, tz, invoice_id, invoice_month in found:
         if invoice_month is None and not _in_local_month(entry.effective_at, tz, first, nxt):
             continue
-        rows.append(
-            (
-                entry.id,
-                grant.grant_id,
-                customer,
-                entry.kind,
-                entry.from_account,
-                entry.to_account,
-                entry.amount,
-                grant.meter or grant.currency,
-                entry.available_after,
-                grant.currency,
-                exponent(grant.currency),
-                entry.value_minor,
-                entry.invoice_line_id,
-                invoice_id,
-                entry.reverses_entry_id,
-                entry.effective_at,
-                entry.idempotency_key,
-                entry.note,
-            )
-        )
-    return _columns(CREDIT_ENTRIES, names, rows)
+        given = {
+            "entry_id": entry.id,
+            "grant_id": grant.grant_id,
+            "customer_id": customer,
+            "unit": grant.meter or grant.currency,
+            "currency": grant.currency,
+            "currency_exponent": exponent(grant.currency),
+            "invoice_id": invoice_id,
+        }
+        records.append((entry, given))
+    return _table(CREDIT_ENTRIES, records)
 
 
 def _in_local_month(at: datetime, tz: str, first: date, nxt: date) -> bool:
