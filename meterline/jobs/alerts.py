@@ -1,9 +1,10 @@
 """Spend and usage alerts: what `meterline alerts add|list|history|evaluate` and the
-nightly run's ``alerts`` step run (docs/alerts.md).
+usage_rollup DAG's ``alerts`` task (``evaluate_after_rollup``) run (docs/alerts.md).
 
 ``evaluate_alerts(as_of)`` reads, for every customer with an alert (its own, or its
-plan's), the current period's usage as of ``as_of`` with the job that answers `meterline
-usage` (meterline.jobs.usage.usage_of: rated by close's own code over the rollup and the
+plan's), the current period's usage as of ``as_of`` (and the period before it, as of its
+end, while close may still finalize it: ``settling_period``) with the job that answers
+`meterline usage` (meterline.jobs.usage.usage_of: rated by close's own code over the rollup and the
 raw events not rolled up yet), compares each alert's measure with its thresholds
 (billing.alerts.evaluate: pure), and writes what must be announced in **one ledger
 transaction**: each ``alert.fired`` / ``alert.retracted`` outbox event
