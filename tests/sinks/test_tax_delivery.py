@@ -437,3 +437,18 @@ def test_an_invoice_voided_before_its_tax_gets_no_transaction(tax_world: TaxWorl
     assert report.ok and report.delivered == 2, report.summary()  # finalized, then voided
     assert world.avatax.store.live() == [] and world.state(march).status == "voided"
     assert world.to_stripe().delivered == 2
+
+
+@ONE_LEDGER
+def test_the_export_waits_for_the_tax(tax_world: TaxWorld) -> None:
+    from meterline.jobs.export.closed import PeriodNotClosed, check_closed
+
+    world = tax_world
+    march = world.post(MARCH)
+    world.finalize(march, MARCH)
+    with world.ledger.Session() as session, pytest.raises(PeriodNotClosed) as held:
+        check_closed(session, "2026-03", world.settings)
+    assert f"the tax of 1 invoice(s) is pending (first: invoice {march})" in str(held.value)
+    world.tax()
+    with world.ledger.Session() as session:
+        assert check_closed(session, "2026-03", world.settings) is not None

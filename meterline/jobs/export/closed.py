@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from billing.errors import LedgerError, NotFound
 from billing.models import Customer, Invoice, Subscription
 from billing.periods import iso_utc
+from billing.tax import pending_invoice_ids
 from billing.views import month_bounds
 from meterline.jobs.close import period_due
 from meterline.jobs.due import billable_periods
@@ -149,5 +150,14 @@ def check_closed(session: Session, period: str, config: Settings) -> datetime | 
             f" {iso_utc(first_open.start)[:10]}..{iso_utc(first_open.end)[:10]}:"
             f" {first_open.why}); run `meterline close --period {following}` (or let the"
             " nightly close run) and export it again"
+        )
+    # An invoice taxed through the tax sink is exported once its tax is recorded
+    # (docs/tax.md): until then the month waits, as Stripe does.
+    pending = pending_invoice_ids(session, [i.invoice_id for i in invoices])
+    if pending:
+        raise PeriodNotClosed(
+            f"period {period}: the tax of {len(pending):,} invoice(s) is pending (first:"
+            f" invoice {min(pending)}); run `meterline outbox deliver --sink avalara`"
+            " (docs/tax.md) and export it again"
         )
     return last_close
