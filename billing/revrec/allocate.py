@@ -11,14 +11,17 @@ method, which no day can gain from by more than one minor unit over its exact sh
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Hashable, Sequence
-from decimal import Decimal
-from fractions import Fraction
+from decimal import Context, Decimal
 from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
 Weight = Decimal | int
+# Scaling a decimal by a power of ten never rounds in this context (ledger quantities have
+# at most 38 digits; exponents are bounded by their text).
+_EXACT = Context(prec=1000)
 
 
 def allocate(total: int, weights: Sequence[tuple[K, Weight]]) -> list[tuple[K, int]]:
@@ -28,31 +31,38 @@ def allocate(total: int, weights: Sequence[tuple[K, Weight]]) -> list[tuple[K, i
     weights zero (nothing to split by), a float weight, or a total that is not an int."""
     if isinstance(total, bool) or not isinstance(total, int):
         raise ValueError(f"total must be whole minor units (an int), got {total!r}")
-    exact = [(key, _fraction(weight)) for key, weight in weights]
-    whole = sum((w for _, w in exact), Fraction(0))
-    if any(w < 0 for _, w in exact):
+    scaled = _integers([w for _, w in weights])
+    whole = sum(scaled)
+    if any(w < 0 for w in scaled):
         raise ValueError("weights must not be negative")
     if whole == 0:
         raise ValueError("the weights add up to zero: nothing to split the amount by")
     magnitude = abs(total)
-    floors: list[int] = []
-    remainders: list[tuple[Fraction, int]] = []
-    for i, (_, weight) in enumerate(exact):
-        share = magnitude * weight / whole
-        floor = share.numerator // share.denominator
-        floors.append(floor)
-        remainders.append((share - floor, i))
+    # Exact shares as integers: magnitude x w // whole, and what is left of each.
+    floors = [magnitude * w // whole for w in scaled]
+    remainders = [magnitude * w % whole for w in scaled]
     left = magnitude - sum(floors)
     # Largest remainder first; ties to the earliest part (its index).
-    for _, i in sorted(remainders, key=lambda r: (-r[0], r[1]))[:left]:
+    for i in heapq.nsmallest(left, range(len(scaled)), key=lambda i: (-remainders[i], i)):
         floors[i] += 1
     sign = -1 if total < 0 else 1
-    return [(key, sign * part) for (key, _), part in zip(exact, floors, strict=True)]
+    return [(key, sign * part) for (key, _), part in zip(weights, floors, strict=True)]
 
 
-def _fraction(weight: Weight) -> Fraction:
-    if isinstance(weight, bool) or not isinstance(weight, (int, Decimal)):
-        raise ValueError(f"a weight must be an int or a Decimal, got {weight!r}")
-    if isinstance(weight, Decimal) and not weight.is_finite():
-        raise ValueError(f"a weight must be finite, got {weight}")
-    return Fraction(weight)
+def _integers(weights: Sequence[Weight]) -> list[int]:
+    """The weights as integers in the same proportions (decimals scaled by a power of
+    ten, exactly)."""
+    places = 0
+    for weight in weights:
+        if isinstance(weight, bool) or not isinstance(weight, (int, Decimal)):
+            raise ValueError(f"a weight must be an int or a Decimal, got {weight!r}")
+        if isinstance(weight, Decimal):
+            if not weight.is_finite():
+                raise ValueError(f"a weight must be finite, got {weight}")
+            exp = weight.as_tuple().exponent
+            assert isinstance(exp, int)
+            places = max(places, -exp)
+    return [
+        int(w.scaleb(places, context=_EXACT)) if isinstance(w, Decimal) else w * 10**places
+        for w in weights
+    ]

@@ -64,7 +64,10 @@ def _render_month(out: Console, doc: dict[str, Any]) -> None:
             title=f"{c}: billed = recognized + deferred - unbilled",
         )
         rows = [[k, _money(v, c)] for k, v in cur["recognized"].items() if _nonzero(v)]
-        rows += [[f"  product {k}", _money(v, c)] for k, v in cur["recognized_by_product"].items()]
+        rows += [
+            [f"{k} (net of its discounts and credits)", _money(v, c)]
+            for k, v in cur["recognized_by_product"].items()
+        ]
         print_table(out, [Column("recognized in the month", "text"), Column(c, "money")], rows)
         out.print(
             f"billed in the month: {cur['invoices_billed']} invoice(s)"

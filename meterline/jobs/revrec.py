@@ -6,7 +6,8 @@ billing.revrec.ScheduleRow, each with a stable `key`); `revrec_period(period)` a
 balances of every customer, currency and day of the month, and what was billed in it;
 `revrec_waterfall(first, last)` the waterfall. Each opens the ledger and the warehouse
 itself; `period_of(session, warehouse, meters, ...)` does the same work on stores the
-caller holds open (reconcile, the export). The rules are billing.revrec's; the reads are
+caller holds open (reconcile, the export), and `book_of` + `period_from` read once for
+several months. The rules are billing.revrec's; the reads are
 revrec_facts'. Months are of local days in each customer's timezone.
 """
 
@@ -41,9 +42,12 @@ from meters.catalog import MeterCatalog
 from meters.warehouse.base import Warehouse
 
 __all__ = [
+    "Book",
     "CurrencySummary",
     "RevrecPeriod",
+    "book_of",
     "month_days",
+    "period_from",
     "period_of",
     "revrec_period",
     "revrec_schedule",
@@ -145,20 +149,60 @@ def _summed(found: Sequence[Balance], currency: str, day: date) -> Balance:
     )
 
 
-def _schedule(
+@dataclass(frozen=True)
+class Book:
+    """The facts and the schedule of some customers, read for recognizing the days
+    `first`..`last` (usage days read for the lines reaching into them): enough for the
+    months inside those days (`period_from`)."""
+
+    first: date
+    last: date
+    customer: str | None
+    facts: RevrecFacts
+    schedule: Schedule
+
+
+def book_of(
     session: Session,
     warehouse: Warehouse,
     meters: MeterCatalog,
+    *,
     first: date,
     last: date,
-    customer: str | None,
-) -> tuple[RevrecFacts, Schedule]:
+    customer: str | None = None,
+) -> Book:
+    """Read the facts of every customer (or one) and build their schedule, for the days
+    `first`..`last`. NotFound for a customer the ledger does not hold."""
     facts = gather(session, warehouse, meters, first=first, last=last, customer=customer)
     if customer is not None and customer not in facts.customers:
         raise NotFound(
             f"no customer {customer!r} in the ledger: load it with `meterline customers load`"
         )
-    return facts, build_schedule(facts.lines, facts.grants)
+    return Book(first, last, customer, facts, build_schedule(facts.lines, facts.grants))
+
+
+def period_from(book: Book, period: str) -> RevrecPeriod:
+    """The month `period` of a book whose days cover it (ValueError otherwise). The
+    balances are at the end of each day of the month and of the day before it."""
+    first, last = month_days(period)
+    if not (book.first <= first and last <= book.last):
+        raise ValueError(f"{period} is outside the days {book.first}..{book.last} read")
+    facts, schedule = book.facts, book.schedule
+    days = days_between(first - timedelta(days=1), last)
+    found = balances(schedule.rows, facts.invoices, schedule.billing, days)
+    return RevrecPeriod(
+        period=period,
+        first=first,
+        last=last,
+        customer=book.customer,
+        rows=[r for r in schedule.rows if first <= r.day <= last],
+        balances=found,
+        invoices=[
+            i for i in facts.invoices if i.billed_on is not None and first <= i.billed_on <= last
+        ],
+        commitments=[e for e in schedule.billing if first <= e.day <= last],
+        problems=schedule.problems,
+    )
 
 
 def period_of(
@@ -169,25 +213,10 @@ def period_of(
     *,
     customer: str | None = None,
 ) -> RevrecPeriod:
-    """The month `period` (YYYY-MM) of every customer (or one), on open stores. The
-    balances are at the end of each day of the month and of the day before it."""
+    """The month `period` (YYYY-MM) of every customer (or one), on open stores."""
     first, last = month_days(period)
-    facts, schedule = _schedule(session, warehouse, meters, first, last, customer)
-    days = days_between(first - timedelta(days=1), last)
-    found = balances(schedule.rows, facts.invoices, schedule.billing, days)
-    return RevrecPeriod(
-        period=period,
-        first=first,
-        last=last,
-        customer=customer,
-        rows=[r for r in schedule.rows if first <= r.day <= last],
-        balances=found,
-        invoices=[
-            i for i in facts.invoices if i.billed_on is not None and first <= i.billed_on <= last
-        ],
-        commitments=[e for e in schedule.billing if first <= e.day <= last],
-        problems=schedule.problems,
-    )
+    book = book_of(session, warehouse, meters, first=first, last=last, customer=customer)
+    return period_from(book, period)
 
 
 def revrec_period(
@@ -224,5 +253,5 @@ def revrec_waterfall(
     config = config or settings()
     meters = meter_catalog(config)
     with ledger_session(config) as session, open_warehouse(config) as warehouse:
-        _, schedule = _schedule(session, warehouse, meters, start, end, customer)
-    return waterfall(schedule.rows, first, last)
+        book = book_of(session, warehouse, meters, first=start, last=end, customer=customer)
+    return waterfall(book.schedule.rows, first, last)

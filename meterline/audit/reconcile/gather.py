@@ -47,7 +47,10 @@ from meterline.connections import ledger_session, meter_catalog, open_warehouse
 from meterline.jobs.collector import collector_paused
 from meterline.jobs.due import billable_periods
 from meterline.jobs.rate import RATING_ERRORS
-from meterline.jobs.revrec import period_of as revrec_period_of
+from meterline.jobs.revrec import Book as RevrecBook
+from meterline.jobs.revrec import book_of as revrec_book
+from meterline.jobs.revrec import month_days
+from meterline.jobs.revrec import period_from as revrec_period_from
 from meterline.jobs.watermarks import LateWindow, Watermark, as_utc, late_events, run_watermarks
 from meterline.settings import Settings, settings
 from meters.catalog import MeterCatalog
@@ -86,6 +89,8 @@ def reconcile_after_close(
     holds nor has usage in those months."""
     with _reader(config or settings()) as reader:
         months = reader.months(as_of)
+        if months:
+            reader.revenue_span = (month_days(months[0])[0], month_days(months[-1])[1])
         reports = [reader.report(m, customer, as_of) for m in months]
         reader.require_customer(customer, reports, ", ".join(months) or "no month")
         return reports
@@ -159,6 +164,9 @@ class _Month:
         self.warehouse = warehouse
         self.meters = meters
         self.config = config
+        # Revenue recognition is read once for all the months reconciled (their days).
+        self.revenue_span: tuple[date, date] | None = None
+        self._books: dict[str | None, RevrecBook] = {}
 
     @cached_property
     def rerater(self) -> Rerater:
@@ -250,9 +258,21 @@ class _Month:
         against billed = recognized + deferred - unbilled (meterline.jobs.revrec)."""
         if customer is not None and customer not in self.currencies:
             return RevenueFacts(checked=0)  # not in the ledger: nothing billed or earned
-        found = revrec_period_of(
-            self.session, self.warehouse, self.meters, period, customer=customer
-        )
+        first, last = month_days(period)
+        book = self._books.get(customer)
+        if book is None or not (book.first <= first and last <= book.last):
+            # Read once for every month this reader reconciles (revenue_span), if known.
+            span = self.revenue_span or (first, last)
+            book = revrec_book(
+                self.session,
+                self.warehouse,
+                self.meters,
+                first=min(span[0], first),
+                last=max(span[1], last),
+                customer=customer,
+            )
+            self._books[customer] = book
+        found = revrec_period_from(book, period)
         return RevenueFacts(
             checked=len(found.balances),
             gaps=[
