@@ -83,6 +83,30 @@ class CustomerTaxProfile:
     tax_ids: list[dict[str, str]]
 
 
+#: The fields a recorded line and document share with their ledger rows (TaxLine,
+#: TaxDocument), columns of the same names.
+_LINE_FIELDS = (
+    "invoice_line_id",
+    "line_number",
+    "tax_code",
+    "amount_minor",
+    "taxable_minor",
+    "exempt_minor",
+    "tax_minor",
+)
+_DOCUMENT_FIELDS = (
+    "code",
+    "type",
+    "reference_code",
+    "transaction_id",
+    "status",
+    "document_date",
+    "currency",
+    "amount_minor",
+    "tax_minor",
+)
+
+
 def mark_pending(session: Session, invoice_ids: Collection[int], *, engine: str) -> int:
     """Record the tax of invoices just finalized as ``pending`` (in the finalizing
     transaction). An invoice already marked is left as it is. Returns how many were
@@ -171,15 +195,7 @@ def record_tax(
 def _store_document(session: Session, invoice_id: int, doc: RecordedDocument, at: datetime) -> None:
     values = {
         "invoice_id": invoice_id,
-        "code": doc.code,
-        "type": doc.type,
-        "reference_code": doc.reference_code,
-        "transaction_id": doc.transaction_id,
-        "status": doc.status,
-        "document_date": doc.document_date,
-        "currency": doc.currency,
-        "amount_minor": doc.amount_minor,
-        "tax_minor": doc.tax_minor,
+        **{name: getattr(doc, name) for name in _DOCUMENT_FIELDS},
         "recorded_at": at,
     }
     existing = session.scalar(
@@ -199,13 +215,7 @@ def _store_document(session: Session, invoice_id: int, doc: RecordedDocument, at
             [
                 {
                     "document_id": document_id,
-                    "invoice_line_id": line.invoice_line_id,
-                    "line_number": line.line_number,
-                    "tax_code": line.tax_code,
-                    "amount_minor": line.amount_minor,
-                    "taxable_minor": line.taxable_minor,
-                    "exempt_minor": line.exempt_minor,
-                    "tax_minor": line.tax_minor,
+                    **{name: getattr(line, name) for name in _LINE_FIELDS},
                     "details": line.details,
                 }
                 for line in doc.lines
@@ -261,28 +271,14 @@ def tax_documents_of(
         ):
             lines.setdefault(line.document_id, []).append(
                 RecordedLine(
-                    invoice_line_id=line.invoice_line_id,
-                    line_number=line.line_number,
-                    tax_code=line.tax_code,
-                    amount_minor=line.amount_minor,
-                    taxable_minor=line.taxable_minor,
-                    exempt_minor=line.exempt_minor,
-                    tax_minor=line.tax_minor,
+                    **{name: getattr(line, name) for name in _LINE_FIELDS},
                     details=list(line.details),
                 )
             )
         for doc in docs:
             found.setdefault(doc.invoice_id, []).append(
                 RecordedDocument(
-                    code=doc.code,
-                    type=doc.type,
-                    reference_code=doc.reference_code,
-                    transaction_id=doc.transaction_id,
-                    status=doc.status,
-                    document_date=doc.document_date,
-                    currency=doc.currency,
-                    amount_minor=doc.amount_minor,
-                    tax_minor=doc.tax_minor,
+                    **{name: getattr(doc, name) for name in _DOCUMENT_FIELDS},
                     lines=tuple(lines.get(doc.id, ())),
                     document_id=doc.id,
                 )
