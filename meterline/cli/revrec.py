@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from meterline.cli.exits import Refused
 from meterline.cli.options import Month, console
 from meterline.output import Column, format_money, json_text, print_table
 
@@ -155,7 +156,12 @@ def waterfall(
 ) -> None:
     """Recognized revenue by month of recognition against month of billing."""
     from meterline.jobs.revrec import revrec_waterfall
-    from meterline.jobs.revrec_report import waterfall_csv, waterfall_doc, waterfall_png
+    from meterline.jobs.revrec_report import (
+        ChartUnavailable,
+        waterfall_csv,
+        waterfall_doc,
+        waterfall_png,
+    )
 
     if last < first:
         raise click.BadParameter(f"{last} is before --from {first}", param_hint="--to")
@@ -163,7 +169,10 @@ def waterfall(
     if csv_path is not None:
         csv_path.write_text(waterfall_csv(found))
     if png_path is not None:
-        waterfall_png(found, png_path)
+        try:
+            waterfall_png(found, png_path)
+        except ChartUnavailable as exc:
+            raise Refused(str(exc)) from None
     doc = waterfall_doc(found)
     if as_json:
         click.echo(json_text(doc, indent=2))

@@ -15,7 +15,18 @@ from billing.money import exponent, minor_text
 from billing.revrec import Balance, Waterfall
 from meterline.jobs.revrec import RevrecPeriod
 
-__all__ = ["balance_doc", "revrec_doc", "waterfall_csv", "waterfall_doc", "waterfall_png"]
+__all__ = [
+    "ChartUnavailable",
+    "balance_doc",
+    "revrec_doc",
+    "waterfall_csv",
+    "waterfall_doc",
+    "waterfall_png",
+]
+
+
+class ChartUnavailable(RuntimeError):
+    """The PNG chart cannot be drawn here: matplotlib is not installed."""
 
 
 def balance_doc(b: Balance) -> dict[str, Any]:
@@ -133,14 +144,15 @@ def waterfall_csv(found: Waterfall) -> str:
 
 def waterfall_png(found: Waterfall, path: Path) -> None:
     """The waterfall as a PNG chart: per currency, a bar per month of recognition,
-    stacked by month of billing. Raises RuntimeError when matplotlib is not installed."""
+    stacked by month of billing. Raises ChartUnavailable when matplotlib is not
+    installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RuntimeError(
+        raise ChartUnavailable(
             "the PNG chart needs matplotlib (pip install matplotlib, as requirements.lock"
             " pins it); --csv writes the same numbers"
         ) from None
