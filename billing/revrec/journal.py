@@ -40,6 +40,7 @@ ROLES = (
     "breakage",
 )
 ENTRY_KINDS = ("revenue", "invoices", "commitments")
+_BALANCE_SHEET = frozenset({"accounts_receivable", "unbilled_receivables", "deferred_revenue"})
 
 
 @dataclass(frozen=True)
@@ -141,11 +142,14 @@ class _Lines:
         self.credit_role(role, memo, -amount)
 
     def lines(self) -> tuple[JournalLine, ...]:
-        return tuple(
+        """The lines with an amount: revenue and contra revenue first, then the balance
+        sheet's (receivables, deferred revenue), each in first-seen order."""
+        found = [
             JournalLine(account, role, -amount if amount < 0 else 0, max(amount, 0), memo)
             for (account, role, memo), amount in self.amounts.items()
             if amount
-        )
+        ]
+        return tuple(sorted(found, key=lambda ln: ln.role in _BALANCE_SHEET))
 
 
 def _revenue_memo(row: ScheduleRow) -> str:
