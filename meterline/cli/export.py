@@ -28,10 +28,10 @@ from meterline.output import json_text
 def export(period: str, to: str, as_json: bool) -> None:
     """Export a closed month's billing data to the data lake as Parquet (docs/export.md).
 
-    Invoices, invoice lines, daily usage, credit entries, rejected events and reconcile
-    findings, one file each, then a manifest. Every row carries its primary key and
-    row_version (the run): a loader keeping the latest version of each key ends with the
-    ledger. An unchanged month writes nothing.
+    Invoices, invoice lines, daily usage, credit entries, rejected events, reconcile
+    findings and the revenue schedule, one file each, then a manifest. Every row carries
+    its primary key and row_version (the run): a loader keeping the latest version of
+    each key ends with the ledger. An unchanged month writes nothing.
     Exit code 3 for a month with no invoice or billing period, 2 for one not closed yet
     or a destination that cannot be written."""
     report = export_period(period, to)

@@ -30,6 +30,7 @@ from meterline.jobs.credits import grant_one
 from meterline.jobs.export import ExportReport, export_period
 from meterline.jobs.export.usage import RAW_LIMIT
 from meterline.jobs.ledger import void_invoice
+from meterline.jobs.revrec import revrec_schedule
 from meterline.jobs.rollup import rollup_day
 from meterline.settings import settings
 from meterline.sinks.lake import redshift
@@ -128,6 +129,7 @@ def assert_merge_is_the_ledger(world: World, lake: Path, report: ExportReport) -
     reconciled = reconcile_period(
         MONTH, as_of=datetime.fromisoformat(as_of).replace(tzinfo=UTC), config=world.config
     )
+    recognized = {(r.key, r.amount_minor) for r in revrec_schedule(MONTH, config=world.config)}
     for order in (runs, runs[::-1]):
         con = redshift_load(lake, order)
         for name, columns in MERGED_COLUMNS.items():
@@ -141,6 +143,11 @@ def assert_merge_is_the_ledger(world: World, lake: Path, report: ExportReport) -
             assert n == keys, t.name
         findings = rows(con, "SELECT finding_id FROM meterline.reconcile_findings_current")
         assert findings == {(f.id,) for f in reconciled.findings}
+        # Revenue recognized in the month: revrec's own schedule, key by key.
+        schedule = rows(
+            con, "SELECT schedule_key, amount_minor FROM meterline.revrec_schedule_current"
+        )
+        assert schedule == recognized
         # Daily usage: the merge is the newest run's live rows.
         path = lake / f"period={MONTH}" / "daily_usage" / f"part-{report.run:09d}.parquet"
         newest = rows(
@@ -214,6 +221,18 @@ def check_ties(world: World, lake: Path, manifest: dict[str, Any]) -> None:
         " JOIN credit_grants g ON g.id = e.grant_id GROUP BY g.currency, e.kind"
     )
     assert credits == set(ledger_credits)
+    # Revenue recognized in the month, per currency and category: revrec's.
+    recognized: dict[tuple[str, str], int] = defaultdict(int)
+    for r in revrec_schedule(MONTH, config=world.config):
+        recognized[(r.currency, r.category)] += r.amount_minor
+    assert (
+        recognized
+        and {
+            (t["currency"], t["category"]): t["amount_minor"]
+            for t in manifest["tables"]["revrec_schedule"]["totals"]
+        }
+        == recognized
+    )
     # fin_resolution (a count meter, one unfiltered price): its days are the lines.
     days: dict[int, Decimal] = defaultdict(Decimal)
     for invoice_id, quantity in con.execute(

@@ -221,6 +221,7 @@ def test_every_column_loads_into_redshift_as_written() -> None:
         assert not set(names) & REDSHIFT_RESERVED, t.name
         assert [f.name for f in t.schema] == names
         assert set(t.key) <= set(names) and set(t.money) <= set(names)
+        assert t.key[0] == "period" and names[: len(t.key)] == list(t.key)
 
 
 def test_the_redshift_sql_in_the_docs_is_the_codes() -> None:

@@ -1,11 +1,12 @@
 """The data-lake export (`meterline export`, the billing_close DAG's export task;
 docs/export.md): a closed month's invoices, invoice lines, daily usage, credit ledger
-entries, rejected events and reconcile findings as Parquet files under a folder or any
-fsspec URL, each row with its primary key and ``row_version``.
+entries, rejected events, reconcile findings and revenue recognition schedule as Parquet
+files under a folder or any fsspec URL, each row with its primary key and
+``row_version``.
 
 One run: check the month is closed (``closed``: PeriodNotFound exit 3, PeriodNotClosed
 exit 2), open the destination (LakeUnwritable 2, LakeUnavailable 4), read the month
-(``ledger``, ``usage``, ``findings``), and compare its content with the month's newest
+(``ledger``, ``usage``, ``findings``, ``revrec``), and compare its content with the month's newest
 manifest there: unchanged, nothing is written. Otherwise record the run in the ledger
 (its id is the version), add tombstones for the keys a loader holds that the month no
 longer has, write the files and the manifest last (meterline.sinks.lake.store), and
@@ -29,7 +30,9 @@ from meterline.connections import ledger_session, meter_catalog, open_warehouse
 from meterline.jobs.export import ledger as ledger_rows
 from meterline.jobs.export.closed import PeriodNotClosed, PeriodNotFound, check_closed
 from meterline.jobs.export.findings import finding_rows
+from meterline.jobs.export.revrec import schedule_rows
 from meterline.jobs.export.usage import UsagePeriod, daily_usage, rejected_events
+from meterline.jobs.revrec import period_of
 from meterline.settings import Settings, settings
 from meterline.sinks.lake import manifest as mf
 from meterline.sinks.lake.store import (
@@ -99,6 +102,7 @@ def export_period(period: str, to: str, *, config: Settings | None = None) -> Ex
     config = config or settings()
     month_bounds(period)
     began = time.monotonic()
+    meters = meter_catalog(config)
     with ledger_session(config) as session:
         dest = open_destination(to)
         as_of = check_closed(session, period, config)
@@ -108,10 +112,11 @@ def export_period(period: str, to: str, *, config: Settings | None = None) -> Ex
             "credit_entries": ledger_rows.credit_entries(session, period),
         }
         periods = [UsagePeriod(*p) for p in ledger_rows.usage_periods(session, period)]
-    meters = meter_catalog(config)
-    with open_warehouse(config) as warehouse:
-        rows["daily_usage"] = daily_usage(warehouse, meters, periods)
-        rows["rejected_events"] = rejected_events(warehouse, period)
+        with open_warehouse(config) as warehouse:
+            rows["daily_usage"] = daily_usage(warehouse, meters, periods)
+            rows["rejected_events"] = rejected_events(warehouse, period)
+            recognized = period_of(session, warehouse, meters, period).rows
+            rows["revrec_schedule"] = schedule_rows(recognized)
     reconciled = reconcile_period(period, as_of=as_of, config=config)
     rows["reconcile_findings"] = finding_rows(reconciled.findings, as_of)
     return _write(dest, period, TABLES, rows, as_of, began, config)

@@ -71,12 +71,17 @@ def daily_usage(
             days.append((p, day))
     found = batch_quantities(warehouse, meters, requests) if requests else []
     cols: dict[str, list[object]] = {c.name: [] for c in DAILY_USAGE.columns}
+    # A month has few distinct dimension values and many rows: each is written once.
+    texts: dict[tuple[tuple[str, str], ...], str] = {}
     for (p, day), rows in zip(days, found, strict=True):
         for row in rows:
+            dims = tuple(sorted(row.dimensions.items()))
+            if dims not in texts:
+                texts[dims] = dimensions_text(row.dimensions)
             cols["subscription_id"].append(p.subscription)
             cols["day"].append(day)
             cols["meter"].append(row.meter)
-            cols["dimensions"].append(dimensions_text(row.dimensions))
+            cols["dimensions"].append(texts[dims])
             cols["customer_id"].append(p.customer)
             cols["invoice_id"].append(p.invoice_id)
             cols["timezone"].append(p.timezone)

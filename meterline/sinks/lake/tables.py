@@ -1,11 +1,11 @@
 """The tables of the data-lake export: columns, primary keys, money, and the Redshift DDL
 made from them (meterline.sinks.lake.redshift).
 
-Every table has the same frame around its own columns: its primary key first, then
-``period`` (the month YYYY-MM the row belongs to), the table's columns, ``row_version``
-(the export run that wrote the row: docs/export.md) and ``deleted`` (a tombstone: the
-key no longer exists in the ledger). A tombstone carries its key, period, version and
-``deleted = true``; its other columns are null.
+Every table has the same frame around its own columns: ``period`` (the month YYYY-MM
+the row belongs to) and the natural key first (together the primary key), then the
+table's columns, ``row_version`` (the export run that wrote the row: docs/export.md)
+and ``deleted`` (a tombstone: the month no longer has the key). A tombstone carries its
+key and version and ``deleted = true``; its other columns are null.
 
 Money leaves as integers in minor units with the ISO 4217 currency code and exponent
 beside it (``total_minor`` 12345, ``currency`` USD, ``currency_exponent`` 2 is USD
@@ -46,24 +46,33 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """One exported table. ``key``: its primary key columns (also in ``columns``).
+    """One exported table. ``natural_key``: the columns that identify a row within a
+    month (also in ``columns``); the primary key, ``key``, is the month and those.
     ``money``: the integer minor-unit columns the manifest totals per currency (and per
     ``group``, when set)."""
 
     name: str
     doc: str
-    key: tuple[str, ...]
+    natural_key: tuple[str, ...]
     columns: tuple[Column, ...]
     money: tuple[str, ...] = ()
     group: str | None = None
 
     @property
+    def key(self) -> tuple[str, ...]:
+        """The primary key: ``period`` and the natural key. A month is exported whole,
+        so versions and tombstones are per month: a key can never be deleted by another
+        month's export."""
+        return ("period", *self.natural_key)
+
+    @property
     def frame(self) -> tuple[Column, ...]:
-        """Every column in file order: key, period, the table's own, row_version, deleted."""
+        """Every column in file order: period, the natural key, the table's own columns,
+        row_version, deleted."""
         own = {c.name: c for c in self.columns}
-        keys = tuple(own[k] for k in self.key)
-        rest = tuple(c for c in self.columns if c.name not in self.key)
-        return (*keys, PERIOD, *rest, ROW_VERSION, DELETED)
+        keys = tuple(own[k] for k in self.natural_key)
+        rest = tuple(c for c in self.columns if c.name not in self.natural_key)
+        return (PERIOD, *keys, *rest, ROW_VERSION, DELETED)
 
     @property
     def schema(self) -> pa.Schema:
@@ -121,7 +130,7 @@ CURRENCY = (
 INVOICES = Table(
     "invoices",
     "Invoices whose billing period starts in the month (local time), every status.",
-    key=("invoice_id",),
+    natural_key=("invoice_id",),
     columns=(
         _int("invoice_id", "the ledger's invoice id (never reused)"),
         _text("customer_id", "our customer id", 64),
@@ -147,7 +156,7 @@ INVOICES = Table(
 INVOICE_LINES = Table(
     "invoice_lines",
     "The lines of those invoices (an adjustment line corrects another period's line).",
-    key=("line_id",),
+    natural_key=("line_id",),
     columns=(
         _int("line_id", "the ledger's line id (never reused)"),
         _int("invoice_id", "its invoice"),
@@ -182,7 +191,7 @@ DAILY_USAGE = Table(
     " code). Sum, count and time_weighted days add up to the period's quantity; max,"
     " unique_count and latest days do not (the period's is their max, distinct count,"
     " last).",
-    key=("subscription_id", "day", "meter", "dimensions"),
+    natural_key=("subscription_id", "day", "meter", "dimensions"),
     columns=(
         _text("subscription_id", "our subscription id", 64),
         Column("day", pa.date32(), "DATE", "the local day, in the subscription's timezone"),
@@ -201,7 +210,7 @@ CREDIT_ENTRIES = Table(
     "credit_entries",
     "Credit ledger entries (double entry, append-only): consumption and its reversal in"
     " the month of the invoice they fund, the others in the local month they take effect.",
-    key=("entry_id",),
+    natural_key=("entry_id",),
     columns=(
         _int("entry_id", "the ledger's entry id"),
         _text("grant_id", "the grant's own id", 64),
@@ -233,7 +242,7 @@ CREDIT_ENTRIES = Table(
 REJECTED_EVENTS = Table(
     "rejected_events",
     "Usage rows ingested in the month (UTC) and rejected, with the reason and the raw row.",
-    key=("ingest_id", "source", "source_line"),
+    natural_key=("ingest_id", "source", "source_line"),
     columns=(
         _text("ingest_id", "the ingest that read it", 64),
         _text("source", "the file (or batch) it came from", 1000),
@@ -252,7 +261,7 @@ REJECTED_EVENTS = Table(
 RECONCILE_FINDINGS = Table(
     "reconcile_findings",
     "What `meterline audit reconcile --period` finds for the month, judged.",
-    key=("finding_id",),
+    natural_key=("finding_id",),
     columns=(
         _text("finding_id", "the finding's stable id (f-...)", 16),
         _text("check_name", "the check that found it", 64),
@@ -270,6 +279,30 @@ RECONCILE_FINDINGS = Table(
     ),
 )
 
+REVREC_SCHEDULE = Table(
+    "revrec_schedule",
+    "Revenue recognized on each day of the month (local days), per source: an invoice"
+    " line, or a paid commitment's release or breakage (docs/revrec.md).",
+    natural_key=("schedule_key",),
+    columns=(
+        _text("schedule_key", "the row's stable key (its source's key and the day)", 600),
+        _text("customer_id", "our customer id", 64),
+        Column("day", pa.date32(), "DATE", "the day recognized, in the customer's timezone"),
+        *CURRENCY,
+        _int("amount_minor", "revenue recognized that day, minor units"),
+        _text("category", "revenue, discount, credit, commit_release or breakage", 16),
+        _text("rule", "the rule that placed it on the day (docs/revrec.md)", 32),
+        _text("product", "the product line: the line's price, or breakage", 64),
+        _text("line_key", "the invoice line's idempotency key", 400),
+        _int("line_id", "the invoice line"),
+        _int("invoice_id", "its invoice"),
+        _text("grant_id", "the paid commitment released or broken", 64),
+        Column("billed_on", pa.date32(), "DATE", "the day its source was billed (null: not yet)"),
+    ),
+    money=("amount_minor",),
+    group="category",
+)
+
 #: Every table, in the order files are written (the manifest last of all).
 TABLES: tuple[Table, ...] = (
     INVOICES,
@@ -278,6 +311,7 @@ TABLES: tuple[Table, ...] = (
     CREDIT_ENTRIES,
     REJECTED_EVENTS,
     RECONCILE_FINDINGS,
+    REVREC_SCHEDULE,
 )
 
 

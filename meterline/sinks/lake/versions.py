@@ -27,9 +27,10 @@ FRAME = ("row_version", "deleted")
 
 
 def versioned(t: Table, rows: pa.Table, period: str, run: int) -> pa.Table:
-    """The month's rows of table `t` (its own columns, any order) in file form: the key
-    first, ``period``, the columns, ``row_version`` = `run`, ``deleted`` false. KeyError
-    for a missing column, ValueError for a duplicate key (a bug: keys are unique)."""
+    """The month's rows of table `t` (its own columns, any order) in file form:
+    ``period`` and the natural key first, the columns, ``row_version`` = `run`,
+    ``deleted`` false. KeyError for a missing column, ValueError for a duplicate key (a
+    bug: keys are unique)."""
     n = rows.num_rows
     columns = []
     for c in t.frame:
