@@ -76,7 +76,9 @@ def test_dag_files_have_no_top_level_calls_but_the_dag() -> None:
 
 def test_airflow_backfill_plans_one_run_per_day(airflow_db) -> None:  # type: ignore[no-untyped-def]
     """`airflow backfill create` (what an engineer runs against a scheduler) plans one
-    usage_rollup run per day, each covering that day as its data interval."""
+    usage_rollup run per day, each covering that day as its data interval. (Days no other
+    test runs: the Airflow database is the session's, and a backfill skips a day that
+    already has a run, as `dag.test()` of the ingest DAG for 2026-10-02 leaves one.)"""
     import os
 
     env = os.environ.copy()
@@ -84,16 +86,16 @@ def test_airflow_backfill_plans_one_run_per_day(airflow_db) -> None:  # type: ig
                    capture_output=True, timeout=300)
     out = subprocess.run(
         [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", "usage_rollup",
-         "--from-date", "2026-10-01", "--to-date", "2026-10-03", "--dry-run"],
+         "--from-date", "2026-06-01", "--to-date", "2026-06-03", "--dry-run"],
         env=env, check=True, capture_output=True, text=True, timeout=300,
     )
     planned = [line for line in out.stdout.splitlines() if line.startswith("| 2026-")]
-    assert [p.split("|")[1].strip()[:10] for p in planned] == ["2026-10-01", "2026-10-02", "2026-10-03"]
+    assert [p.split("|")[1].strip()[:10] for p in planned] == ["2026-06-01", "2026-06-02", "2026-06-03"]
     # The nightly ingest backfills the same way (one delivery per day).
     out = subprocess.run(
         [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", "usage_ingest",
-         "--from-date", "2026-10-01", "--to-date", "2026-10-02", "--dry-run"],
+         "--from-date", "2026-06-01", "--to-date", "2026-06-02", "--dry-run"],
         env=env, check=True, capture_output=True, text=True, timeout=300,
     )
     planned = [line for line in out.stdout.splitlines() if line.startswith("| 2026-")]
-    assert [p.split("|")[1].strip()[:10] for p in planned] == ["2026-10-01", "2026-10-02"]
+    assert [p.split("|")[1].strip()[:10] for p in planned] == ["2026-06-01", "2026-06-02"]
