@@ -118,7 +118,7 @@ def export_period(period: str, to: str, *, config: Settings | None = None) -> Ex
             recognized = period_of(session, warehouse, meters, period).rows
             rows["revrec_schedule"] = schedule_rows(recognized)
     reconciled = reconcile_period(period, as_of=as_of, config=config)
-    rows["reconcile_findings"] = finding_rows(reconciled.findings, as_of)
+    rows["reconcile_findings"] = finding_rows(reconciled.findings)
     return _write(dest, period, TABLES, rows, as_of, began, config)
 
 

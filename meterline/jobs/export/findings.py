@@ -8,7 +8,6 @@ new id, and the old one, gone from the month, becomes a tombstone in the next ex
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 import pyarrow as pa
 
@@ -17,8 +16,10 @@ from meterline.output import json_text
 from meterline.sinks.lake.tables import RECONCILE_FINDINGS
 
 
-def finding_rows(findings: Sequence[JudgedFinding], as_of: datetime | None) -> pa.Table:
-    """One row per finding id (a report never lists one id twice; if it did, the first)."""
+def finding_rows(findings: Sequence[JudgedFinding]) -> pa.Table:
+    """One row per finding id (a report never lists one id twice; if it did, the first).
+    The close time the month was reconciled as of is the manifest's (``reconciled_as_of``),
+    not a column: it moves with every close, and the rows would change with it."""
     cols: dict[str, list[object]] = {c.name: [] for c in RECONCILE_FINDINGS.columns}
     seen: set[str] = set()
     for f in findings:
@@ -38,6 +39,5 @@ def finding_rows(findings: Sequence[JudgedFinding], as_of: datetime | None) -> p
         cols["acknowledged_at"].append(ack.at if ack else None)
         cols["acknowledged_reason"].append(ack.reason if ack else None)
         cols["data"].append(json_text(f.data) if f.data is not None else None)
-        cols["reconciled_as_of"].append(as_of)
     types = {c.name: c.type for c in RECONCILE_FINDINGS.columns}
     return pa.table({name: pa.array(values, types[name]) for name, values in cols.items()})

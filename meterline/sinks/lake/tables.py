@@ -275,7 +275,6 @@ RECONCILE_FINDINGS = Table(
         _instant("acknowledged_at", "when"),
         _text("acknowledged_reason", "why"),
         _text("data", "the values it compared, JSON"),
-        _instant("reconciled_as_of", "the close time the month was reconciled as of"),
     ),
 )
 
