@@ -89,22 +89,40 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# When both warehouses and both ledgers run (METERLINE_TEST_POSTGRES_URL set), a test parametrized over both runs the two
+# pairs a deployment uses, not all four: embedded (chDB with SQLite) and server (a ClickHouse
+# server with PostgreSQL). Each engine still runs every such test.
+CROSS_PAIRS = ({"sqlite", "clickhouse"}, {"postgresql", "chdb"})
+
+
+def _deselected(item: pytest.Item, both_warehouses: bool) -> bool:
+    """Whether a collected case is left out: a [clickhouse] case a `server_subset` marker
+    does not list (the server backend differs from the embedded one in its transport only:
+    the same engine runs the same SQL, so a long parametrized test proves it on a few
+    cases), or, when both warehouses run, a cross pair of warehouse and ledger."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "warehouse_backend" not in callspec.params:
+        return False
+    ids = set(callspec.id.split("-"))
+    marker = item.get_closest_marker("server_subset")
+    if (
+        marker is not None
+        and callspec.params["warehouse_backend"] == "clickhouse"
+        and not ids & {str(i) for i in marker.args}
+    ):
+        return True
+    return both_warehouses and any(pair <= ids for pair in CROSS_PAIRS)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (not skip) the [clickhouse] cases a `server_subset` marker leaves out: the
-    server backend differs from the embedded one in its transport only (the same engine
-    runs the same SQL), so a long parametrized test proves it on a few cases."""
+    """Deselect (not skip) the cases `_deselected` leaves out."""
+    both = set(BACKENDS) <= set(selected_backends()) and bool(
+        os.environ.get("METERLINE_TEST_POSTGRES_URL")
+    )
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        marker = item.get_closest_marker("server_subset")
-        callspec = getattr(item, "callspec", None)
-        if marker is None or callspec is None or callspec.params.get("warehouse_backend") != (
-            "clickhouse"
-        ):
-            keep.append(item)
-            continue
-        ids = set(callspec.id.split("-"))
-        (keep if ids & {str(i) for i in marker.args} else dropped).append(item)
+        (dropped if _deselected(item, both) else keep).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
@@ -202,8 +220,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             ):
                 continue
             for engine in ("chdb", "clickhouse", "sqlite", "postgresql"):
-                if f"[{engine}]" in nodeid or f"-{engine}]" in nodeid or f"[{engine}-" in nodeid \
-                        or f"-{engine}-" in nodeid:
+                if (
+                    f"[{engine}]" in nodeid
+                    or f"-{engine}]" in nodeid
+                    or f"[{engine}-" in nodeid
+                    or f"-{engine}-" in nodeid
+                ):
                     counts.setdefault(engine, {}).setdefault(outcome, 0)
                     counts[engine][outcome] += 1
     if counts:

@@ -14,6 +14,11 @@ from meterline.cli import main
 from meterline.settings import settings
 from tests.audit.conftest import AS_OF, START, World
 
+# The audit on chDB only: its month is built once per worker for each backend (60-130 s
+# each), and the server backend differs in transport only (the same engine runs the same
+# SQL), proved by the warehouse tests (tests/meters, tests/production) on both.
+pytestmark = pytest.mark.single_warehouse
+
 
 @pytest.fixture
 def use(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
@@ -113,8 +118,15 @@ def test_reconcile_exits_1_when_the_books_do_not_balance(  # type: ignore[no-unt
     # A person acknowledges them: listed as acknowledged, and the run passes.
     for f in failing:
         ack = run(
-            "audit", "acknowledge", f["id"], "--period", "2026-11", "--reason", "rollup test",
-            "--by", "auditor",
+            "audit",
+            "acknowledge",
+            f["id"],
+            "--period",
+            "2026-11",
+            "--reason",
+            "rollup test",
+            "--by",
+            "auditor",
         )
         assert ack.exit_code == 0 and f"acknowledged {f['id']} (error {f['check']}" in ack.output
         assert "by auditor" in ack.output

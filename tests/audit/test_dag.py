@@ -19,6 +19,11 @@ from meterline.settings import settings
 from meters.ingest.ingestor import ingest_events
 from tests.audit.conftest import AS_OF, START, World
 
+# The audit on chDB only: its month is built once per worker for each backend (60-130 s
+# each), and the server backend differs in transport only (the same engine runs the same
+# SQL), proved by the warehouse tests (tests/meters, tests/production) on both.
+pytestmark = pytest.mark.single_warehouse
+
 ROOT = Path(__file__).resolve().parents[2]
 # As tests/dags/conftest.py: Airflow gets a home of its own before it is first imported.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="meterline-airflow-"))

@@ -24,6 +24,11 @@ from tests.audit.conftest import World
 from tests.scenarios.harness import Sub, day, event, resolutions, utc
 from tests.scenarios.harness import World as Scenario
 
+# The audit on chDB only: its month is built once per worker for each backend (60-130 s
+# each), and the server backend differs in transport only (the same engine runs the same
+# SQL), proved by the warehouse tests (tests/meters, tests/production) on both.
+pytestmark = pytest.mark.single_warehouse
+
 D = Decimal
 
 

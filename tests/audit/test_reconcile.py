@@ -15,6 +15,11 @@ from meterline.output import jsonable
 from meters.ingest.ingestor import ingest_events
 from tests.audit.conftest import AS_OF, START, World
 
+# The audit on chDB only: its month is built once per worker for each backend (60-130 s
+# each), and the server backend differs in transport only (the same engine runs the same
+# SQL), proved by the warehouse tests (tests/meters, tests/production) on both.
+pytestmark = pytest.mark.single_warehouse
+
 
 def test_the_generated_month_reconciles(month: World) -> None:
     assert months_to_reconcile(AS_OF, config=month.config) == ["2026-10", "2026-11"]
@@ -43,7 +48,6 @@ def test_the_generated_month_reconciles(month: World) -> None:
     assert one.ok and [c.customer for c in one.customers] == [customer]
 
 
-@pytest.mark.single_warehouse  # a copy of the month; the clean month runs on both
 def test_reconcile_fails_on_a_corrupted_rollup_row(copy_of_month: World) -> None:
     world = copy_of_month
     ((customer, hour),) = world.warehouse.query_rows(
@@ -69,7 +73,6 @@ def test_reconcile_fails_on_a_corrupted_rollup_row(copy_of_month: World) -> None
     assert not [f for f in report.failures if f.check.startswith("line_")]
 
 
-@pytest.mark.single_warehouse  # a copy of the month; the clean month runs on both
 def test_reconcile_fails_on_a_deleted_line_item(copy_of_month: World) -> None:
     """The ledger refuses to delete a finalized invoice's line (trigger ledger_lines_delete,
     migration 0002). A bug with raw SQL on a database without it would get through: the
@@ -95,7 +98,6 @@ def test_reconcile_fails_on_a_deleted_line_item(copy_of_month: World) -> None:
     assert row.difference is not None and row.difference.minor > 0
 
 
-@pytest.mark.single_warehouse  # a copy of the month; the clean month runs on both
 def test_usage_no_subscription_covers_is_a_warning(copy_of_month: World) -> None:
     world = copy_of_month
     at = AS_OF - timedelta(days=20)
@@ -132,7 +134,6 @@ def test_usage_no_subscription_covers_is_a_warning(copy_of_month: World) -> None
     assert not report.ok and [f.id for f in report.failures] == [finding.id]
 
 
-@pytest.mark.single_warehouse  # a copy of the month; the clean month runs on both
 def test_reconcile_fails_on_a_due_period_without_invoice(copy_of_month: World) -> None:
     world = copy_of_month
     ((invoice_id, customer),) = world.sql(

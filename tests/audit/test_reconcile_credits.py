@@ -17,6 +17,11 @@ from meterline.jobs import credits
 from tests.audit.conftest import World
 from tests.audit.test_audit_logic import facts
 
+# The audit on chDB only: its month is built once per worker for each backend (60-130 s
+# each), and the server backend differs in transport only (the same engine runs the same
+# SQL), proved by the warehouse tests (tests/meters, tests/production) on both.
+pytestmark = pytest.mark.single_warehouse
+
 D = Decimal
 
 

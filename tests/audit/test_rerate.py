@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from meterline.audit.explain import explain_line
 from meterline.audit.reconcile import reconcile_period
 from meterline.audit.rerate import rerate
@@ -15,6 +17,11 @@ from meterline.jobs.rollup import rollup_day
 from meterline.output import jsonable
 from meters.ingest.ingestor import ingest_events
 from tests.audit.conftest import AS_OF, World
+
+# The audit on chDB only: its month is built once per worker for each backend (60-130 s
+# each), and the server backend differs in transport only (the same engine runs the same
+# SQL), proved by the warehouse tests (tests/meters, tests/production) on both.
+pytestmark = pytest.mark.single_warehouse
 
 
 def test_late_event_drift_then_rerate_adjusts(copy_of_month: World) -> None:

@@ -21,6 +21,11 @@ from meterline.audit.statement import write_statement
 from tests.audit.conftest import World
 
 # Injected by the test only (the statement itself has no script): what Chromium laid out.
+# The audit on chDB only: its month is built once per worker for each backend (60-130 s
+# each), and the server backend differs in transport only (the same engine runs the same
+# SQL), proved by the warehouse tests (tests/meters, tests/production) on both.
+pytestmark = pytest.mark.single_warehouse
+
 PROBE = """
 <script>
 window.addEventListener("load", () => {

@@ -43,6 +43,11 @@ from tests.billing.conftest import ledger_url  # noqa: F401  (SQLite, and Postgr
 from tests.conftest import fresh_warehouse, selected_backends, warehouse_url
 from tests.scenarios.harness import Sub, World, day, event, resolutions
 
+# The statement cases on chDB only: their ledgers are built once per worker for each
+# backend, and the server backend differs in transport only (the same engine runs the same
+# SQL), proved by the warehouse tests (tests/meters, tests/production) on both.
+pytestmark = pytest.mark.single_warehouse
+
 CATALOG = Path(__file__).resolve().parent / "statement" / "catalog.yaml"
 AS_OF = datetime(2026, 12, 5, tzinfo=UTC)
 
@@ -329,8 +334,17 @@ def test_not_found_exits_3_listing_the_periods(cli_env: Cases, tmp_path: Path) -
 
     found = CliRunner().invoke(
         main,
-        ["statement", "--customer", "kuwait", "--period", "2026-10", "--view", "internal",
-         "--out", str(out)],
+        [
+            "statement",
+            "--customer",
+            "kuwait",
+            "--period",
+            "2026-10",
+            "--view",
+            "internal",
+            "--out",
+            str(out),
+        ],
     )
     assert (found.exit_code, found.stdout) == (0, f"wrote {out}\n")
     page = out.read_text()
@@ -338,14 +352,16 @@ def test_not_found_exits_3_listing_the_periods(cli_env: Cases, tmp_path: Path) -
 
 
 def test_not_found_raises_a_typed_error(cases: Cases) -> None:
-    with pytest.raises(StatementNotFound, match=r"its periods: 2026-10 \(2026-10-01 to 2026-10-31\), 2026-11 \(2026-11-01 to 2026-11-30\)$"):
+    with pytest.raises(
+        StatementNotFound,
+        match=r"its periods: 2026-10 \(2026-10-01 to 2026-10-31\), 2026-11 \(2026-11-01 to 2026-11-30\)$",
+    ):
         statement_data("dublin", "2026-12", config=cases.config)
 
 
 # --- either ledger database ------------------------------------------------------------
 
 
-@pytest.mark.single_warehouse
 def test_statement_reads_either_ledger(
     warehouse: Warehouse,
     chdb_folder: Path,
@@ -365,5 +381,8 @@ def test_statement_reads_either_ledger(
     ]
     page = render(october)
     assert '<td class="num amount" data-amount-minor="12345">12.345</td>' in page
-    with pytest.raises(StatementNotFound, match=r"its periods: 2026-09 \(2026-09-30 to 2026-10-30\), 2026-10 \(2026-10-31 to 2026-11-29\)$"):
+    with pytest.raises(
+        StatementNotFound,
+        match=r"its periods: 2026-09 \(2026-09-30 to 2026-10-30\), 2026-10 \(2026-10-31 to 2026-11-29\)$",
+    ):
         statement_data("kuwait", "2026-11", config=world.config)
