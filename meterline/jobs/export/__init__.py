@@ -102,7 +102,6 @@ def export_period(period: str, to: str, *, config: Settings | None = None) -> Ex
     config = config or settings()
     month_bounds(period)
     began = time.monotonic()
-    meters = meter_catalog(config)
     with ledger_session(config) as session:
         dest = open_destination(to)
         as_of = check_closed(session, period, config)
@@ -112,11 +111,14 @@ def export_period(period: str, to: str, *, config: Settings | None = None) -> Ex
             "credit_entries": ledger_rows.credit_entries(session, period),
         }
         periods = [UsagePeriod(*p) for p in ledger_rows.usage_periods(session, period)]
-        with open_warehouse(config) as warehouse:
-            rows["daily_usage"] = daily_usage(warehouse, meters, periods)
-            rows["rejected_events"] = rejected_events(warehouse, period)
-            recognized = period_of(session, warehouse, meters, period).rows
-            rows["revrec_schedule"] = schedule_rows(recognized)
+    # The catalog is read in a transaction of its own (meterline.jobs.catalog), which
+    # SQLite does not begin while another session holds the ledger.
+    meters = meter_catalog(config)
+    with ledger_session(config) as session, open_warehouse(config) as warehouse:
+        rows["daily_usage"] = daily_usage(warehouse, meters, periods)
+        rows["rejected_events"] = rejected_events(warehouse, period)
+        recognized = period_of(session, warehouse, meters, period).rows
+        rows["revrec_schedule"] = schedule_rows(recognized)
     reconciled = reconcile_period(period, as_of=as_of, config=config)
     rows["reconcile_findings"] = finding_rows(reconciled.findings)
     return _write(dest, period, TABLES, rows, as_of, began, config)
