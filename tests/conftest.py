@@ -128,6 +128,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+# Test files whose tests share a session fixture too costly to build on every worker: the
+# audit's closed month (tests/audit/conftest.py, 60-130 s). pytest-xdist's `loadfile`
+# sends each file to one worker; these go to one worker together.
+SHARED_SCOPES = ("tests/audit/",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, with the files under each of SHARED_SCOPES as one unit."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return next((scope for scope in SHARED_SCOPES if path.startswith(scope)), path)
+
+    return SharedFixtureScheduling(config, log)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if _touches_warehouse(metafunc):
         metafunc.parametrize("warehouse_backend", selected_backends(), indirect=True)
