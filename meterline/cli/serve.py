@@ -8,6 +8,9 @@ the events waiting in the buffer are stored before the process ends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from meterline.cli.exits import Refused
@@ -55,8 +58,6 @@ def serve(host: str, port: int) -> None:
     Every /v1 endpoint needs an API key (`meterline apikeys create`). While it runs, the
     service holds the warehouse: an embedded chDB folder is this process's alone, so
     other meterline commands on it wait until it stops."""
-    import uvicorn
-
     from meterline.service.app import create_app, open_stores
     from meterline.settings import settings
 
@@ -67,8 +68,27 @@ def serve(host: str, port: int) -> None:
     except BaseException:
         stores.close()
         raise
-    try:
-        uvicorn.run(
+    run_server(app, host, port)
+
+
+def run_server(
+    app: Any, host: str, port: int, *, on_ready: Callable[[int], None] | None = None
+) -> None:
+    """Serve `app` under uvicorn on `host`:`port` (0: any free port) until SIGINT or
+    SIGTERM, logging as LOG_CONFIG says; `on_ready` is called with the port once it
+    listens (`meterline demo --serve` prints the console's address then). Raises Refused
+    (exit code 2) when it cannot listen: the address in use, or not this host's (uvicorn
+    logs why first)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if on_ready is not None and self.started and self.servers:
+                on_ready(int(self.servers[0].sockets[0].getsockname()[1]))
+
+    server = Server(
+        uvicorn.Config(
             app,
             host=host,
             port=port,
@@ -76,9 +96,12 @@ def serve(host: str, port: int) -> None:
             access_log=False,
             server_header=False,
         )
+    )
+    try:
+        server.run()
     except SystemExit as exc:
-        # uvicorn exits when it cannot listen (the address in use, or not this host's),
-        # after logging why.
         if exc.code:
             raise Refused(f"cannot serve on {host}:{port} (the line above says why)") from None
         raise
+    if not server.started:
+        raise Refused(f"cannot serve on {host}:{port} (the line above says why)")

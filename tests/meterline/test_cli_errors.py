@@ -416,6 +416,8 @@ def test_a_bad_value_of_a_typed_parameter_is_refused(
         ["alerts", "add", "--customer", "cus_00001", "--currency", "USD", "--threshold", "ten"],
         ["alerts", "add", "--customer", "cus_00001", "--currency", "USD", "--threshold", "1.005"],
         ["alerts", "add", "--customer", "cus_00001", "--currency", "usdx", "--threshold", "1"],
+        # --port is --serve's: refused before the demo runs.
+        ["demo", "--port", "8081"],
         # revrec: a month, or the waterfall's months in order; options of the right command.
         ["revrec"],
         ["revrec", "waterfall", "--from", "2026-11", "--to", "2026-10"],

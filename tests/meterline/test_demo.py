@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
@@ -190,6 +192,66 @@ def test_reconcile_finds_nothing(demo: DemoRun) -> None:
         sum(f.exact_duplicates for f in delivered),
         sum(sum(f.malformed.values()) + f.conflicting_duplicates for f in delivered),
     )
+
+
+# Serves the demo's folder as `meterline demo --serve` does after the demo (serve_demo),
+# in a process of its own (chDB opens one folder per process), on any free port.
+SERVE = """
+import sys
+from pathlib import Path
+from rich.console import Console
+from meterline.demo.run import DemoConfig
+from meterline.demo.serve import serve_demo
+serve_demo(DemoConfig(folder=Path(sys.argv[1])), Console(width=400), port=0)
+"""
+
+
+def test_serve_runs_the_console_on_the_demo_ledger(demo: DemoRun) -> None:
+    """--serve's function on the demo's output: it prints the console's URL and a token
+    that signs in and reads the demo's invoices; Ctrl-C (SIGINT) stops it."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(demo.folder)],
+        env=demo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        lines: list[str] = []
+        while not any(line.startswith("Ctrl-C stops") for line in lines):
+            line = server.stdout.readline()  # type: ignore[union-attr]
+            assert line, f"the service stopped: {server.communicate()[1][-3000:]}"
+            lines.append(line)
+        printed = "".join(lines)
+        console = re.search(r"the support console: (http://127\.0\.0\.1:\d+/console)", printed)
+        token = re.search(r"created for the demo's ledger\): (\S+)", printed)
+        assert console and token, printed
+        base = console.group(1).removesuffix("/console")
+        with httpx.Client(base_url=base, timeout=60) as client:
+            signed = client.post("/console/login", data={"token": token.group(1)})
+            assert signed.status_code == 303, signed.text
+            assert client.get("/console").status_code == 200
+            bearer = {"Authorization": f"Bearer {token.group(1)}"}
+            # The demo's invoices, read with the printed key (the first customers billed).
+            found = []
+            for customer in list(read_customers(demo.data))[:5]:
+                got = client.get(
+                    f"/v1/customers/{customer['customer_id']}/invoices", headers=bearer
+                )
+                assert got.status_code == 200, got.text
+                found += got.json()["invoices"]
+            assert found
+            first = client.get(f"/console/invoices/{found[0]['id']}")
+            assert first.status_code == 200 and found[0]["currency"] in first.text
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    # uvicorn stops gracefully (the stores closed), then raises the signal it caught again:
+    # the process ends as interrupted (the command line turns that into exit code 130).
+    log = server.stderr.read()  # type: ignore[union-attr]
+    assert server.returncode == -signal.SIGINT, log[-3000:]
+    assert "meterline service stopped" in log, log[-3000:]
 
 
 def test_delivery_is_the_next_night() -> None:
