@@ -11,8 +11,9 @@ it logs through the logger we give it, without request or response bodies.
 
 Here: answers are parsed with decimals exact (``parse_float=Decimal``); an error answer
 ``{"error": {"code", "message", "target", "details": [...]}}`` (AvaTax's ErrorResult)
-raises AvaTaxError with its code. A connection error, a timeout, a 5xx, a 429 or an
-answer without the correlation header is retried (tenacity, up to
+raises AvaTaxError with its code (its texts on one line, cut at CODE_MAX and TEXT_MAX
+characters). A connection error, a timeout, a 5xx, a 429, an answer without the
+correlation header, or a success whose body is not a JSON object is retried (tenacity, up to
 ``request_attempts`` tries; a 429's ``Retry-After`` is honoured) and then raised as
 AvaTaxUnavailable. Retrying a create is safe because its code names the transaction:
 AvaTax keeps one per company, code and type (the sink looks it up when the create says
@@ -48,6 +49,9 @@ MAX_RETRY_AFTER_S = 60.0
 SDK_LOG = logging.getLogger("meterline.sinks.tax.sdk")
 #: What the sink asks AvaTax to return: each line with its tax per jurisdiction.
 INCLUDE = "Lines,Details"
+#: Longest error code and message text kept of an answer (AvaTax's are far shorter).
+CODE_MAX = 100
+TEXT_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -97,23 +101,31 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
+def _said(value: Any, limit: int = TEXT_MAX) -> str:
+    """A text of an answer as one line of at most ``limit`` characters (an error's code
+    or message goes into a one-line error and the outbox's record)."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _error_of(response: requests.Response, body: Any) -> AvaTaxError:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
-        text = response.text[:200]
+        text = _said(response.text[:TEXT_MAX])
         return AvaTaxError(response.status_code, "Unknown", text or response.reason or "", [])
     details: list[str] = []
-    for detail in error.get("details") or []:
+    listed = error.get("details")
+    for detail in listed if isinstance(listed, list) else []:
         if isinstance(detail, dict):
             for key in ("message", "description"):
-                text = str(detail.get(key) or "")
+                text = _said(detail.get(key) or "")
                 if text and text not in details:
                     details.append(text)
     return AvaTaxError(
         response.status_code,
-        str(error.get("code") or "Unknown"),
-        str(error.get("message") or ""),
-        details,
+        _said(error.get("code") or "Unknown", CODE_MAX),
+        _said(error.get("message") or ""),
+        details[:5],
     )
 
 
@@ -153,7 +165,7 @@ class AvaTaxApi:
         status = response.status_code
         try:
             body = response.json(parse_float=Decimal) if response.content else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond the parser
             body = None
         if status == 429 or status >= 500:
             after = response.headers.get("Retry-After")
@@ -164,8 +176,11 @@ class AvaTaxApi:
             raise _Retry(str(_error_of(response, body)), wait)
         if status >= 400:
             raise _error_of(response, body)
-        if body is None:
-            raise _Retry(f"AvaTax answered {status} with no JSON body")
+        if not isinstance(body, dict):
+            # AvaTax answers every request the sink makes with a JSON object: anything
+            # else (none, a list, a page of a proxy's) did not come from it.
+            what = "no JSON body" if body is None else f"a JSON {type(body).__name__}"
+            raise _Retry(f"AvaTax answered {status} with {what}, not a JSON object")
         return body
 
     def call(self, what: str, fn: Callable[..., requests.Response], *args: Any) -> Any:

@@ -23,11 +23,16 @@ a setting) and ``shipTo`` (the customer's billing address).
 
 Amounts AvaTax returns (lineAmount, tax, taxable, ...) are read as exact decimals and
 stored in minor units of the invoice's currency as returned: one that is not a whole
-number of minor units is refused (``minor_of``), never rounded here.
+number of minor units, or beyond the ledger's range, is refused (``minor_of``), never
+rounded here. The rest of an answer is read as strictly (``recorded_document``): each
+field of its type and within the ledger's column, each line number once, the totals the
+sums of the lines; anything else is AnswerInvalid, naming the field, and nothing is
+recorded.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from billing.bulk import MAX_AMOUNT_MINOR
 from billing.money import exponent
 from billing.outbox import InvoiceDoc, LineDoc
 from billing.tax import CustomerTaxProfile, RecordedDocument, RecordedLine
@@ -296,65 +302,216 @@ def _wire_line(line: TaxLineRequest, currency: str) -> dict[str, Any]:
     return wire
 
 
+#: AvaTax's document statuses (DocumentStatus in its SDKs' enums): a status outside
+#: them did not come from AvaTax.
+STATUSES = frozenset(
+    {
+        "Temporary",
+        "Saved",
+        "Posted",
+        "Committed",
+        "Cancelled",
+        "Adjusted",
+        "Queued",
+        "PendingApproval",
+        "Uncommitted",
+    }
+)
+#: The ledger's widths of what it records of an answer (billing.models.TaxDocument,
+#: TaxLine), and the longest text of a jurisdiction's detail it keeps.
+TRANSACTION_ID_MAX = 40
+CODE_MAX = 50
+LINE_NUMBER_MAX = 50
+TAX_CODE_MAX = 25
+DETAIL_TEXT_MAX = 200
+_ANSWER_DAY = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(T[0-9:.]*(Z|[+-][0-9:]+)?)?\Z")
+
+
+class AnswerInvalid(MappingError):
+    """An answer of AvaTax's that the ledger cannot record as it is: a field missing or
+    of another type, a text longer than the ledger's column, a line number given twice,
+    an amount beyond the ledger's range, or totals that are not the sums of the lines."""
+
+
 def minor_of(value: Any, currency: str, what: str) -> int:
     """An amount AvaTax returned (a JSON number read as Decimal, or an int) in minor
-    units. Raises MappingError for one that is not a whole number of them."""
+    units. Raises MappingError for one that is not a finite number, not a whole number of
+    minor units, or beyond the ledger's range (billing.bulk.MAX_AMOUNT_MINOR)."""
+    try:
+        return _minor(value, currency)
+    except ValueError as exc:
+        raise MappingError(f"AvaTax returned {what} {exc}") from None
+
+
+def _minor(value: Any, currency: str) -> int:
+    """minor_of's rule; ValueError saying what ``value`` is otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        raise MappingError(f"AvaTax returned {what} {value!r}: not a number")
-    scaled = Decimal(value).scaleb(exponent(currency))
+        raise ValueError(f"{shown(value)}: not a number")
+    number = Decimal(value)
+    places = exponent(currency)
+    if not number.is_finite():
+        raise ValueError(f"{shown(value)}: not a finite number")
+    beyond = ValueError(
+        f"{shown(value)} {currency}: beyond the ledger's range ({MAX_AMOUNT_MINOR:,} minor"
+        " units either way)"
+    )
+    # The exponent first: scaling 1e999999 would overflow the decimal context itself.
+    if number and number.adjusted() + places > 18:
+        raise beyond
+    scaled = number.scaleb(places)
     if scaled != scaled.to_integral_value():
-        raise MappingError(
-            f"AvaTax returned {what} {value} {currency}: not a whole number of the"
-            f" currency's minor unit (10^-{exponent(currency)}); check the company's"
-            " rounding settings in AvaTax"
+        raise ValueError(
+            f"{value} {currency}: not a whole number of the currency's minor unit"
+            f" (10^-{places}); check the company's rounding settings in AvaTax"
         )
-    return int(scaled)
+    minor = int(scaled)
+    if not -MAX_AMOUNT_MINOR <= minor <= MAX_AMOUNT_MINOR:
+        raise beyond
+    return minor
+
+
+def shown(value: Any) -> str:
+    """A value of an answer as a message shows it: short, a decimal as written."""
+    text = repr(value) if not isinstance(value, Decimal) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class _Answer:
+    """Reads one transaction AvaTax answered for ``request``, each problem an
+    AnswerInvalid naming the field (``lines[0].details[1].tax``)."""
+
+    def __init__(self, request: DocumentRequest) -> None:
+        self.request = request
+
+    def invalid(self, where: str, what: str) -> AnswerInvalid:
+        request = self.request
+        return AnswerInvalid(
+            f"AvaTax's answer for {request.code} ({request.type}) cannot be recorded:"
+            f" {where}: {what}; nothing was recorded. If AvaTax answers so again, check that"
+            " METERLINE_AVALARA_API_BASE is AvaTax's and report the answer to Avalara, then"
+            " `meterline outbox replay` the event"
+        )
+
+    def text(
+        self, node: Mapping[str, Any], key: str, where: str, limit: int, *, required: bool = True
+    ) -> str | None:
+        value = node.get(key)
+        if value is None or value == "":
+            if required:
+                raise self.invalid(f"{where}{key}", "missing")
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # AvaTax's ids are numbers; a line number may be one
+        if not isinstance(value, str):
+            raise self.invalid(f"{where}{key}", f"{shown(value)} is not a text")
+        if len(value) > limit:
+            raise self.invalid(
+                f"{where}{key}", f"{len(value)} characters, more than the ledger keeps ({limit})"
+            )
+        return value
+
+    def objects(self, node: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, Any]]:
+        value = node.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.invalid(f"{where}{key}", "not a list of objects")
+        return value
+
+    def amount(self, node: Mapping[str, Any], key: str, where: str) -> int:
+        try:
+            return _minor(node.get(key, 0), self.request.currency)
+        except ValueError as exc:
+            raise self.invalid(f"{where}{key}", str(exc)) from None
+
+    def rate(self, node: Mapping[str, Any], where: str) -> str | None:
+        value = node.get("rate")
+        if value is None:
+            return None
+        finite = isinstance(value, Decimal) and value.is_finite() and abs(value.adjusted()) < 20
+        if not (finite or (isinstance(value, int) and not isinstance(value, bool))):
+            raise self.invalid(f"{where}rate", f"{shown(value)} is not a rate")
+        return _text(value)
+
+    def day(self, node: Mapping[str, Any]) -> date:
+        value = node.get("date")
+        found = _ANSWER_DAY.match(value) if isinstance(value, str) else None
+        try:
+            if found is None:
+                raise ValueError
+            return date.fromisoformat(found.group(1))
+        except ValueError:
+            raise self.invalid("date", f"{shown(value)} is not a date YYYY-MM-DD") from None
+
+    def line(self, node: Mapping[str, Any], where: str) -> RecordedLine:
+        number = self.text(node, "lineNumber", where, LINE_NUMBER_MAX)
+        assert number is not None
+        sent = {line.number: line for line in self.request.lines}.get(number)
+        details = []
+        for j, detail in enumerate(self.objects(node, "details", where)):
+            at = f"{where}details[{j}]."
+            details.append(
+                {
+                    "jurisdiction": self.text(
+                        detail, "jurisName", at, DETAIL_TEXT_MAX, required=False
+                    ),
+                    "type": self.text(detail, "jurisType", at, DETAIL_TEXT_MAX, required=False),
+                    "tax_name": self.text(detail, "taxName", at, DETAIL_TEXT_MAX, required=False),
+                    "rate": self.rate(detail, at),
+                    "taxable_minor": self.amount(detail, "taxableAmount", at),
+                    "tax_minor": self.amount(detail, "tax", at),
+                }
+            )
+        tax_code = self.text(node, "taxCode", where, TAX_CODE_MAX, required=False)
+        return RecordedLine(
+            invoice_line_id=sent.invoice_line_id if sent else None,
+            line_number=number,
+            tax_code=tax_code or (sent.tax_code if sent else None),
+            amount_minor=self.amount(node, "lineAmount", where),
+            taxable_minor=self.amount(node, "taxableAmount", where),
+            exempt_minor=self.amount(node, "exemptAmount", where),
+            tax_minor=self.amount(node, "tax", where),
+            details=details,
+        )
 
 
 def recorded_document(found: Mapping[str, Any], request: DocumentRequest) -> RecordedDocument:
     """What the ledger records of a transaction AvaTax returned (TransactionModel with
-    its lines and details). Raises MappingError for an amount it cannot hold exactly."""
-    currency = request.currency
-    ids = {line.number: line for line in request.lines}
-    lines = []
-    for line in found.get("lines") or []:
-        number = str(line.get("lineNumber"))
-        sent = ids.get(number)
-        details = [
-            {
-                "jurisdiction": detail.get("jurisName"),
-                "type": detail.get("jurisType"),
-                "tax_name": detail.get("taxName"),
-                "rate": _text(detail.get("rate")),
-                "taxable_minor": minor_of(detail.get("taxableAmount", 0), currency, "a taxable"),
-                "tax_minor": minor_of(detail.get("tax", 0), currency, "a tax"),
-            }
-            for detail in line.get("details") or []
-        ]
-        lines.append(
-            RecordedLine(
-                invoice_line_id=sent.invoice_line_id if sent else None,
-                line_number=number,
-                tax_code=line.get("taxCode") or (sent.tax_code if sent else None),
-                amount_minor=minor_of(
-                    line.get("lineAmount", 0), currency, f"line {number}'s amount"
-                ),
-                taxable_minor=minor_of(line.get("taxableAmount", 0), currency, "a taxable"),
-                exempt_minor=minor_of(line.get("exemptAmount", 0), currency, "an exempt amount"),
-                tax_minor=minor_of(line.get("tax", 0), currency, f"line {number}'s tax"),
-                details=details,
+    its lines and details). Raises AnswerInvalid (a MappingError) for an answer it
+    cannot record as it is (the class's docstring), MappingError for an amount it cannot
+    hold exactly."""
+    read = _Answer(request)
+    lines: list[RecordedLine] = []
+    for i, node in enumerate(read.objects(found, "lines", "")):
+        lines.append(read.line(node, f"lines[{i}]."))
+    numbers = [line.line_number for line in lines]
+    twice = sorted({n for n in numbers if numbers.count(n) > 1})
+    if twice:
+        raise read.invalid("lines", f"line number {twice[0]} is given twice")
+    status = read.text(found, "status", "", 16)
+    if status not in STATUSES:
+        raise read.invalid("status", f"{shown(status)} is not a status of AvaTax's")
+    amount = read.amount(found, "totalAmount", "")
+    tax = read.amount(found, "totalTax", "")
+    for total, key, field in ((amount, "totalAmount", "amount"), (tax, "totalTax", "tax")):
+        summed = sum(getattr(line, f"{field}_minor") for line in lines)
+        if lines and total != summed:
+            raise read.invalid(
+                key, f"{total} minor units, but its lines' {field} add up to {summed}"
             )
-        )
+    transaction_id = read.text(found, "id", "", TRANSACTION_ID_MAX)
+    assert transaction_id is not None
     return RecordedDocument(
-        code=str(found.get("code")),
-        type=str(found.get("type") or request.type),
-        reference_code=found.get("referenceCode") or request.reference_code,
-        transaction_id=str(found.get("id")),
-        status=str(found.get("status")),
-        document_date=date.fromisoformat(str(found.get("date"))[:10]),
-        currency=str(found.get("currencyCode") or currency),
-        amount_minor=minor_of(found.get("totalAmount", 0), currency, "the total amount"),
-        tax_minor=minor_of(found.get("totalTax", 0), currency, "the total tax"),
+        code=request.code,
+        type=request.type,
+        reference_code=read.text(found, "referenceCode", "", CODE_MAX, required=False)
+        or request.reference_code,
+        transaction_id=transaction_id,
+        status=status,
+        document_date=read.day(found),
+        currency=request.currency,
+        amount_minor=amount,
+        tax_minor=tax,
         lines=tuple(lines),
     )
 
@@ -369,15 +526,20 @@ def _text(value: Any) -> str | None:
 
 def differences(request: DocumentRequest, found: Mapping[str, Any]) -> list[str]:
     """How a transaction AvaTax holds under the request's code differs from the request
-    (customer, currency, lines and their amounts); empty when it is the same."""
+    (its code and type, customer, currency, lines and their amounts); empty when it is
+    the same. Raises AnswerInvalid when its lines are not a list of objects."""
     out: list[str] = []
+    for key, ours in (("code", request.code), ("type", request.type)):
+        if found.get(key) is not None and found.get(key) != ours:
+            out.append(f"{key} {shown(found.get(key))}, ours {ours!r}")
     if found.get("customerCode") != request.customer:
-        out.append(f"customer {found.get('customerCode')!r}, ours {request.customer!r}")
+        out.append(f"customer {shown(found.get('customerCode'))}, ours {request.customer!r}")
     currency = found.get("currencyCode") or request.currency
     if currency != request.currency:
-        out.append(f"currency {currency}, ours {request.currency}")
+        out.append(f"currency {shown(currency)}, ours {request.currency}")
         return out
-    held: dict[str, Any] = {str(line.get("lineNumber")): line for line in found.get("lines") or []}
+    listed = _Answer(request).objects(found, "lines", "")
+    held: dict[str, Any] = {str(line.get("lineNumber")): line for line in listed}
     for line in request.lines:
         there = held.pop(line.number, None)
         if there is None:
@@ -392,7 +554,7 @@ def differences(request: DocumentRequest, found: Mapping[str, Any]) -> list[str]
             out.append(
                 f"line {line.number}: AvaTax {amount}, ours {line.amount_minor} (minor units)"
             )
-    out.extend(f"extra line {number}" for number in sorted(held))
+    out.extend(f"extra line {shown(number)}" for number in sorted(held))
     return out
 
 

@@ -18,7 +18,10 @@ Exactly once in effect: a code names one transaction in AvaTax, and the sink loo
 before it creates; whatever a crash or retry interrupted, delivering again finds what
 exists and finishes. Errors: TransientSinkError (AvaTax unreachable, 5xx, 429: retried
 by the outbox), PermanentSinkError (a refusal or a conflict a person must resolve:
-parked), SinkRefusedCredentials (401/403: the run stops).
+parked), SinkRefusedCredentials (401/403: the run stops). An answer the ledger cannot record as
+it is (mapping.AnswerInvalid: a field missing or of another type, totals that are not
+the sums of the lines, an amount beyond the ledger's range), or a create that did not
+commit, parks the event with what is wrong; nothing is recorded.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from billing.bulk import in_range
 from billing.outbox import EventDoc, InvoiceDoc
 from billing.tax import CustomerTaxProfile, RecordedDocument
 from meterline.sinks import (
@@ -157,11 +161,25 @@ class TaxSink:
                     # Voided before its tax was computed: nothing to tax, nothing to void.
                     continue
                 found = self._create(request, profile)
+                if found.get("status") != COMMITTED:
+                    raise PermanentSinkError(
+                        f"AvaTax holds {request.code} ({request.type}) with status"
+                        f" {mapping.shown(found.get('status'))} after a create that commits it:"
+                        " commit it in AvaTax (or allow the company to commit), then"
+                        " `meterline outbox replay` the event"
+                    )
             self._check(request, found)
             recorded.append(mapping.recorded_document(found, request))
         if void_now and not recorded:
             self.directory.record_void(doc.invoice_id, [])
             return None
+        with_tax = doc.total_minor + sum(d.tax_minor for d in recorded)
+        if not in_range(with_tax):
+            raise PermanentSinkError(
+                f"invoice {doc.invoice_id}'s total with the tax AvaTax returned is"
+                f" {with_tax:,} minor units, beyond the ledger's range: nothing was recorded;"
+                " void the transactions in AvaTax and the invoice in the ledger"
+            )
         self.directory.record(doc.invoice_id, recorded)
         self._count("invoices_taxed")
         return requests[0].code
