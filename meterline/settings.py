@@ -10,18 +10,51 @@ range) and 2000-2200 (the command line's dates, meterline.cli.options).
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "catalog" / "intercom.yaml"
+
+
+#: Longest AvaTax company code taken, and the characters it may not hold: each would
+#: change the meaning of the URL path the SDK puts it in.
+COMPANY_CODE_MAX = 50
+_URL_SPECIAL = ("/", "\\", "?", "#", "%")
+
+
+def _redacted(url: str) -> str:
+    """``url`` without a password (a URL in a message)."""
+    return re.sub(r"//([^/@]*):[^/@]*@", r"//\1:***@", url)
+
+
+def _base_url(value: str, example: str) -> str:
+    """A service's base URL without its trailing ``/``. Raises ValueError for one with a
+    user or password (credentials have settings of their own, and a URL is printed in
+    messages), a query, a fragment, or a port that is no port."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise ValueError(f"{_redacted(value)!r} has no valid port, e.g. {example}") from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"{_redacted(value)!r} holds a user or password: give the URL without them (the"
+            " credentials have settings of their own)"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f"{_redacted(value)!r} has a query or fragment: give the base URL alone, e.g. {example}"
+        )
+    return value.rstrip("/")
 
 
 class SettingsError(ValueError):
@@ -365,26 +398,70 @@ class Settings(BaseSettings):
     @field_validator("avalara_api_base")
     @classmethod
     def _check_avalara_base(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL, e.g. https://rest.avatax.com")
-        return value.rstrip("/")
+        try:
+            parts = urlsplit(value)
+            http = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # an unbalanced [
+            http = False
+        if not http:
+            raise ValueError(
+                f"{_redacted(value)!r} is not an http(s) URL, e.g. https://rest.avatax.com"
+            )
+        return _base_url(value, "https://rest.avatax.com")
 
-    @field_validator("avalara_origin_address")
+    @field_validator("avalara_company_code")
     @classmethod
-    def _check_origin(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
+    def _check_company_code(cls, value: str | None) -> str | None:
+        # The SDK puts the code into URL paths unescaped ('.../companies/{}/...').
+        if value is None or not value.strip():
             return None
+        odd = [c for c in value if not c.isprintable() or c in _URL_SPECIAL]
+        if odd or value != value.strip() or len(value) > COMPANY_CODE_MAX:
+            raise ValueError(
+                f"{value[:60]!r} is not an AvaTax company code: printable, without spaces at"
+                f" either end or any of {' '.join(_URL_SPECIAL)}, at most"
+                f" {COMPANY_CODE_MAX} characters (the company's code in AvaTax, e.g. DEFAULT)"
+            )
+        return value
+
+    @field_validator("avalara_origin_address", mode="before")
+    @classmethod
+    def _check_origin(cls, value: Any) -> dict[str, str] | None:
         from pydantic import ValidationError as Invalid
 
         from billing.customers.tax_profile import BillingAddress
 
+        example = (
+            'e.g. {"line1": "1 Main St", "city": "Albany", "region": "NY", "postal_code":'
+            ' "12207", "country": "US"}'
+        )
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError(
+                    f"is not JSON: give a JSON object with the customers file's"
+                    f" billing_address fields, {example}"
+                ) from None
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"must be a JSON object with the customers file's billing_address fields,"
+                f" not a {type(value).__name__}: {example}"
+            )
         try:
             return BillingAddress.model_validate(value).stored()
         except Invalid as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             message = str(first["msg"]).removeprefix("Value error, ")
+            if first["type"] == "extra_forbidden":
+                message = f"unknown field (the fields are {', '.join(BillingAddress.model_fields)})"
+            elif first["type"] == "missing":
+                message = f"required: {example}"
             raise ValueError(f"{where + ': ' if where else ''}{message}") from None
 
     @field_validator("tax_sink")
@@ -445,11 +522,17 @@ class Settings(BaseSettings):
     def _check_salesforce_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+            https = parts.scheme == "https" and bool(parts.hostname)
+        except ValueError:  # a port that is no number, an unbalanced [
+            https = False
         # Credentials never travel over plain HTTP.
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError(f"{value!r} is not an https URL, e.g. https://login.salesforce.com")
-        return value.rstrip("/")
+        if not https:
+            raise ValueError(
+                f"{_redacted(value)!r} is not an https URL, e.g. https://login.salesforce.com"
+            )
+        return _base_url(value, "https://login.salesforce.com")
 
     @field_validator("salesforce_api_version")
     @classmethod
