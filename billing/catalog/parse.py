@@ -139,10 +139,21 @@ def _tax_code(
     the same price in two plans gives the same code or none in both."""
     code = price.get("tax_code")
     if code is not None and (not isinstance(code, str) or not TAX_CODE.match(code)):
-        problems.append(
-            f"{where}.tax_code: {code!r} is not a tax code: letters, digits, '-', '_' or"
-            " '.', at most 25 characters (e.g. SW054000, software as a service)"
+        rule = (
+            "a tax code is letters, digits, '-', '_' or '.', at most 25 characters (e.g."
+            " SW054000, software as a service)"
         )
+        if isinstance(code, (int, Decimal)) and not isinstance(code, bool):
+            # YAML read a number: a code is text, which quotes keep as written.
+            rule = f"write it in quotes ('{code}') if that is the code; {rule}"
+            shown = f"the number {code}"
+        elif isinstance(code, bool):
+            shown = f"the boolean {str(code).lower()}"
+        elif isinstance(code, str):
+            shown = repr(code if len(code) <= 40 else code[:37] + "...")
+        else:
+            shown = "a list" if isinstance(code, list) else "an object"
+        problems.append(f"{where}.tax_code: {shown} is not a tax code: {rule}")
         return
     first = codes.setdefault(price_id, (code, where))
     if first[0] != code:

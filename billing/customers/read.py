@@ -16,6 +16,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -194,10 +195,29 @@ def problems_of(
             msg = f"unknown field{_suggest(loc[-1], known)}"
         elif err["type"] == "missing":
             msg = "Field required"
+        elif err["type"] in ("model_type", "dict_type") and loc and loc[0] in NESTED_FIELDS:
+            # An item that is no object: say what it must be, not pydantic's class name.
+            msg = (
+                f"must be an object with the fields {', '.join(NESTED_FIELDS[loc[0]])},"
+                f" not {_kind(err['input'])}"
+            )
         if not loc and (found := _FIELD_FIRST.match(msg)):
             loc, msg = [found.group(1)], found.group(2)
         out.append(Problem(number, ".".join(loc) or "row", msg))
     return out
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null (empty)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    number = isinstance(value, (int, float, Decimal))
+    return f"the number {value}" if number else "a value of another type"
 
 
 def parse_records(records: Iterable[tuple[int, Any]]) -> ParsedFile:

@@ -12,8 +12,9 @@ fields the tax sink sends to the tax engine (docs/tax.md, docs/ledger.md).
 - ``tax_ids``: a list of ``{type, value}``; ``type`` is one of Stripe's tax id types
   (``eu_vat``, ``gb_vat``, ``us_ein``, ..., the pinned SDK's
   ``CustomerCreateParamsTaxIdDatum.type``), ``value`` printable text of at most
-  TAX_ID_MAX characters; the same (type, value) once. The first is the one the tax sink
-  sends (AvaTax's ``businessIdentificationNo``): list the VAT number first.
+  TAX_ID_MAX characters; the same (type, value) once; at most TAX_IDS_MAX of them. The
+  first is the one the tax sink sends (AvaTax's ``businessIdentificationNo``): list the
+  VAT number first.
 
 Both are stored on the customer as plain JSON (``stored``), compared as stored.
 """
@@ -30,6 +31,10 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 ADDRESS_TEXT_MAX = 100
 #: Longest tax id value.
 TAX_ID_MAX = 64
+#: Most tax ids of one customer: a customer has one per registration (a VAT number, a
+#: state's id); neither Stripe's nor AvaTax's reference states a bound, this is the
+#: project's, so that a customer's row stays small.
+TAX_IDS_MAX = 25
 #: Countries whose sales tax is owed by jurisdictions below the region: a postal code is
 #: needed to find them.
 POSTAL_CODE_NEEDED = frozenset({"US", "CA"})
@@ -148,6 +153,11 @@ def tax_ids_field(value: Any) -> Any:
         return ()
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"must be a list of {{type, value}} objects, not {_kind(value)}")
+    if len(value) > TAX_IDS_MAX:
+        raise ValueError(
+            f"{len(value)} tax ids; at most {TAX_IDS_MAX}: list those the tax engine and"
+            " the invoices need (the VAT number first)"
+        )
     return value
 
 
