@@ -38,7 +38,7 @@ from meterline.sources.salesforce.errors import (
     SalesforceRefused,
 )
 from meterline.sources.salesforce.mapping import SalesforceMapping, read_mapping
-from meterline.sources.salesforce.records import Ref, build_rows, translate
+from meterline.sources.salesforce.records import Ref, build_rows, keep_stored, translate
 
 #: The ledger's name of this source (sync_cursors.source).
 SOURCE = "salesforce"
@@ -179,11 +179,14 @@ def sync_salesforce(
     )
     rows = build_rows(mapping, changes.accounts, changes.subscriptions.values())
     report.without_subscription = rows.without_subscription
-    parsed = parse_records(rows.records) if rows.records else None
     records = len(changes.accounts) + len(changes.subscriptions)
     with ledger_session(config, write=not dry_run) as session:
         try:
-            if parsed is not None:
+            if rows.records:
+                # The customer fields a sync does not give keep what the ledger holds.
+                held = [str(r["customer_id"]) for _, r in rows.records if "customer_id" in r]
+                keep_stored(rows, mapping, snapshot(session, held, ()).customers)
+                parsed = parse_records(rows.records)
                 customers = [row.customer_id for _, row in parsed.rows]
                 subscriptions = [row.subscription_id for _, row in parsed.rows]
                 before = snapshot(session, customers, subscriptions)

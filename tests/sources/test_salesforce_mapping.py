@@ -17,7 +17,7 @@ from meterline.sources.salesforce import soql
 from meterline.sources.salesforce.changes import read_changes
 from meterline.sources.salesforce.errors import MappingInvalid
 from meterline.sources.salesforce.mapping import FieldSpec, parse_mapping, read_mapping
-from meterline.sources.salesforce.records import build_rows, parse_stamp, translate
+from meterline.sources.salesforce.records import build_rows, keep_stored, parse_stamp, translate
 
 ROOT = Path(__file__).resolve().parents[2]
 CPQ = read_mapping(ROOT / "docs" / "examples" / "salesforce-cpq.yaml")
@@ -208,6 +208,33 @@ def test_rows_from_records_and_their_problems_back_to_records() -> None:
         "SBQQ__Subscription__c a0B6: SBQQ__Account__c (its account): empty; a subscription"
         " belongs to an account: fill it in Salesforce",
     ]
+
+
+def test_a_stored_customer_keeps_the_fields_the_mapping_does_not_give() -> None:
+    """The CPQ mapping maps stripe_customer_id (empty in Salesforce: emptied), not the
+    address, the tax ids or the collection terms (the ledger's kept); a customer the
+    ledger does not hold gets nothing."""
+    accounts = {"001A": _account("001A", "cus_a"), "001B": _account("001B", "cus_b")}
+    rows = build_rows(CPQ, accounts, [_sub("a0B1", "001A"), _sub("a0B2", "001B")])
+    address = {"country": "IE", "city": "Dublin"}
+    stored = {
+        "cus_a": {
+            "name": "Old name",
+            "stripe_customer_id": "cus_Old",
+            "billing_address": address,
+            "tax_ids": [{"type": "eu_vat", "value": "IE1234567T"}],
+            "collection_method": "send_invoice",
+            "days_until_due": 15,
+        }
+    }
+    keep_stored(rows, CPQ, stored)
+    first, second = dict(rows.records)[1], dict(rows.records)[2]
+    assert first["name"] == "Account 001A" and "stripe_customer_id" not in first
+    assert first["billing_address"] == address and first["days_until_due"] == 15
+    assert first["tax_ids"] == stored["cus_a"]["tax_ids"]
+    assert first["collection_method"] == "send_invoice"
+    assert "billing_address" not in second
+    assert not parse_records(rows.records).problems
 
 
 def test_a_discount_problem_names_the_mappings_discount() -> None:

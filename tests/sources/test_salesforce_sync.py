@@ -4,9 +4,11 @@ simple-salesforce with the docs' CPQ mapping, into a ledger on SQLite and Postgr
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from billing.models import Customer, Subscription, SubscriptionDiscount, SyncCur
 from meterline.cli.exits import ExitCode
 from meterline.settings import settings
 from tests.billing.conftest import Ledger
-from tests.sources.conftest import CPQ_MAPPING, Org
+from tests.sources.conftest import CPQ_MAPPING, Org, run_cli
 
 
 def ledger_state(ledger: Ledger) -> dict[str, Any]:
@@ -212,3 +214,55 @@ def test_the_login_the_since_option_and_the_scheduled_task(
     finally:
         settings.cache_clear()
     assert result["customers"] == {"added": 0, "changed": 0, "unchanged": 1}, result
+
+
+def test_a_sync_keeps_what_a_customers_file_gave_that_the_mapping_does_not(
+    sqlite_ledger: Ledger, org: Org, tmp_path: Path
+) -> None:
+    """The tax profile (billing address, tax ids) and Stripe terms a customers file loaded
+    for a Salesforce customer survive the next sync, which maps none of them: the sync used
+    to store its rows whole and empty them, so the tax sink then parked every invoice of
+    the customer for want of an address."""
+    acme = org.account("cus_acme", "Acme")
+    sub = org.subscription(acme, start=date(2026, 1, 1))
+    assert org.sync(sqlite_ledger)[0] == ExitCode.OK
+    profile = {
+        "billing_address": {
+            "line1": "1 Acme Way",
+            "city": "New York",
+            "region": "NY",
+            "postal_code": "10001",
+            "country": "US",
+        },
+        "tax_ids": [{"type": "us_ein", "value": "12-3456789"}],
+        "collection_method": "send_invoice",
+        "days_until_due": 15,
+    }
+    row = {
+        "customer_id": "cus_acme",
+        "name": "Acme",
+        "currency": "USD",
+        "timezone": "America/New_York",
+        "subscription_id": sub,
+        "plan": "standard",
+        "billing_anchor_day": 1,
+        "start": "2026-01-01",
+        **profile,
+    }
+    (tmp_path / "profile.jsonl").write_text(json.dumps(row) + "\n")
+    code, out = run_cli(
+        ["customers", "load", str(tmp_path / "profile.jsonl")],
+        {"METERLINE_LEDGER_URL": sqlite_ledger.url},
+    )
+    assert code == ExitCode.OK and "1 updated" in out, out
+
+    org.store.advance(3600)
+    org.store.update("Account", acme, {"Name": "Acme Corp"})
+    code, out = org.sync(sqlite_ledger)
+    assert code == ExitCode.OK, out
+    assert f"  customer cus_acme (Account {acme}): changed: name Acme -> Acme Corp\n" in out, out
+    with sqlite_ledger.Session() as session:
+        customer = session.scalars(select(Customer)).one()
+        kept = {name: getattr(customer, name) for name in profile}
+    assert customer.name == "Acme Corp"
+    assert kept == profile

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.customers import Problem
+from billing.customers.read import CUSTOMER_FIELDS
 from meterline.sources.salesforce.mapping import FieldSpec, SalesforceMapping, value_at
 
 Record = dict[str, Any]
@@ -169,6 +170,27 @@ def build_rows(
         Ref(mapping.accounts.object, str(i)) for i in accounts if str(i) not in used
     )
     return out
+
+
+def keep_stored(
+    rows: Rows, mapping: SalesforceMapping, stored: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Give each row of a customer the ledger holds the stored value of every customer
+    field the mapping does not give (``billing_address`` and ``tax_ids`` always, which no
+    mapping gives; ``stripe_customer_id``, ``collection_method``, ``days_until_due`` when
+    unmapped): a row is stored whole, so a field left out would be emptied, and what a
+    customers file loaded (the tax profile the tax sink needs) would be lost on the next
+    sync. ``stored``: customer external id -> its stored columns
+    (billing.customers.diff.snapshot); values as the customers file gives them."""
+    unmapped = [name for name in CUSTOMER_FIELDS if mapping.source_of(name) is None]
+    for _, row in rows.records:
+        customer = row.get("customer_id")
+        held = stored.get(customer) if isinstance(customer, str) else None
+        if held is None:
+            continue
+        for name in unmapped:
+            if name not in row and held.get(name) is not None:
+                row[name] = held[name]
 
 
 def translate(problems: Iterable[Problem], rows: Rows, mapping: SalesforceMapping) -> list[str]:
