@@ -177,7 +177,8 @@ def invoices_show(invoice_id: int, as_json: bool) -> None:
 def invoice_totals(detail: dict[str, Any]) -> list[str]:
     """The invoice's totals, each a line: subtotal, discounts, credits (what the credit
     grants paid; --json's `discounts` includes them, as it always has), adjustments and
-    total, which they add up to."""
+    total, which they add up to; for an invoice taxed through the tax sink (docs/tax.md)
+    then its tax and the total with it once recorded, or that it is pending or voided."""
     cur = detail["currency"]
     credits = Decimal(detail.get("credits") or 0)
     values = {
@@ -187,9 +188,24 @@ def invoice_totals(detail: dict[str, Any]) -> list[str]:
         "adjustments": Decimal(detail["adjustments"]),
         "total": Decimal(detail["total"]),
     }
+    tax = detail.get("tax")
+    notes: list[tuple[str, str]] = []
+    if tax is not None and tax.get("tax") is not None and tax["status"] == "recorded":
+        values["tax"] = Decimal(tax["tax"])
+        values["total with tax"] = Decimal(tax["total_with_tax"])
+    elif tax is not None and tax["status"] == "pending":
+        notes.append(
+            ("tax", "pending: not recorded yet (`meterline outbox list --sink avalara`: why)")
+        )
+    elif tax is not None and tax["status"] == "voided":
+        was = f" (was {format_money(Decimal(tax['tax']), cur)})" if tax.get("tax") else ""
+        notes.append(("tax", f"voided with the invoice{was}"))
     shown = {label: format_money(value, cur) for label, value in values.items()}
     width = max(len(text) for text in shown.values())
-    return [f"{label:>12} {text:>{width}}" for label, text in shown.items()]
+    labels = max(12, *(len(label) for label in shown))
+    return [f"{label:>{labels}} {text:>{width}}" for label, text in shown.items()] + [
+        f"{label:>{labels}} {text}" for label, text in notes
+    ]
 
 
 INVOICE_COLUMNS: list[Column | str] = [

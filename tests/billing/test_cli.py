@@ -245,3 +245,35 @@ def test_finalize_waits_the_configured_grace_by_default(
     settings.cache_clear()
     done = run("invoices", "finalize", str(invoiced), "--as-of", "2026-04-02T00:00:00Z")
     assert done.output.strip() == f"finalized 1 invoice(s): {invoiced}"
+
+
+def test_the_totals_show_the_tax_recorded_pending_or_voided() -> None:
+    """`invoices show` (text) shows an invoice's tax through the tax sink (docs/tax.md),
+    as --json does under "tax": recorded, the tax and the total with it; pending or
+    voided, said so; no tax row, the totals as before."""
+    from meterline.cli.ledger import invoice_totals
+
+    detail = {
+        "currency": "USD",
+        "subtotal": "1367.00",
+        "discounts": "0.00",
+        "credits": "0.00",
+        "adjustments": "0.00",
+        "total": "1367.00",
+    }
+    untaxed = invoice_totals(detail)
+    assert untaxed[-1] == "       total USD 1,367.00"
+    recorded = {"status": "recorded", "tax": "116.20", "total_with_tax": "1483.20"}
+    assert invoice_totals({**detail, "tax": recorded})[-3:] == [
+        "         total USD 1,367.00",
+        "           tax   USD 116.20",
+        "total with tax USD 1,483.20",
+    ]
+    pending = {"status": "pending", "tax": None, "total_with_tax": None}
+    assert invoice_totals({**detail, "tax": pending})[-1] == (
+        "         tax pending: not recorded yet (`meterline outbox list --sink avalara`: why)"
+    )
+    voided = {"status": "voided", "tax": "116.20", "total_with_tax": "1483.20"}
+    assert invoice_totals({**detail, "tax": voided})[-1] == (
+        "         tax voided with the invoice (was USD 116.20)"
+    )
