@@ -69,6 +69,8 @@ class DeliveryRow:
     created_at: datetime
     #: An earlier event of the same customer that is not delivered holds this one back.
     waiting_for: int | None
+    #: A sink after tax (``SINKS``) waits for the invoice's tax, pending (billing.tax).
+    waiting_for_tax: bool = False
 
 
 def _blocked_by_earlier(sink: str) -> Any:
@@ -261,6 +263,23 @@ def list_deliveries(
     ).all()
     for customer, row_sink, first in heads:
         first_open[(customer, row_sink)] = first
+    # The invoices whose tax is pending, among those an undelivered after-tax row names.
+    held = sorted(
+        {
+            event.invoice_id
+            for event, delivery in rows
+            if delivery.sink in SINKS and delivery.status != "delivered" and event.invoice_id
+        }
+    )
+    tax_pending: set[int] = set()
+    for part in bulk.chunks(held):
+        tax_pending.update(
+            session.scalars(
+                select(InvoiceTax.invoice_id).where(
+                    InvoiceTax.invoice_id.in_(part), InvoiceTax.status == "pending"
+                )
+            )
+        )
     result = []
     for event, delivery in rows:
         head = first_open.get((event.customer, delivery.sink))
@@ -284,6 +303,11 @@ def list_deliveries(
                 external_id=delivery.external_id,
                 created_at=event.created_at,
                 waiting_for=waiting,
+                waiting_for_tax=(
+                    delivery.sink in SINKS
+                    and delivery.status != "delivered"
+                    and event.invoice_id in tax_pending
+                ),
             )
         )
     return result

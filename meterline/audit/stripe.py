@@ -50,6 +50,9 @@ class StripeReconcileReport:
     customer: str | None = None
     invoices: int = 0
     lines: int = 0
+    #: Of ``lines``, those of the tax recorded through the tax sink (one per tax document
+    #: of non-zero tax, meterline.sinks.tax.lines): not ledger lines, Stripe items.
+    tax_lines: int = 0
     items: int = 0
     #: Per currency: [ledger total, Stripe subtotal], both in ISO 4217 minor units.
     totals: dict[str, list[int]] = field(default_factory=dict)
@@ -63,12 +66,19 @@ class StripeReconcileReport:
         return {**asdict(self), "ok": self.ok}
 
     def summary(self) -> str:
+        lines = f"{self.lines - self.tax_lines:,} line(s)"
+        if self.tax_lines:
+            lines += f" and {self.tax_lines:,} of tax"
         head = (
-            f"{self.period}: {self.invoices:,} invoice(s), {self.lines:,} line(s) in the"
-            f" ledger; {self.items:,} item(s) in Stripe"
+            f"{self.period}: {self.invoices:,} invoice(s), {lines} in the ledger;"
+            f" {self.items:,} item(s) in Stripe"
         )
         if self.ok:
-            return head + "; Stripe totals = ledger totals"
+            return (
+                head
+                + "; Stripe totals = ledger totals"
+                + (" (tax included)" if self.tax_lines else "")
+            )
         return head + f"; {len(self.differences):,} difference(s)"
 
 
@@ -183,6 +193,7 @@ def reconcile_stripe(
             continue
         report.invoices += 1
         report.lines += len(doc.lines)
+        report.tax_lines += sum(1 for line in doc.lines if line.kind == "tax")
         report.items += items
         both = report.totals.setdefault(doc.currency, [0, 0])
         both[0] += doc.total_minor

@@ -52,6 +52,8 @@ def list_command(failed: bool, sink: str | None, limit: int | None, as_json: boo
                 state += f" {_when(row.delivered_at)} -> {row.external_id or '-'}"
             elif row.waiting_for is not None:
                 state += f" (after event {row.waiting_for} of this customer)"
+            if row.waiting_for_tax and row.status != "delivered":
+                state += " (waiting for its tax: `meterline outbox deliver --sink avalara`)"
             if row.attempts:
                 state += f", {row.attempts} failed attempt(s)"
             if row.status == "pending" and row.next_attempt_at is not None:

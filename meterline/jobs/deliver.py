@@ -142,7 +142,7 @@ class DeliveryReport:
         if self.parked_total:
             text += (
                 f", {self.parked_total} parked: see `meterline outbox list --failed`, fix the"
-                " cause, then `meterline outbox replay --from ID`"
+                f" cause, then `meterline outbox replay --from ID --sink {self.sink}`"
             )
         if self.tax is not None:
             text = f"{self.tax.summary()}; {text}"
@@ -236,9 +236,15 @@ class TaxLedgerDirectory:
         with reading(self.make) as session:
             return tax_documents(session, invoice_id)
 
-    def record(self, invoice_id: int, documents: Sequence[RecordedDocument]) -> None:
+    def record(self, invoice_id: int, documents: Sequence[RecordedDocument]) -> bool:
+        from billing.models import InvoiceTax
+
         with self.make.begin() as session:
+            before = session.scalar(
+                select(InvoiceTax.status).where(InvoiceTax.invoice_id == invoice_id)
+            )
             record_tax(session, invoice_id, documents, at=_now())
+            return before == "pending"
 
     def record_void(self, invoice_id: int, voided: Sequence[tuple[str, str]]) -> None:
         with self.make.begin() as session:

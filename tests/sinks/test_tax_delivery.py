@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import billing
 from billing.db import session_factory
 from billing.models import InvoiceLine, InvoiceTax, OutboxDelivery, OutboxEvent, TaxDocument
+from billing.outbox.delivery import list_deliveries, replay
 from billing.tax import customer_tax_profile
 from meterline.audit.stripe import reconcile_stripe
 from meterline.connections import invoice_sinks
@@ -207,6 +208,9 @@ def test_finalized_waits_for_tax_then_reaches_stripe_and_void_voids(
 
     waiting = world.to_stripe()
     assert waiting.delivered == 0 and waiting.left == 1 and world.stripe.store.invoices == {}
+    with world.ledger.Session() as session:  # `outbox list` says why Stripe waits
+        rows = {row.sink: row for row in list_deliveries(session)}
+    assert rows["stripe"].waiting_for_tax and not rows["avalara"].waiting_for_tax
 
     report = world.tax()
     assert report.ok and report.delivered == 1 and report.transactions_created == 1
@@ -233,7 +237,14 @@ def test_finalized_waits_for_tax_then_reaches_stripe_and_void_voids(
     # Stripe gets the lines and the tax as one more item: it collects lines + tax.
     assert world.stripe_items(march) == [*world.line_amounts(march), want]
     config = StripeConfig(api_key=SecretStr("sk_test_meterline"), api_base=world.stripe.base_url)
-    assert reconcile_stripe("2026-03", config=world.settings, stripe=config).ok
+    reconciled = reconcile_stripe("2026-03", config=world.settings, stripe=config)
+    assert reconciled.ok and reconciled.tax_lines == 1
+    lines = len(world.line_amounts(march))
+    assert f"{lines} line(s) and 1 of tax in the ledger; {lines + 1} item(s)" in (
+        reconciled.summary()
+    )
+    with world.ledger.Session() as session:
+        assert not any(row.waiting_for_tax for row in list_deliveries(session))
 
     with world.Session.begin() as session:
         billing.void(session, march, as_of=MARCH.end + GRACE + timedelta(days=1))
@@ -377,6 +388,7 @@ def test_a_customer_without_a_billing_address_is_parked_with_what_to_do(
     report = world.tax()
     assert report.parked == 1
     assert "no billing_address" in report.errors[0] and "customers file" in report.errors[0]
+    assert "`meterline outbox replay --from ID --sink avalara`" in report.summary()
     assert world.avatax.store.live() == []
 
 
@@ -406,6 +418,12 @@ def test_the_tax_recorded_is_in_the_invoice_document(tax_world: TaxWorld) -> Non
     assert tax["total_minor"] == detail["total_minor"] + tax["tax_minor"]
     assert [d["code"] for d in tax["documents"]] == [f"meterline-{march}"]
     json.dumps(tax)  # plain JSON
+    # A replay finds the transaction and records it again: no invoice newly taxed.
+    with world.ledger.Session.begin() as session:
+        replay(session, from_id=1, sink="avalara")
+    again = world.tax()
+    assert again.delivered == 1 and again.invoices_taxed == 0, again.summary()
+    assert again.transactions_created == 0
 
 
 @ONE_LEDGER

@@ -67,7 +67,9 @@ class TaxDirectory(Protocol):
 
     def documents(self, invoice_id: int) -> list[RecordedDocument]: ...
 
-    def record(self, invoice_id: int, documents: Sequence[RecordedDocument]) -> None: ...
+    def record(self, invoice_id: int, documents: Sequence[RecordedDocument]) -> bool:
+        """Record the invoice's tax; True when it was pending (not recorded before)."""
+        ...
 
     def record_void(self, invoice_id: int, voided: Sequence[tuple[str, str]]) -> None: ...
 
@@ -180,8 +182,8 @@ class TaxSink:
                 f" {with_tax:,} minor units, beyond the ledger's range: nothing was recorded;"
                 " void the transactions in AvaTax and the invoice in the ledger"
             )
-        self.directory.record(doc.invoice_id, recorded)
-        self._count("invoices_taxed")
+        if self.directory.record(doc.invoice_id, recorded):
+            self._count("invoices_taxed")  # a replay that finds it recorded counts nothing
         return requests[0].code
 
     def _create(self, request: DocumentRequest, profile: CustomerTaxProfile) -> dict[str, Any]:
