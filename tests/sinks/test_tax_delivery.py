@@ -470,3 +470,18 @@ def test_the_export_waits_for_the_tax(tax_world: TaxWorld) -> None:
     world.tax()
     with world.ledger.Session() as session:
         assert check_closed(session, "2026-03", world.settings) is not None
+
+
+def test_an_avatax_refusal_reads_as_one_sentence_naming_what_to_do() -> None:
+    from meterline.sinks.tax.avatax import AvaTaxError
+    from meterline.sinks.tax.sink import failure
+
+    refused = failure(AvaTaxError(401, "AuthenticationException", "Authentication failed.", []))
+    assert str(refused) == (
+        "AvaTax 401 AuthenticationException: Authentication failed: check"
+        " METERLINE_AVALARA_ACCOUNT_ID and METERLINE_AVALARA_LICENSE_KEY"
+    )
+    parked = failure(AvaTaxError(400, "InvalidAddress", "The address is not deliverable.", []))
+    assert str(parked).endswith(
+        "not deliverable: fix the cause, then `meterline outbox replay --from ID --sink avalara`"
+    )

@@ -88,13 +88,16 @@ def failure(exc: AvaTaxError | AvaTaxUnavailable) -> SinkError:
     """The sink's error for an AvaTax failure."""
     if isinstance(exc, AvaTaxUnavailable):
         return TransientSinkError(str(exc))
+    said = str(exc).rstrip(".")  # AvaTax's messages end with a full stop; ours follow
     if exc.status in (401, 403):
         return SinkRefusedCredentials(
-            f"{exc}: check METERLINE_AVALARA_ACCOUNT_ID and METERLINE_AVALARA_LICENSE_KEY"
+            f"{said}: check METERLINE_AVALARA_ACCOUNT_ID and METERLINE_AVALARA_LICENSE_KEY"
         )
     if exc.status == 408 or exc.status == 429 or exc.status >= 500:
         return TransientSinkError(str(exc))
-    return PermanentSinkError(f"{exc}: fix the cause, then `meterline outbox replay` the event")
+    return PermanentSinkError(
+        f"{said}: fix the cause, then `meterline outbox replay --from ID --sink avalara`"
+    )
 
 
 class TaxSink:
