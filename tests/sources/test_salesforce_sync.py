@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from billing.models import Customer, Subscription, SubscriptionDiscount, SyncCursor
 from meterline.cli.exits import ExitCode
+from meterline.demo.salesforce_standin import SalesforceStandIn, define_cpq, example_org
 from meterline.settings import settings
 from tests.billing.conftest import Ledger
 from tests.sources.conftest import CPQ_MAPPING, Org, run_cli
@@ -266,3 +267,22 @@ def test_a_sync_keeps_what_a_customers_file_gave_that_the_mapping_does_not(
         kept = {name: getattr(customer, name) for name in profile}
     assert customer.name == "Acme Corp"
     assert kept == profile
+
+
+def test_the_example_org_syncs_with_the_docs_mapping(
+    sqlite_ledger: Ledger, standin: SalesforceStandIn
+) -> None:
+    """`python -m meterline.demo.salesforce_standin --example`'s records: what a user
+    trying the sync from a shell gets (the empty org synced nothing)."""
+    store = standin.reset()
+    define_cpq(store)
+    ids = example_org(store)
+    code, out = Org(standin).sync(sqlite_ledger)
+    assert code == ExitCode.OK, out
+    assert "customers: 2 added" in out and "subscriptions: 2 added" in out, out
+    state = ledger_state(sqlite_ledger)
+    assert state["subscriptions"] == {
+        ids["acme_plan"]: ("cus_acme", "standard", date(2026, 11, 1), date(2027, 11, 1)),
+        ids["initech_plan"]: ("cus_initech", "volume", date(2026, 11, 15), None),
+    }
+    assert len(state["discounts"]) == 1

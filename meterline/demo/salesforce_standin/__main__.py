@@ -1,12 +1,13 @@
-"""python -m meterline.demo.salesforce_standin [--port 8443]: serve an empty CPQ org with
-one session until interrupted (the session id and the certificate's path are printed)."""
+"""python -m meterline.demo.salesforce_standin [--port 8443] [--example]: serve a CPQ org
+(empty, or with ``--example``'s records) with one session until interrupted (the session
+id and the certificate's path are printed)."""
 
 from __future__ import annotations
 
 import argparse
 import threading
 
-from . import SalesforceStandIn, define_cpq
+from . import SalesforceStandIn, define_cpq, example_org
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=8443, help="0 picks a free port")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    parser.add_argument(
+        "--example",
+        action="store_true",
+        help="a few accounts and CPQ subscriptions that docs/examples/salesforce-cpq.yaml syncs",
+    )
     args = parser.parse_args(argv)
     try:
         standin = SalesforceStandIn(args.port, verbose=not args.quiet).start()
@@ -23,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot listen on 127.0.0.1:{args.port}: {exc}")
         return 4
     define_cpq(standin.store)
+    if args.example:
+        example_org(standin.store)
     for name, value in standin.session_env().items():
         print(f"{name}={value}", flush=True)
     try:
