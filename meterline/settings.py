@@ -519,9 +519,9 @@ class Settings(BaseSettings):
 
     @field_validator("salesforce_login_url", "salesforce_instance_url")
     @classmethod
-    def _check_salesforce_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _check_salesforce_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (info.field_name == "salesforce_instance_url" and not value.strip()):
+            return None  # a blank instance URL is none (a line `KEY=` in .env)
         try:
             parts = urlsplit(value)
             https = parts.scheme == "https" and bool(parts.hostname)

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from meterline.sources.salesforce import soql
-from meterline.sources.salesforce.errors import SalesforceUnavailable
+from meterline.sources.salesforce.errors import SalesforceRefused
 from meterline.sources.salesforce.mapping import SalesforceMapping, value_at
 from meterline.sources.salesforce.records import Record, high_water
 
@@ -57,33 +57,42 @@ def read_changes(
     subscriptions_since: datetime | None,
 ) -> Changes:
     """Read the records of a sync (the module docstring). Raises SalesforceRefused or
-    SalesforceUnavailable (the reader's), and SalesforceUnavailable for a record whose
-    modification stamp is not a dateTime."""
+    SalesforceUnavailable (the reader's), and SalesforceRefused for a record whose
+    modification stamp (the mapping's ``modified``) is empty or not a dateTime."""
     acc_map, sub_map = mapping.accounts, mapping.subscriptions
     accounts = reader.query(soql.modified_since(acc_map, accounts_since), acc_map.object)
     subscriptions = reader.query(soql.modified_since(sub_map, subscriptions_since), sub_map.object)
     out = Changes(
         accounts={str(r["Id"]): r for r in accounts},
         subscriptions={str(r["Id"]): r for r in subscriptions},
-        modified=(len(accounts), len(subscriptions)),
     )
-    try:
-        out.accounts_high_water = high_water(accounts, acc_map.modified)
-        out.subscriptions_high_water = high_water(subscriptions, sub_map.modified)
-    except ValueError as exc:
-        raise SalesforceUnavailable(
-            f"Salesforce answered a record without its modification stamp: {exc}"
-        ) from None
+    out.modified = (len(out.accounts), len(out.subscriptions))
+    for side, records, key in (
+        ("accounts", accounts, acc_map.modified),
+        ("subscriptions", subscriptions, sub_map.modified),
+    ):
+        try:
+            stamp = high_water(records, key)
+        except ValueError as exc:
+            # SystemModstamp is on every record: a mapping's other field may be empty,
+            # or a date: the sync cannot know what it read.
+            raise SalesforceRefused(
+                f"{side}.modified: {exc}: the sync is incremental by this field, so every"
+                " record needs it as a dateTime: use SystemModstamp or LastModifiedDate"
+                " (docs/salesforce.md)"
+            ) from None
+        if side == "accounts":
+            out.accounts_high_water = stamp
+        else:
+            out.subscriptions_high_water = stamp
     if subscriptions_since is not None and out.accounts:
         for query in soql.having(sub_map, sub_map.account, out.accounts):
             for record in reader.query(query, sub_map.object):
                 out.subscriptions.setdefault(str(record["Id"]), record)
     if accounts_since is not None:
-        wanted = {
-            str(value_at(r, sub_map.account))
-            for r in out.subscriptions.values()
-            if value_at(r, sub_map.account)
-        } - set(out.accounts)
+        # Ids only: anything else is the subscription's problem (records.build_rows).
+        lookups = [value_at(r, sub_map.account) for r in out.subscriptions.values()]
+        wanted = {v for v in lookups if isinstance(v, str) and v} - set(out.accounts)
         for query in soql.having(acc_map, "Id", wanted):
             for record in reader.query(query, acc_map.object):
                 out.accounts.setdefault(str(record["Id"]), record)

@@ -18,6 +18,7 @@ its REQUESTS_CA_BUNDLE variable).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -36,6 +37,11 @@ from meterline.sources.salesforce.errors import (
 if TYPE_CHECKING:
     import requests
 
+#: Longest record Id taken (Salesforce's are 15 or 18 characters).
+ID_MAX = 18
+#: A page's nextRecordsUrl: the REST API's query locator path
+#: (/services/data/v59.0/query/01gD0000002HU6KIAW-2000).
+_NEXT_URL = re.compile(r"/services/data/v[0-9]+\.[0-9]+/query(All)?/[A-Za-z0-9_-]+\Z")
 # Query errors a changed mapping or query fixes (Salesforce's errorCode values).
 _QUERY_REFUSED = {
     "INVALID_FIELD",
@@ -82,8 +88,13 @@ def salesforce_config(config: Settings | None = None) -> SalesforceConfig:
     (username, password, security token) nor a session (instance URL, session id) is
     set, naming what is missing."""
     cfg = config or settings()
-    login = (cfg.salesforce_username, cfg.salesforce_password, cfg.salesforce_security_token)
-    session = (cfg.salesforce_instance_url, cfg.salesforce_session_id)
+    # A blank setting (an empty variable, a line `KEY=` in .env) is not a credential.
+    login = (
+        _given(cfg.salesforce_username),
+        _given(cfg.salesforce_password),
+        _given(cfg.salesforce_security_token),
+    )
+    session = (_given(cfg.salesforce_instance_url), _given(cfg.salesforce_session_id))
     base = SalesforceConfig(
         api_version=cfg.salesforce_api_version,
         timeout_s=cfg.salesforce_timeout_s,
@@ -100,13 +111,25 @@ def salesforce_config(config: Settings | None = None) -> SalesforceConfig:
         return replace(
             base, instance_url=cfg.salesforce_instance_url, session_id=cfg.salesforce_session_id
         )
-    names = ["USERNAME", "PASSWORD", "SECURITY_TOKEN"]
-    missing = [f"METERLINE_SALESFORCE_{n}" for n, v in zip(names, login, strict=True) if v is None]
+    # Name what is missing of the way that was begun (the login when both were).
+    names, given = (
+        (("USERNAME", "PASSWORD", "SECURITY_TOKEN"), login)
+        if any(v is not None for v in login) or not any(v is not None for v in session)
+        else (("INSTANCE_URL", "SESSION_ID"), session)
+    )
+    missing = [f"METERLINE_SALESFORCE_{n}" for n, v in zip(names, given, strict=True) if v is None]
+    said = ", ".join(missing) if any(v is not None for v in given) else "all of them (or blank)"
     raise SalesforceNotConfigured(
         "Salesforce is not configured: set METERLINE_SALESFORCE_USERNAME, _PASSWORD and"
         " _SECURITY_TOKEN (a login), or METERLINE_SALESFORCE_INSTANCE_URL and _SESSION_ID"
-        f" (docs/salesforce.md); missing: {', '.join(missing) if any(login) else 'all'}"
+        f" (docs/salesforce.md); missing: {said}"
     )
+
+
+def _given(value: str | SecretStr | None) -> str | SecretStr | None:
+    """``value``, or None when it is unset or blank."""
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return None if text is None or not text.strip() else value
 
 
 def _timeout_session(timeout_s: float) -> requests.Session:
@@ -133,6 +156,40 @@ def _errors_of(content: Any) -> tuple[str, str]:
         first = content[0]
         return str(first.get("errorCode") or ""), " ".join(str(first.get("message") or "").split())
     return "", str(content)[:200]
+
+
+class NotQueryResult(ValueError):
+    """An answer to a query that is not the REST API's query result (what is wrong)."""
+
+
+def page_of(result: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The records of one page of a query result and the URL of the next page (None when
+    ``done``). Raises NotQueryResult for anything but the REST API's shape: an object
+    with ``done`` true or false, ``records`` a list of records each with its ``Id``, and
+    ``nextRecordsUrl`` while not done."""
+    if not isinstance(result, dict):
+        raise NotQueryResult(f"the answer is a JSON {type(result).__name__}, not an object")
+    records, done = result.get("records"), result.get("done")
+    if not isinstance(done, bool):
+        raise NotQueryResult(f"done is {str(done)[:40]!r}, not true or false")
+    if not isinstance(records, list):
+        raise NotQueryResult(f"records is {type(records).__name__}, not a list")
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise NotQueryResult(f"records[{i}] is {type(record).__name__}, not a record")
+        record_id = record.get("Id")
+        if not isinstance(record_id, str) or not record_id or len(record_id) > ID_MAX:
+            raise NotQueryResult(f"records[{i}] has no Id of a record ({str(record_id)[:40]!r})")
+    if done:
+        return records, None
+    next_url = result.get("nextRecordsUrl")
+    if not isinstance(next_url, str) or not next_url:
+        raise NotQueryResult("a page that is not the last has no nextRecordsUrl")
+    if not _NEXT_URL.match(next_url):
+        # The SDK appends it to https://INSTANCE: anything but a path of the REST API
+        # could send the session elsewhere ('@host/...').
+        raise NotQueryResult(f"nextRecordsUrl {next_url[:100]!r} is not a query locator path")
+    return records, next_url
 
 
 class SalesforceReader:
@@ -192,12 +249,18 @@ class SalesforceReader:
         with self._translated(f"reading {what}"):
             self.requests += 1
             result = self.sf.query(soql)
+            followed: set[str] = set()
             while True:
-                yield from result["records"]
-                if result.get("done", True):
+                records, next_url = page_of(result)
+                yield from records
+                if next_url is None:
                     return
+                if next_url in followed:
+                    # A cursor that leads back to a page already read would never end.
+                    raise NotQueryResult(f"nextRecordsUrl {next_url[:100]} was given twice")
+                followed.add(next_url)
                 self.requests += 1
-                result = self.sf.query_more(result["nextRecordsUrl"], identifier_is_url=True)
+                result = self.sf.query_more(next_url, identifier_is_url=True)
 
     def _translated(self, doing: str) -> _Translate:
         return _Translate(self.config, doing)
@@ -256,9 +319,11 @@ class _Translate:
                 f"{where} refused the request while {self.doing} ({said}): check the user's"
                 " access to the objects and fields the mapping reads"
             ) from None
-        if isinstance(exc, (ValueError, KeyError)):
-            # A body that is not the REST API's JSON (a proxy's page, a cut answer).
+        if isinstance(exc, (ValueError, KeyError, RecursionError)):
+            # A body that is not the REST API's JSON (a proxy's page, a cut answer), or
+            # JSON that is not a query result.
+            detail = str(exc) if isinstance(exc, NotQueryResult) else type(exc).__name__
             raise SalesforceUnavailable(
                 f"{where} answered something else than the REST API's JSON while"
-                f" {self.doing} ({type(exc).__name__}); nothing was stored: run the sync again"
+                f" {self.doing} ({detail}); nothing was stored: run the sync again"
             ) from None

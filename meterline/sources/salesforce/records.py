@@ -121,6 +121,15 @@ def build_rows(
                 " belongs to an account: fill it in Salesforce"
             )
             continue
+        if not isinstance(account_id, str):
+            # A relationship's record (SBQQ__Account__r), a number: not an Id.
+            kind = "a record" if isinstance(account_id, dict) else type(account_id).__name__
+            out.problems.append(
+                f"{sub_ref}: {subs_map.account} (its account): {kind}, not the Id of an"
+                " account: map subscriptions.account to the lookup field that holds it"
+                " (SBQQ__Account__c, AccountId)"
+            )
+            continue
         account = accounts.get(str(account_id))
         if account is None:
             condition = (
