@@ -38,16 +38,30 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from billing import yamlio
 from billing.customers.read import REQUIRED
 from billing.customers.rows import CustomerRow
 from meterline.sources.salesforce.errors import MappingInvalid
 
-#: A SOQL field path: a field, or up to four relationship names then a field.
-_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*){0,4}\Z")
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+#: A SOQL field path: a field, or up to four relationship names then a field; each name
+#: at most 80 characters (Salesforce's API names are at most 40, plus a namespace
+#: prefix and a suffix such as __c or __r).
+_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}(\.[A-Za-z][A-Za-z0-9_]{0,79}){0,4}\Z")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}\Z")
+#: Longest ``where`` condition: a query's GET URL must stay under Salesforce's limit of
+#: about 16,000 characters with its fields and an IN list of soql.IN_CHUNK ids.
+WHERE_MAX = 4000
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
@@ -63,13 +77,66 @@ MAPPED_FIELDS: tuple[str, ...] = tuple(
 )
 
 
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _path(value: Any) -> str:
     if not isinstance(value, str) or not _PATH.match(value):
         raise ValueError(
-            f"{value!r} is not a Salesforce field path (letters, digits and _, relationships"
-            " joined by '.', e.g. SBQQ__Product__r.ProductCode)"
+            f"{_shown(value)} is not a Salesforce field path (letters, digits and _, at most"
+            " 80 each, up to five relationships joined by '.', e.g."
+            " SBQQ__Product__r.ProductCode)"
         )
     return value
+
+
+def _constant(value: Any, what: str = "") -> Any:
+    """A ``value``, ``default`` or value of a ``map``: one text, number, true or false (a
+    date as text)."""
+    if isinstance(value, (dict, list, tuple)):
+        kind = "an object" if isinstance(value, dict) else "a list"
+        raise ValueError(
+            f"{what}must be one text, number, true or false (a date as YYYY-MM-DD), not {kind}"
+        )
+    return value
+
+
+def where_problem(text: str) -> str | None:
+    """Why a ``where`` condition cannot be put into a query as one condition (None when it
+    can): a control character, an unterminated string, parentheses that do not balance
+    outside strings (``A) OR (B`` would read every record on every sync), or longer than
+    WHERE_MAX."""
+    if len(text) > WHERE_MAX:
+        return f"has {len(text):,} characters; at most {WHERE_MAX:,}"
+    depth, quoted, escaped = 0, False, False
+    for char in text:
+        if not char.isprintable() and char not in " \t\r\n":
+            return f"contains the character U+{ord(char):04X}: a control character"
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == "'":
+                quoted = False
+        elif char == "'":
+            quoted = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                break
+    if quoted:
+        return "has a string that is not closed ('): close it"
+    if depth != 0:
+        return (
+            "has parentheses that do not balance: it is put in a query as one condition,"
+            " (where) AND the sync's own"
+        )
+    return None
 
 
 class FieldSpec(BaseModel):
@@ -81,7 +148,7 @@ class FieldSpec(BaseModel):
     constant: bool = False
     value: Any = None
     map: dict[str, Any] = Field(default_factory=dict)
-    inclusive: bool = False
+    inclusive: StrictBool = False
     default: Any = None
 
     @model_validator(mode="before")
@@ -102,6 +169,13 @@ class FieldSpec(BaseModel):
         if "field" in data:
             data["fields"] = (data.pop("field"),)
         elif "value" in data:
+            # A constant is meterline's value as written: nothing maps, shifts or
+            # replaces it (inclusive would be silently ignored).
+            extra = [k for k in ("map", "inclusive", "default") if k in data]
+            if extra:
+                raise ValueError(
+                    f"{extra[0]} does not apply to a value: give meterline's value itself"
+                )
             data["constant"] = True
         elif not isinstance(data["fields"], list) or not data["fields"]:
             raise ValueError("fields must be a list of Salesforce field paths")
@@ -120,7 +194,14 @@ class FieldSpec(BaseModel):
         odd = [k for k in value if not isinstance(k, str)]
         if odd:
             raise ValueError(f"key {odd[0]!r} must be text (write it in quotes)")
+        for key, mapped in value.items():
+            _constant(mapped, f"the value of {key!r} ")
         return value
+
+    @field_validator("value", "default")
+    @classmethod
+    def _one_value(cls, value: Any) -> Any:
+        return _constant(value)
 
     def describe(self) -> str:
         """Where the value comes from, as an error names it: the field paths, or "the
@@ -219,6 +300,9 @@ class ObjectMapping(BaseModel):
     def _where(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("must not be empty (leave it out to read every record)")
+        problem = None if value is None else where_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("fields")
@@ -266,7 +350,7 @@ class SalesforceMapping(BaseModel):
 
     accounts: AccountMapping = Field(default_factory=AccountMapping)
     subscriptions: SubscriptionMapping
-    lookback_minutes: int = Field(default=10, ge=0, le=1440)
+    lookback_minutes: StrictInt = Field(default=10, ge=0, le=1440)
 
     @model_validator(mode="after")
     def _each_field_once(self) -> SalesforceMapping:
@@ -312,6 +396,40 @@ class SalesforceMapping(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {_shown(value)}"
+    return f"the number {_shown(value)}"
+
+
+def _message(err: Any) -> str:
+    """A pydantic error of a mapping file in the mapping's words: what the key must be."""
+    kind, given = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind in ("string_type", "string_too_short"):
+        return f"must be text (a Salesforce API name or SOQL), not {_kind(given)}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"must be an object of keys and values, not {_kind(given)}"
+    if kind in ("tuple_type", "list_type"):
+        return f"must be a list, not {_kind(given)}"
+    if kind.startswith("int") or kind.startswith("greater") or kind.startswith("less"):
+        return f"must be a whole number of minutes from 0 to 1440, not {_kind(given)}"
+    if kind.startswith("bool"):
+        return f"must be true or false, not {_kind(given)}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def parse_mapping(data: Any, source: str) -> SalesforceMapping:
     """A mapping from its decoded YAML. Raises MappingInvalid naming every problem by
     its key path (``subscriptions.fields.plan.map: ...``)."""
@@ -325,12 +443,7 @@ def parse_mapping(data: Any, source: str) -> SalesforceMapping:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "file"
-            message = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                message = "unknown key"
-            elif err["type"] == "missing":
-                message = "required"
-            problems.append(f"{where}: {message}")
+            problems.append(f"{where}: {_message(err)}")
         raise MappingInvalid(source, problems) from None
 
 
