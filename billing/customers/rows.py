@@ -39,12 +39,13 @@ import re
 import unicodedata
 import zoneinfo
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from billing.bulk import MAX_AMOUNT_MINOR, in_range
 from billing.charges import KEY_SEP
 from billing.customers.tax_profile import BillingAddress, TaxId, tax_ids_field, unique_tax_ids
 from billing.models import COLLECTION_METHODS
@@ -74,6 +75,11 @@ _DAY_COUNT = re.compile(r"[0-9]{1,3}\Z")
 #: collection_method=send_invoice") types it as an integer and states no range; 1..365 is
 #: this project's bound, the same as the default's (settings: stripe_days_until_due).
 DAYS_UNTIL_DUE = (1, 365)
+#: Most decimal places of a discount's percent_off (trailing zeros do not count):
+#: Salesforce's percent fields hold at most 18 digits, and rating multiplies a line of
+#: up to 38 digits by the percent in a 60-digit exact context (rating/decimals.py), which
+#: 18 places (at most 21 digits for 0 < p <= 100) never overflow.
+PERCENT_PLACES = 18
 
 
 def printable_problem(text: str) -> str | None:
@@ -128,6 +134,22 @@ def _printable(value: str, limit: int, *, key_part: bool) -> str:
     if key_part and KEY_SEP in value:
         raise ValueError(f"must not contain {KEY_SEP!r}")
     return value
+
+
+def decimal_places(value: Decimal) -> int:
+    """The decimal places of a finite ``value`` once trailing zeros are dropped
+    (``1.50`` has 1, ``1E+3`` none)."""
+    # A context as wide as the number: normalizing drops trailing zeros, never digits.
+    wide = Context(prec=max(len(value.as_tuple().digits), 1), Emax=MAX_EMAX, Emin=MIN_EMIN)
+    exp = value.normalize(wide).as_tuple().exponent
+    assert isinstance(exp, int)
+    return max(0, -exp)
+
+
+def _number(value: Decimal) -> str:
+    """A number as a message shows it: as written, cut when long."""
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def by_problem(by: str) -> str | None:
@@ -267,15 +289,22 @@ class DiscountRow(BaseModel):
     @field_validator("percent_off")
     @classmethod
     def _percent(cls, value: Decimal | None) -> Decimal | None:
-        if value is not None and not Decimal(0) < value <= 100:
-            raise ValueError(f"must be above 0 and at most 100, got {value}")
+        if value is None:
+            return None
+        if not value.is_finite() or not Decimal(0) < value <= 100:
+            raise ValueError(f"must be above 0 and at most 100, got {_number(value)}")
+        if decimal_places(value) > PERCENT_PLACES:
+            raise ValueError(
+                f"has {decimal_places(value)} decimal places; at most {PERCENT_PLACES}"
+                f" (got {_number(value)})"
+            )
         return value
 
     @field_validator("amount_off")
     @classmethod
     def _positive(cls, value: Decimal | None) -> Decimal | None:
-        if value is not None and not value > 0:
-            raise ValueError(f"must be above 0, got {value}")
+        if value is not None and not (value.is_finite() and value > 0):
+            raise ValueError(f"must be above 0, got {_number(value)}")
         return value
 
     @model_validator(mode="after")
@@ -443,9 +472,20 @@ class CustomerRow(BaseModel):
                 " set collection_method to send_invoice, or leave days_until_due empty"
             )
         for i, discount in enumerate(self.discounts):
-            if discount.amount_off is not None:
-                try:
-                    to_minor(discount.amount_off, self.currency, "amount_off")
-                except ValueError as exc:
-                    raise ValueError(f"discounts.{i}.amount_off: {exc}") from None
+            off = discount.amount_off
+            if off is None:
+                continue
+            beyond = ValueError(
+                f"discounts.{i}.amount_off: {_number(off)} {self.currency} is beyond the"
+                f" ledger's range ({MAX_AMOUNT_MINOR:,} minor units)"
+            )
+            # The exponent first: scaling 1e999999 would overflow the decimal context.
+            if off.adjusted() + exponent(self.currency) > 18:
+                raise beyond
+            try:
+                minor = to_minor(off, self.currency, "amount_off")
+            except ValueError as exc:
+                raise ValueError(f"discounts.{i}.amount_off: {exc}") from None
+            if not in_range(minor):
+                raise beyond
         return self
