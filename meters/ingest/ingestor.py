@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from meters.catalog import MeterCatalog
 from meters.crashpoints import crash_point
@@ -138,29 +137,6 @@ class IngestSummary:
                 for name, c in self.sources.items()
             },
         }
-
-
-def validate_settings(staged: pa.Table) -> dict[str, str | int]:
-    """The engine settings of ingest/validate.sql for one staged batch.
-
-    Every if/multiIf/and/or evaluates a branch only for the rows that reach it
-    (`short_circuit_function_evaluation`): the JSON and CSV parsing is not run for Parquet
-    rows, nor the detail words for accepted rows (this took ~15% off the CPU time). But an
-    expression that several such branches use is then computed once per use when the query
-    plan merges the CTEs into one expression step: a batch of JSON lines parsed each line
-    about 20 times (2.5 CPU-s for 50,000 lines). Keeping the CTEs' steps apart
-    (`query_plan_merge_expressions = 0`) computes each once (0.95 CPU-s); for typed
-    Parquet rows, which skip the text parsing, merged steps are as fast or faster, so they
-    stay merged.
-    """
-    settings: dict[str, str | int] = {"short_circuit_function_evaluation": "force_enable"}
-    text_rows = (
-        pc.any(pc.not_equal(staged.column("is_json"), 0)).as_py()
-        or pc.any(pc.not_equal(staged.column("csv_header").cast(pa.string()), "")).as_py()
-    )
-    if text_rows:
-        settings["query_plan_merge_expressions"] = 0
-    return settings
 
 
 @dataclass(frozen=True)
@@ -354,7 +330,6 @@ class Ingestor:
                     "max_age_days": self.options.max_event_age.days,
                     **self.catalog.validation_params(),
                 },
-                settings=validate_settings(batch.table),
             )
             wh.command(f"DROP TABLE {check_identifier(staging)}")
             wh.command(query("ingest/classify", validated=validated, classified=classified))

@@ -147,13 +147,9 @@ def check_token(token: str) -> str:
 
 def check_settings(settings: Mapping[str, str | int] | None) -> dict[str, str | int]:
     """Per-statement settings, checked the same way for both backends (so that a
-    statement one accepts the other accepts): names are identifiers, text values tokens
-    (insert_deduplication_token) or plain words (short_circuit_function_evaluation =
-    force_enable). Raises ValueError for anything else."""
+    statement one accepts the other accepts): names are identifiers, text values tokens."""
     return {
-        check_identifier(name): value
-        if isinstance(value, int) or _IDENTIFIER.match(value)
-        else check_token(value)
+        check_identifier(name): value if isinstance(value, int) else check_token(value)
         for name, value in (settings or {}).items()
     }
 
