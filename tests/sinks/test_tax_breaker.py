@@ -458,3 +458,68 @@ def test_a_void_through_faults_voids_once_and_redelivery_changes_nothing(
     assert (again.transactions_created, again.transactions_voided) == (0, 0)
     assert world.avatax.store.done["create"] == 1 and world.state(march).status == "voided"
     assert documents(world) == 1
+
+
+@ONE_LEDGER
+@pytest.mark.parametrize(
+    ("env", "code", "expected"),
+    [
+        (
+            {"METERLINE_AVALARA_LICENSE_KEY": "wrong-sekrit-key"},
+            2,
+            "AvaTax 401 AuthenticationException",
+        ),
+        ({"METERLINE_AVALARA_API_BASE": "http://127.0.0.1:9"}, 4, "AvaTax unreachable"),
+        ({"METERLINE_AVALARA_COMPANY_CODE": "NOPE"}, 1, "Company not found"),
+    ],
+)
+def test_the_deliver_command_against_a_refusing_avatax_is_one_line_and_charges_nothing(
+    tax_world: TaxWorld,
+    env: dict[str, str],
+    code: int,
+    expected: str,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from billing.models import OutboxDelivery
+    from meterline.settings import settings
+
+    world = tax_world
+    march = world.post(MARCH)
+    world.finalize(march, MARCH)
+    monkeypatch.chdir(tmp_path)
+    base = {
+        "METERLINE_LEDGER_URL": world.ledger.url,
+        "METERLINE_TAX_SINK": "avalara",
+        "METERLINE_AVALARA_ACCOUNT_ID": "2000000001",
+        "METERLINE_AVALARA_LICENSE_KEY": "standin-license-key",
+        "METERLINE_AVALARA_API_BASE": world.avatax.base_url,
+        "METERLINE_AVALARA_COMPANY_CODE": "DEFAULT",
+        "METERLINE_AVALARA_ORIGIN_ADDRESS": json.dumps(ORIGIN),
+        "METERLINE_AVALARA_TIMEOUT_S": "1",
+        "METERLINE_AVALARA_REQUEST_ATTEMPTS": "1",
+    }
+    settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            main, ["outbox", "deliver", "--sink", "avalara"], env={**base, **env}
+        )
+    finally:
+        settings.cache_clear()
+    out = result.output
+    assert result.exit_code == code, out
+    assert expected in out and "Traceback" not in out
+    # Every line is one of meterline's (the SDK's multi-line JSON log records are not).
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines[0].startswith("meterline: ") and '"error"' not in out, out
+    for secret in ("sekrit", "standin-license-key"):
+        assert secret not in out and secret not in caplog.text
+    assert world.state(march).status == "pending" and documents(world) == 0
+    if code == 2:  # refused credentials: the run stops, no attempt charged
+        assert len([line for line in out.splitlines() if line.strip()]) == 1
+        with world.ledger.Session() as session:
+            attempts = session.scalars(
+                select(OutboxDelivery.attempts).where(OutboxDelivery.sink == "avalara")
+            ).all()
+        assert attempts == [0]

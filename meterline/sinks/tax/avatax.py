@@ -45,8 +45,11 @@ from tenacity import (
 SDK_VERSION = "26.10.0"
 #: Longest wait honoured from a Retry-After header (seconds).
 MAX_RETRY_AFTER_S = 60.0
-#: The SDK logs each request (method, URL, status, correlation id, time) through this.
-SDK_LOG = logging.getLogger("meterline.sinks.tax.sdk")
+#: The SDK logs each request (method, URL, status, correlation id, time) through this: a
+#: library's logger, outside ``meterline`` (the command line shows only meterline's own
+#: records, one line each; the SDK's errors are multi-line JSON, and the sink reports
+#: every failure itself).
+SDK_LOG = logging.getLogger("avalara.sdk")
 #: What the sink asks AvaTax to return: each line with its tax per jurisdiction.
 INCLUDE = "Lines,Details"
 #: Longest error code and message text kept of an answer (AvaTax's are far shorter).
