@@ -355,12 +355,27 @@ def release(session: Session, *, event_ids: list[int], sink: str, owner: str) ->
 
 
 def undelivered(session: Session, *, sink: str) -> dict[str, int]:
-    """How many deliveries to ``sink`` are pending and parked."""
+    """How many deliveries to ``sink`` are pending and parked, and (``tax``) of the
+    pending ones to a sink after tax how many wait for their invoice's tax."""
     rows = session.execute(
         select(OutboxDelivery.status, func.count())
         .where(OutboxDelivery.sink == sink, OutboxDelivery.status != "delivered")
         .group_by(OutboxDelivery.status)
     ).all()
-    counts = {"pending": 0, "parked": 0}
+    counts = {"pending": 0, "parked": 0, "tax": 0}
     counts.update({status: int(n) for status, n in rows})
+    if sink in SINKS and counts["pending"]:
+        counts["tax"] = int(
+            session.scalar(
+                select(func.count())
+                .select_from(OutboxDelivery)
+                .join(OutboxEvent, OutboxEvent.id == OutboxDelivery.event_id)
+                .where(
+                    OutboxDelivery.sink == sink,
+                    OutboxDelivery.status == "pending",
+                    _tax_pending(),
+                )
+            )
+            or 0
+        )
     return counts

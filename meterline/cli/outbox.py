@@ -11,7 +11,7 @@ import click
 from meterline.cli.exits import ExitCode
 from meterline.cli.options import Id
 from meterline.jobs.deliver import DeliveryReport, deliver, outbox_rows, replay_from
-from meterline.output import json_text
+from meterline.output import json_text, progress
 
 SINK_CHOICE = click.Choice(["stripe", "avalara", "webhook"])
 
@@ -84,11 +84,15 @@ def deliver_command(sink: str, as_json: bool) -> None:
     are retried after a backoff). With METERLINE_TAX_SINK=avalara, an invoice reaches
     Stripe once `--sink avalara` recorded its tax (docs/tax.md)."""
 
-    def progress(report: DeliveryReport) -> None:
-        if not as_json:
-            click.echo(f"  ... {report.delivered:,} delivered so far", err=True)
+    # The shared progress display: a bar on a terminal once the run takes a few seconds,
+    # a line every 30 s in a log after 10 s (it printed a line per batch, even for a
+    # one-second run, after the summary).
+    with progress(f"{sink}: events delivered", quiet=as_json) as tick:
 
-    report = deliver(sink, progress=progress)
+        def moved(report: DeliveryReport) -> None:
+            tick(report.delivered)
+
+        report = deliver(sink, progress=moved)
     if as_json:
         click.echo(json_text(report.to_json()))
     else:

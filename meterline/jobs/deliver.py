@@ -110,6 +110,8 @@ class DeliveryReport:
     #: (parked by this run or before: a person must look).
     left: int = 0
     parked_total: int = 0
+    #: Of ``left``, those a sink after tax holds back until their invoice's tax is recorded.
+    waiting_for_tax: int = 0
 
     @property
     def ok(self) -> bool:
@@ -139,6 +141,11 @@ class DeliveryReport:
             text += f"; {self.failed} failed (will retry), {self.parked} parked"
         if self.left:
             text += f"; {self.left} left undelivered"
+        if self.waiting_for_tax:
+            text += (
+                f" ({self.waiting_for_tax} waiting for their invoice's tax: `meterline outbox"
+                " deliver --sink avalara`)"
+            )
         if self.parked_total:
             text += (
                 f", {self.parked_total} parked: see `meterline outbox list --failed`, fix the"
@@ -416,6 +423,7 @@ def deliver(
             left = undelivered(session, sink=sink)
         report.left = left["pending"] + left["parked"]
         report.parked_total = left["parked"]
+        report.waiting_for_tax = left["tax"]
     return report
 
 

@@ -48,9 +48,10 @@ def test_deliver_list_reconcile_and_replay(world: World, env: dict[str, str]) ->
     assert code == 0 and "invoice.finalized" in out and "stripe: pending" in out
     code, out, _ = run("stripe", "reconcile", "--period", "2026-03")
     assert code == 1 and "not in Stripe (outbox event 1 is pending" in out
-    code, out, _ = run("outbox", "deliver")
+    code, out, err = run("outbox", "deliver")
     assert code == 0, out
     assert out.startswith("stripe: delivered 1 event(s) (1 invoice(s) finalized, 2 item(s) added")
+    assert err == ""  # a short run off a terminal prints no progress (output.progress)
     code, out, _ = run("outbox", "list", "--json")
     (row,) = json.loads(out)
     assert (row["status"], row["external_id"][:3]) == ("delivered", "in_")

@@ -208,6 +208,10 @@ def test_finalized_waits_for_tax_then_reaches_stripe_and_void_voids(
 
     waiting = world.to_stripe()
     assert waiting.delivered == 0 and waiting.left == 1 and world.stripe.store.invoices == {}
+    assert waiting.waiting_for_tax == 1
+    assert "1 left undelivered (1 waiting for their invoice's tax: `meterline outbox deliver" in (
+        waiting.summary()
+    )
     with world.ledger.Session() as session:  # `outbox list` says why Stripe waits
         rows = {row.sink: row for row in list_deliveries(session)}
     assert rows["stripe"].waiting_for_tax and not rows["avalara"].waiting_for_tax
