@@ -36,7 +36,7 @@ from meterline.sources.salesforce.errors import (
     SalesforceUnavailable,
 )
 from meterline.sources.salesforce.mapping import parse_mapping, read_mapping
-from meterline.sources.salesforce.records import build_rows
+from meterline.sources.salesforce.records import build_rows, translate
 from tests.billing.conftest import Ledger
 from tests.sources.conftest import CPQ_MAPPING, Org, run_cli
 from tests.sources.test_salesforce_sync import ledger_state
@@ -287,6 +287,35 @@ def test_an_account_lookup_that_is_not_an_id_is_the_subscriptions_problem() -> N
         " not the Id of an account: map subscriptions.account to the lookup field that holds"
         " it (SBQQ__Account__c, AccountId)"
     ]
+
+
+@pytest.mark.parametrize("value", [{"street": "1 Main St"}, ["x"]])
+def test_a_customer_id_that_is_no_text_is_the_accounts_problem_not_a_crash(value: Any) -> None:
+    account = {"Id": "0015e0000000001AAA", "Meterline_Customer_Id__c": value, "Name": "A"}
+    sub = {"Id": "a0A5e0000000001AAA", "SBQQ__Account__c": account["Id"]}
+    rows = build_rows(MAPPING, {account["Id"]: account}, [sub, {**sub, "Id": "a0A2"}])
+    assert not rows.problems and len(rows.records) == 2  # was TypeError: unhashable
+    parsed = parse_records(rows.records)
+    problems = translate(parsed.problems, rows, MAPPING)
+    assert any(
+        p.startswith("Account 0015e0000000001AAA: Meterline_Customer_Id__c (customer_id): must be")
+        for p in problems
+    ), problems
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-02-30T00:00:00Z",
+        "2026-11-04T25:00:00Z",
+        "2026-11-04T10:15:00.000+2400",
+        "9999-12-31T23:59:59.000-1400",  # was OverflowError
+    ],
+)
+def test_a_stamp_that_is_no_instant_is_refused_as_the_mappings_problem(stamp: str) -> None:
+    first = {"done": True, "records": [{**ACCOUNT, "SystemModstamp": stamp}]}
+    with pytest.raises(SalesforceRefused, match="is not a Salesforce dateTime"):
+        read_changes(reader(first), MAPPING, None, None)
 
 
 # -- records through the customers file's rules ---------------------------------------

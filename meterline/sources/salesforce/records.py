@@ -79,8 +79,13 @@ def parse_stamp(text: Any) -> datetime:
     day, clock, fraction, zone = found.groups()
     if zone != "Z" and ":" not in zone:
         zone = f"{zone[:3]}:{zone[3:]}"
-    instant = datetime.fromisoformat(f"{day}T{clock}{fraction or ''}{zone.replace('Z', '+00:00')}")
-    return instant.astimezone(UTC)
+    try:
+        instant = datetime.fromisoformat(
+            f"{day}T{clock}{fraction or ''}{zone.replace('Z', '+00:00')}"
+        )
+        return instant.astimezone(UTC)
+    except (ValueError, OverflowError):  # 2026-02-30, +24:00, 9999-12-31T23:59-14:00
+        raise ValueError(f"{text!r} is not a Salesforce dateTime") from None
 
 
 def _present(value: Any) -> bool:
@@ -162,7 +167,8 @@ def build_rows(
         if discounts:
             row["discounts"] = discounts
         customer = row.get("customer_id")
-        owner = owners.setdefault(customer, str(account_id)) if customer is not None else None
+        # Text only: anything else (an object, a list) is refused by the row's own rule.
+        owner = owners.setdefault(customer, str(account_id)) if isinstance(customer, str) else None
         if owner is not None and owner != str(account_id):
             found = mapping.source_of("customer_id")
             field_name = found[1].describe() if found else "customer_id"
