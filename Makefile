@@ -38,8 +38,10 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time
-# (module fixtures are built once); TEST_WORKERS=0 runs it in this process.
-TEST_WORKERS ?= 2
+# (module fixtures are built once; tests/conftest.py keeps files sharing a costly session
+# fixture together); TEST_WORKERS=0 runs it in this process. Three on two cores: many tests
+# wait on subprocesses, servers and the PostgreSQL server rather than compute.
+TEST_WORKERS ?= 3
 test: lint typecheck system-deps
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
