@@ -468,10 +468,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_tax_sink(cls, value: str, info: ValidationInfo) -> str:
         if value == "avalara":
+            # A setting given but invalid is absent from info.data: its own error says
+            # what is wrong with it, so it is not also called missing here.
             missing = [
                 f"METERLINE_{name.upper()}"
                 for name in ("avalara_company_code", "avalara_origin_address")
-                if not info.data.get(name)
+                if name in info.data and not info.data[name]
             ]
             if missing:
                 raise ValueError(

@@ -56,7 +56,10 @@ def test_cli_reports_bad_settings_without_a_traceback(
     [
         ("deliveries/{date}", "deliveries/2026-11-01"),
         ("/data/usage/{date}.parquet", "/data/usage/2026-11-01.parquet"),
-        ("s3://bucket/usage/{year}/{month}/{day}/*.parquet", "s3://bucket/usage/2026/11/01/*.parquet"),
+        (
+            "s3://bucket/usage/{year}/{month}/{day}/*.parquet",
+            "s3://bucket/usage/2026/11/01/*.parquet",
+        ),
         ("file:///srv/dt={date}", "file:///srv/dt=2026-11-01"),
     ],
 )
@@ -85,3 +88,20 @@ def test_a_delivery_path_that_cannot_tell_the_days_apart_is_refused(
         load_settings()
     assert str(info.value).startswith("invalid setting METERLINE_DELIVERY_PATH: ")
     assert message in str(info.value)
+
+
+def test_an_invalid_origin_address_is_not_also_called_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("METERLINE_TAX_SINK", "avalara")
+    monkeypatch.setenv("METERLINE_AVALARA_COMPANY_CODE", "DEFAULT")
+    monkeypatch.setenv("METERLINE_AVALARA_ORIGIN_ADDRESS", '{"city": "Albany"}')
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "METERLINE_AVALARA_ORIGIN_ADDRESS" in text and "country" in text
+    assert "avalara needs" not in text
+    monkeypatch.delenv("METERLINE_AVALARA_ORIGIN_ADDRESS")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "avalara needs METERLINE_AVALARA_ORIGIN_ADDRESS" in str(info.value)
