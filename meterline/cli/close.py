@@ -41,7 +41,7 @@ def close(as_of: datetime | None, period: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json_text(report))
     else:
-        for line in render_close(report):
+        for line in render_close(report, taxed=settings().tax_sink == "avalara"):
             click.echo(line)
     if not report.ok:
         sys.exit(1)
@@ -51,16 +51,22 @@ def close(as_of: datetime | None, period: str | None, as_json: bool) -> None:
 SHOWN_PER_GROUP = 20
 
 
-def render_close(report: CloseReport) -> list[str]:
-    """The close report as text: one summary line, then the periods held back for days
-    not rolled up (per group of days: the command to run, then the periods), then one
-    line per subscription that could not be billed, with what is missing."""
+def render_close(report: CloseReport, *, taxed: bool = False) -> list[str]:
+    """The close report as text: one summary line (with ``taxed``, the tax sink enabled,
+    then what the invoices finalized wait for: docs/tax.md), then the periods held back
+    for days not rolled up (per group of days: the command to run, then the periods),
+    then one line per subscription that could not be billed, with what is missing."""
     out = [
         f"as of {report.as_of.isoformat()}: closed {report.periods_closed:,} periods, "
         f"{report.lines_created:,} new lines ({report.lines_unchanged:,} unchanged), "
         f"finalized {len(report.invoices_finalized):,} invoices; "
         f"{report.adjustment_lines:,} adjustment lines for late usage"
     ]
+    if taxed and report.invoices_finalized:
+        out.append(
+            "their tax is pending: `meterline outbox deliver --sink avalara` records it;"
+            " they reach Stripe after it (`meterline outbox deliver`)"
+        )
     held = report.not_rolled_up
     if held:
         out.append(

@@ -96,6 +96,13 @@ def test_the_text_is_read_from_the_report() -> None:
         " adjusted: too large",
     ]
     assert render_close(report(not_billed=(), not_rolled_up=())) == render_close(report())[:1]
+    # With the tax sink, what the invoices finalized wait for (docs/tax.md).
+    assert render_close(report(not_billed=(), not_rolled_up=()), taxed=True)[1:] == [
+        "their tax is pending: `meterline outbox deliver --sink avalara` records it; they reach"
+        " Stripe after it (`meterline outbox deliver`)"
+    ]
+    none = report(invoices_finalized=(), not_billed=(), not_rolled_up=())
+    assert len(render_close(none, taxed=True)) == 1
     # Only one of them: ok is False either way, and the command exits 1.
     assert not report(not_billed=()).ok and not report(not_rolled_up=()).ok
 
