@@ -185,6 +185,7 @@ def consume_credits(session: Session, invoice_ids: Collection[int]) -> int:
     a ``consume`` of the units it adds, or a ``reverse`` of the corrected line's
     consumption by the units it gives back. Consumption waits for finalize because a
     draft's lines are replaced when it is re-rated, and entries are never deleted.
+    The returns are recorded before the consumptions.
     Raises BalanceError (nothing is finalized: the caller's transaction fails) when a
     grant holds less than its lines took. The number of entries written."""
     rows: list[Any] = []
@@ -205,7 +206,10 @@ def consume_credits(session: Session, invoice_ids: Collection[int]) -> int:
             .order_by(InvoiceLine.id)
         ).all()
     # A credit line's quantity is the units it took from its grant; an adjustment's, the
-    # difference of units its correction makes.
+    # difference of units its correction makes. Returns first: a correction that moves a
+    # grant's value from one line to another (late usage of a line drawn earlier) gives
+    # back before it takes, and the grant may hold nothing in between.
+    rows.sort(key=lambda row: (row.kind == "credit" or row.quantity >= 0, row.id))
     for line_id, invoice_id, key, kind, grant_id, minor, units, end, adjusts in rows:
         entry_key = f"consume|{invoice_id}|{key}"
         if kind == "credit" or units > 0:

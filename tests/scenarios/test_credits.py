@@ -361,6 +361,45 @@ def test_late_events_after_finalization_draw_on_the_grant_as_it_stood(
     audit_clean(world, "2026-11", "2026-12")
 
 
+def test_late_events_move_an_empty_grant_from_one_line_to_another(ledger_world: World) -> None:
+    """USD 40 from Nov 1, paying lines in key order: November's 20 resolutions (20.00)
+    and then the seat (30.00) with its last 20.00: the grant is empty. 10 more November
+    resolutions arrive Dec 5: the drawdown as it stood pays resolutions 30.00 and the seat
+    10.00, so December's correction consumes 10.00 more for the resolutions and gives
+    10.00 back from the seat. The grant holds nothing until the seat's 10.00 is given back:
+    finalizing records the return before the consumption (was BalanceError, and close
+    stopped with an internal error). granted 40 = consumed 40."""
+    world = ledger_world
+    world.load_customers([Sub("cx", "basic", start="2026-11-01")])
+    grant(world, grant_id="X", customer_id="cx", amount="40.00", effective_from="2026-11-01")
+    world.deliver(
+        [
+            event("cx-s", "cx", "seats", "2026-11-01 00:00", value=1),
+            *resolutions("cx", "nov", 20, "2026-11-10 08:00", channel="chat"),
+            *resolutions(
+                "cx", "late", 10, "2026-11-20 08:00", ingested_at="2026-12-05 00:30", channel="chat"
+            ),
+        ]
+    )
+    world.nightly(*days("2026-11-01", "2026-11-30"))
+    world.close(utc("2026-12-04 00:00"))
+    assert remaining(world, "cx") == {"X": ZERO}
+    world.nightly(day("2026-11-20"), day("2026-12-04"))
+    world.close(utc("2026-12-05 00:00"))
+    world.nightly(*days("2026-12-05", "2026-12-31"))
+    world.close(utc("2027-01-04 00:00"))
+    (_, december) = sorted(
+        (i for i in world.invoices() if i["customer"] == "cx"),
+        key=lambda i: i["period_start_local"],
+    )
+    fixes = sorted(
+        (ln["price_id"], ln["amount"]) for ln in december["lines"] if ln["kind"] == "adjustment"
+    )
+    assert fixes == [("resolution", "-10.00"), ("resolution", "10.00"), ("seat", "10.00")]
+    assert accounts(world, "cx")["X"] == (Decimal(40), Decimal(40), ZERO, ZERO, ZERO)
+    audit_clean(world, "2026-11", "2026-12")
+
+
 def test_a_void_returns_the_consumption_and_the_reissue_draws_again(ledger_world: World) -> None:
     """USD 50 from Nov 1. November: 30 resolutions = 30.00, paid (20.00 left), finalized.
     Voiding it returns the 30.00 (50.00 left); the next close re-issues November and
