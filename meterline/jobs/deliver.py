@@ -144,7 +144,8 @@ class DeliveryReport:
         if self.waiting_for_tax:
             text += (
                 f" ({self.waiting_for_tax} waiting for their invoice's tax: `meterline outbox"
-                " deliver --sink avalara`)"
+                " deliver --sink avalara`, and `meterline outbox list --sink avalara` if it"
+                " is parked)"
             )
         if self.parked_total:
             text += (
