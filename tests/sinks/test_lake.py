@@ -13,8 +13,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from meterline.jobs.export import ExportReport
 from meterline.jobs.export.closed import Expected, MonthInvoice, open_periods
 from meterline.jobs.export.usage import UsagePeriod, local_days
+from meterline.output import json_text
 from meterline.sinks.lake import manifest as mf
 from meterline.sinks.lake import redshift
 from meterline.sinks.lake.store import (
@@ -229,3 +231,13 @@ def test_the_redshift_sql_in_the_docs_is_the_codes() -> None:
     for t in TABLES:
         assert redshift.ddl(t) in doc, f"docs/export.md: the DDL of {t.name}"
         assert redshift.merge(t) in doc, f"docs/export.md: the merge of {t.name}"
+
+
+def test_the_export_report_is_json_for_the_command_line() -> None:
+    """`meterline export --json` prints the report through the reports' JSON writer, which
+    refuses floats: the run's seconds are decimal text (was an internal error, exit 5)."""
+    tables = {"invoices": {"rows": 2, "deleted_rows": 0, "bytes": 10}}
+    wrote = ExportReport("2026-10", "lake", 3, None, "lake/m.json", 2.93149, tables)
+    assert json.loads(json_text(wrote.to_json()))["seconds"] == "2.931"
+    unchanged = ExportReport("2026-10", "lake", None, 3, None, 0.5, {})
+    assert json.loads(json_text(unchanged.to_json()))["unchanged_since"] == 3

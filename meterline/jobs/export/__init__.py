@@ -89,7 +89,8 @@ class ExportReport:
             "run": self.run,
             "unchanged_since": self.unchanged_since,
             "manifest": self.manifest,
-            "seconds": round(self.seconds, 3),
+            # decimal text, as every number in --json output (a float is refused there)
+            "seconds": f"{self.seconds:.3f}",
             "tables": self.tables,
         }
 
