@@ -41,7 +41,8 @@ def catalog_load(file: Path | None, reprice: bool, as_json: bool) -> None:
 @catalog.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def catalog_show(as_json: bool) -> None:
-    """Show the catalog the ledger holds: its version, meters, plans and prices."""
+    """Show the catalog the ledger holds: its version, meters, plans and prices (with
+    each price's tax code, docs/tax.md)."""
     from meterline.jobs.catalog import loaded_catalog
 
     current = loaded_catalog()
@@ -66,6 +67,7 @@ def catalog_show(as_json: bool) -> None:
             "filter": versions[0].filter or {},
             "currencies": sorted({v.currency for v in versions}),
             "effective_from": sorted({v.effective_from.isoformat() for v in versions}),
+            "tax_code": current.tax_codes.get(price),
         }
         for (plan, price), versions in grouped.items()
     ]
@@ -99,7 +101,8 @@ def catalog_show(as_json: bool) -> None:
             if entry["plan"] == plan.id:
                 on = f" on {entry['meter']}" if entry["meter"] else " (flat fee)"
                 where = "".join(f" [{k}={v}]" for k, v in sorted(entry["filter"].items()))
+                tax = f"; tax code {entry['tax_code']}" if entry["tax_code"] else ""
                 click.echo(
                     f"    {entry['price']}{on}{where}: {', '.join(entry['currencies'])};"
-                    f" versions from {', '.join(entry['effective_from'])}"
+                    f" versions from {', '.join(entry['effective_from'])}{tax}"
                 )

@@ -277,3 +277,19 @@ def test_the_totals_show_the_tax_recorded_pending_or_voided() -> None:
     assert invoice_totals({**detail, "tax": voided})[-1] == (
         "         tax voided with the invoice (was USD 116.20)"
     )
+
+
+def test_catalog_show_names_each_prices_tax_code(configured: Ledger, tmp_path: Path) -> None:
+    head = "      - id: fin_resolution\n        meter: fin_resolution\n"
+    text = CATALOG.read_text()
+    assert head in text
+    taxed = tmp_path / "taxed.yaml"
+    taxed.write_text(text.replace(head, head + "        tax_code: SW054000\n"))
+    assert run("catalog", "load", str(taxed)).exit_code == 0
+    shown = run("catalog", "show").output
+    assert "fin_resolution on fin_resolution: EUR, GBP, USD; versions from" in shown
+    assert "; tax code SW054000\n" in shown
+    assert "seat_advanced on seats [seat_type=advanced]: EUR, GBP, USD; versions from" in shown
+    doc = json.loads(run("catalog", "show", "--json").output)
+    codes = {entry["price"]: entry["tax_code"] for entry in doc["prices"]}
+    assert codes["fin_resolution"] == "SW054000" and codes["seat_advanced"] is None
