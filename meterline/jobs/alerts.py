@@ -3,16 +3,16 @@ usage_rollup DAG's ``alerts`` task (``evaluate_after_rollup``) run (docs/alerts.
 
 ``evaluate_alerts(as_of)`` reads, for every customer with an alert (its own, or its
 plan's), the current period's usage as of ``as_of`` (and the period before it, as of its
-end, while close may still finalize it: ``settling_period``) with the job that answers
-`meterline usage` (meterline.jobs.usage.usage_of: rated by close's own code over the rollup and the
-raw events not rolled up yet), compares each alert's measure with its thresholds
-(billing.alerts.evaluate: pure), and writes what must be announced in **one ledger
-transaction**: each ``alert.fired`` / ``alert.retracted`` outbox event
-(billing.outbox.record_alert, delivered by the webhook sink) together with the
-``alert_states`` row that records it. The states' unique key (alert, subscription,
-threshold, period start) makes each announcement happen once: a second evaluation, or
-a concurrent one, writes nothing new (the concurrent one fails on the key and writes
-nothing at all).
+end, while close may still finalize it: ``settling_period``; never a period whose invoice
+is finalized) with the job that answers `meterline usage` (meterline.jobs.usage.usage_of:
+rated by close's own code over the rollup and the raw events not rolled up yet), compares
+each alert's measure with its thresholds (billing.alerts.evaluate: pure), and writes what
+must be announced in **one ledger transaction**: each ``alert.fired`` /
+``alert.retracted`` outbox event (billing.outbox.record_alert, delivered by the webhook
+sink) together with the ``alert_states`` row that records it. The states' unique key
+(alert, subscription, threshold, period start) makes each announcement happen once: a
+second evaluation, or a concurrent one, writes nothing new (the concurrent one fails on
+the key and writes nothing at all).
 """
 
 from __future__ import annotations
@@ -469,16 +469,25 @@ def _read_usage(
     with open_warehouse(config) as warehouse:
         for customer_id, customer in customers.items():
             usage = usage_of(session, warehouse, meters, customer, as_of, config=config)
+            # A finalized period is never evaluated again, also when an earlier instant
+            # is asked (a backfill's run): its alerts were final when it was finalized.
             item = _Read(
                 customer_id,
                 customer,
-                [(s, usage.computed_through) for s in usage.subscriptions if s.period_start],
+                [
+                    (s, usage.computed_through)
+                    for s in usage.subscriptions
+                    if s.period_start is not None
+                    and not _finalized(session, subs[s.subscription], s.period_start)
+                ],
             )
             # Periods that ended and may still be finalized: rated as of their end.
             settling: dict[datetime, set[tuple[str, datetime]]] = defaultdict(set)
             for sub in usage.subscriptions:
                 period = settling_period(subs[sub.subscription], sub, as_of, grace)
-                if period is not None and not _finalized(session, subs[sub.subscription], period):
+                if period is not None and not _finalized(
+                    session, subs[sub.subscription], period.start
+                ):
                     settling[period.end].add((sub.subscription, period.start))
             for end, wanted in sorted(settling.items()):
                 ended = usage_of(session, warehouse, meters, customer, end, config=config)
@@ -492,14 +501,14 @@ def _read_usage(
     return read
 
 
-def _finalized(session: Session, sub: Subscription, period: Period) -> bool:
-    """Whether the period's invoice is finalized (a finalized invoice is never edited:
-    its alerts are final too)."""
+def _finalized(session: Session, sub: Subscription, period_start: datetime) -> bool:
+    """Whether the invoice of the subscription's period starting at `period_start` is
+    finalized (a finalized invoice is never edited: its alerts are final too)."""
     return (
         session.scalar(
             select(Invoice.id).where(
                 Invoice.subscription_id == sub.id,
-                Invoice.period_start == period.start,
+                Invoice.period_start == period_start.astimezone(UTC),
                 Invoice.status == "finalized",
             )
         )

@@ -285,8 +285,11 @@ def test_the_period_that_ended_is_evaluated_until_it_can_be_finalized(world: Wor
     assert (report.subscriptions, report.fired) == (2, 1)  # December's, and November's
     (fired,) = alert_history(config=world.config)
     assert fired.period_end == utc("2026-12-01 05:00") and fired.fired_amount == "25"
-    # Past the grace period (72 h after its end) November is not evaluated any more.
+    # Past the grace period (72 h after its end) November is not evaluated any more;
+    # once its invoice is finalized, not even as of an instant inside it (a backfill's).
     assert evaluate(world, "2026-12-04 05:00").subscriptions == 1
+    assert world.close(utc("2026-12-04 05:00")).periods_closed == 1
+    assert evaluate(world, "2026-11-20 00:00").subscriptions == 0
 
 
 @pytest.mark.parametrize(
