@@ -56,13 +56,15 @@ def deferred_value(remaining: Decimal, granted: Decimal, price_minor: int) -> in
         return int(exact.to_integral_value(rounding=ROUND_HALF_UP))
 
 
-def _order(item: RevLine | GrantEntry) -> tuple[datetime, int, str]:
+def _order(item: RevLine | GrantEntry) -> tuple[datetime, int, bool, str]:
     """Movements in the credit ledger's order: by when they take effect (a consumption
     at the end of the period it paid, an expiry at the grant's end), consumption first
-    at the same instant (close finalizes before it expires grants)."""
+    at the same instant (close finalizes before it expires grants), and among the lines
+    of one instant the units given back before those taken (finalize records a
+    correction's returns first: billing.lifecycle.consume_credits)."""
     if isinstance(item, RevLine):
-        return (item.service_end, 0, f"{item.line_id:020d}")
-    return (item.effective_at, 1, item.key)
+        return (item.service_end, 0, item.quantity >= 0, f"{item.line_id:020d}")
+    return (item.effective_at, 1, False, item.key)
 
 
 def commit_schedule(

@@ -321,6 +321,25 @@ def test_a_void_unbills_and_a_rollover_moves_the_rest_to_the_next_term() -> None
     assert schedule.problems and "14999" in schedule.problems[0]
 
 
+def test_a_correction_moving_an_empty_commitment_between_lines_gives_back_first() -> None:
+    # 200 of value paid on two lines (120 + 80): empty. Late usage of the first line's
+    # period moves 10 to it from the second: +10 on one correction, -10 on another, at
+    # the same instant, the taking one first by id. The units given back count first,
+    # as finalize records them: never more than it holds (was a problem, 10 over).
+    span = (datetime(2026, 10, 3, tzinfo=UTC), datetime(2026, 10, 4, tzinfo=UTC))
+    adjust = {"grant_id": "g", "grant_kind": "paid_commit", "span": span, "invoice_id": 2}
+    lines = [
+        credit_line(1, "120.00", 3),
+        credit_line(2, "80.00", 3),
+        line(3, "adjustment", -1000, key="fix|1", quantity=Decimal(10), **adjust),
+        line(4, "adjustment", 1000, key="fix|2", quantity=Decimal(-10), **adjust),
+    ]
+    schedule = build_schedule(lines, [commit(remaining=Decimal(0))])
+    assert schedule.problems == []
+    released = [r for r in schedule.rows if r.category == "commit_release"]
+    assert sum(r.amount_minor for r in released) == 15000
+
+
 def test_a_commitment_that_does_not_tie_to_its_credit_ledger_is_a_problem() -> None:
     # A draft's credit is not in the credit ledger yet: it is pending, not a difference.
     draft = credit_line(1, "30.00", 3, billed=False)
