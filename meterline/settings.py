@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as UndecodableSetting
 
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "catalog" / "intercom.yaml"
 
@@ -505,6 +506,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{product}: {account!r} is not an account number or name")
         return value
 
+    @field_validator("journal_subsidiary")
+    @classmethod
+    def _check_subsidiary(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not _account_ok(value):
+            raise ValueError(
+                f"{value[:60]!r} is not a subsidiary's name: printable, on one line, without"
+                " spaces at either end (NetSuite's name, e.g. 'Parent Company : US')"
+            )
+        return value
+
     @property
     def journal_account_map(self) -> dict[str, str]:
         """The account of each journal role: DEFAULT_JOURNAL_ACCOUNTS with
@@ -636,6 +649,16 @@ def load_settings(**overrides: object) -> Settings:
     """Build settings, turning validation errors into one clear message per bad setting."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UndecodableSetting as exc:
+        # A setting of JSON (an object or a list) that is not JSON: pydantic-settings
+        # decodes it before any validator runs, and names the field only in its text.
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"METERLINE_{found.group(1).upper()}" if found else "a METERLINE_ setting"
+        why = exc.__cause__ or exc
+        raise SettingsError(
+            f"invalid setting {name}: is not JSON ({why}): write it as JSON, as the"
+            " README's settings table shows, or unset it"
+        ) from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
