@@ -13,11 +13,13 @@ from typing import Any
 
 from billing.money import exponent, minor_text
 from billing.revrec import Balance, Waterfall
+from billing.revrec.waterfall import UNBILLED
 from meterline.jobs.revrec import RevrecPeriod
 
 __all__ = [
     "ChartUnavailable",
     "balance_doc",
+    "billing_colours",
     "revrec_doc",
     "waterfall_csv",
     "waterfall_doc",
@@ -142,6 +144,31 @@ def waterfall_csv(found: Waterfall) -> str:
     return out.getvalue()
 
 
+#: The bars' colours: matplotlib's tab10 (its default cycle), then tab20's lighter
+#: shades, both without their grey, which is "unbilled"'s.
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
+    "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2",
+    "#dbdb8d", "#9edae5",
+)  # fmt: skip
+UNBILLED_COLOUR = "#999999"
+
+
+def billing_colours(found: Waterfall) -> dict[str, str]:
+    """The chart's colour of each billing month (and "unbilled"), the same in every
+    currency's panel: a month's bars are told apart by colour alone. After 18 months the
+    colours repeat."""
+    months = {b for cur in found.cells for b in found.billing_months(cur)}
+    colours = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(sorted(months - {UNBILLED}))}
+    colours[UNBILLED] = UNBILLED_COLOUR
+    return colours
+
+
+def _grouped(value: float, _position: object) -> str:
+    """An axis tick in major units with grouped digits (30,000; 2.5)."""
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}".rstrip("0")
+
+
 def waterfall_png(found: Waterfall, path: Path) -> None:
     """The waterfall as a PNG chart: per currency, a bar per month of recognition,
     stacked by month of billing. Raises ChartUnavailable when matplotlib is not
@@ -156,7 +183,10 @@ def waterfall_png(found: Waterfall, path: Path) -> None:
             "the PNG chart needs matplotlib (pip install matplotlib, as requirements.lock"
             " pins it); --csv writes the same numbers"
         ) from None
+    from matplotlib.ticker import FuncFormatter
+
     currencies = list(found.cells) or ["-"]
+    colours = billing_colours(found)
     fig, axes = plt.subplots(len(currencies), 1, figsize=(10, 4 * len(currencies)), squeeze=False)
     for ax, cur in zip(axes[:, 0], currencies, strict=True):
         cells = found.cells.get(cur, {})
@@ -165,10 +195,13 @@ def waterfall_png(found: Waterfall, path: Path) -> None:
         for billed in found.billing_months(cur) if cur != "-" else []:
             # Major units for drawing only; the amounts themselves stay exact elsewhere.
             heights = [cells.get((billed, m), 0) / scale for m in found.months]
-            ax.bar(found.months, heights, bottom=bottoms, label=f"billed {billed}")
+            label = billed if billed == UNBILLED else f"billed {billed}"
+            ax.bar(found.months, heights, bottom=bottoms, label=label, color=colours[billed])
             bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
         ax.set_title(f"Revenue recognized by month, by month billed ({cur})")
-        ax.set_ylabel(cur)
+        ax.set_xlabel("month recognized")
+        ax.set_ylabel(f"{cur} recognized")
+        ax.yaxis.set_major_formatter(FuncFormatter(_grouped))
         ax.tick_params(axis="x", labelrotation=45)
         if cells:
             ax.legend(fontsize="small")

@@ -14,7 +14,13 @@ import pytest
 
 from billing.revrec import JournalEntry, JournalLine, Waterfall
 from meterline.jobs.journal import CSV_COLUMNS, Journal, accounts_of, journal_csv, journal_doc
-from meterline.jobs.revrec_report import ChartUnavailable, waterfall_csv, waterfall_png
+from meterline.jobs.revrec_report import (
+    PALETTE,
+    ChartUnavailable,
+    billing_colours,
+    waterfall_csv,
+    waterfall_png,
+)
 from meterline.settings import SettingsError, load_settings
 
 
@@ -97,3 +103,18 @@ def test_the_chart_is_refused_without_matplotlib(
     with pytest.raises(ChartUnavailable, match="matplotlib"):
         waterfall_png(found, tmp_path / "w.png")
     assert not (tmp_path / "w.png").exists()
+
+
+def test_the_chart_gives_a_billing_month_one_colour_in_every_currency() -> None:
+    # EUR was first billed a month after USD: its first bars took USD's first colour, so
+    # the same colour meant two billing months on one chart.
+    found = Waterfall(
+        ["2026-10", "2026-11"],
+        {
+            "EUR": {("2026-11", "2026-10"): 100, ("unbilled", "2026-11"): 5},
+            "USD": {("2026-10", "2026-10"): 100, ("2026-11", "2026-11"): 100},
+        },
+    )
+    colours = billing_colours(found)
+    assert colours == {"2026-10": PALETTE[0], "2026-11": PALETTE[1], "unbilled": "#999999"}
+    assert len(set(PALETTE)) == len(PALETTE) and "#999999" not in PALETTE
