@@ -185,6 +185,10 @@ def test_a_month_is_closed_when_no_period_of_it_is_open() -> None:
     voided = [*finalized[:2], invoice(3, "void")]
     (held_open,) = open_periods(subs, voided, end + grace - timedelta(hours=1), grace)
     assert held_open.why == "not closed yet (due 2026-12-04T00:00:00Z)"
+    assert held_open.text() == (
+        "sub_3 of cus_3, 2026-11-01T00:00:00Z..2026-12-01T00:00:00Z:"
+        " not closed yet (due 2026-12-04T00:00:00Z)"
+    )
     assert open_periods(subs, voided, end + grace, grace) == []
     assert len(open_periods(subs, [], None, grace)) == 3
 

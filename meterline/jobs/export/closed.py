@@ -78,6 +78,13 @@ class OpenPeriod:
     end: datetime
     why: str
 
+    def text(self) -> str:
+        """The period for the refusal: its instants in UTC, whole (a month is local
+        time: a Berlin December starts 2026-11-30T23:00:00Z, which a UTC date alone
+        would show as a November period)."""
+        span = f"{iso_utc(self.start)}..{iso_utc(self.end)}"
+        return f"{self.subscription} of {self.customer}, {span}: {self.why}"
+
 
 def open_periods(
     expected: Sequence[Expected],
@@ -146,9 +153,7 @@ def check_closed(session: Session, period: str, config: Settings) -> datetime | 
         first_open = held[0]
         raise PeriodNotClosed(
             f"period {period} is not closed: {len(held):,} of its billing periods are open"
-            f" (first: {first_open.subscription} of {first_open.customer},"
-            f" {iso_utc(first_open.start)[:10]}..{iso_utc(first_open.end)[:10]}:"
-            f" {first_open.why}); run `meterline close --period {following}` (or let the"
+            f" (first: {first_open.text()}); run `meterline close --period {following}` (or let the"
             " nightly close run) and export it again"
         )
     # An invoice taxed through the tax sink is exported once its tax is recorded
