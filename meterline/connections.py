@@ -49,8 +49,6 @@ class NotAStore(SettingsError):
     folder left the engine's metadata/ and tmp/ folders in it."""
 
 
-# The first 16 bytes of every SQLite 3 database file (sqlite.org/fileformat.html, 1.3).
-SQLITE_HEADER = b"SQLite format 3\x00"
 # What the chDB engine keeps in a store folder from its first open on.
 CHDB_STORE_MARK = "metadata"
 
@@ -107,16 +105,34 @@ def refuse_foreign_folder(config: Settings | None = None) -> None:
 
 def refuse_foreign_file(url: str) -> None:
     """NotAStore when a SQLite ledger URL names a file that is not a SQLite database
-    (an empty file is one: SQLite makes it a database on first write)."""
+    (an empty file is one: SQLite makes it a database on first write).
+
+    The file is read through SQLite (which checks its 16-byte header as it reads page
+    1, sqlite.org/fileformat.html, 1.3), never opened and closed by this code: closing
+    any descriptor of a file drops every POSIX lock the process holds on it, its SQLite
+    connections' included (sqlite.org/howtocorrupt.html, 2.2). A long-running process
+    (`meterline serve`, which checks the ledger on every request while its key store's
+    connections stay open) then lost its shared lock on the WAL ledger: another process's
+    last close deleted the WAL under it, and the service read an old snapshot (a revoked
+    API key stayed live, a new one was refused) and its writes could be lost. SQLite's
+    own opens share the process's locks."""
     path = embedded_path(url)
     if path is None or not path.is_file():
         return
-    with path.open("rb") as file:
-        head = file.read(len(SQLITE_HEADER))
-    if head and head != SQLITE_HEADER:
+    import sqlite3
+
+    try:
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=60)
+        try:
+            probe.execute("PRAGMA schema_version").fetchone()
+        finally:
+            probe.close()
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_NOTADB:
+            return  # unreadable, locked, ...: the ledger's own open reports it
         raise NotAStore(
             f"METERLINE_LEDGER_URL {url}: {path} is not a SQLite database: check the URL"
-        )
+        ) from None
 
 
 def require_ledger_store(config: Settings | None = None) -> None:
