@@ -198,9 +198,16 @@ def waterfall_png(found: Waterfall, path: Path) -> None:
             label = billed if billed == UNBILLED else f"billed {billed}"
             ax.bar(found.months, heights, bottom=bottoms, label=label, color=colours[billed])
             bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-        ax.set_title(f"Revenue recognized by month, by month billed ({cur})")
+        if cur == "-":  # nothing recognized: the months, empty, and saying so
+            ax.bar(found.months, [0] * len(found.months))
+            span = f"{found.months[0]}..{found.months[-1]}" if found.months else ""
+            ax.set_title(f"Revenue recognized by month: nothing in {span}")
+            ax.set_ylim(0, 1)
+            ax.set_yticks([])
+        else:
+            ax.set_title(f"Revenue recognized by month, by month billed ({cur})")
+            ax.set_ylabel(f"{cur} recognized")
         ax.set_xlabel("month recognized")
-        ax.set_ylabel(f"{cur} recognized")
         ax.yaxis.set_major_formatter(FuncFormatter(_grouped))
         ax.tick_params(axis="x", labelrotation=45)
         if cells:

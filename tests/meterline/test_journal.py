@@ -9,6 +9,7 @@ import io
 import sys
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,27 @@ def test_the_chart_gives_a_billing_month_one_colour_in_every_currency() -> None:
     colours = billing_colours(found)
     assert colours == {"2026-10": PALETTE[0], "2026-11": PALETTE[1], "unbilled": "#999999"}
     assert len(set(PALETTE)) == len(PALETTE) and "#999999" not in PALETTE
+
+
+def test_the_chart_of_nothing_recognized_says_so(tmp_path: Path) -> None:
+    """An empty range draws its months and says nothing was recognized (was an axis of
+    0.0..1.0 titled '(-)')."""
+    import matplotlib.pyplot as plt
+
+    drawn: list[str] = []
+    real_savefig = plt.Figure.savefig
+
+    def savefig(fig: Any, *args: Any, **kw: Any) -> None:
+        drawn.extend(ax.get_title() for ax in fig.axes)
+        drawn.extend(t.get_text() for ax in fig.axes for t in ax.get_xticklabels())
+        real_savefig(fig, *args, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt.Figure, "savefig", savefig)
+        waterfall_png(Waterfall(["2020-01", "2020-02"]), tmp_path / "w.png")
+    assert drawn == [
+        "Revenue recognized by month: nothing in 2020-01..2020-02",
+        "2020-01",
+        "2020-02",
+    ]
+    assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
