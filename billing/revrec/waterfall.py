@@ -16,6 +16,9 @@ from datetime import date
 from billing.revrec.model import ScheduleRow
 
 UNBILLED = "unbilled"
+#: The most months of recognition one waterfall shows (ten years): a longer range is a
+#: mistyped year far more often than a report anyone reads (`meterline revrec waterfall`).
+MAX_WATERFALL_MONTHS = 120
 
 
 def month_of(day: date) -> str:

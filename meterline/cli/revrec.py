@@ -16,6 +16,7 @@ import click
 
 from meterline.cli.exits import Refused
 from meterline.cli.options import Month, console
+from meterline.cli.outfiles import OutputFiles
 from meterline.output import Column, format_money, json_text, print_table
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def waterfall(
     as_json: bool,
 ) -> None:
     """Recognized revenue by month of recognition against month of billing."""
-    from meterline.jobs.revrec import revrec_waterfall
+    from meterline.jobs.revrec import MAX_WATERFALL_MONTHS, revrec_waterfall, waterfall_span
     from meterline.jobs.revrec_report import (
         ChartUnavailable,
         waterfall_csv,
@@ -165,14 +166,25 @@ def waterfall(
 
     if last < first:
         raise click.BadParameter(f"{last} is before --from {first}", param_hint="--to")
-    found = revrec_waterfall(first, last, customer=customer)
-    if csv_path is not None:
-        csv_path.write_text(waterfall_csv(found))
-    if png_path is not None:
-        try:
-            waterfall_png(found, png_path)
-        except ChartUnavailable as exc:
-            raise Refused(str(exc)) from None
+    span = waterfall_span(first, last)
+    if span > MAX_WATERFALL_MONTHS:
+        raise click.BadParameter(
+            f"--from {first} --to {last} is {span:,} months; a waterfall shows at most"
+            f" {MAX_WATERFALL_MONTHS} (ten years): give a shorter range",
+            param_hint="--to",
+        )
+    with OutputFiles({"--csv": csv_path, "--png": png_path}) as files:
+        files.check()
+        found = revrec_waterfall(first, last, customer=customer)
+        if csv_path is not None:
+            files.write_text("--csv", waterfall_csv(found))
+        if png_path is not None:
+            try:
+                with files.writing("--png"):
+                    waterfall_png(found, files.stage("--png"))
+            except ChartUnavailable as exc:
+                raise Refused(str(exc)) from None
+        files.commit()
     doc = waterfall_doc(found)
     if as_json:
         click.echo(json_text(doc, indent=2))
@@ -220,16 +232,19 @@ def journal(period: str, fmt: str, out_path: Path | None) -> None:
     or to the revrec balances (the ties are in --format json, and on stderr)."""
     from meterline.jobs import journal as jobs
 
-    found = jobs.journal(period)
-    text = (
-        jobs.journal_csv(found)
-        if fmt == "csv"
-        else json_text(jobs.journal_doc(found), indent=2) + "\n"
-    )
-    if out_path is not None:
-        out_path.write_text(text)
-    else:
-        click.echo(text, nl=False)
+    with OutputFiles({"--out": out_path}) as files:
+        files.check()
+        found = jobs.journal(period)
+        text = (
+            jobs.journal_csv(found)
+            if fmt == "csv"
+            else json_text(jobs.journal_doc(found), indent=2) + "\n"
+        )
+        if out_path is not None:
+            files.write_text("--out", text)
+            files.commit()
+        else:
+            click.echo(text, nl=False)
     if not found.ok:
         for tie in found.ties:
             if not tie.ok:

@@ -20,7 +20,7 @@ from typing import Any
 from billing.money import minor_text
 from billing.revrec.journal import Accounts, JournalEntry, journal_entries, role_totals
 from meterline.jobs.revrec import RevrecPeriod, revrec_period
-from meterline.settings import Settings, settings
+from meterline.settings import Settings, SettingsError, settings
 
 __all__ = [
     "CSV_COLUMNS",
@@ -79,10 +79,37 @@ class Journal:
         return all(e.balanced for e in self.entries) and all(t.ok for t in self.ties)
 
 
+#: Roles whose accounts are on the balance sheet; the others take revenue (or reduce it).
+_BALANCE_SHEET = ("accounts_receivable", "unbilled_receivables", "deferred_revenue")
+
+
 def accounts_of(config: Settings) -> Accounts:
     """The account mapping of the settings (METERLINE_JOURNAL_ACCOUNTS over the
-    defaults; METERLINE_JOURNAL_REVENUE_ACCOUNTS per product line)."""
+    defaults; METERLINE_JOURNAL_REVENUE_ACCOUNTS per product line). SettingsError (exit
+    code 2) when a balance sheet role shares its account with a revenue role (revenue,
+    discounts, credits, breakage or a product line's revenue), or deferred revenue (a
+    liability) with a receivable (an asset): the entries would still balance, and book
+    revenue as a receivable or a sale of a commitment as nothing."""
     found = config.journal_account_map
+    income = {
+        role: found[role] for role in ("revenue", "discounts", "credits", "breakage") if found[role]
+    }
+    income.update(
+        {f"revenue of {p}": a for p, a in sorted(config.journal_revenue_accounts.items())}
+    )
+    for role in _BALANCE_SHEET:
+        clash = [other for other, account in income.items() if account == found[role]]
+        why = "a balance sheet account cannot also take revenue"
+        if not clash and role == "deferred_revenue":
+            clash = [r for r in _BALANCE_SHEET[:2] if found[r] == found[role]]
+            why = "deferred revenue is a liability, a receivable an asset"
+        if clash:
+            variable = "REVENUE_ACCOUNTS" if clash[0].startswith("revenue of ") else "ACCOUNTS"
+            raise SettingsError(
+                f"invalid setting METERLINE_JOURNAL_{variable}: {role} and {clash[0]} are"
+                f" both account {found[role]!r}: {why}; give each its own account"
+                " (docs/revrec.md, Account mapping)"
+            )
     return Accounts(
         accounts_receivable=found["accounts_receivable"],
         unbilled_receivables=found["unbilled_receivables"],
@@ -176,9 +203,25 @@ def _ties(revrec: RevrecPeriod, entries: list[JournalEntry]) -> list[Tie]:
 
 
 def journal(period: str, *, config: Settings | None = None) -> Journal:
-    """The journal of month `period` (YYYY-MM). ValueError for a bad month."""
+    """The journal of month `period` (YYYY-MM). ValueError for a bad month;
+    SettingsError (exit code 2) for an account mapping `accounts_of` refuses, or a
+    product line in METERLINE_JOURNAL_REVENUE_ACCOUNTS that neither the catalog nor the
+    month's revenue has (a mistyped price id would book its revenue to the default
+    account without a word)."""
+    from meterline.jobs.catalog import loaded_catalog
+
     config = config or settings()
-    return journal_of(revrec_period(period, config=config), config)
+    accounts_of(config)
+    found = revrec_period(period, config=config)
+    products = {p.price_id for p in loaded_catalog(config).prices} | {r.product for r in found.rows}
+    unknown = sorted(set(config.journal_revenue_accounts) - products)
+    if unknown:
+        raise SettingsError(
+            f"invalid setting METERLINE_JOURNAL_REVENUE_ACCOUNTS: unknown product line(s)"
+            f" {', '.join(unknown)}: a product line is a price id of the catalog"
+            f" ({', '.join(sorted(products)) or 'none'})"
+        )
+    return journal_of(found, config)
 
 
 def _amount(minor: int, currency: str) -> str:

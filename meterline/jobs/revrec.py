@@ -34,6 +34,7 @@ from billing.revrec import (
 )
 from billing.revrec.balances import days_between
 from billing.revrec.model import CATEGORIES
+from billing.revrec.waterfall import MAX_WATERFALL_MONTHS, months_between
 from billing.views import month_bounds
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
 from meterline.jobs.revrec_facts import RevrecFacts, gather
@@ -42,6 +43,7 @@ from meters.catalog import MeterCatalog
 from meters.warehouse.base import Warehouse
 
 __all__ = [
+    "MAX_WATERFALL_MONTHS",
     "Book",
     "CurrencySummary",
     "RevrecPeriod",
@@ -52,6 +54,7 @@ __all__ = [
     "revrec_period",
     "revrec_schedule",
     "revrec_waterfall",
+    "waterfall_span",
 ]
 
 
@@ -241,15 +244,24 @@ def revrec_schedule(
     return revrec_period(period, customer=customer, config=config).rows
 
 
+def waterfall_span(first: str, last: str) -> int:
+    """How many months `first`..`last` (YYYY-MM) is, both included (0 when `last` is
+    before `first`); a waterfall shows at most MAX_WATERFALL_MONTHS."""
+    return len(months_between(first, last))
+
+
 def revrec_waterfall(
     first: str, last: str, *, customer: str | None = None, config: Settings | None = None
 ) -> Waterfall:
     """Recognized revenue by month of recognition (`first`..`last`, YYYY-MM) against
-    month of billing. ValueError for a bad month or `last` before `first`."""
+    month of billing. ValueError for a bad month, `last` before `first`, or more than
+    MAX_WATERFALL_MONTHS months."""
     start, _ = month_days(first)
     _, end = month_days(last)
     if end < start:
         raise ValueError(f"--to {last} is before --from {first}")
+    if waterfall_span(first, last) > MAX_WATERFALL_MONTHS:
+        raise ValueError(f"{first}..{last} is more than {MAX_WATERFALL_MONTHS} months")
     config = config or settings()
     meters = meter_catalog(config)
     with ledger_session(config) as session, open_warehouse(config) as warehouse:
