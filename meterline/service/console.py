@@ -356,7 +356,11 @@ def line(request: Request, invoice_id: LedgerId, line_id: LedgerId) -> Response:
 def _month(period: str | None, customer_id: str, request: Request) -> str:
     if period is not None:
         if not _MONTH.match(period):
-            raise _Page(400, "Not a month", f"{period!r} is not a month YYYY-MM")
+            raise _Page(
+                400,
+                "Not a month",
+                f"{period!r} is not a month YYYY-MM from 2000-01 to 2199-12 (e.g. 2026-10)",
+            )
         return period
     rows, _ = ledger.list_invoices(customer=customer_id, config=request.app.state.read_config)
     if rows:
@@ -406,7 +410,11 @@ async def acknowledge_finding(
     if not hmac.compare_digest(csrf, csrf_token(request, "acknowledge")):
         raise _Page(403, "Form expired", "the form's token is wrong: reload the page and retry")
     if not _MONTH.match(period):
-        raise _Page(400, "Not a month", f"{period!r} is not a month YYYY-MM")
+        raise _Page(
+            400,
+            "Not a month",
+            f"{period!r} is not a month YYYY-MM from 2000-01 to 2199-12 (e.g. 2026-10)",
+        )
     try:
         wanted = check_finding_id(finding_id)
     except ValueError as exc:
