@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import click
 
 from meterline.cli.options import AS_OF_HELP, Id, Timestamp
-from meterline.output import json_text
+from meterline.output import format_minor, format_quantity, json_text
 
 
 @click.group("alerts")
@@ -68,11 +68,18 @@ def _describe(view: object) -> str:
 
     assert isinstance(view, AlertView)
     who = f"customer {view.customer}" if view.customer else f"plan {view.plan}"
+    shown = ", ".join(_shown(v, view.currency) for v in view.thresholds)
     if view.metric == "usage":
-        what = f"usage of {view.meter} at {', '.join(view.thresholds)}"
-    else:
-        what = f"spend in {view.currency} at {', '.join(view.thresholds)} (minor units)"
-    return f"{who}, {what}"
+        return f"{who}, usage of {view.meter} at {shown}"
+    return f"{who}, spend at {shown}"
+
+
+def _shown(value: str, currency: str | None) -> str:
+    """A threshold or amount as a person reads it: money (`USD 250.50`) for a spend
+    alert, whose values the jobs give in minor units; a quantity for a usage alert."""
+    if currency is None:
+        return format_quantity(value)
+    return format_minor(int(value), currency)
 
 
 @alerts.command("list")
@@ -98,7 +105,7 @@ def list_command(customer: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
 def history(alert_id: int | None, customer: str | None, as_json: bool) -> None:
     """What was announced: each threshold fired (and retracted) per billing period."""
-    from meterline.jobs.alerts import alert_history
+    from meterline.jobs.alerts import alert_history, list_alerts
 
     rows = alert_history(alert_id=alert_id, customer=customer)
     if as_json:
@@ -106,16 +113,20 @@ def history(alert_id: int | None, customer: str | None, as_json: bool) -> None:
         return
     if not rows:
         click.echo("nothing announced")
+        return
+    # Spend values are in minor units: shown as money in the alert's currency.
+    currency = {view.alert_id: view.currency for view in list_alerts()}
     for row in rows:
+        cur = currency.get(row.alert_id)
         text = (
             f"alert {row.alert_id}  {row.subscription} ({row.customer})  period"
             f" {row.period_start:%Y-%m-%dT%H:%MZ}..{row.period_end:%Y-%m-%dT%H:%MZ}"
-            f"  threshold {row.threshold}: fired at {row.fired_amount}"
+            f"  threshold {_shown(row.threshold, cur)}: fired at {_shown(row.fired_amount, cur)}"
             f" (as of {row.fired_at:%Y-%m-%dT%H:%MZ}, event {row.fired_event_id})"
         )
         if row.state == "retracted" and row.retracted_at is not None:
             text += (
-                f", retracted at {row.retracted_amount}"
+                f", retracted at {_shown(row.retracted_amount or '0', cur)}"
                 f" (as of {row.retracted_at:%Y-%m-%dT%H:%MZ}, event {row.retracted_event_id})"
             )
         click.echo(text)
