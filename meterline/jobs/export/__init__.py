@@ -7,10 +7,12 @@ files under a folder or any fsspec URL, each row with its primary key and
 One run: check the month is closed (``closed``: PeriodNotFound exit 3, PeriodNotClosed
 exit 2), open the destination (LakeUnwritable 2, LakeUnavailable 4), read the month
 (``ledger``, ``usage``, ``findings``, ``revrec``), and compare its content with the month's newest
-manifest there: unchanged, nothing is written. Otherwise record the run in the ledger
-(its id is the version), add tombstones for the keys a loader holds that the month no
-longer has, write the files and the manifest last (meterline.sinks.lake.store), and
-record the manifest's sha256.
+manifest there: unchanged, nothing is written. Otherwise read what loaders may hold
+there, record the run in the ledger (its id is the version, which must be above every
+run the month's folder holds: else LakeUnwritable, nothing recorded), add tombstones for
+the keys a loader holds that the month no longer has, write the files and the manifest
+last (meterline.sinks.lake.store), and record the manifest's sha256. memory:// is
+refused: its files would end with the process.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from meterline.settings import Settings, settings
 from meterline.sinks.lake import manifest as mf
 from meterline.sinks.lake.store import (
     Destination,
+    LakeUnwritable,
+    highest_run,
     latest_manifest,
     loaded_rows,
     open_destination,
@@ -102,6 +106,7 @@ def export_period(period: str, to: str, *, config: Settings | None = None) -> Ex
     LakeUnavailable (4) for the destination, and the stores' own errors."""
     config = config or settings()
     month_bounds(period)
+    _require_lasting(to)
     began = time.monotonic()
     with ledger_session(config) as session:
         dest = open_destination(to)
@@ -123,6 +128,17 @@ def export_period(period: str, to: str, *, config: Settings | None = None) -> Ex
     reconciled = reconcile_period(period, as_of=as_of, config=config)
     rows["reconcile_findings"] = finding_rows(reconciled.findings)
     return _write(dest, period, TABLES, rows, as_of, began, config)
+
+
+def _require_lasting(url: str) -> None:
+    """LakeUnwritable for a destination whose files end with the process: fsspec's
+    memory:// (also inside a chain, cached::memory://). An export there would record a run
+    and report its files, and nothing would be left to load."""
+    if any(part.strip().lower().startswith("memory:") for part in url.split("::")):
+        raise LakeUnwritable(
+            f"export destination {url}: memory:// keeps files only while this process runs;"
+            " give a folder or a URL of lasting storage (s3://bucket/prefix)"
+        )
 
 
 def export_after_close(
@@ -159,7 +175,12 @@ def _write(
     newer = any(r > (prev_run or 0) for t in tables for r in part_runs(dest, period, t))
     if previous is not None and mf.content_of(previous) == contents and not newer:
         return ExportReport(period, dest.safe_url, None, prev_run, None, time.monotonic() - began)
-    run = _start_run(period, dest.safe_url, config)
+    # Everything read from the destination before the run takes its number: a folder
+    # that cannot be read refuses the export without using one.
+    alive = {
+        t.name: latest(t, loaded_rows(dest, period, t, since_run=prev_run or 0)) for t in tables
+    }
+    run = _start_run(period, dest, highest_run(dest, period), config)
     files = {}
     for t in tables:
         mine = current[t.name].set_column(
@@ -167,8 +188,7 @@ def _write(
             t.schema.field("row_version"),
             pa.array([run] * current[t.name].num_rows, pa.int64()),
         )
-        alive = latest(t, loaded_rows(dest, period, t, since_run=prev_run or 0))
-        files[t.name] = pa.concat_tables([mine, tombstones(t, alive, mine, period, run)])
+        files[t.name] = pa.concat_tables([mine, tombstones(t, alive[t.name], mine, period, run)])
 
     def manifest_of(written: dict[str, mf.WrittenFile]) -> dict[str, Any]:
         return mf.build(
@@ -199,18 +219,31 @@ def _write(
     )
 
 
-def _start_run(period: str, destination: str, config: Settings) -> int:
-    """Record a run in the ledger (committed at once: its id is taken for good)."""
+def _start_run(period: str, dest: Destination, above: int, config: Settings) -> int:
+    """Record a run in the ledger (committed at once: its id is taken for good). Its id
+    is the rows' version, so it must be above every run the month's folder already holds
+    (`above`): otherwise loaders would keep those rows over this run's. LakeUnwritable
+    (nothing recorded, nothing written) when it is not: the folder was written from
+    another ledger, or this ledger was restored from a backup."""
     with ledger_session(config, write=True) as session:
         row = ExportRun(
             period=period,
-            destination=destination,
+            destination=dest.safe_url,
             # Wall clock: when this process wrote, a record, not a billing time.
             started_at=datetime.now(UTC),
         )
         session.add(row)
         session.flush()
-        return int(row.id)
+        run = int(row.id)
+        if run <= above:
+            raise LakeUnwritable(
+                f"export destination {dest.safe_url}: period={period} holds run {above:,},"
+                f" and this ledger's next run is {run:,}: its rows would be older versions"
+                " than those, and loaders would keep the others. The folder was written from"
+                " another ledger, or this ledger was restored from a backup: export to"
+                f" another folder, or move period={period} away (docs/export.md)"
+            )
+        return run
 
 
 def _finish_run(run: int, digest: str, config: Settings) -> None:

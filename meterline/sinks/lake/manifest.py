@@ -107,8 +107,9 @@ def dumps(manifest: Mapping[str, Any]) -> bytes:
 
 
 def loads(data: bytes) -> dict[str, Any]:
-    """A manifest read back. ValueError when it is not one of ours or of another schema
-    version (a reader must not guess at another layout)."""
+    """A manifest read back. ValueError when it is not one of ours, of another schema
+    version (a reader must not guess at another layout), or without the run and the
+    tables' content digests a later run compares (damaged, edited)."""
     doc = json.loads(data)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError("not a meterline export manifest")
@@ -117,6 +118,14 @@ def loads(data: bytes) -> dict[str, Any]:
             f"manifest schema version {doc.get('schema_version')!r}, this code writes"
             f" {SCHEMA_VERSION}"
         )
+    run, tables = doc.get("run"), doc.get("tables")
+    if isinstance(run, bool) or not isinstance(run, int) or run < 1:
+        raise ValueError(f"its run is {run!r}, not a run number")
+    if not isinstance(tables, dict) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("content_sha256"), str)
+        for entry in tables.values()
+    ):
+        raise ValueError("its tables are not a manifest's (each with its content_sha256)")
     return doc
 
 

@@ -10,18 +10,22 @@ or not at all), then writes its manifest the same way, last. A run that dies lea
 files no manifest names: readers ignore them, and the next run treats their rows as
 loaded (a loader that picks up every file may have seen them) when it writes tombstones.
 
-Errors: ``LakeUnwritable`` (exit code 2: a destination that cannot be written, or a
-scheme whose fsspec driver is not installed, e.g. s3:// without s3fs) and
-``LakeUnavailable`` (4: it could not be reached; try again).
+Errors: ``LakeUnwritable`` (exit code 2: a destination that cannot be written, a URL
+that names none (a control character, an empty path, `s3:/x` with a `/` missing), a
+scheme whose fsspec driver is not installed, e.g. s3:// without s3fs, or a month folder
+holding files this code did not write) and ``LakeUnavailable`` (4: it could not be
+reached; try again). Whatever a driver raises while the destination is opened and
+probed is one of the two, never an internal error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -72,23 +76,83 @@ class Destination:
         return self.url.rstrip("/") + ("" if rel == "." else "/" + rel)
 
 
+#: A `_tmp/` file's name: the run that staged it first (``RUN-TOKEN-TABLE.parquet``).
+_STAGED = re.compile(r"^(\d{9,})-")
+#: A URL scheme (RFC 3986): a letter, then letters, digits, +, - or .
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+#: A local path that starts like a URL whose // went missing (s3:/x, file:x, C:\x).
+_LIKE_A_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a driver's error means the destination could not be reached (a refused
+    or dropped connection, a timeout, a name that does not resolve): any class in its
+    hierarchy named like one (requests', aiohttp's and botocore's own classes too)."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    names = [cls.__name__ for cls in type(exc).__mro__]
+    return any("Connection" in n or "Timeout" in n or n == "gaierror" for n in names)
+
+
+def _why(exc: BaseException) -> str:
+    text = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
 @contextmanager
-def _errors(url: str, what: str) -> Iterator[None]:
+def _errors(url: str, what: str, *, any_error: bool = False) -> Iterator[None]:
+    """OSErrors inside (with `any_error`, every Exception: a driver's own classes, a
+    read-only file system's ValueError) as LakeUnavailable when the destination could
+    not be reached, else LakeUnwritable."""
     try:
         yield
     except (LakeUnwritable, LakeUnavailable):
         raise
-    except (PermissionError, NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
+    except Exception as exc:
+        if not (any_error or isinstance(exc, OSError) or _unreachable(exc)):
+            raise
+        raise _failure(url, what, exc) from exc
+
+
+def _failure(url: str, what: str, exc: Exception) -> LakeUnwritable | LakeUnavailable:
+    if _unreachable(exc):
+        return LakeUnavailable(f"export destination {url}: cannot {what}: {_why(exc)}; try again")
+    return LakeUnwritable(
+        f"export destination {url}: cannot {what} ({_why(exc)}): give a folder or URL this"
+        " process may write"
+    )
+
+
+def _check_url(url: str) -> None:
+    """LakeUnwritable for a URL that names no destination it could mean (module
+    docstring); the driver judges the rest."""
+    if not url.strip():
+        raise LakeUnwritable("export destination: empty URL; give a folder or an fsspec URL")
+    if not url.isprintable():
         raise LakeUnwritable(
-            f"export destination {url}: cannot {what} ({exc.strerror or exc}): give a folder"
-            " or URL this process may write"
-        ) from exc
-    except (ConnectionError, TimeoutError) as exc:
-        raise LakeUnavailable(f"export destination {url}: cannot {what}: {exc}; try again") from exc
-    except OSError as exc:
+            f"export destination {url!r}: it has a control character (a line break, a tab):"
+            " give the folder or URL on one line"
+        )
+    *chain, target = url.split("::")
+    for part in [*chain, target]:
+        if "://" in part:
+            scheme, rest = part.split("://", 1)
+            if not _SCHEME.match(scheme):
+                raise LakeUnwritable(
+                    f"export destination {url}: {scheme + '://'!r} is not a URL scheme:"
+                    " write a folder, or SCHEME://PATH such as s3://bucket/prefix"
+                )
+            if part is target and not rest.strip("/"):
+                raise LakeUnwritable(
+                    f"export destination {url}: names no folder or bucket after"
+                    f" {scheme}://: write {scheme}://PATH"
+                )
+    if "://" not in target and _LIKE_A_SCHEME.match(target):
         raise LakeUnwritable(
-            f"export destination {url}: cannot {what} ({exc.strerror or exc})"
-        ) from exc
+            f"export destination {url}: looks like a URL with its // missing: write"
+            " SCHEME://PATH (s3://bucket/prefix), or ./PATH for a local folder whose name"
+            " has a colon"
+        )
 
 
 def open_destination(url: str) -> Destination:
@@ -97,24 +161,28 @@ def open_destination(url: str) -> Destination:
     file. LakeUnwritable / LakeUnavailable as the module says."""
     import fsspec
 
-    if not url.strip():
-        raise LakeUnwritable("export destination: empty URL; give a folder or an fsspec URL")
+    _check_url(url)
     try:
         fs, root = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as exc:
         scheme = url.split("://", 1)[0] if "://" in url else url
         raise LakeUnwritable(
-            f"export destination {url}: no file system for {scheme}:// ({exc}); for s3:// "
-            "install s3fs (`pip install s3fs`), for gs:// gcsfs, for abfs:// adlfs"
+            f"export destination {url}: no file system for {scheme}:// ({_why(exc)}); for"
+            " s3:// install s3fs (`pip install s3fs`), for gs:// gcsfs, for abfs:// adlfs"
         ) from exc
+    except Exception as exc:  # a driver that cannot start: missing arguments, libraries
+        raise _failure(url, "open it", exc) from exc
     dest = Destination(url, fs, root.rstrip("/") or root)
-    with _errors(url, "write there"):
+    # The probe does what a run does: make folders, write a file, rename it, list, remove.
+    with _errors(url, "write there", any_error=True):
         if fs.exists(dest.root) and not fs.isdir(dest.root):
             raise NotADirectoryError(20, "it is a file, not a folder")
         fs.makedirs(dest.root, exist_ok=True)
         probe = posixpath.join(dest.root, f"_probe-{uuid.uuid4().hex}")
         fs.pipe_file(probe, b"")
-        fs.rm_file(probe)
+        fs.mv(probe, probe + "-moved")
+        fs.ls(dest.root, detail=False)
+        fs.rm_file(probe + "-moved")
     return dest
 
 
@@ -126,7 +194,11 @@ def latest_manifest(dest: Destination, period: str) -> dict[str, Any] | None:
         return None
     _, path = max(runs)
     with _errors(dest.url, f"read {dest.shown(path)}"):
-        return mf.loads(dest.fs.cat_file(path))
+        data = dest.fs.cat_file(path)
+    try:
+        return mf.loads(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _foreign(dest, path, "a manifest", exc) from None
 
 
 def loaded_rows(dest: Destination, period: str, t: Table, since_run: int) -> list[pa.Table]:
@@ -138,8 +210,36 @@ def loaded_rows(dest: Destination, period: str, t: Table, since_run: int) -> lis
     for run, path in sorted(_numbered(dest, folder, mf.PART_NAME)):
         if run >= since_run:
             with _errors(dest.url, f"read {dest.shown(path)}"), dest.fs.open(path, "rb") as f:
-                out.append(pq.read_table(f, columns=[*t.key, *FRAME]))
+                try:
+                    found = pq.read_table(f, columns=[*t.key, *FRAME])
+                except (pa.ArrowException, KeyError, ValueError) as exc:
+                    raise _foreign(dest, path, f"a part file of {t.name}", exc) from None
+            out.append(found)
     return out
+
+
+def _foreign(dest: Destination, path: str, what: str, exc: Exception) -> LakeUnwritable:
+    """A file under a month's folder, named as this code names its files, that is not
+    one of them (damaged, another layout, another program's)."""
+    return LakeUnwritable(
+        f"export destination {dest.url}: {dest.shown(path)} is not {what} this code can"
+        f" read ({_why(exc)}): the month's folder holds a file meterline did not write (or"
+        " of another version); move it away, or export to another folder"
+    )
+
+
+def highest_run(dest: Destination, period: str) -> int:
+    """The highest run number that left a manifest or a part file in the month's folder
+    (0: none). A run's number must be above it (docs/export.md, "Rows and versions")."""
+    folder = dest.period_dir(period)
+    found = [run for run, _ in _numbered(dest, folder, mf.MANIFEST_NAME)]
+    with _errors(dest.url, f"list {dest.shown(folder)}"):
+        tables = dest.fs.ls(folder, detail=False) if dest.fs.isdir(folder) else []
+    for sub in tables:
+        name = posixpath.basename(sub.rstrip("/"))
+        if name != "_tmp" and not mf.MANIFEST_NAME.match(name):
+            found += [run for run, _ in _numbered(dest, posixpath.join(folder, name), mf.PART_NAME)]
+    return max(found, default=0)
 
 
 def part_runs(dest: Destination, period: str, t: Table) -> list[int]:
@@ -181,6 +281,7 @@ def write_run(
         temp = posixpath.join(tmp, f"{run:09d}-{token}-manifest.json")
         dest.fs.pipe_file(temp, data)
         dest.fs.mv(temp, posixpath.join(folder, mf.manifest_name(run)))
+        _remove_earlier(dest, tmp, run)
         _remove_if_empty(dest, tmp)
     return manifest, hashlib.sha256(data).hexdigest()
 
@@ -204,6 +305,20 @@ def _numbered(dest: Destination, folder: str, pattern: Any) -> list[tuple[int, s
         if match:
             out.append((int(match.group(1)), path))
     return out
+
+
+def _remove_earlier(dest: Destination, tmp: str, run: int) -> None:
+    """Remove what runs before `run` left under `_tmp/` (a run that died before renaming
+    its files): nothing reads them, and nothing would remove them otherwise."""
+    try:
+        names = dest.fs.ls(tmp, detail=False)
+    except OSError:
+        return
+    for path in names:
+        staged = _STAGED.match(posixpath.basename(path.rstrip("/")))
+        if staged and int(staged.group(1)) < run:
+            with suppress(OSError):  # else left for the next run: nothing reads there
+                dest.fs.rm_file(path)
 
 
 def _remove_if_empty(dest: Destination, folder: str) -> None:
