@@ -97,7 +97,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "outbox": (
         "meterline.cli.outbox:outbox",
-        "The outbox: list, deliver and replay what the ledger tells Stripe.",
+        "The outbox: list, deliver, replay what the ledger tells Stripe, AvaTax, the webhook.",
     ),
     "stripe": (
         "meterline.cli.stripe:stripe",

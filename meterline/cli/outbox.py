@@ -18,10 +18,12 @@ SINK_CHOICE = click.Choice(["stripe", "avalara", "webhook"])
 
 @click.group("outbox")
 def outbox() -> None:
-    """The outbox: list, deliver and replay what the ledger tells Stripe.
+    """The outbox: list, deliver, replay what the ledger tells Stripe, AvaTax, the webhook.
 
     Each finalized or voided invoice, and each change of a draft's adjustment lines, is an
-    event written in the same transaction as the change. `deliver` sends what waits;
+    event written in the same transaction as the change (for Stripe, and AvaTax with
+    METERLINE_TAX_SINK=avalara); so is each alert fired or retracted (for the webhook,
+    docs/alerts.md). `deliver` sends what waits;
     delivering twice changes nothing. A customer's events go in order: one that failed
     too often is parked and holds its customer's later events back until replayed."""
 

@@ -131,12 +131,15 @@ class DeliveryReport:
                 f"{self.invoices_taxed} invoice(s) taxed, {self.transactions_created}"
                 f" transaction(s) created, {self.transactions_voided} voided"
             )
-        else:
+        elif self.sink == "stripe":
             done = (
                 f"{self.invoices_finalized} invoice(s) finalized, {self.items_added} item(s)"
                 f" added, {self.items_removed} removed"
             )
-        text = f"{self.sink}: delivered {self.delivered} event(s) ({done}) in {requests} request(s)"
+        else:  # the alerts' webhook: its events are the alerts', no invoice or item
+            done = ""
+        text = f"{self.sink}: delivered {self.delivered} event(s)"
+        text += f" ({done}) in {requests} request(s)" if done else f" in {requests} request(s)"
         if self.failed or self.parked:
             text += f"; {self.failed} failed (will retry), {self.parked} parked"
         if self.left:

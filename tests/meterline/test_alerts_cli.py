@@ -96,3 +96,14 @@ def test_history_shows_spend_amounts_as_money(stubbed: None) -> None:
     assert "retracted at USD 121.75" in spend
     assert "threshold 2,500.5: fired at 2,600" in usage
     assert "threshold JPY 5,000: fired at JPY 123,456" in yen
+
+
+def test_the_webhook_summary_names_no_invoice_or_item() -> None:
+    """`outbox deliver --sink webhook` said '(0 invoice(s) finalized, 0 item(s) added, 0
+    removed)', Stripe's counts, about alert events."""
+    from meterline.jobs.deliver import DeliveryReport
+
+    report = DeliveryReport(sink="webhook", delivered=4, requests={"webhook": 4})
+    assert report.summary() == "webhook: delivered 4 event(s) in 4 request(s)"
+    stripe = DeliveryReport(sink="stripe", delivered=1, invoices_finalized=1, items_added=2)
+    assert stripe.summary().startswith("stripe: delivered 1 event(s) (1 invoice(s) finalized")
