@@ -115,6 +115,8 @@ def loader_state(lake: Path, table: str) -> list[dict[str, Any]]:
         ("://x", "is not a URL scheme"),
         # Was accepted: the summary line then broke in two.
         ("{tmp}/la\nke", "control character"),
+        # Was a folder " lake " beside the one meant.
+        (" {tmp}/lake ", "spaces at either end"),
         # Were internal errors (exit code 5): a driver's TypeError, tarfile's ReadError.
         ("reference://x", "cannot open it"),
         ("tar://x::{tmp}/empty.tar", "cannot open it"),

@@ -11,11 +11,11 @@ files no manifest names: readers ignore them, and the next run treats their rows
 loaded (a loader that picks up every file may have seen them) when it writes tombstones.
 
 Errors: ``LakeUnwritable`` (exit code 2: a destination that cannot be written, a URL
-that names none (a control character, an empty path, `s3:/x` with a `/` missing), a
-scheme whose fsspec driver is not installed, e.g. s3:// without s3fs, or a month folder
-holding files this code did not write) and ``LakeUnavailable`` (4: it could not be
-reached; try again). Whatever a driver raises while the destination is opened and
-probed is one of the two, never an internal error.
+that names none (a control character, spaces at either end, an empty path, `s3:/x`
+with a `/` missing), a scheme whose fsspec driver is not installed, e.g. s3:// without
+s3fs, or a month folder holding files this code did not write) and ``LakeUnavailable``
+(4: it could not be reached; try again). Whatever a driver raises while the destination
+is opened and probed is one of the two, never an internal error.
 """
 
 from __future__ import annotations
@@ -132,6 +132,11 @@ def _check_url(url: str) -> None:
         raise LakeUnwritable(
             f"export destination {url!r}: it has a control character (a line break, a tab):"
             " give the folder or URL on one line"
+        )
+    if url != url.strip():
+        raise LakeUnwritable(
+            f"export destination {url!r}: it has spaces at either end (a folder named so"
+            " is almost always a mistake): give it without them"
         )
     *chain, target = url.split("::")
     for part in [*chain, target]:
