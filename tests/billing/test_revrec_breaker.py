@@ -22,12 +22,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import tests.scenarios.harness as harness
+from billing.revrec import RevLine, build_schedule
 from meterline.cli import main
 from meterline.jobs.close import close_periods
 from meterline.jobs.credits import grant_one
@@ -203,6 +205,34 @@ def test_a_voided_commitment_leaves_no_deferred_revenue(months: dict[str, Revrec
     # 3.333 billed; 2.992 released as it paid 4.489 of October's usage; 0.341 un-billed by
     # the void (its unused 0.511): nothing is left deferred. (Is 2.992, for ever.)
     assert kw.deferred_commitments == 0
+
+
+def test_lines_of_one_minor_unit_and_negative_lines_land_exactly() -> None:
+    oct_ = (utc("2026-10-01 00:00"), utc("2026-11-01 00:00"))
+
+    def line(line_id: int, kind: str, amount: int) -> RevLine:
+        return RevLine(
+            line_id=line_id, key=f"s|2026-10-01T00:00:00Z|fee|v1|{kind}", invoice_id=1,
+            customer="c", currency="JPY", timezone="Asia/Tokyo", kind=kind, price_id="fee",
+            aggregation=None, amount_minor=amount, quantity=Decimal(1),
+            service_start=oct_[0], service_end=oct_[1], billed_on=None,
+        )  # fmt: skip
+
+    # 1 yen over a Tokyo month (32 local days: Oct 1 09:00 to Nov 1 09:00): all of it on
+    # the first, no row of 0; a refund of 1 yen the same; a discount bigger than its line
+    # on the line's one day. Each line's rows add up to it.
+    for fee, discount in ((1, -3), (-1, 0), (-31, 5)):
+        lines = [line(1, "flat", fee)] + ([line(2, "discount", discount)] if discount else [])
+        schedule = build_schedule(lines)
+        assert schedule.problems == []
+        days = {}
+        for ln in lines:
+            rows = [r for r in schedule.rows if r.line_id == ln.line_id]
+            assert sum(r.amount_minor for r in rows) == ln.amount_minor
+            assert all(r.amount_minor for r in rows)
+            days[ln.kind] = {r.day for r in rows}
+        assert len(days["flat"]) == min(abs(fee), 32)
+        assert days.get("discount", set()) <= days["flat"]
 
 
 # --- the commands' refusals ---------------------------------------------------------------

@@ -42,7 +42,7 @@ from meterline.sinks.lake.tables import INVOICES, TABLES
 from meterline.sinks.lake.versions import latest
 from tests.billing.test_revrec_breaker import CATALOG, build
 from tests.conftest import fresh_warehouse
-from tests.scenarios.harness import World, utc
+from tests.scenarios.harness import World, day, event, utc
 
 pytestmark = pytest.mark.single_warehouse
 
@@ -188,9 +188,18 @@ def test_a_run_killed_between_files_is_ignored_and_the_next_run_is_the_ledger(
     assert first.run is not None
     again = export_period(MONTH, str(lake), config=world.config)
     assert again.run is None and again.unchanged_since == first.run  # nothing written
-    # USD's October invoice voided and re-issued: the month changes.
+    # USD's October invoice voided and re-issued, and 3 more JPY resolutions of Oct 28
+    # arrive on Dec 6 (a correction on December's invoice): the month changes.
     us = next(i for i in world.invoices() if i["customer"] == "us" and i["status"] != "void")
     void_invoice(us["id"], as_of=utc("2026-12-06 00:00"), config=world.config)
+    world.deliver(
+        [
+            event(f"jp-dec{i}", "jp", "resolution", utc(f"2026-10-28 0{i}:00"),
+                  ingested_at="2026-12-06 12:00")
+            for i in range(3)
+        ]
+    )  # fmt: skip
+    world.nightly(day("2026-12-06"))
     world.close(utc("2026-12-07 00:00"))
 
     real = export_job.open_destination
@@ -232,6 +241,10 @@ def test_a_run_killed_between_files_is_ignored_and_the_next_run_is_the_ledger(
         r["schedule_key"]: r["amount_minor"] for r in loader_state(lake, "revrec_schedule")
     }
     assert held_schedule == schedule
+    late = [
+        r for r in loader_state(lake, "revrec_schedule") if r["day"].isoformat() == "2026-10-28"
+    ]
+    assert any(r["customer_id"] == "jp" and r["rule"] == "late_usage_days" for r in late), late
     assert {r["row_version"] for r in loader_state(lake, "invoices")} == {after.run}
 
     # The folder holds a run above this ledger's next one (written from another ledger,
