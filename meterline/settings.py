@@ -524,6 +524,38 @@ class Settings(BaseSettings):
         METERLINE_JOURNAL_ACCOUNTS over it."""
         return {**DEFAULT_JOURNAL_ACCOUNTS, **self.journal_accounts}
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        # Blank is unset (a line `KEY=` in .env): the sink is then not configured.
+        if value is None or not value.strip():
+            return None
+        try:
+            parts = urlsplit(value)
+            http = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        except ValueError:  # an unbalanced [, a port that is no port
+            http = False
+        if not http or value != value.strip() or not value.isprintable():
+            raise ValueError(
+                f"{_redacted(value)!r} is not an http(s) URL with a host, e.g."
+                " https://hooks.example.com/meterline"
+            )
+        if parts.username is not None or parts.password is not None or parts.fragment:
+            raise ValueError(
+                f"{_redacted(value)!r} holds a user, password or fragment: give the URL without"
+                " them (the receiver checks the signature, METERLINE_WEBHOOK_SECRET)"
+            )
+        return value
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _blank_webhook_secret(cls, value: Any) -> Any:
+        # Blank is unset: no signing secret, so the sink is not configured (exit code 2).
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("stripe_api_base")
     @classmethod
     def _check_stripe_base(cls, value: str) -> str:
