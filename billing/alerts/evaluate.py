@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Literal
 
 Metric = Literal["usage", "spend"]
@@ -65,11 +65,12 @@ class AlertEvent:
 
 
 def threshold_text(value: Decimal) -> str:
-    """A threshold as a canonical string (no exponent, no trailing zeros): the form it
-    takes in keys and payloads, so 100, 100.0 and 1E+2 are one threshold."""
-    normalized = value.normalize()
-    text = format(normalized, "f")
-    return text
+    """A threshold (or an amount) as a canonical string (no exponent, no trailing
+    zeros): the form it takes in keys and payloads, so 100, 100.0 and 1E+2 are one
+    threshold. Exact whatever its digits: normalized in a context as wide as the number
+    (the default context's 28 digits rounded a 38-digit quantity)."""
+    wide = Context(prec=max(len(value.as_tuple().digits), 1), Emax=MAX_EMAX, Emin=MIN_EMIN)
+    return format(value.normalize(wide), "f")
 
 
 def evaluate(

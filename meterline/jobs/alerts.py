@@ -17,11 +17,12 @@ the key and writes nothing at all).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -29,7 +30,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from billing.alerts import AlertRule, StateKey, evaluate, threshold_text
+from billing.bulk import MAX_AMOUNT_MINOR
 from billing.catalog import current_catalog
+from billing.customers.rows import decimal_places
 from billing.errors import LedgerError, NotFound
 from billing.models import (
     Alert,
@@ -44,6 +47,7 @@ from billing.money import CurrencyError, exponent
 from billing.outbox import record_alert
 from billing.periods import Period, SubscriptionTerms, subscription_period_containing
 from meterline.connections import ledger_session, meter_catalog, open_warehouse
+from meterline.output import format_minor, format_quantity
 from meterline.settings import Settings, settings
 
 if TYPE_CHECKING:
@@ -132,31 +136,75 @@ class EvaluationReport:
 # --- add, list, history -------------------------------------------------------------------
 
 
+#: A threshold as written: plain decimal notation in ASCII digits, an exponent allowed
+#: (500, 500.00, 1e3); not Python's wider reading (1_000, Arabic-Indic digits, NaN).
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+#: Characters of a threshold as written (a longer text is no threshold anyone means).
+THRESHOLD_CHARS = 60
+#: Decimal places of a usage threshold: a meter's values have at most 9
+#: (sql/queries/ingest/validate.sql), and so has every quantity (Decimal(38, 9)).
+USAGE_PLACES = 9
+#: A usage quantity is below 10^29: the warehouse's sums are Decimal(38, 9).
+USAGE_LIMIT = Decimal(10) ** 29
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= THRESHOLD_CHARS else text[: THRESHOLD_CHARS - 3] + "...")
+
+
+def parse_threshold(text: str, metric: str, currency: str | None) -> Decimal:
+    """One threshold as given (usage: a quantity; spend: an amount in major units, e.g.
+    500.00) -> what is stored (usage: the quantity; spend: integer minor units).
+
+    Rules: plain decimal notation (``_NUMBER``), more than 0; a usage threshold has at
+    most 9 decimal places and is below 10^29 (USAGE_PLACES, USAGE_LIMIT: what a quantity
+    can be); a spend threshold has at most the currency's minor-unit decimals (ISO 4217)
+    and is at most MAX_AMOUNT_MINOR minor units (the ledger's amounts). Magnitudes are
+    judged from the exponent before any arithmetic (1e999999999 would overflow).
+    Raises AlertRefused."""
+    value_text = text.strip()
+    if len(value_text) > THRESHOLD_CHARS or not _NUMBER.fullmatch(value_text):
+        raise AlertRefused(
+            f"threshold {_shown(text)} is not a number: write it in decimals, e.g. 500 or 1250.50"
+        )
+    value = Decimal(value_text)
+    if value <= 0:
+        raise AlertRefused(f"threshold {_shown(text)} must be more than 0")
+    places = decimal_places(value)
+    if metric == "usage":
+        if places > USAGE_PLACES:
+            raise AlertRefused(
+                f"threshold {_shown(text)} has {places} decimal places: a usage quantity has"
+                f" at most {USAGE_PLACES}"
+            )
+        if value.adjusted() >= 29 or value >= USAGE_LIMIT:
+            raise AlertRefused(
+                f"threshold {_shown(text)} is beyond any usage quantity (below 10^29): give a"
+                " smaller one"
+            )
+        return value
+    assert currency is not None
+    digits = exponent(currency)
+    if places > digits:
+        raise AlertRefused(
+            f"threshold {_shown(text)} has more decimals than {currency}'s minor unit ({digits})"
+        )
+    if value.adjusted() + digits > 19 or value.scaleb(digits) > MAX_AMOUNT_MINOR:
+        raise AlertRefused(
+            f"threshold {_shown(text)} is more than the ledger's largest amount"
+            f" ({MAX_AMOUNT_MINOR:,} minor units of {currency}): give a smaller one"
+        )
+    return value.scaleb(digits)
+
+
 def parse_thresholds(texts: list[str], metric: str, currency: str | None) -> tuple[Decimal, ...]:
-    """Thresholds as given (usage: quantities; spend: amounts in major units, e.g. 500.00)
-    -> what is stored (usage: the quantities; spend: integer minor units). Raises
+    """Thresholds as given -> what is stored, each by ``parse_threshold``'s rules, in
+    canonical form (100, 100.0 and 1E+2 are one), sorted, each once. Raises
     AlertRefused."""
     if not texts:
         raise AlertRefused("an alert needs at least one threshold (--threshold)")
-    out: list[Decimal] = []
-    for text in texts:
-        try:
-            value = Decimal(text.strip())
-        except InvalidOperation:
-            raise AlertRefused(f"threshold {text!r} is not a number") from None
-        if not value.is_finite() or value <= 0:
-            raise AlertRefused(f"threshold {text!r} must be a positive number")
-        if metric == "spend":
-            assert currency is not None
-            scaled = value.scaleb(exponent(currency))
-            if scaled != scaled.to_integral_value():
-                raise AlertRefused(
-                    f"threshold {text!r} has more decimals than {currency}'s minor unit"
-                    f" ({exponent(currency)})"
-                )
-            value = scaled
-        out.append(Decimal(threshold_text(value)))
-    return tuple(sorted(set(out)))
+    out = {Decimal(threshold_text(parse_threshold(t, metric, currency))) for t in texts}
+    return tuple(sorted(out))
 
 
 def add_alert(
@@ -170,7 +218,9 @@ def add_alert(
     config: Settings | None = None,
 ) -> AlertView:
     """Create an alert for ``customer`` or every customer on ``plan``: on the usage of
-    ``meter`` or on spend in ``currency`` (one of the two). Raises AlertRefused (exit 2),
+    ``meter`` or on spend in ``currency`` (one of the two), thresholds by
+    ``parse_threshold``'s rules. Raises AlertRefused (exit 2; also for a threshold another
+    alert of the same customer or plan already watches on the same meter or currency),
     NotFound for an unknown customer, plan or meter (exit 3)."""
     config = config or settings()
     if (customer is None) == (plan is None):
@@ -197,13 +247,15 @@ def add_alert(
                 raise NotFound(f"no customer {customer!r} in the ledger")
         if plan is not None and session.get(Plan, plan) is None:
             raise NotFound(f"no plan {plan!r} in the ledger")
+        texts = [threshold_text(v) for v in values]
+        _refuse_repeats(session, customer_id, plan, metric, meter, currency, texts)
         alert = Alert(
             customer_id=customer_id,
             plan_id=plan,
             metric=metric,
             meter=meter,
             currency=currency,
-            thresholds=[threshold_text(v) for v in values],
+            thresholds=texts,
             created_at=created_at.astimezone(UTC),
         )
         session.add(alert)
@@ -218,6 +270,38 @@ def add_alert(
             thresholds=tuple(alert.thresholds),
             created_at=alert.created_at,
         )
+
+
+def _refuse_repeats(
+    session: Session,
+    customer_id: int | None,
+    plan: str | None,
+    metric: str,
+    meter: str | None,
+    currency: str | None,
+    thresholds: list[str],
+) -> None:
+    """AlertRefused when another alert of the same customer (or plan) already watches
+    one of ``thresholds`` of the same meter (or currency): each would be announced twice
+    per period, once by each alert."""
+    same = select(Alert).where(
+        Alert.metric == metric,
+        Alert.customer_id == customer_id if customer_id is not None else Alert.plan_id == plan,
+        Alert.meter == meter if meter is not None else Alert.currency == currency,
+    )
+    wanted = set(thresholds)
+    for other in session.scalars(same.order_by(Alert.id)):
+        repeated = sorted(wanted & set(other.thresholds), key=Decimal)
+        if repeated:
+            shown = [
+                format_minor(int(Decimal(t)), currency) if currency else format_quantity(t)
+                for t in repeated
+            ]
+            raise AlertRefused(
+                f"alert {other.id} already watches {meter or 'spend'} at {', '.join(shown)}"
+                f" for this {'customer' if customer_id else 'plan'}: each would be announced"
+                " twice; give other thresholds (`meterline alerts list`)"
+            )
 
 
 def _views(session: Session, alerts: list[Alert]) -> list[AlertView]:
