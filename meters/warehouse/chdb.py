@@ -8,6 +8,7 @@ folder per process. So a process keeps one engine open and shares it between
 from __future__ import annotations
 
 import fcntl
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ from meters.warehouse.base import (
     statement_note,
 )
 from meters.warehouse.chdb_params import format_params
+
+log = logging.getLogger(__name__)
 
 _engine_lock = threading.RLock()
 _engine: Any = None
@@ -63,6 +66,7 @@ def _open_engine(path: str, lock_timeout_s: float) -> Any:
         Path(path).mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + lock_timeout_s
         delay = 0.05
+        told = False
         while True:
             if not _held_by_another_process(path):
                 try:
@@ -77,9 +81,21 @@ def _open_engine(path: str, lock_timeout_s: float) -> Any:
                 raise WarehouseLockTimeout(
                     f"the embedded warehouse {path} is locked by another process; "
                     f"waited {lock_timeout_s:g}s. Only one process at a time may open "
-                    "a chDB folder: wait for the other meterline/airflow process to end, "
-                    "or raise METERLINE_WAREHOUSE_LOCK_TIMEOUT_S"
+                    "a chDB folder: wait for the other meterline/airflow process (a "
+                    "`meterline serve` holds it until stopped) to end, or raise "
+                    "METERLINE_WAREHOUSE_LOCK_TIMEOUT_S"
                 )
+            if not told:
+                # Said once, so that a wait of minutes is not silence (a command run
+                # while `meterline serve` holds the folder waited 300 s without a word).
+                log.warning(
+                    "the embedded warehouse %s is in use by another process (another"
+                    " command, an Airflow task, or `meterline serve` until it is stopped):"
+                    " waiting up to %gs for it (METERLINE_WAREHOUSE_LOCK_TIMEOUT_S)",
+                    path,
+                    lock_timeout_s,
+                )
+                told = True
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
         _engine_path = path
