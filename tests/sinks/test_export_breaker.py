@@ -287,3 +287,14 @@ def test_the_command_refuses_in_one_line(
     assert status == code and fragment in one_error(output), output
     assert runs_recorded(world) == recorded
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_month_whose_periods_have_not_ended_does_not_suggest_closing_them(
+    world: World, tmp_path: Path
+) -> None:
+    # Was "run `meterline close --period 2199-12`": a close that would finalize periods
+    # that have not ended (here, for a month so far ahead, none `close` takes after it).
+    status, output = cli(world, "export", "--period", "2199-11", "--to", str(tmp_path / "l"))
+    error = one_error(output)
+    assert status == 2 and "is not closed" in error, output
+    assert "are not all due before 2200-01-04T12:00:00Z" in error and "from then on" in error

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -151,10 +151,20 @@ def check_closed(session: Session, period: str, config: Settings) -> datetime | 
     held = open_periods(expected, invoices, last_close, grace)
     if held:
         first_open = held[0]
+        # A close is suggested outright only once its time has come: run before, it would
+        # finalize periods that have not ended yet.
+        now = datetime.now(UTC)  # wall clock: advice only, never a billing time
+        todo = (
+            f"run `meterline close --period {following}` (or let the nightly close run) and"
+            " export it again"
+            if horizon <= now
+            else f"its periods are not all due before {iso_utc(horizon)}: export it after the"
+            f" close that bills them (the nightly close, or `meterline close --period"
+            f" {following}` from then on)"
+        )
         raise PeriodNotClosed(
             f"period {period} is not closed: {len(held):,} of its billing periods are open"
-            f" (first: {first_open.text()}); run `meterline close --period {following}` (or let the"
-            " nightly close run) and export it again"
+            f" (first: {first_open.text()}); {todo}"
         )
     # An invoice taxed through the tax sink is exported once its tax is recorded
     # (docs/tax.md): until then the month waits, as Stripe does.
