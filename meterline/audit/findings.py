@@ -163,6 +163,29 @@ def check_finding_id(finding_id: str) -> str:
     return wanted
 
 
+#: Characters of an acknowledgement's reason: a sentence or a short paragraph.
+REASON_MAX = 2_000
+
+
+def reason_problem(reason: str) -> str | None:
+    """Why ``reason`` (stripped) cannot be an acknowledgement's reason (None when it can):
+    empty; over REASON_MAX characters; or holding a control character other than a line
+    break or a tab (a NUL is refused by PostgreSQL; an escape sequence would reach the
+    terminal of whoever runs `meterline audit reconcile`)."""
+    text = reason.strip()
+    if not text:
+        return "give the reason the finding is acknowledged"
+    if len(text) > REASON_MAX:
+        return f"the reason has {len(text):,} characters: at most {REASON_MAX:,}"
+    for char in text:
+        if not char.isprintable() and char not in "\n\r\t":
+            return (
+                f"the reason holds the character U+{ord(char):04X}, which is not text:"
+                " write it as plain text"
+            )
+    return None
+
+
 def acknowledge(
     finding_id: str,
     *,
@@ -174,10 +197,11 @@ def acknowledge(
     """Record that `by` acknowledged reconcile finding `finding_id` at `at`, because
     `reason`: from then on it is listed as acknowledged and no longer fails a run. Only
     that exact finding: one whose values change gets a new id. ValueError for an id that
-    is not a finding id, an empty reason or an empty name."""
+    is not a finding id, a reason ``reason_problem`` refuses, or an empty name."""
     wanted = check_finding_id(finding_id)
-    if not reason.strip():
-        raise ValueError("give the reason the finding is acknowledged")
+    problem = reason_problem(reason)
+    if problem is not None:
+        raise ValueError(problem)
     if not by.strip():
         raise ValueError("give who acknowledges it")
     ack = Acknowledgement(finding_id=wanted, reason=reason.strip(), by=by.strip(), at=at)

@@ -34,6 +34,7 @@ from meterline.jobs.intake import EventIntake
 from meterline.jobs.ledger import check_ledger
 from meterline.service import console, events, ledger, problems, usage
 from meterline.service.auth import TokenBuckets
+from meterline.service.problems import path_of, printable
 from meterline.settings import Settings, settings
 
 log = logging.getLogger("meterline.service")
@@ -139,8 +140,8 @@ async def _request_log(
     key = getattr(request.state, "key", None)
     log.info(
         "%s %s %d %.1f ms key=%s request=%s",
-        request.method,
-        request.url.path,
+        printable(request.method, 20),
+        printable(path_of(request)),
         response.status_code,
         (time.monotonic() - started) * 1000,
         f"{key.id}:{key.name}" if key is not None else "-",

@@ -44,13 +44,15 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 
 from meterline.audit.explain import explain_line
-from meterline.audit.findings import acknowledge, check_finding_id
+from meterline.audit.findings import acknowledge, check_finding_id, reason_problem
 from meterline.audit.reconcile import find_finding, reconcile_period
 from meterline.jobs import ledger
 from meterline.jobs.apikeys import ApiKeyInfo, KeyStore
 from meterline.jobs.console import DailyUsage, daily_usage, search_customers
+from meterline.jobs.ids import search_text_problem
 from meterline.output import format_amount, format_minor, format_money, format_quantity
-from meterline.service.problems import problem_of
+from meterline.service.params import customer_param
+from meterline.service.problems import Problem, problem_of
 from meterline.service.usage import parse_as_of
 
 COOKIE = "meterline_console"
@@ -114,10 +116,40 @@ class _Page(Exception):
 
 
 def install(app: FastAPI) -> None:
-    """Add the console's pages and its error pages to the app."""
+    """Add the console's pages and its error pages to the app: under /console, every
+    error (a parameter that does not validate, an unknown page, a bug) is an HTML page
+    with the API's status and detail, not a problem document."""
     app.include_router(router)
     app.add_exception_handler(_SignIn, _to_login)
     app.add_exception_handler(_Page, _error_page)
+    app.state.problem_page = _problem_page
+
+
+def _problem_page(problem: Problem, request: Request) -> Response | None:
+    """The error page of a problem met under /console; None elsewhere (problem+json)."""
+    path = request.url.path
+    if path != "/console" and not path.startswith("/console/"):
+        return None
+    page = render(
+        request, "error.html.j2", problem.status, title=problem.title, detail=problem.detail
+    )
+    for name, value in problem.headers.items():
+        if name.lower() != "www-authenticate":
+            page.headers[name] = value
+    return page
+
+
+def _same_site(request: Request) -> None:
+    """A form of another site (a cross-site POST: Sec-Fetch-Site, which browsers send
+    and a page cannot set) is refused before it signs anyone in or out or writes: with
+    SameSite=Strict the cookie stays home, but signing in needs no cookie."""
+    if request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"):
+        raise _Page(
+            403,
+            "Refused",
+            "a form of another site cannot sign in or change anything here: open the"
+            " console's own page and use its form",
+        )
 
 
 def page_html(
@@ -215,6 +247,7 @@ def login(
     token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/console",
 ) -> Response:
+    _same_site(request)
     store: KeyStore = request.app.state.keys
     key = store.verify(token.strip()) if token.strip() else None
     if key is None or not {"read", "support"} & set(key.scopes):
@@ -238,6 +271,7 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    _same_site(request)
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(COOKIE, path="/console")
     return response
@@ -250,6 +284,9 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 def search(request: Request, q: str | None = None) -> Response:
     key = _caller(request, "read", "support")
     config = request.app.state.read_config
+    problem = search_text_problem(q.strip()) if q and q.strip() else None
+    if problem is not None:
+        raise _Page(400, "Not a search", problem)
     found = search_customers(q or "", config=config) if q else []
     if q and len(found) == 1:
         return RedirectResponse(f"/console/customers/{quote(found[0].customer)}", 303)
@@ -279,9 +316,10 @@ def _chart(days: DailyUsage, currency: str) -> dict[str, Any]:
     return {"bars": bars, "width": 60 + len(bars) * width, "top": top, "currency": currency}
 
 
-@router.get("/customers/{customer_id}", response_class=HTMLResponse)
 def customer(request: Request, customer_id: str, as_of: str | None = None) -> Response:
+    """The customer's page (registered last, below: its path matches any id)."""
     key = _caller(request, "read", "support")
+    customer_param(customer_id)
     config = request.app.state.read_config
     moment = parse_as_of(as_of)
     try:
@@ -368,7 +406,7 @@ def _month(period: str | None, customer_id: str, request: Request) -> str:
     return datetime.now(UTC).strftime("%Y-%m")
 
 
-@router.get("/customers/{customer_id}/findings", response_class=HTMLResponse)
+@router.get("/customers/{customer_id:customer}/findings", response_class=HTMLResponse)
 def findings(
     request: Request,
     customer_id: str,
@@ -376,6 +414,7 @@ def findings(
     done: str | None = None,
 ) -> Response:
     key = _caller(request, "read", "support")
+    customer_param(customer_id)
     try:
         month = _month(period, customer_id, request)
         report = reconcile_period(month, customer=customer_id, config=request.app.state.read_config)
@@ -397,7 +436,7 @@ def findings(
     )
 
 
-@router.post("/customers/{customer_id}/findings/{finding_id}/acknowledge")
+@router.post("/customers/{customer_id:customer}/findings/{finding_id}/acknowledge")
 async def acknowledge_finding(
     request: Request,
     customer_id: str,
@@ -406,7 +445,9 @@ async def acknowledge_finding(
     reason: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
+    _same_site(request)
     key = await run_in_threadpool(_caller, request, "support")
+    customer_param(customer_id)
     if not hmac.compare_digest(csrf, csrf_token(request, "acknowledge")):
         raise _Page(403, "Form expired", "the form's token is wrong: reload the page and retry")
     if not _MONTH.match(period):
@@ -419,10 +460,9 @@ async def acknowledge_finding(
         wanted = check_finding_id(finding_id)
     except ValueError as exc:
         raise _Page(400, "Not a finding", str(exc)) from None
-    if not reason.strip():
-        return await run_in_threadpool(
-            _findings_again, request, key, customer_id, period, "give the reason"
-        )
+    problem = reason_problem(reason)
+    if problem is not None:
+        return await run_in_threadpool(_findings_again, request, key, customer_id, period, problem)
     try:
         await run_in_threadpool(
             find_finding,
@@ -465,6 +505,13 @@ def _findings_again(
         done=None,
         error=error,
     )
+
+
+# Last: a customer id may hold a "/", so this path matches every page under /customers/
+# (Starlette tries routes in order: the findings' routes above come first).
+router.add_api_route(
+    "/customers/{customer_id:customer}", customer, methods=["GET"], response_class=HTMLResponse
+)
 
 
 def dims(d: Mapping[str, str]) -> str:

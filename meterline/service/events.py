@@ -23,15 +23,40 @@ KINDS: dict[str, BodyKind] = {
 }
 
 
-def body_kind(content_type: str | None) -> BodyKind:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
+def _unsupported(detail: str) -> Problem:
+    return Problem(415, "unsupported-media-type", "Unsupported media type", detail)
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def body_kind(content_type: str | None, content_encoding: str | None = None) -> BodyKind:
+    """What the body is read as, from its headers. A 415 Problem for another media type,
+    a charset other than UTF-8 (JSON is UTF-8, RFC 8259 section 8.1) or a content coding
+    (gzip, ...: the body would be read as the bytes of its compressed form, line by line,
+    and every line rejected and kept)."""
+    media, _, params = (content_type or "").partition(";")
+    media = media.strip().lower()
     if media not in KINDS:
-        raise Problem(
-            415,
-            "unsupported-media-type",
-            "Unsupported media type",
-            f"Content-Type {media or '(none)'}: send application/json (a JSON array of"
-            " events) or application/x-ndjson (one event per line)",
+        raise _unsupported(
+            f"Content-Type {_shown(media) if media else '(none)'}: send application/json (a"
+            " JSON array of events) or application/x-ndjson (one event per line)"
+        )
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise _unsupported(
+                f"charset {_shown(value.strip())}: send the events as UTF-8 (charset=utf-8, or"
+                " no charset)"
+            )
+    coding = (content_encoding or "").strip().lower()
+    if coding not in ("", "identity"):
+        raise _unsupported(
+            f"Content-Encoding {_shown(coding)}: send the body uncompressed (no Content-Encoding)"
         )
     return KINDS[media]
 
@@ -75,7 +100,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     responses={
         400: {"description": "The body is not a JSON array or NDJSON"},
         413: {"description": "The body is larger than METERLINE_SERVICE_MAX_BODY_BYTES"},
-        415: {"description": "Another Content-Type"},
+        415: {"description": "Another Content-Type or charset, or a Content-Encoding"},
         503: {"description": "The warehouse is busy or unreachable: nothing was stored"},
     },
 )
@@ -83,7 +108,7 @@ async def post_events(
     request: Request,
     key: ApiKeyInfo = Depends(requires("ingest")),  # noqa: B008
 ) -> EventsResult:
-    kind = body_kind(request.headers.get("content-type"))
+    kind = body_kind(request.headers.get("content-type"), request.headers.get("content-encoding"))
     body = await read_body(request, request.app.state.config.service_max_body_bytes)
     intake: EventIntake = request.app.state.intake
     source = f"api:{key.name}:{request.state.request_id}"

@@ -17,6 +17,7 @@ from meterline.jobs import ledger
 from meterline.jobs.apikeys import ApiKeyInfo
 from meterline.output import json_text
 from meterline.service.auth import requires
+from meterline.service.params import customer_param
 from meterline.service.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
@@ -92,7 +93,7 @@ class InvoiceDetail(InvoiceSummary):
 
 
 @router.get(
-    "/customers/{customer_id}/invoices",
+    "/customers/{customer_id:customer}/invoices",
     response_model=InvoiceList,
     summary="A customer's invoices (scope: read or support)",
     description="As `meterline invoices list --customer ID --json`: oldest period first,"
@@ -112,7 +113,10 @@ def customer_invoices(
     ] = None,
 ) -> dict[str, Any]:
     rows, totals = ledger.list_invoices(
-        customer=customer_id, status=status, period=period, config=request.app.state.read_config
+        customer=customer_param(customer_id),
+        status=status,
+        period=period,
+        config=request.app.state.read_config,
     )
     return {"invoices": rows, "totals": totals}
 

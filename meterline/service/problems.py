@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("meterline.service")
@@ -56,7 +56,28 @@ def redact(text: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", text)
 
 
-def response(problem: Problem, request: Request | None = None) -> JSONResponse:
+def path_of(request: Request) -> str:
+    """The request's path as the server received it, percent-decoded (``request.url``
+    drops a tab or line break from it, as urllib reads URLs)."""
+    return str(request.scope.get("path") or request.url.path)
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """``text`` as a log line or a message may show it: each character that is not
+    printable (a line break, an escape sequence, a NUL: a path holds any after its
+    percent-decoding) written as its Python escape, at most ``limit`` characters."""
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[: limit + 1])
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def response(problem: Problem, request: Request | None = None) -> Response:
+    """The problem document of `problem`; or, where the app renders its own page for it
+    (``app.state.problem_page``: the console's HTML error page under /console), that."""
+    page = getattr(request.app.state, "problem_page", None) if request is not None else None
+    if page is not None:
+        rendered = page(problem, request)
+        if rendered is not None:
+            return cast(Response, rendered)
     body: dict[str, Any] = {
         "type": _URN + problem.slug,
         "title": problem.title,
@@ -121,23 +142,23 @@ def problem_of(exc: BaseException) -> Problem | None:
     return None
 
 
-async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+async def on_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
     return response(exc, request)
 
 
-async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+async def on_http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (an unknown path, a method not allowed) as problems."""
     assert isinstance(exc, StarletteHTTPException)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
     if exc.status_code == 404:
-        detail = (
-            f"no such endpoint: {request.method} {request.url.path} (GET /openapi.json lists them)"
-        )
+        path = printable(path_of(request), 200)
+        detail = f"no such endpoint: {request.method} {path} (GET /openapi.json lists them)"
     elif exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
-        detail = f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"
+        path = printable(path_of(request), 200)
+        detail = f"{request.method} is not allowed on {path} (allowed: {allowed})"
     else:
         detail = str(exc.detail)
     return response(
@@ -145,7 +166,7 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
+async def on_invalid(request: Request, exc: Exception) -> Response:
     """A path or query parameter that does not validate: 400, each error named."""
     assert isinstance(exc, RequestValidationError)
     errors = [
@@ -162,7 +183,7 @@ async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def on_error(request: Request, exc: Exception) -> JSONResponse:
+async def on_error(request: Request, exc: Exception) -> Response:
     """A known exception of the jobs as its problem; anything else is a bug (500)."""
     problem = problem_of(exc)
     if problem is not None:
@@ -170,19 +191,19 @@ async def on_error(request: Request, exc: Exception) -> JSONResponse:
             log.warning(
                 "%s %s: %s: %s",
                 request.method,
-                request.url.path,
+                printable(path_of(request)),
                 type(exc).__name__,
-                redact(str(exc)),
+                printable(redact(str(exc)), 1000),
             )
         return response(problem, request)
     request_id = getattr(request.state, "request_id", "-")
     log.error(
         "%s %s (request %s): internal error: %s: %s",
         request.method,
-        request.url.path,
+        printable(path_of(request)),
         request_id,
         type(exc).__name__,
-        redact(str(exc)),
+        printable(redact(str(exc)), 1000),
         exc_info=(type(exc), exc, exc.__traceback__),
     )
     return response(

@@ -17,6 +17,7 @@ from meterline.jobs.preview import CustomerPreview, customer_preview
 from meterline.jobs.usage import CustomerUsage, customer_usage
 from meterline.output import json_text
 from meterline.service.auth import requires
+from meterline.service.params import customer_param, invalid
 from meterline.service.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["usage"])
@@ -24,8 +25,10 @@ reader = requires("read", "support")
 
 # The instants meterline takes (the command line's rule, meterline/cli/options.py): RFC
 # 3339 with its offset, or a date meaning its midnight UTC; 2000-01-01 to 2199-12-31.
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 FIRST = datetime(2000, 1, 1, tzinfo=UTC)
 END = datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -43,13 +46,18 @@ def parse_as_of(text: str | None) -> datetime:
     value = text.strip()
 
     def refuse(why: str) -> Problem:
-        return Problem(400, "invalid-request", "Invalid request", f"query.as_of: {why}")
+        return invalid("query.as_of", why)
+
+    text = text if len(text) <= 40 else text[:37] + "..."
 
     try:
-        if _DATE.match(value):
+        if _DATE.fullmatch(value):
             moment = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-        elif _RFC3339.match(value):
-            moment = datetime.fromisoformat(value.upper().replace(" ", "T")).astimezone(UTC)
+        elif _RFC3339.fullmatch(value):
+            local = datetime.fromisoformat(value.upper().replace(" ", "T"))
+            if not FIRST.year <= local.year < END.year:
+                raise refuse(f"{text!r} is outside 2000-01-01 to 2199-12-31")
+            moment = local.astimezone(UTC)  # no overflow: year 1 and 9999 are far
         else:
             raise refuse(
                 f"{text!r} is not RFC 3339 with an offset (2026-11-20T12:00:00Z) or a date"
@@ -62,7 +70,7 @@ def parse_as_of(text: str | None) -> datetime:
 
 
 @router.get(
-    "/customers/{customer_id}/usage",
+    "/customers/{customer_id:customer}/usage",
     summary="A customer's usage so far in its current periods (scope: read or support)",
     description="As `meterline usage ID --as-of T --json`: per subscription, its current"
     " period's quantities and cost per price, rated by close's code over the rollup and"
@@ -79,12 +87,13 @@ def usage(
     request: Request,
     as_of: Annotated[str | None, AS_OF] = None,
 ) -> Response:
-    doc = customer_usage(customer_id, parse_as_of(as_of), config=request.app.state.read_config)
+    customer = customer_param(customer_id)
+    doc = customer_usage(customer, parse_as_of(as_of), config=request.app.state.read_config)
     return Response(json_text(doc), media_type="application/json")
 
 
 @router.get(
-    "/customers/{customer_id}/preview",
+    "/customers/{customer_id:customer}/preview",
     summary="The invoices the current periods would end with (scope: read or support)",
     description="As `meterline preview ID --as-of T --json`: the invoice each current"
     " period would be finalized with if no more usage arrived, line for line.",
@@ -100,5 +109,6 @@ def preview(
     request: Request,
     as_of: Annotated[str | None, AS_OF] = None,
 ) -> Response:
-    doc = customer_preview(customer_id, parse_as_of(as_of), config=request.app.state.read_config)
+    customer = customer_param(customer_id)
+    doc = customer_preview(customer, parse_as_of(as_of), config=request.app.state.read_config)
     return Response(json_text(doc), media_type="application/json")

@@ -158,7 +158,7 @@ def acknowledge(
     from datetime import UTC
 
     from meterline.audit.findings import acknowledge as record
-    from meterline.audit.findings import check_finding_id
+    from meterline.audit.findings import check_finding_id, reason_problem
     from meterline.audit.reconcile import find_finding
 
     try:
@@ -167,6 +167,8 @@ def acknowledge(
         raise click.BadParameter(str(exc), param_hint="FINDING_ID") from None
     if not reason.strip():
         raise click.BadParameter("must say why", param_hint="--reason")
+    if reason_problem(reason) is not None:
+        raise click.BadParameter(str(reason_problem(reason)), param_hint="--reason")
     if period is None and as_of is None:
         raise click.UsageError(
             "give --period YYYY-MM or --as-of TIME: the reconcile that lists the finding"
