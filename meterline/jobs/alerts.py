@@ -197,6 +197,21 @@ def parse_threshold(text: str, metric: str, currency: str | None) -> Decimal:
     return value.scaleb(digits)
 
 
+def stored_threshold_problem(thresholds: Any) -> str | None:
+    """Why an alert's stored thresholds cannot be evaluated (None when they can): each
+    must be decimal text of a number more than 0. An older `alerts add` stored 1e-999999999
+    as "0", which failed every evaluation; such an alert is listed as not evaluated."""
+    if not isinstance(thresholds, list) or not thresholds:
+        return "its thresholds are not a list of numbers; not evaluated"
+    for text in thresholds:
+        if not isinstance(text, str) or not _NUMBER.fullmatch(text) or Decimal(text) <= 0:
+            return (
+                f"its threshold {text!r} is not a number more than 0 (stored by an older"
+                " `alerts add`); not evaluated"
+            )
+    return None
+
+
 def parse_thresholds(texts: list[str], metric: str, currency: str | None) -> tuple[Decimal, ...]:
     """Thresholds as given -> what is stored, each by ``parse_threshold``'s rules, in
     canonical form (100, 100.0 and 1E+2 are one), sorted, each once. Raises
@@ -483,7 +498,13 @@ def evaluate_alerts(as_of: datetime, *, config: Settings | None = None) -> Evalu
             return report
         read = _read_usage(session, alerts, as_of, config)
     with ledger_session(config, write=True) as session:
-        alerts = list(session.scalars(select(Alert).order_by(Alert.id)))
+        alerts = []
+        for alert in session.scalars(select(Alert).order_by(Alert.id)):
+            problem = stored_threshold_problem(alert.thresholds)
+            if problem is None:
+                alerts.append(alert)
+            else:  # stored by an older `alerts add`: the others are evaluated
+                report.errors.append(f"alert {alert.id}: {problem}")
         by_customer: dict[int, list[Alert]] = defaultdict(list)
         by_plan: dict[str, list[Alert]] = defaultdict(list)
         for alert in alerts:

@@ -26,12 +26,19 @@ from billing.models import Alert
 from billing.outbox import record_alert
 from meterline.cli import main
 from meterline.jobs import deliver as deliver_job
-from meterline.jobs.alerts import AlertRefused, parse_threshold, parse_thresholds
+from meterline.jobs.alerts import (
+    AlertRefused,
+    evaluate_alerts,
+    parse_threshold,
+    parse_thresholds,
+)
 from meterline.jobs.deliver import deliver, outbox_rows
 from meterline.settings import Settings, SettingsError, load_settings, settings
 from meterline.sinks import PermanentSinkError, TransientSinkError
 from meterline.sinks.webhook import WebhookSink
+from meters.warehouse.base import Warehouse
 from tests.billing.factories import CATALOG
+from tests.conftest import warehouse_url
 from tests.service.conftest import prepare_ledger
 
 # --- thresholds (pure) -------------------------------------------------------------------
@@ -386,3 +393,31 @@ def test_a_receiver_failing_then_answering_gets_the_event_once(
     assert receiver.keys == ["alert.fired:9:sub_00001:5:2026-11-05T00:00:00+00:00"] * 2
     row = next(r for r in outbox_rows(sink="webhook", config=config) if r.kind == "alert.fired")
     assert row.status == "delivered"
+
+
+@pytest.mark.single_warehouse
+def test_an_alert_stored_with_threshold_0_does_not_stop_the_others(
+    ledger: str, warehouse: Warehouse
+) -> None:
+    """`alerts add --threshold 1e-999999999` stored "0"; every evaluation after it failed
+    (ValueError, exit 5), the other alerts' included."""
+    config = load_settings(
+        ledger_url=ledger, catalog_path=CATALOG, warehouse_url=warehouse_url(warehouse)
+    )
+    engine = create_engine(ledger)
+    try:
+        with session_factory(engine).begin() as session:
+            session.add(
+                Alert(
+                    plan_id="standard",
+                    metric="usage",
+                    meter="fin_resolution",
+                    thresholds=["0"],
+                    created_at=datetime(2026, 11, 1, tzinfo=UTC),
+                )
+            )
+    finally:
+        engine.dispose()
+    report = evaluate_alerts(datetime(2026, 11, 20, tzinfo=UTC), config=config)
+    assert len(report.errors) == 1 and "threshold '0'" in report.errors[0], report.errors
+    assert report.subscriptions >= 1  # the alerts added above were evaluated
