@@ -44,7 +44,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 
 from meterline.audit.explain import explain_line
-from meterline.audit.findings import acknowledge, check_finding_id, reason_problem
+from meterline.audit.findings import FINDING_ID, acknowledge, check_finding_id, reason_problem
 from meterline.audit.reconcile import find_finding, reconcile_period
 from meterline.jobs import ledger
 from meterline.jobs.apikeys import ApiKeyInfo, KeyStore
@@ -431,7 +431,7 @@ def findings(
         report=report,
         may_acknowledge="support" in key.scopes,
         ack_csrf=csrf_token(request, "acknowledge"),
-        done=done,
+        done=done if done is not None and FINDING_ID.match(done) else None,
         error=None,
     )
 

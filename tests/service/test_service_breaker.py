@@ -328,3 +328,19 @@ def test_acknowledging_needs_support_a_form_token_and_a_reason_that_is_text(app:
         assert_page(again, 400, words, "Reconcile findings")
     unknown = client.post(path, data={"period": "2026-11", "reason": "known", "csrf": token})
     assert_page(unknown, 404, "no finding f-0123456789ab")
+
+
+def test_the_findings_page_shows_no_notice_a_link_wrote(app: Service) -> None:
+    """`?done=` is the acknowledged finding's id after the form; any other text was
+    shown as 'Finding ... acknowledged.' (a link could make the page say anything)."""
+    client = console(app, "read")
+    page = client.get(
+        "/console/customers/acme%2Feu/findings",
+        params={"period": "2026-11", "done": "EVERYTHING IS FINE, REFUND ISSUED"},
+    )
+    assert page.status_code == 200 and "REFUND ISSUED" not in page.text
+    done = client.get(
+        "/console/customers/acme%2Feu/findings",
+        params={"period": "2026-11", "done": "f-0123456789ab"},
+    )
+    assert "Finding f-0123456789ab acknowledged." in done.text
