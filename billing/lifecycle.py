@@ -186,8 +186,10 @@ def consume_credits(session: Session, invoice_ids: Collection[int]) -> int:
     consumption by the units it gives back. Consumption waits for finalize because a
     draft's lines are replaced when it is re-rated, and entries are never deleted.
     The returns are recorded before the consumptions.
+    A return is at most what the corrected consumption still holds (a correction the
+    re-issue of a voided invoice carries again was returned by its first carrier).
     Raises BalanceError (nothing is finalized: the caller's transaction fails) when a
-    grant holds less than its lines took. The number of entries written."""
+    grant holds less than its lines took. The number of lines read."""
     rows: list[Any] = []
     for part in bulk.chunks(sorted(invoice_ids)):
         rows += session.execute(
@@ -224,21 +226,36 @@ def consume_credits(session: Session, invoice_ids: Collection[int]) -> int:
             )
         elif units < 0:
             consumed = session.scalars(
-                select(CreditLedgerEntry.id).where(
+                select(CreditLedgerEntry).where(
                     CreditLedgerEntry.invoice_line_id == adjusts,
                     CreditLedgerEntry.kind == "consume",
                 )
             ).one()
+            # What the consumption still holds: a correction carried again by the re-issue
+            # of a voided invoice returns what its first carrier returned already (a void
+            # does not consume it again), and a return never takes more than was consumed.
+            held = consumed.amount - _returned(session, consumed.id)
+            back = min(-units, held)
+            if back <= 0:
+                continue
             reverse_consumption(
                 session,
-                consumed,
-                amount=-units,
+                consumed.id,
+                amount=back,
                 effective_at=end,
                 key=f"reverse|{invoice_id}|{key}",
                 note=f"corrected down by invoice line {line_id}",
                 invoice_line_id=line_id,
             )
     return len(rows)
+
+
+def _returned(session: Session, entry_id: int) -> Decimal:
+    """What has been returned of consumption entry ``entry_id`` (its unit)."""
+    returned = session.scalars(
+        select(CreditLedgerEntry.amount).where(CreditLedgerEntry.reverses_entry_id == entry_id)
+    ).all()
+    return sum(returned, Decimal(0))
 
 
 def return_credits(session: Session, invoice_id: int, *, as_of: datetime) -> int:

@@ -18,7 +18,12 @@ Rules:
   close rated before it took beyond what their finalized invoices consumed (`took`).
 - A period is its service period: a correction of a credit line on a later invoice
   counts for the period it corrects.
-- Voided grants are left out (what they paid stays paid).
+- A voided grant pays only periods it paid, at most the most it paid each (what it
+  paid stays paid): a late correction of such a period draws on it as it stood, so its
+  consumption stays as booked and only the usage difference is re-rated (a correction
+  returns to it only what the corrected lines no longer use). It never pays another
+  period, nor more than it paid, nor more than it holds (value returned to it after its
+  void: an invoice it paid voided, which the re-issue draws on again).
 """
 
 from __future__ import annotations
@@ -67,11 +72,12 @@ class CreditBook:
     entries: dict[str, list[_Entry]] = field(default_factory=dict)
     drafts: dict[str, list[_DraftCredit]] = field(default_factory=dict)
     took: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    voided: set[str] = field(default_factory=set)
 
     @classmethod
     def read(cls, session: Session, customers: Iterable[str]) -> CreditBook:
-        """One read of the customers' grants (not voided), ledger entries and draft credit
-        lines. Customers without grants cost nothing further."""
+        """One read of the customers' grants (voided ones marked), ledger entries and
+        draft credit lines. Customers without grants cost nothing further."""
         book = cls()
         wanted = sorted(set(customers))
         if not wanted:
@@ -80,7 +86,7 @@ class CreditBook:
             select(CreditGrant, Customer.external_id, SubscriptionRow.external_id)
             .join(Customer, Customer.id == CreditGrant.customer_id)
             .outerjoin(SubscriptionRow, SubscriptionRow.id == CreditGrant.subscription_id)
-            .where(Customer.external_id.in_(wanted), CreditGrant.voided_at.is_(None))
+            .where(Customer.external_id.in_(wanted))
             .order_by(CreditGrant.id)
         ).all()
         if not rows:
@@ -89,6 +95,8 @@ class CreditBook:
         for grant, customer, sub in rows:
             book.grants.setdefault(customer, []).append((_grant(grant, sub), grant.amount))
             by_pk[grant.id] = grant.grant_id
+            if grant.voided_at is not None:
+                book.voided.add(grant.grant_id)
         entries = session.execute(
             select(
                 CreditLedgerEntry.grant_id,
@@ -167,7 +175,14 @@ class CreditBook:
                 ),
                 ZERO,
             )
-            available = min(stood, now) + own - pending - self.took[grant.grant_id]
+            took = self.took[grant.grant_id]
+            if grant.grant_id in self.voided:
+                # What it paid stays paid: the period's own consumption, and what was
+                # returned of it back up to the most it paid, as far as the grant holds it.
+                again = min(now - pending - took, self._peak(grant.grant_id, period) - own)
+                available = own + max(again, ZERO)
+            else:
+                available = min(stood, now) + own - pending - took
             out.append(replace(grant, remaining=max(available, ZERO)))
         return out
 
@@ -191,6 +206,16 @@ class CreditBook:
             ),
             ZERO,
         )
+
+    def _peak(self, grant_id: str, period: PeriodRef) -> Decimal:
+        """The most ``period``'s finalized lines ever held of the grant at once (its
+        consumptions net of returns, in ledger order)."""
+        held = peak = ZERO
+        for e in self.entries.get(grant_id, []):
+            if e.kind in ("consume", "reverse") and e.period == period:
+                held += _OUT[e.kind] * e.amount
+                peak = max(peak, held)
+        return peak
 
 
 def _grant(row: CreditGrant, subscription: str | None) -> Grant:

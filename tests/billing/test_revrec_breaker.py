@@ -193,13 +193,6 @@ def test_zero_and_three_decimal_currencies_are_exact_to_the_minor_unit(
         assert far.rows == [] and far.failures == [] and far.problems == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="billing/credits (not revrec): the late correction of October, closed after"
-    " kw-commit was voided on Nov 15, returns the commitment's October consumption (4.489)"
-    " into the voided grant and bills it again on November's invoice; the voided grant"
-    " then holds value that nothing can release or break, so its deferred revenue stays",
-)
 def test_a_voided_commitment_leaves_no_deferred_revenue(months: dict[str, RevrecPeriod]) -> None:
     (kw,) = [b for b in months["2026-12"].closing() if b.customer == "kw"]
     # 3.333 billed; 2.992 released as it paid 4.489 of October's usage; 0.341 un-billed by
@@ -391,13 +384,6 @@ def test_a_subsidiary_that_netsuite_cannot_match_is_refused(
     assert load_settings().journal_subsidiary is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="billing/credits (not revrec): voiding the invoice that carries the correction"
-    " returning a voided grant's consumption makes every later close fail (BalanceError:"
-    " the re-issue returns that consumption again)",
-)
 def test_voiding_the_invoice_that_returned_a_voided_grants_consumption_closes(
     world: World, tmp_path: Path
 ) -> None:
