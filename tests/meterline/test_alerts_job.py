@@ -321,7 +321,7 @@ def test_the_period_that_ended_is_evaluated_until_it_can_be_finalized(world: Wor
                 "currency": None,
                 "thresholds": ["-1"],
             },
-            "positive",
+            "must be more than 0",
         ),
         (
             {
