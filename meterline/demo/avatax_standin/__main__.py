@@ -4,8 +4,9 @@ a small US rate table (New York State 4% + New York City 4.5%; Ireland's VAT 23%
 from __future__ import annotations
 
 import argparse
-import threading
 from decimal import Decimal
+
+from meterline.demo.standin_main import serve_until_interrupted
 
 from .server import AvaTaxStandIn
 from .store import Jurisdiction, RateTable
@@ -29,23 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=12112, help="0 picks a free port")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
-    try:
-        standin = AvaTaxStandIn(args.port, rates=DEMO_RATES, verbose=not args.quiet).start()
-    except OSError as exc:
-        print(f"cannot listen on 127.0.0.1:{args.port}: {exc}")
-        return 4
-    print(
-        f"AvaTax stand-in at {standin.base_url} (account 2000000001, license key"
-        " standin-license-key, company DEFAULT)",
-        flush=True,
+    return serve_until_interrupted(
+        lambda: AvaTaxStandIn(args.port, rates=DEMO_RATES, verbose=not args.quiet).start(),
+        args.port,
+        lambda standin: print(
+            f"AvaTax stand-in at {standin.base_url} (account 2000000001, license key"
+            " standin-license-key, company DEFAULT)",
+            flush=True,
+        ),
     )
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        standin.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ id and the certificate's path are printed)."""
 from __future__ import annotations
 
 import argparse
-import threading
+
+from meterline.demo.standin_main import serve_until_interrupted
 
 from . import SalesforceStandIn, define_cpq, example_org
 
@@ -23,23 +24,17 @@ def main(argv: list[str] | None = None) -> int:
         help="a few accounts and CPQ subscriptions that docs/examples/salesforce-cpq.yaml syncs",
     )
     args = parser.parse_args(argv)
-    try:
-        standin = SalesforceStandIn(args.port, verbose=not args.quiet).start()
-    except OSError as exc:
-        print(f"cannot listen on 127.0.0.1:{args.port}: {exc}")
-        return 4
-    define_cpq(standin.store)
-    if args.example:
-        example_org(standin.store)
-    for name, value in standin.session_env().items():
-        print(f"{name}={value}", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        standin.stop()
-    return 0
+
+    def announce(standin: SalesforceStandIn) -> None:
+        define_cpq(standin.store)
+        if args.example:
+            example_org(standin.store)
+        for name, value in standin.session_env().items():
+            print(f"{name}={value}", flush=True)
+
+    return serve_until_interrupted(
+        lambda: SalesforceStandIn(args.port, verbose=not args.quiet).start(), args.port, announce
+    )
 
 
 if __name__ == "__main__":

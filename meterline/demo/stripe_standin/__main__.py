@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import threading
+
+from meterline.demo.standin_main import serve_until_interrupted
 
 from .server import API_VERSION, StripeStandIn
 
@@ -16,19 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=12111, help="0 picks a free port")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
-    try:
-        standin = StripeStandIn(args.port, verbose=not args.quiet).start()
-    except OSError as exc:
-        print(f"cannot listen on 127.0.0.1:{args.port}: {exc}")
-        return 4
-    print(f"Stripe stand-in (API {API_VERSION}) at {standin.base_url}", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        standin.stop()
-    return 0
+    return serve_until_interrupted(
+        lambda: StripeStandIn(args.port, verbose=not args.quiet).start(),
+        args.port,
+        lambda standin: print(
+            f"Stripe stand-in (API {API_VERSION}) at {standin.base_url}", flush=True
+        ),
+    )
 
 
 if __name__ == "__main__":
