@@ -37,6 +37,7 @@ from meters.ingest.journal import (
     InterruptedIngest,
     repair,
 )
+from meters.ingest.prefetch import prefetched
 from meters.ingest.readers import (
     FIELDS,
     Batch,
@@ -221,7 +222,8 @@ class Ingestor:
                 source = str(path)
                 self.summary.sources.setdefault(source, SourceCounts())
                 try:
-                    for batch in read_batches(path, self.options.batch_rows, self._reserve):
+                    batches = read_batches(path, self.options.batch_rows, self._reserve)
+                    for batch in prefetched(batches):
                         self._classify_and_store(batch)
                 except UnreadableFile as exc:
                     self.summary.file_errors[source] = str(exc)

@@ -77,7 +77,8 @@ def test_the_cluster_ddl_parses(warehouse: Warehouse) -> None:
     for statement in statements:
         ((formatted,),) = warehouse.query_rows("SELECT formatQuery({q:String})", {"q": statement})
         assert f"ON CLUSTER {CLUSTER}" in formatted
-        assert "ENGINE = Replicated" in formatted
+        if formatted.startswith("CREATE TABLE"):
+            assert "ENGINE = Replicated" in formatted
 
 
 class Recorder:

@@ -65,6 +65,18 @@ WITH
             [trim(LEADING '0' FROM concat(g[2], fraction))])[1],
             [trim(TRAILING '0' FROM g[3])])[1],
             [extractGroups(v, '^([+-]?)([0-9]+)(?:\\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$')])[1]) AS value_read,
+    -- properties as read from their JSON text: (a JSON object?, every value a string?, the
+    -- keys sorted, their values in the same order)
+    (p -> arrayMap(kvs -> (isValidJSON(p) AND JSONType(p) = 'Object',
+                           arrayAll(kv -> startsWith(kv.2, '"'), JSONExtractKeysAndValuesRaw(p)),
+                           arrayMap(kv -> kv.1, kvs), arrayMap(kv -> kv.2, kvs)),
+                   [arraySort(kv -> kv.1, JSONExtractKeysAndValues(p, 'String'))])[1]) AS props_read,
+    -- a meter's sorted property keys and values against the catalog: (the keys it does not
+    -- declare, the values its declared value lists do not hold)
+    ((m, ks, vs) -> (arrayFilter(k -> NOT has(meter_props[m], k), ks),
+                     arrayFilter((v, k) -> NOT (empty(prop_values[concat(m, '\t', k)])
+                                                OR has(prop_values[concat(m, '\t', k)], v)),
+                                 vs, ks))) AS props_check,
     -- Nested objects and lists (one level, from the inside) written @, in a text whose
     -- strings are all "".
     (t -> replaceRegexpAll(t, '\\{[^{}\\[\\]]*\\}|\\[[^{}\\[\\]]*\\]', '@')) AS flat_nested,
@@ -89,6 +101,15 @@ WITH
     -- column, where an alias of the same step is written out again at each use while the
     -- engine analyses the query (one step of them all was a query tree of 21,500 lines and
     -- cost ~0.5 s of analysis per batch, whatever its size).
+    -- Each distinct (meter, properties) of the batch's Parquet and API rows, read once.
+    props_distinct AS (
+        SELECT pd_meter, pd_text, 1 AS pd_hit,
+               props_read(ifNull(nullIf(pd_text, ''), '{}')) AS pd_read,
+               props_check(pd_meter, pd_read.3, pd_read.4) AS pd_check
+        FROM (SELECT DISTINCT ifNull(meter, '') AS pd_meter, ifNull(properties, '') AS pd_text
+              FROM {{staging}}
+              WHERE is_json = 0 AND csv_header = '')
+    ),
     json_read AS (
         SELECT
             *, csv_header != '' AS is_csv,
@@ -230,18 +251,24 @@ WITH
             multiIf(val_default, toDecimal128(1, 9), val_plain, toDecimal128OrNull(f_value, 9),
                     val_problem = 0, toDecimal128OrNull(val_read.2, 9), NULL) AS val,
             ifNull(nullIf(f_properties, ''), '{}') AS props_json,
-            isValidJSON(props_json) AND JSONType(props_json) = 'Object' AS props_is_object,
-            arrayAll(kv -> startsWith(kv.2, '"'), JSONExtractKeysAndValuesRaw(props_json)) AS props_all_strings,
-            arrayMap(kv -> kv.1, JSONExtractKeysAndValues(props_json, 'String')) AS keys0,
-            arrayMap(kv -> kv.2, JSONExtractKeysAndValues(props_json, 'String')) AS vals0,
-            arraySort(keys0) AS pkeys,
-            arraySort((v, k) -> k, vals0, keys0) AS pvals,
-            meter_props[ifNull(f_meter, '')] AS allowed_keys,
-            arrayFilter(k -> NOT has(allowed_keys, k), pkeys) AS unknown_keys,
-            arrayFilter((v, k) -> NOT (empty(prop_values[concat(ifNull(f_meter, ''), '\t', k)])
-                                       OR has(prop_values[concat(ifNull(f_meter, ''), '\t', k)], v)),
-                        pvals, pkeys) AS bad_values
+            -- A batch holds few distinct (meter, properties) pairs: a Parquet or API row's are
+            -- read once per pair (props_distinct), the others' (JSON and CSV lines) here.
+            if(pd_hit, pd_read, props_read(props_json)) AS props,
+            if(pd_hit, pd_check, props_check(ifNull(f_meter, ''), props.3, props.4)) AS props_checked
         FROM values_read
+        LEFT JOIN props_distinct ON pd_meter = ifNull(f_meter, '') AND pd_text = ifNull(f_properties, '')
+    ),
+    props_split AS (
+        SELECT
+            *,
+            props.1 AS props_is_object,
+            props.2 AS props_all_strings,
+            props.3 AS pkeys,
+            props.4 AS pvals,
+            meter_props[ifNull(f_meter, '')] AS allowed_keys,
+            props_checked.1 AS unknown_keys,
+            props_checked.2 AS bad_values
+        FROM parsed
     ),
     checked AS (
         SELECT
@@ -279,7 +306,7 @@ WITH
                 notEmpty(unknown_keys),
                 notEmpty(bad_values)
             ], 1) AS defect_code
-        FROM parsed
+        FROM props_split
     ),
     validated AS (
         SELECT
