@@ -70,7 +70,6 @@ FORMATS = {
 }
 
 
-
 class UnreadableFile(ValueError):
     """A file that cannot be read at all, or not to its end; the message names it."""
 

@@ -25,7 +25,11 @@ def test_url_options() -> None:
         {"query_timeout": "600", "retries": "5", "cluster": "main", "session": "1", "database": "x"}
     )
     assert (options.query_timeout_s, options.retries, options.cluster, options.session) == (
-        600.0, 5, "main", True)
+        600.0,
+        5,
+        "main",
+        True,
+    )
     with pytest.raises(WarehouseError, match="unknown warehouse URL option 'query_timout'"):
         ServerOptions.from_query({"query_timout": "5"})
     with pytest.raises(WarehouseError, match="retries='many' is not valid"):
@@ -95,15 +99,27 @@ AT = "ClickHouse at http://u@h:8123/db"
     ("code", "sql", "sends", "error"),
     [
         # Not run by the server: sent again whatever it is, then reported as unavailable.
-        (202, "INSERT INTO t SELECT 1", 4,
-         f"WarehouseUnavailable: {AT} failed the statement (after 4 attempts): Code: 202."),
+        (
+            202,
+            "INSERT INTO t SELECT 1",
+            4,
+            f"WarehouseUnavailable: {AT} failed the statement (after 4 attempts): Code: 202.",
+        ),
         # Outcome unknown: sent again only when running it twice changes nothing.
-        (999, "DROP TABLE IF EXISTS t", 4,
-         "WarehouseUnavailable: the connection to ClickHouse at http://u@h:8123/db failed"
-         " during a statement (after 4 attempts): Code: 999."),
-        (999, "INSERT INTO t SELECT 1", 1,
-         "WarehouseUnavailable: the connection to ClickHouse at http://u@h:8123/db failed"
-         " during a statement: Code: 999."),
+        (
+            999,
+            "DROP TABLE IF EXISTS t",
+            4,
+            "WarehouseUnavailable: the connection to ClickHouse at http://u@h:8123/db failed"
+            " during a statement (after 4 attempts): Code: 999.",
+        ),
+        (
+            999,
+            "INSERT INTO t SELECT 1",
+            1,
+            "WarehouseUnavailable: the connection to ClickHouse at http://u@h:8123/db failed"
+            " during a statement: Code: 999.",
+        ),
         # Refused for good: never sent again.
         (60, "DROP TABLE IF EXISTS t", 1, f"WarehouseError: {AT} failed the statement: Code: 60."),
     ],
@@ -114,8 +130,10 @@ def test_how_often_a_failing_statement_is_sent(
     client = FailingClient(code)
     options = ServerOptions(retries=3, retry_backoff_s=0.01)
     wh = ClickHouseWarehouse(
-        lambda _database: client, endpoint=Endpoint("h", 8123, "u", "secret", "db"),
-        options=options, source="url",
+        lambda _database: client,
+        endpoint=Endpoint("h", 8123, "u", "secret", "db"),
+        options=options,
+        source="url",
     )
     with pytest.raises(WarehouseError) as failed:
         wh.command(sql)
@@ -148,12 +166,16 @@ def test_a_new_database_is_created_and_statements_are_stateless(server: ChdbHttp
         wh.close()
 
 
-def test_a_session_on_request(server: ChdbHttpServer, server_warehouse: ClickHouseWarehouse) -> None:
+def test_a_session_on_request(
+    server: ChdbHttpServer, server_warehouse: ClickHouseWarehouse
+) -> None:
     wh = connect(server.url(server_warehouse.database, session="1"))
     try:
         wh.query_rows("SELECT 1 AS first_in_session")
         wh.query_rows("SELECT 2 AS second_in_session")
-        ids = {e.session_id for e in server.statements(r"AS \w+_in_session", server_warehouse.database)}
+        ids = {
+            e.session_id for e in server.statements(r"AS \w+_in_session", server_warehouse.database)
+        }
         assert len(ids) == 1 and None not in ids
     finally:
         wh.close()
@@ -164,7 +186,9 @@ def test_a_read_only_user_reads_and_is_refused_writes_clearly(
 ) -> None:
     server.users["auditor"] = User(password="look", readonly=2)
     try:
-        wh = connect(server.url(server_warehouse.database, user="auditor", password="look", retries="0"))
+        wh = connect(
+            server.url(server_warehouse.database, user="auditor", password="look", retries="0")
+        )
         try:
             assert wh.query_rows("SELECT count() FROM usage_events") == [(0,)]
             with pytest.raises(WarehouseError, match="user 'auditor' may not write here"):
@@ -172,8 +196,11 @@ def test_a_read_only_user_reads_and_is_refused_writes_clearly(
         finally:
             wh.close()
         with pytest.raises(WarehouseError, match="may not write"):
-            connect(server.url(f"missing_{uuid.uuid4().hex[:6]}", user="auditor", password="look",
-                               retries="0"))
+            connect(
+                server.url(
+                    f"missing_{uuid.uuid4().hex[:6]}", user="auditor", password="look", retries="0"
+                )
+            )
     finally:
         del server.users["auditor"]
 
@@ -206,9 +233,7 @@ ENGINE = MergeTree ORDER BY u
 """
 
 
-def test_both_backends_return_identical_results(
-    server: ChdbHttpServer, chdb_folder: Path
-) -> None:
+def test_both_backends_return_identical_results(server: ChdbHttpServer, chdb_folder: Path) -> None:
     """The same database read through chDB directly and through the server: the same
     Arrow tables, types included."""
     database = f"i_{uuid.uuid4().hex[:10]}"
@@ -227,10 +252,16 @@ def test_both_backends_return_identical_results(
         queries = [
             ("SELECT * FROM typed ORDER BY u", {}),
             ("SELECT * FROM typed WHERE u > {n:UInt64} ORDER BY u", {"n": 5}),
-            ("SELECT s, {at:DateTime64(3, 'UTC')} AS at, {m:Map(String, Array(String))} AS m, "
-             "{d:Decimal(38, 9)} AS d, {flag:Bool} AS flag FROM typed ORDER BY u",
-             {"at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC), "m": {"a": ["b", "c'"]},
-              "d": Decimal("-1.5"), "flag": True}),
+            (
+                "SELECT s, {at:DateTime64(3, 'UTC')} AS at, {m:Map(String, Array(String))} AS m, "
+                "{d:Decimal(38, 9)} AS d, {flag:Bool} AS flag FROM typed ORDER BY u",
+                {
+                    "at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+                    "m": {"a": ["b", "c'"]},
+                    "d": Decimal("-1.5"),
+                    "flag": True,
+                },
+            ),
             ("SELECT * FROM typed WHERE 0", {}),
         ]
         for sql, params in queries:

@@ -33,15 +33,25 @@ IN_IMAGE = "/opt/meterline/"  # where the Dockerfile copies the project
 
 # Variables read by the official images' entrypoints, not by any file of ours.
 IMAGE_VARIABLES = {
-    "clickhouse": {"CLICKHOUSE_DB", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD",
-                   "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"},
+    "clickhouse": {
+        "CLICKHOUSE_DB",
+        "CLICKHOUSE_USER",
+        "CLICKHOUSE_PASSWORD",
+        "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT",
+    },
     "postgres": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
 }
 # The port each service listens on inside the network.
-LISTENS = {"clickhouse": 8123, "postgres": 5432, "airflow-apiserver": 8080,
-           "meterline-api": 8080}
-LONG_RUNNING = {"clickhouse", "postgres", "airflow-apiserver", "airflow-scheduler",
-                "airflow-dag-processor", "airflow-triggerer", "meterline-api"}
+LISTENS = {"clickhouse": 8123, "postgres": 5432, "airflow-apiserver": 8080, "meterline-api": 8080}
+LONG_RUNNING = {
+    "clickhouse",
+    "postgres",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "meterline-api",
+}
 API = "meterline-api"
 READER_SQL = DEPLOY / "postgres-reader.sql"
 INITDB = "/docker-entrypoint-initdb.d/"
@@ -94,16 +104,24 @@ def test_the_file_is_valid_against_the_compose_specification() -> None:
 
 
 def test_the_schema_catches_a_broken_file() -> None:
-    broken = {"services": {"clickhouse": {"image": "x", "healthcheck": {"interval": 5}, "portz": []}}}
+    broken = {
+        "services": {"clickhouse": {"image": "x", "healthcheck": {"interval": 5}, "portz": []}}
+    }
     assert list(validator().iter_errors(broken))
 
 
 def test_the_stack_has_its_services() -> None:
     assert set(services()) == LONG_RUNNING | {"init"}
-    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+    for name in (
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    ):
         service = services()[name]
-        assert service["build"] == "." and service["command"] == name.removeprefix("airflow-").replace(
-            "apiserver", "api-server")
+        assert service["build"] == "." and service["command"] == name.removeprefix(
+            "airflow-"
+        ).replace("apiserver", "api-server")
         assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
 
 
@@ -152,6 +170,7 @@ def test_published_ports_are_the_ones_the_services_listen_on() -> None:
     published = [str(m).rsplit(":", 1)[0] for s in services().values() for m in s.get("ports", [])]
     assert len(published) == len(set(published)), f"a host port published twice: {published}"
     from meters.warehouse.clickhouse import connect_server  # noqa: F401 - the default port's home
+
     assert "8123" in (ROOT / "meters" / "warehouse" / "clickhouse.py").read_text()
 
 
@@ -164,7 +183,9 @@ def test_volumes_exist() -> None:
             if source.startswith("."):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
                 if target.startswith(IN_IMAGE):
-                    assert (ROOT / target.removeprefix(IN_IMAGE)).resolve() == (ROOT / source).resolve()
+                    assert (ROOT / target.removeprefix(IN_IMAGE)).resolve() == (
+                        ROOT / source
+                    ).resolve()
             else:
                 assert source in declared, f"{name} uses undeclared volume {source}"
                 used.add(source)
@@ -174,7 +195,9 @@ def test_volumes_exist() -> None:
 @cache
 def airflow_options() -> dict[str, dict[str, Any]]:
     dist = metadata.distribution("apache-airflow-core")
-    config = yaml.safe_load(Path(str(dist.locate_file("airflow/config_templates/config.yml"))).read_text())
+    config = yaml.safe_load(
+        Path(str(dist.locate_file("airflow/config_templates/config.yml"))).read_text()
+    )
     return {section: body.get("options", {}) for section, body in config.items()}
 
 
@@ -202,9 +225,14 @@ def test_environment_variables_exist_where_they_are_read() -> None:
 
 def test_meterline_settings_in_each_service_are_valid() -> None:
     for service in services().values():
-        env = {k: interpolate(v) for k, v in environment(service).items() if k.startswith("METERLINE_")}
-        fields = {k.removeprefix("METERLINE_").lower(): v for k, v in env.items()
-                  if k.removeprefix("METERLINE_").lower() in Settings.model_fields}
+        env = {
+            k: interpolate(v) for k, v in environment(service).items() if k.startswith("METERLINE_")
+        }
+        fields = {
+            k.removeprefix("METERLINE_").lower(): v
+            for k, v in env.items()
+            if k.removeprefix("METERLINE_").lower() in Settings.model_fields
+        }
         if not fields:
             continue
         if "catalog_path" in fields:
@@ -214,11 +242,15 @@ def test_meterline_settings_in_each_service_are_valid() -> None:
 
 
 def test_every_interpolated_variable_is_in_the_env_example() -> None:
-    text = "\n".join(line for line in COMPOSE_FILE.read_text().splitlines()
-                     if not line.lstrip().startswith("#"))
+    text = "\n".join(
+        line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#")
+    )
     names = set(re.findall(r"(?<!\$)\$\{(\w+)", text))  # $${...} is a literal $
-    example = {line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines()
-               if line and not line.startswith("#")}
+    example = {
+        line.split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     assert names and names <= example, f"add to {ENV_EXAMPLE.name}: {sorted(names - example)}"
 
 

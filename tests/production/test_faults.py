@@ -24,22 +24,28 @@ LATER = datetime(2026, 11, 4, 0, 30, tzinfo=UTC)
 
 def events(prefix: str, n: int, customer: str = "cus_1") -> list[dict[str, Any]]:
     return [
-        {"event_id": f"{prefix}{i}", "customer_id": customer, "meter": "fin_resolution",
-         "timestamp": f"{DAY.isoformat()}T{i % 24:02d}:{(i * 7) % 60:02d}:00Z",
-         "properties": {"channel": ("chat", "email")[i % 2]}}
+        {
+            "event_id": f"{prefix}{i}",
+            "customer_id": customer,
+            "meter": "fin_resolution",
+            "timestamp": f"{DAY.isoformat()}T{i % 24:02d}:{(i * 7) % 60:02d}:00Z",
+            "properties": {"channel": ("chat", "email")[i % 2]},
+        }
         for i in range(n)
     ]
 
 
 def id_table(n: int) -> pa.Table:
     at = pa.array([datetime(2026, 11, 2, 10, tzinfo=UTC)] * n, pa.timestamp("ms", tz="UTC"))
-    return pa.table({
-        "event_id": pa.array([f"x{i}" for i in range(n)]),
-        "content_hash": pa.array(range(n), pa.uint64()),
-        "timestamp": at,
-        "ingested_at": at,
-        "ingest_id": pa.array(["manual"] * n),
-    })
+    return pa.table(
+        {
+            "event_id": pa.array([f"x{i}" for i in range(n)]),
+            "content_hash": pa.array(range(n), pa.uint64()),
+            "timestamp": at,
+            "ingested_at": at,
+            "ingest_id": pa.array(["manual"] * n),
+        }
+    )
 
 
 def count(wh: ClickHouseWarehouse, table: str) -> int:
@@ -100,8 +106,11 @@ def rollup_rows(wh: ClickHouseWarehouse) -> list[tuple[Any, ...]]:
     ids=["during_the_build", "at_the_swap"],
 )
 def test_a_500_during_a_rollup_leaves_the_previous_rollup_and_the_retry_completes_it(
-    server: ChdbHttpServer, server_warehouse: ClickHouseWarehouse, catalog: MeterCatalog,
-    statement: str, times: int,
+    server: ChdbHttpServer,
+    server_warehouse: ClickHouseWarehouse,
+    catalog: MeterCatalog,
+    statement: str,
+    times: int,
 ) -> None:
     wh = server_warehouse
     ingest_events(wh, catalog, events("a", 10), ingested_at=NIGHT)
@@ -122,8 +131,10 @@ def test_a_500_during_a_rollup_leaves_the_previous_rollup_and_the_retry_complete
     assert result.events == 16
     assert sum(r[2] for r in rollup_rows(wh)) == 16
     assert dirty_days(wh, up_to=DAY) == []
-    assert wh.query_rows("SELECT count() FROM system.tables WHERE database = currentDatabase() "
-                         "AND name LIKE 'usage_rollup_staging_%'") == [(0,)]
+    assert wh.query_rows(
+        "SELECT count() FROM system.tables WHERE database = currentDatabase() "
+        "AND name LIKE 'usage_rollup_staging_%'"
+    ) == [(0,)]
 
 
 def test_a_passing_500_at_the_swap_is_absorbed_by_a_retry(
@@ -145,8 +156,14 @@ def test_statements_refused_before_running_are_retried(
     insert without a token is sent again."""
     wh = server_warehouse
     wh.command("CREATE TABLE plain (a UInt8) ENGINE = MergeTree ORDER BY a")
-    server.inject("error", r"INSERT INTO plain", times=2, code=202,
-                  name="TOO_MANY_SIMULTANEOUS_QUERIES", status=500)
+    server.inject(
+        "error",
+        r"INSERT INTO plain",
+        times=2,
+        code=202,
+        name="TOO_MANY_SIMULTANEOUS_QUERIES",
+        status=500,
+    )
     wh.command("INSERT INTO plain VALUES (1)")
     assert count(wh, "plain") == 1
 
@@ -194,5 +211,7 @@ def test_an_unreachable_server_is_named_in_the_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(WarehouseError, match=rf"cannot reach ClickHouse at http://default@127.0.0.1:{port}/x"):
+    with pytest.raises(
+        WarehouseError, match=rf"cannot reach ClickHouse at http://default@127.0.0.1:{port}/x"
+    ):
         connect(f"clickhouse://127.0.0.1:{port}/x?retries=1&retry_backoff=0.01")
