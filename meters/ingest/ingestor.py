@@ -46,7 +46,7 @@ from meters.ingest.readers import (
     read_batches,
     staging_table,
 )
-from meters.sql_files import query
+from meters.sql_files import Swaps, query
 from meters.warehouse.base import Warehouse, check_identifier
 
 REASONS = (
@@ -334,7 +334,14 @@ class Ingestor:
                 },
             )
             wh.command(f"DROP TABLE {check_identifier(staging)}")
-            wh.command(query("ingest/classify", validated=validated, classified=classified))
+            wh.command(
+                query(
+                    "ingest/classify",
+                    validated=validated,
+                    classified=classified,
+                    swaps=_earlier_ids_lookup(batch.table.num_rows),
+                )
+            )
             # Each step's table is dropped as soon as the next is built: a batch of 2M rows
             # is ~400 MB in each.
             wh.command(f"DROP TABLE {check_identifier(validated)}")
@@ -440,6 +447,19 @@ class Ingestor:
                 "by_reason": counts.rejected_by_reason,
             },
         )
+
+
+# Above this many rows a batch's ids fall in (nearly) every granule of usage_event_ids'
+# sort key, so its lookup reads every stored id: by their hashes (ingest/classify.sql).
+BY_HASH_ABOVE_ROWS = 100_000
+
+
+def _earlier_ids_lookup(rows: int) -> Swaps:
+    """How a batch of `rows` rows looks up the ids earlier ingests accepted: a small batch
+    along the sort key's index, a large one by scanning the stored ids' hashes."""
+    if rows > BY_HASH_ABOVE_ROWS:
+        return (("ingest/_earlier_ids", "ingest/_earlier_ids_by_hash"),)
+    return ()
 
 
 def _row_as_text(row: Event | Mapping[str, Any]) -> dict[str, str | None]:

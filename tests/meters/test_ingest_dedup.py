@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from meters.catalog import MeterCatalog
+from meters.ingest import ingestor
 from meters.ingest.events import Event
 from meters.ingest.ingestor import IngestOptions, ingest_events, ingest_files
 from meters.warehouse.base import Warehouse
@@ -71,8 +72,17 @@ def test_conflicting_copy_is_rejected_and_first_copy_stands(
     assert warehouse.query_rows("SELECT properties FROM usage_events") == [([("channel", "chat")],)]
 
 
+@pytest.fixture(params=["by_index", "by_hash"])
+def lookup(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a batch looks up the ids earlier ingests accepted (ingest/classify.sql): a
+    small batch along the sort key, a large one by the ids' hashes (here every batch)."""
+    if request.param == "by_hash":
+        monkeypatch.setattr(ingestor, "BY_HASH_ABOVE_ROWS", 0)
+    return str(request.param)
+
+
 def test_duplicates_across_files_and_runs(
-    warehouse: Warehouse, catalog: MeterCatalog, tmp_path: Path
+    warehouse: Warehouse, catalog: MeterCatalog, tmp_path: Path, lookup: str
 ) -> None:
     day1 = write(tmp_path / "day1.jsonl", [event("e1"), event("e2")])
     day2 = write(tmp_path / "day2.jsonl", [event("e2"), event("e3"), event("e1", value="2")])
@@ -99,7 +109,7 @@ def test_duplicates_across_files_and_runs(
 
 
 def test_rerun_of_the_same_files_changes_nothing(
-    warehouse: Warehouse, catalog: MeterCatalog, tmp_path: Path
+    warehouse: Warehouse, catalog: MeterCatalog, tmp_path: Path, lookup: str
 ) -> None:
     rows = [event(f"e{i}", value=str(i)) for i in range(50)] + [event("e7", value="999")]
     path = write(tmp_path / "a.jsonl", rows)
