@@ -42,6 +42,7 @@ from meters.ingest.readers import (
     FIELDS,
     Batch,
     UnreadableFile,
+    holds_lines,
     line_numbers,
     read_batches,
     staging_table,
@@ -325,7 +326,12 @@ class Ingestor:
             wh.command(query("ingest/create_staging", staging=staging))
             wh.insert_arrow(staging, batch.table)
             wh.command(
-                query("ingest/validate", staging=staging, validated=validated),
+                query(
+                    "ingest/validate",
+                    staging=staging,
+                    validated=validated,
+                    swaps=_fields_reading(batch.table),
+                ),
                 {
                     "min_ts": self.window[0],
                     "max_ts": self.window[1],
@@ -447,6 +453,12 @@ class Ingestor:
                 "by_reason": counts.rejected_by_reason,
             },
         )
+
+
+def _fields_reading(table: pa.Table) -> Swaps:
+    """How validate reads a batch's fields (ingest/validate.sql): JSON and CSV lines are
+    parsed; a batch of field columns only (Parquet, the Python API) skips those steps."""
+    return () if holds_lines(table) else (("ingest/_fields", "ingest/_fields_columns"),)
 
 
 # Above this many rows a batch's ids fall in (nearly) every granule of usage_event_ids'

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 # Event fields as they appear in files; `source` is stored as event_source.
@@ -144,6 +145,15 @@ def staging_table(
         },
         schema=STAGING_SCHEMA,
     )
+
+
+def holds_lines(table: pa.Table) -> bool:
+    """Whether any row of a staging batch (STAGING_SCHEMA) is a JSON or CSV line; if not,
+    every row is field columns (Parquet, the Python API)."""
+    if pc.any(pc.equal(table["is_json"], 1)).as_py():
+        return True
+    headers = table["csv_header"].cast(pa.string())
+    return bool(pc.any(pc.not_equal(headers, "")).as_py())
 
 
 def line_numbers(first: int, n: int) -> pa.Array:

@@ -216,6 +216,33 @@ def test_parquet_binary_ids_that_are_not_utf8_stay_distinct(
     assert set(stored(warehouse)) == {"ok"}
 
 
+@pytest.mark.single_warehouse  # which steps read a batch's fields is ours: chDB only
+def test_parquet_fields_that_are_not_utf8_name_the_field(
+    warehouse: Warehouse, catalog: MeterCatalog, tmp_path: Path
+) -> None:
+    """A batch of field columns only skips the steps that parse lines
+    (ingest/_fields_columns.sql): a field that is not UTF-8 is still named, and a line of
+    a text file in the same run still goes through them."""
+    path = tmp_path / "fields.parquet"
+    meters = pa.array([b"fin_resolution", b"fin\xffres", b"fin_resolution"], pa.binary())
+    stamps = pa.array([TS.encode(), TS.encode(), b"2026-11-20T10:00:00\xfeZ"], pa.binary())
+    pq.write_table(_events(3, meter=meters, timestamp=stamps), path)
+    text = good_jsonl(tmp_path, "lines.jsonl", ["j1"])
+    with text.open("ab") as out:
+        out.write(b'{"event_id":"j2","customer_id":"c1","meter":"fin\xffres","timestamp":"x"}\n')
+    summary = ingest(warehouse, catalog, path, text)
+    assert (summary.total.accepted, summary.total.rejected) == (2, 3)
+    assert sorted((line, reason, detail) for line, _, reason, detail in rejections(warehouse)) == [
+        (2, "malformed_row", "field meter is not UTF-8 text"),
+        (
+            2,
+            "malformed_row",
+            "the line is not UTF-8 text (the first bad byte is at character 49); save the file as UTF-8",
+        ),
+        (3, "malformed_row", "field timestamp is not UTF-8 text"),
+    ]
+
+
 def test_parquet_properties_as_struct_or_map(
     warehouse: Warehouse, catalog: MeterCatalog, tmp_path: Path
 ) -> None:
