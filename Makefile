@@ -43,7 +43,7 @@ system-deps:
 # wait on subprocesses, servers and the PostgreSQL server rather than compute.
 TEST_WORKERS ?= 3
 test: lint typecheck system-deps
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # The production mode alone: server backend, fault injection, cluster DDL, compose file.
 test-production: setup

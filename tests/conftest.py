@@ -132,11 +132,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # audit's closed month (tests/audit/conftest.py, 60-130 s). pytest-xdist's `loadfile`
 # sends each file to one worker; these go to one worker together.
 SHARED_SCOPES = ("tests/audit/",)
+# Work units that take minutes each: handed out first, so that no worker starts one of
+# them when the others are done (xdist orders units by their number of tests, which put
+# the one-test seed range last: the run's last 7 minutes on one worker).
+LONG_FIRST = (
+    "tests/simulation/test_seeds.py",
+    "tests/audit/",
+    "tests/dags/test_scheduler_backfill.py",
+)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadfile`, with the files under each of SHARED_SCOPES as one unit."""
+    """`--dist loadfile`, with the files under each of SHARED_SCOPES as one unit, and the
+    LONG_FIRST units handed out before the others."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -145,6 +154,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             return next((scope for scope in SHARED_SCOPES if path.startswith(scope)), path)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            waiting = next((unit for unit in LONG_FIRST if unit in self.workqueue), None)
+            if waiting is not None:
+                self.workqueue.move_to_end(waiting, last=False)
+            super()._assign_work_unit(node)
 
     return SharedFixtureScheduling(config, log)
 

@@ -68,6 +68,9 @@ def airflow_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        # Three Airflow processes share one SQLite file: wait up to a minute for another's
+        # write instead of SQLite's 5 s ("database is locked" on a loaded machine).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow' / 'airflow.db'}?timeout=60",
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "false",
