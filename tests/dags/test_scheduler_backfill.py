@@ -53,23 +53,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run(env: dict[str, str], *args: str, timeout: int = 300) -> str:
-    done = subprocess.run(
-        [str(a) for a in args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert done.returncode == 0, f"{args[:3]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
-
-
-def _run_creating(env: dict[str, str], *args: str, attempts: int = 4) -> str:
-    """`_run` for a command that writes Airflow's SQLite database while the scheduler does:
-    SQLite refuses a transaction's first write at once ("database is locked", no busy
-    wait: waiting could deadlock) when another process is writing, and the command's
-    transaction is rolled back whole, so it is run again. (Production runs Airflow on
+def _run(env: dict[str, str], *args: str, timeout: int = 300, attempts: int = 1) -> str:
+    """Run a command to success and give its output. With `attempts` > 1, a command that
+    writes Airflow's SQLite database while the scheduler does is run again when SQLite
+    refused its write with "database is locked": SQLite refuses a transaction's first
+    write at once (no busy wait: waiting could deadlock) when another process is writing,
+    and the command's transaction is rolled back whole. (Production runs Airflow on
     PostgreSQL: docker-compose.yml.)"""
     for attempt in range(1, attempts + 1):
         done = subprocess.run(
-            [str(a) for a in args], env=env, capture_output=True, text=True, timeout=300
+            [str(a) for a in args], env=env, capture_output=True, text=True, timeout=timeout
         )
         locked = "database is locked" in done.stdout + done.stderr
         if done.returncode == 0 or not locked or attempt == attempts:
@@ -162,8 +155,8 @@ def test_backfill_create_runs_on_a_real_scheduler(tmp_path: Path, airflow_env: d
     ):
         assert time.monotonic() < deadline, "the dag-processor never registered the DAGs"
         time.sleep(2)
-    _run_creating(env, sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", "usage_rollup",
-         "--from-date", DAYS[0], "--to-date", DAYS[-1])
+    _run(env, sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", "usage_rollup",
+         "--from-date", DAYS[0], "--to-date", DAYS[-1], attempts=4)
     # Backfill runs start only for an active DAG (Airflow 3); billing_close follows the
     # rollup's asset.
     _run(env, sys.executable, "-m", "airflow", "dags", "unpause", "billing_close")
