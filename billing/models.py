@@ -489,6 +489,9 @@ class OutboxDelivery(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When a deliverer first claimed the event (set once): whatever the sink created in
+    # the other system for it, it created after this (migration 0015).
+    first_attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # What the delivery produced in the other system (e.g. a Stripe invoice id).
     external_id: Mapped[str | None] = mapped_column(String(200))
 

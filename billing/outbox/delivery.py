@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
 from billing import bulk
 from billing.models import InvoiceTax, OutboxDelivery, OutboxEvent
 from billing.outbox.payloads import EventDoc
 from billing.outbox.record import SINKS
+from billing.types import UTCDateTime
 
 #: Longest error text kept per delivery.
 ERROR_MAX = 2000
@@ -48,6 +49,9 @@ class Claim:
     event: EventDoc
     sink: str
     attempts: int
+    #: No event of its invoice was attempted for this sink before this claim: the sink
+    #: has made nothing for that invoice yet (so it need not look before it creates).
+    first_of_invoice: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,39 @@ def _tax_pending() -> Any:
     )
 
 
+def attempted() -> Any:
+    """A delivery that was ever attempted: claimed at least once (its first attempt, or
+    from before first attempts were recorded: a lease, a failure, a delivery)."""
+    return (
+        OutboxDelivery.first_attempted_at.is_not(None)
+        | (OutboxDelivery.status != "pending")
+        | (OutboxDelivery.attempts > 0)
+        | OutboxDelivery.lease_owner.is_not(None)
+    )
+
+
+def _attempted_invoices(session: Session, sink: str, event_ids: list[int]) -> set[int]:
+    """The invoices of these events of which some event was attempted for ``sink``."""
+    claimed = aliased(OutboxEvent)
+    found: set[int] = set()
+    for part in bulk.chunks(event_ids):
+        found.update(
+            session.scalars(
+                select(OutboxEvent.invoice_id)
+                .join(OutboxDelivery, OutboxDelivery.event_id == OutboxEvent.id)
+                .where(
+                    OutboxDelivery.sink == sink,
+                    OutboxEvent.invoice_id.in_(
+                        select(claimed.invoice_id).where(claimed.id.in_(part))
+                    ),
+                    attempted(),
+                )
+                .distinct()
+            )
+        )
+    return found
+
+
 def claim(
     session: Session,
     *,
@@ -132,11 +169,18 @@ def claim(
     ids = list(session.scalars(query))
     if not ids:
         return []
+    tried = _attempted_invoices(session, sink, ids)  # before this claim counts as one
     for part in bulk.chunks(ids):
         session.execute(
             update(OutboxDelivery)
             .where(OutboxDelivery.sink == sink, OutboxDelivery.event_id.in_(part))
-            .values(lease_owner=owner, lease_until=now + lease)
+            .values(
+                lease_owner=owner,
+                lease_until=now + lease,
+                first_attempted_at=func.coalesce(
+                    OutboxDelivery.first_attempted_at, literal(now, UTCDateTime())
+                ),
+            )
             .execution_options(synchronize_session=False)
         )
     claims: list[Claim] = []
@@ -147,7 +191,15 @@ def claim(
             .where(OutboxDelivery.sink == sink, OutboxEvent.id.in_(part))
             .order_by(OutboxEvent.id)
         ).all()
-        claims.extend(Claim(event=event_doc(event), sink=sink, attempts=n) for event, n in rows)
+        claims.extend(
+            Claim(
+                event=event_doc(event),
+                sink=sink,
+                attempts=n,
+                first_of_invoice=event.invoice_id is not None and event.invoice_id not in tried,
+            )
+            for event, n in rows
+        )
     return claims
 
 

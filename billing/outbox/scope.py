@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from billing import bulk
 from billing.models import Customer, Invoice, OutboxDelivery, OutboxEvent
+from billing.outbox.delivery import attempted
 
 
 def month_bounds(month: str) -> tuple[date, date]:
@@ -53,6 +56,37 @@ def delivery_states(
         if invoice_id is not None:
             found[(invoice_id, kind)] = (event_id, status)
     return found
+
+
+@dataclass(frozen=True)
+class FirstAttempts:
+    """When a sink was first asked to act on some invoices (wall clock).
+
+    ``known``: every delivery of their events that was ever attempted has its first
+    attempt recorded (outbox_deliveries.first_attempted_at, migration 0015); when False,
+    some were attempted before that was recorded and nothing can be bounded.
+    ``earliest``: the earliest first attempt; None when none was attempted (so the sink
+    created nothing for them)."""
+
+    known: bool
+    earliest: datetime | None
+
+
+def first_attempts(session: Session, sink: str, invoice_ids: list[int]) -> FirstAttempts:
+    """The first attempts of ``sink``'s deliveries of the events of ``invoice_ids``."""
+    known, earliest = True, None
+    for part in bulk.chunks(invoice_ids):
+        rows = session.execute(
+            select(OutboxDelivery.first_attempted_at)
+            .join(OutboxEvent, OutboxEvent.id == OutboxDelivery.event_id)
+            .where(OutboxDelivery.sink == sink, OutboxEvent.invoice_id.in_(part), attempted())
+        )
+        for (first,) in rows:
+            if first is None:
+                known = False  # attempted before first attempts were recorded
+            else:
+                earliest = first if earliest is None else min(earliest, first)
+    return FirstAttempts(known, earliest)
 
 
 def invoice_months(session: Session) -> list[str]:

@@ -10,18 +10,23 @@ void, deleted or credited in Stripe, never open. Any difference fails the check
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import stripe as stripe_sdk
+from sqlalchemy.orm import Session
 
 from billing.db import reading
 from billing.errors import NotFound
 from billing.outbox.payloads import InvoiceDoc
 from billing.outbox.record import invoice_docs
+from billing.outbox.refs import customer_terms, external_ids
 from billing.outbox.scope import (
     delivery_states,
+    first_attempts,
     has_customer,
     invoice_months,
     invoices_of_month,
@@ -82,14 +87,54 @@ class StripeReconcileReport:
         return head + f"; {len(self.differences):,} difference(s)"
 
 
+#: Stripe's clock against ours: a Stripe invoice is listed from a day before the first
+#: attempt of its events (the ledger's wall clock) to be safe from any skew.
+CLOCK_MARGIN = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """What the ledger holds for the month's invoices, read at once: each customer's
+    Stripe id (the customers file's, else the one recorded) and each invoice's recorded
+    Stripe id."""
+
+    customers: dict[str, str]
+    invoices: dict[str, str]
+
+    @classmethod
+    def read(cls, session: Session, docs: Collection[InvoiceDoc]) -> _Recorded:
+        customers = {d.customer for d in docs}
+        ids = {
+            c: ref for c, (ref, _) in external_ids(session, "stripe", "customer", customers).items()
+        }
+        for customer, (from_file, _, _) in customer_terms(session, customers).items():
+            if from_file:
+                ids[customer] = from_file
+        invoices = external_ids(session, "stripe", "invoice", [str(d.invoice_id) for d in docs])
+        return cls(ids, {local: ref for local, (ref, _) in invoices.items()})
+
+
 def _check(
-    sink: StripeSink, doc: InvoiceDoc, state: tuple[int, str] | None, void_event: str | None
+    sink: StripeSink,
+    doc: InvoiceDoc,
+    state: tuple[int, str] | None,
+    void_event: str | None,
+    known: _Recorded,
+    listed: dict[str, list[Any]] | None = None,
 ) -> tuple[list[str], str | None, int, int]:
-    """(differences, Stripe invoice id, item count, Stripe subtotal) of one invoice."""
-    terms = sink.directory.terms(doc.customer)
-    customer_id = terms.stripe_customer_id or sink.directory.ref("customer", doc.customer)
-    found = sink.invoices_for(doc, customer_id) if customer_id else []
-    recorded_id = sink.directory.ref("invoice", str(doc.invoice_id))
+    """(differences, Stripe invoice id, item count, Stripe subtotal) of one invoice.
+    ``listed``: the Stripe invoices that can carry it, by ledger invoice id
+    (StripeSink.invoices_created_since), or None to ask Stripe for this one."""
+    customer_id = known.customers.get(doc.customer)
+    if not customer_id:
+        found = []
+    elif listed is None:
+        found = sink.invoices_for(doc, customer_id)
+    else:
+        # The same as invoices_for: the customer's invoices naming this ledger invoice.
+        carrying = listed.get(str(doc.invoice_id), [])
+        found = [i for i in carrying if str(i.customer) == customer_id]
+    recorded_id = known.invoices.get(str(doc.invoice_id))
     if recorded_id and all(str(i.id) != recorded_id for i in found):
         recorded = sink.find_invoice(doc, None)  # by the recorded id only
         if recorded is not None:
@@ -172,7 +217,21 @@ def reconcile_stripe(
             for invoice_id, documents in tax_documents_of(session, list(docs)).items():
                 docs[invoice_id] = with_tax(docs[invoice_id], documents)
             states = delivery_states(session, "stripe", [i for i, _ in found])
+            attempts = first_attempts(session, "stripe", [i for i, _ in found])
+            recorded = _Recorded.read(session, docs.values())
         ordered = [docs[i] for i, _ in found]
+        # Every Stripe invoice our sink made for these invoices it made after the first
+        # attempt of their events: one listing of those finds them all, in pages of 100
+        # (25,000 invoices: 250 requests, not 25,000). Attempted before such attempts were
+        # recorded: asked per invoice. Never attempted: Stripe has none of them.
+        listed: dict[str, list[Any]] | None = None
+        if attempts.known:
+            listed = {}
+            if attempts.earliest is not None:
+                try:
+                    listed = sink.invoices_created_since(attempts.earliest - CLOCK_MARGIN)
+                except stripe_sdk.StripeError as exc:
+                    raise stripe_failure(exc) from None
 
         def check(doc: InvoiceDoc) -> tuple[list[str], str | None, int, int]:
             voided = states.get((doc.invoice_id, "invoice.voided"))
@@ -181,6 +240,8 @@ def reconcile_stripe(
                 doc,
                 states.get((doc.invoice_id, "invoice.finalized")),
                 f"invoice.voided:{doc.invoice_id}" if voided else None,
+                recorded,
+                listed,
             )
 
         with ThreadPoolExecutor(max_workers=api.config.concurrency) as pool:

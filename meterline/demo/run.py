@@ -186,70 +186,73 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     with times.step("init, catalog load"):
         init_schemas(config_settings)  # `meterline init`: both schemas, before any other step
         loaded = load_catalog_file(config_settings.catalog_path, config=config_settings)
-    console.print(loaded.text())
-    daily = [
-        (data / name, delivery_time(config.start + timedelta(days=offset)))
-        for offset, name in enumerate(manifest.files)
-    ]
-    with times.step("ingest daily files"):
-        daily_counts = _ingest(config_settings, daily, console, "ingest daily files")
-    result = DemoResult(manifest, daily_counts, SourceCounts())
+    # One chDB engine for every later step and DAG task of this process: each would
+    # otherwise open the folder and load its tables again (~0.4 s, some 70 times).
+    with open_warehouse(config_settings):
+        console.print(loaded.text())
+        daily = [
+            (data / name, delivery_time(config.start + timedelta(days=offset)))
+            for offset, name in enumerate(manifest.files)
+        ]
+        with times.step("ingest daily files"):
+            daily_counts = _ingest(config_settings, daily, console, "ingest daily files")
+        result = DemoResult(manifest, daily_counts, SourceCounts())
 
-    end = datetime.combine(config.start + timedelta(days=config.days), clock(0), tzinfo=UTC)
-    as_of = end + timedelta(hours=config_settings.finalize_grace_hours)
-    runner = None
-    stripe: StripeStandIn | None = None
-    if config.billing:
-        from meterline.demo.airflow_runner import DagRunner, prepare
+        end = datetime.combine(config.start + timedelta(days=config.days), clock(0), tzinfo=UTC)
+        as_of = end + timedelta(hours=config_settings.finalize_grace_hours)
+        runner = None
+        stripe: StripeStandIn | None = None
+        if config.billing:
+            from meterline.demo.airflow_runner import DagRunner, prepare
 
-        with times.step("Stripe stand-in, customers load, Airflow"):
-            stripe = StripeStandIn().start()
-            stripe_settings(stripe)
-            console.print(f"Stripe: the stand-in at {stripe.base_url} (docs/stripe-standin.md)")
-            _load_ledger(config_settings, data, console)
-            prepare(config.folder / "airflow")
-            runner = DagRunner()
-        with progress("airflow: usage_rollup days, then billing_close", config.days) as tick:
-            for offset in range(config.days):
-                day = config.start + timedelta(days=offset)
-                with times.step(f"usage_rollup, {config.days} days"):
-                    runner.rollup_day(day)
-                tick.advance(detail=day.isoformat())
-            tick(config.days, None, f"billing_close as of {as_of:%Y-%m-%d %H:%M}")
-            _close(runner, as_of, times)
-        console.print(
-            f"ran usage_rollup for {config.days} days and billing_close as of "
-            f"{as_of.isoformat()} (Airflow dag.test)"
-        )
-        _print_stripe(result, console, stripe)
-
-    # The late file arrives after the invoices were finalized.
-    late_at = as_of + timedelta(hours=12) if config.billing else delivery_time(end.date())
-    late = [(data / name, late_at) for name in manifest.late_files]
-    with times.step("ingest the late file"):
-        result.late = _ingest(config_settings, late, console, "ingest the late file")
-    result.matches_manifest = _matches(manifest, result.daily, result.late)
-    _print_accounting(console, result)
-
-    if runner is not None:
-        result.invoices, top = _print_invoices(
-            config_settings, console, config.top, adjustments=False
-        )
-        with times.step("usage_rollup, the late file's day"):
-            runner.rollup_day(late_at.date())
-        _close(runner, as_of + timedelta(days=1), times)
-        result.adjustment_lines = _print_adjustments(config_settings, console)
-        result.stripe_adjustment_items = _stripe_adjustments(stripe)
-        console.print(
-            f"delivered {result.stripe_adjustment_items:,} adjustment lines to Stripe, as"
-            " items of the next invoices' drafts (billing_close's deliver task)"
-        )
-        with times.step("usage statements"):
-            result.statements = _write_statements(
-                config_settings, config.folder / "statements", top, console
+            with times.step("Stripe stand-in, customers load, Airflow"):
+                stripe = StripeStandIn().start()
+                stripe_settings(stripe)
+                console.print(f"Stripe: the stand-in at {stripe.base_url} (docs/stripe-standin.md)")
+                _load_ledger(config_settings, data, console)
+                prepare(config.folder / "airflow")
+                runner = DagRunner()
+            with progress("airflow: usage_rollup days, then billing_close", config.days) as tick:
+                for offset in range(config.days):
+                    day = config.start + timedelta(days=offset)
+                    with times.step(f"usage_rollup, {config.days} days"):
+                        runner.rollup_day(day)
+                    tick.advance(detail=day.isoformat())
+                tick(config.days, None, f"billing_close as of {as_of:%Y-%m-%d %H:%M}")
+                _close(runner, as_of, times)
+            console.print(
+                f"ran usage_rollup for {config.days} days and billing_close as of "
+                f"{as_of.isoformat()} (Airflow dag.test)"
             )
-    if stripe is not None:
-        stripe.stop()
+            _print_stripe(result, console, stripe)
+
+        # The late file arrives after the invoices were finalized.
+        late_at = as_of + timedelta(hours=12) if config.billing else delivery_time(end.date())
+        late = [(data / name, late_at) for name in manifest.late_files]
+        with times.step("ingest the late file"):
+            result.late = _ingest(config_settings, late, console, "ingest the late file")
+        result.matches_manifest = _matches(manifest, result.daily, result.late)
+        _print_accounting(console, result)
+
+        if runner is not None:
+            result.invoices, top = _print_invoices(
+                config_settings, console, config.top, adjustments=False
+            )
+            with times.step("usage_rollup, the late file's day"):
+                runner.rollup_day(late_at.date())
+            _close(runner, as_of + timedelta(days=1), times)
+            result.adjustment_lines = _print_adjustments(config_settings, console)
+            result.stripe_adjustment_items = _stripe_adjustments(stripe)
+            console.print(
+                f"delivered {result.stripe_adjustment_items:,} adjustment lines to Stripe, as"
+                " items of the next invoices' drafts (billing_close's deliver task)"
+            )
+            with times.step("usage statements"):
+                result.statements = _write_statements(
+                    config_settings, config.folder / "statements", top, console
+                )
+        if stripe is not None:
+            stripe.stop()
     result.seconds = time.perf_counter() - started
     times.add("other (reports, setup)", max(result.seconds - sum(times.seconds.values()), 0.0))
     result.steps = dict(times.seconds)
@@ -389,9 +392,7 @@ def _print_invoices(
     top_customers: list[tuple[str, str]] = []
     with ledger_session(config) as session:
         rows = session.execute(
-            select(
-                Invoice.currency, Invoice.status, func.count(), func.sum(Invoice.total_minor)
-            )
+            select(Invoice.currency, Invoice.status, func.count(), func.sum(Invoice.total_minor))
             .group_by(Invoice.currency, Invoice.status)
             .order_by(Invoice.currency, Invoice.status)
         ).all()
@@ -513,7 +514,6 @@ def _print_adjustments(config: Settings, console: Console) -> int:
                 for line, customer in rows[:10]
             ],
             title=f"late usage after finalization: {format_count(len(rows))} adjustment"
-            " lines on the next open invoices"
-            + (" (the first 10)" if len(rows) > 10 else ""),
+            " lines on the next open invoices" + (" (the first 10)" if len(rows) > 10 else ""),
         )
         return len(rows)

@@ -170,6 +170,9 @@ class LedgerDirectory:
         self.sink = sink
         self._lock = threading.Lock()
         self._terms: dict[str, CustomerTerms] = {}
+        #: The events of this round's claims that are the first attempt at their invoice
+        #: (billing.outbox.Claim.first_of_invoice); replaced every round.
+        self.untouched_events: frozenset[int] = frozenset()
 
     def terms(self, customer: str) -> CustomerTerms:
         with self._lock:
@@ -194,6 +197,9 @@ class LedgerDirectory:
     def is_void(self, invoice_id: int) -> bool:
         with reading(self.make) as session:
             return invoice_status(session, invoice_id) == "void"
+
+    def untouched(self, event_id: int) -> bool:
+        return event_id in self.untouched_events
 
     def record(self, refs: Sequence[Ref]) -> None:
         if not refs:
@@ -376,6 +382,10 @@ def deliver(
                     break
                 if sink == "stripe":
                     claims = _with_recorded_tax(make, claims)
+                if isinstance(target, StripeSink) and isinstance(target.directory, LedgerDirectory):
+                    target.directory.untouched_events = frozenset(
+                        c.event.event_id for c in claims if c.first_of_invoice
+                    )
                 # Each outcome is recorded as soon as it is known (in its own short
                 # transaction), while the lease still holds.
                 futures = {pool.submit(_deliver_one, target, c): c for c in claims}

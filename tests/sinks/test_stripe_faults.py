@@ -21,7 +21,7 @@ TARGETS = {
     "invoice create": lambda m, p: m == "POST" and p == "/v1/invoices",
     "add_lines": lambda m, p: m == "POST" and p.endswith("/add_lines"),
     "finalize": lambda m, p: m == "POST" and p.endswith("/finalize"),
-    "invoice list": lambda m, p: m == "GET" and p == "/v1/invoices",
+    "customer search": lambda m, p: m == "GET" and p == "/v1/customers/search",
 }
 CASES = [
     ("drop_after_forward", "customer create"),
@@ -29,7 +29,7 @@ CASES = [
     ("drop_after_forward", "add_lines"),
     ("drop_after_forward", "finalize"),
     ("error_500", "add_lines"),
-    ("error_500", "invoice list"),
+    ("error_500", "customer search"),
     ("rate_limit", "invoice create"),
     ("rate_limit", "finalize"),
     ("delay", "add_lines"),

@@ -11,6 +11,7 @@ minor unit.
 
 from __future__ import annotations
 
+import operator
 import random
 import re
 import string
@@ -370,9 +371,7 @@ class Store:
         self.balance_transactions[txn.id] = txn
         return self.render_balance_transaction(txn)
 
-    def list_balance_transactions(
-        self, customer_id: str, params: dict[str, Any]
-    ) -> dict[str, Any]:
+    def list_balance_transactions(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
         self._customer(customer_id, "id", 404)
         newest_first = list(reversed(self.balance_transactions.values()))
         page, has_more = paginate(
@@ -513,12 +512,15 @@ class Store:
         else:
             newest_first = list(reversed(self.invoices.values()))
 
+        created = params.get("created")
+
         def keep(invoice: Invoice) -> bool:
             return all(
                 (
                     params.get("customer") in (None, invoice.customer),
                     params.get("status") in (None, invoice.status),
                     params.get("collection_method") in (None, invoice.collection_method),
+                    created is None or in_range(invoice.created, created),
                 )
             )
 
@@ -1188,6 +1190,17 @@ class Store:
         }
 
 
+_RANGE = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+
+
+def in_range(value: int, wanted: int | dict[str, int]) -> bool:
+    """Stripe's range filter of a list (`created`): an exact value, or a hash of gt, gte,
+    lt and lte bounds, all of which must hold."""
+    if not isinstance(wanted, dict):
+        return value == wanted
+    return all(_RANGE[bound](value, limit) for bound, limit in wanted.items())
+
+
 def list_object(data: list[dict[str, Any]], has_more: bool, url: str) -> dict[str, Any]:
     return {"object": "list", "data": data, "has_more": has_more, "url": url}
 
@@ -1216,16 +1229,25 @@ def paginate(
             "You may only specify one of these parameters: ending_before, starting_after.",
             "ending_before",
         )
-    ids = [key(o) for o in ordered]
     cursor = after if after is not None else before
-    if cursor is not None and cursor not in ids:
-        raise no_such(kind, cursor, "starting_after" if after is not None else "ending_before")
+    at = 0
+    if cursor is not None:
+        at = next((i for i, o in enumerate(ordered) if key(o) == cursor), -1)
+        if at < 0:
+            raise no_such(kind, cursor, "starting_after" if after is not None else "ending_before")
     if before is not None:
-        candidates = [o for o in ordered[: ids.index(before)] if keep is None or keep(o)]
+        candidates = [o for o in ordered[:at] if keep is None or keep(o)]
         return candidates[-limit:], len(candidates) > limit
-    start = ids.index(after) + 1 if after is not None else 0
-    candidates = [o for o in ordered[start:] if keep is None or keep(o)]
-    return candidates[:limit], len(candidates) > limit
+    start = at + 1 if after is not None else 0
+    # Only as many as the page and whether there are more (a list of every invoice of
+    # the account is read in pages: each page must not filter all the rest).
+    page: list[Any] = []
+    for o in ordered[start:]:
+        if keep is None or keep(o):
+            if len(page) == limit:
+                return page, True
+            page.append(o)
+    return page, False
 
 
 def parse_metadata_query(query: str) -> list[tuple[str, str]]:
@@ -1246,9 +1268,7 @@ def parse_metadata_query(query: str) -> list[tuple[str, str]]:
     return result
 
 
-_CLAUSE = re.compile(
-    r"""^metadata\[(['"])((?:\\.|(?!\1).)+)\1\]:(['"])((?:\\.|(?!\3).)*)\3$"""
-)
+_CLAUSE = re.compile(r"""^metadata\[(['"])((?:\\.|(?!\1).)+)\1\]:(['"])((?:\\.|(?!\3).)*)\3$""")
 
 
 def _unescape(text: str) -> str:

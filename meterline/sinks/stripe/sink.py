@@ -23,6 +23,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import stripe
@@ -71,6 +72,11 @@ class Directory(Protocol):
     def forget(self, kind: str, local_id: str) -> None: ...
 
     def is_void(self, invoice_id: int) -> bool: ...
+
+    def untouched(self, event_id: int) -> bool:
+        """No event of this event's invoice was attempted before this delivery of it: the
+        sink has made nothing in Stripe for that invoice yet."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,24 @@ class StripeSink:
             if _meta(invoice, mapping.INVOICE_KEY) == str(doc.invoice_id)
         ]
 
+    def invoices_created_since(self, since: datetime) -> dict[str, list[Any]]:
+        """Every Stripe invoice created at or after ``since`` that names a ledger invoice in
+        its metadata, by that ledger invoice id, newest first: the account's invoices
+        listed in pages of 100 (Stripe's `created[gte]` filter; deleted drafts are listed
+        nowhere). One request per 100 invoices, where asking per ledger invoice takes one
+        each (`meterline stripe reconcile`)."""
+        listed = self.api.call(
+            "invoices.list",
+            self.client.v1.invoices.list,
+            params={"created": {"gte": int(since.timestamp())}, "limit": 100},
+        )
+        found: dict[str, list[Any]] = {}
+        for invoice in self._pages(listed, "invoices.list"):
+            ours = _meta(invoice, mapping.INVOICE_KEY)
+            if ours is not None:
+                found.setdefault(ours, []).append(invoice)
+        return found
+
     def credited(self, invoice: Any) -> int:
         """What the credit notes of a Stripe invoice (not void) credit, in Stripe's unit."""
         listed = self.api.call(
@@ -253,7 +277,10 @@ class StripeSink:
                 f" at most {mapping.MAX_ITEMS} items"
             )
         customer_id = self._customer(doc)
-        invoice = self.find_invoice(doc, customer_id)
+        # The first attempt at an invoice: Stripe holds nothing of it, so nothing to look
+        # for (one request less per new invoice); else look by id, then by metadata.
+        untouched = self.directory.untouched(event.event_id)
+        invoice = None if untouched else self.find_invoice(doc, customer_id)
         if invoice is not None and str(invoice.customer) != customer_id:
             if invoice.status != "draft":
                 raise PermanentSinkError(
