@@ -19,6 +19,7 @@ outbox event, so a retried request is replayed by Stripe, never doubled.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -89,12 +90,24 @@ class Delivered:
     action: str = ""
 
 
+class Fields(dict[str, Any]):
+    """A Stripe object as plain JSON, its fields also read as attributes (as the SDK's
+    objects are): ``json.loads(body, object_hook=Fields)``. A field Stripe left out is
+    an AttributeError, as with the SDK."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 def _meta(obj: Any, key: str) -> str | None:
     """A metadata value of a Stripe object (the SDK's objects are not dicts)."""
     metadata = getattr(obj, "metadata", None)
     if metadata is None:
         return None
-    data = metadata.to_dict() if hasattr(metadata, "to_dict") else dict(metadata)
+    data = metadata if isinstance(metadata, dict) else metadata.to_dict()
     value = data.get(key)
     return None if value is None else str(value)
 
@@ -213,18 +226,24 @@ class StripeSink:
         its metadata, by that ledger invoice id, newest first: the account's invoices
         listed in pages of 100 (Stripe's `created[gte]` filter; deleted drafts are listed
         nowhere). One request per 100 invoices, where asking per ledger invoice takes one
-        each (`meterline stripe reconcile`)."""
-        listed = self.api.call(
-            "invoices.list",
-            self.client.v1.invoices.list,
-            params={"created": {"gte": int(since.timestamp())}, "limit": 100},
-        )
+        each (`meterline stripe reconcile`).
+
+        Read as plain JSON (``Fields``), not as the SDK's objects: building those took
+        ~10 ms per invoice with its lines, more than the request itself."""
+        params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "limit": 100}
         found: dict[str, list[Any]] = {}
-        for invoice in self._pages(listed, "invoices.list"):
-            ours = _meta(invoice, mapping.INVOICE_KEY)
-            if ours is not None:
-                found.setdefault(ours, []).append(invoice)
-        return found
+        while True:
+            page = self.api.call(
+                "invoices.list", self.client.raw_request, "get", "/v1/invoices", **params
+            )
+            listed = json.loads(page.body, object_hook=Fields)
+            for invoice in listed.data:
+                ours = _meta(invoice, mapping.INVOICE_KEY)
+                if ours is not None:
+                    found.setdefault(ours, []).append(invoice)
+            if not listed.has_more or not listed.data:
+                return found
+            params["starting_after"] = listed.data[-1].id
 
     def credited(self, invoice: Any) -> int:
         """What the credit notes of a Stripe invoice (not void) credit, in Stripe's unit."""
