@@ -147,10 +147,10 @@ def billing_close() -> None:
         difference (meterline stripe reconcile)."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from meterline.audit.stripe import reconcile_stripe
+        from meterline.audit.stripe import reconcile_stripe_months
 
         months = [str(m) for m in delivered.get("months") or []]
-        reports = [reconcile_stripe(month) for month in months]
+        reports = reconcile_stripe_months(months)
         bad = [r for r in reports if not r.ok]
         if bad:
             raise AirflowFailException(

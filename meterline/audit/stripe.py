@@ -10,7 +10,7 @@ void, deleted or credited in Stripe, never open. Any difference fails the check
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -204,22 +204,35 @@ def reconcile_stripe(
 ) -> StripeReconcileReport:
     """Compare the month's finalized (and void) invoices with Stripe. Raises
     SinkNotConfigured without Stripe credentials."""
+    (report,) = reconcile_stripe_months([period], customer=customer, config=config, stripe=stripe)
+    return report
+
+
+def reconcile_stripe_months(
+    periods: Sequence[str],
+    *,
+    customer: str | None = None,
+    config: Settings | None = None,
+    stripe: StripeConfig | None = None,
+) -> list[StripeReconcileReport]:
+    """reconcile_stripe for each month of ``periods`` (YYYY-MM), in that order, with one
+    listing of Stripe's invoices for them all (billing_close's stripe_reconcile task: the
+    months a close touched). Raises SinkNotConfigured without Stripe credentials."""
     cfg = config or settings()
-    report = StripeReconcileReport(period=period, customer=customer)
     with ledger_sessions(cfg) as make:
         sink, api = make_stripe_sink(make, stripe or stripe_config(cfg))
         with reading(make) as session:
             if customer is not None and not has_customer(session, customer):
                 raise NotFound(f"no customer {customer!r} in the ledger")
-            found = invoices_of_month(session, period, customer=customer)
-            docs = invoice_docs(session, [i for i, _ in found])
+            months = {p: invoices_of_month(session, p, customer=customer) for p in periods}
+            ids = [i for found in months.values() for i, _ in found]
+            docs = invoice_docs(session, ids)
             # An invoice taxed through the tax sink went to Stripe with its tax (docs/tax.md).
             for invoice_id, documents in tax_documents_of(session, list(docs)).items():
                 docs[invoice_id] = with_tax(docs[invoice_id], documents)
-            states = delivery_states(session, "stripe", [i for i, _ in found])
-            attempts = first_attempts(session, "stripe", [i for i, _ in found])
+            states = delivery_states(session, "stripe", ids)
+            attempts = first_attempts(session, "stripe", ids)
             recorded = _Recorded.read(session, docs.values())
-        ordered = [docs[i] for i, _ in found]
         # Every Stripe invoice our sink made for these invoices it made after the first
         # attempt of their events: one listing of those finds them all, in pages of 100
         # (25,000 invoices: 250 requests, not 25,000). Attempted before such attempts were
@@ -246,10 +259,21 @@ def reconcile_stripe(
 
         with ThreadPoolExecutor(max_workers=api.config.concurrency) as pool:
             try:
-                results = list(pool.map(check, ordered))
+                results = dict(zip(ids, pool.map(check, [docs[i] for i in ids]), strict=True))
             except stripe_sdk.StripeError as exc:
                 raise stripe_failure(exc) from None
-    for doc, (differences, stripe_id, items, subtotal) in zip(ordered, results, strict=True):
+    return [_report(p, customer, [(docs[i], results[i]) for i, _ in months[p]]) for p in periods]
+
+
+def _report(
+    period: str,
+    customer: str | None,
+    checked: list[tuple[InvoiceDoc, tuple[list[str], str | None, int, int]]],
+) -> StripeReconcileReport:
+    """The month's report from each invoice's check: the finalized ones counted and
+    their differences, then the void ones' differences."""
+    report = StripeReconcileReport(period=period, customer=customer)
+    for doc, (differences, stripe_id, items, subtotal) in checked:
         if doc.status != "finalized":
             continue
         report.invoices += 1
@@ -262,7 +286,7 @@ def reconcile_stripe(
         report.differences.extend(
             StripeDifference(doc.invoice_id, doc.customer, stripe_id, what) for what in differences
         )
-    for doc, (differences, stripe_id, _, _) in zip(ordered, results, strict=True):
+    for doc, (differences, stripe_id, _, _) in checked:
         if doc.status == "void":
             report.differences.extend(
                 StripeDifference(doc.invoice_id, doc.customer, stripe_id, what)

@@ -269,13 +269,13 @@ def check_finalized_unchanged(played: Played) -> list[str]:
 def check_stripe(played: Played, config: Any, out: Failures) -> None:
     """Stripe holds exactly the ledger's lines (`stripe reconcile` finds no difference),
     but for invoices in currencies Stripe refuses, which are never delivered."""
-    from meterline.audit.stripe import months_invoiced, reconcile_stripe
+    from meterline.audit.stripe import months_invoiced, reconcile_stripe_months
 
     refused = {
         c.customer_id for w in played.worlds for c in w.customers if c.currency in NOT_FOR_STRIPE
     }
-    for month in months_invoiced(config):
-        report = reconcile_stripe(month, config=config)
+    for report in reconcile_stripe_months(months_invoiced(config), config=config):
+        month = report.period
         for diff in report.differences:
             if diff.customer in refused and diff.stripe_invoice is None:
                 continue

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 
 from billing.models import OutboxDelivery
-from meterline.audit.stripe import reconcile_stripe
+from meterline.audit.stripe import reconcile_stripe, reconcile_stripe_months
 from meterline.jobs.deliver import deliver, ledger_sessions, make_stripe_sink
-from tests.sinks.conftest import MARCH, World
+from tests.sinks.conftest import APRIL, MARCH, World
 
 LIST = ("GET", "/v1/invoices")
 
@@ -94,3 +94,18 @@ def test_listing_reads_every_page(world: World) -> None:
         assert all(len(v) == 1 for v in found.values())
         assert world.stripe.request_count == {LIST: 3}
         assert sink.invoices_created_since(datetime.now(UTC) + timedelta(minutes=5)) == {}
+
+
+def test_the_months_of_a_close_share_one_listing(world: World) -> None:
+    """billing_close reconciles every month it touched: one listing serves them all."""
+    _month(world)
+    world.finalize(world.post("sub_00001", APRIL), APRIL)
+    assert deliver(config=world.settings, stripe=world.config()).ok
+    world.stripe.reset_request_count()
+    march, april = reconcile_stripe_months(
+        ["2026-03", "2026-04"], config=world.settings, stripe=world.config()
+    )
+    assert world.stripe.request_count == {LIST: 1}
+    assert (march.period, march.invoices, march.ok) == ("2026-03", 2, True)
+    assert (april.period, april.invoices, april.ok) == ("2026-04", 1, True)
+    assert april.items == april.lines > 0
