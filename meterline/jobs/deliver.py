@@ -170,9 +170,29 @@ class LedgerDirectory:
         self.sink = sink
         self._lock = threading.Lock()
         self._terms: dict[str, CustomerTerms] = {}
+        # This round's customers' recorded Stripe ids (None: none recorded), read at the
+        # start of the round and kept up to date by record and forget.
+        self._customer_refs: dict[str, str | None] = {}
         #: The events of this round's claims that are the first attempt at their invoice
         #: (billing.outbox.Claim.first_of_invoice); replaced every round.
         self.untouched_events: frozenset[int] = frozenset()
+
+    def start_round(self, claims: Sequence[Claim]) -> None:
+        """Before a round's deliveries: note which claims are their invoice's first
+        attempt, and read the terms and recorded ids of the round's customers at once
+        (one short transaction, not two per delivery)."""
+        customers = {c.event.customer for c in claims}
+        with reading(self.make) as session:
+            terms = customer_terms(session, customers - self._terms.keys())
+            refs = external_ids(session, self.sink, "customer", customers)
+        with self._lock:
+            self.untouched_events = frozenset(
+                c.event.event_id for c in claims if c.first_of_invoice
+            )
+            for customer, found in terms.items():
+                self._terms[customer] = CustomerTerms(*found)
+            self._customer_refs = {c: None for c in customers}
+            self._customer_refs.update({c: ref for c, (ref, _) in refs.items()})
 
     def terms(self, customer: str) -> CustomerTerms:
         with self._lock:
@@ -186,6 +206,10 @@ class LedgerDirectory:
         return terms
 
     def ref(self, kind: str, local_id: str) -> str | None:
+        if kind == "customer":
+            with self._lock:
+                if local_id in self._customer_refs:
+                    return self._customer_refs[local_id]
         with reading(self.make) as session:
             found = external_ids(session, self.sink, kind, [local_id]).get(local_id)
         return found[0] if found else None
@@ -193,6 +217,9 @@ class LedgerDirectory:
     def forget(self, kind: str, local_id: str) -> None:
         with self.make.begin() as session:
             forget_external_id(session, self.sink, kind, local_id)
+        if kind == "customer":
+            with self._lock:
+                self._customer_refs.pop(local_id, None)
 
     def is_void(self, invoice_id: int) -> bool:
         with reading(self.make) as session:
@@ -210,6 +237,10 @@ class LedgerDirectory:
                 self.sink,
                 [(r.kind, r.local_id, r.external_id, r.parent_external_id) for r in refs],
             )
+        with self._lock:
+            for r in refs:
+                if r.kind == "customer":
+                    self._customer_refs[r.local_id] = r.external_id
 
 
 class TaxLedgerDirectory:
@@ -383,9 +414,7 @@ def deliver(
                 if sink == "stripe":
                     claims = _with_recorded_tax(make, claims)
                 if isinstance(target, StripeSink) and isinstance(target.directory, LedgerDirectory):
-                    target.directory.untouched_events = frozenset(
-                        c.event.event_id for c in claims if c.first_of_invoice
-                    )
+                    target.directory.start_round(claims)
                 # Each outcome is recorded as soon as it is known (in its own short
                 # transaction), while the lease still holds.
                 futures = {pool.submit(_deliver_one, target, c): c for c in claims}
