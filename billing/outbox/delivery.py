@@ -26,10 +26,10 @@ another system), never billing times.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, select, update
+from sqlalchemy import and_, case, exists, func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
 from billing import bulk
@@ -102,6 +102,11 @@ def _tax_pending() -> Any:
     )
 
 
+#: The first attempt of a delivery attempted before first attempts were recorded
+#: (migration 0015 marks those rows so; replay keeps the mark): when is not known.
+UNKNOWN_ATTEMPT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def attempted() -> Any:
     """A delivery that was ever attempted: claimed at least once (its first attempt, or
     from before first attempts were recorded: a lease, a failure, a delivery)."""
@@ -110,6 +115,8 @@ def attempted() -> Any:
         | (OutboxDelivery.status != "pending")
         | (OutboxDelivery.attempts > 0)
         | OutboxDelivery.lease_owner.is_not(None)
+        | OutboxDelivery.delivered_at.is_not(None)
+        | OutboxDelivery.external_id.is_not(None)
     )
 
 
@@ -384,10 +391,20 @@ def replay(session: Session, *, from_id: int, sink: str | None = None) -> int:
             lease_owner=None,
             lease_until=None,
             delivered_at=None,
+            # What was attempted stays so (the sinks look before they create again, and
+            # the reconcile looks where the first attempt could have left something).
+            first_attempted_at=case(
+                (attempted(), func.coalesce(OutboxDelivery.first_attempted_at, _unknown())),
+                else_=None,
+            ),
         )
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _unknown() -> Any:
+    return literal(UNKNOWN_ATTEMPT, UTCDateTime())
 
 
 def release(session: Session, *, event_ids: list[int], sink: str, owner: str) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from billing import bulk
 from billing.models import Customer, Invoice, OutboxDelivery, OutboxEvent
-from billing.outbox.delivery import attempted
+from billing.outbox.delivery import UNKNOWN_ATTEMPT, attempted
 
 
 def month_bounds(month: str) -> tuple[date, date]:
@@ -82,7 +82,7 @@ def first_attempts(session: Session, sink: str, invoice_ids: list[int]) -> First
             .where(OutboxDelivery.sink == sink, OutboxEvent.invoice_id.in_(part), attempted())
         )
         for (first,) in rows:
-            if first is None:
+            if first is None or first == UNKNOWN_ATTEMPT:
                 known = False  # attempted before first attempts were recorded
             else:
                 earliest = first if earliest is None else min(earliest, first)

@@ -90,6 +90,11 @@ class Delivered:
     action: str = ""
 
 
+#: How many times a listing starts again when the invoice its next page starts after was
+#: deleted meanwhile (invoices_created_since).
+LIST_RESTARTS = 3
+
+
 class Fields(dict[str, Any]):
     """A Stripe object as plain JSON, its fields also read as attributes (as the SDK's
     objects are): ``json.loads(body, object_hook=Fields)``. A field Stripe left out is
@@ -232,10 +237,22 @@ class StripeSink:
         ~10 ms per invoice with its lines, more than the request itself."""
         params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "limit": 100}
         found: dict[str, list[Any]] = {}
+        restarts = 0
         while True:
-            page = self.api.call(
-                "invoices.list", self.client.raw_request, "get", "/v1/invoices", **params
-            )
+            try:
+                page = self.api.call(
+                    "invoices.list", self.client.raw_request, "get", "/v1/invoices", **params
+                )
+            except stripe.InvalidRequestError as exc:
+                # The last invoice of the page before was deleted since (a draft someone
+                # removed meanwhile): the cursor names nothing now. List again, from the
+                # start (a few times: drafts are not deleted often).
+                if exc.param != "starting_after" or restarts == LIST_RESTARTS:
+                    raise
+                restarts += 1
+                params.pop("starting_after")
+                found = {}
+                continue
             listed = json.loads(page.body, object_hook=Fields)
             for invoice in listed.data:
                 ours = _meta(invoice, mapping.INVOICE_KEY)
