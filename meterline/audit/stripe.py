@@ -10,20 +10,18 @@ void, deleted or credited in Stripe, never open. Any difference fails the check
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import stripe as stripe_sdk
-from sqlalchemy.orm import Session
 
 from billing.db import reading
 from billing.errors import NotFound
 from billing.outbox.payloads import InvoiceDoc
 from billing.outbox.record import invoice_docs
-from billing.outbox.refs import customer_terms, external_ids
 from billing.outbox.scope import (
     delivery_states,
     first_attempts,
@@ -33,7 +31,7 @@ from billing.outbox.scope import (
 )
 from billing.tax import tax_documents_of
 from meterline.connections import stripe_config
-from meterline.jobs.deliver import ledger_sessions, make_stripe_sink
+from meterline.jobs.deliver import LedgerDirectory, ledger_sessions, make_stripe_sink
 from meterline.settings import Settings, settings
 from meterline.sinks.stripe import StripeConfig
 from meterline.sinks.stripe.mapping import ledger_minor
@@ -92,40 +90,17 @@ class StripeReconcileReport:
 CLOCK_MARGIN = timedelta(days=1)
 
 
-@dataclass(frozen=True)
-class _Recorded:
-    """What the ledger holds for the month's invoices, read at once: each customer's
-    Stripe id (the customers file's, else the one recorded) and each invoice's recorded
-    Stripe id."""
-
-    customers: dict[str, str]
-    invoices: dict[str, str]
-
-    @classmethod
-    def read(cls, session: Session, docs: Collection[InvoiceDoc]) -> _Recorded:
-        customers = {d.customer for d in docs}
-        ids = {
-            c: ref for c, (ref, _) in external_ids(session, "stripe", "customer", customers).items()
-        }
-        for customer, (from_file, _, _) in customer_terms(session, customers).items():
-            if from_file:
-                ids[customer] = from_file
-        invoices = external_ids(session, "stripe", "invoice", [str(d.invoice_id) for d in docs])
-        return cls(ids, {local: ref for local, (ref, _) in invoices.items()})
-
-
 def _check(
     sink: StripeSink,
     doc: InvoiceDoc,
     state: tuple[int, str] | None,
     void_event: str | None,
-    known: _Recorded,
     listed: dict[str, list[Any]] | None = None,
 ) -> tuple[list[str], str | None, int, int]:
     """(differences, Stripe invoice id, item count, Stripe subtotal) of one invoice.
     ``listed``: the Stripe invoices that can carry it, by ledger invoice id
     (StripeSink.invoices_created_since), or None to ask Stripe for this one."""
-    customer_id = known.customers.get(doc.customer)
+    customer_id = sink.known_customer(doc.customer)
     if not customer_id:
         found = []
     elif listed is None:
@@ -134,7 +109,7 @@ def _check(
         # The same as invoices_for: the customer's invoices naming this ledger invoice.
         carrying = listed.get(str(doc.invoice_id), [])
         found = [i for i in carrying if str(i.customer) == customer_id]
-    recorded_id = known.invoices.get(str(doc.invoice_id))
+    recorded_id = sink.directory.ref("invoice", str(doc.invoice_id))
     if recorded_id and all(str(i.id) != recorded_id for i in found):
         recorded = sink.find_invoice(doc, None)  # by the recorded id only
         if recorded is not None:
@@ -232,7 +207,8 @@ def reconcile_stripe_months(
                 docs[invoice_id] = with_tax(docs[invoice_id], documents)
             states = delivery_states(session, "stripe", ids)
             attempts = first_attempts(session, "stripe", ids)
-            recorded = _Recorded.read(session, docs.values())
+        if isinstance(sink.directory, LedgerDirectory):
+            sink.directory.read_ahead({d.customer for d in docs.values()}, docs)
         # Every Stripe invoice our sink made for these invoices it made after the first
         # attempt of their events: one listing of those finds them all, in pages of 100
         # (25,000 invoices: 250 requests, not 25,000). Attempted before such attempts were
@@ -253,7 +229,6 @@ def reconcile_stripe_months(
                 doc,
                 states.get((doc.invoice_id, "invoice.finalized")),
                 f"invoice.voided:{doc.invoice_id}" if voided else None,
-                recorded,
                 listed,
             )
 

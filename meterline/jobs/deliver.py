@@ -170,29 +170,40 @@ class LedgerDirectory:
         self.sink = sink
         self._lock = threading.Lock()
         self._terms: dict[str, CustomerTerms] = {}
-        # This round's customers' recorded Stripe ids (None: none recorded), read at the
-        # start of the round and kept up to date by record and forget.
-        self._customer_refs: dict[str, str | None] = {}
+        # The ids read ahead (read_ahead) by (kind, our id); None: none recorded.
+        self._refs: dict[tuple[str, str], str | None] = {}
         #: The events of this round's claims that are the first attempt at their invoice
         #: (billing.outbox.Claim.first_of_invoice); replaced every round.
         self.untouched_events: frozenset[int] = frozenset()
 
     def start_round(self, claims: Sequence[Claim]) -> None:
         """Before a round's deliveries: note which claims are their invoice's first
-        attempt, and read the terms and recorded ids of the round's customers at once
-        (one short transaction, not two per delivery)."""
-        customers = {c.event.customer for c in claims}
-        with reading(self.make) as session:
-            terms = customer_terms(session, customers - self._terms.keys())
-            refs = external_ids(session, self.sink, "customer", customers)
+        attempt, and read ahead the round's customers (read_ahead)."""
         with self._lock:
             self.untouched_events = frozenset(
                 c.event.event_id for c in claims if c.first_of_invoice
             )
+        self.read_ahead({c.event.customer for c in claims})
+
+    def read_ahead(self, customers: Collection[str], invoices: Collection[int] = ()) -> None:
+        """Read at once (one short transaction, not two per delivery or check) the terms
+        and recorded ids of ``customers`` and the recorded ids of ``invoices`` (ledger
+        invoice ids), for the terms and ref calls that follow: a round of deliveries, a
+        reconcile of months. The ids replace those read ahead before; record and forget
+        keep them current."""
+        wanted = {"customer": set(customers), "invoice": {str(i) for i in invoices}}
+        with reading(self.make) as session:
+            terms = customer_terms(session, wanted["customer"] - self._terms.keys())
+            refs: dict[tuple[str, str], str | None] = {
+                (kind, local): None for kind, ids in wanted.items() for local in ids
+            }
+            for kind, ids in wanted.items():
+                for local, (ref, _) in external_ids(session, self.sink, kind, ids).items():
+                    refs[(kind, local)] = ref
+        with self._lock:
             for customer, found in terms.items():
                 self._terms[customer] = CustomerTerms(*found)
-            self._customer_refs = {c: None for c in customers}
-            self._customer_refs.update({c: ref for c, (ref, _) in refs.items()})
+            self._refs = refs
 
     def terms(self, customer: str) -> CustomerTerms:
         with self._lock:
@@ -206,10 +217,9 @@ class LedgerDirectory:
         return terms
 
     def ref(self, kind: str, local_id: str) -> str | None:
-        if kind == "customer":
-            with self._lock:
-                if local_id in self._customer_refs:
-                    return self._customer_refs[local_id]
+        with self._lock:
+            if (kind, local_id) in self._refs:
+                return self._refs[(kind, local_id)]
         with reading(self.make) as session:
             found = external_ids(session, self.sink, kind, [local_id]).get(local_id)
         return found[0] if found else None
@@ -217,9 +227,8 @@ class LedgerDirectory:
     def forget(self, kind: str, local_id: str) -> None:
         with self.make.begin() as session:
             forget_external_id(session, self.sink, kind, local_id)
-        if kind == "customer":
-            with self._lock:
-                self._customer_refs.pop(local_id, None)
+        with self._lock:
+            self._refs.pop((kind, local_id), None)
 
     def is_void(self, invoice_id: int) -> bool:
         with reading(self.make) as session:
@@ -239,8 +248,7 @@ class LedgerDirectory:
             )
         with self._lock:
             for r in refs:
-                if r.kind == "customer":
-                    self._customer_refs[r.local_id] = r.external_id
+                self._refs[(r.kind, r.local_id)] = r.external_id
 
 
 class TaxLedgerDirectory:

@@ -168,13 +168,16 @@ class StripeSink:
 
     # -- customers ---------------------------------------------------------------------
 
+    def known_customer(self, customer: str) -> str | None:
+        """The customer's Stripe id as the ledger knows it: the customers file's, else the
+        one recorded; None: neither."""
+        terms = self.directory.terms(customer)
+        return terms.stripe_customer_id or self.directory.ref("customer", customer)
+
     def _customer(self, doc: InvoiceDoc) -> str:
-        """The customer's Stripe id: the customers file's, else the one recorded, else
-        the one Stripe holds with our id in its metadata, else a new one (once)."""
-        terms = self.directory.terms(doc.customer)
-        if terms.stripe_customer_id:
-            return terms.stripe_customer_id
-        known = self.directory.ref("customer", doc.customer)
+        """The customer's Stripe id: the one the ledger knows (known_customer), else the
+        one Stripe holds with our id in its metadata, else a new one (once)."""
+        known = self.known_customer(doc.customer)
         if known:
             return known
         query = f"metadata['{mapping.CUSTOMER_KEY}']:'{_quoted(doc.customer)}'"
