@@ -151,6 +151,12 @@ def bench_close(customers: int) -> None:
     print(f"lines posted                       {report.lines_created:,}")
     print(f"periods/s                          {report.periods_closed / seconds:,.0f}")
     _timed("close again (no-op)", close_periods, datetime(2026, 11, 4, tzinfo=UTC))
+    # billing_close's last task: reconcile every month the close could touch.
+    from meterline.audit.reconcile import reconcile_after_close
+
+    reports, _ = _timed("reconcile after close", reconcile_after_close, datetime(2026, 11, 4, tzinfo=UTC))
+    for r in reports:
+        print(f"reconciled {r.period}: {len(r.findings):,} finding(s)")
 
 
 def main() -> None:

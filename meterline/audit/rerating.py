@@ -19,7 +19,14 @@ from billing.credits.available import CreditBook
 from meterline.audit.facts import PeriodFacts
 from meterline.audit.values import Dims, dims_of
 from meterline.jobs.due import Due
-from meterline.jobs.rate import PeriodRating, WarehouseQuantities, rate_periods, read_pricebook
+from meterline.jobs.rate import (
+    PeriodRating,
+    WarehouseQuantities,
+    rate_periods,
+    rate_read,
+    read_periods,
+    read_pricebook,
+)
 from meters.catalog import MeterCatalog
 from meters.warehouse.base import Warehouse
 from rating.period import matches_filter
@@ -46,6 +53,45 @@ class Rerater:
             for due, rating in rate_periods(self.prices, todo, quantities, credits).items():
                 self._done[self._key(due, raw)] = rating
         return {d: self._done[self._key(d, raw)] for d in dues}
+
+    def rate_both(
+        self, dues: Sequence[Due]
+    ) -> tuple[dict[Due, PeriodRating], dict[Due, PeriodRating]]:
+        """Each period's ratings from raw events and from the rollup (rate). Rating is a
+        function of the price book, the quantities and the customer's credit grants
+        alone: a customer whose quantities read the same from both (every window, to
+        the digit) gets the same ratings from both, so its periods are rated once and
+        that rating serves as both (reconcile rated every period twice)."""
+        todo = [
+            d for d in dues if any(self._key(d, raw) not in self._done for raw in (True, False))
+        ]
+        if todo:
+            reads = {
+                raw: read_periods(
+                    self.prices, todo, WarehouseQuantities(self._warehouse, self._meters, raw=raw)
+                )
+                for raw in (True, False)
+            }
+            customers = {d.customer for d in todo}
+            raw_rated = rate_read(
+                self.prices, reads[True], self._meters, CreditBook.read(self._session, customers)
+            )
+            raw_rows = reads[True].quantities_by_customer()
+            rollup_rows = reads[False].quantities_by_customer()
+            differ = {c for c in customers if raw_rows.get(c) != rollup_rows.get(c)}
+            rollup_rated = rate_read(
+                self.prices,
+                reads[False].of_customers(differ),
+                self._meters,
+                CreditBook.read(self._session, differ),
+            )
+            for due in todo:
+                self._done[self._key(due, True)] = raw_rated[due]
+                self._done[self._key(due, False)] = rollup_rated.get(due, raw_rated[due])
+        return (
+            {d: self._done[self._key(d, True)] for d in dues},
+            {d: self._done[self._key(d, False)] for d in dues},
+        )
 
     def rate_one(self, due: Due, *, raw: bool) -> PeriodRating:
         return self.rate([due], raw=raw)[due]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -117,13 +117,64 @@ def rate_periods(
     whole period's window is read too when plan changes split it into segments (their
     windows are what rating reads), so `PeriodRating.whole()` holds the period's
     quantities either way (the usage job's meters)."""
+    read = read_periods(pricebook, due, quantities, whole=whole)
+    return rate_read(pricebook, read, quantities.meters, credits)
+
+
+@dataclass
+class ReadPeriods:
+    """rate_periods' first half: the due periods prepared (billing cycle, prices, the
+    windows to read, or why they cannot be rated) and the quantity rows read for them,
+    per window key and customer."""
+
+    ratings: dict[Due, PeriodRating]
+    found: dict[WindowKey, dict[str, list[QuantityRow]]]
+
+    def of_customers(self, customers: Collection[str]) -> ReadPeriods:
+        """The same read, for the periods of these customers only."""
+        return ReadPeriods(
+            {d: r for d, r in self.ratings.items() if d.customer in customers}, self.found
+        )
+
+    def quantities_by_customer(self) -> dict[str, list[tuple[object, ...]]]:
+        """Per customer: every row read for it, as (window key, meter, dimensions, the
+        quantity's text), sorted. Equal for a customer in two reads: its periods rate the
+        same from either (the text, so that 5 and 5.000 count as different)."""
+        out: dict[str, list[tuple[object, ...]]] = defaultdict(list)
+        for key, per_customer in self.found.items():
+            for customer, rows in per_customer.items():
+                out[customer] += [
+                    (key, r.meter, tuple(sorted(r.dimensions.items())), str(r.quantity))
+                    for r in rows
+                ]
+        return {customer: sorted(rows) for customer, rows in out.items()}
+
+
+def read_periods(
+    pricebook: PriceBook,
+    due: Sequence[Due],
+    quantities: QuantitySource,
+    *,
+    whole: bool = False,
+) -> ReadPeriods:
+    """Prepare the due periods and read every window they need (rate_periods)."""
     ratings = {item: _prepare(pricebook, item, whole) for item in due}
-    found = _read(quantities, ratings.values())
+    return ReadPeriods(ratings, _read(quantities, ratings.values()))
+
+
+def rate_read(
+    pricebook: PriceBook,
+    read: ReadPeriods,
+    meters: MeterCatalog,
+    credits: CreditBook | None = None,
+) -> dict[Due, PeriodRating]:
+    """Rate the periods of a read (rate_periods), a customer's periods in time order."""
+    ratings = read.ratings
     rerated = frozenset((d.subscription.external_id, d.period.start) for d in ratings)
     for item in sorted(ratings, key=lambda d: (d.customer, d.period.start, d.period.end)):
         rating = ratings[item]
         if rating.error is None:
-            _rate(pricebook, rating, found, quantities.meters, credits, rerated)
+            _rate(pricebook, rating, read.found, meters, credits, rerated)
     return ratings
 
 

@@ -32,7 +32,7 @@ from meterline.jobs.close import CloseReport, close_periods
 from meterline.jobs.rollup import backfill
 from meterline.settings import Settings, load_settings
 from meters.catalog import MeterCatalog
-from meters.ingest.ingestor import Ingestor
+from meters.ingest.ingestor import Ingestor, ingest_events
 from meters.migrations import migrate
 from meters.warehouse.base import Warehouse
 from tests.conftest import (
@@ -78,6 +78,28 @@ class World:
 
     def line_ids(self) -> list[int]:
         return [r[0] for r in self.sql("SELECT id FROM invoice_lines ORDER BY id")]
+
+
+def ingest_resolution(
+    world: World, event_id: str, customer: str, at: datetime, *, ingested_at: datetime
+) -> None:
+    """One fin_resolution event at `at` (chat), delivered at `ingested_at`: a late event
+    when that is after the close."""
+    ingest_events(
+        world.warehouse,
+        world.meters,
+        [
+            {
+                "event_id": event_id,
+                "customer_id": customer,
+                "meter": "fin_resolution",
+                "timestamp": at.isoformat(),
+                "properties": {"channel": "chat"},
+            }
+        ],
+        source="late delivery",
+        ingested_at=ingested_at,
+    )
 
 
 def settings_for(url: str, ledger: Path) -> Settings:

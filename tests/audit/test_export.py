@@ -36,7 +36,7 @@ from meterline.settings import settings
 from meterline.sinks.lake import redshift
 from meterline.sinks.lake.tables import TABLES
 from meters.ingest.ingestor import ingest_events
-from tests.audit.conftest import AS_OF, World
+from tests.audit.conftest import AS_OF, World, ingest_resolution
 
 pytestmark = pytest.mark.single_warehouse
 
@@ -326,20 +326,8 @@ def test_export_ties_to_the_ledger_and_a_merge_follows_void_and_rerate(
     # daily usage leaves the month (tombstones), its period is due without an invoice;
     # a grant taking effect at its start.
     at = max(datetime.fromisoformat(start), datetime(2026, 11, 1)) + timedelta(days=1, hours=3)
-    ingest_events(
-        world.warehouse,
-        world.meters,
-        [
-            {
-                "event_id": "late-1",
-                "customer_id": customer,
-                "meter": "fin_resolution",
-                "timestamp": at.replace(tzinfo=UTC).isoformat(),
-                "properties": {"channel": "chat"},
-            }
-        ],
-        source="late delivery",
-        ingested_at=AS_OF + timedelta(hours=6),
+    ingest_resolution(
+        world, "late-1", customer, at.replace(tzinfo=UTC), ingested_at=AS_OF + timedelta(hours=6)
     )
     rollup_day(at.date(), config=world.config)
     void_invoice(invoice_id, as_of=AS_OF + timedelta(days=1), config=world.config)

@@ -15,8 +15,7 @@ from meterline.audit.rerate import rerate
 from meterline.jobs.close import close_periods
 from meterline.jobs.rollup import rollup_day
 from meterline.output import jsonable
-from meters.ingest.ingestor import ingest_events
-from tests.audit.conftest import AS_OF, World
+from tests.audit.conftest import AS_OF, World, ingest_resolution
 
 # The audit on chDB only: its month is built once per worker for each backend (60-130 s
 # each), and the server backend differs in transport only (the same engine runs the same
@@ -36,21 +35,7 @@ def test_late_event_drift_then_rerate_adjusts(copy_of_month: World) -> None:
     )
     at = datetime.fromisoformat(start).replace(tzinfo=AS_OF.tzinfo) + timedelta(days=2, hours=3)
     late_at = AS_OF + timedelta(hours=6)
-    ingest_events(
-        world.warehouse,
-        world.meters,
-        [
-            {
-                "event_id": "late-1",
-                "customer_id": customer,
-                "meter": "fin_resolution",
-                "timestamp": at.isoformat(),
-                "properties": {"channel": "chat"},
-            }
-        ],
-        source="late delivery",
-        ingested_at=late_at,
-    )
+    ingest_resolution(world, "late-1", customer, at, ingested_at=late_at)
 
     doc = explain_line(line_id, config=world.config)
     assert doc.status == "drift"

@@ -114,8 +114,7 @@ class LineExplainer:
                 inv = row.invoice
                 period = Period(as_utc(row.service_period_start), as_utc(row.service_period_end))
                 dues.append(Due(inv.subscription, inv.customer.external_id, period))
-        self.rerater.rate(dues, raw=True)
-        self.rerater.rate(dues, raw=False)
+        self.rerater.rate_both(dues)
 
     def explain(self, line_id: int, *, samples: int, late_limit: int) -> Explanation:
         row = self.session.get(InvoiceLine, line_id)

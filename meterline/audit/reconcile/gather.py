@@ -221,8 +221,7 @@ class _Month:
         lines = ledger.lines_of_invoices(self.session, [inv.id for inv in invoices])
         closed = [inv for inv in invoices if inv.status == "finalized"]
         dues = {inv.id: ledger.due_of(inv) for inv in closed}
-        raw_ratings = self.rerater.rate(list(dues.values()), raw=True)
-        rollup_ratings = self.rerater.rate(list(dues.values()), raw=False)
+        raw_ratings, rollup_ratings = self.rerater.rate_both(list(dues.values()))
         raw = {i: period_facts(raw_ratings[d], with_unpriced=True) for i, d in dues.items()}
         rollup = {i: period_facts(rollup_ratings[d], with_unpriced=False) for i, d in dues.items()}
         keys = {ln.key for found in lines.values() for ln in found if ln.kind != "adjustment"}
