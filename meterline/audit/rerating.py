@@ -59,20 +59,21 @@ class Rerater:
     ) -> tuple[dict[Due, PeriodRating], dict[Due, PeriodRating]]:
         """Each period's ratings from raw events and from the rollup (rate). Rating is a
         function of the price book, the quantities and the customer's credit grants
-        alone: a customer whose quantities read the same from both (every window, to
-        the digit) gets the same ratings from both, so its periods are rated once and
-        that rating serves as both (reconcile rated every period twice)."""
-        todo = [
-            d for d in dues if any(self._key(d, raw) not in self._done for raw in (True, False))
+        alone: a customer whose quantity rows read the same from both (every window,
+        every field, to the digit) gets the same ratings from both, so its periods are
+        rated once and that rating serves as both (reconcile rated every period twice).
+        A period already rated from one source keeps that rating (rate)."""
+        fresh = [
+            d for d in dues if all(self._key(d, raw) not in self._done for raw in (True, False))
         ]
-        if todo:
+        if fresh:
             reads = {
                 raw: read_periods(
-                    self.prices, todo, WarehouseQuantities(self._warehouse, self._meters, raw=raw)
+                    self.prices, fresh, WarehouseQuantities(self._warehouse, self._meters, raw=raw)
                 )
                 for raw in (True, False)
             }
-            customers = {d.customer for d in todo}
+            customers = {d.customer for d in fresh}
             raw_rated = rate_read(
                 self.prices, reads[True], self._meters, CreditBook.read(self._session, customers)
             )
@@ -85,13 +86,10 @@ class Rerater:
                 self._meters,
                 CreditBook.read(self._session, differ),
             )
-            for due in todo:
+            for due in fresh:
                 self._done[self._key(due, True)] = raw_rated[due]
                 self._done[self._key(due, False)] = rollup_rated.get(due, raw_rated[due])
-        return (
-            {d: self._done[self._key(d, True)] for d in dues},
-            {d: self._done[self._key(d, False)] for d in dues},
-        )
+        return self.rate(dues, raw=True), self.rate(dues, raw=False)
 
     def rate_one(self, due: Due, *, raw: bool) -> PeriodRating:
         return self.rate([due], raw=raw)[due]

@@ -137,14 +137,15 @@ class ReadPeriods:
         )
 
     def quantities_by_customer(self) -> dict[str, list[tuple[object, ...]]]:
-        """Per customer: every row read for it, as (window key, meter, dimensions, the
-        quantity's text), sorted. Equal for a customer in two reads: its periods rate the
-        same from either (the text, so that 5 and 5.000 count as different)."""
+        """Per customer: every row read for it, whole (window key, meter, dimensions,
+        the quantity's text, events), sorted. Equal for a customer in two reads: its
+        periods rate the same from either, window rows included (the text, so that 5
+        and 5.000 count as different)."""
         out: dict[str, list[tuple[object, ...]]] = defaultdict(list)
         for key, per_customer in self.found.items():
             for customer, rows in per_customer.items():
                 out[customer] += [
-                    (key, r.meter, tuple(sorted(r.dimensions.items())), str(r.quantity))
+                    (key, r.meter, tuple(sorted(r.dimensions.items())), str(r.quantity), r.events)
                     for r in rows
                 ]
         return {customer: sorted(rows) for customer, rows in out.items()}

@@ -144,7 +144,10 @@ def _pylist(column: pa.ChunkedArray) -> list[Any]:
     hours of a rollup), so each distinct value is converted once (0.08 s; 0.03 s) and
     shared by its rows (immutable objects)."""
     if len(column) >= 1024 and _converted_once(column.type):
-        distinct = pc.unique(column)
+        try:
+            distinct = pc.unique(column)
+        except pa.ArrowNotImplementedError:  # a type with no unique kernel (decimal32/64)
+            return column.to_pylist()
         if len(distinct) * 4 <= len(column):
             values = distinct.to_pylist()
             at = pc.index_in(column, value_set=distinct, skip_nulls=False).to_pylist()
