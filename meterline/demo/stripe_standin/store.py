@@ -371,9 +371,7 @@ class Store:
         self.balance_transactions[txn.id] = txn
         return self.render_balance_transaction(txn)
 
-    def list_balance_transactions(
-        self, customer_id: str, params: dict[str, Any]
-    ) -> dict[str, Any]:
+    def list_balance_transactions(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
         self._customer(customer_id, "id", 404)
         newest_first = list(reversed(self.balance_transactions.values()))
         page, has_more = paginate(
@@ -1270,9 +1268,7 @@ def parse_metadata_query(query: str) -> list[tuple[str, str]]:
     return result
 
 
-_CLAUSE = re.compile(
-    r"""^metadata\[(['"])((?:\\.|(?!\1).)+)\1\]:(['"])((?:\\.|(?!\3).)*)\3$"""
-)
+_CLAUSE = re.compile(r"""^metadata\[(['"])((?:\\.|(?!\1).)+)\1\]:(['"])((?:\\.|(?!\3).)*)\3$""")
 
 
 def _unescape(text: str) -> str:
